@@ -1,0 +1,35 @@
+//! Interrupt model: the narrow traits through which a device raises an interrupt.
+//!
+//! A device model never knows how its interrupt reaches the guest. It holds an
+//! [`IrqLine`] (a legacy ISA/INTx pin) and asserts or pulses it; the VMM decides
+//! whether that becomes an irqfd into KVM's in-kernel IOAPIC, a write into a
+//! user-space IOAPIC model, or a recording in a unit test.
+//!
+//! Legacy ISA devices (the 16550 UART) signal edge-triggered interrupts
+//! (ISA IRQs are active-high, edge-triggered; ACPI 6.5 §5.2.12.5 describes the
+//! overrides that map them to IOAPIC pins). PCI INTx pins are level-triggered
+//! (PCI Local Bus 3.0 §2.2.6) and use [`IrqLine::set_level`].
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod recording;
+
+use std::fmt::Debug;
+
+/// Why an interrupt could not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum IrqError {
+    /// The host side of the interrupt (an eventfd or an ioctl) failed.
+    #[error("interrupt delivery failed on the host")]
+    Host(#[source] std::io::Error),
+}
+
+/// One interrupt pin of a device, as the device sees it.
+pub trait IrqLine: Send + Sync + Debug {
+    /// Raises an edge: the line goes high and low again (ISA edge semantics).
+    fn pulse(&self) -> Result<(), IrqError>;
+
+    /// Drives a level-triggered line high (`true`) or low (`false`).
+    fn set_level(&self, asserted: bool) -> Result<(), IrqError>;
+}

@@ -1,0 +1,345 @@
+//! ACPI tables for a hardware-reduced x86 platform (ACPI 6.5): RSDP (§5.2.5),
+//! XSDT (§5.2.8), FADT (§5.2.9), MADT (§5.2.12) and a DSDT (§5.2.11.1) that
+//! names the devices present.
+//!
+//! Hardware-reduced ACPI (§4.1) means no fixed PM1/GPE register blocks and
+//! no SCI: power-off goes through the sleep control register and `\_S5`,
+//! reboot through the FADT reset register (both served by
+//! [`devices::legacy::AcpiPowerDevice`]), and the guest uses its local APIC
+//! timer instead of the PIT. Tables are built as bytes at fixed guest
+//! addresses inside the BIOS area the E820 map reserves.
+
+use acpi_tables::aml;
+use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
+use acpi_tables::rsdp::Rsdp;
+use acpi_tables::sdt::Sdt;
+use acpi_tables::xsdt::XSDT;
+use acpi_tables::Aml;
+use devices::legacy::acpi_pm::{
+    ACPI_PM_PORT, RESET_OFFSET, RESET_VALUE, S5_SLEEP_TYPE, SLEEP_CONTROL_OFFSET,
+    SLEEP_STATUS_OFFSET,
+};
+use devices::legacy::cmos::CMOS_PORT;
+use devices::legacy::pvpanic::PVPANIC_PORT;
+
+use crate::layout::{ACPI_TABLES_START, HIGH_MEMORY_START, IOAPIC_START, LAPIC_START};
+
+const OEM_ID: [u8; 6] = *b"IOVM  ";
+const OEM_TABLE_ID: [u8; 8] = *b"IOVMMACH";
+const OEM_REVISION: u32 = 1;
+
+/// COM1's port and ISA IRQ.
+pub const COM1_PORT: u16 = 0x3f8;
+/// COM1's ISA IRQ (and IOAPIC pin).
+pub const COM1_IRQ: u32 = 4;
+/// The CMOS RTC's ISA IRQ.
+pub const RTC_IRQ: u32 = 8;
+/// Pins of the IOAPIC.
+pub const IOAPIC_PINS: u32 = 24;
+
+/// MADT flag: the machine also has dual 8259 PICs.
+const MADT_PCAT_COMPAT: u32 = 1;
+/// MADT structure types (ACPI 6.5 Table 5.45).
+const MADT_LOCAL_APIC: u8 = 0;
+const MADT_IO_APIC: u8 = 1;
+const MADT_INTERRUPT_OVERRIDE: u8 = 2;
+const MADT_LOCAL_APIC_NMI: u8 = 4;
+/// Local APIC flags: enabled.
+const LAPIC_ENABLED: u32 = 1;
+/// MPS INTI flags: active high, edge triggered.
+const MPS_HIGH_EDGE: u16 = 0b01 | (0b01 << 2);
+
+/// FADT IA-PC boot architecture flags (ACPI 6.5 Table 5.11).
+const IAPC_VGA_NOT_PRESENT: u16 = 1 << 2;
+
+/// What the tables must describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcpiConfig {
+    /// Number of vCPUs (APIC IDs 0..cpus).
+    pub cpus: u32,
+}
+
+/// The tables as bytes, each with its guest-physical address.
+#[derive(Debug)]
+pub struct AcpiTables {
+    /// `(address, bytes)` for every table, RSDP first.
+    pub blobs: Vec<(u64, Vec<u8>)>,
+}
+
+impl AcpiTables {
+    /// Address of the RSDP (the zero page points the kernel at it too).
+    pub fn rsdp_addr(&self) -> u64 {
+        self.blobs[0].0
+    }
+}
+
+fn align(addr: u64, to: u64) -> u64 {
+    addr.div_ceil(to) * to
+}
+
+fn bytes(table: &dyn Aml) -> Vec<u8> {
+    let mut v = Vec::new();
+    table.to_aml_bytes(&mut v);
+    v
+}
+
+/// Builds every table for `cfg`.
+pub fn build(cfg: &AcpiConfig) -> AcpiTables {
+    let rsdp_addr = ACPI_TABLES_START;
+    let dsdt_addr = align(rsdp_addr + Rsdp::len() as u64, 16);
+    let dsdt = build_dsdt();
+    let fadt_addr = align(dsdt_addr + dsdt.len() as u64, 16);
+    let fadt = build_fadt(dsdt_addr);
+    let madt_addr = align(fadt_addr + fadt.len() as u64, 16);
+    let madt = build_madt(cfg);
+    let xsdt_addr = align(madt_addr + madt.len() as u64, 16);
+    let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    xsdt.add_entry(fadt_addr);
+    xsdt.add_entry(madt_addr);
+    let xsdt = bytes(&xsdt);
+    let rsdp = bytes(&Rsdp::new(OEM_ID, xsdt_addr));
+    let tables = AcpiTables {
+        blobs: vec![
+            (rsdp_addr, rsdp),
+            (dsdt_addr, dsdt),
+            (fadt_addr, fadt),
+            (madt_addr, madt),
+            (xsdt_addr, xsdt),
+        ],
+    };
+    let (last_addr, last) = tables
+        .blobs
+        .last()
+        .map(|(a, b)| (*a, b.len() as u64))
+        .unwrap_or_default();
+    debug_assert!(last_addr + last <= HIGH_MEMORY_START);
+    tables
+}
+
+fn io_gas(port: u16) -> GAS {
+    GAS::new(
+        AddressSpace::SystemIo,
+        8,
+        0,
+        AccessSize::ByteAccess,
+        u64::from(port),
+    )
+}
+
+fn build_fadt(dsdt_addr: u64) -> Vec<u8> {
+    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .dsdt_64(dsdt_addr)
+        .flag(Flags::HwReducedAcpi)
+        .flag(Flags::ResetRegSup)
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton);
+    fadt.iapc_boot_arch = IAPC_VGA_NOT_PRESENT.into();
+    fadt.sleep_control_reg = io_gas(ACPI_PM_PORT + SLEEP_CONTROL_OFFSET as u16);
+    fadt.sleep_status_reg = io_gas(ACPI_PM_PORT + SLEEP_STATUS_OFFSET as u16);
+    fadt.reset_reg = io_gas(ACPI_PM_PORT + RESET_OFFSET as u16);
+    fadt.reset_value = RESET_VALUE;
+    bytes(&fadt.finalize())
+}
+
+fn build_madt(cfg: &AcpiConfig) -> Vec<u8> {
+    let mut madt = Sdt::new(*b"APIC", 44, 5, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    madt.write_u32(36, LAPIC_START as u32);
+    madt.write_u32(40, MADT_PCAT_COMPAT);
+    for id in 0..cfg.cpus {
+        let mut e = vec![MADT_LOCAL_APIC, 8, id as u8, id as u8];
+        e.extend_from_slice(&LAPIC_ENABLED.to_le_bytes());
+        madt.append_slice(&e);
+    }
+    let mut ioapic = vec![MADT_IO_APIC, 12, 0, 0];
+    ioapic.extend_from_slice(&(IOAPIC_START as u32).to_le_bytes());
+    ioapic.extend_from_slice(&0u32.to_le_bytes());
+    madt.append_slice(&ioapic);
+    // ISA IRQ 0 (the PIT) arrives on IOAPIC pin 2, as on PC hardware.
+    let mut iso = vec![MADT_INTERRUPT_OVERRIDE, 10, 0, 0];
+    iso.extend_from_slice(&2u32.to_le_bytes());
+    iso.extend_from_slice(&MPS_HIGH_EDGE.to_le_bytes());
+    madt.append_slice(&iso);
+    // LINT1 of every processor is wired to NMI.
+    madt.append_slice(&[MADT_LOCAL_APIC_NMI, 6, 0xff, 0, 0, 1]);
+    madt.as_slice().to_vec()
+}
+
+/// One `Device` with a hardware ID, an optional unique ID and a `_CRS`.
+fn device(path: &str, hid: &dyn Aml, uid: Option<u8>, resources: Vec<&dyn Aml>) -> Vec<u8> {
+    let crs = aml::ResourceTemplate::new(resources);
+    let hid = aml::Name::new("_HID".into(), hid);
+    let crs = aml::Name::new("_CRS".into(), &crs);
+    let uid_value = uid.unwrap_or(0);
+    let uid = aml::Name::new("_UID".into(), &uid_value);
+    let mut children: Vec<&dyn Aml> = vec![&hid, &crs];
+    if uid_value != 0 || path.ends_with("COM1") {
+        children.push(&uid);
+    }
+    bytes(&aml::Device::new(path.into(), children))
+}
+
+fn build_dsdt() -> Vec<u8> {
+    let s5_package = aml::Package::new(vec![&S5_SLEEP_TYPE, &S5_SLEEP_TYPE]);
+    let s5 = bytes(&aml::Name::new("_S5_".into(), &s5_package));
+
+    let com1_io = aml::IO::new(COM1_PORT, COM1_PORT, 1, 8);
+    let com1_irq = aml::Interrupt::new(true, true, false, false, COM1_IRQ);
+    let com1 = device(
+        "_SB_.COM1",
+        &aml::EISAName::new("PNP0501"),
+        Some(0),
+        vec![&com1_io, &com1_irq],
+    );
+
+    let rtc_io = aml::IO::new(CMOS_PORT, CMOS_PORT, 1, 2);
+    let rtc_irq = aml::Interrupt::new(true, true, false, false, RTC_IRQ);
+    let rtc = device(
+        "_SB_.RTC_",
+        &aml::EISAName::new("PNP0B00"),
+        None,
+        vec![&rtc_io, &rtc_irq],
+    );
+
+    let pvpanic_io = aml::IO::new(PVPANIC_PORT, PVPANIC_PORT, 1, 1);
+    let pvpanic_hid: &'static str = "QEMU0001";
+    let pvpanic = device("_SB_.PEVT", &pvpanic_hid, None, vec![&pvpanic_io]);
+
+    let pm_io = aml::IO::new(ACPI_PM_PORT, ACPI_PM_PORT, 1, 3);
+    let pm = device(
+        "_SB_.PMRS",
+        &aml::EISAName::new("PNP0C02"),
+        Some(1),
+        vec![&pm_io],
+    );
+
+    let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    for item in [s5, com1, rtc, pvpanic, pm] {
+        dsdt.append_slice(&item);
+    }
+    dsdt.as_slice().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, x| a.wrapping_add(*x))
+    }
+
+    fn u32_at(b: &[u8], off: usize) -> u32 {
+        u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], off: usize) -> u64 {
+        u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+    }
+
+    fn table<'a>(t: &'a AcpiTables, sig: &[u8; 4]) -> (u64, &'a [u8]) {
+        t.blobs
+            .iter()
+            .find(|(_, b)| &b[0..4] == sig)
+            .map(|(a, b)| (*a, b.as_slice()))
+            .unwrap()
+    }
+
+    #[test]
+    fn test_acpi_every_table_checksums_to_zero_and_length_matches() {
+        let t = build(&AcpiConfig { cpus: 2 });
+        let (_, rsdp) = &t.blobs[0];
+        assert_eq!(&rsdp[0..8], b"RSD PTR ");
+        assert_eq!(sum(&rsdp[0..20]), 0);
+        assert_eq!(sum(rsdp), 0);
+        for (_, b) in &t.blobs[1..] {
+            assert_eq!(sum(b), 0, "{:?}", std::str::from_utf8(&b[0..4]));
+            assert_eq!(u32_at(b, 4) as usize, b.len());
+        }
+    }
+
+    #[test]
+    fn test_acpi_rsdp_xsdt_fadt_dsdt_chain() {
+        let t = build(&AcpiConfig { cpus: 1 });
+        let rsdp = &t.blobs[0].1;
+        let (xsdt_addr, xsdt) = table(&t, b"XSDT");
+        assert_eq!(u64_at(rsdp, 24), xsdt_addr);
+        let (fadt_addr, fadt) = table(&t, b"FACP");
+        let (madt_addr, _) = table(&t, b"APIC");
+        assert_eq!(u64_at(xsdt, 36), fadt_addr);
+        assert_eq!(u64_at(xsdt, 44), madt_addr);
+        let (dsdt_addr, _) = table(&t, b"DSDT");
+        assert_eq!(u64_at(fadt, 140), dsdt_addr);
+        assert_ne!(u32_at(fadt, 112) & (Flags::HwReducedAcpi as u32), 0);
+    }
+
+    #[test]
+    fn test_acpi_tables_fit_in_bios_area_without_overlap() {
+        let t = build(&AcpiConfig { cpus: 254 });
+        for pair in t.blobs.windows(2) {
+            assert!(pair[0].0 + pair[0].1.len() as u64 <= pair[1].0);
+        }
+        let (a, b) = t.blobs.last().unwrap();
+        assert!(a + b.len() as u64 <= HIGH_MEMORY_START);
+    }
+
+    #[test]
+    fn test_madt_has_one_lapic_per_cpu_ioapic_and_override() {
+        let t = build(&AcpiConfig { cpus: 3 });
+        let (_, madt) = table(&t, b"APIC");
+        assert_eq!(u32_at(madt, 36), LAPIC_START as u32);
+        let mut off = 44;
+        let mut lapic_ids = vec![];
+        let mut ioapics = 0;
+        let mut overrides = vec![];
+        while off < madt.len() {
+            let (kind, len) = (madt[off], usize::from(madt[off + 1]));
+            match kind {
+                MADT_LOCAL_APIC => {
+                    assert_eq!(u32_at(madt, off + 4), LAPIC_ENABLED);
+                    lapic_ids.push(madt[off + 3]);
+                }
+                MADT_IO_APIC => {
+                    ioapics += 1;
+                    assert_eq!(u32_at(madt, off + 4), IOAPIC_START as u32);
+                }
+                MADT_INTERRUPT_OVERRIDE => overrides.push((madt[off + 3], u32_at(madt, off + 4))),
+                _ => {}
+            }
+            off += len;
+        }
+        assert_eq!(off, madt.len());
+        assert_eq!(lapic_ids, vec![0, 1, 2]);
+        assert_eq!(ioapics, 1);
+        assert_eq!(overrides, vec![(0, 2)]);
+    }
+
+    #[test]
+    fn test_fadt_points_at_power_registers() {
+        let t = build(&AcpiConfig { cpus: 1 });
+        let (_, fadt) = table(&t, b"FACP");
+        // reset_reg GAS at 116, its address at 120; reset value at 128.
+        assert_eq!(fadt[116], AddressSpace::SystemIo as u8);
+        assert_eq!(u64_at(fadt, 120), u64::from(ACPI_PM_PORT) + RESET_OFFSET);
+        assert_eq!(fadt[128], RESET_VALUE);
+        // sleep control GAS at 244, sleep status at 256.
+        assert_eq!(
+            u64_at(fadt, 248),
+            u64::from(ACPI_PM_PORT) + SLEEP_CONTROL_OFFSET
+        );
+        assert_eq!(
+            u64_at(fadt, 260),
+            u64::from(ACPI_PM_PORT) + SLEEP_STATUS_OFFSET
+        );
+    }
+
+    #[test]
+    fn test_dsdt_names_s5_and_devices() {
+        let t = build(&AcpiConfig { cpus: 1 });
+        let (_, dsdt) = table(&t, b"DSDT");
+        let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"_S5_"));
+        assert!(has(b"COM1"));
+        assert!(has(b"QEMU0001"));
+        assert!(has(b"PEVT"));
+    }
+}

@@ -1,0 +1,210 @@
+//! The guest-physical memory map of an iovm x86-64 machine, and the E820 table
+//! that reports it to the guest.
+//!
+//! ```text
+//!  0x0000_0000 ┬ low RAM: real-mode area; boot GDT, zero page, page tables,
+//!              │ command line (see `boot::addresses`)
+//!  0x0009_fc00 ┼ reserved: EBDA, VGA hole, BIOS area; ACPI tables at 0xE0000
+//!  0x0010_0000 ┼ RAM: kernel, initramfs (at the top of this range)
+//!  min(RAM,3G) ┤
+//!  0xc000_0000 ┼ 32-bit MMIO hole (1 GiB): PCI BARs, IOAPIC, local APIC
+//!  0x1_0000_0000 ┼ RAM above 4 GiB, when the machine has more than 3 GiB
+//!              ┴
+//! ```
+//!
+//! The E820 table says exactly this: RAM where RAM is, reserved where the
+//! guest must not allocate, nothing for the MMIO hole (the ACPI host bridge
+//! describes that). Pure data, unit-tested.
+
+use vm_memory::GuestAddress;
+
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
+/// One gibibyte.
+pub const GIB: u64 = 1 << 30;
+
+/// End of the conventional RAM below the Extended BIOS Data Area.
+pub const EBDA_START: u64 = 0x9_fc00;
+/// Start of extended memory, where the protected-mode kernel is loaded.
+pub const HIGH_MEMORY_START: u64 = MIB;
+/// Where the ACPI tables live (inside the BIOS read-only area the OS scans).
+pub const ACPI_TABLES_START: u64 = 0xe_0000;
+/// Start of the 32-bit MMIO hole below 4 GiB.
+pub const MMIO_HOLE_START: u64 = 3 * GIB;
+/// Size of the 32-bit MMIO hole.
+pub const MMIO_HOLE_SIZE: u64 = GIB;
+/// First address above 4 GiB.
+pub const RAM_ABOVE_4G_START: u64 = 4 * GIB;
+/// The IOAPIC's register window.
+pub const IOAPIC_START: u64 = 0xfec0_0000;
+/// The local APIC's register window.
+pub const LAPIC_START: u64 = 0xfee0_0000;
+
+/// Smallest machine iovm builds: room for the kernel to decompress and run.
+pub const MIN_MEMORY: u64 = 64 * MIB;
+
+/// The type of an E820 entry (ACPI 6.5 §15.1, "Address Range Types").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum E820Kind {
+    /// Usable RAM.
+    Ram = 1,
+    /// Reserved: the OS must not use it.
+    Reserved = 2,
+}
+
+/// One entry of the E820 memory map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct E820Entry {
+    /// First byte.
+    pub addr: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// What the range is.
+    pub kind: E820Kind,
+}
+
+/// Where guest RAM goes for a given amount of memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryLayout {
+    /// RAM below the MMIO hole, from address 0.
+    pub low_size: u64,
+    /// RAM from 4 GiB up (zero when everything fits below the hole).
+    pub high_size: u64,
+}
+
+impl MemoryLayout {
+    /// Splits `total` bytes of RAM around the 32-bit MMIO hole.
+    pub fn new(total: u64) -> Self {
+        let low_size = total.min(MMIO_HOLE_START);
+        Self {
+            low_size,
+            high_size: total - low_size,
+        }
+    }
+
+    /// The RAM regions to allocate and map: `(start, size)`.
+    pub fn ram_regions(&self) -> Vec<(GuestAddress, usize)> {
+        let mut regions = vec![(GuestAddress(0), self.low_size as usize)];
+        if self.high_size > 0 {
+            regions.push((GuestAddress(RAM_ABOVE_4G_START), self.high_size as usize));
+        }
+        regions
+    }
+
+    /// End (exclusive) of RAM below 4 GiB.
+    pub fn low_end(&self) -> u64 {
+        self.low_size
+    }
+
+    /// End (exclusive) of all guest RAM.
+    pub fn ram_end(&self) -> u64 {
+        if self.high_size > 0 {
+            RAM_ABOVE_4G_START + self.high_size
+        } else {
+            self.low_size
+        }
+    }
+
+    /// The E820 map handed to the kernel in the zero page.
+    pub fn e820(&self) -> Vec<E820Entry> {
+        let mut map = vec![
+            E820Entry {
+                addr: 0,
+                size: EBDA_START,
+                kind: E820Kind::Ram,
+            },
+            E820Entry {
+                addr: EBDA_START,
+                size: HIGH_MEMORY_START - EBDA_START,
+                kind: E820Kind::Reserved,
+            },
+            E820Entry {
+                addr: HIGH_MEMORY_START,
+                size: self.low_size - HIGH_MEMORY_START,
+                kind: E820Kind::Ram,
+            },
+        ];
+        if self.high_size > 0 {
+            map.push(E820Entry {
+                addr: RAM_ABOVE_4G_START,
+                size: self.high_size,
+                kind: E820Kind::Ram,
+            });
+        }
+        map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_layout_512m_is_all_below_hole() {
+        let l = MemoryLayout::new(512 * MIB);
+        assert_eq!(
+            l.ram_regions(),
+            vec![(GuestAddress(0), (512 * MIB) as usize)]
+        );
+        assert_eq!(l.ram_end(), 512 * MIB);
+    }
+
+    #[test]
+    fn test_layout_5g_splits_around_hole() {
+        let l = MemoryLayout::new(5 * GIB);
+        assert_eq!(
+            l.ram_regions(),
+            vec![
+                (GuestAddress(0), (3 * GIB) as usize),
+                (GuestAddress(4 * GIB), (2 * GIB) as usize)
+            ]
+        );
+        assert_eq!(l.ram_end(), 6 * GIB);
+    }
+
+    #[test]
+    fn test_layout_exactly_3g_has_no_high_ram() {
+        let l = MemoryLayout::new(3 * GIB);
+        assert_eq!(l.high_size, 0);
+        assert_eq!(l.ram_regions().len(), 1);
+    }
+
+    #[test]
+    fn test_e820_ram_adds_up_and_never_covers_hole() {
+        let total = 5 * GIB;
+        let map = MemoryLayout::new(total).e820();
+        let ram: u64 = map
+            .iter()
+            .filter(|e| e.kind == E820Kind::Ram)
+            .map(|e| e.size)
+            .sum();
+        let reserved = HIGH_MEMORY_START - EBDA_START;
+        assert_eq!(ram, total - reserved);
+        for e in &map {
+            let end = e.addr + e.size;
+            assert!(
+                end <= MMIO_HOLE_START || e.addr >= RAM_ABOVE_4G_START,
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_e820_entries_are_sorted_and_disjoint() {
+        let map = MemoryLayout::new(5 * GIB).e820();
+        for pair in map.windows(2) {
+            assert!(pair[0].addr + pair[0].size <= pair[1].addr, "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn test_e820_acpi_tables_are_in_reserved_range() {
+        let map = MemoryLayout::new(512 * MIB).e820();
+        let e = map
+            .iter()
+            .find(|e| e.addr <= ACPI_TABLES_START && ACPI_TABLES_START < e.addr + e.size)
+            .unwrap();
+        assert_eq!(e.kind, E820Kind::Reserved);
+    }
+}

@@ -1,0 +1,14 @@
+//! The KVM side of iovm: the only crate that talks to `/dev/kvm`.
+//!
+//! It builds a machine from a [`config::VmConfig`]: guest RAM
+//! ([`layout`]), vCPUs with coherent CPUID ([`cpuid`]), the kernel and its
+//! boot data ([`boot`]), ACPI tables ([`acpi`]), the port-I/O bus with the
+//! platform devices ([`bus`]) and the interrupt wiring ([`interrupts`]), then
+//! runs it until the guest powers off, resets or crashes ([`vm`]).
+
+#![deny(missing_docs)]
+
+pub mod acpi;
+pub mod boot;
+pub mod cpuid;
+pub mod layout;
