@@ -10,5 +10,12 @@
 
 pub mod acpi;
 pub mod boot;
+pub mod bus;
+pub mod config;
+pub mod console;
 pub mod cpuid;
+pub mod host;
+pub mod interrupts;
 pub mod layout;
+pub mod vcpu;
+pub mod vm;

@@ -149,6 +149,23 @@ pub fn boot_msrs() -> Vec<(u32, u64)> {
     ]
 }
 
+/// Wires the local APIC's LINT0 to ExtINT (the PIC) and LINT1 to NMI, as
+/// PC firmware leaves them (Intel SDM Vol. 3A §11.5.1, "Local Vector Table").
+pub fn wire_lint_pins(lapic: &mut kvm_bindings::kvm_lapic_state) {
+    const APIC_LVT0: usize = 0x350;
+    const APIC_LVT1: usize = 0x360;
+    const DELIVERY_MODE_MASK: u32 = 0x700;
+    const DELIVERY_EXTINT: u32 = 0x700;
+    const DELIVERY_NMI: u32 = 0x400;
+    for (reg, mode) in [(APIC_LVT0, DELIVERY_EXTINT), (APIC_LVT1, DELIVERY_NMI)] {
+        let bytes: [u8; 4] = std::array::from_fn(|i| lapic.regs[reg + i] as u8);
+        let value = (u32::from_le_bytes(bytes) & !DELIVERY_MODE_MASK) | mode;
+        for (i, b) in value.to_le_bytes().iter().enumerate() {
+            lapic.regs[reg + i] = *b as _;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,234 @@
+//! The command line: `iovm run ...`, parsed by clap into a [`VmConfig`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use vmm::config::{
+    BootConfig, CpusConfig, HostConfig, LifecycleConfig, MemoryConfig, OnReboot, SerialConfig,
+    VmConfig,
+};
+
+/// Kernel command line used when `--cmdline` is not given.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
+
+const ABOUT: &str = "iovm: a KVM virtual machine monitor built around I/O virtualization";
+
+const LONG_ABOUT: &str = "\
+iovm: a KVM virtual machine monitor built around I/O virtualization.
+
+It boots an unmodified Linux kernel (a bzImage such as Debian's vmlinuz) with
+an initramfs on /dev/kvm, with a 16550 serial console, ACPI, and as many vCPUs
+and as much RAM as you give it.";
+
+const RUN_AFTER_HELP: &str = "\
+Examples:
+  iovm run --kernel vmlinuz --initramfs initrd.img
+  iovm run --kernel vmlinuz --initramfs initrd.img --memory 2G --cpus 4 \\
+           --cmdline 'console=ttyS0 quiet'
+  iovm run --kernel vmlinuz --initramfs initrd.img --serial socket=/tmp/iovm.sock
+           (then: socat -,raw,echo=0 unix-connect:/tmp/iovm.sock)
+
+Console: with --serial stdio on a terminal, the terminal is put in raw mode
+while the guest runs; type Ctrl-A x to end iovm, Ctrl-A Ctrl-A to send Ctrl-A.
+
+Exit status:
+  0  the guest powered off
+  1  iovm could not build or run the machine (the message says why)
+  2  the command line is wrong
+  3  the guest rebooted (with --on-reboot exit, the default)
+  4  the guest kernel panicked, or KVM could not go on running it
+  5  the user typed the console escape Ctrl-A x";
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(name = "iovm", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a Linux kernel in a new virtual machine and run it until it powers off.
+    #[command(after_help = RUN_AFTER_HELP)]
+    Run(RunArgs),
+}
+
+/// `iovm run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Linux kernel to boot, as a bzImage (e.g. Debian's /boot/vmlinuz-*).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+
+    /// Initramfs (a cpio archive, compressed or not) for the kernel to unpack as its root.
+    #[arg(long, value_name = "PATH")]
+    pub initramfs: Option<PathBuf>,
+
+    /// Kernel command line.
+    #[arg(long, value_name = "STRING", default_value = DEFAULT_CMDLINE)]
+    pub cmdline: String,
+
+    /// Guest RAM: a number with an optional unit K, M, G or T (binary units; MiB when none).
+    /// Above 3 GiB, RAM continues at 4 GiB, past the PCI hole.
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    pub memory: u64,
+
+    /// Number of vCPUs (one socket, one core each).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cpus: u32,
+
+    /// Where the guest's serial console (COM1, ttyS0) goes:
+    /// stdio, file=PATH (output only), socket=PATH (Unix socket iovm listens on), or off.
+    #[arg(long, value_name = "BACKEND", default_value = "stdio", value_parser = parse_serial)]
+    pub serial: SerialConfig,
+
+    /// What a guest reboot does: exit (status 3) or restart the guest.
+    #[arg(long, value_name = "ACTION", value_enum, default_value_t = RebootAction::Exit)]
+    pub on_reboot: RebootAction,
+
+    /// Report on standard error how long the boot took: to the first guest
+    /// instruction, and to the first console line containing --timing-marker.
+    #[arg(long)]
+    pub timing: bool,
+
+    /// Console text that marks "the guest's init is running" for --timing.
+    #[arg(long, value_name = "TEXT", default_value = "IOVM-GUEST: boot done")]
+    pub timing_marker: String,
+
+    /// The KVM device node.
+    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+    pub kvm_device: PathBuf,
+}
+
+/// `--on-reboot` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RebootAction {
+    /// End iovm with exit status 3.
+    Exit,
+    /// Boot the same kernel again in a fresh machine.
+    Restart,
+}
+
+impl RunArgs {
+    /// The machine these options describe.
+    pub fn vm_config(&self) -> VmConfig {
+        VmConfig {
+            boot: BootConfig {
+                kernel: self.kernel.clone(),
+                initramfs: self.initramfs.clone(),
+                cmdline: self.cmdline.clone(),
+            },
+            memory: MemoryConfig { size: self.memory },
+            cpus: CpusConfig { count: self.cpus },
+            serial: self.serial.clone(),
+            lifecycle: LifecycleConfig {
+                on_reboot: match self.on_reboot {
+                    RebootAction::Exit => OnReboot::Exit,
+                    RebootAction::Restart => OnReboot::Restart,
+                },
+            },
+            host: HostConfig {
+                kvm_device: self.kvm_device.clone(),
+            },
+        }
+    }
+}
+
+/// Parses `512M`, `5G`, `2GiB`, `1024` (MiB) into bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(digits_end);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size; write e.g. 512M or 4G"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "M" | "MB" | "MIB" => 20,
+        "K" | "KB" | "KIB" => 10,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("'{text}' has an unknown unit; use K, M, G or T")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Parses a `--serial` value.
+pub fn parse_serial(text: &str) -> Result<SerialConfig, String> {
+    let path = |p: &str| {
+        if p.is_empty() {
+            Err(format!("'{text}' needs a path after '='"))
+        } else {
+            Ok(PathBuf::from(p))
+        }
+    };
+    match text.split_once('=') {
+        None if text == "stdio" => Ok(SerialConfig::Stdio),
+        None if text == "off" => Ok(SerialConfig::Off),
+        Some(("file", p)) => path(p).map(SerialConfig::File),
+        Some(("socket", p)) => path(p).map(SerialConfig::Socket),
+        _ => Err(format!(
+            "'{text}' is not a serial backend; use stdio, file=PATH, socket=PATH or off"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_size_units() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("5G"), Ok(5 << 30));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1024"), Ok(1 << 30));
+        assert_eq!(parse_size("65536k"), Ok(64 << 20));
+    }
+
+    #[test]
+    fn test_parse_size_rejects_garbage() {
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("5X").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("99999999999T")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn test_parse_serial_forms() {
+        assert_eq!(parse_serial("stdio"), Ok(SerialConfig::Stdio));
+        assert_eq!(parse_serial("off"), Ok(SerialConfig::Off));
+        assert_eq!(
+            parse_serial("file=/tmp/x"),
+            Ok(SerialConfig::File("/tmp/x".into()))
+        );
+        assert_eq!(
+            parse_serial("socket=/tmp/s"),
+            Ok(SerialConfig::Socket("/tmp/s".into()))
+        );
+        assert!(parse_serial("file=").is_err());
+        assert!(parse_serial("tcp=1234")
+            .unwrap_err()
+            .contains("not a serial backend"));
+    }
+
+    #[test]
+    fn test_cli_builds_config() {
+        let cli = Cli::try_parse_from([
+            "iovm", "run", "--kernel", "k", "--memory", "5G", "--cpus", "2",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        let cfg = args.vm_config();
+        assert_eq!(cfg.memory.size, 5 << 30);
+        assert_eq!(cfg.cpus.count, 2);
+        assert_eq!(cfg.boot.cmdline, DEFAULT_CMDLINE);
+        assert_eq!(cfg.lifecycle.on_reboot, OnReboot::Exit);
+    }
+}

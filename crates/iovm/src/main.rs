@@ -1,0 +1,91 @@
+//! The `iovm` binary: parses the command line, builds the machine, runs it,
+//! and turns the outcome into an exit status. Errors end here as one line.
+
+mod cli;
+mod terminal;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use vmm::config::SerialConfig;
+use vmm::console::Console;
+use vmm::vm::{self, Outcome};
+
+use crate::cli::{Cli, Command, RunArgs};
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IOVM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(args: &RunArgs, start: Instant) -> anyhow::Result<Outcome> {
+    let cfg = args.vm_config();
+    vm::validate(&cfg, vm::host_memory())?;
+    let interactive = cfg.serial == SerialConfig::Stdio && terminal::stdin_is_tty();
+    let console = Console::open(&cfg.serial, interactive)?;
+    if args.timing {
+        console.watch_for(args.timing_marker.clone(), start);
+    }
+    let _raw = if interactive {
+        terminal::enter_raw_mode()
+    } else {
+        None
+    };
+    let timing = args.timing;
+    let outcome = vm::run(&cfg, &console, |t| {
+        if timing {
+            eprintln!(
+                "iovm: timing: first guest instruction {:.1} ms after start",
+                (t - start).as_secs_f64() * 1e3
+            );
+        }
+    })?;
+    Ok(outcome)
+}
+
+fn describe(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::PowerOff => None,
+        Outcome::Reboot => {
+            Some("the guest rebooted (use --on-reboot restart to boot it again)".into())
+        }
+        Outcome::Panic => Some("the guest kernel panicked".into()),
+        Outcome::Crash(why) => Some(format!("the guest stopped: {why}")),
+        Outcome::UserQuit => Some("ended from the console".into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let start = Instant::now();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                vm::EXIT_USAGE as u8
+            } else {
+                0
+            });
+        }
+    };
+    init_logging();
+    let Command::Run(args) = cli.command;
+    match run(&args, start) {
+        Ok(outcome) => {
+            if let Some(text) = describe(&outcome) {
+                eprintln!("\r\niovm: {text}");
+            }
+            ExitCode::from(outcome.exit_code() as u8)
+        }
+        Err(e) => {
+            eprintln!("iovm: error: {e:#}");
+            ExitCode::from(vm::EXIT_ERROR as u8)
+        }
+    }
+}

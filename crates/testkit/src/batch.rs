@@ -1,0 +1,127 @@
+//! A batch of guest runs sharing one scratch directory (and, in test host mode, one boot of
+//! the test host).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::capture::verbose_env;
+use crate::error::{Error, IoContext};
+use crate::images;
+use crate::mode::Mode;
+use crate::run::{GuestRun, RunResult};
+use crate::{direct, testhost};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs guests and owns a scratch directory for their files.
+///
+/// The scratch directory (`<workspace>/target/testkit/batch-…`) is shared read-write with
+/// iovm: put disk images there before [`Batch::run`], refer to them as `{scratch}/…` in
+/// [`GuestRun::args`], and read what the guests wrote after. It is removed when the batch
+/// is dropped, unless `IOVM_TEST_KEEP=1`.
+#[derive(Debug)]
+pub struct Batch {
+    mode: Mode,
+    scratch: PathBuf,
+    stream: bool,
+}
+
+impl Batch {
+    /// A batch in the mode of this machine ([`Mode::from_host`]).
+    pub fn new() -> Result<Batch, Error> {
+        Batch::with_mode(Mode::from_host()?)
+    }
+
+    /// A batch in the given mode.
+    pub fn with_mode(mode: Mode) -> Result<Batch, Error> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let scratch = images::workspace().join("target/testkit").join(format!(
+            "batch-{}-{}-{nanos:08x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&scratch).ctx(|| format!("creating {}", scratch.display()))?;
+        Ok(Batch {
+            mode,
+            scratch,
+            stream: verbose_env(),
+        })
+    }
+
+    /// Streams consoles to stderr while running (default: `IOVM_TEST_VERBOSE=1`).
+    pub fn stream(mut self, on: bool) -> Self {
+        self.stream = on;
+        self
+    }
+
+    /// The mode this batch runs in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The scratch directory on this machine.
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch
+    }
+
+    /// Runs `runs` in order with the iovm binary `iovm` and returns one result per run, in
+    /// the same order. Errors only if nothing could be run (missing images, invalid runs,
+    /// QEMU not startable); a test host that dies half way marks the unfinished runs with
+    /// [`RunResult::harness_error`].
+    pub fn run(&self, iovm: &Path, runs: &[GuestRun]) -> Result<Vec<RunResult>, Error> {
+        let mut names = BTreeSet::new();
+        for run in runs {
+            run.validate()?;
+            if !names.insert(run.name.as_str()) {
+                return Err(Error::InvalidRun {
+                    name: run.name.clone(),
+                    reason: "two runs in the batch have this name".into(),
+                });
+            }
+        }
+        if !iovm.is_file() {
+            return Err(Error::MissingImage {
+                what: "iovm binary",
+                path: iovm.to_path_buf(),
+                xtask: "demo",
+            });
+        }
+        let guest_dir = images::require_guest()?;
+        match self.mode {
+            Mode::Direct => runs
+                .iter()
+                .map(|r| direct::run_one(iovm, r, &guest_dir, &self.scratch, self.stream))
+                .collect(),
+            Mode::TestHost => {
+                let host = images::require_testhost()?;
+                eprintln!(
+                    "testkit: running {} guest(s) inside the nested test host (QEMU TCG); \
+                     console log in {}",
+                    runs.len(),
+                    self.scratch.join("testhost-console.log").display()
+                );
+                testhost::run_batch(&host, iovm, runs, &guest_dir, &self.scratch, self.stream)
+            }
+        }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if std::env::var("IOVM_TEST_KEEP").is_ok_and(|v| v == "1") {
+            eprintln!("testkit: keeping {}", self.scratch.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// Runs `runs` in a new [`Batch`] in this machine's mode. See [`Batch::run`].
+pub fn run_batch(iovm: &Path, runs: &[GuestRun]) -> Result<Vec<RunResult>, Error> {
+    Batch::new()?.run(iovm, runs)
+}

@@ -1,0 +1,84 @@
+//! Direct mode: spawn iovm on this machine, one run after another, each under its timeout.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::capture::Capture;
+use crate::error::{Error, IoContext};
+use crate::run::{GuestRun, RunResult};
+
+/// Runs one guest; the child is killed when `run.timeout` expires.
+pub(crate) fn run_one(
+    iovm: &Path,
+    run: &GuestRun,
+    guest_dir: &Path,
+    scratch: &Path,
+    stream: bool,
+) -> Result<RunResult, Error> {
+    let args = run.iovm_args(&guest_dir.to_string_lossy(), &scratch.to_string_lossy());
+    let start = Instant::now();
+    let mut child = Command::new(iovm)
+        .args(&args)
+        .stdin(if run.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ctx(|| format!("starting {} for run {}", iovm.display(), run.name))?;
+    let feeder = match (child.stdin.take(), &run.stdin) {
+        (Some(mut pipe), Some(input)) => {
+            let input = input.clone();
+            // iovm may exit before reading it all: ignore write errors.
+            Some(std::thread::spawn(move || {
+                let _ = pipe.write_all(input.as_bytes());
+            }))
+        }
+        _ => None,
+    };
+    let capture = Capture::default();
+    let prefix = stream.then(|| format!("[{}] ", run.name));
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(capture.pump(out, None, prefix.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(capture.pump(err, None, prefix));
+    }
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .ctx(|| format!("waiting for iovm (run {})", run.name))?
+        {
+            break status;
+        }
+        if start.elapsed() >= run.timeout {
+            timed_out = true;
+            // Already exited in between is fine.
+            let _ = child.kill();
+            break child
+                .wait()
+                .ctx(|| format!("waiting for killed iovm (run {})", run.name))?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for p in pumps {
+        let _ = p.join();
+    }
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    Ok(RunResult {
+        name: run.name.clone(),
+        exit_code: status.code(),
+        timed_out,
+        console: capture.text(),
+        duration: Some(start.elapsed()),
+        harness_error: None,
+    })
+}

@@ -1,0 +1,377 @@
+//! What to run ([`GuestRun`]) and what happened ([`RunResult`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::base64;
+use crate::error::Error;
+use crate::markers;
+
+/// Kernel command line words the harness always starts with.
+pub const BASE_CMDLINE: &str = "console=ttyS0 loglevel=5 panic=-1";
+
+/// Longest kernel command line on x86 (`COMMAND_LINE_SIZE` 2048, with the NUL).
+pub const MAX_CMDLINE: usize = 2047;
+
+/// Default per-run timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// One invocation of `iovm run` booting the test guest.
+///
+/// The harness builds the command line as
+/// `iovm run [--kernel K] [--initramfs I] [--serial stdio] [--cmdline C] <args>`,
+/// adding each of the bracketed options only if `args` does not already contain it.
+/// `C` is [`BASE_CMDLINE`], then [`GuestRun::cmdline`] words, then `iovm.run=<base64>` if a
+/// script is set.
+///
+/// In `args`, `{scratch}` is replaced by the batch's scratch directory as iovm sees it
+/// (see [`crate::Batch::scratch_dir`]) and `{guest}` by the directory holding the guest's
+/// `vmlinuz` and `initramfs.cpio.gz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestRun {
+    /// Unique name within a batch: letters, digits, `_`, `-`, `.`.
+    pub name: String,
+    /// Arguments after `iovm run`.
+    pub args: Vec<String>,
+    /// Shell script the guest's `/init` runs (then it powers off).
+    pub script: Option<String>,
+    /// Extra kernel command line words.
+    pub cmdline: Vec<String>,
+    /// Bytes fed to iovm's standard input (the guest's console input with `--serial stdio`).
+    pub stdin: Option<String>,
+    /// Time allowed for this run, after which iovm is killed.
+    pub timeout: Duration,
+}
+
+impl GuestRun {
+    /// A run with no extra arguments, no script (interactive shell: give it `stdin`) and
+    /// [`DEFAULT_TIMEOUT`].
+    pub fn new(name: impl Into<String>) -> Self {
+        GuestRun {
+            name: name.into(),
+            args: Vec::new(),
+            script: None,
+            cmdline: Vec::new(),
+            stdin: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Appends one iovm argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends iovm arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the guest script.
+    pub fn script(mut self, script: impl Into<String>) -> Self {
+        self.script = Some(script.into());
+        self
+    }
+
+    /// Appends a kernel command line word (or several, space-separated).
+    pub fn cmdline(mut self, words: impl Into<String>) -> Self {
+        self.cmdline.push(words.into());
+        self
+    }
+
+    /// Sets iovm's standard input.
+    pub fn stdin(mut self, input: impl Into<String>) -> Self {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn has_arg(&self, flag: &str) -> bool {
+        self.args
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    }
+
+    /// The guest kernel command line this run gets.
+    pub fn kernel_cmdline(&self) -> String {
+        let mut c = BASE_CMDLINE.to_owned();
+        for w in &self.cmdline {
+            c.push(' ');
+            c.push_str(w);
+        }
+        if let Some(s) = &self.script {
+            c.push_str(" iovm.run=");
+            c.push_str(&base64::encode(s.as_bytes()));
+        }
+        c
+    }
+
+    /// Checks the name and the command line length.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Error::InvalidRun {
+            name: self.name.clone(),
+            reason,
+        };
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(invalid(
+                "name must be non-empty letters, digits, '_', '-', '.'".into(),
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(invalid("timeout is zero".into()));
+        }
+        let len = self.kernel_cmdline().len();
+        if !self.has_arg("--cmdline") && len > MAX_CMDLINE {
+            return Err(invalid(format!(
+                "kernel command line is {len} bytes, more than {MAX_CMDLINE} \
+                 (the script is base64'ed into it: keep scripts under ~1.4 KiB)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The full `iovm` argument list (starting with `run`), with placeholders replaced.
+    pub(crate) fn iovm_args(&self, guest_dir: &str, scratch_dir: &str) -> Vec<String> {
+        let mut out = vec!["run".to_owned()];
+        if !self.has_arg("--kernel") {
+            out.push("--kernel".into());
+            out.push(format!("{guest_dir}/vmlinuz"));
+        }
+        if !self.has_arg("--initramfs") {
+            out.push("--initramfs".into());
+            out.push(format!("{guest_dir}/initramfs.cpio.gz"));
+        }
+        if !self.has_arg("--serial") {
+            out.push("--serial".into());
+            out.push("stdio".into());
+        }
+        if !self.has_arg("--cmdline") {
+            out.push("--cmdline".into());
+            out.push(self.kernel_cmdline());
+        }
+        out.extend(self.args.iter().map(|a| {
+            a.replace("{scratch}", scratch_dir)
+                .replace("{guest}", guest_dir)
+        }));
+        out
+    }
+}
+
+/// What one [`GuestRun`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    /// The run's name.
+    pub name: String,
+    /// iovm's exit code; `None` if it was killed by a signal or never finished.
+    pub exit_code: Option<i32>,
+    /// True if the harness killed iovm because the run's timeout expired.
+    pub timed_out: bool,
+    /// Everything iovm wrote to stdout and stderr (the guest's serial console), with `\r`
+    /// removed.
+    pub console: String,
+    /// Wall time of the run, where known.
+    pub duration: Option<Duration>,
+    /// Set if the harness could not complete this run (e.g. the test host died or timed
+    /// out before it ended); includes the test host's console.
+    pub harness_error: Option<String>,
+}
+
+impl RunResult {
+    /// The status the guest script exited with, from the last
+    /// `IOVM-GUEST: exit status=<N>` line.
+    pub fn guest_exit_status(&self) -> Option<i32> {
+        markers::guest_exit_status(&self.console)
+    }
+
+    /// True if the guest's `/init` printed `IOVM-GUEST: boot done`.
+    pub fn boot_done(&self) -> bool {
+        self.boot_uptime().is_some()
+    }
+
+    /// The guest's uptime in seconds when its `/init` printed `boot done`.
+    pub fn boot_uptime(&self) -> Option<f64> {
+        markers::boot_uptime(&self.console)
+    }
+
+    /// The console lines between `boot done` and `exit status` (what the script printed).
+    pub fn script_output(&self) -> String {
+        markers::script_output(&self.console)
+    }
+
+    /// Kernel log lines that signal a problem (`WARNING:`, `BUG:`, `Oops`, `Call Trace:`,
+    /// `Kernel panic`, `general protection fault`, …).
+    pub fn kernel_problems(&self) -> Vec<String> {
+        markers::kernel_problems(&self.console)
+    }
+
+    /// True if the run completed, iovm exited 0 and the guest script exited 0.
+    pub fn succeeded(&self) -> bool {
+        self.harness_error.is_none()
+            && !self.timed_out
+            && self.exit_code == Some(0)
+            && self.guest_exit_status() == Some(0)
+    }
+
+    /// Panics with the whole console unless [`RunResult::succeeded`].
+    #[track_caller]
+    pub fn assert_success(&self) {
+        if !self.succeeded() {
+            panic!("run {:?} did not succeed\n{}", self.name, self.dump());
+        }
+    }
+
+    /// Panics with the whole console if [`RunResult::kernel_problems`] is not empty.
+    #[track_caller]
+    pub fn assert_clean_dmesg(&self) {
+        let problems = self.kernel_problems();
+        if !problems.is_empty() {
+            panic!(
+                "run {:?}: kernel reported problems:\n  {}\n{}",
+                self.name,
+                problems.join("\n  "),
+                self.dump()
+            );
+        }
+    }
+
+    /// A summary line followed by the whole console, for test failure messages.
+    pub fn dump(&self) -> String {
+        let mut s = format!(
+            "===== run {}: exit_code={:?} timed_out={} guest_exit_status={:?} duration={:?}",
+            self.name,
+            self.exit_code,
+            self.timed_out,
+            self.guest_exit_status(),
+            self.duration
+        );
+        if let Some(e) = &self.harness_error {
+            s.push_str(&format!("\n===== harness error: {e}"));
+        }
+        s.push_str("\n===== console:\n");
+        s.push_str(&self.console);
+        if !self.console.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str(&format!("===== end of run {}\n", self.name));
+        s
+    }
+}
+
+impl fmt::Display for RunResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.dump())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_iovm_args_adds_defaults_and_script() {
+        let run = GuestRun::new("a").args(["--memory", "512M"]).script("true");
+
+        let args = run.iovm_args("/guest", "/scratch");
+
+        assert_eq!(
+            args,
+            [
+                "run",
+                "--kernel",
+                "/guest/vmlinuz",
+                "--initramfs",
+                "/guest/initramfs.cpio.gz",
+                "--serial",
+                "stdio",
+                "--cmdline",
+                "console=ttyS0 loglevel=5 panic=-1 iovm.run=dHJ1ZQ==",
+                "--memory",
+                "512M",
+            ]
+        );
+    }
+
+    #[test]
+    fn test_iovm_args_respects_overrides_and_placeholders() {
+        let run = GuestRun::new("a")
+            .args(["--kernel", "{scratch}/k", "--serial=off", "--cmdline", "x"])
+            .arg("--disk=path={scratch}/d.img");
+
+        let args = run.iovm_args("/g", "/s");
+
+        assert_eq!(
+            args,
+            [
+                "run",
+                "--initramfs",
+                "/g/initramfs.cpio.gz",
+                "--kernel",
+                "/s/k",
+                "--serial=off",
+                "--cmdline",
+                "x",
+                "--disk=path=/s/d.img",
+            ]
+        );
+    }
+
+    #[test]
+    fn test_kernel_cmdline_extra_words_before_script() {
+        let run = GuestRun::new("a").cmdline("iommu=on").script("x");
+
+        let c = run.kernel_cmdline();
+
+        assert_eq!(
+            c,
+            "console=ttyS0 loglevel=5 panic=-1 iommu=on iovm.run=eA=="
+        );
+    }
+
+    #[test]
+    fn test_validate_rejects_bad_name() {
+        let r = GuestRun::new("a b").validate();
+
+        assert!(matches!(r, Err(Error::InvalidRun { .. })));
+    }
+
+    #[test]
+    fn test_validate_rejects_long_script() {
+        let r = GuestRun::new("a").script("x".repeat(2000)).validate();
+
+        assert!(matches!(r, Err(Error::InvalidRun { .. })));
+    }
+
+    #[test]
+    fn test_result_success_needs_guest_status_zero() {
+        let mut r = RunResult {
+            name: "a".into(),
+            exit_code: Some(0),
+            timed_out: false,
+            console: "IOVM-GUEST: boot done uptime=1.5\nhi\nIOVM-GUEST: exit status=0\n".into(),
+            duration: None,
+            harness_error: None,
+        };
+        assert!(r.succeeded());
+
+        r.console = r.console.replace("status=0", "status=1");
+
+        assert!(!r.succeeded());
+        assert_eq!(r.guest_exit_status(), Some(1));
+    }
+}

@@ -1,0 +1,393 @@
+//! Test host mode: write a batch script into the scratch directory, boot the nested test
+//! host once under QEMU TCG with the scratch directory (read-write, `/scratch`) and the
+//! guest images (read-only, `/guest`) shared over virtio-9p, capture its serial console,
+//! and split it per run by the batch markers.
+//!
+//! Contract with the test host's `/init` (`xtask/testhost/init`): it loads KVM, mounts the
+//! two shares, runs `sh /scratch/batch.sh` and powers off.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::capture::Capture;
+use crate::error::{Error, IoContext};
+use crate::images::TestHost;
+use crate::markers::{self, BATCH};
+use crate::run::{GuestRun, RunResult};
+
+/// Where the scratch directory is mounted in the test host.
+pub const SCRATCH_MOUNT: &str = "/scratch";
+/// Where the guest image directory is mounted in the test host.
+pub const GUEST_MOUNT: &str = "/guest";
+/// The test host's kernel command line.
+pub const TESTHOST_CMDLINE: &str = "console=ttyS0 quiet loglevel=1 panic=-1";
+/// Time allowed for the test host to boot and power off, on top of the runs' timeouts.
+pub const BOOT_ALLOWANCE: Duration = Duration::from_secs(120);
+/// Time allowed per run on top of its timeout (killing, markers).
+pub const PER_RUN_ALLOWANCE: Duration = Duration::from_secs(15);
+
+/// Quotes `s` for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The QEMU command that boots the test host with `scratch` and `guest_dir` shared.
+/// Its serial console is QEMU's stdout.
+pub fn command(host: &TestHost, scratch: &Path, guest_dir: &Path) -> Command {
+    let mut cmd = Command::new(&host.qemu);
+    for fw in &host.firmware {
+        cmd.arg("-L").arg(fw);
+    }
+    cmd.args([
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+        "-M",
+        "q35",
+        "-m",
+        "8G",
+        "-smp",
+        "2",
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+    ])
+    .arg("-kernel")
+    .arg(&host.vmlinuz)
+    .arg("-initrd")
+    .arg(&host.initramfs)
+    .arg("-append")
+    .arg(TESTHOST_CMDLINE)
+    .arg("-virtfs")
+    .arg(format!(
+        "local,path={},mount_tag=scratch,security_model=none",
+        scratch.display()
+    ))
+    .arg("-virtfs")
+    .arg(format!(
+        "local,path={},mount_tag=guest,security_model=none,readonly=on",
+        guest_dir.display()
+    ));
+    cmd
+}
+
+/// The batch script: runs each guest in sequence between markers, each under a watchdog.
+pub fn batch_script(runs: &[GuestRun], iovm_in_host: &str, loader: Option<&str>) -> String {
+    let mut s = String::from(
+        "#!/bin/sh\n\
+         # Written by testkit: runs each guest between @@IOVM-BATCH markers.\n\
+         S=/scratch\n\
+         export LD_LIBRARY_PATH=$S/lib\n",
+    );
+    if let Some(interp) = loader {
+        let dir = Path::new(interp)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".into());
+        let base = Path::new(interp)
+            .file_name()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "mkdir -p {} && ln -sf $S/lib/{} {}\n",
+            shell_quote(&dir),
+            shell_quote(&base),
+            shell_quote(interp)
+        ));
+    }
+    s.push_str(
+        "up() { read -r u _ </proc/uptime; echo \"$u\"; }\n\
+         run_one() {\n\
+         \tname=$1; limit=$2; input=$3; shift 3\n\
+         \tprintf '\\n@@IOVM-BATCH begin %s t=%s@@\\n' \"$name\" \"$(up)\"\n\
+         \t\"$@\" <\"$input\" 2>&1 &\n\
+         \tpid=$!\n\
+         \t( sleep \"$limit\"\n\
+         \t  if kill -0 \"$pid\" 2>/dev/null; then\n\
+         \t    printf '\\n@@IOVM-BATCH timeout %s@@\\n' \"$name\"\n\
+         \t    kill -TERM \"$pid\"; sleep 3; kill -KILL \"$pid\" 2>/dev/null\n\
+         \t  fi ) &\n\
+         \twatchdog=$!\n\
+         \twait \"$pid\"; rc=$?\n\
+         \tkill \"$watchdog\" 2>/dev/null\n\
+         \tprintf '\\n@@IOVM-BATCH end %s rc=%d t=%s@@\\n' \"$name\" \"$rc\" \"$(up)\"\n\
+         }\n",
+    );
+    for run in runs {
+        let args: Vec<String> = run
+            .iovm_args(GUEST_MOUNT, SCRATCH_MOUNT)
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect();
+        let input = if run.stdin.is_some() {
+            format!("$S/runs/{}.stdin", run.name)
+        } else {
+            "/dev/null".into()
+        };
+        s.push_str(&format!(
+            "run_one {} {} {} {} {}\n",
+            shell_quote(&run.name),
+            run.timeout.as_secs().max(1),
+            input,
+            shell_quote(iovm_in_host),
+            args.join(" ")
+        ));
+    }
+    s.push_str("printf '\\n@@IOVM-BATCH done@@\\n'\n");
+    s
+}
+
+/// Shared libraries of `bin` per `ldd`: (path, is the loader).
+fn ldd(bin: &Path) -> Result<Vec<(PathBuf, bool)>, Error> {
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .ctx(|| format!("running ldd {}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        // "not a dynamic executable": a static binary needs nothing.
+        return Ok(Vec::new());
+    }
+    parse_ldd(&text).map_err(|reason| Error::InvalidRun {
+        name: bin.display().to_string(),
+        reason,
+    })
+}
+
+/// Parses `ldd` output into (library path, is the loader).
+pub(crate) fn parse_ldd(text: &str) -> Result<Vec<(PathBuf, bool)>, String> {
+    let mut libs = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.contains("not found") {
+            return Err(format!("ldd: {line}"));
+        }
+        if let Some((_, rhs)) = line.split_once("=>") {
+            if let Some(path) = rhs.split_whitespace().next().filter(|p| p.starts_with('/')) {
+                libs.push((PathBuf::from(path), false));
+            }
+        } else if line.starts_with('/') {
+            if let Some(path) = line.split_whitespace().next() {
+                libs.push((PathBuf::from(path), true));
+            }
+        }
+    }
+    Ok(libs)
+}
+
+/// Kills QEMU if the harness returns early.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Prepares the scratch directory, boots the test host and returns one result per run.
+pub(crate) fn run_batch(
+    host: &TestHost,
+    iovm: &Path,
+    runs: &[GuestRun],
+    guest_dir: &Path,
+    scratch: &Path,
+    stream: bool,
+) -> Result<Vec<RunResult>, Error> {
+    // The iovm binary and its libraries (from this host, which is Debian 12 like the test
+    // host's user space would be).
+    let bin_dir = scratch.join("bin");
+    let lib_dir = scratch.join("lib");
+    let runs_dir = scratch.join("runs");
+    for d in [&bin_dir, &lib_dir, &runs_dir] {
+        fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
+    }
+    let iovm_name = iovm
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "iovm".into());
+    fs::copy(iovm, bin_dir.join(&iovm_name))
+        .ctx(|| format!("copying {} into {}", iovm.display(), bin_dir.display()))?;
+    let mut loader = None;
+    for (lib, is_loader) in ldd(iovm)? {
+        let Some(name) = lib.file_name() else {
+            continue;
+        };
+        fs::copy(&lib, lib_dir.join(name))
+            .ctx(|| format!("copying {} into {}", lib.display(), lib_dir.display()))?;
+        if is_loader {
+            loader = Some(lib.to_string_lossy().into_owned());
+        }
+    }
+    for run in runs {
+        if let Some(input) = &run.stdin {
+            let p = runs_dir.join(format!("{}.stdin", run.name));
+            fs::write(&p, input).ctx(|| format!("writing {}", p.display()))?;
+        }
+    }
+    let script = batch_script(
+        runs,
+        &format!("{SCRATCH_MOUNT}/bin/{iovm_name}"),
+        loader.as_deref(),
+    );
+    let script_path = scratch.join("batch.sh");
+    fs::write(&script_path, script).ctx(|| format!("writing {}", script_path.display()))?;
+
+    let limit = BOOT_ALLOWANCE
+        + runs
+            .iter()
+            .map(|r| r.timeout + PER_RUN_ALLOWANCE)
+            .sum::<Duration>();
+    let log_path = scratch.join("testhost-console.log");
+    let log = File::create(&log_path).ctx(|| format!("creating {}", log_path.display()))?;
+    let log2 = log
+        .try_clone()
+        .ctx(|| format!("opening {}", log_path.display()))?;
+    let start = Instant::now();
+    let mut child = command(host, scratch, guest_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ctx(|| format!("starting {}", host.qemu.display()))?;
+    let capture = Capture::default();
+    let prefix = stream.then(|| "[testhost] ".to_owned());
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(capture.pump(out, Some(log), prefix.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(capture.pump(err, Some(log2), prefix));
+    }
+    let mut child = KillOnDrop(child);
+    let mut failure: Option<String> = None;
+    loop {
+        match child.0.try_wait() {
+            Ok(Some(status)) => {
+                if !status.success() {
+                    failure = Some(format!("test host QEMU exited with {status}"));
+                }
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                failure = Some(format!("waiting for test host QEMU: {e}"));
+                break;
+            }
+        }
+        if start.elapsed() >= limit {
+            failure = Some(format!(
+                "test host did not finish within {}s (its overall timeout)",
+                limit.as_secs()
+            ));
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(child);
+    for p in pumps {
+        let _ = p.join();
+    }
+    let console = capture.text();
+    if failure.is_none() && !console.contains(&format!("{BATCH}done@@")) {
+        failure = Some("test host stopped before its batch script finished".into());
+    }
+    let sections = markers::split(&console);
+    Ok(runs
+        .iter()
+        .map(|run| {
+            let section = sections.get(&run.name).cloned().unwrap_or_default();
+            let harness_error = (!section.ended).then(|| {
+                format!(
+                    "{}; this run {}. Test host console ({}):\n{}",
+                    failure
+                        .as_deref()
+                        .unwrap_or("test host lost this run's end marker"),
+                    if section.begun {
+                        "started but did not end"
+                    } else {
+                        "never started"
+                    },
+                    log_path.display(),
+                    console
+                )
+            });
+            let duration = match (section.t_begin, section.t_end) {
+                (Some(b), Some(e)) if e >= b => Some(Duration::from_secs_f64(e - b)),
+                _ => None,
+            };
+            RunResult {
+                name: run.name.clone(),
+                exit_code: if section.timed_out { None } else { section.rc },
+                timed_out: section.timed_out,
+                console: section.text,
+                duration,
+                harness_error,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_shell_quote_single_quotes() {
+        assert_eq!(shell_quote("a'b c"), "'a'\\''b c'");
+    }
+
+    #[test]
+    fn test_parse_ldd_lists_libs_and_loader() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+                    \tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x1)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x2)\n\
+                    \t/lib64/ld-linux-x86-64.so.2 (0x3)\n";
+
+        let libs = parse_ldd(text).unwrap();
+
+        assert_eq!(
+            libs,
+            [
+                (PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"), false),
+                (PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"), false),
+                (PathBuf::from("/lib64/ld-linux-x86-64.so.2"), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_parse_ldd_not_found_is_error() {
+        let r = parse_ldd("\tlibfoo.so.1 => not found\n");
+
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn test_batch_script_runs_each_with_markers() {
+        let runs = [
+            GuestRun::new("a").script("true"),
+            GuestRun::new("b")
+                .stdin("x")
+                .timeout(Duration::from_secs(5)),
+        ];
+
+        let s = batch_script(
+            &runs,
+            "/scratch/bin/iovm",
+            Some("/lib64/ld-linux-x86-64.so.2"),
+        );
+
+        assert!(s.contains("ln -sf $S/lib/'ld-linux-x86-64.so.2' '/lib64/ld-linux-x86-64.so.2'"));
+        assert!(s.contains(
+            "run_one 'a' 180 /dev/null '/scratch/bin/iovm' 'run' '--kernel' '/guest/vmlinuz'"
+        ));
+        assert!(s.contains("run_one 'b' 5 $S/runs/b.stdin '/scratch/bin/iovm' 'run'"));
+        assert!(s.ends_with("printf '\\n@@IOVM-BATCH done@@\\n'\n"));
+    }
+}

@@ -1,0 +1,82 @@
+//! What a machine is made of: one plain config struct per concern, filled by
+//! the command line (or, later, an API) and checked when the machine is built.
+
+use std::path::PathBuf;
+
+/// Everything needed to build and run one machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Kernel, initramfs and command line.
+    pub boot: BootConfig,
+    /// Guest RAM.
+    pub memory: MemoryConfig,
+    /// vCPUs.
+    pub cpus: CpusConfig,
+    /// Where COM1 goes.
+    pub serial: SerialConfig,
+    /// What guest power events do.
+    pub lifecycle: LifecycleConfig,
+    /// The host's KVM.
+    pub host: HostConfig,
+}
+
+/// The guest's kernel and what it boots with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootConfig {
+    /// A bzImage.
+    pub kernel: PathBuf,
+    /// An initramfs (cpio, optionally compressed), if any.
+    pub initramfs: Option<PathBuf>,
+    /// The kernel command line.
+    pub cmdline: String,
+}
+
+/// Guest RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryConfig {
+    /// Bytes of RAM.
+    pub size: u64,
+}
+
+/// vCPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpusConfig {
+    /// How many.
+    pub count: u32,
+}
+
+/// Where the first serial port's bytes go and come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SerialConfig {
+    /// This process's standard input and output.
+    Stdio,
+    /// Output appended to a file; no input.
+    File(PathBuf),
+    /// A Unix stream socket iovm listens on; one client at a time.
+    Socket(PathBuf),
+    /// The port exists but goes nowhere.
+    Off,
+}
+
+/// What happens when the guest resets the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnReboot {
+    /// iovm exits with [`crate::vm::EXIT_REBOOT`].
+    Exit,
+    /// The machine is built anew from the same config and boots again.
+    Restart,
+}
+
+/// Guest power events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifecycleConfig {
+    /// Reset behaviour.
+    pub on_reboot: OnReboot,
+}
+
+/// The host side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostConfig {
+    /// The KVM device node, normally `/dev/kvm`.
+    pub kvm_device: PathBuf,
+}

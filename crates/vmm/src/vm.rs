@@ -1,0 +1,618 @@
+//! Building a machine from a [`VmConfig`] and running it to its end.
+//!
+//! ```text
+//!  validate config ─▶ open files ─▶ open /dev/kvm ─▶ create VM, irqchip, PIT
+//!   ─▶ map RAM ─▶ load kernel, ACPI, page tables ─▶ create vCPUs ─▶ run
+//!   ─▶ first lifecycle event ─▶ stop vCPUs ─▶ Outcome
+//! ```
+//!
+//! Exit codes of the `iovm` binary are defined here, next to the outcomes
+//! they report.
+
+use std::fs::File;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use devices::legacy::acpi_pm::{ACPI_PM_PORT, ACPI_PM_SIZE};
+use devices::legacy::cmos::{CMOS_PORT, CMOS_SIZE};
+use devices::legacy::i8042::I8042_COMMAND_OFFSET;
+use devices::legacy::pvpanic::PVPANIC_PORT;
+use devices::legacy::serial::SERIAL_PORT_SIZE;
+use devices::legacy::{AcpiPowerDevice, Cmos, PvPanic, Serial, I8042};
+use devices::{GuestRequest, LifecycleSink};
+use kvm_bindings::{kvm_pit_config, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+};
+use vmm_sys_util::signal::Killable;
+
+use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT};
+use crate::boot::{cpu_state, loader, page_tables};
+use crate::bus::Bus;
+use crate::config::{OnReboot, VmConfig};
+use crate::console::Console;
+use crate::cpuid::{self, Topology};
+use crate::host::{self, KvmAccessError};
+use crate::interrupts::{self, KvmIrqLine};
+use crate::layout::{MemoryLayout, MIB, MIN_MEMORY};
+use crate::vcpu::{self, VcpuRunner};
+
+/// Exit code: the guest powered off.
+pub const EXIT_POWEROFF: i32 = 0;
+/// Exit code: iovm could not build or run the machine (bad input, host problem).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: the command line could not be parsed.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: the guest reset the machine and `--on-reboot exit` is in force.
+pub const EXIT_REBOOT: i32 = 3;
+/// Exit code: the guest kernel panicked, or KVM could not go on running it.
+pub const EXIT_CRASH: i32 = 4;
+/// Exit code: the user ended iovm with the console escape (`Ctrl-A x`).
+pub const EXIT_USER_QUIT: i32 = 5;
+
+/// The most vCPUs a machine may have: xAPIC IDs are 8 bits, 255 is broadcast,
+/// and without interrupt remapping the guest cannot address more.
+pub const MAX_CPUS: u32 = 254;
+
+/// TSS area Intel VMX needs below 4 GiB, inside the MMIO hole.
+const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+/// How long a panicking guest may go on printing after it reported the panic.
+const PANIC_GRACE: Duration = Duration::from_millis(300);
+/// How long to wait for vCPU threads to leave `KVM_RUN`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Something that ends the run.
+#[derive(Debug)]
+pub enum VmEvent {
+    /// The guest asked for it.
+    Guest(GuestRequest),
+    /// The user typed the console escape.
+    UserQuit,
+    /// A vCPU cannot go on.
+    VcpuFailed {
+        /// Which.
+        index: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a machine's run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// ACPI power-off.
+    PowerOff,
+    /// Platform reset.
+    Reboot,
+    /// The guest reported a kernel panic.
+    Panic,
+    /// KVM could not continue.
+    Crash(String),
+    /// Console escape.
+    UserQuit,
+}
+
+impl Outcome {
+    /// The process exit code for this outcome.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::PowerOff => EXIT_POWEROFF,
+            Outcome::Reboot => EXIT_REBOOT,
+            Outcome::Panic | Outcome::Crash(_) => EXIT_CRASH,
+            Outcome::UserQuit => EXIT_USER_QUIT,
+        }
+    }
+}
+
+/// Why a machine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// `--memory` below the minimum.
+    #[error("--memory {0} MiB is too small: a Linux guest needs at least {min} MiB", min = MIN_MEMORY / MIB)]
+    MemoryTooSmall(u64),
+    /// `--memory` above what the host has.
+    #[error(
+        "--memory {requested} MiB is more than this host's {host} MiB of RAM; pick a smaller size"
+    )]
+    MemoryTooLarge {
+        /// Asked for, MiB.
+        requested: u64,
+        /// Host RAM, MiB.
+        host: u64,
+    },
+    /// `--cpus 0`.
+    #[error("--cpus must be at least 1")]
+    NoCpus,
+    /// Too many vCPUs.
+    #[error("--cpus {requested} is more than the {max} vCPUs {why}")]
+    TooManyCpus {
+        /// Asked for.
+        requested: u32,
+        /// The limit.
+        max: u32,
+        /// Whose limit.
+        why: &'static str,
+    },
+    /// The kernel file cannot be read.
+    #[error("cannot read kernel {path}")]
+    Kernel {
+        /// The path given.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The initramfs file cannot be read.
+    #[error("cannot read initramfs {path}")]
+    Initramfs {
+        /// The path given.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Loading the kernel failed.
+    #[error(transparent)]
+    Load(#[from] loader::LoadError),
+    /// The console could not be set up.
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
+    /// `/dev/kvm` is unusable.
+    #[error(transparent)]
+    Host(#[from] KvmAccessError),
+    /// A KVM call failed.
+    #[error("KVM: cannot {what}")]
+    Kvm {
+        /// What iovm was doing.
+        what: &'static str,
+        /// KVM's answer.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// Guest memory could not be allocated.
+    #[error("cannot allocate {0} MiB of guest memory")]
+    Memory(u64, #[source] vm_memory::mmap::FromRangesError),
+    /// Writing boot data failed.
+    #[error("cannot write boot data into guest memory")]
+    GuestMemory(#[from] vm_memory::GuestMemoryError),
+    /// A device could not be placed on a bus.
+    #[error("device layout: {0}")]
+    Bus(#[from] crate::bus::BusError),
+    /// A thread could not be started.
+    #[error("cannot start a thread")]
+    Thread(#[source] std::io::Error),
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |source| VmError::Kvm { what, source }
+}
+
+/// Host RAM in bytes, from `/proc/meminfo`.
+pub fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Checks the parts of a config that need no files and no KVM.
+pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
+    let mem = cfg.memory.size;
+    if mem < MIN_MEMORY {
+        return Err(VmError::MemoryTooSmall(mem / MIB));
+    }
+    if let Some(host) = host_ram {
+        if mem > host {
+            return Err(VmError::MemoryTooLarge {
+                requested: mem / MIB,
+                host: host / MIB,
+            });
+        }
+    }
+    match cfg.cpus.count {
+        0 => Err(VmError::NoCpus),
+        n if n > MAX_CPUS => Err(VmError::TooManyCpus {
+            requested: n,
+            max: MAX_CPUS,
+            why: "an x86 machine without interrupt remapping can address",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Sends guest requests into the run loop's channel.
+#[derive(Debug)]
+struct ChannelSink(Mutex<Sender<VmEvent>>);
+
+impl LifecycleSink for ChannelSink {
+    fn request(&self, request: GuestRequest) {
+        let _ = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(VmEvent::Guest(request));
+    }
+}
+
+/// Moments worth reporting with `--timing`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BootTimes {
+    /// When vCPU 0 first entered the guest.
+    pub first_entry: Option<Instant>,
+}
+
+/// A built machine, ready to run.
+pub struct Vm {
+    _kvm: Kvm,
+    _vm: Arc<VmFd>,
+    _memory: GuestMemoryMmap,
+    vcpus: Vec<VcpuRunner>,
+    events: Receiver<VmEvent>,
+    stop: Arc<AtomicBool>,
+    first_entry: Receiver<Instant>,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("vcpus", &self.vcpus.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vm {
+    /// Builds the machine `cfg` describes, its COM1 attached to `console`.
+    pub fn build(cfg: &VmConfig, console: &Console) -> Result<Self, VmError> {
+        validate(cfg, host_memory())?;
+        let kernel_path = cfg.boot.kernel.display().to_string();
+        let mut kernel = File::open(&cfg.boot.kernel).map_err(|source| VmError::Kernel {
+            path: kernel_path.clone(),
+            source,
+        })?;
+        let header = loader::read_setup_header(&mut kernel)
+            .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
+        loader::check_bzimage(&header, &kernel_path)?;
+        let initramfs_path = cfg.boot.initramfs.as_ref().map(|p| p.display().to_string());
+        let mut initramfs = match (&cfg.boot.initramfs, &initramfs_path) {
+            (Some(p), Some(name)) => Some(File::open(p).map_err(|source| VmError::Initramfs {
+                path: name.clone(),
+                source,
+            })?),
+            _ => None,
+        };
+
+        let kvm_file = host::open_kvm(&cfg.host.kvm_device, host::detect())?;
+        // SAFETY: `kvm_file` is an open KVM device whose ownership moves into `Kvm`.
+        let kvm = unsafe { Kvm::from_raw_fd(kvm_file.into_raw_fd()) };
+        let max_vcpus = kvm.get_max_vcpus() as u32;
+        if cfg.cpus.count > max_vcpus {
+            return Err(VmError::TooManyCpus {
+                requested: cfg.cpus.count,
+                max: max_vcpus,
+                why: "this host's KVM supports",
+            });
+        }
+        let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create a VM"))?);
+        vm.set_tss_address(KVM_TSS_ADDRESS)
+            .map_err(kvm_err("set the TSS address"))?;
+        vm.create_irq_chip()
+            .map_err(kvm_err("create the in-kernel interrupt controllers"))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm.create_pit2(pit)
+            .map_err(kvm_err("create the in-kernel PIT"))?;
+        interrupts::install_legacy_routes(&vm).map_err(kvm_err("set up interrupt routing"))?;
+
+        let layout = MemoryLayout::new(cfg.memory.size);
+        let memory = GuestMemoryMmap::<()>::from_ranges(&layout.ram_regions())
+            .map_err(|e| VmError::Memory(cfg.memory.size / MIB, e))?;
+        for (slot, region) in memory.iter().enumerate() {
+            let host_addr = memory.get_host_address(region.start_addr())?;
+            let region_info = kvm_bindings::kvm_userspace_memory_region {
+                slot: slot as u32,
+                guest_phys_addr: region.start_addr().raw_value(),
+                memory_size: region.len(),
+                userspace_addr: host_addr as u64,
+                flags: 0,
+            };
+            // SAFETY: the region is a live mapping owned by `memory`, which the
+            // `Vm` keeps until its vCPUs have stopped.
+            unsafe { vm.set_user_memory_region(region_info) }
+                .map_err(kvm_err("map guest memory"))?;
+        }
+
+        let tables = acpi::build(&AcpiConfig {
+            cpus: cfg.cpus.count,
+        });
+        for (addr, blob) in &tables.blobs {
+            memory.write_slice(blob, GuestAddress(*addr))?;
+        }
+        let entry = loader::load(
+            &memory,
+            &layout,
+            loader::BootSource {
+                kernel: &mut kernel,
+                kernel_path: &kernel_path,
+                initramfs: initramfs.as_mut().zip(initramfs_path.as_deref()),
+                cmdline: &cfg.boot.cmdline,
+                rsdp: tables.rsdp_addr(),
+            },
+        )?;
+        let cr3 = page_tables::write_identity_map(&memory)?;
+        cpu_state::write_gdt_idt(&memory)?;
+
+        let (tx, events) = mpsc::channel();
+        let sink: Arc<dyn LifecycleSink> = Arc::new(ChannelSink(Mutex::new(tx.clone())));
+        let com1_line =
+            KvmIrqLine::new(vm.clone(), COM1_IRQ).map_err(kvm_err("connect COM1's interrupt"))?;
+        let serial = Arc::new(Mutex::new(Serial::new(
+            Arc::new(com1_line),
+            console.writer(),
+        )));
+        console.attach(serial.clone(), tx.clone());
+        let pio = Arc::new(platform_bus(serial, sink)?);
+        let mmio = Arc::new(Bus::new());
+
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("read the supported CPUID"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (first_tx, first_entry) = mpsc::channel();
+        let mut vcpus = Vec::new();
+        for index in 0..cfg.cpus.count {
+            let fd = vm
+                .create_vcpu(u64::from(index))
+                .map_err(kvm_err("create a vCPU"))?;
+            setup_vcpu(&fd, index, cfg.cpus.count, &supported)?;
+            if index == 0 {
+                fd.set_sregs(&cpu_state::long_mode_sregs(
+                    fd.get_sregs().map_err(kvm_err("read sregs"))?,
+                    cr3,
+                ))
+                .map_err(kvm_err("set up long mode"))?;
+                fd.set_regs(&cpu_state::entry_regs(entry))
+                    .map_err(kvm_err("set the entry point"))?;
+            }
+            vcpus.push(VcpuRunner {
+                index,
+                fd,
+                pio: pio.clone(),
+                mmio: mmio.clone(),
+                events: tx.clone(),
+                stop: stop.clone(),
+                first_entry: (index == 0).then(|| first_tx.clone()),
+            });
+        }
+        vcpu::install_kick_handler()
+            .map_err(|e| VmError::Thread(std::io::Error::from_raw_os_error(e.errno())))?;
+        Ok(Self {
+            _kvm: kvm,
+            _vm: vm,
+            _memory: memory,
+            vcpus,
+            events,
+            stop,
+            first_entry,
+        })
+    }
+
+    /// Runs the machine until something ends it. `on_start` learns when
+    /// vCPU 0 first entered the guest.
+    pub fn run(self, on_start: impl FnOnce(Instant)) -> Result<Outcome, VmError> {
+        let Vm {
+            _kvm,
+            _vm,
+            _memory,
+            vcpus,
+            events,
+            stop,
+            first_entry,
+        } = self;
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        for runner in vcpus {
+            let name = format!("iovm-vcpu{}", runner.index);
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || runner.run())
+                .map_err(VmError::Thread)?;
+            threads.push(handle);
+        }
+        if let Ok(t) = first_entry.recv_timeout(Duration::from_secs(5)) {
+            on_start(t);
+        }
+        let outcome = match events.recv() {
+            Ok(VmEvent::Guest(GuestRequest::PowerOff)) => Outcome::PowerOff,
+            Ok(VmEvent::Guest(GuestRequest::Reset)) => Outcome::Reboot,
+            Ok(VmEvent::Guest(GuestRequest::Panic)) => {
+                std::thread::sleep(PANIC_GRACE);
+                Outcome::Panic
+            }
+            Ok(VmEvent::UserQuit) => Outcome::UserQuit,
+            Ok(VmEvent::VcpuFailed { index, reason }) => {
+                Outcome::Crash(format!("vCPU {index}: {reason}"))
+            }
+            Err(_) => Outcome::Crash("every vCPU stopped without a reason".into()),
+        };
+        stop_vcpus(&stop, threads);
+        Ok(outcome)
+    }
+}
+
+fn platform_bus(serial: Arc<Mutex<Serial>>, sink: Arc<dyn LifecycleSink>) -> Result<Bus, VmError> {
+    let mut bus = Bus::new();
+    bus.insert(u64::from(COM1_PORT), SERIAL_PORT_SIZE, 0, serial)?;
+    let i8042 = Arc::new(Mutex::new(I8042::new(sink.clone())));
+    bus.insert(0x60, 1, 0, i8042.clone())?;
+    bus.insert(0x64, 1, I8042_COMMAND_OFFSET, i8042)?;
+    bus.insert(
+        u64::from(CMOS_PORT),
+        CMOS_SIZE,
+        0,
+        Arc::new(Mutex::new(Cmos::new())),
+    )?;
+    bus.insert(
+        u64::from(PVPANIC_PORT),
+        1,
+        0,
+        Arc::new(Mutex::new(PvPanic::new(sink.clone()))),
+    )?;
+    bus.insert(
+        u64::from(ACPI_PM_PORT),
+        ACPI_PM_SIZE,
+        0,
+        Arc::new(Mutex::new(AcpiPowerDevice::new(sink))),
+    )?;
+    Ok(bus)
+}
+
+fn setup_vcpu(
+    fd: &VcpuFd,
+    index: u32,
+    cpus: u32,
+    supported: &kvm_bindings::CpuId,
+) -> Result<(), VmError> {
+    let mut entries = supported.as_slice().to_vec();
+    cpuid::make_coherent(&mut entries, index, Topology { cpus });
+    let cpuid = kvm_bindings::CpuId::from_entries(&entries).map_err(|_| VmError::Kvm {
+        what: "build the CPUID table",
+        source: kvm_ioctls::Error::new(libc::EINVAL),
+    })?;
+    fd.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
+    let msrs: Vec<_> = cpu_state::boot_msrs()
+        .into_iter()
+        .map(|(index, data)| kvm_bindings::kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        })
+        .collect();
+    let msrs = Msrs::from_entries(&msrs).map_err(|_| VmError::Kvm {
+        what: "build the MSR list",
+        source: kvm_ioctls::Error::new(libc::EINVAL),
+    })?;
+    fd.set_msrs(&msrs).map_err(kvm_err("set MSRs"))?;
+    fd.set_fpu(&cpu_state::initial_fpu())
+        .map_err(kvm_err("set the FPU state"))?;
+    let mut lapic = fd.get_lapic().map_err(kvm_err("read the local APIC"))?;
+    cpu_state::wire_lint_pins(&mut lapic);
+    fd.set_lapic(&lapic)
+        .map_err(kvm_err("set up the local APIC"))?;
+    Ok(())
+}
+
+/// Tells every vCPU to stop and kicks it out of `KVM_RUN` until it does.
+fn stop_vcpus(stop: &AtomicBool, threads: Vec<JoinHandle<()>>) {
+    stop.store(true, Ordering::Release);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    for handle in threads {
+        while !handle.is_finished() && Instant::now() < deadline {
+            let _ = handle.kill(vcpu::kick_signal());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        } else {
+            tracing::warn!("a vCPU thread did not stop in time");
+        }
+    }
+}
+
+/// Builds and runs machines from `cfg` until one ends for good: a reboot
+/// starts a new machine when `--on-reboot restart` asks for it.
+pub fn run(
+    cfg: &VmConfig,
+    console: &Console,
+    mut on_start: impl FnMut(Instant),
+) -> Result<Outcome, VmError> {
+    loop {
+        let vm = Vm::build(cfg, console)?;
+        let outcome = vm.run(&mut on_start)?;
+        console.detach();
+        console.flush();
+        if outcome == Outcome::Reboot && cfg.lifecycle.on_reboot == OnReboot::Restart {
+            tracing::info!("guest rebooted: starting it again");
+            continue;
+        }
+        return Ok(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::*;
+    use crate::layout::GIB;
+
+    fn cfg(mem: u64, cpus: u32) -> VmConfig {
+        VmConfig {
+            boot: BootConfig {
+                kernel: PathBuf::from("k"),
+                initramfs: None,
+                cmdline: String::new(),
+            },
+            memory: MemoryConfig { size: mem },
+            cpus: CpusConfig { count: cpus },
+            serial: SerialConfig::Off,
+            lifecycle: LifecycleConfig {
+                on_reboot: OnReboot::Exit,
+            },
+            host: HostConfig {
+                kvm_device: PathBuf::from("/dev/kvm"),
+            },
+        }
+    }
+
+    #[test]
+    fn test_validate_accepts_sane_config() {
+        assert!(validate(&cfg(512 * MIB, 2), Some(4 * GIB)).is_ok());
+    }
+
+    #[test]
+    fn test_validate_memory_bounds() {
+        let small = validate(&cfg(16 * MIB, 1), None).unwrap_err();
+        assert!(small.to_string().contains("too small"), "{small}");
+        let big = validate(&cfg(64 * GIB, 1), Some(8 * GIB)).unwrap_err();
+        assert!(big.to_string().contains("8192 MiB of RAM"), "{big}");
+    }
+
+    #[test]
+    fn test_validate_cpu_bounds() {
+        assert!(matches!(
+            validate(&cfg(512 * MIB, 0), None),
+            Err(VmError::NoCpus)
+        ));
+        assert!(matches!(
+            validate(&cfg(512 * MIB, MAX_CPUS + 1), None),
+            Err(VmError::TooManyCpus { .. })
+        ));
+    }
+
+    #[test]
+    fn test_outcome_exit_codes_are_distinct() {
+        let codes = [
+            Outcome::PowerOff.exit_code(),
+            Outcome::Reboot.exit_code(),
+            Outcome::Panic.exit_code(),
+            Outcome::UserQuit.exit_code(),
+            EXIT_ERROR,
+            EXIT_USAGE,
+        ];
+        let mut sorted = codes.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), codes.len());
+        assert_eq!(
+            Outcome::Crash("x".into()).exit_code(),
+            Outcome::Panic.exit_code()
+        );
+    }
+}

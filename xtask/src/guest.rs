@@ -1,0 +1,146 @@
+//! `cargo xtask guest`: the test guest's kernel and initramfs from Debian packages.
+//!
+//! Output: `target/guest/vmlinuz`, `target/guest/initramfs.cpio.gz` and
+//! `target/guest/BUILD-INFO` (kernel release, packages, modules).
+
+use std::fs;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::apt;
+use crate::image::{self, add_busybox, add_programs, copy_file, mib};
+use crate::kmod::Kernel;
+use crate::paths;
+use crate::rootfs::Tree;
+
+/// Kernel modules in the guest image (their dependencies are added automatically).
+/// Names may use `-` or `_`; built-in ones are skipped. Add drivers under test here.
+pub const MODULES: &[&str] = &[
+    // virtio
+    "virtio",
+    "virtio_ring",
+    "virtio_pci",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_blk",
+    "virtio_net",
+    "net_failover",
+    "failover",
+    "virtio_console",
+    "virtio_rng",
+    // storage
+    "nvme",
+    "nvme-core",
+    "ahci",
+    "libahci",
+    "libata",
+    // network
+    "e1000",
+    "igb",
+    "igbvf",
+    // user-space drivers
+    "vfio",
+    "vfio-pci",
+    "vfio_iommu_type1",
+    "uio",
+    "uio_pci_generic",
+    // serial
+    "8250_pci",
+];
+
+/// Packages whose files go into the guest (libraries are added as needed).
+const PACKAGES: &[&str] = &[
+    "busybox-static",
+    "pciutils",
+    "nvme-cli",
+    "fio",
+    "pci.ids",
+    "libc6",
+];
+
+/// Programs copied with all their shared libraries.
+const PROGRAMS: &[&str] = &[
+    "usr/bin/lspci",
+    "usr/bin/setpci",
+    "usr/sbin/nvme",
+    "usr/bin/fio",
+];
+
+/// The guest's `/init`.
+const INIT: &str = include_str!("../guest/init");
+
+/// Options of `cargo xtask guest`.
+#[derive(Debug, clap::Args)]
+pub struct GuestArgs {
+    /// Kernel ABI version, e.g. `6.1.0-56` (default: the newest
+    /// `linux-image-6.1.0-*-amd64-unsigned` apt knows).
+    #[arg(long, value_name = "6.1.0-NN")]
+    pub kernel_version: Option<String>,
+}
+
+/// Builds the guest image.
+pub fn build(args: &GuestArgs) -> Result<()> {
+    let start = Instant::now();
+    let kernel = Kernel::fetch(args.kernel_version.as_deref())?;
+    let mut packages = apt::fetch(PACKAGES)?;
+
+    let mut tree = Tree::skeleton();
+    add_programs(&mut tree, &mut packages, PROGRAMS)?;
+    add_busybox(&mut tree, image::package(&packages, "busybox-static")?)?;
+
+    // libpci reads /usr/share/misc/pci.ids.gz.
+    let ids = image::package(&packages, "pci.ids")?
+        .root
+        .join("usr/share/misc/pci.ids");
+    let gz = Command::new("gzip")
+        .arg("-9c")
+        .arg(&ids)
+        .output()
+        .context("could not run gzip")?;
+    if !gz.status.success() {
+        bail!("gzip -9c {} failed", ids.display());
+    }
+    tree.file_bytes("usr/share/misc/pci.ids.gz", &gz.stdout, 0o644);
+
+    let selection = kernel.select(MODULES)?;
+    kernel.install(&selection, &mut tree)?;
+
+    tree.file_bytes("init", INIT.as_bytes(), 0o755);
+    tree.file_bytes("etc/hostname", b"iovm-guest\n", 0o644);
+    tree.check_links()?;
+
+    let out = paths::guest();
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    copy_file(&kernel.vmlinuz, &out.join("vmlinuz"))?;
+    let initramfs = out.join("initramfs.cpio.gz");
+    let raw = tree.write_cpio_gz(&initramfs)?;
+
+    let mut info = format!("kernel {}\npackages:\n", kernel.release);
+    for p in std::iter::once(&kernel.package).chain(&packages) {
+        info.push_str(&format!("  {} {}\n", p.info.name, p.info.version));
+    }
+    info.push_str("modules:\n");
+    for (name, m) in &selection.modules {
+        info.push_str(&format!("  {name} {}\n", m.path));
+    }
+    for name in &selection.builtin {
+        info.push_str(&format!("  {name} (built in)\n"));
+    }
+    fs::write(out.join("BUILD-INFO"), info)?;
+
+    let gz_size = fs::metadata(&initramfs)?.len();
+    println!(
+        "xtask: guest image ready in {:.1}s: {} (kernel {}), {} ({} compressed, {} of files; {} modules, built in: {})",
+        start.elapsed().as_secs_f64(),
+        out.join("vmlinuz").display(),
+        kernel.release,
+        initramfs.display(),
+        mib(gz_size),
+        mib(raw),
+        selection.modules.len(),
+        selection.builtin.iter().cloned().collect::<Vec<_>>().join(", "),
+    );
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Running external commands with errors that say what was run.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Runs `cmd` with inherited stdio; fails unless it exits 0.
+pub fn run_checked(cmd: &mut Command) -> Result<()> {
+    let what = describe(cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{what}`"))?;
+    if !status.success() {
+        bail!("`{what}` failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs `cmd` and returns its stdout; fails (with its stderr) unless it exits 0.
+pub fn run_output(cmd: &mut Command) -> Result<String> {
+    let what = describe(cmd);
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start `{what}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{what}` failed: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
