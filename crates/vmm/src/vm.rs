@@ -246,6 +246,22 @@ pub struct BootTimes {
     pub first_entry: Option<Instant>,
 }
 
+/// Platform state that outlives one machine: on a PC, the battery-backed
+/// CMOS RAM keeps its contents across a reset, and so does ours across
+/// `--on-reboot restart`.
+#[derive(Clone, Debug)]
+pub struct Persistent {
+    cmos: Arc<Mutex<Cmos>>,
+}
+
+impl Default for Persistent {
+    fn default() -> Self {
+        Self {
+            cmos: Arc::new(Mutex::new(Cmos::new())),
+        }
+    }
+}
+
 /// A built machine, ready to run.
 pub struct Vm {
     _kvm: Kvm,
@@ -267,7 +283,11 @@ impl std::fmt::Debug for Vm {
 
 impl Vm {
     /// Builds the machine `cfg` describes, its COM1 attached to `console`.
-    pub fn build(cfg: &VmConfig, console: &Console) -> Result<Self, VmError> {
+    pub fn build(
+        cfg: &VmConfig,
+        console: &Console,
+        persistent: &Persistent,
+    ) -> Result<Self, VmError> {
         validate(cfg, host_memory())?;
         let kernel_path = cfg.boot.kernel.display().to_string();
         let mut kernel = File::open(&cfg.boot.kernel).map_err(|source| VmError::Kernel {
@@ -357,7 +377,7 @@ impl Vm {
             console.writer(),
         )));
         console.attach(serial.clone(), tx.clone());
-        let pio = Arc::new(platform_bus(serial, sink)?);
+        let pio = Arc::new(platform_bus(serial, persistent.cmos.clone(), sink)?);
         let mmio = Arc::new(Bus::new());
 
         let supported = kvm
@@ -445,18 +465,17 @@ impl Vm {
     }
 }
 
-fn platform_bus(serial: Arc<Mutex<Serial>>, sink: Arc<dyn LifecycleSink>) -> Result<Bus, VmError> {
+fn platform_bus(
+    serial: Arc<Mutex<Serial>>,
+    cmos: Arc<Mutex<Cmos>>,
+    sink: Arc<dyn LifecycleSink>,
+) -> Result<Bus, VmError> {
     let mut bus = Bus::new();
     bus.insert(u64::from(COM1_PORT), SERIAL_PORT_SIZE, 0, serial)?;
     let i8042 = Arc::new(Mutex::new(I8042::new(sink.clone())));
     bus.insert(0x60, 1, 0, i8042.clone())?;
     bus.insert(0x64, 1, I8042_COMMAND_OFFSET, i8042)?;
-    bus.insert(
-        u64::from(CMOS_PORT),
-        CMOS_SIZE,
-        0,
-        Arc::new(Mutex::new(Cmos::new())),
-    )?;
+    bus.insert(u64::from(CMOS_PORT), CMOS_SIZE, 0, cmos)?;
     bus.insert(
         u64::from(PVPANIC_PORT),
         1,
@@ -531,8 +550,9 @@ pub fn run(
     console: &Console,
     mut on_start: impl FnMut(Instant),
 ) -> Result<Outcome, VmError> {
+    let persistent = Persistent::default();
     loop {
-        let vm = Vm::build(cfg, console)?;
+        let vm = Vm::build(cfg, console, &persistent)?;
         let outcome = vm.run(&mut on_start)?;
         console.detach();
         console.flush();

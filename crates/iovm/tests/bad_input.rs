@@ -1,0 +1,288 @@
+//! Bad user input: each case ends with one clear line on stderr naming what is
+//! wrong, a non-zero exit status, and no panic or backtrace. These run iovm
+//! directly on this host; none of them reaches a guest.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const IOVM: &str = env!("CARGO_BIN_EXE_iovm");
+
+struct Outcome {
+    code: Option<i32>,
+    stderr: String,
+}
+
+fn iovm(args: &[&str]) -> Outcome {
+    iovm_as(None, args)
+}
+
+/// Runs iovm, as the unprivileged user `nobody` when `unprivileged` is set.
+fn iovm_as(unprivileged: Option<()>, args: &[&str]) -> Outcome {
+    let mut cmd = match unprivileged {
+        Some(()) => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", IOVM]);
+            c
+        }
+        None => Command::new(IOVM),
+    };
+    let out = cmd
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run iovm");
+    Outcome {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Asserts one error line containing `needle`, exit status 1.
+#[track_caller]
+fn assert_error(o: &Outcome, needle: &str) {
+    assert_eq!(o.code, Some(1), "stderr: {}", o.stderr);
+    assert!(
+        o.stderr.contains(needle),
+        "expected {needle:?} in: {}",
+        o.stderr
+    );
+    assert_eq!(
+        o.stderr.trim_end().lines().count(),
+        1,
+        "one line, got: {}",
+        o.stderr
+    );
+    assert!(o.stderr.starts_with("iovm: error: "), "{}", o.stderr);
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+}
+
+fn guest_kernel() -> PathBuf {
+    testkit::images::require_guest()
+        .expect("guest image")
+        .join("vmlinuz")
+}
+
+fn guest_initramfs() -> PathBuf {
+    testkit::images::require_guest()
+        .expect("guest image")
+        .join("initramfs.cpio.gz")
+}
+
+/// A fresh world-readable temporary directory.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("iovm-bad-input-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn test_missing_kernel_names_the_path() {
+    let o = iovm(&["run", "--kernel", "/nonexistent/vmlinuz"]);
+    assert_error(
+        &o,
+        "cannot read kernel /nonexistent/vmlinuz: No such file or directory",
+    );
+}
+
+#[test]
+fn test_unreadable_kernel_says_permission_denied() {
+    let dir = temp_dir("unreadable");
+    let kernel = dir.join("vmlinuz");
+    std::fs::copy(guest_kernel(), &kernel).unwrap();
+    std::fs::set_permissions(&kernel, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = iovm_as(Some(()), &["run", "--kernel", s(&kernel)]);
+    assert_error(&o, "Permission denied");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn test_kernel_that_is_not_a_bzimage_is_refused() {
+    let dir = temp_dir("notbz");
+    let kernel = dir.join("vmlinuz");
+    std::fs::write(&kernel, vec![0x7fu8; 8192]).unwrap();
+    let o = iovm(&["run", "--kernel", s(&kernel)]);
+    assert_error(&o, "is not a Linux bzImage");
+    let tiny = dir.join("tiny");
+    std::fs::write(&tiny, b"#!/bin/sh\n").unwrap();
+    assert_error(
+        &iovm(&["run", "--kernel", s(&tiny)]),
+        "is not a Linux bzImage",
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn test_missing_initramfs_names_the_path() {
+    let o = iovm(&[
+        "run",
+        "--kernel",
+        s(&guest_kernel()),
+        "--initramfs",
+        "/nonexistent/initrd",
+    ]);
+    assert_error(&o, "cannot read initramfs /nonexistent/initrd");
+}
+
+#[test]
+fn test_memory_too_small() {
+    assert_error(
+        &iovm(&["run", "--kernel", "k", "--memory", "16M"]),
+        "too small",
+    );
+}
+
+#[test]
+fn test_memory_larger_than_host() {
+    assert_error(
+        &iovm(&["run", "--kernel", "k", "--memory", "64T"]),
+        "more than this host's",
+    );
+}
+
+#[test]
+fn test_malformed_memory_is_a_usage_error() {
+    let o = iovm(&["run", "--kernel", "k", "--memory", "lots"]);
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("'lots' is not a size"), "{}", o.stderr);
+    assert!(!o.stderr.contains("panicked"));
+}
+
+#[test]
+fn test_unknown_serial_backend_is_a_usage_error() {
+    let o = iovm(&["run", "--kernel", "k", "--serial", "tcp:1234"]);
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("not a serial backend"), "{}", o.stderr);
+}
+
+#[test]
+fn test_zero_cpus() {
+    assert_error(
+        &iovm(&["run", "--kernel", "k", "--cpus", "0"]),
+        "--cpus must be at least 1",
+    );
+}
+
+#[test]
+fn test_too_many_cpus() {
+    assert_error(
+        &iovm(&["run", "--kernel", "k", "--cpus", "255"]),
+        "--cpus 255 is more than the 254 vCPUs",
+    );
+}
+
+#[test]
+fn test_missing_kvm_device() {
+    let o = iovm(&[
+        "run",
+        "--kernel",
+        s(&guest_kernel()),
+        "--initramfs",
+        s(&guest_initramfs()),
+        "--kvm-device",
+        "/nonexistent/kvm",
+    ]);
+    assert_error(&o, "/nonexistent/kvm does not exist: this host has no KVM");
+}
+
+#[test]
+fn test_kvm_device_without_permission() {
+    let dir = temp_dir("kvmperm");
+    let node = dir.join("kvm");
+    let cpath = std::ffi::CString::new(s(&node)).unwrap();
+    // SAFETY: mknod with a valid NUL-terminated path; creates the misc device 10:232 (/dev/kvm).
+    let rc = unsafe {
+        libc::mknod(
+            cpath.as_ptr(),
+            libc::S_IFCHR | 0o600,
+            libc::makedev(10, 232),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "mknod needs root: {}",
+        std::io::Error::last_os_error()
+    );
+    let o = iovm_as(
+        Some(()),
+        &[
+            "run",
+            "--kernel",
+            s(&guest_kernel()),
+            "--initramfs",
+            s(&guest_initramfs()),
+            "--kvm-device",
+            s(&node),
+        ],
+    );
+    assert_error(&o, "no permission to open");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn test_kvm_without_hardware_virtualization_points_to_test_host() {
+    let o = iovm(&[
+        "run",
+        "--kernel",
+        s(&guest_kernel()),
+        "--initramfs",
+        s(&guest_initramfs()),
+    ]);
+    if vmm::host::detect() == vmm::host::KvmFlavor::Hardware {
+        eprintln!(
+            "this host has hardware KVM: the refusal path is covered by vmm::host's unit tests"
+        );
+        return;
+    }
+    assert_error(&o, "cannot run a stock Linux kernel");
+    assert!(o.stderr.contains("test host"), "{}", o.stderr);
+}
+
+#[test]
+fn test_serial_socket_in_use() {
+    let dir = temp_dir("sock");
+    let path = dir.join("console.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    let serial = format!("socket={}", s(&path));
+    let o = iovm(&["run", "--kernel", s(&guest_kernel()), "--serial", &serial]);
+    assert_error(&o, "is in use by another process");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn test_help_teaches_usage_and_exit_codes() {
+    let out = Command::new(IOVM).args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "--kernel",
+        "--initramfs",
+        "--memory",
+        "--cpus",
+        "--serial",
+        "--on-reboot",
+        "Exit status",
+        "Ctrl-A x",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    let top = Command::new(IOVM).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&top.stdout).contains("I/O virtualization"));
+}
+
+#[test]
+fn test_version_prints_package_version() {
+    let out = Command::new(IOVM).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("iovm {}", env!("CARGO_PKG_VERSION"))
+    );
+}
