@@ -48,6 +48,26 @@ fn set_bits(reg: &mut u32, shift: u32, width: u32, value: u32) {
     *reg = (*reg & !(mask << shift)) | ((value & mask) << shift);
 }
 
+/// The XCR0 value matching the XSAVE components `entries` offer (leaf 0xD
+/// sub-leaf 0), or `None` when the CPU has no XSAVE (leaf 1 ECX bit 26).
+///
+/// iovm loads it into every vCPU before the guest starts. KVM computes the
+/// "size for the enabled features" (leaf 0xD.0 EBX) from the vCPU's XCR0 and
+/// updates it when the guest executes XSETBV; where that exit never reaches
+/// KVM (seen under nested SVM on an emulated CPU), a guest would read the
+/// size for the reset value XCR0 = 1 while using more, and Linux warns
+/// "XSAVE consistency problem". Starting with the full mask makes the size
+/// right from the first instruction; the guest then writes the same value.
+pub fn initial_xcr0(entries: &[kvm_cpuid_entry2]) -> Option<u64> {
+    const LEAF1_ECX_XSAVE: u32 = 1 << 26;
+    let leaf1 = entries.iter().find(|e| e.function == 1)?;
+    if leaf1.ecx & LEAF1_ECX_XSAVE == 0 {
+        return None;
+    }
+    let d = entries.iter().find(|e| e.function == 0xd && e.index == 0)?;
+    Some(u64::from(d.eax) | (u64::from(d.edx) << 32))
+}
+
 /// Rewrites `entries` (from `KVM_GET_SUPPORTED_CPUID`) for vCPU `apic_id`.
 pub fn make_coherent(entries: &mut Vec<kvm_cpuid_entry2>, apic_id: u32, topo: Topology) {
     let has_leaf =
@@ -270,6 +290,14 @@ mod tests {
         assert_eq!(main.eax, 0b111);
         assert_eq!(main.ecx, 832);
         assert!(main.ebx <= 832);
+    }
+
+    #[test]
+    fn test_initial_xcr0_is_offered_mask_when_xsave_present() {
+        let v = vec![entry(1, 0, 0, 0, 1 << 26, 0), entry(0xd, 0, 0x207, 576, 2696, 0)];
+        assert_eq!(initial_xcr0(&v), Some(0x207));
+        let no_xsave = vec![entry(1, 0, 0, 0, 0, 0), entry(0xd, 0, 0x207, 576, 2696, 0)];
+        assert_eq!(initial_xcr0(&no_xsave), None);
     }
 
     #[test]

@@ -80,7 +80,9 @@ impl VcpuRunner {
                     }
                 }
                 Ok(VcpuExit::IoOut(port, data)) => {
-                    self.pio.write(u64::from(port), data);
+                    if !self.pio.write(u64::from(port), data) {
+                        tracing::trace!("unclaimed port write {port:#x} {data:x?}");
+                    }
                 }
                 Ok(VcpuExit::MmioRead(addr, data)) => {
                     if !self.mmio.read(addr, data) {

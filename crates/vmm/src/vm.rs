@@ -32,7 +32,7 @@ use vm_memory::{
 use vmm_sys_util::signal::Killable;
 
 use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT};
-use crate::boot::{cpu_state, loader, page_tables};
+use crate::boot::{cpu_state, loader, page_tables, reset_vector};
 use crate::bus::Bus;
 use crate::config::{OnReboot, VmConfig};
 use crate::console::Console;
@@ -367,6 +367,7 @@ impl Vm {
         )?;
         let cr3 = page_tables::write_identity_map(&memory)?;
         cpu_state::write_gdt_idt(&memory)?;
+        reset_vector::write(&memory)?;
 
         let (tx, events) = mpsc::channel();
         let sink: Arc<dyn LifecycleSink> = Arc::new(ChannelSink(Mutex::new(tx.clone())));
@@ -447,7 +448,9 @@ impl Vm {
         if let Ok(t) = first_entry.recv_timeout(Duration::from_secs(5)) {
             on_start(t);
         }
-        let outcome = match events.recv() {
+        let event = events.recv();
+        tracing::info!("machine ends: {event:?}");
+        let outcome = match event {
             Ok(VmEvent::Guest(GuestRequest::PowerOff)) => Outcome::PowerOff,
             Ok(VmEvent::Guest(GuestRequest::Reset)) => Outcome::Reboot,
             Ok(VmEvent::Guest(GuestRequest::Panic)) => {
@@ -461,6 +464,7 @@ impl Vm {
             Err(_) => Outcome::Crash("every vCPU stopped without a reason".into()),
         };
         stop_vcpus(&stop, threads);
+        tracing::info!("vCPUs stopped");
         Ok(outcome)
     }
 }
@@ -504,6 +508,18 @@ fn setup_vcpu(
         source: kvm_ioctls::Error::new(libc::EINVAL),
     })?;
     fd.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
+    if let Some(xcr0) = cpuid::initial_xcr0(&entries) {
+        let mut xcrs = kvm_bindings::kvm_xcrs {
+            nr_xcrs: 1,
+            ..Default::default()
+        };
+        xcrs.xcrs[0] = kvm_bindings::kvm_xcr {
+            xcr: 0,
+            value: xcr0,
+            ..Default::default()
+        };
+        fd.set_xcrs(&xcrs).map_err(kvm_err("set XCR0"))?;
+    }
     let msrs: Vec<_> = cpu_state::boot_msrs()
         .into_iter()
         .map(|(index, data)| kvm_bindings::kvm_msr_entry {

@@ -15,3 +15,4 @@ pub mod addresses;
 pub mod cpu_state;
 pub mod loader;
 pub mod page_tables;
+pub mod reset_vector;

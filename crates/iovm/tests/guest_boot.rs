@@ -1,0 +1,206 @@
+//! Real guests: Debian's stock kernel and the project's initramfs booted by
+//! iovm, directly on hardware KVM or inside the nested test host (see
+//! `testkit`). All runs share one batch, so the test host boots once; each
+//! test then checks its own run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use testkit::{Batch, GuestRun, RunResult};
+
+/// Prints the facts the boot tests check, then the kernel log's problem lines.
+const INSPECT: &str = r#"
+echo "cpus=$(grep -c ^processor /proc/cpuinfo)"
+echo "apicids=$(grep ^apicid /proc/cpuinfo | tr -d ' \t' | cut -d: -f2 | tr '\n' ',')"
+echo "memtotal_kib=$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)"
+echo "ram_above_4g=$(grep -cE '^ *1[0-9a-f]{8}-[0-9a-f]+ : System RAM' /proc/iomem)"
+echo "clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+a=$(date +%s); sleep 1; b=$(date +%s)
+echo "epoch=$a slept=$((b-a))"
+dmesg > /tmp/dmesg
+echo "dmesg_lines=$(wc -l < /tmp/dmesg)"
+grep -E 'BUG|WARNING|Call Trace|ACPI (Error|Warning|BIOS)|XSAVE' /tmp/dmesg | sed 's/^/dmesg-problem: /'
+grep -i 'firmware bug' /tmp/dmesg | sed 's/^/dmesg-problem: /'
+true
+"#;
+
+const RESTART: &str = r#"
+nv=/sys/bus/nvmem/devices/cmos_nvram0/nvmem
+[ -e $nv ] || { echo "no $nv"; exit 1; }
+if [ "$(dd if=$nv bs=1 count=1 2>/dev/null)" = R ]; then
+  echo "restart: second boot"
+  printf 'x' | dd of=$nv bs=1 count=1 conv=notrunc 2>/dev/null
+  exit 0
+fi
+printf 'R' | dd of=$nv bs=1 count=1 conv=notrunc 2>/dev/null
+echo "restart: first boot, rebooting"
+reboot -f
+"#;
+
+fn runs() -> Vec<GuestRun> {
+    vec![
+        GuestRun::new("boot-1cpu")
+            .args(["--cpus", "1", "--memory", "512M", "--timing"])
+            .script(INSPECT),
+        GuestRun::new("boot-2cpu").args(["--cpus", "2", "--memory", "512M"]).script(INSPECT),
+        GuestRun::new("boot-5g").args(["--cpus", "2", "--memory", "5G"]).script(INSPECT),
+        GuestRun::new("reboot-exit").script("echo rebooting; reboot -f"),
+        GuestRun::new("reboot-restart").args(["--on-reboot", "restart"]).script(RESTART),
+        GuestRun::new("panic").script("echo c > /proc/sysrq-trigger"),
+        GuestRun::new("stdin-shell").stdin("echo hello-$((6*7))\npoweroff -f\n"),
+        GuestRun::new("serial-file")
+            .args(["--serial", "file={scratch}/serial-file.log"])
+            .script("echo file-console-ok"),
+    ]
+}
+
+struct Results {
+    runs: BTreeMap<String, RunResult>,
+    scratch_files: BTreeMap<String, String>,
+}
+
+fn results() -> &'static Results {
+    static RESULTS: OnceLock<Results> = OnceLock::new();
+    RESULTS.get_or_init(|| {
+        let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
+        let batch = Batch::new().expect("set up the test batch");
+        let list = batch.run(iovm, &runs()).expect("run the guest batch");
+        let scratch: PathBuf = batch.scratch_dir().to_path_buf();
+        let scratch_files = ["serial-file.log"]
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read_to_string(scratch.join(f)).unwrap_or_default()))
+            .collect();
+        Results {
+            runs: list.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            scratch_files,
+        }
+    })
+}
+
+fn run(name: &str) -> &'static RunResult {
+    &results().runs[name]
+}
+
+/// The value printed by the script as `key=value`.
+fn fact<'a>(r: &'a RunResult, key: &str) -> &'a str {
+    let prefix = format!("{key}=");
+    r.console
+        .lines()
+        .flat_map(|l| l.split_whitespace())
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {key}= in run {}\n{}", r.name, r.dump()))
+}
+
+#[track_caller]
+fn assert_clean_boot(r: &RunResult) {
+    r.assert_success();
+    r.assert_clean_dmesg();
+    let problems: Vec<_> = r.console.lines().filter(|l| l.contains("dmesg-problem:")).collect();
+    assert!(problems.is_empty(), "kernel log problems: {problems:#?}\n{}", r.dump());
+    let lines: u32 = fact(r, "dmesg_lines").parse().unwrap();
+    assert!(lines > 50, "dmesg looks empty\n{}", r.dump());
+}
+
+#[track_caller]
+fn assert_memtotal_near(r: &RunResult, mib: u64) {
+    let kib: u64 = fact(r, "memtotal_kib").parse().unwrap();
+    // The kernel keeps its own image and early reservations out of MemTotal.
+    assert!(kib <= mib * 1024 && kib >= mib * 1024 * 85 / 100, "MemTotal {kib} KiB for {mib} MiB\n{}", r.dump());
+}
+
+#[test]
+fn test_guest_boots_with_one_cpu_and_512m() {
+    let r = run("boot-1cpu");
+    assert_clean_boot(r);
+    assert_eq!(fact(r, "cpus"), "1");
+    assert_eq!(fact(r, "apicids"), "0,");
+    assert_memtotal_near(r, 512);
+    assert_eq!(fact(r, "ram_above_4g"), "0");
+}
+
+#[test]
+fn test_guest_boots_with_two_cpus() {
+    let r = run("boot-2cpu");
+    assert_clean_boot(r);
+    assert_eq!(fact(r, "cpus"), "2");
+    assert_eq!(fact(r, "apicids"), "0,1,");
+    assert_memtotal_near(r, 512);
+}
+
+#[test]
+fn test_guest_with_5g_has_ram_above_4g() {
+    let r = run("boot-5g");
+    assert_clean_boot(r);
+    assert_eq!(fact(r, "ram_above_4g"), "1");
+    assert_memtotal_near(r, 5 * 1024);
+}
+
+#[test]
+fn test_guest_clock_is_kvmclock_and_keeps_time() {
+    let r = run("boot-1cpu");
+    assert_eq!(fact(r, "clocksource"), "kvm-clock");
+    let slept: i64 = fact(r, "slept").parse().unwrap();
+    assert!((1..=2).contains(&slept), "sleep 1 took {slept} s\n{}", r.dump());
+    let guest_epoch: i64 = fact(r, "epoch").parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - guest_epoch).abs() < 3600, "guest date {guest_epoch} vs host {now}\n{}", r.dump());
+}
+
+#[test]
+fn test_timing_reports_first_instruction_and_init() {
+    let r = run("boot-1cpu");
+    assert!(r.console.contains("iovm: timing: first guest instruction"), "{}", r.dump());
+    assert!(r.console.contains("iovm: timing: init marker seen"), "{}", r.dump());
+}
+
+#[test]
+fn test_poweroff_exits_zero() {
+    let r = run("boot-2cpu");
+    assert_eq!(r.exit_code, Some(0), "{}", r.dump());
+    assert!(!r.timed_out);
+}
+
+#[test]
+fn test_reboot_exits_with_status_3_by_default() {
+    let r = run("reboot-exit");
+    assert!(!r.timed_out, "{}", r.dump());
+    assert_eq!(r.exit_code, Some(3), "{}", r.dump());
+    assert!(r.console.contains("the guest rebooted"), "{}", r.dump());
+}
+
+#[test]
+fn test_reboot_restart_boots_again_with_cmos_kept() {
+    let r = run("reboot-restart");
+    r.assert_success();
+    assert_eq!(r.console.matches("IOVM-GUEST: boot done").count(), 2, "{}", r.dump());
+    assert!(r.console.contains("restart: first boot, rebooting"), "{}", r.dump());
+    assert!(r.console.contains("restart: second boot"), "{}", r.dump());
+}
+
+#[test]
+fn test_guest_panic_ends_iovm_with_status_4_and_shows_panic() {
+    let r = run("panic");
+    assert!(!r.timed_out, "{}", r.dump());
+    assert_eq!(r.exit_code, Some(4), "{}", r.dump());
+    assert!(r.console.contains("Kernel panic - not syncing"), "{}", r.dump());
+    assert!(r.console.contains("the guest kernel panicked"), "{}", r.dump());
+}
+
+#[test]
+fn test_stdin_reaches_guest_shell() {
+    let r = run("stdin-shell");
+    assert!(!r.timed_out, "{}", r.dump());
+    assert_eq!(r.exit_code, Some(0), "{}", r.dump());
+    assert!(r.console.contains("hello-42"), "{}", r.dump());
+}
+
+#[test]
+fn test_serial_file_backend_gets_the_console() {
+    let r = run("serial-file");
+    assert_eq!(r.exit_code, Some(0), "{}", r.dump());
+    let log = &results().scratch_files["serial-file.log"];
+    assert!(log.contains("file-console-ok"), "serial file:\n{log}\n{}", r.dump());
+    assert!(log.contains("IOVM-GUEST: exit status=0"), "serial file:\n{log}");
+    assert!(!r.console.contains("file-console-ok"), "stdout must not get the console\n{}", r.dump());
+}
