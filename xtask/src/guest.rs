@@ -1,7 +1,8 @@
 //! `cargo xtask guest`: the test guest's kernel and initramfs from Debian packages.
 //!
-//! Output: `target/guest/vmlinuz`, `target/guest/initramfs.cpio.gz` and
-//! `target/guest/BUILD-INFO` (kernel release, packages, modules).
+//! Output: `target/guest/vmlinuz`, `target/guest/initramfs.cpio.gz`,
+//! `target/guest/BUILD-INFO` (kernel release, packages, modules) and
+//! `target/guest/INPUTS` (see [`crate::stamp`]).
 
 use std::fs;
 use std::process::Command;
@@ -14,6 +15,7 @@ use crate::image::{self, add_busybox, add_programs, copy_file, mib};
 use crate::kmod::Kernel;
 use crate::paths;
 use crate::rootfs::Tree;
+use crate::stamp::{self, Stamp, State};
 
 /// Kernel modules in the guest image (their dependencies are added automatically).
 /// Names may use `-` or `_`; built-in ones are skipped. Add drivers under test here.
@@ -48,6 +50,9 @@ pub const MODULES: &[&str] = &[
     "uio_pci_generic",
     // serial
     "8250_pci",
+    // panic notification (ACPI QEMU0001, I/O port 0x505; bound by coldplug's ACPI pass)
+    "pvpanic",
+    "pvpanic-mmio",
 ];
 
 /// Packages whose files go into the guest (libraries are added as needed).
@@ -80,9 +85,51 @@ pub struct GuestArgs {
     pub kernel_version: Option<String>,
 }
 
+/// Files of the guest image that the harness needs.
+const FILES: &[&str] = &["vmlinuz", "initramfs.cpio.gz"];
+
+/// Fingerprint of what the image is made from, besides the Debian packages.
+fn inputs() -> String {
+    let mut parts = vec![INIT];
+    for list in [MODULES, PACKAGES, PROGRAMS] {
+        parts.extend_from_slice(list);
+        parts.push("\n");
+    }
+    stamp::fingerprint(&parts)
+}
+
+/// Builds the guest image unless `target/guest` holds one built from the current inputs.
+pub fn ensure() -> Result<()> {
+    let dir = paths::guest();
+    let kernel_version = match stamp::state(&dir, FILES, &inputs()) {
+        State::Current => {
+            println!("xtask: guest image is up to date: {}", dir.display());
+            return Ok(());
+        }
+        State::Missing(path) => {
+            println!(
+                "xtask: no guest image ({} is missing): building it (cargo xtask guest)",
+                path.display()
+            );
+            None
+        }
+        State::Stale(kernel) => {
+            println!(
+                "xtask: the guest image in {} was built from another xtask/guest/init or \
+                 module/package list: rebuilding it (cargo xtask guest)",
+                dir.display()
+            );
+            kernel
+        }
+    };
+    build(&GuestArgs { kernel_version })
+}
+
 /// Builds the guest image.
 pub fn build(args: &GuestArgs) -> Result<()> {
     let start = Instant::now();
+    // An interrupted build must not leave an image that looks current.
+    let _ = fs::remove_file(paths::guest().join(stamp::FILE));
     let kernel = Kernel::fetch(args.kernel_version.as_deref())?;
     let mut packages = apt::fetch(PACKAGES)?;
 
@@ -129,6 +176,11 @@ pub fn build(args: &GuestArgs) -> Result<()> {
         info.push_str(&format!("  {name} (built in)\n"));
     }
     fs::write(out.join("BUILD-INFO"), info)?;
+    Stamp {
+        inputs: inputs(),
+        kernel: kernel.release.clone(),
+    }
+    .write(&out)?;
 
     let gz_size = fs::metadata(&initramfs)?.len();
     println!(

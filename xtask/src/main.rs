@@ -2,21 +2,53 @@
 
 mod apt;
 mod cpio;
+mod demo;
 mod elf;
 mod guest;
+mod hostmode;
 mod image;
 mod kmod;
 mod libs;
 mod paths;
 mod rootfs;
 mod run;
+mod stamp;
+mod test;
 mod testhost;
 
 use clap::{Parser, Subcommand};
 
+const LONG_ABOUT: &str = "\
+Developer tasks for iovm: build the test images, boot a demo guest, run the tests.
+
+Where guests run: on a machine whose /dev/kvm is hardware KVM (vmx/svm), iovm runs
+directly; where /dev/kvm is PVM (kvm_pvm loaded) or missing, it runs inside the nested
+test host, QEMU 7.2 TCG with emulated AMD SVM and KVM inside (much slower; see
+docs/test-host.md). `demo` and `test` decide this by themselves.
+
+Everything is written under target/ of the workspace:
+  target/guest/         test guest: vmlinuz, initramfs.cpio.gz, BUILD-INFO  (guest)
+  target/testhost/      nested test host: qemu/, vmlinuz, initramfs.cpio.gz (testhost)
+  target/debs/          downloaded Debian packages and their unpacked trees
+  target/release/iovm   the VMM the demo runs                               (demo)
+  target/testkit/       scratch directories of guest runs (kept with IOVM_TEST_KEEP=1)
+
+Start with `cargo xtask demo`; before pushing, `cargo xtask ci`.";
+
+const AFTER_HELP: &str = "\
+Environment (read by demo, test and the tests themselves):
+  IOVM_TEST_MODE=auto|direct|testhost   where guests run (default auto)
+  IOVM_TEST_VERBOSE=1                   stream guest consoles to stderr during tests
+  IOVM_TEST_KEEP=1                      keep target/testkit/batch-* after a run";
+
 /// Developer tasks for iovm.
 #[derive(Debug, Parser)]
-#[command(bin_name = "cargo xtask", about = "Developer tasks for iovm")]
+#[command(
+    bin_name = "cargo xtask",
+    about = "Developer tasks for iovm: build the test images, boot a demo guest, run the tests",
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -24,22 +56,99 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Build the test guest: target/guest/{vmlinuz,initramfs.cpio.gz} from Debian packages
-    /// (busybox, lspci, nvme, fio, driver modules).
+    /// Build the test guest (Debian kernel + busybox initramfs) into target/guest/.
+    #[command(long_about = "\
+Build the test guest into target/guest/.
+
+Downloads Debian 12 packages with apt (cached in target/debs/) and writes:
+  target/guest/vmlinuz            Debian's generic kernel (linux-image-6.1.0-*-amd64-unsigned)
+  target/guest/initramfs.cpio.gz  busybox, lspci/setpci, nvme, fio, pci.ids, the driver
+                                  modules listed in xtask/src/guest.rs (virtio, nvme, ahci,
+                                  e1000/igb, vfio, uio, 8250_pci, pvpanic) with modules.dep,
+                                  and /init from xtask/guest/init
+  target/guest/BUILD-INFO         kernel release, package versions, modules
+  target/guest/INPUTS             what it was built from (demo/test rebuild when it changes)
+
+The guest's /init loads the drivers of the PCI, ACPI, platform and virtio devices present,
+prints `IOVM-GUEST: boot done`, runs the script passed base64'ed as iovm.run=... on the
+kernel command line (or a shell), prints `IOVM-GUEST: exit status=N` and powers off.")]
     Guest(guest::GuestArgs),
-    /// Build the nested test host: QEMU 7.2 unpacked under target/testhost/qemu, and a
-    /// kernel + initramfs (busybox, kvm_amd, 9p) in target/testhost/.
+
+    /// Build the nested test host (QEMU 7.2 + kernel with kvm_amd) into target/testhost/.
+    #[command(long_about = "\
+Build the nested test host into target/testhost/, for machines without hardware KVM.
+
+Downloads Debian 12 packages with apt (cached in target/debs/) and writes:
+  target/testhost/qemu/               QEMU 7.2 (qemu-system-x86, its firmware) unpacked;
+                                      its missing lib* dependencies are apt-installed
+  target/testhost/vmlinuz             Debian's generic kernel
+  target/testhost/initramfs.cpio.gz   busybox, KVM (kvm_amd) and 9p modules, /init from
+                                      xtask/testhost/init
+  target/testhost/INPUTS              what it was built from
+
+testkit boots it once per batch of guest runs: QEMU TCG with `-cpu max` (emulated AMD SVM
+with nested paging), sharing the batch's scratch directory and target/guest/ over 9p; its
+/init loads KVM and runs the batch script, which runs iovm on the test host's /dev/kvm.")]
     Testhost(testhost::TestHostArgs),
+
+    /// Boot the test guest with iovm and show what it sees (builds what is missing).
+    #[command(long_about = "\
+Boot the test guest with iovm and show what it sees.
+
+First builds what is missing or out of date: the guest image (target/guest/), the test
+host when it is needed (target/testhost/) and iovm (cargo build --release -p iovm:
+target/release/iovm). Then runs `iovm run --timing` once, directly where /dev/kvm is
+hardware KVM, inside the nested test host otherwise (it says which; a few minutes there).
+
+The guest runs uname -a, nproc, the model name lines of /proc/cpuinfo, free -m,
+/proc/interrupts, lspci -tv, lspci, the ACPI/serial/RTC lines of dmesg, and checks that
+pvpanic-mmio bound; then powers off. Its console is streamed live to stdout between a
+header and a footer; the footer gives iovm's exit status, its timing lines and any kernel
+warnings. Nothing is written besides the builds (the run's scratch directory in
+target/testkit/ is removed, unless IOVM_TEST_KEEP=1).
+
+Exit status: 0 if iovm and the guest script succeeded, 1 otherwise.")]
+    Demo(demo::DemoArgs),
+
+    /// Build the images the tests need if missing, then run `cargo test --workspace`.
+    #[command(long_about = "\
+Build the images the tests need if missing, then run `cargo test --workspace`.
+
+Builds target/guest/ (and target/testhost/ where guests run in the test host) when missing
+or out of date, runs `cargo test --workspace` with the arguments after `--`, and exits with
+cargo's exit status. Guest runs' scratch directories go to target/testkit/.
+
+Examples:
+  cargo xtask test
+  cargo xtask test -- --lib --bins          (unit tests only: no guests)
+  cargo xtask test -- --test guest_boot -- --nocapture
+  IOVM_TEST_VERBOSE=1 cargo xtask test      (stream guest consoles to stderr)")]
+    Test(test::TestArgs),
+
+    /// What CI runs: format check, clippy (warnings denied), then `cargo xtask test`.
+    #[command(long_about = "\
+What CI runs, stopping at the first failure:
+  1. cargo fmt --all -- --check
+  2. cargo clippy --workspace --all-targets -- -D warnings
+  3. cargo xtask test (builds the images if missing, then cargo test --workspace)
+Arguments after `--` go to cargo test. Exits with the failing step's status, or 0.")]
+    Ci(test::TestArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Cmd::Guest(args) => guest::build(args),
-        Cmd::Testhost(args) => testhost::build(args),
+        Cmd::Guest(args) => guest::build(args).map(|()| 0),
+        Cmd::Testhost(args) => testhost::build(args).map(|()| 0),
+        Cmd::Demo(args) => demo::run(args),
+        Cmd::Test(args) => test::test(args),
+        Cmd::Ci(args) => test::ci(args),
     };
-    if let Err(e) = result {
-        eprintln!("xtask: error: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }

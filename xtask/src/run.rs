@@ -1,6 +1,6 @@
 //! Running external commands with errors that say what was run.
 
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 
 use anyhow::{bail, Context, Result};
 
@@ -39,4 +39,19 @@ pub fn run_output(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `cargo` that runs xtask (`$CARGO`), working in the workspace root.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(crate::paths::workspace());
+    cmd
+}
+
+/// Prints `xtask: running: <cmd>`, runs it with inherited stdio and returns its exit status.
+pub fn run_status(cmd: &mut Command) -> Result<ExitStatus> {
+    let what = describe(cmd);
+    println!("xtask: running: {what}");
+    cmd.status()
+        .with_context(|| format!("could not start `{what}`"))
 }

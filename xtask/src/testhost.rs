@@ -2,7 +2,8 @@
 //!
 //! Output under `target/testhost/`: `qemu/` (Debian's QEMU 7.2 unpacked: this machine's
 //! preinstalled qemu-utils 10 forbids installing it), `vmlinuz`, `initramfs.cpio.gz`
-//! (busybox, KVM and 9p modules, `/init` from `xtask/testhost/init`).
+//! (busybox, KVM and 9p modules, `/init` from `xtask/testhost/init`), `INPUTS` (see
+//! [`crate::stamp`]).
 
 use std::fs;
 use std::process::Command;
@@ -16,6 +17,7 @@ use crate::kmod::Kernel;
 use crate::paths;
 use crate::rootfs::Tree;
 use crate::run::{run_checked, run_output};
+use crate::stamp::{self, Stamp, State};
 
 /// Kernel modules of the test host (dependencies are added automatically).
 pub const MODULES: &[&str] = &[
@@ -46,9 +48,55 @@ pub struct TestHostArgs {
     pub kernel_version: Option<String>,
 }
 
+/// Files of the test host that the harness needs.
+const FILES: &[&str] = &[
+    "vmlinuz",
+    "initramfs.cpio.gz",
+    "qemu/usr/bin/qemu-system-x86_64",
+];
+
+/// Fingerprint of what the test host is made from, besides the Debian packages.
+fn inputs() -> String {
+    let mut parts = vec![INIT];
+    for list in [MODULES, QEMU_PACKAGES] {
+        parts.extend_from_slice(list);
+        parts.push("\n");
+    }
+    stamp::fingerprint(&parts)
+}
+
+/// Builds the test host unless `target/testhost` holds one built from the current inputs.
+pub fn ensure() -> Result<()> {
+    let dir = paths::testhost();
+    let kernel_version = match stamp::state(&dir, FILES, &inputs()) {
+        State::Current => {
+            println!("xtask: test host is up to date: {}", dir.display());
+            return Ok(());
+        }
+        State::Missing(path) => {
+            println!(
+                "xtask: no test host ({} is missing): building it (cargo xtask testhost)",
+                path.display()
+            );
+            None
+        }
+        State::Stale(kernel) => {
+            println!(
+                "xtask: the test host in {} was built from another xtask/testhost/init or \
+                 module/package list: rebuilding it (cargo xtask testhost)",
+                dir.display()
+            );
+            kernel
+        }
+    };
+    build(&TestHostArgs { kernel_version })
+}
+
 /// Builds the test host.
 pub fn build(args: &TestHostArgs) -> Result<()> {
     let start = Instant::now();
+    // An interrupted build must not leave an image that looks current.
+    let _ = fs::remove_file(paths::testhost().join(stamp::FILE));
     let out = paths::testhost();
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let qemu = install_qemu()?;
@@ -66,6 +114,11 @@ pub fn build(args: &TestHostArgs) -> Result<()> {
     copy_file(&kernel.vmlinuz, &out.join("vmlinuz"))?;
     let initramfs = out.join("initramfs.cpio.gz");
     tree.write_cpio_gz(&initramfs)?;
+    Stamp {
+        inputs: inputs(),
+        kernel: kernel.release.clone(),
+    }
+    .write(&out)?;
     println!(
         "xtask: test host ready in {:.1}s: {} ({}), {} ({}), kernel {}",
         start.elapsed().as_secs_f64(),

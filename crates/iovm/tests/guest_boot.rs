@@ -20,7 +20,7 @@ a=$(date +%s); sleep 1; b=$(date +%s)
 echo "epoch=$a slept=$((b-a))"
 dmesg > /tmp/dmesg
 echo "dmesg_lines=$(wc -l < /tmp/dmesg)"
-grep -E 'BUG|WARNING|Call Trace|ACPI (Error|Warning|BIOS)|XSAVE' /tmp/dmesg | sed 's/^/dmesg-problem: /'
+grep -E 'BUG|WARNING|Call Trace|ACPI (Error|Warning|BIOS)|XSAVE consistency' /tmp/dmesg | sed 's/^/dmesg-problem: /'
 grep -i 'firmware bug' /tmp/dmesg | sed 's/^/dmesg-problem: /'
 true
 "#;
@@ -43,10 +43,16 @@ fn runs() -> Vec<GuestRun> {
         GuestRun::new("boot-1cpu")
             .args(["--cpus", "1", "--memory", "512M", "--timing"])
             .script(INSPECT),
-        GuestRun::new("boot-2cpu").args(["--cpus", "2", "--memory", "512M"]).script(INSPECT),
-        GuestRun::new("boot-5g").args(["--cpus", "2", "--memory", "5G"]).script(INSPECT),
+        GuestRun::new("boot-2cpu")
+            .args(["--cpus", "2", "--memory", "512M"])
+            .script(INSPECT),
+        GuestRun::new("boot-5g")
+            .args(["--cpus", "2", "--memory", "5G"])
+            .script(INSPECT),
         GuestRun::new("reboot-exit").script("echo rebooting; reboot -f"),
-        GuestRun::new("reboot-restart").args(["--on-reboot", "restart"]).script(RESTART),
+        GuestRun::new("reboot-restart")
+            .args(["--on-reboot", "restart"])
+            .script(RESTART),
         GuestRun::new("panic").script("echo c > /proc/sysrq-trigger"),
         GuestRun::new("stdin-shell").stdin("echo hello-$((6*7))\npoweroff -f\n"),
         GuestRun::new("serial-file")
@@ -69,7 +75,12 @@ fn results() -> &'static Results {
         let scratch: PathBuf = batch.scratch_dir().to_path_buf();
         let scratch_files = ["serial-file.log"]
             .iter()
-            .map(|f| (f.to_string(), std::fs::read_to_string(scratch.join(f)).unwrap_or_default()))
+            .map(|f| {
+                (
+                    f.to_string(),
+                    std::fs::read_to_string(scratch.join(f)).unwrap_or_default(),
+                )
+            })
             .collect();
         Results {
             runs: list.into_iter().map(|r| (r.name.clone(), r)).collect(),
@@ -96,8 +107,16 @@ fn fact<'a>(r: &'a RunResult, key: &str) -> &'a str {
 fn assert_clean_boot(r: &RunResult) {
     r.assert_success();
     r.assert_clean_dmesg();
-    let problems: Vec<_> = r.console.lines().filter(|l| l.contains("dmesg-problem:")).collect();
-    assert!(problems.is_empty(), "kernel log problems: {problems:#?}\n{}", r.dump());
+    let problems: Vec<_> = r
+        .console
+        .lines()
+        .filter(|l| l.contains("dmesg-problem:"))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "kernel log problems: {problems:#?}\n{}",
+        r.dump()
+    );
     let lines: u32 = fact(r, "dmesg_lines").parse().unwrap();
     assert!(lines > 50, "dmesg looks empty\n{}", r.dump());
 }
@@ -106,7 +125,11 @@ fn assert_clean_boot(r: &RunResult) {
 fn assert_memtotal_near(r: &RunResult, mib: u64) {
     let kib: u64 = fact(r, "memtotal_kib").parse().unwrap();
     // The kernel keeps its own image and early reservations out of MemTotal.
-    assert!(kib <= mib * 1024 && kib >= mib * 1024 * 85 / 100, "MemTotal {kib} KiB for {mib} MiB\n{}", r.dump());
+    assert!(
+        kib <= mib * 1024 && kib >= mib * 1024 * 85 / 100,
+        "MemTotal {kib} KiB for {mib} MiB\n{}",
+        r.dump()
+    );
 }
 
 #[test]
@@ -141,17 +164,36 @@ fn test_guest_clock_is_kvmclock_and_keeps_time() {
     let r = run("boot-1cpu");
     assert_eq!(fact(r, "clocksource"), "kvm-clock");
     let slept: i64 = fact(r, "slept").parse().unwrap();
-    assert!((1..=2).contains(&slept), "sleep 1 took {slept} s\n{}", r.dump());
+    assert!(
+        (1..=2).contains(&slept),
+        "sleep 1 took {slept} s\n{}",
+        r.dump()
+    );
     let guest_epoch: i64 = fact(r, "epoch").parse().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    assert!((now - guest_epoch).abs() < 3600, "guest date {guest_epoch} vs host {now}\n{}", r.dump());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (now - guest_epoch).abs() < 3600,
+        "guest date {guest_epoch} vs host {now}\n{}",
+        r.dump()
+    );
 }
 
 #[test]
 fn test_timing_reports_first_instruction_and_init() {
     let r = run("boot-1cpu");
-    assert!(r.console.contains("iovm: timing: first guest instruction"), "{}", r.dump());
-    assert!(r.console.contains("iovm: timing: init marker seen"), "{}", r.dump());
+    assert!(
+        r.console.contains("iovm: timing: first guest instruction"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.console.contains("iovm: timing: init marker seen"),
+        "{}",
+        r.dump()
+    );
 }
 
 #[test]
@@ -173,8 +215,17 @@ fn test_reboot_exits_with_status_3_by_default() {
 fn test_reboot_restart_boots_again_with_cmos_kept() {
     let r = run("reboot-restart");
     r.assert_success();
-    assert_eq!(r.console.matches("IOVM-GUEST: boot done").count(), 2, "{}", r.dump());
-    assert!(r.console.contains("restart: first boot, rebooting"), "{}", r.dump());
+    assert_eq!(
+        r.console.matches("IOVM-GUEST: boot done").count(),
+        2,
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.console.contains("restart: first boot, rebooting"),
+        "{}",
+        r.dump()
+    );
     assert!(r.console.contains("restart: second boot"), "{}", r.dump());
 }
 
@@ -183,8 +234,16 @@ fn test_guest_panic_ends_iovm_with_status_4_and_shows_panic() {
     let r = run("panic");
     assert!(!r.timed_out, "{}", r.dump());
     assert_eq!(r.exit_code, Some(4), "{}", r.dump());
-    assert!(r.console.contains("Kernel panic - not syncing"), "{}", r.dump());
-    assert!(r.console.contains("the guest kernel panicked"), "{}", r.dump());
+    assert!(
+        r.console.contains("Kernel panic - not syncing"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.console.contains("the guest kernel panicked"),
+        "{}",
+        r.dump()
+    );
 }
 
 #[test]
@@ -200,7 +259,18 @@ fn test_serial_file_backend_gets_the_console() {
     let r = run("serial-file");
     assert_eq!(r.exit_code, Some(0), "{}", r.dump());
     let log = &results().scratch_files["serial-file.log"];
-    assert!(log.contains("file-console-ok"), "serial file:\n{log}\n{}", r.dump());
-    assert!(log.contains("IOVM-GUEST: exit status=0"), "serial file:\n{log}");
-    assert!(!r.console.contains("file-console-ok"), "stdout must not get the console\n{}", r.dump());
+    assert!(
+        log.contains("file-console-ok"),
+        "serial file:\n{log}\n{}",
+        r.dump()
+    );
+    assert!(
+        log.contains("IOVM-GUEST: exit status=0"),
+        "serial file:\n{log}"
+    );
+    assert!(
+        !r.console.contains("file-console-ok"),
+        "stdout must not get the console\n{}",
+        r.dump()
+    );
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::capture::verbose_env;
+use crate::capture::{verbose_env, Stream};
 use crate::error::{Error, IoContext};
 use crate::images;
 use crate::mode::Mode;
@@ -25,7 +25,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct Batch {
     mode: Mode,
     scratch: PathBuf,
-    stream: bool,
+    stream: Stream,
 }
 
 impl Batch {
@@ -49,13 +49,23 @@ impl Batch {
         Ok(Batch {
             mode,
             scratch,
-            stream: verbose_env(),
+            stream: if verbose_env() {
+                Stream::Stderr
+            } else {
+                Stream::Off
+            },
         })
     }
 
     /// Streams consoles to stderr while running (default: `IOVM_TEST_VERBOSE=1`).
     pub fn stream(mut self, on: bool) -> Self {
-        self.stream = on;
+        self.stream = if on { Stream::Stderr } else { Stream::Off };
+        self
+    }
+
+    /// Streams consoles to `to` while running (see [`Stream`]).
+    pub fn stream_to(mut self, to: Stream) -> Self {
+        self.stream = to;
         self
     }
 

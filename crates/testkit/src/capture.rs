@@ -1,10 +1,74 @@
 //! Collecting a child's output while it runs: into memory, optionally a log file, and
-//! optionally streamed line by line to stderr with a prefix.
+//! optionally streamed line by line to stderr or stdout with a prefix.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+/// Where a [`crate::Batch`] streams consoles while they run, line by line, each line
+/// prefixed with `[<run name>] ` (direct mode) or `[testhost] ` (test host mode: the whole
+/// test host console, guests' consoles included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stream {
+    /// Not streamed; the results still carry the consoles.
+    #[default]
+    Off,
+    /// To standard error (what `IOVM_TEST_VERBOSE=1` selects).
+    Stderr,
+    /// To standard output.
+    Stdout,
+}
+
+/// `text` without terminal control sequences (escape sequences such as SeaBIOS's
+/// `ESC c` terminal reset and `ESC [2J` screen clear, and other control characters but tab
+/// and newline), so that streaming a console cannot disturb the terminal it goes to.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // ESC: a CSI sequence (parameters, then one final byte in @..~), or a
+            // two-character sequence (ESC c, ESC 7, ...). A line end always stays.
+            '\u{1b}' => match chars.next() {
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            out.push(c);
+                        }
+                        if c == '\n' || ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                Some('\n') => out.push('\n'),
+                _ => {}
+            },
+            '\t' | '\n' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Stream {
+    fn write_line(self, prefix: &str, text: &str) {
+        let line = format!("{prefix}{}", printable(text));
+        // Best effort: a closed stdout or stderr must not stop the capture.
+        match self {
+            Stream::Off => {}
+            Stream::Stderr => {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(line.as_bytes());
+                let _ = out.flush();
+            }
+        }
+    }
+}
 
 /// Shared output buffer of one child.
 #[derive(Debug, Clone, Default)]
@@ -13,13 +77,14 @@ pub(crate) struct Capture {
 }
 
 impl Capture {
-    /// Starts a thread that copies `from` into the buffer (and `log`, and stderr with
-    /// `prefix` when `stream`) until end of file.
+    /// Starts a thread that copies `from` into the buffer (and `log`, and to `stream` with
+    /// `prefix` before each line) until end of file.
     pub(crate) fn pump(
         &self,
         mut from: impl Read + Send + 'static,
         mut log: Option<File>,
-        stream: Option<String>,
+        stream: Stream,
+        prefix: String,
     ) -> JoinHandle<()> {
         let buf = Arc::clone(&self.buf);
         std::thread::spawn(move || {
@@ -38,17 +103,18 @@ impl Capture {
                     // Best effort: the in-memory copy is what the results use.
                     let _ = f.write_all(data);
                 }
-                if let Some(prefix) = &stream {
+                if stream != Stream::Off {
                     pending.extend_from_slice(data);
                     while let Some(pos) = pending.iter().position(|&c| c == b'\n') {
                         let line: Vec<u8> = pending.drain(..=pos).collect();
                         let text = String::from_utf8_lossy(&line);
-                        eprint!("{prefix}{}", text.replace('\r', ""));
+                        stream.write_line(&prefix, &text.replace('\r', ""));
                     }
                 }
             }
-            if let (Some(prefix), false) = (&stream, pending.is_empty()) {
-                eprintln!("{prefix}{}", String::from_utf8_lossy(&pending));
+            if stream != Stream::Off && !pending.is_empty() {
+                let text = String::from_utf8_lossy(&pending);
+                stream.write_line(&prefix, &format!("{}\n", text.replace('\r', "")));
             }
         })
     }
@@ -63,4 +129,19 @@ impl Capture {
 /// True if `IOVM_TEST_VERBOSE=1`.
 pub(crate) fn verbose_env() -> bool {
     std::env::var("IOVM_TEST_VERBOSE").is_ok_and(|v| v == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_printable_drops_escape_sequences_and_controls() {
+        let seabios = "\u{1b}c\u{1b}[?7l\u{1b}[2J\u{1b}[0mSeaBIOS (version 1.16)\r\n";
+
+        assert_eq!(printable(seabios), "SeaBIOS (version 1.16)\n");
+        assert_eq!(printable("a\tb\u{7}c\n"), "a\tbc\n");
+        assert_eq!(printable("x\u{1b}[12\n"), "x\n");
+        assert_eq!(printable("x\u{1b}\n"), "x\n");
+    }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::capture::Capture;
+use crate::capture::{Capture, Stream};
 use crate::error::{Error, IoContext};
 use crate::run::{GuestRun, RunResult};
 
@@ -15,7 +15,7 @@ pub(crate) fn run_one(
     run: &GuestRun,
     guest_dir: &Path,
     scratch: &Path,
-    stream: bool,
+    stream: Stream,
 ) -> Result<RunResult, Error> {
     let args = run.iovm_args(&guest_dir.to_string_lossy(), &scratch.to_string_lossy());
     let start = Instant::now();
@@ -41,13 +41,13 @@ pub(crate) fn run_one(
         _ => None,
     };
     let capture = Capture::default();
-    let prefix = stream.then(|| format!("[{}] ", run.name));
+    let prefix = format!("[{}] ", run.name);
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
-        pumps.push(capture.pump(out, None, prefix.clone()));
+        pumps.push(capture.pump(out, None, stream, prefix.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(capture.pump(err, None, prefix));
+        pumps.push(capture.pump(err, None, stream, prefix));
     }
     let mut timed_out = false;
     let status = loop {

@@ -50,6 +50,7 @@ mod run;
 pub mod testhost;
 
 pub use batch::{run_batch, Batch};
+pub use capture::Stream;
 pub use error::Error;
 pub use mode::{detect, Mode, MODE_ENV};
 pub use run::{GuestRun, RunResult, BASE_CMDLINE, DEFAULT_TIMEOUT, MAX_CMDLINE};

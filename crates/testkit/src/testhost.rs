@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::capture::Capture;
+use crate::capture::{Capture, Stream};
 use crate::error::{Error, IoContext};
 use crate::images::TestHost;
 use crate::markers::{self, BATCH};
@@ -195,7 +195,7 @@ pub(crate) fn run_batch(
     runs: &[GuestRun],
     guest_dir: &Path,
     scratch: &Path,
-    stream: bool,
+    stream: Stream,
 ) -> Result<Vec<RunResult>, Error> {
     // The iovm binary and its libraries (from this host, which is Debian 12 like the test
     // host's user space would be).
@@ -254,13 +254,13 @@ pub(crate) fn run_batch(
         .spawn()
         .ctx(|| format!("starting {}", host.qemu.display()))?;
     let capture = Capture::default();
-    let prefix = stream.then(|| "[testhost] ".to_owned());
+    let prefix = "[testhost] ".to_owned();
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
-        pumps.push(capture.pump(out, Some(log), prefix.clone()));
+        pumps.push(capture.pump(out, Some(log), stream, prefix.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(capture.pump(err, Some(log2), prefix));
+        pumps.push(capture.pump(err, Some(log2), stream, prefix));
     }
     let mut child = KillOnDrop(child);
     let mut failure: Option<String> = None;

@@ -56,12 +56,16 @@ struct Attachment {
 }
 
 /// Watches console output for a marker and reports when it first appears.
+///
+/// The time is taken when the marker is complete; the report waits for the
+/// end of that console line, so it never splits the guest's line in two.
 #[derive(Debug)]
 pub struct MarkerWatch {
     marker: Vec<u8>,
     tail: Vec<u8>,
     start: Instant,
-    seen: bool,
+    seen_at: Option<Duration>,
+    reported: bool,
 }
 
 impl MarkerWatch {
@@ -71,28 +75,39 @@ impl MarkerWatch {
             marker: marker.as_bytes().to_vec(),
             tail: Vec::new(),
             start,
-            seen: false,
+            seen_at: None,
+            reported: false,
         }
     }
 
-    /// Feeds output; returns the elapsed time the first time the marker is complete.
+    /// Feeds output; returns the elapsed time once, after the marker is
+    /// complete and the line it is on has ended.
     pub fn feed(&mut self, buf: &[u8]) -> Option<Duration> {
-        if self.seen || self.marker.is_empty() {
+        if self.reported || self.marker.is_empty() {
             return None;
         }
-        self.tail.extend_from_slice(buf);
-        if self
-            .tail
-            .windows(self.marker.len())
-            .any(|w| w == self.marker.as_slice())
-        {
-            self.seen = true;
+        let mut rest = buf;
+        if self.seen_at.is_none() {
+            self.tail.extend_from_slice(buf);
+            let Some(pos) = self
+                .tail
+                .windows(self.marker.len())
+                .position(|w| w == self.marker.as_slice())
+            else {
+                let keep = self.marker.len() - 1;
+                if self.tail.len() > keep {
+                    self.tail.drain(..self.tail.len() - keep);
+                }
+                return None;
+            };
+            self.seen_at = Some(self.start.elapsed());
+            let after_marker = self.tail.len() - (pos + self.marker.len());
+            rest = &buf[buf.len() - after_marker.min(buf.len())..];
             self.tail = Vec::new();
-            return Some(self.start.elapsed());
         }
-        let keep = self.marker.len() - 1;
-        if self.tail.len() > keep {
-            self.tail.drain(..self.tail.len() - keep);
+        if rest.contains(&b'\n') {
+            self.reported = true;
+            return self.seen_at;
         }
         None
     }
@@ -354,8 +369,25 @@ mod tests {
     fn test_marker_watch_finds_marker_split_across_writes() {
         let mut w = MarkerWatch::new("boot done", Instant::now());
         assert!(w.feed(b"xx boot d").is_none());
-        assert!(w.feed(b"one uptime=1").is_some());
-        assert!(w.feed(b"boot done").is_none(), "reported once");
+        assert!(
+            w.feed(b"one uptime=1").is_none(),
+            "waits for the end of the line"
+        );
+        assert!(w.feed(b"2\r\n").is_some());
+        assert!(w.feed(b"boot done\n").is_none(), "reported once");
+    }
+
+    #[test]
+    fn test_marker_watch_reports_when_line_ends_in_same_write() {
+        let mut w = MarkerWatch::new("boot done", Instant::now());
+        assert!(w.feed(b"boot done uptime=3\n").is_some());
+    }
+
+    #[test]
+    fn test_marker_watch_newline_before_marker_does_not_count() {
+        let mut w = MarkerWatch::new("boot done", Instant::now());
+        assert!(w.feed(b"line\nboot done").is_none());
+        assert!(w.feed(b"\n").is_some());
     }
 
     #[test]

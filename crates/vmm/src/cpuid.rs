@@ -294,7 +294,10 @@ mod tests {
 
     #[test]
     fn test_initial_xcr0_is_offered_mask_when_xsave_present() {
-        let v = vec![entry(1, 0, 0, 0, 1 << 26, 0), entry(0xd, 0, 0x207, 576, 2696, 0)];
+        let v = vec![
+            entry(1, 0, 0, 0, 1 << 26, 0),
+            entry(0xd, 0, 0x207, 576, 2696, 0),
+        ];
         assert_eq!(initial_xcr0(&v), Some(0x207));
         let no_xsave = vec![entry(1, 0, 0, 0, 0, 0), entry(0xd, 0, 0x207, 576, 2696, 0)];
         assert_eq!(initial_xcr0(&no_xsave), None);

@@ -33,7 +33,7 @@ pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
             vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
                 .map_err(|e| e.errno())
         })
-        .map_err(|e| vmm_sys_util::errno::Error::new(e))
+        .map_err(vmm_sys_util::errno::Error::new)
 }
 
 /// What a vCPU thread needs.

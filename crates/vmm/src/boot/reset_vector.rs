@@ -19,11 +19,15 @@ pub const RESET_VECTOR: u64 = 0xf_fff0;
 pub fn stub() -> [u8; 9] {
     let port = (ACPI_PM_PORT + RESET_OFFSET as u16).to_le_bytes();
     [
-        0xb0, RESET_VALUE, // mov al, RESET_VALUE
-        0xba, port[0], port[1], // mov dx, reset register
-        0xee, // out dx, al
-        0xf4, // hlt
-        0xeb, 0xfd, // jmp hlt
+        0xb0,
+        RESET_VALUE, // mov al, RESET_VALUE
+        0xba,
+        port[0],
+        port[1], // mov dx, reset register
+        0xee,    // out dx, al
+        0xf4,    // hlt
+        0xeb,
+        0xfd, // jmp hlt
     ]
 }
 

@@ -1,0 +1,281 @@
+//! `cargo xtask demo`: boot the test guest with iovm and show what the guest sees.
+//!
+//! Builds what is missing (guest image, test host when needed, `target/release/iovm`), then
+//! runs one guest through testkit (a one-run batch streamed to stdout): directly on hardware
+//! KVM, inside the nested test host otherwise.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use testkit::{Batch, GuestRun, Mode, RunResult, Stream};
+
+use crate::hostmode::{self, ModeChoice};
+use crate::run::{cargo, run_status};
+use crate::{guest, paths, testhost};
+
+/// The guest script: each command under a `==> <command>` heading; the script fails if one
+/// of them does.
+const SCRIPT: &str = r#"rc=0
+show() { echo; echo "==> $*"; eval "$*" || { echo "(failed: exit status $?)"; rc=1; }; }
+show uname -a
+show nproc
+show "grep 'model name' /proc/cpuinfo"
+show free -m
+show cat /proc/interrupts
+show lspci -tv
+show lspci
+show "dmesg | grep -iE 'acpi|serial|rtc' | head"
+show ls /sys/bus/platform/drivers/pvpanic-mmio
+"#;
+
+/// Appended with `--dmesg`.
+const SCRIPT_DMESG: &str = "show dmesg\n";
+
+/// Console lines about the machine's firmware (our ACPI tables) worth reporting, besides
+/// testkit's [`RunResult::kernel_problems`].
+const FIRMWARE_PROBLEMS: &[&str] = &[
+    "Firmware Bug",
+    "ACPI Error",
+    "ACPI BIOS Error",
+    "ACPI Warning",
+    "ACPI BIOS Warning",
+    "ACPI Exception",
+];
+
+/// Options of `cargo xtask demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// vCPUs of the guest (`iovm run --cpus`).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub cpus: u32,
+
+    /// Guest RAM (`iovm run --memory`): a number with K, M, G or T.
+    #[arg(long, value_name = "SIZE", default_value = "512M")]
+    pub memory: String,
+
+    /// Where iovm runs: directly on this machine's /dev/kvm, inside the nested test host,
+    /// or auto (direct only where /dev/kvm is hardware KVM; IOVM_TEST_MODE may force it).
+    #[arg(long, value_enum, default_value_t = ModeChoice::Auto)]
+    pub mode: ModeChoice,
+
+    /// Also print the guest's whole kernel log (`dmesg`) at the end of the script.
+    #[arg(long)]
+    pub dmesg: bool,
+
+    /// Seconds allowed for the guest run before iovm is killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// What iovm's exit status means (see `iovm run --help`).
+fn iovm_status(code: Option<i32>) -> &'static str {
+    match code {
+        Some(0) => "the guest powered off",
+        Some(1) => "iovm could not build or run the machine",
+        Some(2) => "iovm's command line was wrong",
+        Some(3) => "the guest rebooted",
+        Some(4) => "the guest kernel panicked or crashed",
+        Some(5) => "ended from the console",
+        Some(_) => "unexpected status",
+        None => "killed or never finished",
+    }
+}
+
+fn rule(title: &str) -> String {
+    let head = format!("===== {title} ");
+    let fill = 78usize.saturating_sub(head.chars().count());
+    format!("{head}{}", "=".repeat(fill))
+}
+
+/// Builds what is missing, runs the demo guest and returns the exit status for xtask.
+pub fn run(args: &DemoArgs) -> Result<i32> {
+    let (mode, why) = hostmode::decide(args.mode)?;
+    println!("xtask: demo: {} ({why})", hostmode::where_iovm_runs(mode));
+
+    guest::ensure()?;
+    if mode == Mode::TestHost {
+        testhost::ensure()?;
+    }
+    let status = run_status(cargo().args(["build", "--release", "-p", "iovm"]))?;
+    if !status.success() {
+        bail!("building iovm failed: {status}");
+    }
+    let iovm = paths::target().join("release/iovm");
+
+    let mut script = SCRIPT.to_owned();
+    if args.dmesg {
+        script.push_str(SCRIPT_DMESG);
+    }
+    script.push_str("exit $rc\n");
+    let cpus = args.cpus.to_string();
+    let run = GuestRun::new("demo")
+        .args(["--cpus", &cpus, "--memory", &args.memory, "--timing"])
+        .script(script.as_str())
+        .timeout(Duration::from_secs(args.timeout));
+    let batch = Batch::with_mode(mode)?.stream_to(Stream::Stdout);
+
+    print_header(&iovm, mode, args, &run);
+    let start = Instant::now();
+    let result = batch
+        .run(&iovm, std::slice::from_ref(&run))
+        .context("running the demo guest")?
+        .into_iter()
+        .next()
+        .context("testkit returned no result")?;
+    let total = start.elapsed();
+    Ok(print_footer(&result, mode, total))
+}
+
+fn print_header(iovm: &Path, mode: Mode, args: &DemoArgs, run: &GuestRun) {
+    let guest = paths::guest();
+    let kernel = std::fs::read_to_string(guest.join("BUILD-INFO"))
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "kernel ?".into());
+    println!();
+    println!("{}", rule("iovm demo"));
+    println!("mode:    {mode}: {}", hostmode::where_iovm_runs(mode));
+    if mode == Mode::TestHost {
+        println!(
+            "         the test host boots under TCG first; expect a few minutes in all, and \
+             every guest step to be ~10-100x slower than on hardware"
+        );
+    }
+    println!(
+        "command: {} run --kernel {g}/vmlinuz --initramfs {g}/initramfs.cpio.gz \
+         --serial stdio --cpus {} --memory {} --timing --cmdline '<below>'",
+        iovm.display(),
+        args.cpus,
+        args.memory,
+        g = guest.display(),
+    );
+    let cmdline = run.kernel_cmdline();
+    let shown = match cmdline.find(" iovm.run=") {
+        Some(at) => format!("{} iovm.run=<the script, base64>", &cmdline[..at]),
+        None => cmdline,
+    };
+    println!("cmdline: {shown}");
+    println!("guest:   {kernel}; busybox /init loads drivers, prints `IOVM-GUEST: boot done`,");
+    println!("         runs the script (uname, nproc, cpuinfo, free, interrupts, lspci, dmesg),");
+    println!("         prints `IOVM-GUEST: exit status=N` and powers off");
+    println!(
+        "console: streamed live below, each line prefixed with [{}]",
+        match mode {
+            Mode::Direct => "demo",
+            Mode::TestHost => "testhost",
+        }
+    );
+    println!("{}", rule("console"));
+}
+
+/// Prints the summary after the console; returns xtask's exit status.
+fn print_footer(r: &RunResult, mode: Mode, total: Duration) -> i32 {
+    println!("{}", rule("end of console"));
+    let ok = r.succeeded();
+    if let Some(e) = &r.harness_error {
+        // The rest of the message repeats the test host console, streamed above.
+        println!(
+            "harness: {}",
+            e.split(" Test host console").next().unwrap_or(e)
+        );
+    }
+    if r.timed_out {
+        println!(
+            "iovm:    killed after its timeout ({} s; see --timeout)",
+            r.duration.map_or(0, |d| d.as_secs())
+        );
+    } else {
+        println!(
+            "iovm:    exit status {} ({})",
+            r.exit_code
+                .map_or_else(|| "none".to_owned(), |c| c.to_string()),
+            iovm_status(r.exit_code)
+        );
+    }
+    match r.guest_exit_status() {
+        Some(0) => println!("guest:   script exit status 0"),
+        Some(n) => println!("guest:   script exit status {n} (a command above failed)"),
+        None => println!("guest:   the script did not finish (no `IOVM-GUEST: exit status`)"),
+    }
+    println!("timing:");
+    let timing: Vec<&str> = r
+        .console
+        .lines()
+        .filter(|l| l.contains("iovm: timing:"))
+        .map(str::trim)
+        .collect();
+    if timing.is_empty() {
+        println!("  (iovm printed no timing lines)");
+    }
+    for line in timing {
+        println!("  {line}");
+    }
+    if let Some(up) = r.boot_uptime() {
+        println!("  guest uptime at `boot done` (kernel, /init, driver loading): {up:.2} s");
+    }
+    if let Some(d) = r.duration {
+        println!(
+            "  iovm run, wall time{}: {:.1} s",
+            if mode == Mode::TestHost {
+                " inside the test host"
+            } else {
+                ""
+            },
+            d.as_secs_f64()
+        );
+    }
+    if mode == Mode::TestHost {
+        println!(
+            "  whole test host batch (copy iovm in, boot the test host, run, power off): {:.1} s",
+            total.as_secs_f64()
+        );
+    }
+    let mut problems = r.kernel_problems();
+    problems.extend(
+        r.console
+            .lines()
+            .filter(|l| FIRMWARE_PROBLEMS.iter().any(|p| l.contains(p)))
+            .filter(|l| !problems.iter().any(|p| p == l))
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+    );
+    if problems.is_empty() {
+        println!(
+            "kernel:  no WARNING/BUG/Oops/Call Trace/panic, firmware bug or ACPI error lines \
+             on the guest console"
+        );
+    } else {
+        println!("kernel:  problems on the guest console:");
+        for p in problems {
+            println!("  {p}");
+        }
+    }
+    println!(
+        "{}",
+        rule(if ok { "demo succeeded" } else { "demo FAILED" })
+    );
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_demo_script_fits_the_kernel_command_line() {
+        let script = format!("{SCRIPT}{SCRIPT_DMESG}exit $rc\n");
+        let run = GuestRun::new("demo").script(script);
+
+        assert!(run.kernel_cmdline().len() <= testkit::MAX_CMDLINE);
+    }
+
+    #[test]
+    fn test_rule_is_78_wide() {
+        assert_eq!(rule("x").chars().count(), 78);
+    }
+}

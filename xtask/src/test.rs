@@ -1,0 +1,72 @@
+//! `cargo xtask test` and `cargo xtask ci`: the workspace's tests with the images they need.
+
+use anyhow::Result;
+use testkit::Mode;
+
+use crate::hostmode::{self, ModeChoice};
+use crate::run::{cargo, run_status};
+use crate::{guest, testhost};
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Arguments after `--` go to `cargo test --workspace` (e.g. `-- --test guest_boot --
+    /// --nocapture`).
+    #[arg(last = true, value_name = "CARGO TEST ARGS")]
+    pub cargo_args: Vec<String>,
+}
+
+/// Builds the images the tests need when missing or out of date, runs
+/// `cargo test --workspace <args>` and returns cargo's exit status.
+pub fn test(args: &TestArgs) -> Result<i32> {
+    let (mode, why) = hostmode::decide(ModeChoice::Auto)?;
+    println!(
+        "xtask: test: guest tests in mode {mode}: {} ({why})",
+        hostmode::where_iovm_runs(mode)
+    );
+    guest::ensure()?;
+    if mode == Mode::TestHost {
+        testhost::ensure()?;
+    }
+    let status = run_status(cargo().args(["test", "--workspace"]).args(&args.cargo_args))?;
+    let code = status.code().unwrap_or(1);
+    println!(
+        "xtask: cargo test {} (exit status {code})",
+        if status.success() { "passed" } else { "FAILED" }
+    );
+    Ok(code)
+}
+
+/// Format check, clippy, then [`test`]; stops at the first failing step and returns its exit
+/// status.
+pub fn ci(args: &TestArgs) -> Result<i32> {
+    let steps: [(&str, &[&str]); 2] = [
+        ("format check", &["fmt", "--all", "--", "--check"]),
+        (
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ];
+    for (i, (name, cargo_args)) in steps.iter().enumerate() {
+        println!("xtask: ci step {}/3: {name}", i + 1);
+        let status = run_status(cargo().args(*cargo_args))?;
+        if !status.success() {
+            let code = status.code().unwrap_or(1);
+            println!("xtask: ci: {name} FAILED (exit status {code})");
+            return Ok(code);
+        }
+    }
+    println!("xtask: ci step 3/3: tests");
+    let code = test(args)?;
+    if code == 0 {
+        println!("xtask: ci passed");
+    }
+    Ok(code)
+}
