@@ -3,10 +3,11 @@
 //! fatal signals (a handler restores the saved settings, then lets the signal
 //! take its default action).
 
+use std::os::fd::RawFd;
 use std::sync::OnceLock;
 
-/// Saved terminal settings of standard input.
-static SAVED: OnceLock<libc::termios> = OnceLock::new();
+/// The terminal whose settings were changed, and its original settings.
+static SAVED: OnceLock<(RawFd, libc::termios)> = OnceLock::new();
 
 const FATAL_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
@@ -15,9 +16,9 @@ const FATAL_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGH
 pub struct RawModeGuard(());
 
 fn restore() {
-    if let Some(saved) = SAVED.get() {
+    if let Some((fd, saved)) = SAVED.get() {
         // SAFETY: tcsetattr is async-signal-safe and reads a fully initialised termios.
-        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved) };
+        unsafe { libc::tcsetattr(*fd, libc::TCSANOW, saved) };
     }
 }
 
@@ -38,16 +39,19 @@ pub fn stdin_is_tty() -> bool {
 
 /// Puts standard input's terminal in raw mode; `None` when it is not a terminal.
 pub fn enter_raw_mode() -> Option<RawModeGuard> {
-    if !stdin_is_tty() {
-        return None;
-    }
+    enter_raw_mode_on(libc::STDIN_FILENO)
+}
+
+/// Puts terminal `fd` in raw mode (once per process); `None` when `fd` is not
+/// a terminal or raw mode was already entered.
+fn enter_raw_mode_on(fd: RawFd) -> Option<RawModeGuard> {
     // SAFETY: termios is plain data; tcgetattr fills it in or fails.
     let mut current: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: valid descriptor and pointer.
-    if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut current) } != 0 {
+    // SAFETY: valid pointer; a bad descriptor only makes the call fail.
+    if unsafe { libc::tcgetattr(fd, &mut current) } != 0 {
         return None;
     }
-    let _ = SAVED.set(current);
+    SAVED.set((fd, current)).ok()?;
     for sig in FATAL_SIGNALS {
         // SAFETY: installs a handler that only calls async-signal-safe functions.
         unsafe { libc::signal(sig, restore_and_reraise as *const () as libc::sighandler_t) };
@@ -58,12 +62,77 @@ pub fn enter_raw_mode() -> Option<RawModeGuard> {
     // Keep output post-processing so host-side messages still start at column 0.
     raw.c_oflag |= libc::OPOST | libc::ONLCR;
     // SAFETY: valid descriptor and pointer.
-    unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) };
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) };
     Some(RawModeGuard(()))
 }
 
 impl Drop for RawModeGuard {
     fn drop(&mut self) {
         restore();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lflag(fd: RawFd) -> libc::tcflag_t {
+        // SAFETY: plain data filled by tcgetattr.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor and pointer.
+        assert_eq!(unsafe { libc::tcgetattr(fd, &mut t) }, 0);
+        t.c_lflag
+    }
+
+    /// Opens a pseudo-terminal pair: (controller, terminal).
+    fn pty() -> (RawFd, RawFd) {
+        let (mut ctl, mut term) = (0, 0);
+        // SAFETY: out-pointers to two ints; no name, termios or winsize requested.
+        let rc = unsafe {
+            libc::openpty(
+                &mut ctl,
+                &mut term,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0);
+        (ctl, term)
+    }
+
+    /// One test, because raw mode is entered once per process.
+    #[test]
+    fn test_raw_mode_entered_then_restored_on_drop_and_on_signal() {
+        let (_ctl, term) = pty();
+        let cooked = lflag(term);
+        assert_ne!(cooked & libc::ICANON, 0);
+
+        let guard = enter_raw_mode_on(term).expect("a pty is a terminal");
+        assert_eq!(lflag(term) & (libc::ICANON | libc::ECHO), 0, "raw mode");
+        drop(guard);
+        assert_eq!(lflag(term), cooked, "restored on drop");
+
+        // A child process re-enters raw mode and dies of SIGTERM: the handler
+        // must restore the terminal before the process ends.
+        // SAFETY: the child only makes async-signal-safe calls before it dies.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: termios is plain data.
+            let mut raw = unsafe { std::mem::zeroed::<libc::termios>() };
+            // SAFETY: valid descriptor and pointers.
+            unsafe {
+                libc::tcgetattr(term, &mut raw);
+                libc::cfmakeraw(&mut raw);
+                libc::tcsetattr(term, libc::TCSANOW, &raw);
+                libc::raise(libc::SIGTERM);
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFSIGNALED(status));
+        assert_eq!(lflag(term), cooked, "restored by the signal handler");
     }
 }
