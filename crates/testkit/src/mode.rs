@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use vmm::host::KvmFlavor;
+
 use crate::error::Error;
 
 /// How the harness runs iovm.
@@ -26,27 +28,20 @@ impl fmt::Display for Mode {
 /// The environment variable that forces a mode: `direct`, `testhost` or `auto` (default).
 pub const MODE_ENV: &str = "IOVM_TEST_MODE";
 
-/// True if the `flags` lines of `/proc/cpuinfo` name `vmx` (Intel) or `svm` (AMD).
-fn has_hw_virt(cpuinfo: &str) -> bool {
-    cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("flags"))
-        .filter_map(|l| l.split_once(':'))
-        .any(|(_, flags)| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"))
-}
-
 /// Decides the mode from `/proc/cpuinfo`, whether `/sys/module/kvm_pvm` exists, and the
-/// value of [`MODE_ENV`] (if set). `/dev/kvm` is used directly only with hardware
-/// virtualization and no PVM module.
+/// value of [`MODE_ENV`] (if set). `/dev/kvm` is used directly only where iovm itself
+/// would accept it ([`vmm::host::classify`]): hardware virtualization and no PVM module.
 pub fn detect(cpuinfo: &str, pvm_present: bool, env: Option<&str>) -> Result<Mode, Error> {
     match env.map(str::trim) {
         Some("direct") => Ok(Mode::Direct),
         Some("testhost") => Ok(Mode::TestHost),
-        None | Some("") | Some("auto") => Ok(if has_hw_virt(cpuinfo) && !pvm_present {
-            Mode::Direct
-        } else {
-            Mode::TestHost
-        }),
+        None | Some("") | Some("auto") => Ok(
+            if vmm::host::classify(cpuinfo, pvm_present) == KvmFlavor::Hardware {
+                Mode::Direct
+            } else {
+                Mode::TestHost
+            },
+        ),
         Some(other) => Err(Error::BadMode(other.to_owned())),
     }
 }
