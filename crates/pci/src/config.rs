@@ -1,0 +1,394 @@
+//! A type 0 (endpoint) configuration space header (PCI Local Bus 3.0 §6.1,
+//! PCIe 6.0 §7.5.1.2) with its registers as data, and the consequences of a
+//! guest write returned as a value.
+
+use crate::bar::{BarError, BarSpec, BAR0_OFFSET, TYPE0_BARS};
+use crate::regs::{MaskError, RegisterMask};
+
+/// Size of a PCIe function's configuration space.
+pub const CONFIG_SPACE_SIZE: usize = 4096;
+
+const VENDOR_ID: usize = 0x00;
+const DEVICE_ID: usize = 0x02;
+/// Command register offset.
+pub const COMMAND: usize = 0x04;
+/// Status register offset.
+pub const STATUS: usize = 0x06;
+const REVISION_ID: usize = 0x08;
+const CLASS_CODE: usize = 0x09;
+const CACHE_LINE_SIZE: usize = 0x0c;
+const HEADER_TYPE: usize = 0x0e;
+const SUBSYSTEM_VENDOR_ID: usize = 0x2c;
+const SUBSYSTEM_ID: usize = 0x2e;
+const INTERRUPT_LINE: usize = 0x3c;
+const INTERRUPT_PIN: usize = 0x3d;
+
+/// Command register bits (PCI 3.0 §6.2.2).
+pub mod command {
+    /// I/O space decoding.
+    pub const IO: u16 = 1 << 0;
+    /// Memory space decoding.
+    pub const MEMORY: u16 = 1 << 1;
+    /// The function may master the bus (DMA, MSI).
+    pub const BUS_MASTER: u16 = 1 << 2;
+    /// Parity error response.
+    pub const PARITY: u16 = 1 << 6;
+    /// SERR# enable.
+    pub const SERR: u16 = 1 << 8;
+    /// INTx emulation disabled.
+    pub const INTX_DISABLE: u16 = 1 << 10;
+    /// Every bit an endpoint implements.
+    pub const WRITABLE: u16 = IO | MEMORY | BUS_MASTER | PARITY | SERR | INTX_DISABLE;
+}
+
+/// Status register bits (PCI 3.0 §6.2.3).
+pub mod status {
+    /// An INTx interrupt is pending.
+    pub const INTERRUPT: u16 = 1 << 3;
+    /// A capability list is present.
+    pub const CAPABILITIES: u16 = 1 << 4;
+    /// The error bits, each cleared by writing 1.
+    pub const W1C: u16 = (1 << 8) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 15);
+}
+
+/// Who the function is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Vendor ID.
+    pub vendor: u16,
+    /// Device ID.
+    pub device: u16,
+    /// Class code: base class, sub-class, programming interface (24 bits).
+    pub class: u32,
+    /// Revision ID.
+    pub revision: u8,
+    /// Subsystem vendor ID.
+    pub subsystem_vendor: u16,
+    /// Subsystem ID.
+    pub subsystem: u16,
+}
+
+/// Why a header could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A BAR is invalid.
+    #[error(transparent)]
+    Bar(#[from] BarError),
+    /// A register mask is invalid (a bug in a device model).
+    #[error(transparent)]
+    Mask(#[from] MaskError),
+}
+
+/// A BAR's decoded window: where it is and how large.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarWindow {
+    /// Guest-physical (or I/O port) address.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A BAR whose decoded window changed with a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarChange {
+    /// BAR index.
+    pub index: usize,
+    /// Whether it is an I/O BAR.
+    pub io: bool,
+    /// The window before the write (`None`: not decoding).
+    pub old: Option<BarWindow>,
+    /// The window after it.
+    pub new: Option<BarWindow>,
+}
+
+/// What a configuration write changed that the VMM must act on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigWriteEffects {
+    /// BAR windows that moved, appeared or disappeared.
+    pub bars: Vec<BarChange>,
+    /// New bus-master state, if it changed.
+    pub bus_master: Option<bool>,
+    /// New INTx-disable state, if it changed.
+    pub intx_disabled: Option<bool>,
+}
+
+/// A type 0 configuration space.
+#[derive(Clone, Debug)]
+pub struct Type0Config {
+    regs: RegisterMask,
+    bars: Vec<BarSpec>,
+}
+
+impl Type0Config {
+    /// A header for `id` with `bars` and interrupt pin `pin` (0: none, 1–4: INTA–INTD).
+    pub fn new(id: Identity, bars: &[BarSpec], pin: u8) -> Result<Self, ConfigError> {
+        let mut regs = RegisterMask::new(CONFIG_SPACE_SIZE);
+        regs.set_value(VENDOR_ID, 2, id.vendor.into())?;
+        regs.set_value(DEVICE_ID, 2, id.device.into())?;
+        regs.set_value(REVISION_ID, 1, id.revision.into())?;
+        regs.set_value(CLASS_CODE, 3, id.class.into())?;
+        regs.set_value(HEADER_TYPE, 1, 0)?;
+        regs.set_value(SUBSYSTEM_VENDOR_ID, 2, id.subsystem_vendor.into())?;
+        regs.set_value(SUBSYSTEM_ID, 2, id.subsystem.into())?;
+        regs.set_value(INTERRUPT_PIN, 1, pin.min(4).into())?;
+        regs.set_masks(COMMAND, 2, command::WRITABLE.into(), 0)?;
+        regs.set_masks(STATUS, 2, 0, status::W1C.into())?;
+        regs.set_masks(CACHE_LINE_SIZE, 1, 0xff, 0)?;
+        regs.set_masks(INTERRUPT_LINE, 1, 0xff, 0)?;
+        let mut used = [false; TYPE0_BARS];
+        for bar in bars {
+            bar.validate()?;
+            for r in bar.index..bar.index + bar.registers() {
+                if std::mem::replace(&mut used[r], true) {
+                    return Err(BarError::Overlap { index: bar.index }.into());
+                }
+            }
+            let offset = BAR0_OFFSET + 4 * bar.index;
+            let len = 4 * bar.registers();
+            regs.set_value(offset, len, bar.type_bits().into())?;
+            regs.set_masks(offset, len, bar.writable_mask(), 0)?;
+        }
+        Ok(Self {
+            regs,
+            bars: bars.to_vec(),
+        })
+    }
+
+    /// Reads config space as the guest sees it.
+    pub fn read(&self, offset: usize, data: &mut [u8]) {
+        self.regs.read(offset, data);
+    }
+
+    /// The command register.
+    pub fn command(&self) -> u16 {
+        self.regs.read_le(COMMAND, 2) as u16
+    }
+
+    /// The decoded window of every BAR, given the command register.
+    pub fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
+        let cmd = self.command();
+        self.bars
+            .iter()
+            .map(|bar| {
+                let enabled = if bar.is_io() {
+                    cmd & command::IO != 0
+                } else {
+                    cmd & command::MEMORY != 0
+                };
+                let raw = self
+                    .regs
+                    .read_le(BAR0_OFFSET + 4 * bar.index, 4 * bar.registers());
+                let window = enabled.then(|| BarWindow {
+                    addr: bar.address(raw),
+                    size: bar.size,
+                });
+                (*bar, window)
+            })
+            .collect()
+    }
+
+    /// Applies a guest write and says what changed.
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> ConfigWriteEffects {
+        let before_cmd = self.command();
+        let before = self.bar_windows();
+        self.regs.write(offset, data);
+        let after_cmd = self.command();
+        let changed =
+            |bit: u16| ((before_cmd ^ after_cmd) & bit != 0).then_some(after_cmd & bit != 0);
+        let bars = before
+            .into_iter()
+            .zip(self.bar_windows())
+            .filter(|((_, old), (_, new))| old != new)
+            .map(|((spec, old), (_, new))| BarChange {
+                index: spec.index,
+                io: spec.is_io(),
+                old,
+                new,
+            })
+            .collect();
+        ConfigWriteEffects {
+            bars,
+            bus_master: changed(command::BUS_MASTER),
+            intx_disabled: changed(command::INTX_DISABLE),
+        }
+    }
+
+    /// Sets or clears the status register's interrupt bit (the device's INTx state).
+    pub fn set_interrupt_status(&mut self, pending: bool) {
+        let cur = self.regs.read_le(STATUS, 2) as u16;
+        let new = if pending {
+            cur | status::INTERRUPT
+        } else {
+            cur & !status::INTERRUPT
+        };
+        self.regs.set_value(STATUS, 2, new.into()).ok();
+    }
+
+    /// Raises status error bits (e.g. "received master abort") from the device side.
+    pub fn raise_status(&mut self, bits: u16) {
+        self.regs.device_set(STATUS, 2, bits.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bar::BarKind;
+
+    fn id() -> Identity {
+        Identity {
+            vendor: 0x1b36,
+            device: 0x0010,
+            class: 0x01_08_02,
+            revision: 2,
+            subsystem_vendor: 0x1af4,
+            subsystem: 0x1100,
+        }
+    }
+
+    fn cfg() -> Type0Config {
+        let bars = [
+            BarSpec {
+                index: 0,
+                kind: BarKind::Mem64 {
+                    prefetchable: false,
+                },
+                size: 0x4000,
+            },
+            BarSpec {
+                index: 2,
+                kind: BarKind::Io,
+                size: 0x20,
+            },
+        ];
+        Type0Config::new(id(), &bars, 1).unwrap()
+    }
+
+    fn read32(c: &Type0Config, off: usize) -> u32 {
+        let mut d = [0u8; 4];
+        c.read(off, &mut d);
+        u32::from_le_bytes(d)
+    }
+
+    #[test]
+    fn test_identity_registers() {
+        let c = cfg();
+        assert_eq!(read32(&c, 0), 0x0010_1b36);
+        assert_eq!(read32(&c, 8), 0x0108_0202);
+        assert_eq!(read32(&c, 0x2c), 0x1100_1af4);
+        assert_eq!(read32(&c, 0x3c) >> 8 & 0xff, 1, "INTA");
+    }
+
+    #[test]
+    fn test_identity_is_read_only() {
+        let mut c = cfg();
+        c.write(0, &[0xff; 4]);
+        c.write(8, &[0xff; 4]);
+        assert_eq!(read32(&c, 0), 0x0010_1b36);
+        assert_eq!(read32(&c, 8), 0x0108_0202);
+    }
+
+    #[test]
+    fn test_bar_sizing_reads_back_size_mask() {
+        let mut c = cfg();
+        c.write(0x10, &[0xff; 4]);
+        c.write(0x14, &[0xff; 4]);
+        assert_eq!(
+            read32(&c, 0x10),
+            0xffff_c004,
+            "64-bit, non-prefetchable, 16 KiB"
+        );
+        assert_eq!(read32(&c, 0x14), 0xffff_ffff);
+        c.write(0x18, &[0xff; 4]);
+        assert_eq!(read32(&c, 0x18), 0xffff_ffe1, "I/O, 32 bytes");
+        assert_eq!(read32(&c, 0x1c), 0, "BAR 3 is not implemented");
+    }
+
+    #[test]
+    fn test_bar_move_is_reported_only_while_decoding() {
+        let mut c = cfg();
+        let e = c.write(0x10, &0xfebf_0000u32.to_le_bytes());
+        assert!(e.bars.is_empty(), "memory decoding is off");
+        let e = c.write(COMMAND, &command::MEMORY.to_le_bytes());
+        assert_eq!(
+            e.bars,
+            vec![BarChange {
+                index: 0,
+                io: false,
+                old: None,
+                new: Some(BarWindow {
+                    addr: 0xfebf_0000,
+                    size: 0x4000
+                })
+            }]
+        );
+        let e = c.write(0x14, &1u32.to_le_bytes());
+        assert_eq!(e.bars[0].new.unwrap().addr, 0x1_febf_0000);
+        let e = c.write(COMMAND, &0u16.to_le_bytes());
+        assert_eq!(e.bars[0].new, None);
+    }
+
+    #[test]
+    fn test_command_bits_and_effects() {
+        let mut c = cfg();
+        let e = c.write(COMMAND, &0xffffu16.to_le_bytes());
+        assert_eq!(c.command(), command::WRITABLE);
+        assert_eq!(e.bus_master, Some(true));
+        assert_eq!(e.intx_disabled, Some(true));
+        assert_eq!(e.bars.len(), 2, "both BARs start decoding at address 0");
+        let e = c.write(COMMAND, &command::WRITABLE.to_le_bytes());
+        assert_eq!(e, ConfigWriteEffects::default());
+    }
+
+    #[test]
+    fn test_status_error_bits_are_write_one_to_clear() {
+        let mut c = cfg();
+        c.raise_status(1 << 13);
+        c.set_interrupt_status(true);
+        c.write(STATUS, &0u16.to_le_bytes());
+        assert_eq!(
+            read32(&c, 4) >> 16,
+            (1 << 13) | u32::from(status::INTERRUPT)
+        );
+        c.write(STATUS, &0xffffu16.to_le_bytes());
+        assert_eq!(
+            read32(&c, 4) >> 16,
+            u32::from(status::INTERRUPT),
+            "interrupt bit is read-only"
+        );
+    }
+
+    #[test]
+    fn test_overlapping_bars_are_refused() {
+        let bars = [
+            BarSpec {
+                index: 0,
+                kind: BarKind::Mem64 {
+                    prefetchable: false,
+                },
+                size: 0x1000,
+            },
+            BarSpec {
+                index: 1,
+                kind: BarKind::Mem32 {
+                    prefetchable: false,
+                },
+                size: 0x1000,
+            },
+        ];
+        assert!(matches!(
+            Type0Config::new(id(), &bars, 0),
+            Err(ConfigError::Bar(BarError::Overlap { index: 1 }))
+        ));
+    }
+
+    #[test]
+    fn test_hostile_offsets_and_sizes_do_not_panic() {
+        let mut c = cfg();
+        c.write(CONFIG_SPACE_SIZE - 1, &[0xff; 8]);
+        c.write(usize::MAX, &[1]);
+        let mut d = [0u8; 8];
+        c.read(CONFIG_SPACE_SIZE - 2, &mut d);
+        assert_eq!(d, [0; 8]);
+    }
+}
