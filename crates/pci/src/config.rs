@@ -138,8 +138,8 @@ impl Type0Config {
         let mut used = [false; TYPE0_BARS];
         for bar in bars {
             bar.validate()?;
-            for r in bar.index..bar.index + bar.registers() {
-                if std::mem::replace(&mut used[r], true) {
+            for slot in &mut used[bar.index..bar.index + bar.registers()] {
+                if std::mem::replace(slot, true) {
                     return Err(BarError::Overlap { index: bar.index }.into());
                 }
             }
