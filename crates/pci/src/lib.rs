@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod bar;
 pub mod config;
 pub mod regs;
