@@ -2,10 +2,9 @@
 //!
 //! `cargo run -p testkit --example selfcheck` (add `IOVM_TEST_VERBOSE=1` to watch).
 //! As the stand-in (`selfcheck run ...`) it reports `/dev/kvm`, the KVM lines of dmesg, the
-//! size of the guest kernel it was given, echoes its stdin, writes `--out FILE`, hangs on
-//! `--hang` and exits with `--exit N`.
+//! size of the guest kernel it was given, prints the guest's boot marker, echoes the first
+//! line of its stdin, writes `--out FILE`, hangs on `--hang` and exits with `--exit N`.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -33,9 +32,15 @@ fn stand_in(args: &[String]) -> i32 {
             Err(e) => println!("kernel {k}: {e}"),
         }
     }
+    // Like the guest's /init: the harness types a run's stdin only after this marker.
+    println!("IOVM-GUEST: boot done uptime=0.00");
+    let marked = std::time::Instant::now();
     let mut input = String::new();
-    let _ = std::io::stdin().read_to_string(&mut input);
-    println!("stdin: {input:?}");
+    let _ = std::io::stdin().read_line(&mut input);
+    println!(
+        "stdin: {input:?} ({:.1}s after the boot marker)",
+        marked.elapsed().as_secs_f64()
+    );
     if let Some(out) = value(args, "--out") {
         if let Err(e) = std::fs::write(&out, "written by the stand-in\n") {
             println!("writing {out}: {e}");

@@ -79,6 +79,11 @@ impl Batch {
         &self.scratch
     }
 
+    /// Where consoles are streamed while running.
+    pub(crate) fn streaming(&self) -> Stream {
+        self.stream
+    }
+
     /// Runs `runs` in order with the iovm binary `iovm` and returns one result per run, in
     /// the same order. Errors only if nothing could be run (missing images, invalid runs,
     /// QEMU not startable); a test host that dies half way marks the unfinished runs with

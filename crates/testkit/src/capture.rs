@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// Where a [`crate::Batch`] streams consoles while they run, line by line, each line
@@ -70,13 +70,37 @@ impl Stream {
     }
 }
 
+/// What the pumps of one child share.
+#[derive(Debug, Default)]
+struct State {
+    /// Everything read so far.
+    bytes: Vec<u8>,
+    /// Pumps started and not yet at end of file.
+    open: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Notified whenever `state` changes (more output, a pump at end of file).
+    changed: Condvar,
+}
+
 /// Shared output buffer of one child.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Capture {
-    buf: Arc<Mutex<Vec<u8>>>,
+    shared: Arc<Shared>,
 }
 
 impl Capture {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A pump that panicked leaves valid bytes behind: keep using them.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Starts a thread that copies `from` into the buffer (and `log`, and to `stream` with
     /// `prefix` before each line) until end of file.
     pub(crate) fn pump(
@@ -86,7 +110,10 @@ impl Capture {
         stream: Stream,
         prefix: String,
     ) -> JoinHandle<()> {
-        let buf = Arc::clone(&self.buf);
+        // Counted before the thread starts, so that a waiter started after `pump` returns
+        // never sees the capture as finished too early.
+        self.lock().open += 1;
+        let capture = self.clone();
         std::thread::spawn(move || {
             let mut chunk = [0u8; 8192];
             let mut pending: Vec<u8> = Vec::new();
@@ -96,9 +123,8 @@ impl Capture {
                     Ok(n) => n,
                 };
                 let data = &chunk[..n];
-                if let Ok(mut b) = buf.lock() {
-                    b.extend_from_slice(data);
-                }
+                capture.lock().bytes.extend_from_slice(data);
+                capture.shared.changed.notify_all();
                 if let Some(f) = log.as_mut() {
                     // Best effort: the in-memory copy is what the results use.
                     let _ = f.write_all(data);
@@ -116,12 +142,57 @@ impl Capture {
                 let text = String::from_utf8_lossy(&pending);
                 stream.write_line(&prefix, &format!("{}\n", text.replace('\r', "")));
             }
+            capture.lock().open -= 1;
+            capture.shared.changed.notify_all();
         })
+    }
+
+    /// Blocks until the output contains `needle` (true) or every pump has reached end of
+    /// file without it (false). Call it after starting the pumps.
+    pub(crate) fn wait_for(&self, needle: &str) -> bool {
+        let needle = needle.as_bytes();
+        if needle.is_empty() {
+            return true;
+        }
+        let mut searched: usize = 0;
+        let mut state = self.lock();
+        loop {
+            // Only the new bytes, plus enough before them for a needle split across reads.
+            let from = searched.saturating_sub(needle.len().saturating_sub(1));
+            if state.bytes[from..]
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                return true;
+            }
+            searched = state.bytes.len();
+            if state.open == 0 {
+                return false;
+            }
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Blocks until every pump has reached end of file (the child closed its output,
+    /// normally by exiting).
+    pub(crate) fn wait_closed(&self) {
+        let mut state = self.lock();
+        while state.open > 0 {
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
     }
 
     /// The output so far as text, `\r` removed.
     pub(crate) fn text(&self) -> String {
-        let bytes = self.buf.lock().map(|b| b.clone()).unwrap_or_default();
+        let bytes = self.lock().bytes.clone();
         String::from_utf8_lossy(&bytes).replace('\r', "")
     }
 }
@@ -143,5 +214,55 @@ mod tests {
         assert_eq!(printable("a\tb\u{7}c\n"), "a\tbc\n");
         assert_eq!(printable("x\u{1b}[12\n"), "x\n");
         assert_eq!(printable("x\u{1b}\n"), "x\n");
+    }
+
+    /// A reader handing out `parts` one per read, each after `delay`.
+    struct Slow {
+        parts: Vec<&'static [u8]>,
+        delay: std::time::Duration,
+    }
+
+    impl Read for Slow {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            std::thread::sleep(self.delay);
+            if self.parts.is_empty() {
+                return Ok(0);
+            }
+            let part = self.parts.remove(0);
+            buf[..part.len()].copy_from_slice(part);
+            Ok(part.len())
+        }
+    }
+
+    #[test]
+    fn test_wait_for_finds_needle_split_across_reads() {
+        let capture = Capture::default();
+        let parts = vec![
+            &b"noise\nIOVM-GUEST: bo"[..],
+            b"ot done uptime=1.0\n",
+            b"$ ",
+        ];
+        let delay = std::time::Duration::from_millis(20);
+        let pump = capture.pump(Slow { parts, delay }, None, Stream::Off, String::new());
+
+        let found = capture.wait_for("IOVM-GUEST: boot done uptime=");
+
+        assert!(found);
+        capture.wait_closed();
+        pump.join().unwrap();
+        assert!(capture.text().ends_with("$ "));
+    }
+
+    #[test]
+    fn test_wait_for_false_when_output_ends_without_needle() {
+        let capture = Capture::default();
+        let parts = vec![&b"kernel panic\n"[..]];
+        let delay = std::time::Duration::from_millis(10);
+        let pump = capture.pump(Slow { parts, delay }, None, Stream::Off, String::new());
+
+        let found = capture.wait_for("boot done");
+
+        assert!(!found);
+        pump.join().unwrap();
     }
 }

@@ -2,12 +2,28 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::capture::{Capture, Stream};
 use crate::error::{Error, IoContext};
-use crate::run::{GuestRun, RunResult};
+use crate::markers::GUEST_BOOT_DONE;
+use crate::run::{GuestRun, RunResult, STDIN_DELAY};
+
+/// Types `input` into iovm's standard input as a person would: once the guest's console
+/// shows its boot marker and [`STDIN_DELAY`] more have passed; then keeps the pipe open
+/// until iovm closes its output (exits). Returns early, input untyped, if iovm's output
+/// ends without the marker.
+fn type_input(mut pipe: ChildStdin, capture: &Capture, input: &str) {
+    if !capture.wait_for(GUEST_BOOT_DONE) {
+        return;
+    }
+    std::thread::sleep(STDIN_DELAY);
+    // iovm may exit before reading it all: ignore write errors.
+    let _ = pipe.write_all(input.as_bytes());
+    let _ = pipe.flush();
+    capture.wait_closed();
+}
 
 /// Runs one guest; the child is killed when `run.timeout` expires.
 pub(crate) fn run_one(
@@ -30,16 +46,6 @@ pub(crate) fn run_one(
         .stderr(Stdio::piped())
         .spawn()
         .ctx(|| format!("starting {} for run {}", iovm.display(), run.name))?;
-    let feeder = match (child.stdin.take(), &run.stdin) {
-        (Some(mut pipe), Some(input)) => {
-            let input = input.clone();
-            // iovm may exit before reading it all: ignore write errors.
-            Some(std::thread::spawn(move || {
-                let _ = pipe.write_all(input.as_bytes());
-            }))
-        }
-        _ => None,
-    };
     let capture = Capture::default();
     let prefix = format!("[{}] ", run.name);
     let mut pumps = Vec::new();
@@ -49,6 +55,16 @@ pub(crate) fn run_one(
     if let Some(err) = child.stderr.take() {
         pumps.push(capture.pump(err, None, stream, prefix));
     }
+    // Started after the pumps: it waits on what they capture.
+    let feeder = match (child.stdin.take(), &run.stdin) {
+        (Some(pipe), Some(input)) => {
+            let (capture, input) = (capture.clone(), input.clone());
+            Some(std::thread::spawn(move || {
+                type_input(pipe, &capture, &input)
+            }))
+        }
+        _ => None,
+    };
     let mut timed_out = false;
     let status = loop {
         if let Some(status) = child

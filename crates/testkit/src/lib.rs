@@ -27,10 +27,20 @@
 //! - `IOVM-GUEST: exit status=<N>` after the `iovm.run` script exits with status N
 //!   ([`markers::GUEST_EXIT_STATUS`]), then it powers off with `poweroff -f`.
 //!
+//! The harness types a run's [`GuestRun::stdin`] only once the boot marker has appeared
+//! and [`STDIN_DELAY`] more have passed (input sent earlier is partly lost while `/init`
+//! is still busy).
+//!
 //! In test host mode the batch script brackets each run with
 //! `@@IOVM-BATCH begin <name> t=<uptime>@@` and `@@IOVM-BATCH end <name> rc=<N> t=<uptime>@@`,
 //! prints `@@IOVM-BATCH timeout <name>@@` when it kills a run, and
 //! `@@IOVM-BATCH done@@` at the end ([`markers::BATCH`]).
+//!
+//! # Custom scripts
+//! Drivers that need more than a list of iovm runs (the benchmark runs QEMU too and times
+//! every run itself) stage executables and files with [`Batch::stage_binary`] and
+//! [`Batch::stage_dir`] and run their own shell script with [`Batch::run_script`], in one
+//! boot of the test host or on this machine.
 //!
 //! # Environment
 //! - `IOVM_TEST_MODE=direct|testhost|auto` forces the mode ([`MODE_ENV`]).
@@ -47,10 +57,13 @@ pub mod images;
 pub mod markers;
 mod mode;
 mod run;
+mod script;
+mod stage;
 pub mod testhost;
 
 pub use batch::{run_batch, Batch};
 pub use capture::Stream;
 pub use error::Error;
 pub use mode::{detect, Mode, MODE_ENV};
-pub use run::{GuestRun, RunResult, BASE_CMDLINE, DEFAULT_TIMEOUT, MAX_CMDLINE};
+pub use run::{GuestRun, RunResult, BASE_CMDLINE, DEFAULT_TIMEOUT, MAX_CMDLINE, STDIN_DELAY};
+pub use script::{guest_script_word, ScriptOutput, SCRIPT_END};

@@ -16,6 +16,11 @@ pub const MAX_CMDLINE: usize = 2047;
 /// Default per-run timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// How long after the guest's boot marker ([`markers::GUEST_BOOT_DONE`]) the harness
+/// waits before typing a run's [`GuestRun::stdin`], so that the shell `/init` starts after
+/// the marker is reading its input.
+pub const STDIN_DELAY: Duration = Duration::from_secs(1);
+
 /// One invocation of `iovm run` booting the test guest.
 ///
 /// The harness builds the command line as
@@ -37,7 +42,9 @@ pub struct GuestRun {
     pub script: Option<String>,
     /// Extra kernel command line words.
     pub cmdline: Vec<String>,
-    /// Bytes fed to iovm's standard input (the guest's console input with `--serial stdio`).
+    /// Bytes typed into iovm's standard input (the guest's console input with
+    /// `--serial stdio`) once the guest has printed its boot marker; see
+    /// [`GuestRun::stdin`].
     pub stdin: Option<String>,
     /// Time allowed for this run, after which iovm is killed.
     pub timeout: Duration,
@@ -85,7 +92,15 @@ impl GuestRun {
         self
     }
 
-    /// Sets iovm's standard input.
+    /// Sets what is typed into iovm's standard input, the guest's console with
+    /// `--serial stdio`.
+    ///
+    /// Like a person at the console, the harness types it only after the guest prints its
+    /// boot marker (`IOVM-GUEST: boot done`, [`markers::GUEST_BOOT_DONE`]) and
+    /// [`STDIN_DELAY`] more have passed: input sent earlier reaches the guest's UART while
+    /// `/init` is still busy and is partly lost. It is written all at once and standard
+    /// input stays open (no end of file) until iovm exits. A guest that never prints the
+    /// marker gets no input. Runs without `stdin` get `/dev/null`.
     pub fn stdin(mut self, input: impl Into<String>) -> Self {
         self.stdin = Some(input.into());
         self

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crate::capture::{Capture, Stream};
 use crate::error::{Error, IoContext};
 use crate::images::TestHost;
-use crate::markers::{self, BATCH};
-use crate::run::{GuestRun, RunResult};
+use crate::markers::{self, BATCH, GUEST_BOOT_DONE};
+use crate::run::{GuestRun, RunResult, STDIN_DELAY};
 
 /// Where the scratch directory is mounted in the test host.
 pub const SCRATCH_MOUNT: &str = "/scratch";
@@ -75,13 +75,78 @@ pub fn command(host: &TestHost, scratch: &Path, guest_dir: &Path) -> Command {
     cmd
 }
 
-/// The batch script: runs each guest in sequence between markers, each under a watchdog.
+/// The shell functions of the batch script (`@MARKER@`: the quoted boot marker, `@DELAY@`:
+/// seconds to wait after it), after `S` (the scratch mount) and `T` (a directory in the
+/// test host's own memory, not 9p) are set.
+///
+/// `run_one NAME LIMIT INPUT IOVM ARGS...` prints the begin marker, runs iovm with its output
+/// on the console under a watchdog (which prints the timeout marker and kills iovm after
+/// LIMIT seconds), waits for it and prints the end marker with iovm's exit code. With
+/// INPUT `/dev/null` iovm's stdin is `/dev/null`. Otherwise iovm's stdin is the fifo
+/// `$T/in` and its output goes through the fifo `$T/out` to `tee`, which copies it to the
+/// console and `$T/log`; the feeder (`feed`) polls that log for the guest's boot marker,
+/// waits the delay, types INPUT into `$T/in` and holds it open until iovm exits. The end
+/// marker follows only once the feeder, `tee` (all of iovm's output is on the console) and
+/// the watchdog (and its `sleep`) have ended: nothing of a run outlives it.
+const RUN_ONE: &str = r#"up() { read -r u _ </proc/uptime; echo "$u"; }
+start_watchdog() {
+  ( s=
+    trap '[ -n "$s" ] && kill "$s" 2>/dev/null && wait "$s" 2>/dev/null; exit 0' TERM
+    sleep "$2" & s=$!
+    wait "$s"
+    if kill -0 "$3" 2>/dev/null; then
+      printf '\n@@IOVM-BATCH timeout %s@@\n' "$1"
+      kill -TERM "$3"; sleep 3 & s=$!; wait "$s"
+      kill -KILL "$3" 2>/dev/null
+    fi ) &
+  wd=$!
+}
+feed() {
+  until grep -qF @MARKER@ "$T/log"; do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.5
+  done
+  sleep @DELAY@
+  cat "$2"
+  while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+}
+run_one() {
+  name=$1; limit=$2; input=$3; shift 3
+  printf '\n@@IOVM-BATCH begin %s t=%s@@\n' "$name" "$(up)"
+  if [ "$input" = /dev/null ]; then
+    "$@" </dev/null 2>&1 &
+    pid=$!
+    start_watchdog "$name" "$limit" "$pid"
+    wait "$pid"; rc=$?
+  else
+    rm -f "$T/in" "$T/out"; : >"$T/log"
+    mkfifo "$T/in" "$T/out"
+    tee "$T/log" <"$T/out" &
+    tee_pid=$!
+    "$@" <"$T/in" >"$T/out" 2>&1 &
+    pid=$!
+    start_watchdog "$name" "$limit" "$pid"
+    feed "$pid" "$input" >"$T/in" &
+    feeder=$!
+    wait "$pid"; rc=$?
+    wait "$feeder"; wait "$tee_pid"
+    rm -f "$T/in" "$T/out"
+  fi
+  kill "$wd" 2>/dev/null; wait "$wd" 2>/dev/null
+  printf '\n@@IOVM-BATCH end %s rc=%d t=%s@@\n' "$name" "$rc" "$(up)"
+}
+"#;
+
+/// The batch script: runs each guest in sequence between markers, each under a watchdog;
+/// a run's stdin is typed after its guest prints the boot marker (`run_one` in the script).
 pub fn batch_script(runs: &[GuestRun], iovm_in_host: &str, loader: Option<&str>) -> String {
     let mut s = String::from(
         "#!/bin/sh\n\
          # Written by testkit: runs each guest between @@IOVM-BATCH markers.\n\
          S=/scratch\n\
-         export LD_LIBRARY_PATH=$S/lib\n",
+         T=/tmp/iovm-batch\n\
+         export LD_LIBRARY_PATH=$S/lib\n\
+         mkdir -p \"$T\"\n",
     );
     if let Some(interp) = loader {
         let dir = Path::new(interp)
@@ -100,22 +165,9 @@ pub fn batch_script(runs: &[GuestRun], iovm_in_host: &str, loader: Option<&str>)
         ));
     }
     s.push_str(
-        "up() { read -r u _ </proc/uptime; echo \"$u\"; }\n\
-         run_one() {\n\
-         \tname=$1; limit=$2; input=$3; shift 3\n\
-         \tprintf '\\n@@IOVM-BATCH begin %s t=%s@@\\n' \"$name\" \"$(up)\"\n\
-         \t\"$@\" <\"$input\" 2>&1 &\n\
-         \tpid=$!\n\
-         \t( sleep \"$limit\"\n\
-         \t  if kill -0 \"$pid\" 2>/dev/null; then\n\
-         \t    printf '\\n@@IOVM-BATCH timeout %s@@\\n' \"$name\"\n\
-         \t    kill -TERM \"$pid\"; sleep 3; kill -KILL \"$pid\" 2>/dev/null\n\
-         \t  fi ) &\n\
-         \twatchdog=$!\n\
-         \twait \"$pid\"; rc=$?\n\
-         \tkill \"$watchdog\" 2>/dev/null\n\
-         \tprintf '\\n@@IOVM-BATCH end %s rc=%d t=%s@@\\n' \"$name\" \"$rc\" \"$(up)\"\n\
-         }\n",
+        &RUN_ONE
+            .replace("@MARKER@", &shell_quote(GUEST_BOOT_DONE))
+            .replace("@DELAY@", &STDIN_DELAY.as_secs_f64().to_string()),
     );
     for run in runs {
         let args: Vec<String> = run
@@ -389,5 +441,61 @@ mod tests {
         ));
         assert!(s.contains("run_one 'b' 5 $S/runs/b.stdin '/scratch/bin/iovm' 'run'"));
         assert!(s.ends_with("printf '\\n@@IOVM-BATCH done@@\\n'\n"));
+    }
+
+    /// The lines of `run_one`'s branch for runs without stdin, and of its other branch.
+    fn run_one_branches(script: &str) -> (String, String) {
+        let body = &script[script.find("run_one() {").unwrap()..];
+        let plain = &body[body.find("  if [ \"$input\" = /dev/null ]").unwrap()..];
+        let (plain, rest) = plain.split_once("  else\n").unwrap();
+        let (typed, _) = rest.split_once("  fi\n").unwrap();
+        (plain.to_owned(), typed.to_owned())
+    }
+
+    #[test]
+    fn test_batch_script_types_stdin_only_after_boot_marker() {
+        let runs = [
+            GuestRun::new("plain").script("true"),
+            GuestRun::new("typed").stdin("echo hi\n"),
+        ];
+
+        let s = batch_script(&runs, "/scratch/bin/iovm", None);
+
+        assert!(s.contains("run_one 'plain' 180 /dev/null '/scratch/bin/iovm'"));
+        assert!(s.contains("run_one 'typed' 180 $S/runs/typed.stdin '/scratch/bin/iovm'"));
+        let feed = &s[s.find("feed() {").unwrap()..];
+        let feed = &feed[..feed.find("\n}\n").unwrap()];
+        let grep = feed
+            .find("grep -qF 'IOVM-GUEST: boot done uptime=' \"$T/log\"")
+            .unwrap();
+        let delay = feed.find("sleep 1\n").unwrap();
+        let cat = feed.find("cat \"$2\"").unwrap();
+        assert!(grep < delay && delay < cat, "{feed}");
+        let (plain, typed) = run_one_branches(&s);
+        assert!(plain.contains("\"$@\" </dev/null 2>&1 &"), "{plain}");
+        assert!(!plain.contains("feed") && !plain.contains("tee"), "{plain}");
+        assert!(
+            typed.contains("\"$@\" <\"$T/in\" >\"$T/out\" 2>&1 &"),
+            "{typed}"
+        );
+        assert!(
+            typed.contains("feed \"$pid\" \"$input\" >\"$T/in\" &"),
+            "{typed}"
+        );
+    }
+
+    #[test]
+    fn test_batch_script_waits_for_helpers_before_end_marker() {
+        let s = batch_script(&[GuestRun::new("typed").stdin("x")], "/i", None);
+
+        let (_, typed) = run_one_branches(&s);
+        let body = &s[s.find("run_one() {").unwrap()..];
+        let wait_iovm = typed.find("wait \"$pid\"; rc=$?").unwrap();
+        let wait_helpers = typed.find("wait \"$feeder\"; wait \"$tee_pid\"").unwrap();
+        assert!(wait_iovm < wait_helpers, "{typed}");
+        let wait_watchdog = body.find("kill \"$wd\" 2>/dev/null; wait \"$wd\"").unwrap();
+        let end = body.find("@@IOVM-BATCH end").unwrap();
+        assert!(wait_watchdog < end, "{body}");
+        assert!(s.contains("T=/tmp/iovm-batch\n"));
     }
 }

@@ -1,0 +1,254 @@
+//! From the probe's records and the consoles to figures: which runs count (booted to the
+//! init marker, guest script status 0, VMM exit status 0) and what each contributes.
+
+use testkit::markers;
+
+use super::plan::{Kind, RunSpec};
+use super::record::{Exit, Record};
+use super::stats::Summary;
+use super::vmm::Vmm;
+
+/// A measured figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Figure {
+    /// Process start to the guest's init marker on the console.
+    ToMarker,
+    /// Process start to the process's exit after the guest powered off.
+    ToExit,
+    /// iovm's own report (`--timing`): its `main` to the first guest instruction.
+    FirstInstruction,
+    /// iovm's own report (`--timing`): its `main` to the init marker.
+    IovmMarker,
+    /// Resident set size after boot.
+    Rss,
+    /// Proportional set size after boot.
+    Pss,
+}
+
+impl Figure {
+    /// All, in report order.
+    pub const ALL: [Figure; 6] = [
+        Figure::ToMarker,
+        Figure::ToExit,
+        Figure::FirstInstruction,
+        Figure::IovmMarker,
+        Figure::Rss,
+        Figure::Pss,
+    ];
+
+    /// Key in results.json.
+    pub fn id(self) -> &'static str {
+        match self {
+            Figure::ToMarker => "boot.start_to_init_marker_ms",
+            Figure::ToExit => "boot.start_to_exit_ms",
+            Figure::FirstInstruction => "boot.iovm_first_guest_instruction_ms",
+            Figure::IovmMarker => "boot.iovm_init_marker_ms",
+            Figure::Rss => "memory.rss_mib",
+            Figure::Pss => "memory.pss_mib",
+        }
+    }
+
+    /// Row title in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Figure::ToMarker => "process start → init marker (ms)",
+            Figure::ToExit => "process start → exit after poweroff (ms)",
+            Figure::FirstInstruction => "first guest instruction, iovm `--timing` (ms)",
+            Figure::IovmMarker => "init marker, iovm `--timing` (ms)",
+            Figure::Rss => "RSS after boot (MiB)",
+            Figure::Pss => "PSS after boot (MiB)",
+        }
+    }
+}
+
+/// What became of one planned run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The run.
+    pub spec: RunSpec,
+    /// The probe's record, if it wrote one.
+    pub record: Option<Record>,
+    /// Its figures, if the run counts.
+    pub samples: Vec<(Figure, f64)>,
+    /// Why it does not count, if it does not.
+    pub problem: Option<String>,
+}
+
+/// The milliseconds in iovm's `iovm: timing: <what> N ms after start` line.
+pub fn iovm_timing(console: &str, what: &str) -> Option<f64> {
+    let prefix = format!("iovm: timing: {what} ");
+    console.lines().find_map(|l| {
+        let at = l.find(&prefix)?;
+        let rest = l[at + prefix.len()..].trim_end();
+        let n = rest.strip_suffix(" ms after start")?;
+        n.trim().parse().ok()
+    })
+}
+
+/// Checks one run and extracts its figures.
+pub fn evaluate(spec: RunSpec, record: Option<Record>, console: Option<&str>) -> Outcome {
+    let checked = check(spec, record.as_ref(), console.unwrap_or(""));
+    let (samples, problem) = match checked {
+        Ok(s) => (s, None),
+        Err(p) => (Vec::new(), Some(p)),
+    };
+    Outcome {
+        spec,
+        record,
+        samples,
+        problem,
+    }
+}
+
+fn check(spec: RunSpec, record: Option<&Record>, console: &str) -> Result<Vec<(Figure, f64)>, String> {
+    let r = record.ok_or("no record: the probe did not finish")?;
+    let marker = r.marker_ms.ok_or("the guest never printed its init marker")?;
+    if r.exit != Exit::Code(0) {
+        return Err(format!("the VMM ended with {}", r.exit));
+    }
+    match markers::guest_exit_status(console) {
+        Some(0) => {}
+        Some(n) => return Err(format!("the guest script exited with {n}")),
+        None => return Err("no guest exit status on the console".into()),
+    }
+    let mut out = Vec::new();
+    match spec.kind {
+        Kind::Boot => {
+            out.push((Figure::ToMarker, marker));
+            out.push((Figure::ToExit, r.exit_ms.ok_or("no exit time")?));
+            if spec.vmm == Vmm::Iovm {
+                let first = iovm_timing(console, "first guest instruction")
+                    .ok_or("no `first guest instruction` timing line")?;
+                let seen = iovm_timing(console, "init marker seen")
+                    .ok_or("no `init marker seen` timing line")?;
+                out.push((Figure::FirstInstruction, first));
+                out.push((Figure::IovmMarker, seen));
+            }
+        }
+        Kind::Memory => {
+            let m = r
+                .memory
+                .ok_or("no memory sample (the VMM exited before it was taken?)")?;
+            out.push((Figure::Rss, m.rss_kb as f64 / 1024.0));
+            out.push((Figure::Pss, m.pss_kb as f64 / 1024.0));
+        }
+    }
+    Ok(out)
+}
+
+/// The samples of `figure` for `vmm`, in run order.
+pub fn samples(outcomes: &[Outcome], figure: Figure, vmm: Vmm) -> Vec<f64> {
+    outcomes
+        .iter()
+        .filter(|o| o.spec.vmm == vmm)
+        .flat_map(|o| o.samples.iter())
+        .filter(|(f, _)| *f == figure)
+        .map(|(_, v)| *v)
+        .collect()
+}
+
+/// The summary of `figure` for `vmm`.
+pub fn summary(outcomes: &[Outcome], figure: Figure, vmm: Vmm) -> Option<Summary> {
+    Summary::of(&samples(outcomes, figure, vmm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::record::Memory;
+
+    const IOVM_CONSOLE: &str = "[    0.000000] Linux version 6.1\n\
+        iovm: timing: first guest instruction 12.5 ms after start\n\
+        IOVM-GUEST: boot done uptime=0.80\n\
+        \r\n\
+        iovm: timing: init marker seen 901.3 ms after start\n\
+        IOVM-GUEST: exit status=0\n\
+        [    0.9] reboot: Power down\n";
+
+    fn record(name: &str, exit: Exit, memory: Option<Memory>) -> Record {
+        Record {
+            name: name.into(),
+            exit,
+            marker_ms: Some(910.0),
+            exit_ms: Some(1000.0),
+            memory,
+        }
+    }
+
+    fn spec(kind: Kind, vmm: Vmm) -> RunSpec {
+        RunSpec { kind, vmm, rep: 1 }
+    }
+
+    #[test]
+    fn test_iovm_timing_lines() {
+        assert_eq!(iovm_timing(IOVM_CONSOLE, "first guest instruction"), Some(12.5));
+        assert_eq!(iovm_timing(IOVM_CONSOLE, "init marker seen"), Some(901.3));
+        assert_eq!(iovm_timing("iovm: timing: x ms\n", "first guest instruction"), None);
+    }
+
+    #[test]
+    fn test_iovm_boot_run_gives_four_figures() {
+        let r = record("boot.iovm.1", Exit::Code(0), None);
+
+        let o = evaluate(spec(Kind::Boot, Vmm::Iovm), Some(r), Some(IOVM_CONSOLE));
+
+        assert_eq!(o.problem, None);
+        assert_eq!(
+            o.samples,
+            [
+                (Figure::ToMarker, 910.0),
+                (Figure::ToExit, 1000.0),
+                (Figure::FirstInstruction, 12.5),
+                (Figure::IovmMarker, 901.3),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_memory_run_gives_mib() {
+        let m = Memory {
+            rss_kb: 2048,
+            pss_kb: 1024,
+            anon_kb: 0,
+            anon_huge_kb: 0,
+        };
+        let r = record("memory.qemu-q35.1", Exit::Code(0), Some(m));
+
+        let o = evaluate(spec(Kind::Memory, Vmm::QemuQ35), Some(r), Some(IOVM_CONSOLE));
+
+        assert_eq!(o.samples, [(Figure::Rss, 2.0), (Figure::Pss, 1.0)]);
+    }
+
+    #[test]
+    fn test_failed_runs_do_not_count() {
+        let s = spec(Kind::Boot, Vmm::QemuMicrovm);
+        let bad_exit = record("b", Exit::TimedOut, None);
+        let failed_script = IOVM_CONSOLE.replace("status=0", "status=2");
+
+        let timed_out = evaluate(s, Some(bad_exit), Some(IOVM_CONSOLE));
+        let script = evaluate(
+            s,
+            Some(record("b", Exit::Code(0), None)),
+            Some(&failed_script),
+        );
+        let missing = evaluate(s, None, None);
+
+        assert!(timed_out.problem.unwrap().contains("timeout"));
+        assert!(script.problem.unwrap().contains("exited with 2"));
+        assert!(missing.problem.unwrap().contains("no record"));
+        assert!(missing.samples.is_empty());
+    }
+
+    #[test]
+    fn test_samples_pick_figure_and_vmm() {
+        let r = record("boot.iovm.1", Exit::Code(0), None);
+        let o = [
+            evaluate(spec(Kind::Boot, Vmm::Iovm), Some(r.clone()), Some(IOVM_CONSOLE)),
+            evaluate(spec(Kind::Boot, Vmm::Iovm), Some(r), Some(IOVM_CONSOLE)),
+        ];
+
+        assert_eq!(samples(&o, Figure::ToExit, Vmm::Iovm), [1000.0, 1000.0]);
+        assert!(samples(&o, Figure::ToExit, Vmm::QemuQ35).is_empty());
+        assert_eq!(summary(&o, Figure::ToMarker, Vmm::Iovm).unwrap().median, 910.0);
+    }
+}
