@@ -15,6 +15,9 @@ echo "cpus=$(grep -c ^processor /proc/cpuinfo)"
 echo "apicids=$(grep ^apicid /proc/cpuinfo | tr -d ' \t' | cut -d: -f2 | tr '\n' ',')"
 echo "memtotal_kib=$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)"
 echo "ram_above_4g=$(grep -cE '^ *1[0-9a-f]{8}-[0-9a-f]+ : System RAM' /proc/iomem)"
+echo "pci_ids=$(lspci -n | cut -d' ' -f1,3 | tr ' \n' '-,')"
+echo "ecam=$(dmesg | grep -c 'MMCONFIG for domain 0000 \[bus 00-ff\] at \[mem 0xe0000000-0xefffffff\]')"
+echo "config_lines=$(lspci -s 00:00.0 -xxxx | wc -l)"
 echo "clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 a=$(date +%s); sleep 1; b=$(date +%s)
 echo "epoch=$a slept=$((b-a))"
@@ -157,6 +160,15 @@ fn test_guest_with_5g_has_ram_above_4g() {
     assert_clean_boot(r);
     assert_eq!(fact(r, "ram_above_4g"), "1");
     assert_memtotal_near(r, 5 * 1024);
+}
+
+#[test]
+fn test_guest_finds_pci_host_bridge_and_uses_ecam() {
+    let r = run("boot-1cpu");
+    assert_eq!(fact(r, "pci_ids"), "00:00.0-1b36:0008,", "{}", r.dump());
+    assert_eq!(fact(r, "ecam"), "1", "no MMCONFIG line\n{}", r.dump());
+    // 4096 bytes at 16 a line plus the device's title line: extended space is reachable.
+    assert_eq!(fact(r, "config_lines"), "257", "{}", r.dump());
 }
 
 #[test]

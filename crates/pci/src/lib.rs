@@ -13,4 +13,7 @@
 pub mod address;
 pub mod bar;
 pub mod config;
+pub mod function;
+pub mod host_bridge;
 pub mod regs;
+pub mod root;

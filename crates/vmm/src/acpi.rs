@@ -23,7 +23,10 @@ use devices::legacy::acpi_pm::{
 use devices::legacy::cmos::CMOS_PORT;
 use devices::legacy::pvpanic::PVPANIC_PORT;
 
-use crate::layout::{ACPI_TABLES_START, HIGH_MEMORY_START, IOAPIC_START, LAPIC_START};
+use crate::layout::{
+    ACPI_TABLES_START, ECAM_SIZE, ECAM_START, HIGH_MEMORY_START, IOAPIC_START, LAPIC_START,
+    PCI_MMIO32_SIZE, PCI_MMIO32_START, PCI_MMIO64_SIZE,
+};
 
 const OEM_ID: [u8; 6] = *b"IOVM  ";
 const OEM_TABLE_ID: [u8; 8] = *b"IOVMMACH";
@@ -58,6 +61,8 @@ const IAPC_VGA_NOT_PRESENT: u16 = 1 << 2;
 pub struct AcpiConfig {
     /// Number of vCPUs (APIC IDs 0..cpus).
     pub cpus: u32,
+    /// Start of the 64-bit PCI memory window (above RAM).
+    pub pci_mmio64_start: u64,
 }
 
 /// The tables as bytes, each with its guest-physical address.
@@ -88,15 +93,20 @@ fn bytes(table: &dyn Aml) -> Vec<u8> {
 pub fn build(cfg: &AcpiConfig) -> AcpiTables {
     let rsdp_addr = ACPI_TABLES_START;
     let dsdt_addr = align(rsdp_addr + Rsdp::len() as u64, 16);
-    let dsdt = build_dsdt();
+    let dsdt = build_dsdt(cfg);
     let fadt_addr = align(dsdt_addr + dsdt.len() as u64, 16);
     let fadt = build_fadt(dsdt_addr);
     let madt_addr = align(fadt_addr + fadt.len() as u64, 16);
     let madt = build_madt(cfg);
-    let xsdt_addr = align(madt_addr + madt.len() as u64, 16);
+    let mcfg_addr = align(madt_addr + madt.len() as u64, 16);
+    let mut mcfg = acpi_tables::mcfg::MCFG::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    mcfg.add_ecam(ECAM_START, 0, 0, (ECAM_SIZE >> 20).saturating_sub(1) as u8);
+    let mcfg = bytes(&mcfg);
+    let xsdt_addr = align(mcfg_addr + mcfg.len() as u64, 16);
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(fadt_addr);
     xsdt.add_entry(madt_addr);
+    xsdt.add_entry(mcfg_addr);
     let xsdt = bytes(&xsdt);
     let rsdp = bytes(&Rsdp::new(OEM_ID, xsdt_addr));
     let tables = AcpiTables {
@@ -105,6 +115,7 @@ pub fn build(cfg: &AcpiConfig) -> AcpiTables {
             (dsdt_addr, dsdt),
             (fadt_addr, fadt),
             (madt_addr, madt),
+            (mcfg_addr, mcfg),
             (xsdt_addr, xsdt),
         ],
     };
@@ -179,7 +190,51 @@ fn device(path: &str, hid: &dyn Aml, uid: Option<u8>, resources: Vec<&dyn Aml>) 
     bytes(&aml::Device::new(path.into(), children))
 }
 
-fn build_dsdt() -> Vec<u8> {
+/// The PCIe host bridge (ACPI 6.5 §6.1.5 `_HID` PNP0A08 with `_CID` PNP0A03;
+/// PCI Firmware 3.3 §4.1): segment 0, buses 0–255, the port I/O space outside
+/// the configuration ports, and the 32- and 64-bit memory windows.
+fn pci_host_bridge(cfg: &AcpiConfig) -> Vec<u8> {
+    let last_bus = (ECAM_SIZE >> 20).saturating_sub(1) as u16;
+    let buses = aml::AddressSpace::new_bus_number(0u16, last_bus);
+    let config_ports = aml::IO::new(0xcf8, 0xcf8, 1, 8);
+    let io_low = aml::AddressSpace::new_io(0u16, 0xcf7, None);
+    let io_high = aml::AddressSpace::new_io(0xd00u16, 0xffff, None);
+    let mem32 = aml::AddressSpace::new_memory(
+        aml::AddressSpaceCacheable::NotCacheable,
+        true,
+        PCI_MMIO32_START as u32,
+        (PCI_MMIO32_START + PCI_MMIO32_SIZE - 1) as u32,
+        None,
+    );
+    let mem64 = aml::AddressSpace::new_memory(
+        aml::AddressSpaceCacheable::NotCacheable,
+        true,
+        cfg.pci_mmio64_start,
+        cfg.pci_mmio64_start + PCI_MMIO64_SIZE - 1,
+        None,
+    );
+    let crs = aml::ResourceTemplate::new(vec![
+        &buses,
+        &config_ports,
+        &io_low,
+        &io_high,
+        &mem32,
+        &mem64,
+    ]);
+    let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0A08"));
+    let cid = aml::Name::new("_CID".into(), &aml::EISAName::new("PNP0A03"));
+    let adr = aml::Name::new("_ADR".into(), &aml::ZERO);
+    let seg = aml::Name::new("_SEG".into(), &aml::ZERO);
+    let uid = aml::Name::new("_UID".into(), &aml::ZERO);
+    let bbn = aml::Name::new("_BBN".into(), &aml::ZERO);
+    let crs = aml::Name::new("_CRS".into(), &crs);
+    bytes(&aml::Device::new(
+        "_SB_.PCI0".into(),
+        vec![&hid, &cid, &adr, &seg, &uid, &bbn, &crs],
+    ))
+}
+
+fn build_dsdt(cfg: &AcpiConfig) -> Vec<u8> {
     let s5_package = aml::Package::new(vec![&S5_SLEEP_TYPE, &S5_SLEEP_TYPE]);
     let s5 = bytes(&aml::Name::new("_S5_".into(), &s5_package));
 
@@ -214,7 +269,7 @@ fn build_dsdt() -> Vec<u8> {
     );
 
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
-    for item in [s5, com1, rtc, pvpanic, pm] {
+    for item in [s5, pci_host_bridge(cfg), com1, rtc, pvpanic, pm] {
         dsdt.append_slice(&item);
     }
     dsdt.as_slice().to_vec()
@@ -223,6 +278,13 @@ fn build_dsdt() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_cfg(cpus: u32) -> AcpiConfig {
+        AcpiConfig {
+            cpus,
+            pci_mmio64_start: 1 << 32,
+        }
+    }
 
     fn sum(b: &[u8]) -> u8 {
         b.iter().fold(0u8, |a, x| a.wrapping_add(*x))
@@ -246,7 +308,7 @@ mod tests {
 
     #[test]
     fn test_acpi_every_table_checksums_to_zero_and_length_matches() {
-        let t = build(&AcpiConfig { cpus: 2 });
+        let t = build(&test_cfg(2));
         let (_, rsdp) = &t.blobs[0];
         assert_eq!(&rsdp[0..8], b"RSD PTR ");
         assert_eq!(sum(&rsdp[0..20]), 0);
@@ -259,7 +321,7 @@ mod tests {
 
     #[test]
     fn test_acpi_rsdp_xsdt_fadt_dsdt_chain() {
-        let t = build(&AcpiConfig { cpus: 1 });
+        let t = build(&test_cfg(1));
         let rsdp = &t.blobs[0].1;
         let (xsdt_addr, xsdt) = table(&t, b"XSDT");
         assert_eq!(u64_at(rsdp, 24), xsdt_addr);
@@ -267,6 +329,11 @@ mod tests {
         let (madt_addr, _) = table(&t, b"APIC");
         assert_eq!(u64_at(xsdt, 36), fadt_addr);
         assert_eq!(u64_at(xsdt, 44), madt_addr);
+        let (mcfg_addr, mcfg) = table(&t, b"MCFG");
+        assert_eq!(u64_at(xsdt, 52), mcfg_addr);
+        // MCFG: 36-byte header, 8 reserved, then base, segment, start and end bus.
+        assert_eq!(u64_at(mcfg, 44), ECAM_START);
+        assert_eq!((mcfg[54], mcfg[55]), (0, 255));
         let (dsdt_addr, _) = table(&t, b"DSDT");
         assert_eq!(u64_at(fadt, 140), dsdt_addr);
         assert_ne!(u32_at(fadt, 112) & (Flags::HwReducedAcpi as u32), 0);
@@ -274,7 +341,7 @@ mod tests {
 
     #[test]
     fn test_acpi_tables_fit_in_bios_area_without_overlap() {
-        let t = build(&AcpiConfig { cpus: 254 });
+        let t = build(&test_cfg(254));
         for pair in t.blobs.windows(2) {
             assert!(pair[0].0 + pair[0].1.len() as u64 <= pair[1].0);
         }
@@ -284,7 +351,7 @@ mod tests {
 
     #[test]
     fn test_madt_has_one_lapic_per_cpu_ioapic_and_override() {
-        let t = build(&AcpiConfig { cpus: 3 });
+        let t = build(&test_cfg(3));
         let (_, madt) = table(&t, b"APIC");
         assert_eq!(u32_at(madt, 36), LAPIC_START as u32);
         let mut off = 44;
@@ -315,7 +382,7 @@ mod tests {
 
     #[test]
     fn test_fadt_points_at_power_registers() {
-        let t = build(&AcpiConfig { cpus: 1 });
+        let t = build(&test_cfg(1));
         let (_, fadt) = table(&t, b"FACP");
         // reset_reg GAS at 116, its address at 120; reset value at 128.
         assert_eq!(fadt[116], AddressSpace::SystemIo as u8);
@@ -334,12 +401,14 @@ mod tests {
 
     #[test]
     fn test_dsdt_names_s5_and_devices() {
-        let t = build(&AcpiConfig { cpus: 1 });
+        let t = build(&test_cfg(1));
         let (_, dsdt) = table(&t, b"DSDT");
         let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
         assert!(has(b"_S5_"));
         assert!(has(b"COM1"));
         assert!(has(b"QEMU0001"));
         assert!(has(b"PEVT"));
+        assert!(has(b"PCI0"));
+        assert!(has(&[0x41, 0xd0, 0x0a, 0x08]), "EISA ID PNP0A08");
     }
 }

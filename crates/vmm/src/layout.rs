@@ -35,10 +35,24 @@ pub const MMIO_HOLE_START: u64 = 3 * GIB;
 pub const MMIO_HOLE_SIZE: u64 = GIB;
 /// First address above 4 GiB.
 pub const RAM_ABOVE_4G_START: u64 = 4 * GIB;
+/// Start of the 32-bit window for PCI memory BARs (the ACPI host bridge's `_CRS`).
+pub const PCI_MMIO32_START: u64 = MMIO_HOLE_START;
+/// Size of the 32-bit PCI memory window.
+pub const PCI_MMIO32_SIZE: u64 = 512 * MIB;
+/// PCIe ECAM window: 1 MiB per bus, buses 0–255 (PCIe 6.0 §7.2.2).
+pub const ECAM_START: u64 = 0xe000_0000;
+/// Size of the ECAM window.
+pub const ECAM_SIZE: u64 = 256 * MIB;
+/// Size of the 64-bit window for PCI memory BARs, above RAM.
+pub const PCI_MMIO64_SIZE: u64 = 16 * GIB;
 /// The IOAPIC's register window.
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 /// The local APIC's register window.
 pub const LAPIC_START: u64 = 0xfee0_0000;
+
+// The windows inside the 32-bit hole do not overlap.
+const _: () = assert!(PCI_MMIO32_START + PCI_MMIO32_SIZE <= ECAM_START);
+const _: () = assert!(ECAM_START + ECAM_SIZE <= IOAPIC_START);
 
 /// Smallest machine iovm builds: room for the kernel to decompress and run.
 pub const MIN_MEMORY: u64 = 64 * MIB;
@@ -106,6 +120,12 @@ impl MemoryLayout {
         }
     }
 
+    /// The 64-bit PCI memory window: the first GiB boundary at or above both
+    /// 4 GiB and the end of RAM, for [`PCI_MMIO64_SIZE`] bytes.
+    pub fn pci_mmio64_start(&self) -> u64 {
+        self.ram_end().max(RAM_ABOVE_4G_START).div_ceil(GIB) * GIB
+    }
+
     /// The E820 map handed to the kernel in the zero page.
     pub fn e820(&self) -> Vec<E820Entry> {
         let mut map = vec![
@@ -125,6 +145,12 @@ impl MemoryLayout {
                 kind: E820Kind::Ram,
             },
         ];
+        // The ECAM window must be reserved, or Linux will not use it.
+        map.push(E820Entry {
+            addr: ECAM_START,
+            size: ECAM_SIZE,
+            kind: E820Kind::Reserved,
+        });
         if self.high_size > 0 {
             map.push(E820Entry {
                 addr: RAM_ABOVE_4G_START,
@@ -181,7 +207,7 @@ mod tests {
             .sum();
         let reserved = HIGH_MEMORY_START - EBDA_START;
         assert_eq!(ram, total - reserved);
-        for e in &map {
+        for e in map.iter().filter(|e| e.kind == E820Kind::Ram) {
             let end = e.addr + e.size;
             assert!(
                 end <= MMIO_HOLE_START || e.addr >= RAM_ABOVE_4G_START,
@@ -196,6 +222,21 @@ mod tests {
         for pair in map.windows(2) {
             assert!(pair[0].addr + pair[0].size <= pair[1].addr, "{pair:?}");
         }
+    }
+
+    #[test]
+    fn test_e820_reserves_ecam_inside_hole_and_clear_of_pci_window() {
+        let map = MemoryLayout::new(512 * MIB).e820();
+        assert!(map
+            .iter()
+            .any(|e| e.addr == ECAM_START && e.size == ECAM_SIZE && e.kind == E820Kind::Reserved));
+    }
+
+    #[test]
+    fn test_pci_mmio64_window_is_above_ram_and_4g() {
+        assert_eq!(MemoryLayout::new(512 * MIB).pci_mmio64_start(), 4 * GIB);
+        assert_eq!(MemoryLayout::new(5 * GIB).pci_mmio64_start(), 6 * GIB);
+        assert_eq!(MemoryLayout::new(3 * GIB + 1).pci_mmio64_start(), 5 * GIB);
     }
 
     #[test]

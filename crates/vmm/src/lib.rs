@@ -17,5 +17,6 @@ pub mod cpuid;
 pub mod host;
 pub mod interrupts;
 pub mod layout;
+pub mod pci_host;
 pub mod vcpu;
 pub mod vm;

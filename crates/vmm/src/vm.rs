@@ -39,8 +39,10 @@ use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
 use crate::interrupts::{self, KvmIrqLine};
-use crate::layout::{MemoryLayout, MIB, MIN_MEMORY};
+use crate::layout::{MemoryLayout, ECAM_SIZE, ECAM_START, MIB, MIN_MEMORY};
+use crate::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 use crate::vcpu::{self, VcpuRunner};
+use pci::address::CONFIG_ADDRESS_PORT;
 
 /// Exit code: the guest powered off.
 pub const EXIT_POWEROFF: i32 = 0;
@@ -183,6 +185,9 @@ pub enum VmError {
     /// A device could not be placed on a bus.
     #[error("device layout: {0}")]
     Bus(#[from] crate::bus::BusError),
+    /// The PCI topology could not be built.
+    #[error("PCI topology: {0}")]
+    Pci(String),
     /// A thread could not be started.
     #[error("cannot start a thread")]
     Thread(#[source] std::io::Error),
@@ -350,6 +355,7 @@ impl Vm {
 
         let tables = acpi::build(&AcpiConfig {
             cpus: cfg.cpus.count,
+            pci_mmio64_start: layout.pci_mmio64_start(),
         });
         for (addr, blob) in &tables.blobs {
             memory.write_slice(blob, GuestAddress(*addr))?;
@@ -378,8 +384,18 @@ impl Vm {
             console.writer(),
         )));
         console.attach(serial.clone(), tx.clone());
-        let pio = Arc::new(platform_bus(serial, persistent.cmos.clone(), sink)?);
-        let mmio = Arc::new(Bus::new());
+        let pci = PciRoot::new().map_err(|e| VmError::Pci(e.to_string()))?;
+        let mut pio = platform_bus(serial, persistent.cmos.clone(), sink)?;
+        pio.insert(
+            u64::from(CONFIG_ADDRESS_PORT),
+            CONFIG_PORTS_SIZE,
+            0,
+            Arc::new(Mutex::new(pci.config_ports())),
+        )?;
+        let pio = Arc::new(pio);
+        let mut mmio = Bus::new();
+        mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))?;
+        let mmio = Arc::new(mmio);
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
