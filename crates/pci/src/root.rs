@@ -69,6 +69,11 @@ impl RootComplex {
         Ok(())
     }
 
+    /// The function at `bdf`, if any.
+    pub fn function(&self, bdf: Bdf) -> Option<SharedFunction> {
+        self.functions.get(&bdf).cloned()
+    }
+
     fn config_read(&self, target: ConfigTarget, data: &mut [u8], limit: usize) {
         let in_range = target
             .offset

@@ -3,7 +3,7 @@
 //! the device's range.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use devices::BusDevice;
 
@@ -40,17 +40,30 @@ struct Entry {
     device: SharedDevice,
 }
 
-/// A set of non-overlapping ranges.
-#[derive(Clone, Default)]
+/// A set of non-overlapping ranges that may change while the machine runs
+/// (the guest moves BARs).
+///
+/// The map is behind a read-write lock, held only to look a range up or to
+/// change the map, never while a device runs: a device may change the map
+/// from inside an access (a configuration write that moves a BAR) without
+/// deadlocking, and a change is atomic, so no access ever sees a half-moved
+/// mapping.
+#[derive(Default)]
 pub struct Bus {
-    ranges: BTreeMap<u64, Entry>,
+    ranges: RwLock<BTreeMap<u64, Entry>>,
 }
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ranges: Vec<_> = self.ranges.iter().map(|(b, e)| (*b, e.len)).collect();
+        let ranges: Vec<_> = self.map().iter().map(|(b, e)| (*b, e.len)).collect();
         f.debug_struct("Bus").field("ranges", &ranges).finish()
     }
+}
+
+fn overlaps(map: &BTreeMap<u64, Entry>, base: u64, end: u64) -> bool {
+    map.range(..end)
+        .next_back()
+        .is_some_and(|(b, e)| b + e.len > base)
 }
 
 impl Bus {
@@ -59,10 +72,18 @@ impl Bus {
         Self::default()
     }
 
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Entry>> {
+        self.ranges.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Entry>> {
+        self.ranges.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Gives `device` the range `base..base+len`, seen by it as offsets
     /// `offset_base..offset_base+len`.
     pub fn insert(
-        &mut self,
+        &self,
         base: u64,
         len: u64,
         offset_base: u64,
@@ -72,15 +93,11 @@ impl Bus {
             .checked_add(len)
             .filter(|_| len > 0)
             .ok_or(BusError::Invalid { base, len })?;
-        let clash_below = self
-            .ranges
-            .range(..end)
-            .next_back()
-            .is_some_and(|(b, e)| b + e.len > base);
-        if clash_below {
+        let mut map = self.map_mut();
+        if overlaps(&map, base, end) {
             return Err(BusError::Overlap { base, len });
         }
-        self.ranges.insert(
+        map.insert(
             base,
             Entry {
                 len,
@@ -91,21 +108,55 @@ impl Bus {
         Ok(())
     }
 
-    fn find(&self, addr: u64, size: usize) -> Option<(&Entry, u64)> {
-        let (base, entry) = self.ranges.range(..=addr).next_back()?;
+    /// Removes the range that starts at `base`; returns whether there was one.
+    pub fn remove(&self, base: u64) -> bool {
+        self.map_mut().remove(&base).is_some()
+    }
+
+    /// Moves the range at `old_base` to `new_base` in one step. On overlap
+    /// with another range the bus is left as it was.
+    pub fn relocate(&self, old_base: u64, new_base: u64) -> Result<(), BusError> {
+        let mut map = self.map_mut();
+        let Some(entry) = map.remove(&old_base) else {
+            return Err(BusError::Invalid {
+                base: old_base,
+                len: 0,
+            });
+        };
+        let len = entry.len;
+        let fits = new_base
+            .checked_add(len)
+            .filter(|&end| !overlaps(&map, new_base, end));
+        match fits {
+            Some(_) => {
+                map.insert(new_base, entry);
+                Ok(())
+            }
+            None => {
+                map.insert(old_base, entry);
+                Err(BusError::Overlap {
+                    base: new_base,
+                    len,
+                })
+            }
+        }
+    }
+
+    fn find(&self, addr: u64, size: usize) -> Option<(SharedDevice, u64)> {
+        let map = self.map();
+        let (base, entry) = map.range(..=addr).next_back()?;
         let offset = addr - base;
         (offset.checked_add(size as u64)? <= entry.len)
-            .then_some((entry, entry.offset_base + offset))
+            .then(|| (entry.device.clone(), entry.offset_base + offset))
     }
 
     /// Forwards a read; returns false (and leaves `data` alone) when no device
     /// owns the whole access.
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
-        let Some((entry, offset)) = self.find(addr, data.len()) else {
+        let Some((device, offset)) = self.find(addr, data.len()) else {
             return false;
         };
-        entry
-            .device
+        device
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .read(offset, data);
@@ -114,11 +165,10 @@ impl Bus {
 
     /// Forwards a write; returns false when no device owns the whole access.
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
-        let Some((entry, offset)) = self.find(addr, data.len()) else {
+        let Some((device, offset)) = self.find(addr, data.len()) else {
             return false;
         };
-        entry
-            .device
+        device
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .write(offset, data);
@@ -147,7 +197,7 @@ mod tests {
     #[test]
     fn test_bus_routes_with_offset() {
         let dev = Arc::new(Mutex::new(Recorder::default()));
-        let mut bus = Bus::new();
+        let bus = Bus::new();
         bus.insert(0x3f8, 8, 0, dev.clone()).unwrap();
         assert!(bus.write(0x3fb, &[7]));
         let mut d = [0u8; 1];
@@ -159,7 +209,7 @@ mod tests {
     #[test]
     fn test_bus_offset_base_maps_second_window() {
         let dev = Arc::new(Mutex::new(Recorder::default()));
-        let mut bus = Bus::new();
+        let bus = Bus::new();
         bus.insert(0x60, 1, 0, dev.clone()).unwrap();
         bus.insert(0x64, 1, 4, dev.clone()).unwrap();
         bus.write(0x64, &[0xfe]);
@@ -169,7 +219,7 @@ mod tests {
     #[test]
     fn test_bus_refuses_overlap_and_empty() {
         let dev = Arc::new(Mutex::new(Recorder::default()));
-        let mut bus = Bus::new();
+        let bus = Bus::new();
         bus.insert(0x100, 0x10, 0, dev.clone()).unwrap();
         assert!(bus.insert(0x10f, 1, 0, dev.clone()).is_err());
         assert!(bus.insert(0xf8, 0x9, 0, dev.clone()).is_err());
@@ -179,9 +229,50 @@ mod tests {
     }
 
     #[test]
+    fn test_bus_relocate_moves_atomically_and_refuses_overlap() {
+        let a = Arc::new(Mutex::new(Recorder::default()));
+        let b = Arc::new(Mutex::new(Recorder::default()));
+        let bus = Bus::new();
+        bus.insert(0x1000, 0x100, 0, a.clone()).unwrap();
+        bus.insert(0x2000, 0x100, 0, b.clone()).unwrap();
+        bus.relocate(0x1000, 0x3000).unwrap();
+        assert!(!bus.write(0x1000, &[1]), "old range no longer answers");
+        assert!(bus.write(0x3010, &[2]));
+        assert_eq!(a.lock().unwrap().writes, vec![(0x10, vec![2])]);
+        assert!(bus.relocate(0x3000, 0x2080).is_err(), "would overlap b");
+        assert!(bus.write(0x3000, &[3]), "a stays where it was");
+        assert!(bus.write(0x2080, &[4]));
+        assert_eq!(
+            b.lock().unwrap().writes,
+            vec![(0x80, vec![4])],
+            "b keeps its range"
+        );
+        assert!(bus.relocate(0x9999, 0x5000).is_err());
+    }
+
+    #[test]
+    fn test_bus_device_may_change_the_map_during_its_own_access() {
+        struct Mover(Arc<Bus>);
+        impl BusDevice for Mover {
+            fn read(&mut self, _: u64, _: &mut [u8]) {}
+            fn write(&mut self, _: u64, _: &[u8]) {
+                self.0.remove(0x10);
+            }
+        }
+        let bus = Arc::new(Bus::new());
+        let target = Arc::new(Mutex::new(Recorder::default()));
+        bus.insert(0x10, 1, 0, target).unwrap();
+        bus.insert(0x20, 1, 0, Arc::new(Mutex::new(Mover(bus.clone()))))
+            .unwrap();
+        assert!(bus.write(0x20, &[0]), "no deadlock");
+        assert!(!bus.write(0x10, &[0]));
+        assert!(bus.remove(0x20));
+    }
+
+    #[test]
     fn test_bus_access_straddling_end_is_unclaimed() {
         let dev = Arc::new(Mutex::new(Recorder::default()));
-        let mut bus = Bus::new();
+        let bus = Bus::new();
         bus.insert(0x70, 2, 0, dev.clone()).unwrap();
         let mut d = [0xaa; 4];
         assert!(!bus.read(0x70, &mut d));

@@ -2,27 +2,76 @@
 //! 0xCF8–0xCFF on the port bus and the ECAM window on the MMIO bus, both
 //! forwarding to one [`pci::root::RootComplex`].
 //!
-//! Configuration writes return their effects (a BAR moved, bus mastering
-//! switched); this is where the VMM applies them. No function with BARs is
-//! attached yet, so effects are only logged for now.
+//! Configuration writes return their effects; this is where the VMM applies
+//! them. A BAR that starts decoding gets a range on the port or MMIO bus, one
+//! that moves is relocated in one step (no access ever reaches a stale
+//! mapping), one that stops decoding loses its range. A BAR the guest places
+//! over another device's range stays unmapped (with a log line) and the other
+//! device keeps its mapping.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use devices::BusDevice;
 use pci::address::Bdf;
+use pci::config::BarChange;
 use pci::host_bridge::HostBridge;
-use pci::root::{AttachError, RootComplex, RoutedEffects};
+use pci::root::{AttachError, RootComplex, RoutedEffects, SharedFunction};
+
+use crate::bus::Bus;
 
 /// Ports of the legacy configuration mechanism (CONFIG_ADDRESS and CONFIG_DATA).
 pub const CONFIG_PORTS_SIZE: u64 = 8;
 
+/// Where a BAR is mapped now: which bus, at which base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mapping {
+    io: bool,
+    base: u64,
+}
+
+struct Inner {
+    root: Mutex<RootComplex>,
+    pio: Arc<Bus>,
+    mmio: Arc<Bus>,
+    mapped: Mutex<BTreeMap<(Bdf, usize), Mapping>>,
+}
+
 /// The root complex shared by its two access paths.
-#[derive(Clone, Debug)]
-pub struct PciRoot(Arc<Mutex<RootComplex>>);
+#[derive(Clone)]
+pub struct PciRoot(Arc<Inner>);
+
+impl std::fmt::Debug for PciRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PciRoot").finish_non_exhaustive()
+    }
+}
+
+/// One BAR of one function, as a device on a bus.
+struct BarRegion {
+    function: SharedFunction,
+    bar: usize,
+}
+
+impl BusDevice for BarRegion {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.function
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bar_read(self.bar, offset, data);
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.function
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bar_write(self.bar, offset, data);
+    }
+}
 
 impl PciRoot {
-    /// A root complex with the host bridge at 00:00.0.
-    pub fn new() -> Result<Self, AttachError> {
+    /// A root complex with the host bridge at 00:00.0, mapping BARs on `pio` and `mmio`.
+    pub fn new(pio: Arc<Bus>, mmio: Arc<Bus>) -> Result<Self, AttachError> {
         let mut root = RootComplex::new();
         root.attach(
             Bdf {
@@ -32,7 +81,17 @@ impl PciRoot {
             },
             Arc::new(Mutex::new(HostBridge::new())),
         )?;
-        Ok(Self(Arc::new(Mutex::new(root))))
+        Ok(Self(Arc::new(Inner {
+            root: Mutex::new(root),
+            pio,
+            mmio,
+            mapped: Mutex::new(BTreeMap::new()),
+        })))
+    }
+
+    /// Places another function on the root complex.
+    pub fn attach(&self, bdf: Bdf, function: SharedFunction) -> Result<(), AttachError> {
+        self.lock().attach(bdf, function)
     }
 
     /// The device for the port bus at 0xCF8.
@@ -46,14 +105,66 @@ impl PciRoot {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RootComplex> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.root.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-fn apply(routed: RoutedEffects) {
-    if let Some(bdf) = routed.bdf {
-        if routed.effects != Default::default() {
-            tracing::debug!("PCI {bdf}: {:?}", routed.effects);
+    /// Applies what a configuration write changed. Runs with no lock of the
+    /// root complex or of any bus held.
+    fn apply(&self, routed: RoutedEffects) {
+        let Some(bdf) = routed.bdf else { return };
+        if routed.effects.bars.is_empty() {
+            return;
+        }
+        let Some(function) = self.lock().function(bdf) else {
+            return;
+        };
+        for change in routed.effects.bars {
+            self.apply_bar(bdf, &function, change);
+        }
+    }
+
+    fn apply_bar(&self, bdf: Bdf, function: &SharedFunction, change: BarChange) {
+        let bus = if change.io { &self.0.pio } else { &self.0.mmio };
+        let mut mapped = self.0.mapped.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (bdf, change.index);
+        let current = mapped.get(&key).copied();
+        let result = match (current, change.new) {
+            (Some(m), Some(new)) => bus.relocate(m.base, new.addr),
+            (Some(m), None) => {
+                bus.remove(m.base);
+                Ok(())
+            }
+            (None, Some(new)) => {
+                let region = BarRegion {
+                    function: function.clone(),
+                    bar: change.index,
+                };
+                bus.insert(new.addr, new.size, 0, Arc::new(Mutex::new(region)))
+            }
+            (None, None) => Ok(()),
+        };
+        match (result, change.new) {
+            (Ok(()), Some(new)) => {
+                mapped.insert(
+                    key,
+                    Mapping {
+                        io: change.io,
+                        base: new.addr,
+                    },
+                );
+            }
+            (Ok(()), None) => {
+                mapped.remove(&key);
+            }
+            (Err(e), _) => {
+                // A failed relocation leaves the old mapping; drop it too, so
+                // the BAR answers nowhere rather than at a stale address.
+                if let Some(m) = current {
+                    bus.remove(m.base);
+                    mapped.remove(&key);
+                }
+                tracing::warn!("PCI {bdf} BAR {}: not mapped: {e}", change.index);
+            }
         }
     }
 }
@@ -69,7 +180,7 @@ impl BusDevice for ConfigPorts {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         let routed = self.0.lock().legacy_write(offset, data);
-        apply(routed);
+        self.0.apply(routed);
     }
 }
 
@@ -84,17 +195,91 @@ impl BusDevice for Ecam {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         let routed = self.0.lock().ecam_write(offset, data);
-        apply(routed);
+        self.0.apply(routed);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use pci::bar::{BarKind, BarSpec};
+    use pci::config::{command, ConfigWriteEffects, Identity, Type0Config, COMMAND};
+    use pci::function::PciFunction;
+
     use super::*;
+
+    /// A function with a 4 KiB memory BAR 0 and a 16-port I/O BAR 1 whose
+    /// contents read back as the offset.
+    struct Fake {
+        config: Type0Config,
+        writes: Vec<(usize, u64)>,
+    }
+
+    impl PciFunction for Fake {
+        fn config_read(&self, offset: usize, data: &mut [u8]) {
+            self.config.read(offset, data);
+        }
+        fn config_write(&mut self, offset: usize, data: &[u8]) -> ConfigWriteEffects {
+            self.config.write(offset, data)
+        }
+        fn bar_read(&mut self, _bar: usize, offset: u64, data: &mut [u8]) {
+            data.fill(offset as u8);
+        }
+        fn bar_write(&mut self, bar: usize, offset: u64, _data: &[u8]) {
+            self.writes.push((bar, offset));
+        }
+    }
+
+    fn setup() -> (PciRoot, Arc<Bus>, Arc<Bus>, Arc<Mutex<Fake>>, Ecam) {
+        let pio = Arc::new(Bus::new());
+        let mmio = Arc::new(Bus::new());
+        let root = PciRoot::new(pio.clone(), mmio.clone()).unwrap();
+        let bars = [
+            BarSpec {
+                index: 0,
+                kind: BarKind::Mem32 {
+                    prefetchable: false,
+                },
+                size: 0x1000,
+            },
+            BarSpec {
+                index: 1,
+                kind: BarKind::Io,
+                size: 0x10,
+            },
+        ];
+        let id = Identity {
+            vendor: 0x1234,
+            device: 0x5678,
+            class: 0xff0000,
+            revision: 0,
+            subsystem_vendor: 0,
+            subsystem: 0,
+        };
+        let fake = Arc::new(Mutex::new(Fake {
+            config: Type0Config::new(id, &bars, 1).unwrap(),
+            writes: vec![],
+        }));
+        root.attach(
+            Bdf {
+                bus: 0,
+                device: 3,
+                function: 0,
+            },
+            fake.clone(),
+        )
+        .unwrap();
+        let ecam = root.ecam();
+        (root, pio, mmio, fake, ecam)
+    }
+
+    /// ECAM offset of 00:03.0's register `reg`.
+    fn at(reg: usize) -> u64 {
+        (3 << 15) | reg as u64
+    }
 
     #[test]
     fn test_ports_and_ecam_reach_the_same_host_bridge() {
-        let root = PciRoot::new().unwrap();
+        let (root, ..) = setup();
         let mut ports = root.config_ports();
         let mut ecam = root.ecam();
         ports.write(0, &(1u32 << 31).to_le_bytes());
@@ -104,5 +289,58 @@ mod tests {
         ecam.read(0, &mut via_ecam);
         assert_eq!(via_ports, via_ecam);
         assert_eq!(u32::from_le_bytes(via_ecam), 0x0008_1b36);
+    }
+
+    #[test]
+    fn test_bar_programmed_and_enabled_is_mapped_then_moved_then_unmapped() {
+        let (_root, pio, mmio, fake, mut ecam) = setup();
+        ecam.write(at(0x10), &0xc000_0000u32.to_le_bytes());
+        ecam.write(at(0x14), &0xc100u32.to_le_bytes());
+        let mut d = [0u8; 1];
+        assert!(!mmio.read(0xc000_0010, &mut d), "decoding is off");
+        ecam.write(at(COMMAND), &(command::MEMORY | command::IO).to_le_bytes());
+        assert!(mmio.read(0xc000_0010, &mut d));
+        assert_eq!(d, [0x10]);
+        assert!(pio.write(0xc105, &[1]));
+        ecam.write(at(0x10), &0xc000_2000u32.to_le_bytes());
+        assert!(
+            !mmio.read(0xc000_0010, &mut d),
+            "no stale mapping after a move"
+        );
+        assert!(mmio.read(0xc000_2020, &mut d));
+        assert_eq!(d, [0x20]);
+        ecam.write(at(COMMAND), &0u16.to_le_bytes());
+        assert!(!mmio.read(0xc000_2020, &mut d));
+        assert!(!pio.write(0xc105, &[1]));
+        assert_eq!(fake.lock().unwrap().writes, vec![(1, 5)]);
+    }
+
+    #[test]
+    fn test_bar_over_another_device_stays_unmapped_and_other_keeps_range() {
+        let (_root, _pio, mmio, _fake, mut ecam) = setup();
+        #[derive(Default)]
+        struct Other(u32);
+        impl BusDevice for Other {
+            fn read(&mut self, _: u64, data: &mut [u8]) {
+                data.fill(0xab);
+            }
+            fn write(&mut self, _: u64, _: &[u8]) {
+                self.0 += 1;
+            }
+        }
+        let other = Arc::new(Mutex::new(Other::default()));
+        mmio.insert(0xd000_0000, 0x1000, 0, other.clone()).unwrap();
+        ecam.write(at(0x10), &0xd000_0000u32.to_le_bytes());
+        ecam.write(at(COMMAND), &command::MEMORY.to_le_bytes());
+        let mut d = [0u8; 1];
+        assert!(mmio.read(0xd000_0004, &mut d));
+        assert_eq!(d, [0xab], "the other device still answers");
+        ecam.write(at(0x10), &0xc000_0000u32.to_le_bytes());
+        ecam.write(at(COMMAND), &0u16.to_le_bytes());
+        ecam.write(at(COMMAND), &command::MEMORY.to_le_bytes());
+        assert!(mmio.read(0xc000_0004, &mut d));
+        assert_eq!(d, [0x04], "mapped once moved to a free range");
+        assert!(mmio.read(0xd000_0004, &mut d));
+        assert_eq!(d, [0xab]);
     }
 }

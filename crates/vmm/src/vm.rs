@@ -384,18 +384,17 @@ impl Vm {
             console.writer(),
         )));
         console.attach(serial.clone(), tx.clone());
-        let pci = PciRoot::new().map_err(|e| VmError::Pci(e.to_string()))?;
-        let mut pio = platform_bus(serial, persistent.cmos.clone(), sink)?;
+        let pio = Arc::new(platform_bus(serial, persistent.cmos.clone(), sink)?);
+        let mmio = Arc::new(Bus::new());
+        let pci =
+            PciRoot::new(pio.clone(), mmio.clone()).map_err(|e| VmError::Pci(e.to_string()))?;
         pio.insert(
             u64::from(CONFIG_ADDRESS_PORT),
             CONFIG_PORTS_SIZE,
             0,
             Arc::new(Mutex::new(pci.config_ports())),
         )?;
-        let pio = Arc::new(pio);
-        let mut mmio = Bus::new();
         mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))?;
-        let mmio = Arc::new(mmio);
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -490,7 +489,7 @@ fn platform_bus(
     cmos: Arc<Mutex<Cmos>>,
     sink: Arc<dyn LifecycleSink>,
 ) -> Result<Bus, VmError> {
-    let mut bus = Bus::new();
+    let bus = Bus::new();
     bus.insert(u64::from(COM1_PORT), SERIAL_PORT_SIZE, 0, serial)?;
     let i8042 = Arc::new(Mutex::new(I8042::new(sink.clone())));
     bus.insert(0x60, 1, 0, i8042.clone())?;
