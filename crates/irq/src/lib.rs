@@ -9,10 +9,16 @@
 //! (ISA IRQs are active-high, edge-triggered; ACPI 6.5 §5.2.12.5 describes the
 //! overrides that map them to IOAPIC pins). PCI INTx pins are level-triggered
 //! (PCI Local Bus 3.0 §2.2.6) and use [`IrqLine::set_level`].
+//!
+//! Message-signalled interrupts (PCI MSI/MSI-X, and the IOAPIC's own output)
+//! leave a model through an [`msi::MsiSink`]. The [`ioapic`] module models the
+//! IOAPIC the guest programs itself, for KVM's split irqchip.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod ioapic;
+pub mod msi;
 pub mod recording;
 
 use std::fmt::Debug;
@@ -23,6 +29,9 @@ pub enum IrqError {
     /// The host side of the interrupt (an eventfd or an ioctl) failed.
     #[error("interrupt delivery failed on the host")]
     Host(#[source] std::io::Error),
+    /// The line is wired to an IOAPIC pin that does not exist.
+    #[error("interrupt line is wired to a missing IOAPIC pin")]
+    Ioapic(#[source] ioapic::IoapicError),
 }
 
 /// One interrupt pin of a device, as the device sees it.

@@ -1,8 +1,11 @@
-//! An [`IrqLine`] that records what a device did with it, for unit tests of
-//! device models (the "fake guest" side of an interrupt).
+//! Interrupt ports that record what a model did with them, for unit tests of
+//! device models (the "fake guest" side of an interrupt): an [`IrqLine`] and
+//! an [`MsiSink`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::msi::{MsiMessage, MsiSink};
 use crate::{IrqError, IrqLine};
 
 /// Counts pulses and remembers the current level of a line.
@@ -41,6 +44,47 @@ impl IrqLine for RecordingLine {
     }
 }
 
+/// Records every message sent to it, in order.
+#[derive(Debug, Default)]
+pub struct RecordingMsiSink {
+    messages: Mutex<Vec<MsiMessage>>,
+}
+
+impl RecordingMsiSink {
+    /// A sink that has received nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<MsiMessage>> {
+        self.messages.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every message received so far, oldest first.
+    pub fn messages(&self) -> Vec<MsiMessage> {
+        self.lock().clone()
+    }
+
+    /// The messages received so far, forgetting them.
+    pub fn take(&self) -> Vec<MsiMessage> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// The vector (data bits 7..0) of every message received so far.
+    pub fn vectors(&self) -> Vec<u8> {
+        self.lock()
+            .iter()
+            .map(|m| m.data.to_le_bytes()[0])
+            .collect()
+    }
+}
+
+impl MsiSink for RecordingMsiSink {
+    fn deliver(&self, msg: MsiMessage) {
+        self.lock().push(msg);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +105,25 @@ mod tests {
         assert!(line.level());
         line.set_level(false).unwrap();
         assert!(!line.level());
+    }
+
+    #[test]
+    fn test_recording_msi_sink_keeps_messages_in_order() {
+        let sink = RecordingMsiSink::new();
+        let first = MsiMessage {
+            address: 0xFEE0_0000,
+            data: 0x30,
+        };
+        let second = MsiMessage {
+            address: 0xFEE0_1000,
+            data: 0x8041,
+        };
+
+        sink.deliver(first);
+        sink.deliver(second);
+
+        assert_eq!(sink.vectors(), vec![0x30, 0x41]);
+        assert_eq!(sink.take(), vec![first, second]);
+        assert!(sink.messages().is_empty());
     }
 }
