@@ -159,6 +159,19 @@ impl Type0Config {
         self.regs.read(offset, data);
     }
 
+    /// The register block, for capability models ([`crate::caps`]) that keep
+    /// their state in configuration space.
+    pub fn regs(&self) -> &RegisterMask {
+        &self.regs
+    }
+
+    /// The register block, mutable: for laying out capabilities and for
+    /// device-side changes to their registers. Guest writes go through
+    /// [`Type0Config::write`].
+    pub fn regs_mut(&mut self) -> &mut RegisterMask {
+        &mut self.regs
+    }
+
     /// The command register.
     pub fn command(&self) -> u16 {
         self.regs.read_le(COMMAND, 2) as u16

@@ -12,8 +12,10 @@
 
 pub mod address;
 pub mod bar;
+pub mod caps;
 pub mod config;
 pub mod function;
 pub mod host_bridge;
+pub mod message;
 pub mod regs;
 pub mod root;

@@ -1,0 +1,86 @@
+//! A type 0 configuration space together with its capabilities, so that one
+//! guest write returns the header's effects and the capabilities' together,
+//! and the MSI-X table is served next to it.
+
+use super::msix_table::MsixTableEffects;
+use super::{CapError, CapWriteEffects, Capabilities, CapabilityList};
+use crate::config::{ConfigWriteEffects, Type0Config};
+use crate::message::Trigger;
+
+/// What a guest configuration write changed, header and capabilities.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointWriteEffects {
+    /// BARs, bus master, INTx disable.
+    pub config: ConfigWriteEffects,
+    /// Power state, MSI/MSI-X programming, messages to deliver now.
+    pub caps: CapWriteEffects,
+}
+
+/// A type 0 header and its capabilities.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    config: Type0Config,
+    caps: Capabilities,
+}
+
+impl EndpointConfig {
+    /// `config` with the capabilities `build` adds, laid out from 0x40.
+    pub fn new(
+        mut config: Type0Config,
+        build: impl FnOnce(&mut CapabilityList<'_>) -> Result<(), CapError>,
+    ) -> Result<Self, CapError> {
+        let mut list = CapabilityList::new(config.regs_mut());
+        build(&mut list)?;
+        let caps = list.finish();
+        Ok(Self { config, caps })
+    }
+
+    /// The header.
+    pub fn config(&self) -> &Type0Config {
+        &self.config
+    }
+
+    /// The header, for device-side changes (status bits, capability
+    /// registers through [`Type0Config::regs_mut`]); guest writes go through
+    /// [`EndpointConfig::write`].
+    pub fn config_mut(&mut self) -> &mut Type0Config {
+        &mut self.config
+    }
+
+    /// The capabilities.
+    pub fn caps(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// A guest configuration read.
+    pub fn read(&self, offset: usize, data: &mut [u8]) {
+        self.config.read(offset, data);
+    }
+
+    /// A guest configuration write.
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> EndpointWriteEffects {
+        let before = self.caps.snapshot(self.config.regs());
+        let config = self.config.write(offset, data);
+        let caps = self.caps.after_write(before, self.config.regs_mut());
+        EndpointWriteEffects { config, caps }
+    }
+
+    /// A guest read of a BAR; `false` when it is not the MSI-X table's or PBA's.
+    pub fn bar_read(&self, bar: usize, offset: u64, data: &mut [u8]) -> bool {
+        self.caps
+            .msix_table()
+            .is_some_and(|t| t.read(bar, offset, data))
+    }
+
+    /// A guest write to a BAR; `None` when it is not the MSI-X table's or PBA's.
+    pub fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) -> Option<MsixTableEffects> {
+        self.caps
+            .msix_table_mut()
+            .and_then(|t| t.write(bar, offset, data))
+    }
+
+    /// The device signals `vector` (MSI-X if enabled, else MSI).
+    pub fn trigger(&mut self, vector: u16) -> Trigger {
+        self.caps.trigger(self.config.regs_mut(), vector)
+    }
+}
