@@ -25,6 +25,14 @@ pub enum MaskError {
     },
 }
 
+/// Byte `i` of a little-endian value; bytes past the eighth are zero.
+fn byte_of(value: u64, i: usize) -> u8 {
+    u32::try_from(8 * i)
+        .ok()
+        .and_then(|shift| value.checked_shr(shift))
+        .unwrap_or(0) as u8
+}
+
 /// A block of byte registers with their write semantics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterMask {
@@ -68,7 +76,7 @@ impl RegisterMask {
     pub fn set_value(&mut self, offset: usize, len: usize, value: u64) -> Result<(), MaskError> {
         self.check(offset, len)?;
         for i in 0..len {
-            self.value[offset + i] = (value >> (8 * i)) as u8;
+            self.value[offset + i] = byte_of(value, i);
         }
         Ok(())
     }
@@ -84,7 +92,7 @@ impl RegisterMask {
     ) -> Result<(), MaskError> {
         self.check(offset, len)?;
         for i in 0..len {
-            let (w, c) = ((writable >> (8 * i)) as u8, (w1c >> (8 * i)) as u8);
+            let (w, c) = (byte_of(writable, i), byte_of(w1c, i));
             if w & c != 0 {
                 return Err(MaskError::Conflict {
                     offset: offset + i,
@@ -93,8 +101,8 @@ impl RegisterMask {
             }
         }
         for i in 0..len {
-            self.writable[offset + i] = (writable >> (8 * i)) as u8;
-            self.w1c[offset + i] = (w1c >> (8 * i)) as u8;
+            self.writable[offset + i] = byte_of(writable, i);
+            self.w1c[offset + i] = byte_of(w1c, i);
         }
         Ok(())
     }
@@ -135,7 +143,7 @@ impl RegisterMask {
     pub fn device_set(&mut self, offset: usize, len: usize, bits: u64) {
         for i in 0..len {
             if let Some(v) = self.value.get_mut(offset + i) {
-                *v |= (bits >> (8 * i)) as u8;
+                *v |= byte_of(bits, i);
             }
         }
     }
@@ -167,6 +175,16 @@ mod tests {
             0x0100,
             "writing 1 clears the W1C bit; bit 8 is read-only"
         );
+    }
+
+    #[test]
+    fn test_ranges_longer_than_eight_bytes_zero_the_rest() {
+        let mut r = RegisterMask::new(16);
+        r.set_value(0, 12, u64::MAX).unwrap();
+        r.set_masks(0, 12, u64::MAX, 0).unwrap();
+        r.device_set(0, 12, u64::MAX);
+        assert_eq!(r.read_le(8, 4), 0);
+        assert_eq!(r.read_le(0, 8), u64::MAX);
     }
 
     #[test]
