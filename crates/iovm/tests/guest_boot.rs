@@ -17,6 +17,7 @@ echo "memtotal_kib=$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)"
 echo "ram_above_4g=$(grep -cE '^ *1[0-9a-f]{8}-[0-9a-f]+ : System RAM' /proc/iomem)"
 echo "pci_ids=$(lspci -n | cut -d' ' -f1,3 | tr ' \n' '-,')"
 echo "ecam=$(dmesg | grep -c 'MMCONFIG for domain 0000 \[bus 00-ff\] at \[mem 0xe0000000-0xefffffff\]')"
+echo "osc=$(dmesg | grep -c '_OSC: OS now controls')"
 echo "config_lines=$(lspci -s 00:00.0 -xxxx | wc -l)"
 echo "clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 a=$(date +%s); sleep 1; b=$(date +%s)
@@ -167,6 +168,7 @@ fn test_guest_finds_pci_host_bridge_and_uses_ecam() {
     let r = run("boot-1cpu");
     assert_eq!(fact(r, "pci_ids"), "00:00.0-1b36:0008,", "{}", r.dump());
     assert_eq!(fact(r, "ecam"), "1", "no MMCONFIG line\n{}", r.dump());
+    assert_eq!(fact(r, "osc"), "1", "_OSC did not grant native control\n{}", r.dump());
     // 4096 bytes at 16 a line, the device's title line and a blank line:
     // extended space is reachable (without ECAM: 256 bytes, 18 lines).
     assert_eq!(fact(r, "config_lines"), "258", "{}", r.dump());

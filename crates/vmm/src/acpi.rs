@@ -228,9 +228,15 @@ fn pci_host_bridge(cfg: &AcpiConfig) -> Vec<u8> {
     let uid = aml::Name::new("_UID".into(), &aml::ZERO);
     let bbn = aml::Name::new("_BBN".into(), &aml::ZERO);
     let crs = aml::Name::new("_CRS".into(), &crs);
+    // _OSC (ACPI 6.5 §6.2.11, PCI Firmware 3.3 §4.5): the platform keeps no
+    // PCIe feature for itself, so it hands back the capabilities buffer the
+    // OS passed in (Arg3) unchanged: every control the OS asks for is granted
+    // and no error bit is set.
+    let osc_return = aml::Return::new(&aml::Arg(3));
+    let osc = aml::Method::new("_OSC".into(), 4, false, vec![&osc_return]);
     bytes(&aml::Device::new(
         "_SB_.PCI0".into(),
-        vec![&hid, &cid, &adr, &seg, &uid, &bbn, &crs],
+        vec![&hid, &cid, &adr, &seg, &uid, &bbn, &crs, &osc],
     ))
 }
 
@@ -409,6 +415,7 @@ mod tests {
         assert!(has(b"QEMU0001"));
         assert!(has(b"PEVT"));
         assert!(has(b"PCI0"));
+        assert!(has(b"_OSC"));
         assert!(has(&[0x41, 0xd0, 0x0a, 0x08]), "EISA ID PNP0A08");
     }
 }
