@@ -1,6 +1,7 @@
 //! `cargo xtask`: builds the test guest and the nested test host, runs the demo and tests.
 
 mod apt;
+mod bench;
 mod cpio;
 mod demo;
 mod elf;
@@ -24,7 +25,7 @@ Developer tasks for iovm: build the test images, boot a demo guest, run the test
 Where guests run: on a machine whose /dev/kvm is hardware KVM (vmx/svm), iovm runs
 directly; where /dev/kvm is PVM (kvm_pvm loaded) or missing, it runs inside the nested
 test host, QEMU 7.2 TCG with emulated AMD SVM and KVM inside (much slower; see
-docs/test-host.md). `demo` and `test` decide this by themselves.
+docs/test-host.md). `demo`, `test` and `bench` decide this by themselves.
 
 Everything is written under target/ of the workspace:
   target/guest/         test guest: vmlinuz, initramfs.cpio.gz, BUILD-INFO  (guest)
@@ -32,6 +33,8 @@ Everything is written under target/ of the workspace:
   target/debs/          downloaded Debian packages and their unpacked trees
   target/release/iovm   the VMM the demo runs                               (demo)
   target/testkit/       scratch directories of guest runs (kept with IOVM_TEST_KEEP=1)
+  target/bench/         results.json and consoles of the benchmark            (bench)
+                        (its tables go to docs/bench/RESULTS.md)
 
 Start with `cargo xtask demo`; before pushing, `cargo xtask ci`.";
 
@@ -133,6 +136,32 @@ What CI runs, stopping at the first failure:
   3. cargo xtask test (builds the images if missing, then cargo test --workspace)
 Arguments after `--` go to cargo test. Exits with the failing step's status, or 0.")]
     Ci(test::TestArgs),
+
+    /// Boot time and memory of iovm against QEMU 7.2 (microvm and q35), side by side.
+    #[command(long_about = "\
+Boot time and memory of iovm against QEMU 7.2 (-M microvm and -M q35), side by side.
+
+Builds what is missing (guest image, QEMU 7.2 and the test host, target/release/iovm), then
+boots the same guest kernel and initramfs (target/guest/) with each VMM, in the same place:
+inside ONE boot of the nested test host where /dev/kvm is not hardware KVM, directly where
+it is. The VMMs are interleaved run by run, N repetitions each:
+  boot runs    the guest powers off right after its init marker: process start -> marker
+               `IOVM-GUEST: boot done`, process start -> exit; for iovm also its own
+               --timing lines (first guest instruction, marker)
+  memory runs  the guest sleeps 2 s after its marker; the VMM's RSS and PSS
+               (/proc/PID/smaps_rollup) are sampled 1 s after the marker, --memory 512M
+Each run is timed where it runs by `xtask bench-probe` (this binary), with a monotonic
+clock. Progress lines are printed as it goes (a few minutes per repetition in the test host).
+
+Writes target/bench/results.json (every sample), target/bench/logs/<run>.log (consoles) and
+docs/bench/RESULTS.md (min/median/max per VMM and the ratios iovm / QEMU of the medians,
+with the machine, kernels, versions, date and where it ran). Exit status 1 if any run did
+not count (it did not reach the marker, power off, or exit 0).")]
+    Bench(bench::BenchArgs),
+
+    /// Time one VMM process (used by the bench script; not for direct use).
+    #[command(hide = true)]
+    BenchProbe(bench::probe::ProbeArgs),
 }
 
 fn main() {
@@ -143,6 +172,8 @@ fn main() {
         Cmd::Demo(args) => demo::run(args),
         Cmd::Test(args) => test::test(args),
         Cmd::Ci(args) => test::ci(args),
+        Cmd::Bench(args) => bench::run(args),
+        Cmd::BenchProbe(args) => bench::probe::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

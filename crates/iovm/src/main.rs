@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use vmm::config::SerialConfig;
-use vmm::console::Console;
+use vmm::console::{report_line, Console};
 use vmm::vm::{self, Outcome};
 
 use crate::cli::{Cli, Command, RunArgs};
@@ -41,10 +41,10 @@ fn run(args: &RunArgs, start: Instant) -> anyhow::Result<Outcome> {
     let timing = args.timing;
     let outcome = vm::run(&cfg, &console, |t| {
         if timing {
-            eprintln!(
+            report_line(&format!(
                 "iovm: timing: first guest instruction {:.1} ms after start",
                 (t - start).as_secs_f64() * 1e3
-            );
+            ));
         }
     })?;
     Ok(outcome)
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
     match run(&args, start) {
         Ok(outcome) => {
             if let Some(text) = describe(&outcome) {
-                eprintln!("\r\niovm: {text}");
+                report_line(&format!("\r\niovm: {text}"));
             }
             ExitCode::from(outcome.exit_code() as u8)
         }

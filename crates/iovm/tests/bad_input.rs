@@ -64,6 +64,26 @@ fn guest_kernel() -> PathBuf {
         .join("vmlinuz")
 }
 
+/// `run` with the guest's kernel and initramfs, then `extra`.
+fn run_guest_with(extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        "--kernel",
+        s(&guest_kernel()),
+        "--initramfs",
+        s(&guest_initramfs()),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 fn guest_initramfs() -> PathBuf {
     testkit::images::require_guest()
         .expect("guest image")
@@ -180,15 +200,10 @@ fn test_too_many_cpus() {
 
 #[test]
 fn test_missing_kvm_device() {
-    let o = iovm(&[
-        "run",
-        "--kernel",
-        s(&guest_kernel()),
-        "--initramfs",
-        s(&guest_initramfs()),
+    let o = iovm(&as_strs(&run_guest_with(&[
         "--kvm-device",
         "/nonexistent/kvm",
-    ]);
+    ])));
     assert_error(&o, "/nonexistent/kvm does not exist: this host has no KVM");
 }
 
@@ -213,15 +228,7 @@ fn test_kvm_device_without_permission() {
     );
     let o = iovm_as(
         Some(()),
-        &[
-            "run",
-            "--kernel",
-            s(&guest_kernel()),
-            "--initramfs",
-            s(&guest_initramfs()),
-            "--kvm-device",
-            s(&node),
-        ],
+        &as_strs(&run_guest_with(&["--kvm-device", s(&node)])),
     );
     assert_error(&o, "no permission to open");
     std::fs::remove_dir_all(dir).unwrap();
@@ -229,13 +236,7 @@ fn test_kvm_device_without_permission() {
 
 #[test]
 fn test_kvm_without_hardware_virtualization_points_to_test_host() {
-    let o = iovm(&[
-        "run",
-        "--kernel",
-        s(&guest_kernel()),
-        "--initramfs",
-        s(&guest_initramfs()),
-    ]);
+    let o = iovm(&as_strs(&run_guest_with(&[])));
     if vmm::host::detect() == vmm::host::KvmFlavor::Hardware {
         eprintln!(
             "this host has hardware KVM: the refusal path is covered by vmm::host's unit tests"

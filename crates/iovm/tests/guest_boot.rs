@@ -168,7 +168,12 @@ fn test_guest_finds_pci_host_bridge_and_uses_ecam() {
     let r = run("boot-1cpu");
     assert_eq!(fact(r, "pci_ids"), "00:00.0-1b36:0008,", "{}", r.dump());
     assert_eq!(fact(r, "ecam"), "1", "no MMCONFIG line\n{}", r.dump());
-    assert_eq!(fact(r, "osc"), "1", "_OSC did not grant native control\n{}", r.dump());
+    assert_eq!(
+        fact(r, "osc"),
+        "1",
+        "_OSC did not grant native control\n{}",
+        r.dump()
+    );
     // 4096 bytes at 16 a line, the device's title line and a blank line:
     // extended space is reachable (without ECAM: 256 bytes, 18 lines).
     assert_eq!(fact(r, "config_lines"), "258", "{}", r.dump());

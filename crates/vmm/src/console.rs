@@ -113,6 +113,13 @@ impl MarkerWatch {
     }
 }
 
+/// Writes one whole line to standard error in a single write, so it does not
+/// interleave with console output sharing the same pipe.
+pub fn report_line(text: &str) {
+    let line = format!("{text}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// Output sink shared by the UART and the console.
 #[derive(Clone)]
 struct SharedOut {
@@ -122,23 +129,18 @@ struct SharedOut {
 
 impl Write for SharedOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(watch) = self
-            .watch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            if let Some(elapsed) = watch.feed(buf) {
-                eprintln!(
-                    "\r\niovm: timing: init marker seen {:.1} ms after start",
-                    elapsed.as_secs_f64() * 1e3
-                );
-            }
-        }
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         // A console that cannot take output must not stop the guest.
         if out.write_all(buf).and_then(|()| out.flush()).is_err() {
             tracing::trace!("serial output dropped");
+        }
+        drop(out);
+        let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(elapsed) = watch.as_mut().and_then(|w| w.feed(buf)) {
+            report_line(&format!(
+                "iovm: timing: init marker seen {:.1} ms after start",
+                elapsed.as_secs_f64() * 1e3
+            ));
         }
         Ok(buf.len())
     }

@@ -4,6 +4,7 @@
 use testkit::markers;
 
 use super::plan::{Kind, RunSpec};
+use super::probe::STDERR_HEADING;
 use super::record::{Exit, Record};
 use super::stats::Summary;
 use super::vmm::Vmm;
@@ -23,17 +24,24 @@ pub enum Figure {
     Rss,
     /// Proportional set size after boot.
     Pss,
+    /// Of the anonymous memory, how much is in transparent huge pages.
+    AnonHuge,
+    /// Bytes the guest (and firmware) wrote to the serial console in a boot run: each
+    /// costs VM exits, so a chattier boot is a slower one.
+    Console,
 }
 
 impl Figure {
     /// All, in report order.
-    pub const ALL: [Figure; 6] = [
+    pub const ALL: [Figure; 8] = [
         Figure::ToMarker,
         Figure::ToExit,
         Figure::FirstInstruction,
         Figure::IovmMarker,
+        Figure::Console,
         Figure::Rss,
         Figure::Pss,
+        Figure::AnonHuge,
     ];
 
     /// Key in results.json.
@@ -45,6 +53,8 @@ impl Figure {
             Figure::IovmMarker => "boot.iovm_init_marker_ms",
             Figure::Rss => "memory.rss_mib",
             Figure::Pss => "memory.pss_mib",
+            Figure::AnonHuge => "memory.anon_huge_pages_mib",
+            Figure::Console => "boot.console_kib",
         }
     }
 
@@ -57,6 +67,8 @@ impl Figure {
             Figure::IovmMarker => "init marker, iovm `--timing` (ms)",
             Figure::Rss => "RSS after boot (MiB)",
             Figure::Pss => "PSS after boot (MiB)",
+            Figure::AnonHuge => "of which transparent huge pages (MiB)",
+            Figure::Console => "serial console output (KiB)",
         }
     }
 }
@@ -72,6 +84,8 @@ pub struct Outcome {
     pub samples: Vec<(Figure, f64)>,
     /// Why it does not count, if it does not.
     pub problem: Option<String>,
+    /// Kernel warning lines on its console (`WARNING:`, `Call Trace:`, …).
+    pub warnings: Vec<String>,
 }
 
 /// The milliseconds in iovm's `iovm: timing: <what> N ms after start` line.
@@ -87,7 +101,8 @@ pub fn iovm_timing(console: &str, what: &str) -> Option<f64> {
 
 /// Checks one run and extracts its figures.
 pub fn evaluate(spec: RunSpec, record: Option<Record>, console: Option<&str>) -> Outcome {
-    let checked = check(spec, record.as_ref(), console.unwrap_or(""));
+    let console = console.unwrap_or("");
+    let checked = check(spec, record.as_ref(), console);
     let (samples, problem) = match checked {
         Ok(s) => (s, None),
         Err(p) => (Vec::new(), Some(p)),
@@ -97,15 +112,25 @@ pub fn evaluate(spec: RunSpec, record: Option<Record>, console: Option<&str>) ->
         record,
         samples,
         problem,
+        warnings: markers::kernel_problems(guest_console(console)),
     }
 }
 
-fn check(spec: RunSpec, record: Option<&Record>, console: &str) -> Result<Vec<(Figure, f64)>, String> {
+/// The stdout part of a probe log (the guest console), without the VMM's stderr.
+fn guest_console(log: &str) -> &str {
+    log.split_once(STDERR_HEADING).map_or(log, |(out, _)| out)
+}
+
+fn check(
+    spec: RunSpec,
+    record: Option<&Record>,
+    console: &str,
+) -> Result<Vec<(Figure, f64)>, String> {
     let r = record.ok_or("no record: the probe did not finish")?;
-    let marker = r.marker_ms.ok_or("the guest never printed its init marker")?;
-    if r.exit != Exit::Code(0) {
-        return Err(format!("the VMM ended with {}", r.exit));
+    if r.marker_ms.is_none() || r.exit != Exit::Code(0) {
+        return Err(failure(r, console));
     }
+    let marker = r.marker_ms.unwrap_or_default();
     match markers::guest_exit_status(console) {
         Some(0) => {}
         Some(n) => return Err(format!("the guest script exited with {n}")),
@@ -116,6 +141,10 @@ fn check(spec: RunSpec, record: Option<&Record>, console: &str) -> Result<Vec<(F
         Kind::Boot => {
             out.push((Figure::ToMarker, marker));
             out.push((Figure::ToExit, r.exit_ms.ok_or("no exit time")?));
+            out.push((
+                Figure::Console,
+                guest_console(console).len() as f64 / 1024.0,
+            ));
             if spec.vmm == Vmm::Iovm {
                 let first = iovm_timing(console, "first guest instruction")
                     .ok_or("no `first guest instruction` timing line")?;
@@ -131,9 +160,31 @@ fn check(spec: RunSpec, record: Option<&Record>, console: &str) -> Result<Vec<(F
                 .ok_or("no memory sample (the VMM exited before it was taken?)")?;
             out.push((Figure::Rss, m.rss_kb as f64 / 1024.0));
             out.push((Figure::Pss, m.pss_kb as f64 / 1024.0));
+            out.push((Figure::AnonHuge, m.anon_huge_kb as f64 / 1024.0));
         }
     }
     Ok(out)
+}
+
+/// Why a run without the marker or with a failed VMM does not count, with the last line
+/// the VMM (its stderr) or else the guest printed.
+fn failure(r: &Record, console: &str) -> String {
+    let what = match (r.marker_ms.is_some(), r.exit) {
+        (true, exit) => format!("the VMM ended with {exit} after the init marker"),
+        (false, Exit::TimedOut) => "no init marker before the timeout (VMM killed)".to_owned(),
+        (false, exit) => format!("no init marker; the VMM ended with {exit}"),
+    };
+    let (out, err) = console.split_once(STDERR_HEADING).unwrap_or((console, ""));
+    let last = |t: &str| {
+        t.lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .map(|l| l.chars().take(160).collect::<String>())
+    };
+    match last(err).or_else(|| last(out)) {
+        Some(line) => format!("{what}; last output: `{line}`"),
+        None => what,
+    }
 }
 
 /// The samples of `figure` for `vmm`, in run order.
@@ -158,12 +209,13 @@ mod tests {
     use crate::bench::record::Memory;
 
     const IOVM_CONSOLE: &str = "[    0.000000] Linux version 6.1\n\
-        iovm: timing: first guest instruction 12.5 ms after start\n\
         IOVM-GUEST: boot done uptime=0.80\n\
-        \r\n\
-        iovm: timing: init marker seen 901.3 ms after start\n\
         IOVM-GUEST: exit status=0\n\
-        [    0.9] reboot: Power down\n";
+        [    0.9] reboot: Power down\n\
+        ==== stderr ====\n\
+        iovm: timing: first guest instruction 12.5 ms after start\n\
+        \n\
+        iovm: timing: init marker seen 901.3 ms after start\n";
 
     fn record(name: &str, exit: Exit, memory: Option<Memory>) -> Record {
         Record {
@@ -181,9 +233,15 @@ mod tests {
 
     #[test]
     fn test_iovm_timing_lines() {
-        assert_eq!(iovm_timing(IOVM_CONSOLE, "first guest instruction"), Some(12.5));
+        assert_eq!(
+            iovm_timing(IOVM_CONSOLE, "first guest instruction"),
+            Some(12.5)
+        );
         assert_eq!(iovm_timing(IOVM_CONSOLE, "init marker seen"), Some(901.3));
-        assert_eq!(iovm_timing("iovm: timing: x ms\n", "first guest instruction"), None);
+        assert_eq!(
+            iovm_timing("iovm: timing: x ms\n", "first guest instruction"),
+            None
+        );
     }
 
     #[test]
@@ -198,6 +256,7 @@ mod tests {
             [
                 (Figure::ToMarker, 910.0),
                 (Figure::ToExit, 1000.0),
+                (Figure::Console, 122.0 / 1024.0),
                 (Figure::FirstInstruction, 12.5),
                 (Figure::IovmMarker, 901.3),
             ]
@@ -214,15 +273,29 @@ mod tests {
         };
         let r = record("memory.qemu-q35.1", Exit::Code(0), Some(m));
 
-        let o = evaluate(spec(Kind::Memory, Vmm::QemuQ35), Some(r), Some(IOVM_CONSOLE));
+        let o = evaluate(
+            spec(Kind::Memory, Vmm::QemuQ35),
+            Some(r),
+            Some(IOVM_CONSOLE),
+        );
 
-        assert_eq!(o.samples, [(Figure::Rss, 2.0), (Figure::Pss, 1.0)]);
+        assert_eq!(
+            o.samples,
+            [
+                (Figure::Rss, 2.0),
+                (Figure::Pss, 1.0),
+                (Figure::AnonHuge, 0.0)
+            ]
+        );
     }
 
     #[test]
     fn test_failed_runs_do_not_count() {
         let s = spec(Kind::Boot, Vmm::QemuMicrovm);
-        let bad_exit = record("b", Exit::TimedOut, None);
+        let bad_exit = Record {
+            marker_ms: None,
+            ..record("b", Exit::TimedOut, None)
+        };
         let failed_script = IOVM_CONSOLE.replace("status=0", "status=2");
 
         let timed_out = evaluate(s, Some(bad_exit), Some(IOVM_CONSOLE));
@@ -233,7 +306,11 @@ mod tests {
         );
         let missing = evaluate(s, None, None);
 
-        assert!(timed_out.problem.unwrap().contains("timeout"));
+        assert_eq!(
+            timed_out.problem.unwrap(),
+            "no init marker before the timeout (VMM killed); last output: \
+             `iovm: timing: init marker seen 901.3 ms after start`"
+        );
         assert!(script.problem.unwrap().contains("exited with 2"));
         assert!(missing.problem.unwrap().contains("no record"));
         assert!(missing.samples.is_empty());
@@ -243,12 +320,19 @@ mod tests {
     fn test_samples_pick_figure_and_vmm() {
         let r = record("boot.iovm.1", Exit::Code(0), None);
         let o = [
-            evaluate(spec(Kind::Boot, Vmm::Iovm), Some(r.clone()), Some(IOVM_CONSOLE)),
+            evaluate(
+                spec(Kind::Boot, Vmm::Iovm),
+                Some(r.clone()),
+                Some(IOVM_CONSOLE),
+            ),
             evaluate(spec(Kind::Boot, Vmm::Iovm), Some(r), Some(IOVM_CONSOLE)),
         ];
 
         assert_eq!(samples(&o, Figure::ToExit, Vmm::Iovm), [1000.0, 1000.0]);
         assert!(samples(&o, Figure::ToExit, Vmm::QemuQ35).is_empty());
-        assert_eq!(summary(&o, Figure::ToMarker, Vmm::Iovm).unwrap().median, 910.0);
+        assert_eq!(
+            summary(&o, Figure::ToMarker, Vmm::Iovm).unwrap().median,
+            910.0
+        );
     }
 }

@@ -248,8 +248,10 @@ mod tests {
              '--marker' 'IOVM-GUEST: boot done' '--log' \"$B\"/'logs/boot.iovm.1.log' \
              '--record' \"$B\"/'records.txt' '--' \"$STAGE\"/'bin/iovm' 'run'"
         ));
-        assert!(s.contains("'memory.qemu-q35.1' '--timeout' '60' '--marker' \
-                            'IOVM-GUEST: boot done' '--sample-after' '1000'"));
+        assert!(s.contains(
+            "'memory.qemu-q35.1' '--timeout' '60' '--marker' \
+                            'IOVM-GUEST: boot done' '--sample-after' '1000'"
+        ));
         assert_eq!(s.matches(" 'bench-probe' ").count(), 6);
     }
 }

@@ -5,8 +5,10 @@
 //! busybox's shell has no sub-second clock, and a process reading the VMM's output in
 //! large chunks disturbs the guest less than a shell loop would.
 //!
-//! The console (stdout and stderr, in arrival order) is kept in memory while the process
-//! runs and written to `--log` after; the [`Record`] is appended to `--record`.
+//! The process's stdout (the guest console) and stderr are kept in memory while it runs
+//! and written to `--log` after, stdout first, then [`STDERR_HEADING`] and stderr (kept
+//! apart: a VMM may write one stderr line in several pieces, which would land inside
+//! console lines); the [`Record`] is appended to `--record`.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -20,6 +22,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::record::{parse_smaps_rollup, Exit, Memory, Record};
+
+/// The line between stdout and stderr in the log.
+pub const STDERR_HEADING: &str = "==== stderr ====";
 
 /// Options of `cargo xtask bench-probe`.
 #[derive(Debug, clap::Args)]
@@ -136,7 +141,8 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
     let Some((program, rest)) = args.command.split_first() else {
         bail!("bench-probe: no command");
     };
-    let console = Arc::new(Mutex::new(Vec::new()));
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();
     let mut child = Command::new(program)
@@ -148,10 +154,10 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         .with_context(|| format!("bench-probe: starting {program}"))?;
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
-        pumps.push(pump(out, Arc::clone(&console), &args.marker, tx.clone()));
+        pumps.push(pump(out, Arc::clone(&stdout), &args.marker, tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(pump(err, Arc::clone(&console), &args.marker, tx.clone()));
+        pumps.push(pump(err, Arc::clone(&stderr), &args.marker, tx.clone()));
     }
     drop(tx);
 
@@ -190,7 +196,9 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
             }
         }
     }
-    let status = child.wait().context("bench-probe: waiting for the process")?;
+    let status = child
+        .wait()
+        .context("bench-probe: waiting for the process")?;
     let end = Instant::now();
     for p in pumps {
         let _ = p.join();
@@ -211,10 +219,19 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         memory,
     };
 
-    let text = console
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let take = |buf: &Mutex<Vec<u8>>| {
+        std::mem::take(
+            &mut *buf
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    };
+    let mut text = take(&stdout);
+    if !text.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    text.extend_from_slice(format!("{STDERR_HEADING}\n").as_bytes());
+    text.extend(take(&stderr));
     std::fs::write(&args.log, text)
         .with_context(|| format!("bench-probe: writing {}", args.log.display()))?;
     let mut file = OpenOptions::new()
@@ -293,7 +310,9 @@ mod tests {
 
         let text = std::fs::read_to_string(&args.record).unwrap();
         let r = Record::parse(text.lines().next().unwrap()).unwrap();
+        let log = std::fs::read_to_string(&args.log).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(log, "READY\n==== stderr ====\nbye\n");
         assert_eq!(r.exit, Exit::Code(0));
         let (m, e) = (r.marker_ms.unwrap(), r.exit_ms.unwrap());
         assert!((90.0..2000.0).contains(&m), "marker at {m} ms");

@@ -13,7 +13,8 @@ pub enum Vmm {
     QemuQ35,
 }
 
-/// QEMU's microvm: ISA serial and RTC like iovm's, no PIC, PIT or option ROMs.
+/// QEMU's microvm: ISA serial and RTC like iovm's, no PIC, PIT or option ROMs; its
+/// firmware is qboot (`-bios qboot.rom`).
 pub const MICROVM_MACHINE: &str = "microvm,x-option-roms=off,rtc=on,isa-serial=on,pic=off,pit=off";
 
 /// Where a VMM's files are, as the bench script names them.
@@ -53,11 +54,6 @@ impl Vmm {
         }
     }
 
-    /// The VMM with this [`Vmm::id`].
-    pub fn from_id(id: &str) -> Option<Vmm> {
-        Vmm::ALL.into_iter().find(|v| v.id() == id)
-    }
-
     /// The command line booting the guest with `cmdline`, `memory` of RAM and one vCPU,
     /// its console on stdout; the process exits when the guest powers off.
     pub fn command(self, f: &Files, cmdline: &str, memory: &str) -> Vec<String> {
@@ -86,14 +82,13 @@ impl Vmm {
                 for dir in &f.firmware {
                     push(&["-L", dir]);
                 }
-                let machine = if self == Vmm::QemuQ35 {
-                    "q35"
-                } else {
-                    MICROVM_MACHINE
-                };
+                match self {
+                    // qboot (usr/share/qemu), not SeaBIOS's own bios-microvm.bin, which
+                    // cannot boot a -kernel without option ROMs.
+                    Vmm::QemuMicrovm => push(&["-M", MICROVM_MACHINE, "-bios", "qboot.rom"]),
+                    _ => push(&["-M", "q35"]),
+                }
                 push(&[
-                    "-M",
-                    machine,
                     "-enable-kvm",
                     "-cpu",
                     "host",
@@ -142,7 +137,6 @@ mod tests {
             assert!(c.contains(&"$STAGE/guest/initramfs.cpio.gz".to_owned()));
             assert!(c.contains(&"console=ttyS0 panic=-1".to_owned()));
             assert!(c.contains(&"512M".to_owned()));
-            assert_eq!(Vmm::from_id(vmm.id()), Some(vmm));
         }
     }
 
@@ -153,7 +147,7 @@ mod tests {
         assert_eq!(
             c,
             "$STAGE/bin/qemu-system-x86_64 -L $STAGE/share/qemu -M microvm,x-option-roms=off,\
-             rtc=on,isa-serial=on,pic=off,pit=off -enable-kvm -cpu host -m 512M -smp 1 \
+             rtc=on,isa-serial=on,pic=off,pit=off -bios qboot.rom -enable-kvm -cpu host -m 512M -smp 1 \
              -nographic -nodefaults -no-reboot -serial stdio -kernel $STAGE/guest/vmlinuz \
              -initrd $STAGE/guest/initramfs.cpio.gz -append x"
         );

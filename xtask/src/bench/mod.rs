@@ -1,0 +1,231 @@
+//! `cargo xtask bench`: boot time and memory of iovm against QEMU 7.2 (`-M microvm` and
+//! `-M q35`), booting the same guest in the same place: inside the nested test host where
+//! `/dev/kvm` is not hardware KVM, directly where it is.
+//!
+//! Everything runs in one [`testkit::Batch::run_script`]: the VMMs, their libraries and
+//! firmware and the probe (this very binary, `xtask bench-probe`) are staged into the
+//! batch, and a generated shell script ([`plan::script`]) runs every measured run under
+//! the probe, which times it ([`probe`]) and appends a [`record::Record`]. Back here the
+//! records and consoles become figures ([`boot`]), summaries ([`stats`]) and the report
+//! ([`report`]).
+
+mod boot;
+mod facts;
+mod json;
+mod plan;
+pub mod probe;
+mod record;
+mod report;
+mod stats;
+mod vmm;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use testkit::{Batch, Mode, Stream};
+
+use crate::hostmode::{self, ModeChoice};
+use crate::run::{cargo, run_status};
+use crate::{guest, paths, testhost};
+
+use self::plan::{Kind, Settings};
+use self::record::Record;
+use self::vmm::{Files, Vmm};
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// One repetition per VMM and figure (same as --reps 1).
+    #[arg(long, conflicts_with = "reps")]
+    pub quick: bool,
+
+    /// Repetitions per VMM and figure.
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub reps: u32,
+
+    /// Where the VMMs run: directly on this machine's /dev/kvm, inside the nested test
+    /// host, or auto (direct only where /dev/kvm is hardware KVM; IOVM_TEST_MODE may force
+    /// it).
+    #[arg(long, value_enum, default_value_t = ModeChoice::Auto)]
+    pub mode: ModeChoice,
+
+    /// Seconds allowed per run before its VMM is killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub timeout: u64,
+}
+
+/// Guest RAM of every run.
+const MEMORY: &str = "512M";
+/// Memory runs sample the VMM this long after the init marker (the guest sleeps 2 s).
+const SAMPLE_AFTER_MS: u64 = 1000;
+
+/// Stages QEMU's firmware directories; returns them as the script names them.
+fn stage_firmware(batch: &Batch, dirs: &[std::path::PathBuf]) -> Result<Vec<String>> {
+    dirs.iter()
+        .map(|d| {
+            let name = d.file_name().context("firmware directory without a name")?;
+            let staged = batch.stage_dir(d, &format!("share/{}", name.to_string_lossy()))?;
+            Ok(staged)
+        })
+        .collect()
+}
+
+/// Builds what is missing, runs the benchmark, writes the report; returns xtask's exit
+/// status (1 if any run did not count).
+pub fn run(args: &BenchArgs) -> Result<i32> {
+    let reps = if args.quick { 1 } else { args.reps };
+    let (mode, why) = hostmode::decide(args.mode)?;
+    println!(
+        "xtask: bench: {} ({why})",
+        match mode {
+            Mode::Direct => "running the VMMs directly on this machine's /dev/kvm",
+            Mode::TestHost => "running the VMMs inside the nested test host (one boot of it)",
+        }
+    );
+    guest::ensure()?;
+    // QEMU 7.2 comes unpacked with the test host, needed in both modes.
+    testhost::ensure()?;
+    let status = run_status(cargo().args(["build", "--release", "-p", "iovm"]))?;
+    if !status.success() {
+        bail!("building iovm failed: {status}");
+    }
+    let iovm = paths::target().join("release/iovm");
+    let host = testkit::images::require_testhost()?;
+
+    let batch = Batch::with_mode(mode)?.stream_to(Stream::Stdout);
+    let probe_bin = std::env::current_exe().context("finding the xtask binary")?;
+    let probe = batch.stage_binary(&probe_bin)?;
+    let files = Files {
+        iovm: batch.stage_binary(&iovm)?,
+        qemu: batch.stage_binary(&host.qemu)?,
+        firmware: stage_firmware(&batch, &host.firmware)?,
+        kernel: "$STAGE/guest/vmlinuz".into(),
+        initramfs: "$STAGE/guest/initramfs.cpio.gz".into(),
+    };
+    let settings = Settings {
+        reps,
+        timeout_s: args.timeout,
+        memory: MEMORY.into(),
+        sample_after_ms: SAMPLE_AFTER_MS,
+    };
+    let runs = plan::runs(reps);
+    let script = plan::script(&runs, &settings, &files, &probe);
+    let limit = Duration::from_secs((args.timeout + 20) * runs.len() as u64 + 120);
+    println!(
+        "xtask: bench: {} runs ({} VMMs × boot and memory × {reps}); progress below",
+        runs.len(),
+        Vmm::ALL.len()
+    );
+    let out = batch.run_script(&script, limit)?;
+    if let Some(f) = &out.failure {
+        println!("xtask: bench: the script did not finish: {f}");
+    }
+
+    let bench_dir = batch.scratch_dir().join("bench");
+    let records: Vec<Record> = fs::read_to_string(bench_dir.join("records.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(Record::parse)
+        .collect();
+    if records.is_empty() {
+        bail!(
+            "no run was measured (script exit status {:?}); console:\n{}",
+            out.exit_code,
+            out.console
+        );
+    }
+    let out_dir = paths::target().join("bench");
+    let logs_dir = out_dir.join("logs");
+    let _ = fs::remove_dir_all(&logs_dir);
+    fs::create_dir_all(&logs_dir).with_context(|| format!("creating {}", logs_dir.display()))?;
+    let outcomes: Vec<boot::Outcome> = runs
+        .iter()
+        .map(|spec| {
+            let name = spec.name();
+            let log_path = bench_dir.join("logs").join(format!("{name}.log"));
+            let console = fs::read(&log_path)
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).replace('\r', ""));
+            if let Some(text) = &console {
+                let _ = fs::write(logs_dir.join(format!("{name}.log")), text);
+            }
+            let record = records.iter().find(|r| r.name == name).cloned();
+            boot::evaluate(*spec, record, console.as_deref())
+        })
+        .collect();
+
+    let env = environment(args, mode, reps, &bench_dir, &files);
+    let json_path = out_dir.join("results.json");
+    fs::write(&json_path, report::json(&env, &outcomes).pretty())
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let md = report::markdown(&env, &outcomes);
+    let md_path = paths::workspace().join("docs/bench/RESULTS.md");
+    fs::create_dir_all(md_path.parent().unwrap_or(Path::new(".")))
+        .with_context(|| format!("creating {}", md_path.display()))?;
+    fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+
+    println!("\n{md}");
+    println!(
+        "xtask: bench: wrote {} and {}",
+        md_path.display(),
+        json_path.display()
+    );
+    let failed = outcomes.iter().filter(|o| o.problem.is_some()).count();
+    if failed > 0 || out.failure.is_some() {
+        println!(
+            "xtask: bench: {failed} of {} runs did not count",
+            runs.len()
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn environment(
+    args: &BenchArgs,
+    mode: Mode,
+    reps: u32,
+    bench_dir: &Path,
+    files: &Files,
+) -> report::Env {
+    let (run_kernel, run_cpu) = facts::run_place(bench_dir);
+    let mut command = format!("cargo xtask bench --reps {reps} --mode {mode}");
+    if args.timeout != 180 {
+        command.push_str(&format!(" --timeout {}", args.timeout));
+    }
+    let cmdline = format!(
+        "{} iovm.run=<base64 of the guest script: `{}` for boot runs, `{}` for memory runs>",
+        plan::CMDLINE,
+        Kind::Boot.guest_script(),
+        Kind::Memory.guest_script()
+    );
+    report::Env {
+        date: facts::date(),
+        command,
+        mode,
+        machine: facts::machine(),
+        run_kernel,
+        run_cpu,
+        guest: facts::guest(),
+        iovm: format!(
+            "{}, {}",
+            facts::version(bench_dir, "iovm-version.txt"),
+            facts::git_commit()
+        ),
+        qemu: facts::version(bench_dir, "qemu-version.txt"),
+        reps,
+        memory: MEMORY.into(),
+        sample_after_ms: SAMPLE_AFTER_MS,
+        cmdline,
+        commands: Vmm::ALL
+            .iter()
+            .map(|&v| {
+                let c = v.command(files, &Kind::Boot.cmdline(), MEMORY);
+                (v, facts::display_command(&c))
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,331 @@
+//! The benchmark's outputs: `target/bench/results.json` (every sample) and
+//! `docs/bench/RESULTS.md` (medians, ranges and ratios in tables, and where it ran).
+
+use testkit::Mode;
+
+use super::boot::{samples, summary, Figure, Outcome};
+use super::json::{obj, Json};
+use super::stats::{ratio, Summary};
+use super::vmm::Vmm;
+
+/// Where and with what the benchmark ran.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// When (UTC).
+    pub date: String,
+    /// The command that produced it.
+    pub command: String,
+    /// Direct or in the test host.
+    pub mode: Mode,
+    /// This machine: CPU model, CPU count, kernel, what its /dev/kvm is.
+    pub machine: String,
+    /// Kernel release where the VMMs ran.
+    pub run_kernel: String,
+    /// CPU model and count where the VMMs ran.
+    pub run_cpu: String,
+    /// The guest kernel and image.
+    pub guest: String,
+    /// iovm's version and git commit.
+    pub iovm: String,
+    /// QEMU's version line.
+    pub qemu: String,
+    /// Repetitions per VMM and figure.
+    pub reps: u32,
+    /// Guest RAM.
+    pub memory: String,
+    /// Milliseconds after the marker when memory is sampled.
+    pub sample_after_ms: u64,
+    /// The kernel command line (the guest script shown symbolically).
+    pub cmdline: String,
+    /// Each VMM's command line for a boot run.
+    pub commands: Vec<(Vmm, String)>,
+}
+
+const BOOT: [Figure; 5] = [
+    Figure::ToMarker,
+    Figure::ToExit,
+    Figure::FirstInstruction,
+    Figure::IovmMarker,
+    Figure::Console,
+];
+const MEMORY: [Figure; 3] = [Figure::Rss, Figure::Pss, Figure::AnonHuge];
+const PEERS: [Vmm; 2] = [Vmm::QemuMicrovm, Vmm::QemuQ35];
+
+/// A value for a table: whole numbers from 100 up, one decimal below.
+fn num(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn cell(s: Option<Summary>) -> String {
+    match s {
+        Some(s) if s.n > 1 => format!("{} ({}–{})", num(s.median), num(s.min), num(s.max)),
+        Some(s) => num(s.median),
+        None => "–".into(),
+    }
+}
+
+fn where_ran(mode: Mode) -> &'static str {
+    match mode {
+        Mode::TestHost => {
+            "inside the nested test host (QEMU 7.2 TCG, `-cpu max` with AMD SVM, KVM inside; \
+             docs/test-host.md), all in one boot of it: absolute times are an emulator's, \
+             compare the ratios"
+        }
+        Mode::Direct => "directly on this machine's /dev/kvm",
+    }
+}
+
+fn table(out: &mut String, outcomes: &[Outcome], figures: &[Figure]) {
+    out.push_str("| |");
+    for vmm in Vmm::ALL {
+        out.push_str(&format!(" {} |", vmm.label()));
+    }
+    for peer in PEERS {
+        out.push_str(&format!(" iovm ÷ {} |", peer.label()));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(Vmm::ALL.len() + PEERS.len()));
+    out.push('\n');
+    for &f in figures {
+        out.push_str(&format!("| {} |", f.label()));
+        for vmm in Vmm::ALL {
+            out.push_str(&format!(" {} |", cell(summary(outcomes, f, vmm))));
+        }
+        for peer in PEERS {
+            let r = ratio(summary(outcomes, f, Vmm::Iovm), summary(outcomes, f, peer));
+            out.push_str(&format!(
+                " {} |",
+                r.map_or_else(|| "–".into(), |r| format!("{r:.2}"))
+            ));
+        }
+        out.push('\n');
+    }
+}
+
+/// Per VMM, the kernel warnings its guests printed (they cost console output, and time).
+fn warnings(out: &mut String, outcomes: &[Outcome]) {
+    let mut lines = Vec::new();
+    for vmm in Vmm::ALL {
+        let runs: Vec<&Outcome> = outcomes.iter().filter(|o| o.spec.vmm == vmm).collect();
+        let warned: Vec<&&Outcome> = runs.iter().filter(|o| !o.warnings.is_empty()).collect();
+        if let Some(first) = warned.first() {
+            let line = &first.warnings[0];
+            let text = line.split_once("] ").map_or(line.as_str(), |(_, t)| t);
+            lines.push(format!(
+                "- {}: {} of {} runs, e.g. `{}`\n",
+                vmm.label(),
+                warned.len(),
+                runs.len(),
+                text.trim()
+            ));
+        }
+    }
+    if !lines.is_empty() {
+        out.push_str("\n## Guest kernel warnings\n\n");
+        out.push_str(&lines.concat());
+    }
+}
+
+/// `docs/bench/RESULTS.md`.
+pub fn markdown(env: &Env, outcomes: &[Outcome]) -> String {
+    let mut out = String::from("# Benchmark results\n\n");
+    out.push_str(&format!(
+        "Written by `{}`. iovm against QEMU 7.2, each booting the same guest kernel and \
+         initramfs with the same kernel command line, 1 vCPU and {} of RAM; the VMMs \
+         interleaved run by run, {} repetition(s) each. Cells: median (min–max); ratios: \
+         iovm's median ÷ QEMU's (below 1: iovm takes less).\n\n",
+        env.command, env.memory, env.reps
+    ));
+    out.push_str("| | |\n|---|---|\n");
+    for (k, v) in [
+        ("Date", env.date.as_str()),
+        ("Where the VMMs ran", where_ran(env.mode)),
+        ("Machine", env.machine.as_str()),
+        ("Kernel where the VMMs ran", env.run_kernel.as_str()),
+        ("CPU where the VMMs ran", env.run_cpu.as_str()),
+        ("Guest", env.guest.as_str()),
+        ("Guest kernel command line", env.cmdline.as_str()),
+        ("iovm", env.iovm.as_str()),
+        ("QEMU", env.qemu.as_str()),
+    ] {
+        out.push_str(&format!("| {k} | {} |\n", v.replace('|', "\\|")));
+    }
+    out.push_str(
+        "\n## Boot\n\nFrom just before the VMM process starts (`bench-probe` times it with \
+         a monotonic clock where the VMM runs) to the guest `/init`'s marker \
+         `IOVM-GUEST: boot done` read from the VMM's console, and to the VMM's exit after \
+         the guest's `poweroff -f`. The `--timing` rows are iovm's own report, counted from \
+         its `main`.\n\n",
+    );
+    table(&mut out, outcomes, &BOOT);
+    out.push_str(&format!(
+        "\n## Memory\n\nThe VMM process's own resident memory from \
+         `/proc/PID/smaps_rollup`, sampled {} ms after the init marker while the guest \
+         sleeps (guest script `sleep 2`). Guest RAM the guest never touched is not resident \
+         and does not count; RAM it touched does, in every VMM alike.\n\n",
+        env.sample_after_ms
+    ));
+    table(&mut out, outcomes, &MEMORY);
+    warnings(&mut out, outcomes);
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.problem.is_some()).collect();
+    if !failed.is_empty() {
+        out.push_str("\n## Runs that did not count\n\n");
+        for o in failed {
+            out.push_str(&format!(
+                "- `{}`: {}\n",
+                o.spec.name(),
+                o.problem.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    out.push_str(
+        "\n## Command lines\n\nAs run for a boot run (`$STAGE`: the staged binaries, \
+         firmware and guest images; in the test host, in its memory):\n\n```\n",
+    );
+    for (_, c) in &env.commands {
+        out.push_str(c);
+        out.push('\n');
+    }
+    out.push_str(
+        "```\n\nRaw samples: `target/bench/results.json`; consoles: \
+                  `target/bench/logs/`.\n",
+    );
+    out
+}
+
+fn summary_json(s: Option<Summary>) -> Json {
+    match s {
+        Some(s) => obj([
+            ("n", Json::Num(s.n as f64)),
+            ("min", s.min.into()),
+            ("median", s.median.into()),
+            ("max", s.max.into()),
+        ]),
+        None => Json::Null,
+    }
+}
+
+/// `target/bench/results.json`.
+pub fn json(env: &Env, outcomes: &[Outcome]) -> Json {
+    let mut figures = Vec::new();
+    let mut ratios = Vec::new();
+    for f in Figure::ALL {
+        for vmm in Vmm::ALL {
+            let s = samples(outcomes, f, vmm);
+            if s.is_empty() {
+                continue;
+            }
+            figures.push(obj([
+                ("figure", f.id().into()),
+                ("vmm", vmm.id().into()),
+                (
+                    "samples",
+                    Json::Arr(s.iter().map(|v| Json::Num(*v)).collect()),
+                ),
+                ("summary", summary_json(Summary::of(&s))),
+            ]));
+        }
+        for peer in PEERS {
+            let r = ratio(summary(outcomes, f, Vmm::Iovm), summary(outcomes, f, peer));
+            if let Some(r) = r {
+                ratios.push(obj([
+                    ("figure", f.id().into()),
+                    ("of", Vmm::Iovm.id().into()),
+                    ("to", peer.id().into()),
+                    ("ratio_of_medians", r.into()),
+                ]));
+            }
+        }
+    }
+    let runs = outcomes
+        .iter()
+        .map(|o| {
+            obj([
+                ("name", o.spec.name().into()),
+                ("record", o.record.as_ref().map(|r| r.to_line()).into()),
+                ("problem", o.problem.clone().into()),
+            ])
+        })
+        .collect();
+    obj([
+        ("date", env.date.as_str().into()),
+        ("command", env.command.as_str().into()),
+        ("mode", env.mode.to_string().into()),
+        ("where", where_ran(env.mode).into()),
+        ("machine", env.machine.as_str().into()),
+        ("run_kernel", env.run_kernel.as_str().into()),
+        ("run_cpu", env.run_cpu.as_str().into()),
+        ("guest", env.guest.as_str().into()),
+        ("iovm", env.iovm.as_str().into()),
+        ("qemu", env.qemu.as_str().into()),
+        ("repetitions", Json::Num(f64::from(env.reps))),
+        ("memory", env.memory.as_str().into()),
+        ("sample_after_ms", Json::Num(env.sample_after_ms as f64)),
+        ("cmdline", env.cmdline.as_str().into()),
+        (
+            "commands",
+            Json::Obj(
+                env.commands
+                    .iter()
+                    .map(|(v, c)| (v.id().to_owned(), c.as_str().into()))
+                    .collect(),
+            ),
+        ),
+        ("figures", Json::Arr(figures)),
+        ("ratios", Json::Arr(ratios)),
+        ("runs", Json::Arr(runs)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::boot::evaluate;
+    use crate::bench::plan::{Kind, RunSpec};
+    use crate::bench::record::{Exit, Record};
+
+    fn outcome(vmm: Vmm, marker: f64) -> Outcome {
+        let console = "iovm: timing: first guest instruction 2.0 ms after start\n\
+                       iovm: timing: init marker seen 9.0 ms after start\n\
+                       IOVM-GUEST: exit status=0\n";
+        let r = Record {
+            name: "x".into(),
+            exit: Exit::Code(0),
+            marker_ms: Some(marker),
+            exit_ms: Some(marker + 100.0),
+            memory: None,
+        };
+        let spec = RunSpec {
+            kind: Kind::Boot,
+            vmm,
+            rep: 1,
+        };
+        evaluate(spec, Some(r), Some(console))
+    }
+
+    #[test]
+    fn test_table_has_medians_and_ratios() {
+        let o = [
+            outcome(Vmm::Iovm, 500.0),
+            outcome(Vmm::Iovm, 700.0),
+            outcome(Vmm::QemuMicrovm, 1000.0),
+            outcome(Vmm::QemuQ35, 2400.0),
+        ];
+        let mut t = String::new();
+
+        table(&mut t, &o, &[Figure::ToMarker, Figure::FirstInstruction]);
+
+        assert_eq!(
+            t.lines().nth(2).unwrap(),
+            "| process start → init marker (ms) | 600 (500–700) | 1000 | 2400 | 0.60 | 0.25 |"
+        );
+        assert_eq!(
+            t.lines().nth(3).unwrap(),
+            "| first guest instruction, iovm `--timing` (ms) | 2.0 (2.0–2.0) | – | – | – | – |"
+        );
+    }
+}
