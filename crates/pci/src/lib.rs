@@ -16,6 +16,7 @@ pub mod caps;
 pub mod config;
 pub mod function;
 pub mod host_bridge;
+pub mod intx;
 pub mod message;
 pub mod regs;
 pub mod root;

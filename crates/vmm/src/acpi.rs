@@ -234,9 +234,29 @@ fn pci_host_bridge(cfg: &AcpiConfig) -> Vec<u8> {
     // and no error bit is set.
     let osc_return = aml::Return::new(&aml::Arg(3));
     let osc = aml::Method::new("_OSC".into(), 4, false, vec![&osc_return]);
+    // _PRT (ACPI 6.5 §6.2.13): every slot's INTA–INTD on bus 0 to its GSI,
+    // as `pci::intx::gsi_for` wires them; no link devices, so the GSIs are
+    // level-triggered and shared.
+    let routes: Vec<(u32, u8, u32)> = (0..32u8)
+        .flat_map(|slot| {
+            (1..=pci::intx::PINS).map(move |pin| {
+                (
+                    (u32::from(slot) << 16) | 0xffff,
+                    pin - 1,
+                    pci::intx::gsi_for(slot, pin),
+                )
+            })
+        })
+        .collect();
+    let route_packages: Vec<aml::Package> = routes
+        .iter()
+        .map(|(addr, pin, gsi)| aml::Package::new(vec![addr, pin, &aml::ZERO, gsi]))
+        .collect();
+    let prt_package = aml::Package::new(route_packages.iter().map(|p| p as &dyn Aml).collect());
+    let prt = aml::Name::new("_PRT".into(), &prt_package);
     bytes(&aml::Device::new(
         "_SB_.PCI0".into(),
-        vec![&hid, &cid, &adr, &seg, &uid, &bbn, &crs, &osc],
+        vec![&hid, &cid, &adr, &seg, &uid, &bbn, &crs, &osc, &prt],
     ))
 }
 
@@ -416,6 +436,10 @@ mod tests {
         assert!(has(b"PEVT"));
         assert!(has(b"PCI0"));
         assert!(has(b"_OSC"));
+        assert!(has(b"_PRT"));
+        // Slot 1's INTA: address 0x0001ffff (DWordPrefix), pin 0 (ZeroOp),
+        // source Zero (ZeroOp), GSI 17 (BytePrefix 0x11).
+        assert!(has(&[0x0c, 0xff, 0xff, 0x01, 0x00, 0x00, 0x00, 0x0a, 17]));
         assert!(has(&[0x41, 0xd0, 0x0a, 0x08]), "EISA ID PNP0A08");
     }
 }
