@@ -12,6 +12,7 @@
 pub mod bus;
 pub mod legacy;
 pub mod lifecycle;
+pub mod pci_serial;
 
 pub use bus::BusDevice;
 pub use lifecycle::{GuestRequest, LifecycleSink};

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmm::config::{
-    BootConfig, CpusConfig, HostConfig, LifecycleConfig, MemoryConfig, OnReboot, SerialConfig,
-    VmConfig,
+    BootConfig, CpusConfig, DeviceConfig, HostConfig, LifecycleConfig, MemoryConfig, OnReboot,
+    PciSerialConfig, SerialConfig, VmConfig,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -98,6 +98,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "TEXT", default_value = "IOVM-GUEST: boot done")]
     pub timing_marker: String,
 
+    /// Add a device (repeatable). Today: `pci-serial[,loopback=on][,output=PATH]`,
+    /// a PCI 16550 card on bus 0 (INTx); `loopback=on` echoes what the guest
+    /// sends back to it, `output=PATH` writes it to a file.
+    #[arg(long = "device", value_name = "SPEC", value_parser = parse_device)]
+    pub devices: Vec<DeviceConfig>,
+
     /// The KVM device node.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm_device: PathBuf,
@@ -133,6 +139,7 @@ impl RunArgs {
             host: HostConfig {
                 kvm_device: self.kvm_device.clone(),
             },
+            devices: self.devices.clone(),
         }
     }
 }
@@ -155,6 +162,33 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(1 << shift)
         .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Parses a `--device` value: a kind, then `key=value` options.
+pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
+    let mut parts = text.split(',');
+    let kind = parts.next().unwrap_or_default();
+    match kind {
+        "pci-serial" => {
+            let mut cfg = PciSerialConfig::default();
+            for opt in parts {
+                match opt.split_once('=') {
+                    Some(("loopback", "on")) => cfg.loopback = true,
+                    Some(("loopback", "off")) => cfg.loopback = false,
+                    Some(("output", p)) if !p.is_empty() => cfg.output = Some(PathBuf::from(p)),
+                    _ => {
+                        return Err(format!(
+                        "'{opt}' is not a pci-serial option; use loopback=on|off or output=PATH"
+                    ))
+                    }
+                }
+            }
+            Ok(DeviceConfig::PciSerial(cfg))
+        }
+        _ => Err(format!(
+            "'{kind}' is not a device iovm has; known: pci-serial"
+        )),
+    }
 }
 
 /// Parses a `--serial` value.
@@ -216,6 +250,21 @@ mod tests {
         assert!(parse_serial("tcp=1234")
             .unwrap_err()
             .contains("not a serial backend"));
+    }
+
+    #[test]
+    fn test_parse_device_pci_serial_options() {
+        assert_eq!(
+            parse_device("pci-serial,loopback=on,output=/tmp/o"),
+            Ok(DeviceConfig::PciSerial(PciSerialConfig {
+                loopback: true,
+                output: Some("/tmp/o".into())
+            }))
+        );
+        assert!(parse_device("pci-serial,speed=9600")
+            .unwrap_err()
+            .contains("not a pci-serial option"));
+        assert!(parse_device("floppy").unwrap_err().contains("not a device"));
     }
 
     #[test]

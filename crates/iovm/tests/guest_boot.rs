@@ -42,6 +42,26 @@ echo "restart: first boot, rebooting"
 reboot -f
 "#;
 
+/// Sends a line through the PCI serial card (looped back by iovm) and
+/// reports what came back and the card's interrupt line while the port is open.
+const PCI_SERIAL: &str = r#"
+tty=$(ls /sys/bus/pci/devices/0000:00:01.0/tty/)
+echo "pci_serial_tty=$tty"
+echo "pci_serial_id=$(cat /sys/bus/pci/devices/0000:00:01.0/vendor):$(cat /sys/bus/pci/devices/0000:00:01.0/device)"
+stty -F /dev/$tty raw -echo 115200
+cat /dev/$tty > /tmp/rx &
+pid=$!
+sleep 0.5
+echo "ping-pci-serial" > /dev/$tty
+sleep 1
+grep " $tty\$" /proc/interrupts | tr -s ' ' > /tmp/irq
+kill $pid
+echo "rx=$(cat /tmp/rx)"
+echo "irq_count=$(cut -d' ' -f3 /tmp/irq)"
+echo "irq_chip=$(cut -d' ' -f4 /tmp/irq)"
+echo "irq_pin=$(cut -d' ' -f5 /tmp/irq)"
+"#;
+
 fn runs() -> Vec<GuestRun> {
     vec![
         GuestRun::new("boot-1cpu")
@@ -59,6 +79,9 @@ fn runs() -> Vec<GuestRun> {
             .script(RESTART),
         GuestRun::new("panic").script("echo c > /proc/sysrq-trigger"),
         GuestRun::new("stdin-shell").stdin("echo hello-$((6*7))\npoweroff -f\n"),
+        GuestRun::new("pci-serial")
+            .args(["--device", "pci-serial,loopback=on"])
+            .script(PCI_SERIAL),
         GuestRun::new("serial-file")
             .args(["--serial", "file={scratch}/serial-file.log"])
             .script("echo file-console-ok"),
@@ -177,6 +200,24 @@ fn test_guest_finds_pci_host_bridge_and_uses_ecam() {
     // 4096 bytes at 16 a line, the device's title line and a blank line:
     // extended space is reachable (without ECAM: 256 bytes, 18 lines).
     assert_eq!(fact(r, "config_lines"), "258", "{}", r.dump());
+}
+
+#[test]
+fn test_pci_serial_card_moves_data_both_ways_with_intx_through_ioapic() {
+    let r = run("pci-serial");
+    r.assert_success();
+    r.assert_clean_dmesg();
+    assert_eq!(fact(r, "pci_serial_id"), "0x1b36:0x0002", "{}", r.dump());
+    assert_eq!(fact(r, "rx"), "ping-pci-serial", "{}", r.dump());
+    assert_eq!(fact(r, "irq_chip"), "IO-APIC", "{}", r.dump());
+    assert_eq!(
+        fact(r, "irq_pin"),
+        "17-fasteoi",
+        "slot 1 INTA is GSI 17, level\n{}",
+        r.dump()
+    );
+    let count: u64 = fact(r, "irq_count").parse().unwrap_or(0);
+    assert!(count > 0, "no interrupts counted\n{}", r.dump());
 }
 
 #[test]

@@ -18,6 +18,24 @@ pub struct VmConfig {
     pub lifecycle: LifecycleConfig,
     /// The host's KVM.
     pub host: HostConfig,
+    /// Extra devices, in the order given.
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// A device the user asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceConfig {
+    /// A PCI 16550 serial card on bus 0.
+    PciSerial(PciSerialConfig),
+}
+
+/// A PCI serial card.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PciSerialConfig {
+    /// Echo what the guest sends back to it.
+    pub loopback: bool,
+    /// A file that receives what the guest sends.
+    pub output: Option<PathBuf>,
 }
 
 /// The guest's kernel and what it boots with.

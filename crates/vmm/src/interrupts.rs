@@ -91,6 +91,33 @@ impl IrqLine for KvmIrqLine {
     }
 }
 
+/// A level-triggered interrupt line into a KVM GSI (`KVM_IRQ_LINE`), for PCI INTx.
+#[derive(Debug)]
+pub struct KvmLevelLine {
+    vm: Arc<VmFd>,
+    gsi: u32,
+}
+
+impl KvmLevelLine {
+    /// The line into `gsi`.
+    pub fn new(vm: Arc<VmFd>, gsi: u32) -> Self {
+        Self { vm, gsi }
+    }
+}
+
+impl IrqLine for KvmLevelLine {
+    fn pulse(&self) -> Result<(), IrqError> {
+        self.set_level(true)?;
+        self.set_level(false)
+    }
+
+    fn set_level(&self, asserted: bool) -> Result<(), IrqError> {
+        self.vm
+            .set_irq_line(self.gsi, asserted)
+            .map_err(|e| IrqError::Host(std::io::Error::from_raw_os_error(e.errno())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

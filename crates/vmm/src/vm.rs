@@ -34,15 +34,19 @@ use vmm_sys_util::signal::Killable;
 use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT};
 use crate::boot::{cpu_state, loader, page_tables, reset_vector};
 use crate::bus::Bus;
-use crate::config::{OnReboot, VmConfig};
+use crate::config::{DeviceConfig, OnReboot, VmConfig};
 use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
+use crate::interrupts::KvmLevelLine;
 use crate::interrupts::{self, KvmIrqLine};
 use crate::layout::{MemoryLayout, ECAM_SIZE, ECAM_START, MIB, MIN_MEMORY};
 use crate::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 use crate::vcpu::{self, VcpuRunner};
+use devices::pci_serial::{PciSerial, PciSerialConfig};
+use pci::address::Bdf;
 use pci::address::CONFIG_ADDRESS_PORT;
+use pci::root::SharedFunction;
 
 /// Exit code: the guest powered off.
 pub const EXIT_POWEROFF: i32 = 0;
@@ -395,6 +399,7 @@ impl Vm {
             Arc::new(Mutex::new(pci.config_ports())),
         )?;
         mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))?;
+        attach_devices(&cfg.devices, &pci, &vm)?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -482,6 +487,48 @@ impl Vm {
         tracing::info!("vCPUs stopped");
         Ok(outcome)
     }
+}
+
+/// Places the user's devices on bus 0, from slot 1 on, each with its INTA
+/// wired as the DSDT's `_PRT` says.
+fn attach_devices(devices: &[DeviceConfig], pci: &PciRoot, vm: &Arc<VmFd>) -> Result<(), VmError> {
+    for (i, device) in devices.iter().enumerate() {
+        let slot = u8::try_from(i + 1)
+            .ok()
+            .filter(|s| *s < 32)
+            .ok_or_else(|| {
+                VmError::Pci(format!(
+                    "too many devices: bus 0 has 31 free slots, {} asked for",
+                    devices.len()
+                ))
+            })?;
+        let bdf = Bdf {
+            bus: 0,
+            device: slot,
+            function: 0,
+        };
+        let line = Arc::new(KvmLevelLine::new(vm.clone(), pci::intx::gsi_for(slot, 1)));
+        let function: SharedFunction = match device {
+            DeviceConfig::PciSerial(c) => {
+                let output: Box<dyn std::io::Write + Send> = match &c.output {
+                    Some(path) => Box::new(File::create(path).map_err(|e| {
+                        VmError::Pci(format!("pci-serial output {}: {e}", path.display()))
+                    })?),
+                    None => Box::new(std::io::sink()),
+                };
+                Arc::new(Mutex::new(PciSerial::new(
+                    line,
+                    PciSerialConfig {
+                        output,
+                        loopback: c.loopback,
+                    },
+                )))
+            }
+        };
+        pci.attach(bdf, function)
+            .map_err(|e| VmError::Pci(e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn platform_bus(
@@ -619,6 +666,7 @@ mod tests {
             host: HostConfig {
                 kvm_device: PathBuf::from("/dev/kvm"),
             },
+            devices: vec![],
         }
     }
 

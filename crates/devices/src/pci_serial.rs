@@ -1,0 +1,335 @@
+//! A PCI serial card: a 16550A UART behind an I/O BAR, interrupting through
+//! INTA, with QEMU's `pci-serial` identity (Red Hat `1b36:0002`, class
+//! 07/00/02 "16550-compatible"), which Linux's `8250_pci` drives by class.
+//!
+//! INTx is level-triggered (PCI 3.0 §2.2.6): the line is asserted while the
+//! UART has an interrupt pending and the command register's INTx Disable bit
+//! is clear; the status register's Interrupt Status bit follows the pending
+//! state either way. The level is recomputed after every access.
+//!
+//! With `loopback`, whatever the guest transmits comes back as received
+//! data (an echo peer on the cable), so a guest can move data both ways.
+//!
+//! Threat table: any value at any offset of the BAR or configuration space
+//! gets `vm-superio`'s or [`Type0Config`]'s semantics; accesses outside the
+//! BAR are dropped; nothing the guest writes can panic the device.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use irq::IrqLine;
+use pci::bar::{BarKind, BarSpec};
+use pci::config::{command, ConfigWriteEffects, Identity, Type0Config};
+use pci::function::PciFunction;
+use vm_superio::serial::NoEvents;
+use vm_superio::Trigger;
+
+/// Red Hat's PCI vendor ID.
+pub const VENDOR_REDHAT: u16 = 0x1b36;
+/// QEMU's PCI 16550 card.
+pub const DEVICE_PCI_SERIAL: u16 = 0x0002;
+/// Class: communication controller, serial, 16550-compatible.
+pub const CLASS_SERIAL_16550: u32 = 0x07_00_02;
+/// The I/O BAR with the eight UART registers.
+pub const SERIAL_BAR: usize = 0;
+
+/// The UART raises nothing by edge: the card derives its INTx level instead.
+#[derive(Debug)]
+struct LevelOnly;
+
+impl Trigger for LevelOnly {
+    type E = std::convert::Infallible;
+
+    fn trigger(&self) -> Result<(), Self::E> {
+        Ok(())
+    }
+}
+
+/// Transmitted bytes, shared between the UART and the card.
+#[derive(Clone, Default)]
+struct TxBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for TxBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How the card is built.
+pub struct PciSerialConfig {
+    /// Where transmitted bytes go (besides the loopback, if on).
+    pub output: Box<dyn Write + Send>,
+    /// Echo transmitted bytes back as received data.
+    pub loopback: bool,
+}
+
+impl std::fmt::Debug for PciSerialConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PciSerialConfig")
+            .field("loopback", &self.loopback)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The card.
+pub struct PciSerial {
+    config: Type0Config,
+    uart: vm_superio::Serial<LevelOnly, NoEvents, TxBuffer>,
+    tx: TxBuffer,
+    output: Box<dyn Write + Send>,
+    loopback: bool,
+    echo: VecDeque<u8>,
+    line: Arc<dyn IrqLine>,
+    asserted: bool,
+}
+
+impl std::fmt::Debug for PciSerial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PciSerial")
+            .field("asserted", &self.asserted)
+            .finish_non_exhaustive()
+    }
+}
+
+const IER_RDA: u8 = 0x01;
+
+impl PciSerial {
+    /// A card at reset, interrupting through `line` (its INTA wire).
+    pub fn new(line: Arc<dyn IrqLine>, cfg: PciSerialConfig) -> Self {
+        let id = Identity {
+            vendor: VENDOR_REDHAT,
+            device: DEVICE_PCI_SERIAL,
+            class: CLASS_SERIAL_16550,
+            revision: 1,
+            subsystem_vendor: VENDOR_REDHAT,
+            subsystem: 0x1100,
+        };
+        let bar = BarSpec {
+            index: SERIAL_BAR,
+            kind: BarKind::Io,
+            size: 8,
+        };
+        let config = match Type0Config::new(id, &[bar], 1) {
+            Ok(c) => c,
+            Err(e) => unreachable!("an 8-port I/O BAR is always valid: {e}"),
+        };
+        let tx = TxBuffer::default();
+        Self {
+            config,
+            uart: vm_superio::Serial::new(LevelOnly, tx.clone()),
+            tx,
+            output: cfg.output,
+            loopback: cfg.loopback,
+            echo: VecDeque::new(),
+            line,
+            asserted: false,
+        }
+    }
+
+    /// Offers host input; returns how many bytes the receive FIFO took.
+    pub fn enqueue_input(&mut self, input: &[u8]) -> usize {
+        let taken = self.offer(input);
+        self.update_intx();
+        taken
+    }
+
+    fn offer(&mut self, input: &[u8]) -> usize {
+        let state = self.uart.state();
+        if state.interrupt_enable & IER_RDA == 0 || self.uart.fifo_capacity() == 0 {
+            return 0;
+        }
+        self.uart.enqueue_raw_bytes(input).unwrap_or(0)
+    }
+
+    /// Moves what the guest transmitted to the output, and echoes it back
+    /// when looping, as far as the receive FIFO takes it.
+    fn pump(&mut self) {
+        let sent = std::mem::take(&mut *self.tx.0.lock().unwrap_or_else(|p| p.into_inner()));
+        if !sent.is_empty() {
+            let _ = self
+                .output
+                .write_all(&sent)
+                .and_then(|()| self.output.flush());
+            if self.loopback {
+                self.echo.extend(sent);
+            }
+        }
+        if !self.echo.is_empty() {
+            let pending: Vec<u8> = self.echo.iter().copied().collect();
+            let taken = self.offer(&pending);
+            self.echo.drain(..taken);
+        }
+    }
+
+    /// Drives INTA and the Interrupt Status bit from the UART's state.
+    fn update_intx(&mut self) {
+        let pending = self.uart.state().interrupt_identification & 1 == 0;
+        self.config.set_interrupt_status(pending);
+        let level = pending && self.config.command() & command::INTX_DISABLE == 0;
+        if level != self.asserted {
+            self.asserted = level;
+            if let Err(e) = self.line.set_level(level) {
+                tracing::warn!("PCI serial: INTx not delivered: {e}");
+            }
+        }
+    }
+}
+
+impl PciFunction for PciSerial {
+    fn config_read(&self, offset: usize, data: &mut [u8]) {
+        self.config.read(offset, data);
+    }
+
+    fn config_write(&mut self, offset: usize, data: &[u8]) -> ConfigWriteEffects {
+        let effects = self.config.write(offset, data);
+        self.update_intx();
+        effects
+    }
+
+    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        if let (SERIAL_BAR, Ok(reg), Some(first)) = (bar, u8::try_from(offset), data.first_mut()) {
+            *first = self.uart.read(reg);
+        }
+        self.pump();
+        self.update_intx();
+    }
+
+    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        if let (SERIAL_BAR, Ok(reg), Some(&value)) = (bar, u8::try_from(offset), data.first()) {
+            if let Err(e) = self.uart.write(reg, value) {
+                tracing::debug!("PCI serial write at {offset}: {e:?}");
+            }
+        }
+        self.pump();
+        self.update_intx();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use irq::recording::RecordingLine;
+
+    use super::*;
+
+    const THR: u64 = 0;
+    const IER: u64 = 1;
+    const IIR: u64 = 2;
+    const LSR: u64 = 5;
+
+    fn card(loopback: bool) -> (PciSerial, Arc<RecordingLine>, TxBuffer) {
+        let line = Arc::new(RecordingLine::new());
+        let out = TxBuffer::default();
+        let cfg = PciSerialConfig {
+            output: Box::new(out.clone()),
+            loopback,
+        };
+        (PciSerial::new(line.clone(), cfg), line, out)
+    }
+
+    fn read(c: &mut PciSerial, off: u64) -> u8 {
+        let mut d = [0u8];
+        c.bar_read(SERIAL_BAR, off, &mut d);
+        d[0]
+    }
+
+    fn status(c: &PciSerial) -> u16 {
+        let mut d = [0u8; 2];
+        c.config_read(6, &mut d);
+        u16::from_le_bytes(d)
+    }
+
+    #[test]
+    fn test_pci_serial_identity_and_io_bar() {
+        let (mut c, ..) = card(false);
+        let mut id = [0u8; 4];
+        c.config_read(0, &mut id);
+        assert_eq!(u32::from_le_bytes(id), 0x0002_1b36);
+        let mut class = [0u8; 4];
+        c.config_read(8, &mut class);
+        assert_eq!(u32::from_le_bytes(class) >> 8, CLASS_SERIAL_16550);
+        c.config_write(0x10, &[0xff; 4]);
+        let mut bar = [0u8; 4];
+        c.config_read(0x10, &mut bar);
+        assert_eq!(u32::from_le_bytes(bar), 0xffff_fff9, "8-port I/O BAR");
+    }
+
+    #[test]
+    fn test_pci_serial_output_reaches_backend() {
+        let (mut c, _, out) = card(false);
+        for b in b"ok" {
+            c.bar_write(SERIAL_BAR, THR, &[*b]);
+        }
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"ok");
+    }
+
+    #[test]
+    fn test_pci_serial_rx_interrupt_is_a_level_until_data_is_read() {
+        let (mut c, line, _) = card(false);
+        c.bar_write(SERIAL_BAR, IER, &[IER_RDA]);
+        assert_eq!(c.enqueue_input(b"x"), 1);
+        assert!(line.level(), "INTA asserted while data waits");
+        assert_ne!(status(&c) & 0x08, 0, "Interrupt Status set");
+        assert_eq!(read(&mut c, IIR) & 0x0f, 0x04, "received-data interrupt");
+        assert_eq!(read(&mut c, THR), b'x');
+        assert!(!line.level(), "deasserted once the FIFO is empty");
+        assert_eq!(status(&c) & 0x08, 0);
+    }
+
+    #[test]
+    fn test_pci_serial_intx_disable_masks_the_line_not_the_status() {
+        let (mut c, line, _) = card(false);
+        c.config_write(4, &command::INTX_DISABLE.to_le_bytes());
+        c.bar_write(SERIAL_BAR, IER, &[IER_RDA]);
+        c.enqueue_input(b"y");
+        assert!(!line.level());
+        assert_ne!(status(&c) & 0x08, 0);
+        c.config_write(4, &0u16.to_le_bytes());
+        assert!(line.level(), "enabling INTx raises the pending level");
+    }
+
+    #[test]
+    fn test_pci_serial_loopback_echoes_transmitted_bytes() {
+        let (mut c, line, _) = card(true);
+        c.bar_write(SERIAL_BAR, IER, &[IER_RDA]);
+        c.bar_write(SERIAL_BAR, THR, b"p");
+        assert!(line.level());
+        assert_eq!(read(&mut c, LSR) & 1, 1, "data ready");
+        assert_eq!(read(&mut c, THR), b'p');
+    }
+
+    #[test]
+    fn test_pci_serial_hostile_accesses_do_not_panic() {
+        let (mut c, ..) = card(true);
+        let mut x: u32 = 99;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let bytes = x.to_le_bytes();
+            c.bar_write(
+                (x % 3) as usize,
+                u64::from(x >> 8) % 16,
+                &bytes[..1 + (x as usize % 4)],
+            );
+            c.config_write(
+                (x >> 4) as usize % 4200,
+                &bytes[..1 + (x as usize >> 3) % 4],
+            );
+            let mut d = [0u8; 4];
+            c.bar_read(SERIAL_BAR, u64::from(x) % 9, &mut d);
+        }
+        let mut id = [0u8; 2];
+        c.config_read(0, &mut id);
+        assert_eq!(u16::from_le_bytes(id), VENDOR_REDHAT);
+    }
+}
