@@ -183,6 +183,20 @@ fn test_unknown_serial_backend_is_a_usage_error() {
 }
 
 #[test]
+fn test_unknown_device_is_a_usage_error() {
+    let o = iovm(&["run", "--kernel", "k", "--device", "floppy"]);
+    assert_eq!(o.code, Some(2));
+    assert!(
+        o.stderr.contains("'floppy' is not a device iovm has"),
+        "{}",
+        o.stderr
+    );
+    let o = iovm(&["run", "--kernel", "k", "--device", "pci-serial,baud=9600"]);
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("not a pci-serial option"), "{}", o.stderr);
+}
+
+#[test]
 fn test_zero_cpus() {
     assert_error(
         &iovm(&["run", "--kernel", "k", "--cpus", "0"]),
