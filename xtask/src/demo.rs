@@ -25,7 +25,20 @@ show free -m
 show cat /proc/interrupts
 show lspci -tv
 show lspci
-show "dmesg | grep -iE 'acpi|serial|rtc' | head"
+pci_echo() {
+  t=$(ls /sys/bus/pci/devices/0000:00:01.0/tty)
+  stty -F /dev/$t raw -echo
+  cat /dev/$t > /tmp/rx &
+  p=$!
+  sleep 0.5
+  echo hello-over-pci > /dev/$t
+  sleep 1
+  grep " $t$" /proc/interrupts
+  kill $p
+  echo "sent hello-over-pci on $t (the PCI serial card, INTx), read back: $(cat /tmp/rx)"
+}
+show pci_echo
+show "dmesg | grep -iE 'acpi|serial|rtc|mmconfig' | head -20"
 show ls /sys/bus/platform/drivers/pvpanic-mmio
 "#;
 
@@ -110,7 +123,15 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
     script.push_str("exit $rc\n");
     let cpus = args.cpus.to_string();
     let run = GuestRun::new("demo")
-        .args(["--cpus", &cpus, "--memory", &args.memory, "--timing"])
+        .args([
+            "--cpus",
+            &cpus,
+            "--memory",
+            &args.memory,
+            "--timing",
+            "--device",
+            "pci-serial,loopback=on",
+        ])
         .script(script.as_str())
         .timeout(Duration::from_secs(args.timeout));
     let batch = Batch::with_mode(mode)?.stream_to(Stream::Stdout);
@@ -144,7 +165,8 @@ fn print_header(iovm: &Path, mode: Mode, args: &DemoArgs, run: &GuestRun) {
     }
     println!(
         "command: {} run --kernel {g}/vmlinuz --initramfs {g}/initramfs.cpio.gz \
-         --serial stdio --cpus {} --memory {} --timing --cmdline '<below>'",
+         --serial stdio --cpus {} --memory {} --timing --device pci-serial,loopback=on \
+         --cmdline '<below>'",
         iovm.display(),
         args.cpus,
         args.memory,
