@@ -110,6 +110,8 @@ pub struct ConfigWriteEffects {
     pub bus_master: Option<bool>,
     /// New INTx-disable state, if it changed.
     pub intx_disabled: Option<bool>,
+    /// Forwarding changes of a bridge (type 1 header); empty for type 0.
+    pub bridge: crate::type1::BridgeWriteEffects,
 }
 
 /// A type 0 configuration space.
@@ -223,6 +225,7 @@ impl Type0Config {
             bars,
             bus_master: changed(command::BUS_MASTER),
             intx_disabled: changed(command::INTX_DISABLE),
+            bridge: Default::default(),
         }
     }
 

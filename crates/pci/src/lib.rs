@@ -12,6 +12,7 @@
 
 pub mod address;
 pub mod bar;
+pub mod bridge;
 pub mod caps;
 pub mod config;
 pub mod function;
@@ -20,3 +21,7 @@ pub mod intx;
 pub mod message;
 pub mod regs;
 pub mod root;
+pub mod type1;
+
+#[cfg(test)]
+mod topology_tests;

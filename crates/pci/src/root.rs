@@ -2,16 +2,59 @@
 //! CONFIG_DATA ports and the ECAM window, both routed to the functions on the
 //! buses. An access to a function that does not exist reads all-ones and
 //! drops writes, as a master abort does on real hardware (PCI 3.0 §6.1).
+//!
+//! Behind PCI-to-PCI bridges and root ports the buses form a tree. A
+//! configuration cycle for a bus that is not a root bus goes to the bridge
+//! whose secondary..=subordinate range holds it, as the guest programmed
+//! those registers at the moment of the access (Bridge 1.2 §3.1.2.1): for
+//! its secondary bus it becomes a type 0 cycle to the device there, for a
+//! bus further down a type 1 cycle passed on to the bridges behind it.
+//!
+//! ```text
+//!  bus 0 (root)  00:00.0 host bridge   00:1c.0 root port [sec 1, sub 2]
+//!                                            │
+//!  bus 1                               01:00.0 PCI bridge [sec 2, sub 2]
+//!                                            │
+//!  bus 2                               02:03.0 endpoint
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::address::{decode_cf8, decode_ecam, Bdf, ConfigTarget};
+use crate::bridge::PciBridgeFunction;
 use crate::config::{ConfigWriteEffects, CONFIG_SPACE_SIZE};
 use crate::function::PciFunction;
 
 /// A function shared between the root complex and its owner.
 pub type SharedFunction = Arc<Mutex<dyn PciFunction>>;
+
+/// A bridge shared between the root complex and its owner.
+pub type SharedBridge = Arc<Mutex<dyn PciBridgeFunction>>;
+
+/// Names a bridge attached to the root complex (its bus numbers are the
+/// guest's to choose, so they cannot name it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BridgeId(usize);
+
+/// What sits in a slot of a bridge's secondary bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Downstream {
+    Function(usize),
+    Bridge(BridgeId),
+}
+
+/// A bridge, the same object as a function and as a bridge, and the
+/// slots of its secondary bus.
+struct BridgeNode {
+    function: SharedFunction,
+    bridge: SharedBridge,
+    downstream: BTreeMap<(u8, u8), Downstream>,
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Bytes the legacy mechanism reaches of each function.
 const LEGACY_CONFIG_SIZE: usize = 256;
@@ -25,6 +68,25 @@ pub enum AttachError {
     /// Device or function number out of range.
     #[error("PCI address {0} is out of range (device 0-31, function 0-7)")]
     OutOfRange(Bdf),
+    /// A slot behind a bridge is taken.
+    #[error("slot {device:02x}.{function} behind the bridge is already taken")]
+    SlotTaken {
+        /// Device number.
+        device: u8,
+        /// Function number.
+        function: u8,
+    },
+    /// A slot behind a bridge is out of range (device 0 only behind a PCIe port).
+    #[error("slot {device:02x}.{function} does not exist behind the bridge")]
+    SlotOutOfRange {
+        /// Device number.
+        device: u8,
+        /// Function number.
+        function: u8,
+    },
+    /// No such bridge.
+    #[error("no bridge {0:?}")]
+    UnknownBridge(BridgeId),
 }
 
 /// A configuration access result with its effects, for the VMM to apply.
@@ -41,12 +103,18 @@ pub struct RoutedEffects {
 pub struct RootComplex {
     functions: BTreeMap<Bdf, SharedFunction>,
     config_address: u32,
+    bridges: Vec<BridgeNode>,
+    root_bridges: BTreeMap<Bdf, BridgeId>,
+    behind: Vec<SharedFunction>,
 }
 
 impl std::fmt::Debug for RootComplex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RootComplex")
             .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .field("root_bridges", &self.root_bridges)
+            .field("bridges", &self.bridges.len())
+            .field("behind_bridges", &self.behind.len())
             .finish()
     }
 }
@@ -62,16 +130,147 @@ impl RootComplex {
         if bdf.device > 31 || bdf.function > 7 {
             return Err(AttachError::OutOfRange(bdf));
         }
-        if self.functions.contains_key(&bdf) {
+        if self.functions.contains_key(&bdf) || self.root_bridges.contains_key(&bdf) {
             return Err(AttachError::Taken(bdf));
         }
         self.functions.insert(bdf, function);
         Ok(())
     }
 
-    /// The function at `bdf`, if any.
+    /// Places a bridge at `bdf` on a root bus; functions then attach behind
+    /// it with [`RootComplex::attach_behind`].
+    pub fn attach_bridge<B: PciBridgeFunction + 'static>(
+        &mut self,
+        bdf: Bdf,
+        bridge: Arc<Mutex<B>>,
+    ) -> Result<BridgeId, AttachError> {
+        if bdf.device > 31 || bdf.function > 7 {
+            return Err(AttachError::OutOfRange(bdf));
+        }
+        if self.functions.contains_key(&bdf) || self.root_bridges.contains_key(&bdf) {
+            return Err(AttachError::Taken(bdf));
+        }
+        let id = self.new_node(bridge);
+        self.root_bridges.insert(bdf, id);
+        Ok(id)
+    }
+
+    /// Places `function` in slot `device`.`function_number` of `parent`'s
+    /// secondary bus.
+    pub fn attach_behind(
+        &mut self,
+        parent: BridgeId,
+        device: u8,
+        function_number: u8,
+        function: SharedFunction,
+    ) -> Result<(), AttachError> {
+        self.check_slot(parent, device, function_number)?;
+        self.behind.push(function);
+        let entry = Downstream::Function(self.behind.len() - 1);
+        self.bridges[parent.0]
+            .downstream
+            .insert((device, function_number), entry);
+        Ok(())
+    }
+
+    /// Places a bridge in a slot of `parent`'s secondary bus.
+    pub fn attach_bridge_behind<B: PciBridgeFunction + 'static>(
+        &mut self,
+        parent: BridgeId,
+        device: u8,
+        function_number: u8,
+        bridge: Arc<Mutex<B>>,
+    ) -> Result<BridgeId, AttachError> {
+        self.check_slot(parent, device, function_number)?;
+        let id = self.new_node(bridge);
+        self.bridges[parent.0]
+            .downstream
+            .insert((device, function_number), Downstream::Bridge(id));
+        Ok(id)
+    }
+
+    /// The bridge `id`, if attached.
+    pub fn bridge(&self, id: BridgeId) -> Option<SharedBridge> {
+        self.bridges.get(id.0).map(|n| n.bridge.clone())
+    }
+
+    fn new_node<B: PciBridgeFunction + 'static>(&mut self, bridge: Arc<Mutex<B>>) -> BridgeId {
+        self.bridges.push(BridgeNode {
+            function: bridge.clone(),
+            bridge,
+            downstream: BTreeMap::new(),
+        });
+        BridgeId(self.bridges.len() - 1)
+    }
+
+    fn check_slot(&self, parent: BridgeId, device: u8, function: u8) -> Result<(), AttachError> {
+        let node = self
+            .bridges
+            .get(parent.0)
+            .ok_or(AttachError::UnknownBridge(parent))?;
+        if device >= lock(&node.bridge).secondary_devices() || device > 31 || function > 7 {
+            return Err(AttachError::SlotOutOfRange { device, function });
+        }
+        if node.downstream.contains_key(&(device, function)) {
+            return Err(AttachError::SlotTaken { device, function });
+        }
+        Ok(())
+    }
+
+    /// The function (or bridge) that answers configuration cycles for
+    /// `bdf` now, following the bus numbers the guest programmed.
     pub fn function(&self, bdf: Bdf) -> Option<SharedFunction> {
-        self.functions.get(&bdf).cloned()
+        let on_root_bus = bdf.bus == 0
+            || self
+                .functions
+                .keys()
+                .chain(self.root_bridges.keys())
+                .any(|k| k.bus == bdf.bus);
+        if on_root_bus {
+            return self.functions.get(&bdf).cloned().or_else(|| {
+                self.root_bridges
+                    .get(&bdf)
+                    .map(|id| self.bridges[id.0].function.clone())
+            });
+        }
+        self.forward(self.root_bridges.values().copied().collect(), bdf)
+    }
+
+    /// A type 1 cycle for `bdf` offered to the bridges `candidates` on one
+    /// bus: the first whose range holds the bus claims it.
+    fn forward(&self, candidates: Vec<BridgeId>, bdf: Bdf) -> Option<SharedFunction> {
+        for id in candidates {
+            let node = &self.bridges[id.0];
+            let (buses, devices) = {
+                let b = lock(&node.bridge);
+                (b.bus_numbers(), b.secondary_devices())
+            };
+            if !(buses.secondary..=buses.subordinate).contains(&bdf.bus) {
+                continue;
+            }
+            if bdf.bus == buses.secondary {
+                if bdf.device >= devices {
+                    return None;
+                }
+                return node
+                    .downstream
+                    .get(&(bdf.device, bdf.function))
+                    .map(|d| match *d {
+                        Downstream::Function(i) => self.behind[i].clone(),
+                        Downstream::Bridge(b) => self.bridges[b.0].function.clone(),
+                    });
+            }
+            let below = node
+                .downstream
+                .values()
+                .filter_map(|d| match *d {
+                    Downstream::Bridge(b) => Some(b),
+                    Downstream::Function(_) => None,
+                })
+                .collect();
+            return self.forward(below, bdf);
+        }
+        None
     }
 
     fn config_read(&self, target: ConfigTarget, data: &mut [u8], limit: usize) {
@@ -79,11 +278,8 @@ impl RootComplex {
             .offset
             .checked_add(data.len())
             .is_some_and(|end| end <= limit);
-        match self.functions.get(&target.bdf) {
-            Some(f) if in_range => f
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .config_read(target.offset, data),
+        match self.function(target.bdf) {
+            Some(f) if in_range => lock(&f).config_read(target.offset, data),
             _ => data.fill(0xff),
         }
     }
@@ -93,13 +289,10 @@ impl RootComplex {
             .offset
             .checked_add(data.len())
             .is_some_and(|end| end <= limit);
-        match self.functions.get(&target.bdf) {
+        match self.function(target.bdf) {
             Some(f) if in_range => RoutedEffects {
                 bdf: Some(target.bdf),
-                effects: f
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .config_write(target.offset, data),
+                effects: lock(&f).config_write(target.offset, data),
             },
             _ => RoutedEffects::default(),
         }

@@ -1,0 +1,258 @@
+//! PCI-to-PCI bridges as functions: a conventional bridge ([`PciBridge`],
+//! `1b36:0001` "QEMU PCI-PCI bridge") and a PCIe root port ([`RootPort`],
+//! `1b36:000c` "QEMU PCIe Root port"), each a type 1 header
+//! ([`crate::type1`]) with a secondary bus behind it.
+//!
+//! What lies on the secondary bus is the root complex's business
+//! ([`crate::root::RootComplex::attach_behind`]); a bridge only tells it,
+//! live, which bus numbers the guest gave it and how many devices its
+//! secondary bus can hold (a PCIe link is point to point: device 0 only).
+//!
+//! A root port carries the PCI Express capability (Root Port, slot
+//! implemented, no hot-plug), Power Management and a 1-vector MSI, as
+//! Linux's `pcieport` driver expects. Its capabilities' own write effects
+//! (MSI programming, power state) stay in its registers: the VMM reads
+//! them through [`RootPort::caps`] when it signals a port event.
+
+use crate::caps::msi::MsiConfig;
+use crate::caps::pcie::{LinkConfig, LinkSpeed, LinkWidth, MaxPayload, PcieConfig, PcieDevice};
+use crate::caps::pm::{self, PmConfig};
+use crate::caps::{CapError, CapWriteEffects, Capabilities, CapabilityList};
+use crate::config::{ConfigError, ConfigWriteEffects, Identity};
+use crate::function::PciFunction;
+use crate::host_bridge::VENDOR_REDHAT;
+use crate::type1::{BusNumbers, Type1Config, Type1Spec, CLASS_PCI_BRIDGE};
+
+/// Device ID of the generic PCI-PCI bridge.
+pub const DEVICE_PCI_BRIDGE: u16 = 0x0001;
+/// Device ID of the generic PCIe root port.
+pub const DEVICE_ROOT_PORT: u16 = 0x000c;
+/// Devices a conventional PCI bus holds.
+pub const BUS_DEVICES: u8 = 32;
+
+/// What the root complex needs of a bridge beyond [`PciFunction`]: where
+/// configuration cycles go.
+pub trait PciBridgeFunction: PciFunction {
+    /// Primary, secondary and subordinate bus numbers as the guest set them.
+    fn bus_numbers(&self) -> BusNumbers;
+
+    /// How many device numbers its secondary bus has: 32, or 1 behind a
+    /// PCIe downstream port (PCIe 6.0 §7.3.1: device numbers above 0 are
+    /// not forwarded on a point-to-point link).
+    fn secondary_devices(&self) -> u8;
+}
+
+/// Why a bridge could not be built (a bug in the VMM's configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The header is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A capability is invalid.
+    #[error(transparent)]
+    Cap(#[from] CapError),
+}
+
+fn identity(device: u16) -> Identity {
+    Identity {
+        vendor: VENDOR_REDHAT,
+        device,
+        class: CLASS_PCI_BRIDGE,
+        revision: 0,
+        subsystem_vendor: 0,
+        subsystem: 0,
+    }
+}
+
+/// A conventional PCI-to-PCI bridge with no BARs, no capabilities and no
+/// interrupt, 32 devices behind it.
+#[derive(Clone, Debug)]
+pub struct PciBridge {
+    config: Type1Config,
+}
+
+impl PciBridge {
+    /// A bridge with 16-bit I/O decode (as QEMU's).
+    pub fn new() -> Result<Self, BridgeError> {
+        let spec = Type1Spec {
+            identity: identity(DEVICE_PCI_BRIDGE),
+            pcie: false,
+            io32: false,
+            multi_function: false,
+            bars: Vec::new(),
+            rom_size: None,
+            pin: 0,
+        };
+        Ok(Self {
+            config: Type1Config::new(&spec)?,
+        })
+    }
+
+    /// The header.
+    pub fn config(&self) -> &Type1Config {
+        &self.config
+    }
+}
+
+impl PciFunction for PciBridge {
+    fn config_read(&self, offset: usize, data: &mut [u8]) {
+        self.config.read(offset, data);
+    }
+
+    fn config_write(&mut self, offset: usize, data: &[u8]) -> ConfigWriteEffects {
+        self.config.write(offset, data)
+    }
+
+    fn bar_read(&mut self, _bar: usize, _offset: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+
+    fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
+}
+
+impl PciBridgeFunction for PciBridge {
+    fn bus_numbers(&self) -> BusNumbers {
+        self.config.bus_numbers()
+    }
+
+    fn secondary_devices(&self) -> u8 {
+        BUS_DEVICES
+    }
+}
+
+/// How a root port is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootPortConfig {
+    /// Port Number (Link Capabilities).
+    pub port_number: u8,
+    /// Physical Slot Number.
+    pub slot: u16,
+    /// The downstream link.
+    pub link: LinkConfig,
+    /// A device is connected (Presence Detect, Data Link Layer Link Active).
+    pub present: bool,
+    /// Set the multi-function bit (ports packed as functions of one device).
+    pub multi_function: bool,
+}
+
+impl Default for RootPortConfig {
+    fn default() -> Self {
+        Self {
+            port_number: 0,
+            slot: 0,
+            link: LinkConfig {
+                max_speed: LinkSpeed::Gen4,
+                max_width: LinkWidth::X1,
+                speed: LinkSpeed::Gen4,
+                width: LinkWidth::X1,
+            },
+            present: true,
+            multi_function: false,
+        }
+    }
+}
+
+/// What a guest configuration write to a root port changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RootPortWriteEffects {
+    /// Header: forwarding windows, bus numbers, bus master, INTx.
+    pub config: ConfigWriteEffects,
+    /// Capabilities: power state, MSI programming.
+    pub caps: CapWriteEffects,
+}
+
+/// A PCIe root port: type 1 header (32-bit I/O), PCI Express, PM and MSI
+/// capabilities, INTA for the legacy fallback, device 0 only behind it.
+#[derive(Clone, Debug)]
+pub struct RootPort {
+    config: Type1Config,
+    caps: Capabilities,
+}
+
+impl RootPort {
+    /// A root port as `port` says.
+    pub fn new(port: RootPortConfig) -> Result<Self, BridgeError> {
+        let spec = Type1Spec {
+            identity: identity(DEVICE_ROOT_PORT),
+            pcie: true,
+            io32: true,
+            multi_function: port.multi_function,
+            bars: Vec::new(),
+            rom_size: None,
+            pin: 1,
+        };
+        let mut config = Type1Config::new(&spec)?;
+        let mut list = CapabilityList::new(config.regs_mut());
+        list.pci_express(PcieConfig {
+            device: PcieDevice::RootPort {
+                port_number: port.port_number,
+                link: port.link,
+                slot: Some(port.slot),
+                present: port.present,
+            },
+            max_payload: MaxPayload::B256,
+        })?;
+        list.power_management(PmConfig {
+            pme_support: pm::pme::D0 | pm::pme::D3HOT,
+        })?;
+        list.msi(MsiConfig {
+            vectors: 1,
+            address64: true,
+            per_vector_mask: false,
+        })?;
+        let caps = list.finish();
+        Ok(Self { config, caps })
+    }
+
+    /// The header.
+    pub fn config(&self) -> &Type1Config {
+        &self.config
+    }
+
+    /// The capabilities; their state is in [`Type1Config::regs`].
+    pub fn caps(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// A guest configuration write, with the capabilities' effects too.
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> RootPortWriteEffects {
+        let before = self.caps.snapshot(self.config.regs());
+        let config = self.config.write(offset, data);
+        let caps = self.caps.after_write(before, self.config.regs_mut());
+        RootPortWriteEffects { config, caps }
+    }
+
+    /// The downstream device arrives or leaves (Presence Detect State,
+    /// Link Active and their changed bits).
+    pub fn set_presence(&mut self, present: bool) {
+        if let Some(p) = self.caps.pcie() {
+            p.set_presence(self.config.regs_mut(), present);
+        }
+    }
+}
+
+impl PciFunction for RootPort {
+    fn config_read(&self, offset: usize, data: &mut [u8]) {
+        self.config.read(offset, data);
+    }
+
+    fn config_write(&mut self, offset: usize, data: &[u8]) -> ConfigWriteEffects {
+        self.write(offset, data).config
+    }
+
+    fn bar_read(&mut self, _bar: usize, _offset: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+
+    fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
+}
+
+impl PciBridgeFunction for RootPort {
+    fn bus_numbers(&self) -> BusNumbers {
+        self.config.bus_numbers()
+    }
+
+    fn secondary_devices(&self) -> u8 {
+        1
+    }
+}

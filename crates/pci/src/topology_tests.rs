@@ -1,0 +1,283 @@
+//! Configuration routing through bridges and root ports, driven as Linux
+//! enumerates: program primary/secondary/subordinate, then scan behind.
+
+use std::sync::{Arc, Mutex};
+
+use crate::address::Bdf;
+use crate::bridge::{PciBridge, RootPort, RootPortConfig};
+use crate::host_bridge::HostBridge;
+use crate::root::{AttachError, BridgeId, RootComplex, SharedFunction};
+use crate::type1::reg;
+
+fn bdf(bus: u8, device: u8, function: u8) -> Bdf {
+    Bdf {
+        bus,
+        device,
+        function,
+    }
+}
+
+fn ecam(b: Bdf, reg: usize) -> u64 {
+    (u64::from(b.bus) << 20)
+        | (u64::from(b.device) << 15)
+        | (u64::from(b.function) << 12)
+        | reg as u64
+}
+
+fn read32(rc: &RootComplex, b: Bdf, reg: usize) -> u32 {
+    let mut d = [0u8; 4];
+    rc.ecam_read(ecam(b, reg), &mut d);
+    u32::from_le_bytes(d)
+}
+
+fn write32(rc: &RootComplex, b: Bdf, reg: usize, v: u32) {
+    rc.ecam_write(ecam(b, reg), &v.to_le_bytes());
+}
+
+fn endpoint() -> SharedFunction {
+    Arc::new(Mutex::new(HostBridge::new()))
+}
+
+fn root_port() -> Arc<Mutex<RootPort>> {
+    Arc::new(Mutex::new(
+        RootPort::new(RootPortConfig::default()).unwrap(),
+    ))
+}
+
+fn pci_bridge() -> Arc<Mutex<PciBridge>> {
+    Arc::new(Mutex::new(PciBridge::new().unwrap()))
+}
+
+/// 00:00.0 host bridge, 00:1c.0 root port → 00.0 PCI bridge → 03.0 and
+/// 1f.0 endpoints; 00:1d.0 root port → 00.0 endpoint.
+struct Machine {
+    rc: RootComplex,
+    port_a: BridgeId,
+    pci: BridgeId,
+}
+
+fn machine() -> Machine {
+    let mut rc = RootComplex::new();
+    rc.attach(bdf(0, 0, 0), endpoint()).unwrap();
+    let port_a = rc.attach_bridge(bdf(0, 0x1c, 0), root_port()).unwrap();
+    let pci = rc.attach_bridge_behind(port_a, 0, 0, pci_bridge()).unwrap();
+    rc.attach_behind(pci, 3, 0, endpoint()).unwrap();
+    rc.attach_behind(pci, 0x1f, 0, endpoint()).unwrap();
+    let port_b = rc.attach_bridge(bdf(0, 0x1d, 0), root_port()).unwrap();
+    rc.attach_behind(port_b, 0, 0, endpoint()).unwrap();
+    Machine { rc, port_a, pci }
+}
+
+/// Linux's depth-first scan (`pci_scan_bridge`): found functions with
+/// their vendor:device, numbering buses from `*next`.
+fn scan(rc: &RootComplex, bus: u8, next: &mut u8, found: &mut Vec<(Bdf, u32)>) {
+    for device in 0..32 {
+        let functions = if read32(rc, bdf(bus, device, 0), 0x0c) >> 16 & 0x80 != 0 {
+            8
+        } else {
+            1
+        };
+        for function in 0..functions {
+            let b = bdf(bus, device, function);
+            let id = read32(rc, b, 0);
+            if id == u32::MAX {
+                continue;
+            }
+            found.push((b, id));
+            if read32(rc, b, 0x0c) >> 16 & 0x7f == 1 {
+                *next += 1;
+                let secondary = *next;
+                let buses = u32::from(bus) | u32::from(secondary) << 8 | 0xff << 16;
+                write32(rc, b, reg::PRIMARY_BUS, buses);
+                scan(rc, secondary, next, found);
+                let buses = (buses & 0xffff) | u32::from(*next) << 16;
+                write32(rc, b, reg::PRIMARY_BUS, buses);
+            }
+        }
+    }
+}
+
+fn enumerate(rc: &RootComplex) -> Vec<(Bdf, u32)> {
+    let mut found = Vec::new();
+    scan(rc, 0, &mut 0, &mut found);
+    found
+}
+
+const HOST: u32 = 0x0008_1b36;
+const ROOT_PORT: u32 = 0x000c_1b36;
+const BRIDGE: u32 = 0x0001_1b36;
+
+fn expected() -> Vec<(Bdf, u32)> {
+    vec![
+        (bdf(0, 0, 0), HOST),
+        (bdf(0, 0x1c, 0), ROOT_PORT),
+        (bdf(1, 0, 0), BRIDGE),
+        (bdf(2, 3, 0), HOST),
+        (bdf(2, 0x1f, 0), HOST),
+        (bdf(0, 0x1d, 0), ROOT_PORT),
+        (bdf(3, 0, 0), HOST),
+    ]
+}
+
+#[test]
+fn test_enumeration_through_two_levels_finds_every_function() {
+    let m = machine();
+    let found = enumerate(&m.rc);
+    assert_eq!(found, expected());
+    assert_eq!(read32(&m.rc, bdf(0, 0x1c, 0), reg::PRIMARY_BUS), 0x02_0100);
+    assert_eq!(read32(&m.rc, bdf(1, 0, 0), reg::PRIMARY_BUS), 0x02_0201);
+    assert_eq!(read32(&m.rc, bdf(0, 0x1d, 0), reg::PRIMARY_BUS), 0x03_0300);
+}
+
+#[test]
+fn test_nothing_behind_bridges_is_reachable_before_bus_numbers() {
+    let m = machine();
+    assert_eq!(read32(&m.rc, bdf(1, 0, 0), 0), u32::MAX);
+    assert_eq!(read32(&m.rc, bdf(2, 3, 0), 0), u32::MAX);
+    assert_eq!(
+        read32(&m.rc, bdf(0, 5, 0), 0),
+        u32::MAX,
+        "bus 0 stays type 0"
+    );
+}
+
+#[test]
+fn test_routing_follows_renumbering_live() {
+    let m = machine();
+    enumerate(&m.rc);
+    write32(&m.rc, bdf(0, 0x1c, 0), reg::PRIMARY_BUS, 0x30_1000);
+    assert_eq!(read32(&m.rc, bdf(1, 0, 0), 0), u32::MAX, "old number gone");
+    assert_eq!(read32(&m.rc, bdf(0x10, 0, 0), 0), BRIDGE);
+    assert_eq!(
+        read32(&m.rc, bdf(2, 3, 0), 0),
+        u32::MAX,
+        "outside 0x10..=0x30"
+    );
+    write32(&m.rc, bdf(0x10, 0, 0), reg::PRIMARY_BUS, 0x20_2010);
+    assert_eq!(read32(&m.rc, bdf(0x20, 3, 0), 0), HOST);
+    assert!(m.rc.function(bdf(0x20, 0x1f, 0)).is_some());
+}
+
+#[test]
+fn test_bus_beyond_a_bridge_subordinate_is_not_forwarded() {
+    let m = machine();
+    write32(&m.rc, bdf(0, 0x1c, 0), reg::PRIMARY_BUS, 0x01_0100);
+    write32(&m.rc, bdf(1, 0, 0), reg::PRIMARY_BUS, 0x02_0201);
+    assert_eq!(read32(&m.rc, bdf(1, 0, 0), 0), BRIDGE);
+    assert_eq!(
+        read32(&m.rc, bdf(2, 3, 0), 0),
+        u32::MAX,
+        "parent stops at 1"
+    );
+    write32(&m.rc, bdf(0, 0x1c, 0), reg::PRIMARY_BUS, 0x02_0100);
+    assert_eq!(read32(&m.rc, bdf(2, 3, 0), 0), HOST);
+    assert_eq!(read32(&m.rc, bdf(2, 4, 0), 0), u32::MAX, "absent device");
+    assert_eq!(read32(&m.rc, bdf(2, 3, 1), 0), u32::MAX, "absent function");
+}
+
+#[test]
+fn test_writes_behind_bridges_reach_the_function_and_report_it() {
+    let m = machine();
+    enumerate(&m.rc);
+    let out =
+        m.rc.ecam_write(ecam(bdf(2, 3, 0), 0x04), &0x0004u16.to_le_bytes());
+    assert_eq!(out.bdf, Some(bdf(2, 3, 0)));
+    assert_eq!(out.effects.bus_master, Some(true));
+    let out = m.rc.ecam_write(ecam(bdf(4, 0, 0), 0x04), &[6, 0]);
+    assert_eq!(out.bdf, None, "no bus 4");
+}
+
+#[test]
+fn test_legacy_mechanism_routes_through_bridges() {
+    let mut m = machine();
+    enumerate(&m.rc);
+    let cf8 = (1u32 << 31) | (2 << 16) | (0x1f << 11);
+    m.rc.legacy_write(0, &cf8.to_le_bytes());
+    let mut d = [0u8; 4];
+    m.rc.legacy_read(4, &mut d);
+    assert_eq!(u32::from_le_bytes(d), HOST);
+}
+
+#[test]
+fn test_root_port_secondary_bus_has_device_zero_only() {
+    let mut m = machine();
+    enumerate(&m.rc);
+    for device in 1..32 {
+        assert_eq!(
+            read32(&m.rc, bdf(1, device, 0), 0),
+            u32::MAX,
+            "dev {device}"
+        );
+    }
+    assert_eq!(
+        m.rc.attach_behind(m.port_a, 1, 0, endpoint()),
+        Err(AttachError::SlotOutOfRange {
+            device: 1,
+            function: 0
+        })
+    );
+    assert_eq!(
+        m.rc.attach_behind(m.pci, 3, 0, endpoint()),
+        Err(AttachError::SlotTaken {
+            device: 3,
+            function: 0
+        })
+    );
+}
+
+#[test]
+fn test_root_port_window_effects_come_back_routed() {
+    let m = machine();
+    enumerate(&m.rc);
+    let port = bdf(0, 0x1c, 0);
+    write32(&m.rc, port, reg::MEM_BASE, 0xfe1f_fe00);
+    let out = m.rc.ecam_write(ecam(port, 0x04), &[0x02, 0x00]);
+    assert_eq!(out.bdf, Some(port));
+    assert_eq!(
+        out.effects.bridge.windows[0].new,
+        Some(0xfe00_0000..=0xfe1f_ffff)
+    );
+}
+
+#[test]
+fn test_root_port_capabilities_as_pcieport_expects() {
+    let m = machine();
+    let port = bdf(0, 0x1c, 0);
+    let caps = crate::caps::list::walk(|off| read32(&m.rc, port, off));
+    let ids: Vec<u16> = caps.iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![0x10, 0x01, 0x05]);
+    let pcie = caps[0].offset;
+    let flags = read32(&m.rc, port, pcie) >> 16;
+    assert_eq!(flags & 0xf0, 0x40, "Device/Port Type: root port");
+    assert_ne!(flags & 0x100, 0, "slot implemented");
+    let lnksta = read32(&m.rc, port, pcie + 0x10) >> 16;
+    assert_eq!(lnksta >> 4 & 0x3f, 1, "x1");
+    assert_ne!(lnksta & (1 << 13), 0, "link active");
+    assert_eq!(read32(&m.rc, port, 0x3c) >> 8 & 0xff, 1, "INTA");
+}
+
+#[test]
+fn test_hostile_sweep_of_bridges_then_enumeration_still_works() {
+    let m = machine();
+    enumerate(&m.rc);
+    let bridges = [bdf(0, 0x1c, 0), bdf(1, 0, 0), bdf(2, 3, 0), bdf(0, 0x1d, 0)];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..30_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let target = bridges[(x % 4) as usize];
+        let off = (x >> 8) % 0x1000;
+        let len = [1usize, 2, 4][(x >> 24) as usize % 3];
+        m.rc.ecam_write(ecam(target, 0) + off, &(x >> 32).to_le_bytes()[..len]);
+        let mut d = [0u8; 4];
+        m.rc.ecam_read((x >> 3) & 0x0fff_ffff, &mut d[..len]);
+    }
+    // Linux on reboot: clear the bus numbers, then enumerate again.
+    for b in [bdf(0, 0x1c, 0), bdf(0, 0x1d, 0)] {
+        write32(&m.rc, b, reg::PRIMARY_BUS, 0);
+    }
+    let mut found = Vec::new();
+    scan(&m.rc, 0, &mut 0, &mut found);
+    assert_eq!(found, expected());
+}
