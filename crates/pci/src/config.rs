@@ -88,6 +88,31 @@ pub struct BarWindow {
     pub size: u64,
 }
 
+/// The window each of `bars` decodes in the header `regs` (type 0 or
+/// type 1, whose BARs both start at 0x10): its programmed address while the
+/// command register enables its space, `None` otherwise.
+pub fn decoded_bar_windows(
+    regs: &RegisterMask,
+    bars: &[BarSpec],
+) -> Vec<(BarSpec, Option<BarWindow>)> {
+    let cmd = regs.read_le(COMMAND, 2) as u16;
+    bars.iter()
+        .map(|bar| {
+            let bit = if bar.is_io() {
+                command::IO
+            } else {
+                command::MEMORY
+            };
+            let raw = regs.read_le(BAR0_OFFSET + 4 * bar.index, 4 * bar.registers());
+            let window = (cmd & bit != 0).then(|| BarWindow {
+                addr: bar.address(raw),
+                size: bar.size,
+            });
+            (*bar, window)
+        })
+        .collect()
+}
+
 /// A BAR whose decoded window changed with a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BarChange {
@@ -181,25 +206,7 @@ impl Type0Config {
 
     /// The decoded window of every BAR, given the command register.
     pub fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
-        let cmd = self.command();
-        self.bars
-            .iter()
-            .map(|bar| {
-                let enabled = if bar.is_io() {
-                    cmd & command::IO != 0
-                } else {
-                    cmd & command::MEMORY != 0
-                };
-                let raw = self
-                    .regs
-                    .read_le(BAR0_OFFSET + 4 * bar.index, 4 * bar.registers());
-                let window = enabled.then(|| BarWindow {
-                    addr: bar.address(raw),
-                    size: bar.size,
-                });
-                (*bar, window)
-            })
-            .collect()
+        decoded_bar_windows(&self.regs, &self.bars)
     }
 
     /// Applies a guest write and says what changed.

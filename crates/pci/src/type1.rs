@@ -437,23 +437,7 @@ impl Type1Config {
 
     /// The decoded window of every BAR, given the command register.
     pub fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
-        let cmd = self.command();
-        self.bars
-            .iter()
-            .map(|bar| {
-                let bit = if bar.is_io() {
-                    command::IO
-                } else {
-                    command::MEMORY
-                };
-                let raw = self.get(BAR0_OFFSET + 4 * bar.index, 4 * bar.registers());
-                let window = (cmd & bit != 0).then(|| BarWindow {
-                    addr: bar.address(raw),
-                    size: bar.size,
-                });
-                (*bar, window)
-            })
-            .collect()
+        crate::config::decoded_bar_windows(&self.regs, &self.bars)
     }
 
     fn forwarding(&self) -> Forwarding {
