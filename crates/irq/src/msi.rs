@@ -68,6 +68,37 @@ impl<T: MsiSink + ?Sized> MsiSink for Arc<T> {
     }
 }
 
+/// The message-signalled vectors of one function, as the VMM routes them
+/// (MSI: up to 32, MSI-X: the table's entries).
+///
+/// A model keeps the routes equal to what the guest programmed
+/// ([`MsiVectors::update`] whenever an enable bit, an address, a data word or
+/// a vector count changes) and calls [`MsiVectors::send`] only for a vector
+/// its capability says to deliver now. The VMM's implementation backs each
+/// vector with a KVM GSI route and an irqfd, so that a send is one eventfd
+/// write; `send` carries the message too, so a route that lags behind is
+/// corrected rather than trusted.
+///
+/// Infallible like [`MsiSink`]: the implementation logs its host errors.
+pub trait MsiVectors: Send + Sync + Debug {
+    /// `vector` now sends `message`, or nothing (`None`: MSI/MSI-X off, or
+    /// the vector beyond those enabled).
+    fn update(&self, vector: u16, message: Option<MsiMessage>);
+
+    /// Sends `vector`, whose message is `message`.
+    fn send(&self, vector: u16, message: MsiMessage);
+}
+
+impl<T: MsiVectors + ?Sized> MsiVectors for Arc<T> {
+    fn update(&self, vector: u16, message: Option<MsiMessage>) {
+        (**self).update(vector, message);
+    }
+
+    fn send(&self, vector: u16, message: MsiMessage) {
+        (**self).send(vector, message);
+    }
+}
+
 /// How the receiving local APIC acts on a message (data bits 10..8; the
 /// IOAPIC's redirection entries use the same encoding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

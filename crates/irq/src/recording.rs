@@ -1,11 +1,11 @@
 //! Interrupt ports that record what a model did with them, for unit tests of
 //! device models (the "fake guest" side of an interrupt): an [`IrqLine`] and
-//! an [`MsiSink`].
+//! an [`MsiSink`] and [`MsiVectors`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::msi::{MsiMessage, MsiSink};
+use crate::msi::{MsiMessage, MsiSink, MsiVectors};
 use crate::{IrqError, IrqLine};
 
 /// Counts pulses and remembers the current level of a line.
@@ -125,5 +125,61 @@ mod tests {
         assert_eq!(sink.vectors(), vec![0x30, 0x41]);
         assert_eq!(sink.take(), vec![first, second]);
         assert!(sink.messages().is_empty());
+    }
+}
+
+/// Records the routes a model installed and the vectors it sent, for unit
+/// tests of MSI/MSI-X devices.
+#[derive(Debug, Default)]
+pub struct RecordingVectors {
+    routes: Mutex<std::collections::BTreeMap<u16, MsiMessage>>,
+    sent: Mutex<Vec<(u16, MsiMessage)>>,
+}
+
+impl RecordingVectors {
+    /// No routes, nothing sent.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The message `vector` is routed to, if any.
+    pub fn route(&self, vector: u16) -> Option<MsiMessage> {
+        self.routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&vector)
+            .copied()
+    }
+
+    /// Every `(vector, message)` sent so far, oldest first, forgetting them.
+    pub fn take(&self) -> Vec<(u16, MsiMessage)> {
+        std::mem::take(&mut *self.sent.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The vectors sent so far, oldest first, without forgetting them.
+    pub fn sent_vectors(&self) -> Vec<u16> {
+        self.sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(v, _)| *v)
+            .collect()
+    }
+}
+
+impl MsiVectors for RecordingVectors {
+    fn update(&self, vector: u16, message: Option<MsiMessage>) {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        match message {
+            Some(m) => routes.insert(vector, m),
+            None => routes.remove(&vector),
+        };
+    }
+
+    fn send(&self, vector: u16, message: MsiMessage) {
+        self.sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((vector, message));
     }
 }

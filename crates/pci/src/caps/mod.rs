@@ -38,6 +38,7 @@ pub mod msix_table;
 pub mod pcie;
 pub mod pcie_regs;
 pub mod pm;
+pub mod routing;
 
 #[cfg(test)]
 mod tests;

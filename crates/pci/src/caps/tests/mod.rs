@@ -7,4 +7,5 @@ mod list;
 mod msi;
 mod msix;
 mod pcie;
+mod routing;
 mod util;
