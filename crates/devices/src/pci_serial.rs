@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use irq::IrqLine;
 use pci::bar::{BarKind, BarSpec};
-use pci::config::{command, ConfigWriteEffects, Identity, Type0Config};
+use pci::config::{command, BarWindow, ConfigWriteEffects, Identity, Type0Config};
 use pci::function::PciFunction;
 use vm_superio::serial::NoEvents;
 use vm_superio::Trigger;
@@ -212,6 +212,10 @@ impl PciFunction for PciSerial {
         }
         self.pump();
         self.update_intx();
+    }
+
+    fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
+        self.config.bar_windows()
     }
 }
 

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmm::config::{
-    BootConfig, CpusConfig, DeviceConfig, HostConfig, LifecycleConfig, MemoryConfig, OnReboot,
-    PciSerialConfig, SerialConfig, VmConfig,
+    BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig, LifecycleConfig, MemoryConfig,
+    OnReboot, PciSerialConfig, PciSlot, SerialConfig, VmConfig,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -98,9 +98,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "TEXT", default_value = "IOVM-GUEST: boot done")]
     pub timing_marker: String,
 
-    /// Add a device (repeatable). Today: `pci-serial[,loopback=on][,output=PATH]`,
-    /// a PCI 16550 card on bus 0 (INTx); `loopback=on` echoes what the guest
-    /// sends back to it, `output=PATH` writes it to a file.
+    /// Add a device (repeatable): KIND[,id=ID][,bus=ID][,addr=SLOT[.FN]][,OPTIONS].
+    ///
+    /// Kinds: `root-port` (a PCIe root port; one device behind it, at slot 0),
+    /// `pci-bridge` (a PCI-to-PCI bridge; 32 slots behind it), `pci-serial`
+    /// (a PCI 16550 card using INTx; `loopback=on` echoes what the guest sends,
+    /// `output=PATH` writes it to a file).
+    ///
+    /// `bus=` puts a device behind a root port or bridge given earlier by its
+    /// `id=` (default: the root bus, pcie.0). `addr=` picks the slot and
+    /// function in hex as lspci shows them (default: next free slot, function 0);
+    /// functions 1-7 of a slot make a multi-function device.
+    /// Example: --device root-port,id=rp0 --device pci-serial,bus=rp0
     #[arg(long = "device", value_name = "SPEC", value_parser = parse_device)]
     pub devices: Vec<DeviceConfig>,
 
@@ -164,31 +173,61 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
-/// Parses a `--device` value: a kind, then `key=value` options.
+/// Parses `SLOT[.FN]` with hexadecimal numbers, as lspci prints them.
+fn parse_slot(text: &str) -> Result<PciSlot, String> {
+    let bad = || {
+        format!(
+            "addr={text} is not a PCI address; write SLOT[.FN] in hex, e.g. addr=3 or addr=1f.7"
+        )
+    };
+    let (slot, function) = text.split_once('.').unwrap_or((text, "0"));
+    let hex = |t: &str| u8::from_str_radix(t.trim_start_matches("0x"), 16).map_err(|_| bad());
+    Ok(PciSlot {
+        device: hex(slot)?,
+        function: hex(function)?,
+    })
+}
+
+/// Parses a `--device` value: a kind, then `key=value` options, the
+/// placement ones (`id=`, `bus=`, `addr=`) common to every kind.
 pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
     let mut parts = text.split(',');
-    let kind = parts.next().unwrap_or_default();
-    match kind {
-        "pci-serial" => {
-            let mut cfg = PciSerialConfig::default();
-            for opt in parts {
-                match opt.split_once('=') {
-                    Some(("loopback", "on")) => cfg.loopback = true,
-                    Some(("loopback", "off")) => cfg.loopback = false,
-                    Some(("output", p)) if !p.is_empty() => cfg.output = Some(PathBuf::from(p)),
-                    _ => {
-                        return Err(format!(
-                        "'{opt}' is not a pci-serial option; use loopback=on|off or output=PATH"
-                    ))
-                    }
-                }
-            }
-            Ok(DeviceConfig::PciSerial(cfg))
+    let kind_name = parts.next().unwrap_or_default();
+    let mut kind = match kind_name {
+        "pci-serial" => DeviceKind::PciSerial(PciSerialConfig::default()),
+        "root-port" => DeviceKind::RootPort,
+        "pci-bridge" => DeviceKind::PciBridge,
+        _ => {
+            return Err(format!(
+                "'{kind_name}' is not a device iovm has; known: pci-serial, root-port, pci-bridge"
+            ))
         }
-        _ => Err(format!(
-            "'{kind}' is not a device iovm has; known: pci-serial"
-        )),
+    };
+    let mut device = DeviceConfig::new(kind.clone());
+    for opt in parts {
+        match (opt.split_once('='), &mut kind) {
+            (Some(("id", id)), _) => device.id = Some(id.to_string()),
+            (Some(("bus", bus)), _) if !bus.is_empty() => device.bus = Some(bus.to_string()),
+            (Some(("addr", addr)), _) => device.addr = Some(parse_slot(addr)?),
+            (Some(("loopback", v @ ("on" | "off"))), DeviceKind::PciSerial(c)) => {
+                c.loopback = v == "on";
+            }
+            (Some(("output", p)), DeviceKind::PciSerial(c)) if !p.is_empty() => {
+                c.output = Some(PathBuf::from(p));
+            }
+            (_, k) => {
+                let own = match k {
+                    DeviceKind::PciSerial(_) => ", loopback=on|off, output=PATH",
+                    DeviceKind::RootPort | DeviceKind::PciBridge => "",
+                };
+                return Err(format!(
+                    "'{opt}' is not a {kind_name} option; use id=ID, bus=ID, addr=SLOT[.FN]{own}"
+                ));
+            }
+        }
     }
+    device.kind = kind;
+    Ok(device)
 }
 
 /// Parses a `--serial` value.
@@ -256,15 +295,48 @@ mod tests {
     fn test_parse_device_pci_serial_options() {
         assert_eq!(
             parse_device("pci-serial,loopback=on,output=/tmp/o"),
-            Ok(DeviceConfig::PciSerial(PciSerialConfig {
+            Ok(DeviceConfig::new(DeviceKind::PciSerial(PciSerialConfig {
                 loopback: true,
                 output: Some("/tmp/o".into())
-            }))
+            })))
         );
         assert!(parse_device("pci-serial,speed=9600")
             .unwrap_err()
             .contains("not a pci-serial option"));
         assert!(parse_device("floppy").unwrap_err().contains("not a device"));
+    }
+
+    #[test]
+    fn test_parse_device_placement_options() {
+        let d = parse_device("pci-serial,id=s0,bus=br0,addr=1f.7").unwrap();
+        assert_eq!(
+            (d.id.as_deref(), d.bus.as_deref(), d.addr),
+            (
+                Some("s0"),
+                Some("br0"),
+                Some(PciSlot {
+                    device: 0x1f,
+                    function: 7
+                })
+            )
+        );
+        let rp = parse_device("root-port,id=rp0,addr=0x3").unwrap();
+        assert_eq!(
+            (rp.kind, rp.addr),
+            (
+                DeviceKind::RootPort,
+                Some(PciSlot {
+                    device: 3,
+                    function: 0
+                })
+            )
+        );
+        assert!(parse_device("pci-serial,addr=x1")
+            .unwrap_err()
+            .contains("not a PCI address"));
+        assert!(parse_device("root-port,loopback=on")
+            .unwrap_err()
+            .contains("not a root-port option"));
     }
 
     #[test]

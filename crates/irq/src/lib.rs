@@ -20,6 +20,7 @@
 pub mod ioapic;
 pub mod msi;
 pub mod recording;
+pub mod wired_or;
 
 use std::fmt::Debug;
 

@@ -14,11 +14,12 @@
 //! (MSI programming, power state) stay in its registers: the VMM reads
 //! them through [`RootPort::caps`] when it signals a port event.
 
+use crate::bar::BarSpec;
 use crate::caps::msi::MsiConfig;
 use crate::caps::pcie::{LinkConfig, LinkSpeed, LinkWidth, MaxPayload, PcieConfig, PcieDevice};
 use crate::caps::pm::{self, PmConfig};
 use crate::caps::{CapError, CapWriteEffects, Capabilities, CapabilityList};
-use crate::config::{ConfigError, ConfigWriteEffects, Identity};
+use crate::config::{BarWindow, ConfigError, ConfigWriteEffects, Identity};
 use crate::function::PciFunction;
 use crate::host_bridge::VENDOR_REDHAT;
 use crate::type1::{BusNumbers, Type1Config, Type1Spec, CLASS_PCI_BRIDGE};
@@ -40,6 +41,11 @@ pub trait PciBridgeFunction: PciFunction {
     /// PCIe downstream port (PCIe 6.0 §7.3.1: device numbers above 0 are
     /// not forwarded on a point-to-point link).
     fn secondary_devices(&self) -> u8;
+
+    /// Whether a BAR decoding `window` (I/O ports when `io`) on the
+    /// secondary side is reachable from the primary side: the bridge
+    /// forwards the whole range ([`Type1Config::forwards_range`]).
+    fn forwards(&self, io: bool, window: BarWindow) -> bool;
 }
 
 /// Why a bridge could not be built (a bug in the VMM's configuration).
@@ -108,6 +114,10 @@ impl PciFunction for PciBridge {
     }
 
     fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
+
+    fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
+        self.config.bar_windows()
+    }
 }
 
 impl PciBridgeFunction for PciBridge {
@@ -117,6 +127,10 @@ impl PciBridgeFunction for PciBridge {
 
     fn secondary_devices(&self) -> u8 {
         BUS_DEVICES
+    }
+
+    fn forwards(&self, io: bool, window: BarWindow) -> bool {
+        self.config.forwards_range(io, window)
     }
 }
 
@@ -245,6 +259,10 @@ impl PciFunction for RootPort {
     }
 
     fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
+
+    fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
+        self.config.bar_windows()
+    }
 }
 
 impl PciBridgeFunction for RootPort {
@@ -254,5 +272,9 @@ impl PciBridgeFunction for RootPort {
 
     fn secondary_devices(&self) -> u8 {
         1
+    }
+
+    fn forwards(&self, io: bool, window: BarWindow) -> bool {
+        self.config.forwards_range(io, window)
     }
 }

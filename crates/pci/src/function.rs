@@ -1,7 +1,8 @@
 //! What the root complex needs of a PCI function: its configuration space and
 //! its BARs, addressed by offset (STYLE point 3: the bus owns placement).
 
-use crate::config::ConfigWriteEffects;
+use crate::bar::BarSpec;
+use crate::config::{BarWindow, ConfigWriteEffects};
 
 /// One PCI function as the configuration mechanism and the BAR decoders see it.
 pub trait PciFunction: Send {
@@ -16,4 +17,9 @@ pub trait PciFunction: Send {
 
     /// Writes at `offset` inside BAR `bar`.
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]);
+
+    /// Every BAR and the window it decodes now (`None`: its space is not
+    /// enabled in the command register), as [`crate::config::decoded_bar_windows`]
+    /// computes it from the header.
+    fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)>;
 }

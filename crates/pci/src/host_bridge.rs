@@ -1,7 +1,8 @@
 //! The PCIe host bridge at 00:00.0: the root complex's own function, which
 //! identifies the bridge to the OS (class 06/00/00) and decodes nothing.
 
-use crate::config::{ConfigWriteEffects, Identity, Type0Config};
+use crate::bar::BarSpec;
+use crate::config::{BarWindow, ConfigWriteEffects, Identity, Type0Config};
 use crate::function::PciFunction;
 
 /// Red Hat's PCI vendor ID, under which the generic PCIe host bridge of
@@ -58,4 +59,8 @@ impl PciFunction for HostBridge {
     }
 
     fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
+
+    fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
+        self.config.bar_windows()
+    }
 }

@@ -22,8 +22,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::address::{decode_cf8, decode_ecam, Bdf, ConfigTarget};
+use crate::bar::BarSpec;
 use crate::bridge::PciBridgeFunction;
-use crate::config::{ConfigWriteEffects, CONFIG_SPACE_SIZE};
+use crate::config::{BarWindow, ConfigWriteEffects, CONFIG_SPACE_SIZE};
 use crate::function::PciFunction;
 
 /// A function shared between the root complex and its owner.
@@ -52,12 +53,32 @@ struct BridgeNode {
     downstream: BTreeMap<(u8, u8), Downstream>,
 }
 
+/// Adds `function`'s decoding BARs that every bridge of `path` forwards.
+fn collect_bars(function: &SharedFunction, path: &[SharedBridge], out: &mut Vec<DecodedBar>) {
+    let windows = lock(function).bar_windows();
+    for (bar, window) in windows {
+        let Some(window) = window.filter(|w| w.size > 0) else {
+            continue;
+        };
+        if path.iter().all(|b| lock(b).forwards(bar.is_io(), window)) {
+            out.push(DecodedBar {
+                function: function.clone(),
+                bar,
+                window,
+            });
+        }
+    }
+}
+
 fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Bytes the legacy mechanism reaches of each function.
 const LEGACY_CONFIG_SIZE: usize = 256;
+/// Header Type register offset and its multi-function bit.
+const HEADER_TYPE: usize = 0x0e;
+const MULTI_FUNCTION: u8 = 0x80;
 
 /// Why a function could not be attached.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -87,6 +108,27 @@ pub enum AttachError {
     /// No such bridge.
     #[error("no bridge {0:?}")]
     UnknownBridge(BridgeId),
+}
+
+/// A BAR that decodes now and that every bridge above it forwards: where
+/// the VMM maps it.
+#[derive(Clone)]
+pub struct DecodedBar {
+    /// The function owning the BAR.
+    pub function: SharedFunction,
+    /// The BAR.
+    pub bar: BarSpec,
+    /// Where it decodes.
+    pub window: BarWindow,
+}
+
+impl std::fmt::Debug for DecodedBar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedBar")
+            .field("bar", &self.bar)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A configuration access result with its effects, for the VMM to apply.
@@ -189,6 +231,39 @@ impl RootComplex {
         Ok(id)
     }
 
+    /// Every BAR that answers the guest now: decoding in its function, and
+    /// forwarded by every bridge between it and the root bus. Computed from
+    /// the live registers, so a mapping derived from it cannot go stale.
+    pub fn decoded_bars(&self) -> Vec<DecodedBar> {
+        let mut out = Vec::new();
+        for f in self.functions.values() {
+            collect_bars(f, &[], &mut out);
+        }
+        let mut path = Vec::new();
+        for id in self.root_bridges.values() {
+            self.collect_bridge(*id, &mut path, &mut out);
+        }
+        out
+    }
+
+    fn collect_bridge(
+        &self,
+        id: BridgeId,
+        path: &mut Vec<SharedBridge>,
+        out: &mut Vec<DecodedBar>,
+    ) {
+        let node = &self.bridges[id.0];
+        collect_bars(&node.function, path, out);
+        path.push(node.bridge.clone());
+        for d in node.downstream.values() {
+            match *d {
+                Downstream::Function(i) => collect_bars(&self.behind[i], path, out),
+                Downstream::Bridge(b) => self.collect_bridge(b, path, out),
+            }
+        }
+        path.pop();
+    }
+
     /// The bridge `id`, if attached.
     pub fn bridge(&self, id: BridgeId) -> Option<SharedBridge> {
         self.bridges.get(id.0).map(|n| n.bridge.clone())
@@ -280,8 +355,26 @@ impl RootComplex {
             .is_some_and(|end| end <= limit);
         match self.function(target.bdf) {
             Some(f) if in_range => lock(&f).config_read(target.offset, data),
-            _ => data.fill(0xff),
+            _ => {
+                data.fill(0xff);
+                return;
+            }
         }
+        let header_type = HEADER_TYPE.wrapping_sub(target.offset);
+        if target.bdf.function == 0
+            && header_type < data.len()
+            && self.is_multi_function(target.bdf)
+        {
+            data[header_type] |= MULTI_FUNCTION;
+        }
+    }
+
+    /// Whether the slot of `bdf` holds functions besides 0: then function
+    /// 0's header type says "multi-function" (PCI 3.0 §6.2.1), since that
+    /// bit is what makes Linux scan functions 1-7. It is the slot's
+    /// property, so the root complex sets it rather than each device.
+    fn is_multi_function(&self, bdf: Bdf) -> bool {
+        (1..8).any(|function| self.function(Bdf { function, ..bdf }).is_some())
     }
 
     fn config_write(&self, target: ConfigTarget, data: &[u8], limit: usize) -> RoutedEffects {

@@ -281,3 +281,117 @@ fn test_hostile_sweep_of_bridges_then_enumeration_still_works() {
     scan(&m.rc, 0, &mut 0, &mut found);
     assert_eq!(found, expected());
 }
+
+/// An endpoint with a 4 KiB memory BAR 0 and a 16-port I/O BAR 1.
+struct BarDevice(crate::config::Type0Config);
+
+impl crate::function::PciFunction for BarDevice {
+    fn config_read(&self, offset: usize, data: &mut [u8]) {
+        self.0.read(offset, data);
+    }
+    fn config_write(&mut self, offset: usize, data: &[u8]) -> crate::config::ConfigWriteEffects {
+        self.0.write(offset, data)
+    }
+    fn bar_read(&mut self, _: usize, _: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn bar_write(&mut self, _: usize, _: u64, _: &[u8]) {}
+    fn bar_windows(&self) -> Vec<(crate::bar::BarSpec, Option<crate::config::BarWindow>)> {
+        self.0.bar_windows()
+    }
+}
+
+fn bar_device() -> SharedFunction {
+    use crate::bar::{BarKind, BarSpec};
+    let bars = [
+        BarSpec {
+            index: 0,
+            kind: BarKind::Mem32 {
+                prefetchable: false,
+            },
+            size: 0x1000,
+        },
+        BarSpec {
+            index: 1,
+            kind: BarKind::Io,
+            size: 0x10,
+        },
+    ];
+    let id = crate::config::Identity {
+        vendor: 0x1b36,
+        device: 0x00ff,
+        class: 0xff_00_00,
+        revision: 0,
+        subsystem_vendor: 0,
+        subsystem: 0,
+    };
+    Arc::new(Mutex::new(BarDevice(
+        crate::config::Type0Config::new(id, &bars, 1).unwrap(),
+    )))
+}
+
+#[test]
+fn test_function_zero_says_multi_function_only_when_its_slot_has_more() {
+    let mut rc = RootComplex::new();
+    rc.attach(bdf(0, 3, 0), bar_device()).unwrap();
+    rc.attach(bdf(0, 4, 0), bar_device()).unwrap();
+    rc.attach(bdf(0, 4, 2), bar_device()).unwrap();
+
+    let header = |b| read32(&rc, b, 0x0c) >> 16 & 0xff;
+
+    assert_eq!(header(bdf(0, 3, 0)), 0x00);
+    assert_eq!(header(bdf(0, 4, 0)), 0x80);
+    assert_eq!(
+        header(bdf(0, 4, 2)),
+        0x00,
+        "only function 0 carries the bit"
+    );
+    let mut byte = [0u8; 1];
+    rc.ecam_read(ecam(bdf(0, 4, 0), 0x0e), &mut byte);
+    assert_eq!(byte, [0x80], "a byte read of the header type too");
+}
+
+#[test]
+fn test_bar_behind_a_bridge_decodes_only_inside_its_open_windows() {
+    use crate::config::{command, COMMAND};
+    let mut rc = RootComplex::new();
+    let port = rc.attach_bridge(bdf(0, 1, 0), root_port()).unwrap();
+    rc.attach_behind(port, 0, 0, bar_device()).unwrap();
+    let p = bdf(0, 1, 0);
+    write32(&rc, p, reg::PRIMARY_BUS, 0x00_01_01_00);
+    let dev = bdf(1, 0, 0);
+    write32(&rc, dev, 0x10, 0xc010_0000);
+    write32(&rc, dev, 0x14, 0x2000);
+    write32(&rc, dev, COMMAND, u32::from(command::MEMORY | command::IO));
+    let windows = |rc: &RootComplex| {
+        let mut w: Vec<_> = rc
+            .decoded_bars()
+            .iter()
+            .map(|d| (d.bar.index, d.window.addr))
+            .collect();
+        w.sort();
+        w
+    };
+    let closed = windows(&rc);
+
+    // Memory window 0xc010_0000-0xc01f_ffff, I/O window 0x2000-0x2fff.
+    write32(&rc, p, reg::MEM_BASE, 0xc010_c010);
+    write32(&rc, p, reg::IO_BASE, 0x2020);
+    let decode_off = windows(&rc);
+    write32(&rc, p, COMMAND, u32::from(command::MEMORY));
+    let memory_only = windows(&rc);
+    write32(&rc, p, COMMAND, u32::from(command::MEMORY | command::IO));
+    let both = windows(&rc);
+    write32(&rc, dev, 0x10, 0xc020_0000);
+    let outside = windows(&rc);
+
+    assert_eq!(closed, vec![]);
+    assert_eq!(decode_off, vec![]);
+    assert_eq!(memory_only, vec![(0, 0xc010_0000)]);
+    assert_eq!(both, vec![(0, 0xc010_0000), (1, 0x2000)]);
+    assert_eq!(
+        outside,
+        vec![(1, 0x2000)],
+        "a BAR outside the window is not reachable"
+    );
+}

@@ -435,6 +435,34 @@ impl Type1Config {
             .any(|w| w.contains(&addr))
     }
 
+    /// Whether the bridge forwards every address of `window` (I/O ports
+    /// when `io`) from its primary to its secondary side: that space is
+    /// enabled in the command register and one window holds the whole
+    /// range (PCI-to-PCI Bridge 1.2 §4.1: a transaction is forwarded when
+    /// it falls inside a base/limit window). VGA and ISA ranges are not
+    /// considered: BARs are never placed by those rules.
+    pub fn forwards_range(&self, io: bool, window: BarWindow) -> bool {
+        let Some(last) = window
+            .size
+            .checked_sub(1)
+            .and_then(|s| window.addr.checked_add(s))
+        else {
+            return false;
+        };
+        let holds = |w: &RangeInclusive<u64>| w.contains(&window.addr) && w.contains(&last);
+        if io {
+            self.window(WindowKind::Io).is_some_and(|w| holds(&w))
+        } else {
+            [
+                self.window(WindowKind::Memory),
+                self.window(WindowKind::Prefetchable),
+            ]
+            .iter()
+            .flatten()
+            .any(holds)
+        }
+    }
+
     /// The decoded window of every BAR, given the command register.
     pub fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
         crate::config::decoded_bar_windows(&self.regs, &self.bars)

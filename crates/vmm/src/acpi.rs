@@ -41,17 +41,15 @@ pub const RTC_IRQ: u32 = 8;
 /// Pins of the IOAPIC.
 pub const IOAPIC_PINS: u32 = 24;
 
-/// MADT flag: the machine also has dual 8259 PICs.
-const MADT_PCAT_COMPAT: u32 = 1;
+/// MADT flags: none. In particular not PCAT_COMPAT (bit 0): the machine
+/// has no 8259 PICs, only the IOAPIC (KVM's split irqchip).
+const MADT_FLAGS: u32 = 0;
 /// MADT structure types (ACPI 6.5 Table 5.45).
 const MADT_LOCAL_APIC: u8 = 0;
 const MADT_IO_APIC: u8 = 1;
-const MADT_INTERRUPT_OVERRIDE: u8 = 2;
 const MADT_LOCAL_APIC_NMI: u8 = 4;
 /// Local APIC flags: enabled.
 const LAPIC_ENABLED: u32 = 1;
-/// MPS INTI flags: active high, edge triggered.
-const MPS_HIGH_EDGE: u16 = 0b01 | (0b01 << 2);
 
 /// FADT IA-PC boot architecture flags (ACPI 6.5 Table 5.11).
 const IAPC_VGA_NOT_PRESENT: u16 = 1 << 2;
@@ -156,7 +154,7 @@ fn build_fadt(dsdt_addr: u64) -> Vec<u8> {
 fn build_madt(cfg: &AcpiConfig) -> Vec<u8> {
     let mut madt = Sdt::new(*b"APIC", 44, 5, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     madt.write_u32(36, LAPIC_START as u32);
-    madt.write_u32(40, MADT_PCAT_COMPAT);
+    madt.write_u32(40, MADT_FLAGS);
     for id in 0..cfg.cpus {
         let mut e = vec![MADT_LOCAL_APIC, 8, id as u8, id as u8];
         e.extend_from_slice(&LAPIC_ENABLED.to_le_bytes());
@@ -166,11 +164,8 @@ fn build_madt(cfg: &AcpiConfig) -> Vec<u8> {
     ioapic.extend_from_slice(&(IOAPIC_START as u32).to_le_bytes());
     ioapic.extend_from_slice(&0u32.to_le_bytes());
     madt.append_slice(&ioapic);
-    // ISA IRQ 0 (the PIT) arrives on IOAPIC pin 2, as on PC hardware.
-    let mut iso = vec![MADT_INTERRUPT_OVERRIDE, 10, 0, 0];
-    iso.extend_from_slice(&2u32.to_le_bytes());
-    iso.extend_from_slice(&MPS_HIGH_EDGE.to_le_bytes());
-    madt.append_slice(&iso);
+    // No interrupt source overrides: there is no PIT, and ISA IRQs 1-15
+    // reach the IOAPIC pins of the same number.
     // LINT1 of every processor is wired to NMI.
     madt.append_slice(&[MADT_LOCAL_APIC_NMI, 6, 0xff, 0, 0, 1]);
     madt.as_slice().to_vec()
@@ -376,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn test_madt_has_one_lapic_per_cpu_ioapic_and_override() {
+    fn test_madt_has_one_lapic_per_cpu_one_ioapic_and_no_pics() {
         let t = build(&test_cfg(3));
         let (_, madt) = table(&t, b"APIC");
         assert_eq!(u32_at(madt, 36), LAPIC_START as u32);
@@ -395,7 +390,7 @@ mod tests {
                     ioapics += 1;
                     assert_eq!(u32_at(madt, off + 4), IOAPIC_START as u32);
                 }
-                MADT_INTERRUPT_OVERRIDE => overrides.push((madt[off + 3], u32_at(madt, off + 4))),
+                2 => overrides.push((madt[off + 3], u32_at(madt, off + 4))),
                 _ => {}
             }
             off += len;
@@ -403,7 +398,12 @@ mod tests {
         assert_eq!(off, madt.len());
         assert_eq!(lapic_ids, vec![0, 1, 2]);
         assert_eq!(ioapics, 1);
-        assert_eq!(overrides, vec![(0, 2)]);
+        assert_eq!(overrides, vec![]);
+        assert_eq!(
+            u32_at(madt, 40) & 1,
+            0,
+            "no PCAT_COMPAT: there are no 8259s"
+        );
     }
 
     #[test]

@@ -22,11 +22,67 @@ pub struct VmConfig {
     pub devices: Vec<DeviceConfig>,
 }
 
-/// A device the user asked for.
+/// A device the user asked for, and where it goes in the PCI tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeviceConfig {
-    /// A PCI 16550 serial card on bus 0.
+pub struct DeviceConfig {
+    /// What the device is.
+    pub kind: DeviceKind,
+    /// A name other devices refer to (`bus=ID`), unique in the machine.
+    pub id: Option<String>,
+    /// The bus it sits on: a root port's or bridge's id, or `None` for the
+    /// root bus (`pcie.0`).
+    pub bus: Option<String>,
+    /// Its device and function number on that bus, or `None` for the next
+    /// free slot, function 0.
+    pub addr: Option<PciSlot>,
+}
+
+impl DeviceConfig {
+    /// A device of `kind` with no id, on the next free slot of the root bus.
+    pub fn new(kind: DeviceKind) -> Self {
+        Self {
+            kind,
+            id: None,
+            bus: None,
+            addr: None,
+        }
+    }
+}
+
+/// A device number and function number on one bus (`addr=SLOT[.FN]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PciSlot {
+    /// Device number, 0-31.
+    pub device: u8,
+    /// Function number, 0-7.
+    pub function: u8,
+}
+
+/// The kinds of device iovm can build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A PCI 16550 serial card.
     PciSerial(PciSerialConfig),
+    /// A PCIe root port: a bus of its own with one slot (a link).
+    RootPort,
+    /// A PCI-to-PCI bridge: a bus of its own with 32 slots.
+    PciBridge,
+}
+
+impl DeviceKind {
+    /// The name users write on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PciSerial(_) => "pci-serial",
+            Self::RootPort => "root-port",
+            Self::PciBridge => "pci-bridge",
+        }
+    }
+
+    /// Whether other devices can sit behind it.
+    pub fn is_bus(&self) -> bool {
+        matches!(self, Self::RootPort | Self::PciBridge)
+    }
 }
 
 /// A PCI serial card.

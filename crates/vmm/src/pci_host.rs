@@ -14,27 +14,32 @@ use std::sync::{Arc, Mutex};
 
 use devices::BusDevice;
 use pci::address::Bdf;
-use pci::config::BarChange;
+use pci::bridge::PciBridgeFunction;
+use pci::config::ConfigWriteEffects;
 use pci::host_bridge::HostBridge;
-use pci::root::{AttachError, RootComplex, RoutedEffects, SharedFunction};
+use pci::root::{AttachError, BridgeId, DecodedBar, RootComplex, RoutedEffects, SharedFunction};
 
 use crate::bus::Bus;
 
 /// Ports of the legacy configuration mechanism (CONFIG_ADDRESS and CONFIG_DATA).
 pub const CONFIG_PORTS_SIZE: u64 = 8;
 
-/// Where a BAR is mapped now: which bus, at which base.
+/// Where a BAR is mapped now: which bus, at which base, how large.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Mapping {
     io: bool,
     base: u64,
+    size: u64,
 }
+
+/// A BAR of a function: the function's identity and the BAR index.
+type MappingKey = (usize, usize);
 
 struct Inner {
     root: Mutex<RootComplex>,
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
-    mapped: Mutex<BTreeMap<(Bdf, usize), Mapping>>,
+    mapped: Mutex<BTreeMap<MappingKey, Mapping>>,
 }
 
 /// The root complex shared by its two access paths.
@@ -94,6 +99,39 @@ impl PciRoot {
         self.lock().attach(bdf, function)
     }
 
+    /// Places a bridge (a root port or PCI-to-PCI bridge) on the root bus.
+    pub fn attach_bridge<B: PciBridgeFunction + 'static>(
+        &self,
+        bdf: Bdf,
+        bridge: Arc<Mutex<B>>,
+    ) -> Result<BridgeId, AttachError> {
+        self.lock().attach_bridge(bdf, bridge)
+    }
+
+    /// Places a function behind `parent`.
+    pub fn attach_behind(
+        &self,
+        parent: BridgeId,
+        device: u8,
+        function_number: u8,
+        function: SharedFunction,
+    ) -> Result<(), AttachError> {
+        self.lock()
+            .attach_behind(parent, device, function_number, function)
+    }
+
+    /// Places a bridge behind `parent`.
+    pub fn attach_bridge_behind<B: PciBridgeFunction + 'static>(
+        &self,
+        parent: BridgeId,
+        device: u8,
+        function_number: u8,
+        bridge: Arc<Mutex<B>>,
+    ) -> Result<BridgeId, AttachError> {
+        self.lock()
+            .attach_bridge_behind(parent, device, function_number, bridge)
+    }
+
     /// The device for the port bus at 0xCF8.
     pub fn config_ports(&self) -> ConfigPorts {
         ConfigPorts(self.clone())
@@ -108,65 +146,86 @@ impl PciRoot {
         self.0.root.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies what a configuration write changed. Runs with no lock of the
-    /// root complex or of any bus held.
+    /// Applies what a configuration write changed. Runs with no lock of a
+    /// bus held; only writes that changed something (a BAR, decoding, a
+    /// bridge's windows or bus numbers) cost a resync.
     fn apply(&self, routed: RoutedEffects) {
-        let Some(bdf) = routed.bdf else { return };
-        if routed.effects.bars.is_empty() {
+        if routed.bdf.is_none() || routed.effects == ConfigWriteEffects::default() {
             return;
         }
-        let Some(function) = self.lock().function(bdf) else {
-            return;
-        };
-        for change in routed.effects.bars {
-            self.apply_bar(bdf, &function, change);
+        self.resync();
+    }
+
+    /// Brings the bus mappings in line with what decodes now
+    /// ([`RootComplex::decoded_bars`]): mappings that stopped answering go
+    /// first, then moved ones are relocated (each in one step), then new
+    /// ones are inserted. A BAR placed over another range stays unmapped
+    /// with a log line; the other range keeps its device.
+    pub fn resync(&self) {
+        let decoded = self.lock().decoded_bars();
+        let mut wanted: BTreeMap<MappingKey, (Mapping, DecodedBar)> = BTreeMap::new();
+        for d in decoded {
+            let key = (function_key(&d.function), d.bar.index);
+            let m = Mapping {
+                io: d.bar.is_io(),
+                base: d.window.addr,
+                size: d.window.size,
+            };
+            wanted.insert(key, (m, d));
+        }
+        let mut mapped = self.0.mapped.lock().unwrap_or_else(|p| p.into_inner());
+        let stale: Vec<_> = mapped
+            .iter()
+            .filter(|(k, m)| {
+                wanted
+                    .get(k)
+                    .is_none_or(|(w, _)| w.io != m.io || w.size != m.size)
+            })
+            .map(|(k, m)| (*k, *m))
+            .collect();
+        for (key, m) in stale {
+            self.bus(m.io).remove(m.base);
+            mapped.remove(&key);
+        }
+        for (key, (want, decoded)) in &wanted {
+            let bus = self.bus(want.io);
+            let result = match mapped.get(key) {
+                Some(m) if m.base == want.base => continue,
+                Some(m) => bus.relocate(m.base, want.base),
+                None => {
+                    let region = BarRegion {
+                        function: decoded.function.clone(),
+                        bar: decoded.bar.index,
+                    };
+                    bus.insert(want.base, want.size, 0, Arc::new(Mutex::new(region)))
+                }
+            };
+            match result {
+                Ok(()) => {
+                    mapped.insert(*key, *want);
+                }
+                Err(e) => {
+                    if let Some(m) = mapped.remove(key) {
+                        bus.remove(m.base);
+                    }
+                    tracing::warn!("PCI BAR {} at {:#x}: not mapped: {e}", key.1, want.base);
+                }
+            }
         }
     }
 
-    fn apply_bar(&self, bdf: Bdf, function: &SharedFunction, change: BarChange) {
-        let bus = if change.io { &self.0.pio } else { &self.0.mmio };
-        let mut mapped = self.0.mapped.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (bdf, change.index);
-        let current = mapped.get(&key).copied();
-        let result = match (current, change.new) {
-            (Some(m), Some(new)) => bus.relocate(m.base, new.addr),
-            (Some(m), None) => {
-                bus.remove(m.base);
-                Ok(())
-            }
-            (None, Some(new)) => {
-                let region = BarRegion {
-                    function: function.clone(),
-                    bar: change.index,
-                };
-                bus.insert(new.addr, new.size, 0, Arc::new(Mutex::new(region)))
-            }
-            (None, None) => Ok(()),
-        };
-        match (result, change.new) {
-            (Ok(()), Some(new)) => {
-                mapped.insert(
-                    key,
-                    Mapping {
-                        io: change.io,
-                        base: new.addr,
-                    },
-                );
-            }
-            (Ok(()), None) => {
-                mapped.remove(&key);
-            }
-            (Err(e), _) => {
-                // A failed relocation leaves the old mapping; drop it too, so
-                // the BAR answers nowhere rather than at a stale address.
-                if let Some(m) = current {
-                    bus.remove(m.base);
-                    mapped.remove(&key);
-                }
-                tracing::warn!("PCI {bdf} BAR {}: not mapped: {e}", change.index);
-            }
+    fn bus(&self, io: bool) -> &Bus {
+        if io {
+            &self.0.pio
+        } else {
+            &self.0.mmio
         }
     }
+}
+
+/// Identifies a function across bus renumbering: the address of its object.
+fn function_key(f: &SharedFunction) -> usize {
+    Arc::as_ptr(f) as *const () as usize
 }
 
 /// 0xCF8–0xCFF.
@@ -226,6 +285,9 @@ mod tests {
         }
         fn bar_write(&mut self, bar: usize, offset: u64, _data: &[u8]) {
             self.writes.push((bar, offset));
+        }
+        fn bar_windows(&self) -> Vec<(BarSpec, Option<pci::config::BarWindow>)> {
+            self.config.bar_windows()
         }
     }
 

@@ -1,6 +1,7 @@
 //! One vCPU thread: enter the guest, handle the exit, repeat.
 //!
-//! Port I/O exits go to the port bus, MMIO exits to the MMIO bus. Accesses no
+//! Port I/O exits go to the port bus, MMIO exits to the MMIO bus, and the
+//! EOI of a level-triggered vector to the user-space IOAPIC. Accesses no
 //! device claims read as all-ones and drop writes, as on a PC's ISA/PCI bus.
 //! Shutdown (triple fault) and KVM's system events become lifecycle events;
 //! an entry failure or internal error ends the machine as crashed.
@@ -15,6 +16,7 @@ use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EV
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::bus::Bus;
+use crate::irqchip::Irqchip;
 use crate::vm::VmEvent;
 
 /// The signal that kicks a vCPU thread out of `KVM_RUN`.
@@ -46,6 +48,8 @@ pub struct VcpuRunner {
     pub pio: Arc<Bus>,
     /// MMIO space.
     pub mmio: Arc<Bus>,
+    /// The user-space IOAPIC, told of level-triggered EOIs.
+    pub irqchip: Irqchip,
     /// Where to report lifecycle events.
     pub events: Sender<VmEvent>,
     /// Set when the machine is going away.
@@ -92,6 +96,7 @@ impl VcpuRunner {
                 Ok(VcpuExit::MmioWrite(addr, data)) => {
                     self.mmio.write(addr, data);
                 }
+                Ok(VcpuExit::IoapicEoi(vector)) => self.irqchip.end_of_interrupt(vector),
                 Ok(VcpuExit::Hlt) => {}
                 Ok(VcpuExit::Shutdown) => {
                     tracing::info!(

@@ -1,7 +1,7 @@
 //! Building a machine from a [`VmConfig`] and running it to its end.
 //!
 //! ```text
-//!  validate config ─▶ open files ─▶ open /dev/kvm ─▶ create VM, irqchip, PIT
+//!  validate config ─▶ open files ─▶ open /dev/kvm ─▶ create VM, split irqchip
 //!   ─▶ map RAM ─▶ load kernel, ACPI, page tables ─▶ create vCPUs ─▶ run
 //!   ─▶ first lifecycle event ─▶ stop vCPUs ─▶ Outcome
 //! ```
@@ -24,29 +24,28 @@ use devices::legacy::pvpanic::PVPANIC_PORT;
 use devices::legacy::serial::SERIAL_PORT_SIZE;
 use devices::legacy::{AcpiPowerDevice, Cmos, PvPanic, Serial, I8042};
 use devices::{GuestRequest, LifecycleSink};
-use kvm_bindings::{kvm_pit_config, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use irq::ioapic::WirePolarity;
+use kvm_bindings::{Msrs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{
     Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
 };
 use vmm_sys_util::signal::Killable;
 
-use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT};
+use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT, IOAPIC_PINS};
 use crate::boot::{cpu_state, loader, page_tables, reset_vector};
 use crate::bus::Bus;
-use crate::config::{DeviceConfig, OnReboot, VmConfig};
+use crate::config::{OnReboot, VmConfig};
 use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
-use crate::interrupts::KvmLevelLine;
-use crate::interrupts::{self, KvmIrqLine};
-use crate::layout::{MemoryLayout, ECAM_SIZE, ECAM_START, MIB, MIN_MEMORY};
+use crate::interrupts::GsiRouter;
+use crate::irqchip::{self, Irqchip, IOAPIC_WINDOW};
+use crate::layout::{MemoryLayout, ECAM_SIZE, ECAM_START, IOAPIC_START, MIB, MIN_MEMORY};
+use crate::pci_devices;
 use crate::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 use crate::vcpu::{self, VcpuRunner};
-use devices::pci_serial::{PciSerial, PciSerialConfig};
-use pci::address::Bdf;
 use pci::address::CONFIG_ADDRESS_PORT;
-use pci::root::SharedFunction;
 
 /// Exit code: the guest powered off.
 pub const EXIT_POWEROFF: i32 = 0;
@@ -192,6 +191,9 @@ pub enum VmError {
     /// The PCI topology could not be built.
     #[error("PCI topology: {0}")]
     Pci(String),
+    /// A `--device` could not be placed or built.
+    #[error(transparent)]
+    Devices(#[from] crate::pci_devices::PciBuildError),
     /// A thread could not be started.
     #[error("cannot start a thread")]
     Thread(#[source] std::io::Error),
@@ -223,6 +225,7 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
             });
         }
     }
+    crate::topology::plan(&cfg.devices).map_err(crate::pci_devices::PciBuildError::from)?;
     match cfg.cpus.count {
         0 => Err(VmError::NoCpus),
         n if n > MAX_CPUS => Err(VmError::TooManyCpus {
@@ -329,15 +332,11 @@ impl Vm {
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create a VM"))?);
         vm.set_tss_address(KVM_TSS_ADDRESS)
             .map_err(kvm_err("set the TSS address"))?;
-        vm.create_irq_chip()
-            .map_err(kvm_err("create the in-kernel interrupt controllers"))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        vm.create_pit2(pit)
-            .map_err(kvm_err("create the in-kernel PIT"))?;
-        interrupts::install_legacy_routes(&vm).map_err(kvm_err("set up interrupt routing"))?;
+        irqchip::enable_split(&vm, IOAPIC_PINS)
+            .map_err(kvm_err("enable the split irqchip (local APICs in KVM)"))?;
+        let router = Arc::new(GsiRouter::new(vm.clone(), IOAPIC_PINS));
+        let irqchip = Irqchip::new(router, IOAPIC_PINS as usize)
+            .map_err(|e| VmError::Pci(format!("IOAPIC: {e}")))?;
 
         let layout = MemoryLayout::new(cfg.memory.size);
         let memory = GuestMemoryMmap::<()>::from_ranges(&layout.ram_regions())
@@ -381,8 +380,9 @@ impl Vm {
 
         let (tx, events) = mpsc::channel();
         let sink: Arc<dyn LifecycleSink> = Arc::new(ChannelSink(Mutex::new(tx.clone())));
-        let com1_line =
-            KvmIrqLine::new(vm.clone(), COM1_IRQ).map_err(kvm_err("connect COM1's interrupt"))?;
+        let com1_line = irqchip
+            .line(COM1_IRQ, WirePolarity::ActiveHigh)
+            .map_err(|e| VmError::Pci(format!("COM1 interrupt: {e}")))?;
         let serial = Arc::new(Mutex::new(Serial::new(
             Arc::new(com1_line),
             console.writer(),
@@ -390,6 +390,12 @@ impl Vm {
         console.attach(serial.clone(), tx.clone());
         let pio = Arc::new(platform_bus(serial, persistent.cmos.clone(), sink)?);
         let mmio = Arc::new(Bus::new());
+        mmio.insert(
+            IOAPIC_START,
+            IOAPIC_WINDOW,
+            0,
+            Arc::new(Mutex::new(irqchip.mmio())),
+        )?;
         let pci =
             PciRoot::new(pio.clone(), mmio.clone()).map_err(|e| VmError::Pci(e.to_string()))?;
         pio.insert(
@@ -399,7 +405,7 @@ impl Vm {
             Arc::new(Mutex::new(pci.config_ports())),
         )?;
         mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))?;
-        attach_devices(&cfg.devices, &pci, &vm)?;
+        pci_devices::build(&cfg.devices, &pci, &irqchip)?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -426,6 +432,7 @@ impl Vm {
                 fd,
                 pio: pio.clone(),
                 mmio: mmio.clone(),
+                irqchip: irqchip.clone(),
                 events: tx.clone(),
                 stop: stop.clone(),
                 first_entry: (index == 0).then(|| first_tx.clone()),
@@ -487,48 +494,6 @@ impl Vm {
         tracing::info!("vCPUs stopped");
         Ok(outcome)
     }
-}
-
-/// Places the user's devices on bus 0, from slot 1 on, each with its INTA
-/// wired as the DSDT's `_PRT` says.
-fn attach_devices(devices: &[DeviceConfig], pci: &PciRoot, vm: &Arc<VmFd>) -> Result<(), VmError> {
-    for (i, device) in devices.iter().enumerate() {
-        let slot = u8::try_from(i + 1)
-            .ok()
-            .filter(|s| *s < 32)
-            .ok_or_else(|| {
-                VmError::Pci(format!(
-                    "too many devices: bus 0 has 31 free slots, {} asked for",
-                    devices.len()
-                ))
-            })?;
-        let bdf = Bdf {
-            bus: 0,
-            device: slot,
-            function: 0,
-        };
-        let line = Arc::new(KvmLevelLine::new(vm.clone(), pci::intx::gsi_for(slot, 1)));
-        let function: SharedFunction = match device {
-            DeviceConfig::PciSerial(c) => {
-                let output: Box<dyn std::io::Write + Send> = match &c.output {
-                    Some(path) => Box::new(File::create(path).map_err(|e| {
-                        VmError::Pci(format!("pci-serial output {}: {e}", path.display()))
-                    })?),
-                    None => Box::new(std::io::sink()),
-                };
-                Arc::new(Mutex::new(PciSerial::new(
-                    line,
-                    PciSerialConfig {
-                        output,
-                        loopback: c.loopback,
-                    },
-                )))
-            }
-        };
-        pci.attach(bdf, function)
-            .map_err(|e| VmError::Pci(e.to_string()))?;
-    }
-    Ok(())
 }
 
 fn platform_bus(

@@ -1,0 +1,109 @@
+//! KVM's split irqchip: local APICs in the kernel, the IOAPIC the guest
+//! programs in user space (`irq::ioapic`, an 82093AA), at 0xFEC0_0000.
+//!
+//! ```text
+//!  device ─ IrqLine ─▶ IOAPIC pin ─ redirection entry ─▶ message ─ KVM_SIGNAL_MSI ─▶ LAPIC
+//!                          ▲                                                          │
+//!                          └───────── KVM_EXIT_IOAPIC_EOI (level-triggered vector) ◀──┘
+//! ```
+//!
+//! KVM reports the EOI of a level-triggered vector only if one of the GSI
+//! routes `0..pins` carries it, so every pin's message is kept installed as
+//! GSI `pin` ([`crate::interrupts::GsiRouter`]), masked or not.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use devices::BusDevice;
+use irq::ioapic::{Ioapic, IoapicConfig, IoapicError, IoapicLine, IoapicWriteEffect, WirePolarity};
+use kvm_bindings::{kvm_enable_cap, KVM_CAP_SPLIT_IRQCHIP};
+use kvm_ioctls::VmFd;
+
+use crate::interrupts::{GsiRouter, KvmMsiSink};
+
+/// The IOAPIC as the machine holds it.
+pub type SharedIoapic = Arc<Mutex<Ioapic<KvmMsiSink>>>;
+
+/// The IOAPIC's register window size on the MMIO bus.
+pub const IOAPIC_WINDOW: u64 = 0x1000;
+
+/// Turns on the split irqchip with `pins` GSIs reserved for the IOAPIC.
+pub fn enable_split(vm: &VmFd, pins: u32) -> Result<(), kvm_ioctls::Error> {
+    let mut cap = kvm_enable_cap {
+        cap: KVM_CAP_SPLIT_IRQCHIP,
+        ..Default::default()
+    };
+    cap.args[0] = u64::from(pins);
+    vm.enable_cap(&cap)
+}
+
+/// The user-space interrupt controllers of a machine.
+#[derive(Debug, Clone)]
+pub struct Irqchip {
+    ioapic: SharedIoapic,
+    router: Arc<GsiRouter>,
+}
+
+impl Irqchip {
+    /// An IOAPIC at reset with `pins` pins, sending through `router`.
+    pub fn new(router: Arc<GsiRouter>, pins: usize) -> Result<Self, IoapicError> {
+        let ioapic = Ioapic::new(
+            IoapicConfig {
+                pins,
+                ..Default::default()
+            },
+            KvmMsiSink(router.clone()),
+        )?;
+        Ok(Self {
+            ioapic: Arc::new(Mutex::new(ioapic)),
+            router,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ioapic<KvmMsiSink>> {
+        self.ioapic.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The GSI router the IOAPIC's routes live in (shared with MSI vectors).
+    pub fn router(&self) -> &Arc<GsiRouter> {
+        &self.router
+    }
+
+    /// A device wire into `pin`.
+    pub fn line(
+        &self,
+        pin: u32,
+        polarity: WirePolarity,
+    ) -> Result<IoapicLine<KvmMsiSink>, IoapicError> {
+        IoapicLine::new(self.ioapic.clone(), pin as usize, polarity)
+    }
+
+    /// A vCPU saw the guest's EOI for `vector` (`KVM_EXIT_IOAPIC_EOI`).
+    pub fn end_of_interrupt(&self, vector: u8) {
+        self.lock().end_of_interrupt(vector);
+    }
+
+    /// The register window, for the MMIO bus.
+    pub fn mmio(&self) -> IoapicMmio {
+        IoapicMmio(self.clone())
+    }
+}
+
+/// The IOAPIC's register window on the MMIO bus.
+#[derive(Debug)]
+pub struct IoapicMmio(Irqchip);
+
+impl BusDevice for IoapicMmio {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.0.lock().mmio_read(offset, data);
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let mut ioapic = self.0.lock();
+        if let IoapicWriteEffect::RouteChanged { pin, route } = ioapic.mmio_write(offset, data) {
+            if let Err(e) = self.0.router.set(pin as u32, route) {
+                tracing::warn!("IOAPIC pin {pin}: {e}");
+            }
+            ioapic.service(pin);
+        }
+    }
+}
