@@ -71,6 +71,55 @@ sleep 1
 ping 2
 "#;
 
+/// The tree `TREE_ARGS` builds: the numeric and named `lspci -t` views,
+/// the checks of `lspci -vvv` and the kernel log, then a line through each
+/// serial card, with the IOAPIC pin its interrupt arrived on.
+const PCI_TREE: &str = r#"
+lspci -t | sed 's/^/tree: /'
+lspci -tv | sed 's/^/tree-v: /'
+lspci -vvv > /tmp/vvv
+echo "caps_unknown=$(grep -c '<?>' /tmp/vvv)"
+echo "caps_pcie_root_port=$(grep -c 'Express (v2) Root Port' /tmp/vvv)"
+echo "caps_msi=$(grep -c 'Capabilities: \[[0-9a-f]*\] MSI:' /tmp/vvv)"
+echo "caps_pm=$(grep -c 'Capabilities: \[[0-9a-f]*\] Power Management' /tmp/vvv)"
+echo "bars_disabled=$(grep -cE 'Region [0-9]:.*disabled\]' /tmp/vvv)"
+echo "bars_io=$(grep -c 'Region 0: I/O ports at' /tmp/vvv)"
+echo "assign_failed=$(dmesg | grep -c 'failed to assign')"
+for d in 0000:03:02.0 0000:01:00.0 0000:00:05.0 0000:00:05.1; do
+  t=$(ls /sys/bus/pci/devices/$d/tty/)
+  stty -F /dev/$t raw -echo
+  cat /dev/$t > /tmp/rx &
+  p=$!
+  sleep 0.5
+  echo "ping-$t" > /dev/$t
+  sleep 1
+  k=$(echo $d | tr ':.' '__')
+  echo "pin_$k=$(grep -w "$t" /proc/interrupts | tr -s ' ' | cut -d' ' -f4,5 | tr ' ' '/')"
+  kill $p
+  echo "rx_$k=$(cat /tmp/rx)"
+  echo "tty_$k=$t"
+done
+"#;
+
+/// Two root ports, a PCI-to-PCI bridge behind the second with a card
+/// behind it, a card on the first, and a two-function card on the root bus.
+const TREE_ARGS: [&str; 14] = [
+    "--device",
+    "root-port,id=rp0",
+    "--device",
+    "root-port,id=rp1",
+    "--device",
+    "pci-bridge,id=br0,bus=rp1",
+    "--device",
+    "pci-serial,bus=br0,addr=2,loopback=on",
+    "--device",
+    "pci-serial,bus=rp0,loopback=on",
+    "--device",
+    "pci-serial,addr=5,loopback=on",
+    "--device",
+    "pci-serial,addr=5.1,loopback=on",
+];
+
 /// What the guest sees of PCI when told not to use ECAM.
 const NOMMCONF: &str = r#"
 echo "pci_ids=$(lspci -n | cut -d' ' -f1,3 | tr ' \n' '-,')"
@@ -102,6 +151,12 @@ fn runs() -> Vec<GuestRun> {
             .args(["--device", "pci-serial,loopback=on"])
             .cmdline("pci=nommconf")
             .script(format!("{NOMMCONF}{PCI_SERIAL}")),
+        GuestRun::new("pci-tree")
+            .args(TREE_ARGS)
+            // Debian's 8250 driver registers 4 ports unless told otherwise;
+            // COM1 and the four cards make five.
+            .cmdline("8250.nr_uarts=8")
+            .script(format!("{PCI_TREE}{INSPECT}")),
         GuestRun::new("serial-file")
             .args(["--serial", "file={scratch}/serial-file.log"])
             .script("echo file-console-ok"),
@@ -137,7 +192,10 @@ fn results() -> &'static Results {
 }
 
 fn run(name: &str) -> &'static RunResult {
-    &results().runs[name]
+    results()
+        .runs
+        .get(name)
+        .unwrap_or_else(|| panic!("run {name} was not run (IOVM_TEST_RUNS?)"))
 }
 
 /// The value printed by the script as `key=value`.
@@ -384,4 +442,84 @@ fn test_serial_file_backend_gets_the_console() {
         "stdout must not get the console\n{}",
         r.dump()
     );
+}
+
+/// The lines of a `lspci -t` view the script printed with `prefix`.
+fn tree(r: &RunResult, prefix: &str) -> Vec<String> {
+    r.console
+        .lines()
+        .filter_map(|l| l.split_once(prefix).map(|(_, t)| t.trim_end().to_string()))
+        .collect()
+}
+
+#[test]
+fn test_guest_enumerates_the_tree_of_root_ports_bridge_and_multi_function_card() {
+    let r = run("pci-tree");
+    assert_clean_boot(r);
+    assert_eq!(
+        tree(r, "tree: "),
+        vec![
+            "-[0000:00]-+-00.0",
+            "           +-01.0-[01]----00.0",
+            "           +-02.0-[02-03]----00.0-[03]----02.0",
+            "           +-05.0",
+            "           \\-05.1",
+        ],
+        "{}",
+        r.dump()
+    );
+    let named = tree(r, "tree-v: ").join("\n");
+    assert!(
+        named.contains("02.0-[02-03]----00.0-[03]----02.0  Red Hat, Inc. QEMU PCI 16550A Adapter"),
+        "{named}\n{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn test_lspci_parses_every_capability_and_every_bar_is_assigned() {
+    let r = run("pci-tree");
+    assert_eq!(fact(r, "caps_unknown"), "0", "{}", r.dump());
+    assert_eq!(fact(r, "caps_pcie_root_port"), "2", "{}", r.dump());
+    assert_eq!(fact(r, "caps_msi"), "2", "one per root port\n{}", r.dump());
+    assert_eq!(fact(r, "caps_pm"), "2", "{}", r.dump());
+    assert_eq!(
+        fact(r, "bars_io"),
+        "4",
+        "one I/O BAR per card\n{}",
+        r.dump()
+    );
+    assert_eq!(fact(r, "bars_disabled"), "0", "{}", r.dump());
+    assert_eq!(fact(r, "assign_failed"), "0", "{}", r.dump());
+}
+
+#[test]
+fn test_cards_behind_bridges_move_data_on_swizzled_shared_intx() {
+    let r = run("pci-tree");
+    let cards = [
+        // Behind the bridge (device 2) behind root port 00:02.0: INTA
+        // swizzles to INTC, then stays INTC through device 0; root slot 2
+        // sends INTC to GSI 16 + (2 + 2) % 4.
+        ("0000_03_02_0", "16"),
+        // Behind root port 00:01.0: INTA on root slot 1, GSI 17, which the
+        // card at 00:05.0 (INTA, slot 5) and its second function share.
+        ("0000_01_00_0", "17"),
+        ("0000_00_05_0", "17"),
+        ("0000_00_05_1", "17"),
+    ];
+    for (card, gsi) in cards {
+        let tty = fact(r, &format!("tty_{card}"));
+        assert_eq!(
+            fact(r, &format!("rx_{card}")),
+            format!("ping-{tty}"),
+            "{card}\n{}",
+            r.dump()
+        );
+        assert_eq!(
+            fact(r, &format!("pin_{card}")),
+            format!("IO-APIC/{gsi}-fasteoi"),
+            "{card}\n{}",
+            r.dump()
+        );
+    }
 }
