@@ -26,7 +26,7 @@ show cat /proc/interrupts
 show lspci -tv
 show lspci
 pci_echo() {
-  t=$(ls /sys/bus/pci/devices/0000:00:01.0/tty)
+  t=$(ls /sys/bus/pci/devices/0000:01:00.0/tty)
   stty -F /dev/$t raw -echo
   cat /dev/$t > /tmp/rx &
   p=$!
@@ -35,12 +35,22 @@ pci_echo() {
   sleep 1
   grep " $t$" /proc/interrupts
   kill $p
-  echo "sent hello-over-pci on $t (the PCI serial card, INTx), read back: $(cat /tmp/rx)"
+  echo "sent hello-over-pci on $t (the PCI serial card behind root port 00:01.0, INTx), read back: $(cat /tmp/rx)"
 }
 show pci_echo
 show "dmesg | grep -iE 'acpi|serial|rtc|mmconfig' | head -20"
 show ls /sys/bus/platform/drivers/pvpanic-mmio
 "#;
+
+/// The demo machine's PCI devices: a card behind a root port (echoing what
+/// it gets), and a bridge behind a second root port with another card.
+const DEVICES: [&str; 5] = [
+    "root-port,id=rp0",
+    "pci-serial,bus=rp0,loopback=on",
+    "root-port,id=rp1",
+    "pci-bridge,id=br0,bus=rp1",
+    "pci-serial,bus=br0,addr=3",
+];
 
 /// Appended with `--dmesg`.
 const SCRIPT_DMESG: &str = "show dmesg\n";
@@ -122,16 +132,12 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
     }
     script.push_str("exit $rc\n");
     let cpus = args.cpus.to_string();
+    let mut iovm_args = vec!["--cpus", &cpus, "--memory", &args.memory, "--timing"];
+    for d in DEVICES {
+        iovm_args.extend(["--device", d]);
+    }
     let run = GuestRun::new("demo")
-        .args([
-            "--cpus",
-            &cpus,
-            "--memory",
-            &args.memory,
-            "--timing",
-            "--device",
-            "pci-serial,loopback=on",
-        ])
+        .args(iovm_args)
         .script(script.as_str())
         .timeout(Duration::from_secs(args.timeout));
     let batch = Batch::with_mode(mode)?.stream_to(Stream::Stdout);
@@ -165,11 +171,11 @@ fn print_header(iovm: &Path, mode: Mode, args: &DemoArgs, run: &GuestRun) {
     }
     println!(
         "command: {} run --kernel {g}/vmlinuz --initramfs {g}/initramfs.cpio.gz \
-         --serial stdio --cpus {} --memory {} --timing --device pci-serial,loopback=on \
-         --cmdline '<below>'",
+         --serial stdio --cpus {} --memory {} --timing {} --cmdline '<below>'",
         iovm.display(),
         args.cpus,
         args.memory,
+        DEVICES.map(|d| format!("--device {d}")).join(" "),
         g = guest.display(),
     );
     let cmdline = run.kernel_cmdline();

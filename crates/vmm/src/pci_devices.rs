@@ -33,35 +33,49 @@ pub enum PciBuildError {
     Device(String),
 }
 
+/// Where devices' INTx wires go: an IOAPIC pin per GSI, or a recording
+/// in tests.
+pub trait IntxPins {
+    /// The input of IOAPIC pin `gsi`, which the wires sharing it drive
+    /// together (wired-OR).
+    fn pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError>;
+}
+
+impl IntxPins for Irqchip {
+    fn pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
+        let pin = self
+            .line(gsi, WirePolarity::ActiveLow)
+            .map_err(|e| PciBuildError::Device(format!("INTx into GSI {gsi}: {e}")))?;
+        Ok(Arc::new(pin))
+    }
+}
+
 /// The INTx wires of the machine: one wired-OR per IOAPIC pin.
 struct IntxWires<'a> {
-    irqchip: &'a Irqchip,
-    pins: BTreeMap<u32, Arc<WiredOr>>,
+    pins: &'a mut dyn IntxPins,
+    shared: BTreeMap<u32, Arc<WiredOr>>,
 }
 
 impl IntxWires<'_> {
     fn line(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
-        if !self.pins.contains_key(&gsi) {
-            let pin = self
-                .irqchip
-                .line(gsi, WirePolarity::ActiveLow)
-                .map_err(|e| PciBuildError::Device(format!("INTx into GSI {gsi}: {e}")))?;
-            self.pins.insert(gsi, WiredOr::new(Arc::new(pin)));
+        if !self.shared.contains_key(&gsi) {
+            let pin = self.pins.pin(gsi)?;
+            self.shared.insert(gsi, WiredOr::new(pin));
         }
-        Ok(Arc::new(self.pins[&gsi].input()))
+        Ok(Arc::new(self.shared[&gsi].input()))
     }
 }
 
-/// Places every device of `devices` on `pci`.
+/// Places every device of `devices` on `pci`, their INTx wired to `pins`.
 pub fn build(
     devices: &[DeviceConfig],
     pci: &PciRoot,
-    irqchip: &Irqchip,
+    pins: &mut dyn IntxPins,
 ) -> Result<(), PciBuildError> {
     let plan = topology::plan(devices)?;
     let mut wires = IntxWires {
-        irqchip,
-        pins: BTreeMap::new(),
+        pins,
+        shared: BTreeMap::new(),
     };
     let mut bridges: BTreeMap<usize, BridgeId> = BTreeMap::new();
     for (root_port_number, place) in plan.iter().enumerate() {

@@ -405,7 +405,7 @@ impl Vm {
             Arc::new(Mutex::new(pci.config_ports())),
         )?;
         mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))?;
-        pci_devices::build(&cfg.devices, &pci, &irqchip)?;
+        pci_devices::build(&cfg.devices, &pci, &mut irqchip.clone())?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
