@@ -15,6 +15,7 @@ use crate::image::{self, add_busybox, add_programs, copy_file, mib};
 use crate::kmod::Kernel;
 use crate::paths;
 use crate::rootfs::Tree;
+use crate::run::{cargo, run_status};
 use crate::stamp::{self, Stamp, State};
 
 /// Kernel modules in the guest image (their dependencies are added automatically).
@@ -85,12 +86,34 @@ pub struct GuestArgs {
     pub kernel_version: Option<String>,
 }
 
+/// The source of the guest's `exit-probe`, so that changing it rebuilds the image.
+const EXIT_PROBE_SOURCE: &str = include_str!("../../guest-tools/exit-probe/src/main.rs");
+
+/// Builds the guest's own tools (`guest-tools/`) as static executables and
+/// returns `(path in the image, host file)` for each.
+fn guest_tools() -> Result<Vec<(&'static str, std::path::PathBuf)>> {
+    let triple = "x86_64-unknown-linux-gnu";
+    let status = run_status(
+        cargo()
+            .args(["build", "--release", "-p", "exit-probe", "--target", triple])
+            .env(
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+                "-C target-feature=+crt-static -C strip=symbols",
+            ),
+    )?;
+    if !status.success() {
+        bail!("building the guest tools failed: {status}");
+    }
+    let bin = paths::target().join(triple).join("release/exit-probe");
+    Ok(vec![("usr/bin/exit-probe", bin)])
+}
+
 /// Files of the guest image that the harness needs.
 const FILES: &[&str] = &["vmlinuz", "initramfs.cpio.gz"];
 
 /// Fingerprint of what the image is made from, besides the Debian packages.
 fn inputs() -> String {
-    let mut parts = vec![INIT];
+    let mut parts = vec![INIT, EXIT_PROBE_SOURCE];
     for list in [MODULES, PACKAGES, PROGRAMS] {
         parts.extend_from_slice(list);
         parts.push("\n");
@@ -136,6 +159,9 @@ pub fn build(args: &GuestArgs) -> Result<()> {
     let mut tree = Tree::skeleton();
     add_programs(&mut tree, &mut packages, PROGRAMS)?;
     add_busybox(&mut tree, image::package(&packages, "busybox-static")?)?;
+    for (path, host) in guest_tools()? {
+        tree.file_host(path, &host, 0o755);
+    }
 
     // libpci reads /usr/share/misc/pci.ids.gz.
     let ids = image::package(&packages, "pci.ids")?

@@ -154,9 +154,10 @@ fn runs() -> Vec<GuestRun> {
         GuestRun::new("pci-tree")
             .args(TREE_ARGS)
             // Debian's 8250 driver registers 4 ports unless told otherwise;
-            // COM1 and the four cards make five.
-            .cmdline("8250.nr_uarts=8")
-            .script(format!("{PCI_TREE}{INSPECT}")),
+            // COM1 and the four cards make five. exit-probe maps ECAM from
+            // /dev/mem, which Debian's kernel allows only with iomem=relaxed.
+            .cmdline("8250.nr_uarts=8 iomem=relaxed")
+            .script(format!("{PCI_TREE}{INSPECT}exit-probe 200 3\n")),
         GuestRun::new("serial-file")
             .args(["--serial", "file={scratch}/serial-file.log"])
             .script("echo file-console-ok"),
@@ -522,4 +523,21 @@ fn test_cards_behind_bridges_move_data_on_swizzled_shared_intx() {
             r.dump()
         );
     }
+}
+
+#[test]
+fn test_exit_probe_times_every_access_kind_in_the_guest() {
+    let r = run("pci-tree");
+    for figure in [
+        "pio_write_ns",
+        "cf8_read_ns",
+        "ecam_read_ns",
+        "ecam_write_ns",
+    ] {
+        let ns: u64 = fact(r, figure)
+            .parse()
+            .unwrap_or_else(|_| panic!("{figure} not measured\n{}", r.dump()));
+        assert!(ns > 0, "{figure}\n{}", r.dump());
+    }
+    assert!(!r.console.contains("exit-probe: problem"), "{}", r.dump());
 }

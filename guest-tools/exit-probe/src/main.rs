@@ -1,0 +1,215 @@
+//! `exit-probe`: what one guest access that leaves the guest costs, timed
+//! from inside the guest (run as root in the test guest's initramfs).
+//!
+//! Each figure is the median, over several batches, of the wall time of a
+//! batch divided by its accesses:
+//!
+//! | figure          | access                                                        |
+//! |-----------------|---------------------------------------------------------------|
+//! | `pio_write`     | `outb` to port 0x80 (the POST port: no device state changes)  |
+//! | `cf8_read`      | a configuration read of 00:00.0's vendor ID through 0xCF8/0xCFC (two exits) |
+//! | `ecam_read`     | the same read through the ECAM window the ACPI MCFG names     |
+//! | `ecam_write`    | a write of 00:00.0's read-only vendor ID through ECAM: an MMIO write that traps and changes nothing |
+//!
+//! Output, one line: `exit-probe: pio_write_ns=N cf8_read_ns=N ecam_read_ns=N ecam_write_ns=N`
+//! (a figure that could not be measured is `-`), then a line per problem.
+//! Usage: `exit-probe [ACCESSES_PER_BATCH [BATCHES]]` (default 2000 and 7).
+//! The ECAM figures need `/dev/mem` to reach the window: boot Debian's
+//! kernel with `iomem=relaxed` (it is built with `CONFIG_IO_STRICT_DEVMEM`).
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+const POST_PORT: u16 = 0x80;
+const CONFIG_ADDRESS: u16 = 0xcf8;
+const CONFIG_DATA: u16 = 0xcfc;
+/// CONFIG_ADDRESS for bus 0, device 0, function 0, register 0, enabled.
+const HOST_BRIDGE_ID: u32 = 0x8000_0000;
+
+/// Writes `value` to `port`.
+///
+/// # Safety
+/// The caller has I/O privilege (`iopl(3)`) and the port write is harmless.
+unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: the caller guarantees the privilege and the port's harmlessness.
+    unsafe { std::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nostack)) }
+}
+
+/// Writes `value` to `port`.
+///
+/// # Safety
+/// As [`outb`].
+unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: the caller guarantees the privilege and the port's harmlessness.
+    unsafe { std::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack)) }
+}
+
+/// Reads a dword from `port`.
+///
+/// # Safety
+/// As [`outb`].
+unsafe fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: the caller guarantees the privilege and the port's harmlessness.
+    unsafe { std::arch::asm!("in eax, dx", in("dx") port, out("eax") value, options(nostack)) }
+    value
+}
+
+/// Median over `batches` of the ns per access of `n` calls of `access`.
+fn time(n: u32, batches: u32, mut access: impl FnMut()) -> u64 {
+    let mut per: Vec<u64> = (0..batches)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..n {
+                access();
+            }
+            (start.elapsed().as_nanos() / u128::from(n)) as u64
+        })
+        .collect();
+    per.sort_unstable();
+    per[per.len() / 2]
+}
+
+/// The ECAM base of segment 0 from the ACPI MCFG table (its first
+/// allocation structure: base address at byte 44).
+fn ecam_base() -> Result<u64, String> {
+    let mcfg = std::fs::read("/sys/firmware/acpi/tables/MCFG")
+        .map_err(|e| format!("no ACPI MCFG table: {e}"))?;
+    let bytes: [u8; 8] = mcfg
+        .get(44..52)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("MCFG has no allocation structure")?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// 00:00.0's configuration page of the ECAM window, mapped uncached from /dev/mem.
+struct EcamPage {
+    ptr: *mut u32,
+    _file: File,
+}
+
+impl EcamPage {
+    fn map() -> Result<Self, String> {
+        let base = ecam_base()?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/mem")
+            .map_err(|e| format!("/dev/mem: {e}"))?;
+        let offset = libc::off_t::try_from(base).map_err(|_| "ECAM base out of range")?;
+        // SAFETY: a fresh shared mapping of one page of device memory; the
+        // kernel checks that /dev/mem allows it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(format!(
+                "mmap of ECAM at {base:#x}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(Self {
+            ptr: ptr.cast(),
+            _file: file,
+        })
+    }
+
+    fn read_id(&self) -> u32 {
+        // SAFETY: `ptr` maps 4096 bytes; offset 0 is the aligned vendor/device ID.
+        unsafe { self.ptr.read_volatile() }
+    }
+
+    fn write_id(&self, value: u32) {
+        // SAFETY: as `read_id`; the register is read-only, so the write changes nothing.
+        unsafe { self.ptr.write_volatile(value) }
+    }
+}
+
+impl Drop for EcamPage {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the page this value mapped.
+        unsafe { libc::munmap(self.ptr.cast(), 4096) };
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let batches: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(7).max(1);
+    let mut figures: Vec<(&str, Option<u64>)> = Vec::new();
+    let mut problems = Vec::new();
+
+    // SAFETY: raises this process's I/O privilege level; needs CAP_SYS_RAWIO.
+    if unsafe { libc::iopl(3) } == 0 {
+        // SAFETY: iopl(3) succeeded; the POST port and the configuration
+        // mechanism's vendor ID read have no effect on the machine.
+        figures.push((
+            "pio_write",
+            Some(time(n, batches, || unsafe { outb(POST_PORT, 0) })),
+        ));
+        // SAFETY: as above.
+        let id = unsafe {
+            outl(CONFIG_ADDRESS, HOST_BRIDGE_ID);
+            inl(CONFIG_DATA)
+        };
+        figures.push((
+            "cf8_read",
+            Some(time(n, batches, || {
+                // SAFETY: as above.
+                unsafe {
+                    outl(CONFIG_ADDRESS, HOST_BRIDGE_ID);
+                    std::hint::black_box(inl(CONFIG_DATA));
+                }
+            })),
+        ));
+        if id == u32::MAX {
+            problems.push("00:00.0 reads all-ones through 0xCF8/0xCFC".to_string());
+        }
+    } else {
+        problems.push(format!("iopl: {}", std::io::Error::last_os_error()));
+        figures.push(("pio_write", None));
+        figures.push(("cf8_read", None));
+    }
+
+    match EcamPage::map() {
+        Ok(page) => {
+            let id = page.read_id();
+            figures.push((
+                "ecam_read",
+                Some(time(n, batches, || {
+                    std::hint::black_box(page.read_id());
+                })),
+            ));
+            figures.push(("ecam_write", Some(time(n, batches, || page.write_id(id)))));
+            if id == u32::MAX {
+                problems.push("00:00.0 reads all-ones through ECAM".to_string());
+            }
+        }
+        Err(e) => {
+            problems.push(e);
+            figures.push(("ecam_read", None));
+            figures.push(("ecam_write", None));
+        }
+    }
+
+    let line: Vec<String> = figures
+        .iter()
+        .map(|(name, v)| match v {
+            Some(ns) => format!("{name}_ns={ns}"),
+            None => format!("{name}_ns=-"),
+        })
+        .collect();
+    println!("exit-probe: {}", line.join(" "));
+    for p in &problems {
+        println!("exit-probe: problem: {p}");
+    }
+    std::process::exit(i32::from(!problems.is_empty()));
+}
