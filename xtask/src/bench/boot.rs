@@ -29,11 +29,19 @@ pub enum Figure {
     /// Bytes the guest (and firmware) wrote to the serial console in a boot run: each
     /// costs VM exits, so a chattier boot is a slower one.
     Console,
+    /// In the guest: ns per port I/O write to an unclaimed port.
+    PioWrite,
+    /// In the guest: ns per configuration read through 0xCF8/0xCFC (two exits).
+    Cf8Read,
+    /// In the guest: ns per configuration read through ECAM (one MMIO exit).
+    EcamRead,
+    /// In the guest: ns per MMIO write to a read-only ECAM register.
+    EcamWrite,
 }
 
 impl Figure {
     /// All, in report order.
-    pub const ALL: [Figure; 8] = [
+    pub const ALL: [Figure; 12] = [
         Figure::ToMarker,
         Figure::ToExit,
         Figure::FirstInstruction,
@@ -42,6 +50,10 @@ impl Figure {
         Figure::Rss,
         Figure::Pss,
         Figure::AnonHuge,
+        Figure::PioWrite,
+        Figure::Cf8Read,
+        Figure::EcamRead,
+        Figure::EcamWrite,
     ];
 
     /// Key in results.json.
@@ -55,6 +67,10 @@ impl Figure {
             Figure::Pss => "memory.pss_mib",
             Figure::AnonHuge => "memory.anon_huge_pages_mib",
             Figure::Console => "boot.console_kib",
+            Figure::PioWrite => "exits.pio_write_ns",
+            Figure::Cf8Read => "exits.cf8_read_ns",
+            Figure::EcamRead => "exits.ecam_read_ns",
+            Figure::EcamWrite => "exits.ecam_write_ns",
         }
     }
 
@@ -69,6 +85,21 @@ impl Figure {
             Figure::Pss => "PSS after boot (MiB)",
             Figure::AnonHuge => "of which transparent huge pages (MiB)",
             Figure::Console => "serial console output (KiB)",
+            Figure::PioWrite => "port I/O write, `outb` to 0x80 (ns)",
+            Figure::Cf8Read => "config read through 0xCF8/0xCFC (ns)",
+            Figure::EcamRead => "config read through ECAM (ns)",
+            Figure::EcamWrite => "MMIO write to a read-only ECAM register (ns)",
+        }
+    }
+
+    /// The key exit-probe prints this figure under, for exit-path figures.
+    fn probe_key(self) -> Option<&'static str> {
+        match self {
+            Figure::PioWrite => Some("pio_write_ns"),
+            Figure::Cf8Read => Some("cf8_read_ns"),
+            Figure::EcamRead => Some("ecam_read_ns"),
+            Figure::EcamWrite => Some("ecam_write_ns"),
+            _ => None,
         }
     }
 }
@@ -162,6 +193,22 @@ fn check(
             out.push((Figure::Pss, m.pss_kb as f64 / 1024.0));
             out.push((Figure::AnonHuge, m.anon_huge_kb as f64 / 1024.0));
         }
+        Kind::Exits => {
+            let line = guest_console(console)
+                .lines()
+                .find_map(|l| l.split_once("exit-probe: ").map(|(_, rest)| rest))
+                .filter(|l| !l.starts_with("problem"))
+                .ok_or("no `exit-probe:` line on the console")?;
+            for f in Figure::ALL {
+                let Some(key) = f.probe_key() else { continue };
+                let value = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .ok_or_else(|| format!("exit-probe did not measure {key}"))?;
+                out.push((f, value));
+            }
+        }
     }
     Ok(out)
 }
@@ -229,6 +276,42 @@ mod tests {
 
     fn spec(kind: Kind, vmm: Vmm) -> RunSpec {
         RunSpec { kind, vmm, rep: 1 }
+    }
+
+    #[test]
+    fn test_exits_run_gives_the_probe_figures() {
+        let console = "IOVM-GUEST: boot done uptime=1\n\
+            exit-probe: pio_write_ns=900 cf8_read_ns=2100 ecam_read_ns=1100 ecam_write_ns=1000\n\
+            IOVM-GUEST: exit status=0\n";
+        let r = record("exits.iovm.1", Exit::Code(0), None);
+
+        let o = evaluate(spec(Kind::Exits, Vmm::Iovm), Some(r), Some(console));
+
+        assert_eq!(o.problem, None);
+        assert_eq!(
+            o.samples,
+            vec![
+                (Figure::PioWrite, 900.0),
+                (Figure::Cf8Read, 2100.0),
+                (Figure::EcamRead, 1100.0),
+                (Figure::EcamWrite, 1000.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn test_exits_run_without_a_figure_does_not_count() {
+        let console = "IOVM-GUEST: boot done uptime=1\n\
+            exit-probe: pio_write_ns=900 cf8_read_ns=2100 ecam_read_ns=- ecam_write_ns=-\n\
+            IOVM-GUEST: exit status=0\n";
+        let r = record("exits.iovm.1", Exit::Code(0), None);
+
+        let o = evaluate(spec(Kind::Exits, Vmm::Iovm), Some(r), Some(console));
+
+        assert_eq!(
+            o.problem.as_deref(),
+            Some("exit-probe did not measure ecam_read_ns")
+        );
     }
 
     #[test]

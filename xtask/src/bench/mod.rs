@@ -115,7 +115,8 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
     let script = plan::script(&runs, &settings, &files, &probe);
     let limit = Duration::from_secs((args.timeout + 20) * runs.len() as u64 + 120);
     println!(
-        "xtask: bench: {} runs ({} VMMs × boot and memory × {reps}); progress below",
+        "xtask: bench: {} runs ({} VMMs × boot and memory, iovm and q35 × exit paths; \
+         × {reps}); progress below",
         runs.len(),
         Vmm::ALL.len()
     );
@@ -197,10 +198,12 @@ fn environment(
         command.push_str(&format!(" --timeout {}", args.timeout));
     }
     let cmdline = format!(
-        "{} iovm.run=<base64 of the guest script: `{}` for boot runs, `{}` for memory runs>",
+        "{} iovm.run=<base64 of the guest script: `{}` for boot runs, `{}` for memory runs, \
+         `{}` for exit-path runs (with `iomem=relaxed`)>",
         plan::CMDLINE,
         Kind::Boot.guest_script(),
-        Kind::Memory.guest_script()
+        Kind::Memory.guest_script(),
+        Kind::Exits.guest_script()
     );
     report::Env {
         date: facts::date(),

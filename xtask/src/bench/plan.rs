@@ -9,6 +9,9 @@ use super::vmm::{Files, Vmm};
 /// The kernel command line every VMM gets, before the guest script word.
 pub const CMDLINE: &str = "console=ttyS0 panic=-1";
 
+/// The exit-path guest script: accesses per batch and batches (see guest-tools/exit-probe).
+pub const EXIT_PROBE: &str = "exit-probe 2000 7";
+
 /// What the guest's `/init` prints once user space is up (see `xtask/guest/init`).
 pub const MARKER: &str = "IOVM-GUEST: boot done";
 
@@ -19,6 +22,9 @@ pub enum Kind {
     Boot,
     /// The guest waits after its marker, while the VMM's memory is sampled.
     Memory,
+    /// The guest times its own exits with `exit-probe` (iovm and QEMU q35: the
+    /// probe needs PCI configuration space, which microvm has none of).
+    Exits,
 }
 
 impl Kind {
@@ -27,6 +33,7 @@ impl Kind {
         match self {
             Kind::Boot => "boot",
             Kind::Memory => "memory",
+            Kind::Exits => "exits",
         }
     }
 
@@ -35,12 +42,29 @@ impl Kind {
         match self {
             Kind::Boot => ":",
             Kind::Memory => "sleep 2",
+            Kind::Exits => EXIT_PROBE,
         }
     }
 
     /// The full kernel command line of this kind of run.
     pub fn cmdline(self) -> String {
-        format!("{CMDLINE} {}", guest_script_word(self.guest_script()))
+        let extra = match self {
+            // exit-probe maps the ECAM window from /dev/mem.
+            Kind::Exits => " iomem=relaxed",
+            Kind::Boot | Kind::Memory => "",
+        };
+        format!(
+            "{CMDLINE}{extra} {}",
+            guest_script_word(self.guest_script())
+        )
+    }
+
+    /// The VMMs this kind of run compares.
+    pub fn vmms(self) -> &'static [Vmm] {
+        match self {
+            Kind::Boot | Kind::Memory => &Vmm::ALL,
+            Kind::Exits => &[Vmm::Iovm, Vmm::QemuQ35],
+        }
     }
 }
 
@@ -62,17 +86,18 @@ impl RunSpec {
     }
 }
 
-/// The runs in order: all boot runs, then all memory runs; within each, repetition by
-/// repetition with the VMMs interleaved, the first VMM rotating from one repetition to
-/// the next so that none always runs first.
+/// The runs in order: all boot runs, then all memory runs, then the exit-path runs;
+/// within each, repetition by repetition with the VMMs interleaved, the first VMM
+/// rotating from one repetition to the next so that none always runs first.
 pub fn runs(reps: u32) -> Vec<RunSpec> {
-    let n = Vmm::ALL.len();
     let mut out = Vec::new();
-    for kind in [Kind::Boot, Kind::Memory] {
+    for kind in [Kind::Boot, Kind::Memory, Kind::Exits] {
+        let vmms = kind.vmms();
+        let n = vmms.len();
         for rep in 1..=reps {
             let first = (rep as usize - 1) % n;
             for i in 0..n {
-                let vmm = Vmm::ALL[(first + i) % n];
+                let vmm = vmms[(first + i) % n];
                 out.push(RunSpec { kind, vmm, rep });
             }
         }
@@ -134,9 +159,9 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
         word(&files.iovm)
     ));
     out.push_str(&format!(
-        "echo 'bench: {} runs: boot, then memory; {} VMMs interleaved, {} repetitions each'\n",
+        "echo 'bench: {} runs: boot, then memory, then exit paths; VMMs interleaved, {} \
+         repetitions each'\n",
         runs.len(),
-        Vmm::ALL.len(),
         s.reps
     ));
     for run in runs {
@@ -204,6 +229,10 @@ mod tests {
                 "memory.qemu-microvm.2",
                 "memory.qemu-q35.2",
                 "memory.iovm.2",
+                "exits.iovm.1",
+                "exits.qemu-q35.1",
+                "exits.qemu-q35.2",
+                "exits.iovm.2",
             ]
         );
     }
@@ -252,6 +281,7 @@ mod tests {
             "'memory.qemu-q35.1' '--timeout' '60' '--marker' \
                             'IOVM-GUEST: boot done' '--sample-after' '1000'"
         ));
-        assert_eq!(s.matches(" 'bench-probe' ").count(), 6);
+        assert_eq!(s.matches(" 'bench-probe' ").count(), 8);
+        assert!(s.contains("'exits.qemu-q35.1'"));
     }
 }
