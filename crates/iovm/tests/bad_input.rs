@@ -197,6 +197,71 @@ fn test_unknown_device_is_a_usage_error() {
 }
 
 #[test]
+fn test_device_on_an_unknown_bus_names_it() {
+    assert_error(
+        &iovm(&["run", "--kernel", "k", "--device", "pci-serial,bus=rp9"]),
+        "pci-serial (device 1): bus 'rp9' is not the id of a root-port or pci-bridge given before it",
+    );
+}
+
+#[test]
+fn test_second_device_behind_a_root_port_is_refused() {
+    assert_error(
+        &iovm(&[
+            "run",
+            "--kernel",
+            "k",
+            "--device",
+            "root-port,id=rp0",
+            "--device",
+            "pci-serial,bus=rp0",
+            "--device",
+            "pci-serial,id=late,bus=rp0",
+        ]),
+        "pci-serial 'late': bus 'rp0' has no free slot left",
+    );
+}
+
+#[test]
+fn test_taken_slot_and_duplicate_id_are_refused() {
+    assert_error(
+        &iovm(&[
+            "run",
+            "--kernel",
+            "k",
+            "--device",
+            "pci-serial,addr=3",
+            "--device",
+            "pci-serial,addr=3.0",
+        ]),
+        "03.0 on bus 'pcie.0' is already taken",
+    );
+    assert_error(
+        &iovm(&[
+            "run",
+            "--kernel",
+            "k",
+            "--device",
+            "pci-bridge,id=b",
+            "--device",
+            "root-port,id=b",
+        ]),
+        "two devices have id 'b'",
+    );
+}
+
+#[test]
+fn test_malformed_pci_address_is_a_usage_error() {
+    let o = iovm(&["run", "--kernel", "k", "--device", "pci-serial,addr=3.x"]);
+    assert_eq!(o.code, Some(2));
+    assert!(
+        o.stderr.contains("addr=3.x is not a PCI address"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
 fn test_zero_cpus() {
     assert_error(
         &iovm(&["run", "--kernel", "k", "--cpus", "0"]),
