@@ -10,6 +10,23 @@ pub const BAR0_OFFSET: usize = 0x10;
 /// BAR registers in a type 0 header.
 pub const TYPE0_BARS: usize = 6;
 
+/// Expansion ROM BAR bit 0: address decode enable (PCI 3.0 §6.2.5.2).
+pub const ROM_ENABLE: u32 = 1;
+
+/// The writable mask of an expansion ROM BAR of `size` bytes (a power of
+/// two, at least 2 KiB): the address bits above the size, and Enable.
+/// The expansion ROM is BAR number 6 in errors.
+pub fn rom_writable_mask(size: u32) -> Result<u64, BarError> {
+    if !size.is_power_of_two() || size < 0x800 {
+        return Err(BarError::BadSize {
+            index: 6,
+            size: size.into(),
+            min: 0x800,
+        });
+    }
+    Ok((!(size - 1) | ROM_ENABLE).into())
+}
+
 const IO_SPACE: u32 = 1 << 0;
 const MEM_TYPE_64: u32 = 0b10 << 1;
 const MEM_PREFETCHABLE: u32 = 1 << 3;

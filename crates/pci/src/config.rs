@@ -20,6 +20,8 @@ const CACHE_LINE_SIZE: usize = 0x0c;
 const HEADER_TYPE: usize = 0x0e;
 const SUBSYSTEM_VENDOR_ID: usize = 0x2c;
 const SUBSYSTEM_ID: usize = 0x2e;
+/// Expansion ROM base address register of a type 0 header.
+pub const EXPANSION_ROM: usize = 0x30;
 const INTERRUPT_LINE: usize = 0x3c;
 const INTERRUPT_PIN: usize = 0x3d;
 
@@ -181,6 +183,17 @@ impl Type0Config {
         })
     }
 
+    /// Gives the function an expansion ROM BAR (offset 0x30) of `size` bytes
+    /// (a power of two, at least 2 KiB), sized and placed by the guest like a
+    /// memory BAR (PCI 3.0 §6.2.5.2). Without one the register reads 0.
+    /// Only the register is modelled: no iovm device ships a ROM image, so
+    /// the window is never mapped.
+    pub fn with_expansion_rom(mut self, size: u32) -> Result<Self, ConfigError> {
+        self.regs
+            .set_masks(EXPANSION_ROM, 4, crate::bar::rom_writable_mask(size)?, 0)?;
+        Ok(self)
+    }
+
     /// Reads config space as the guest sees it.
     pub fn read(&self, offset: usize, data: &mut [u8]) {
         self.regs.read(offset, data);
@@ -285,6 +298,27 @@ mod tests {
             },
         ];
         Type0Config::new(id(), &bars, 1).unwrap()
+    }
+
+    #[test]
+    fn test_expansion_rom_sizes_like_a_memory_bar_and_keeps_enable() {
+        let mut c = cfg().with_expansion_rom(0x8000).unwrap();
+        let mut plain = cfg();
+
+        c.write(EXPANSION_ROM, &0xffff_fffeu32.to_le_bytes());
+        let sized = read32(&c, EXPANSION_ROM);
+        c.write(EXPANSION_ROM, &0xfebc_0001u32.to_le_bytes());
+        let placed = read32(&c, EXPANSION_ROM);
+        plain.write(EXPANSION_ROM, &u32::MAX.to_le_bytes());
+
+        assert_eq!(sized, 0xffff_8000, "32 KiB, Enable clear");
+        assert_eq!(placed, 0xfebc_0001);
+        assert_eq!(read32(&plain, EXPANSION_ROM), 0, "no ROM: reads 0");
+        assert!(cfg().with_expansion_rom(0x400).is_err(), "below 2 KiB");
+        assert!(
+            cfg().with_expansion_rom(0x3000).is_err(),
+            "not a power of two"
+        );
     }
 
     fn read32(c: &Type0Config, off: usize) -> u32 {

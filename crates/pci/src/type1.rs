@@ -132,7 +132,6 @@ const IO_TYPE_32: u8 = 0x01;
 const PREF_TYPE_64: u16 = 0x0001;
 const HEADER_TYPE_BRIDGE: u8 = 0x01;
 const MULTI_FUNCTION: u8 = 0x80;
-const ROM_ENABLE: u32 = 1;
 
 /// How a type 1 header is built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,15 +272,7 @@ impl Type1Config {
         regs.set_masks(reg::PREF_BASE_UPPER, 8, u64::MAX, 0)?;
 
         if let Some(size) = spec.rom_size {
-            if !size.is_power_of_two() || size < 0x800 {
-                return Err(BarError::BadSize {
-                    index: 6,
-                    size: size.into(),
-                    min: 0x800,
-                }
-                .into());
-            }
-            regs.set_masks(reg::ROM, 4, (!(size - 1) | ROM_ENABLE).into(), 0)?;
+            regs.set_masks(reg::ROM, 4, crate::bar::rom_writable_mask(size)?, 0)?;
         }
         let mut bc = bridge_control::PARITY
             | bridge_control::SERR
