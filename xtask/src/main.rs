@@ -128,12 +128,13 @@ Examples:
   IOVM_TEST_VERBOSE=1 cargo xtask test      (stream guest consoles to stderr)")]
     Test(test::TestArgs),
 
-    /// What CI runs: format check, clippy (warnings denied), then `cargo xtask test`.
+    /// What CI runs: format check, clippy (warnings denied), `cargo xtask test`, a bench smoke run.
     #[command(long_about = "\
 What CI runs, stopping at the first failure:
   1. cargo fmt --all -- --check
   2. cargo clippy --workspace --all-targets -- -D warnings
   3. cargo xtask test (builds the images if missing, then cargo test --workspace)
+  4. cargo xtask bench --quick (the benchmark harness works; no speed is checked)
 Arguments after `--` go to cargo test. Exits with the failing step's status, or 0.")]
     Ci(test::TestArgs),
 

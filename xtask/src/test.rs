@@ -37,8 +37,8 @@ pub fn test(args: &TestArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// Format check, clippy, then [`test`]; stops at the first failing step and returns its exit
-/// status.
+/// Format check, clippy, [`test`], then a smoke run of the benchmark; stops at the first
+/// failing step and returns its exit status.
 pub fn ci(args: &TestArgs) -> Result<i32> {
     let steps: [(&str, &[&str]); 2] = [
         ("format check", &["fmt", "--all", "--", "--check"]),
@@ -55,7 +55,7 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
         ),
     ];
     for (i, (name, cargo_args)) in steps.iter().enumerate() {
-        println!("xtask: ci step {}/3: {name}", i + 1);
+        println!("xtask: ci step {}/4: {name}", i + 1);
         let status = run_status(cargo().args(*cargo_args))?;
         if !status.success() {
             let code = status.code().unwrap_or(1);
@@ -63,10 +63,22 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
             return Ok(code);
         }
     }
-    println!("xtask: ci step 3/3: tests");
+    println!("xtask: ci step 3/4: tests");
     let code = test(args)?;
+    if code != 0 {
+        return Ok(code);
+    }
+    println!("xtask: ci step 4/4: benchmark smoke run (cargo xtask bench --quick; no speed is checked)");
+    let code = crate::bench::run(&crate::bench::BenchArgs {
+        quick: true,
+        reps: 1,
+        mode: ModeChoice::Auto,
+        timeout: 180,
+    })?;
     if code == 0 {
         println!("xtask: ci passed");
+    } else {
+        println!("xtask: ci: benchmark smoke run FAILED (exit status {code})");
     }
     Ok(code)
 }

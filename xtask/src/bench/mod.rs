@@ -37,7 +37,9 @@ use self::vmm::{Files, Vmm};
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// One repetition per VMM and figure (same as --reps 1).
+    /// A smoke run: one repetition per VMM and figure, the report in
+    /// target/bench/RESULTS-quick.md (docs/bench/RESULTS.md is kept), and only
+    /// iovm's runs must all count (what `cargo xtask ci` runs).
     #[arg(long, conflicts_with = "reps")]
     pub quick: bool,
 
@@ -163,7 +165,12 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
     fs::write(&json_path, report::json(&env, &outcomes).pretty())
         .with_context(|| format!("writing {}", json_path.display()))?;
     let md = report::markdown(&env, &outcomes);
-    let md_path = paths::workspace().join("docs/bench/RESULTS.md");
+    // A smoke run (--quick) keeps the committed results: its report stays in target/.
+    let md_path = if args.quick {
+        out_dir.join("RESULTS-quick.md")
+    } else {
+        paths::workspace().join("docs/bench/RESULTS.md")
+    };
     fs::create_dir_all(md_path.parent().unwrap_or(Path::new(".")))
         .with_context(|| format!("creating {}", md_path.display()))?;
     fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
@@ -175,12 +182,21 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         json_path.display()
     );
     let failed = outcomes.iter().filter(|o| o.problem.is_some()).count();
+    let iovm_failed = outcomes
+        .iter()
+        .filter(|o| o.problem.is_some() && o.spec.vmm == Vmm::Iovm)
+        .count();
     if failed > 0 || out.failure.is_some() {
         println!(
-            "xtask: bench: {failed} of {} runs did not count",
+            "xtask: bench: {failed} of {} runs did not count ({iovm_failed} of them iovm's)",
             runs.len()
         );
-        return Ok(1);
+        // A smoke run checks that iovm's side of the harness works; a peer's
+        // failure (QEMU q35 in the TCG test host fails now and then) is
+        // reported above but does not fail it.
+        if !args.quick || iovm_failed > 0 || out.failure.is_some() {
+            return Ok(1);
+        }
     }
     Ok(0)
 }
