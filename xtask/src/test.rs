@@ -68,7 +68,9 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
     if code != 0 {
         return Ok(code);
     }
-    println!("xtask: ci step 4/4: benchmark smoke run (cargo xtask bench --quick; no speed is checked)");
+    println!(
+        "xtask: ci step 4/4: benchmark smoke run (cargo xtask bench --quick; no speed is checked)"
+    );
     let code = crate::bench::run(&crate::bench::BenchArgs {
         quick: true,
         reps: 1,

@@ -13,6 +13,7 @@ mod boot;
 mod facts;
 mod json;
 mod plan;
+mod plot;
 pub mod probe;
 mod record;
 mod report;
@@ -160,7 +161,12 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         })
         .collect();
 
-    let env = environment(args, mode, reps, &bench_dir, &files);
+    let plot_name = if args.quick {
+        "ratios-quick.png"
+    } else {
+        "ratios.png"
+    };
+    let env = environment(args, mode, reps, &bench_dir, &files, plot_name);
     let json_path = out_dir.join("results.json");
     fs::write(&json_path, report::json(&env, &outcomes).pretty())
         .with_context(|| format!("writing {}", json_path.display()))?;
@@ -174,11 +180,18 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
     fs::create_dir_all(md_path.parent().unwrap_or(Path::new(".")))
         .with_context(|| format!("creating {}", md_path.display()))?;
     fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    let png_path = md_path.with_file_name(plot_name);
+    plot::ratios_png(
+        &png_path,
+        &outcomes,
+        &format!("iovm and QEMU microvm against QEMU q35 ({})", env.date),
+    )?;
 
     println!("\n{md}");
     println!(
-        "xtask: bench: wrote {} and {}",
+        "xtask: bench: wrote {}, {} and {}",
         md_path.display(),
+        png_path.display(),
         json_path.display()
     );
     let failed = outcomes.iter().filter(|o| o.problem.is_some()).count();
@@ -207,6 +220,7 @@ fn environment(
     reps: u32,
     bench_dir: &Path,
     files: &Files,
+    plot: &str,
 ) -> report::Env {
     let (run_kernel, run_cpu) = facts::run_place(bench_dir);
     let mut command = format!("cargo xtask bench --reps {reps} --mode {mode}");
@@ -246,5 +260,6 @@ fn environment(
                 (v, facts::display_command(&c))
             })
             .collect(),
+        plot: plot.into(),
     }
 }

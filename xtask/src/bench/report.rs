@@ -39,6 +39,8 @@ pub struct Env {
     pub cmdline: String,
     /// Each VMM's command line for a boot run.
     pub commands: Vec<(Vmm, String)>,
+    /// File name of the ratio chart next to the report.
+    pub plot: String,
 }
 
 const BOOT: [Figure; 5] = [
@@ -146,7 +148,10 @@ pub fn markdown(env: &Env, outcomes: &[Outcome]) -> String {
          iovm's median ÷ QEMU's (below 1: iovm takes less).\n\n",
         env.command, env.memory, env.reps
     ));
-    out.push_str("| | |\n|---|---|\n");
+    out.push_str(&format!(
+        "![every figure as a ratio to QEMU q35]({})\n\n| | |\n|---|---|\n",
+        env.plot
+    ));
     for (k, v) in [
         ("Date", env.date.as_str()),
         ("Where the VMMs ran", where_ran(env.mode)),
