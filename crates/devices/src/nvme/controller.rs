@@ -167,7 +167,7 @@ pub struct Controller {
     inflight: Vec<Option<InFlight>>,
     free_tags: Vec<usize>,
     inflight_count: usize,
-    shutdown_flushes: usize,
+    shutdown_flushed: bool,
     pending_vectors: BTreeSet<u16>,
     msi_masked_pending: u32,
     doorbell_mode: Option<bool>,
@@ -217,7 +217,7 @@ impl Controller {
             inflight: Vec::new(),
             free_tags: Vec::new(),
             inflight_count: 0,
-            shutdown_flushes: 0,
+            shutdown_flushed: false,
             pending_vectors: BTreeSet::new(),
             msi_masked_pending: 0,
             doorbell_mode: None,
@@ -337,17 +337,18 @@ impl Controller {
         let v = (self.st.regs.csts() & !csts::SHST_MASK) | csts::SHST_OCCURRING;
         self.st.regs.set_csts(v);
         self.st.phase = Phase::ShuttingDown;
+        self.shutdown_flushed = false;
         self.try_finish_shutdown();
     }
 
     fn try_finish_shutdown(&mut self) {
-        if self.st.phase != Phase::ShuttingDown {
+        if self.st.phase != Phase::ShuttingDown || self.inflight_count > 0 {
             return;
         }
-        if self.shutdown_flushes == 0 && self.inflight_count == 0 {
-            // Guest I/O is drained: make it durable.
-            let n = self.namespaces.len();
-            for i in 0..n {
+        if !self.shutdown_flushed {
+            // Guest I/O is drained: make it durable, then report complete.
+            self.shutdown_flushed = true;
+            for i in 0..self.namespaces.len() {
                 let tag = self.alloc_tag(InFlight {
                     origin: Origin::Shutdown,
                     remaining: 1,
@@ -359,17 +360,14 @@ impl Controller {
                     .engine
                     .push(Request { tag, op: Op::Flush });
                 self.namespaces[i].engine.submit();
-                self.shutdown_flushes += 1;
             }
-            if n > 0 {
+            if self.inflight_count > 0 {
                 return;
             }
         }
-        if self.shutdown_flushes == 0 && self.inflight_count == 0 {
-            let v = (self.st.regs.csts() & !csts::SHST_MASK) | csts::SHST_COMPLETE;
-            self.st.regs.set_csts(v);
-            self.st.phase = Phase::ShutDown;
-        }
+        let v = (self.st.regs.csts() & !csts::SHST_MASK) | csts::SHST_COMPLETE;
+        self.st.regs.set_csts(v);
+        self.st.phase = Phase::ShutDown;
     }
 
     fn fatal(&mut self, why: &str) {
@@ -582,6 +580,13 @@ impl Controller {
     /// Processes every queue, collects backend completions and sends the
     /// interrupts due: one pass of the worker.
     pub fn run_pass(&mut self) {
+        // Completion queues waiting for room: the host may have moved a
+        // head through its shadow doorbell without ringing.
+        for cqid in 0..self.st.cqs.len() as u16 {
+            if get(&self.st.cqs, cqid).is_some_and(|cq| !cq.backlog.is_empty()) {
+                self.drain_backlog(cqid);
+            }
+        }
         for _ in 0..4 {
             let qids: Vec<u16> = (0..self.st.sqs.len() as u16)
                 .filter(|&q| get(&self.st.sqs, q).is_some())
@@ -683,9 +688,7 @@ impl Controller {
         self.free_tags.push(c.tag as usize);
         self.inflight_count -= 1;
         match f.origin {
-            Origin::Shutdown => {
-                self.shutdown_flushes = self.shutdown_flushes.saturating_sub(1);
-            }
+            Origin::Shutdown => {}
             Origin::Guest { sqid, cid } => {
                 if self.st.phase == Phase::Resetting {
                     // The queues are gone: the completion is dropped.

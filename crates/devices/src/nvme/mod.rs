@@ -403,9 +403,14 @@ impl PciFunction for Nvme {
         if bar != NVME_BAR {
             return;
         }
-        let c = worker::lock(&self.shared);
+        let mut c = worker::lock(&self.shared);
         if let Ok(off) = usize::try_from(offset) {
             if off < REGS_SIZE {
+                // Without a worker, a guest polling CSTS through a reset or
+                // shutdown is what collects the backend's last completions.
+                if !self.shared.worker_running.load(Ordering::SeqCst) {
+                    c.reap_completions();
+                }
                 c.st.regs.read(off, data);
                 return;
             }
@@ -423,6 +428,7 @@ impl PciFunction for Nvme {
         let c = &mut *guard;
         if let Some(off) = usize::try_from(offset).ok().filter(|&o| o < REGS_SIZE) {
             c.write_register(off, data);
+            c.reap_completions();
             c.flush_interrupts();
             return;
         }
