@@ -12,6 +12,7 @@
 pub mod bus;
 pub mod legacy;
 pub mod lifecycle;
+pub mod nvme;
 pub mod pci_serial;
 
 pub use bus::BusDevice;

@@ -1,0 +1,9 @@
+//! The fake guest driver and the tests it runs, by subject.
+
+mod admin;
+mod driver;
+mod hostile;
+mod io;
+mod regs;
+mod shadow;
+mod worker;

@@ -1,0 +1,130 @@
+//! Doorbell Buffer Config: shadow doorbells, EventIdx, and the hooks the
+//! VMM uses to put ioeventfds on SQ doorbells.
+
+use super::driver::*;
+use crate::nvme::status::Status;
+
+const SHADOW: u64 = 0x7_0000;
+const EVENTIDX: u64 = 0x7_1000;
+
+fn dbbc(d: &mut Driver, shadow: u64, eventidx: u64) -> Cqe {
+    d.admin(sqe(0x7c, 0, (shadow, eventidx), [0; 6]))
+}
+
+fn read_u32(d: &Driver, addr: u64) -> u32 {
+    let mut b = [0u8; 4];
+    d.dma.read(addr, &mut b).unwrap();
+    u32::from_le_bytes(b)
+}
+
+#[test]
+fn test_nvme_doorbell_buffer_config_validates_buffers() {
+    let mut d = Driver::new();
+    d.bring_up();
+    assert!(dbbc(&mut d, SHADOW + 8, EVENTIDX).is(Status::INVALID_FIELD));
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX + 0x100).is(Status::INVALID_FIELD));
+    assert!(dbbc(&mut d, OUTSIDE, EVENTIDX).is(Status::INVALID_FIELD));
+    assert!(dbbc(&mut d, SHADOW, SHADOW).is(Status::INVALID_FIELD));
+    assert_eq!(d.nvme.take_doorbell_mode_change(), None);
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    assert_eq!(d.nvme.take_doorbell_mode_change(), Some(true));
+    assert_eq!(d.nvme.take_doorbell_mode_change(), None);
+}
+
+#[test]
+fn test_nvme_shadow_tail_without_mmio_runs_on_a_kick_and_sets_eventidx() {
+    let mut d = Driver::new();
+    d.bring_up();
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    d.admin(set_features(0x07, 0));
+    d.create_queue_pair(1, 16, 1);
+    d.dma.write(DATA, &[0xab; 512]).unwrap();
+    d.push(1, rw(true, 1, 5, 1, (DATA, 0)));
+    // Linux: shadow tail, then MMIO only if the EventIdx asks; here an
+    // ioeventfd took the MMIO write, so the device only gets a kick.
+    d.dma.write(SHADOW + 8, &1u32.to_le_bytes()).unwrap();
+    d.nvme.poll();
+    let c = d.pop(1).expect("command ran from the shadow tail");
+    assert!(c.ok());
+    assert_eq!(d.files[0].read_at(5 * 512, 1), [0xab]);
+    assert_eq!(
+        read_u32(&d, EVENTIDX + 8),
+        1,
+        "SQ 1 EventIdx = consumed tail"
+    );
+}
+
+#[test]
+fn test_nvme_invalid_shadow_tail_is_an_error_event() {
+    let mut d = Driver::new();
+    d.bring_up_with_queues(1);
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    d.push(0, sqe(0x0c, 0, (0, 0), [0; 6]));
+    d.ring_sq(0);
+    d.dma.write(SHADOW + 8, &500u32.to_le_bytes()).unwrap();
+    d.nvme.poll();
+    let c = d.pop(0).expect("AER");
+    assert_eq!(c.dw0, 0x01_01_00);
+}
+
+#[test]
+fn test_nvme_shadow_cq_head_frees_a_full_cq_without_mmio() {
+    let mut d = Driver::new();
+    d.bring_up();
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    assert!(d.admin(create_cq(1, 2, cq_addr(1), 1)).ok());
+    assert!(d.admin(create_sq(1, 8, sq_addr(1), 1)).ok());
+    d.queues[1] = Some(QueuePair {
+        sq: sq_addr(1),
+        cq: cq_addr(1),
+        entries: 8,
+        tail: 0,
+        head: 0,
+        phase: true,
+    });
+    d.push(1, rw(false, 1, 0, 1, (DATA, 0)));
+    d.push(1, rw(false, 1, 0, 1, (DATA, 0)));
+    d.dma.write(SHADOW + 8, &2u32.to_le_bytes()).unwrap();
+    d.ring_sq(1);
+    let mut b = [0u8; 32];
+    d.dma.read(cq_addr(1), &mut b).unwrap();
+    assert_eq!((b[14] & 1, b[30] & 1), (1, 0), "second completion held");
+    d.dma.write(SHADOW + 12, &1u32.to_le_bytes()).unwrap();
+    d.nvme.poll();
+    d.dma.read(cq_addr(1), &mut b).unwrap();
+    assert_eq!(b[30] & 1, 1, "posted once the shadow head moved");
+    assert_eq!(
+        read_u32(&d, EVENTIDX + 12),
+        1,
+        "CQ EventIdx follows the head"
+    );
+}
+
+#[test]
+fn test_nvme_reset_turns_shadow_doorbells_off() {
+    let mut d = Driver::new();
+    d.bring_up();
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    assert_eq!(d.nvme.take_doorbell_mode_change(), Some(true));
+    d.write32(0x14, 0);
+    assert_eq!(d.nvme.take_doorbell_mode_change(), Some(false));
+    d.enable();
+    d.admin(set_features(0x07, 0));
+    d.create_queue_pair(1, 16, 1);
+    assert!(
+        d.io(1, rw(false, 1, 0, 1, (DATA, 0))).ok(),
+        "MMIO tails work again"
+    );
+}
+
+#[test]
+fn test_nvme_sq_doorbell_slots_for_ioeventfds() {
+    let d = Driver::new();
+    let slots: Vec<_> = d.nvme.sq_doorbell_eventfds().map(|(s, _)| s).collect();
+    assert_eq!(slots.len(), 4);
+    assert_eq!(
+        (slots[0].qid, slots[0].bar, slots[0].offset, slots[0].len),
+        (1, 0, 0x1008, 4)
+    );
+    assert_eq!(slots[3].offset, 0x1020);
+}

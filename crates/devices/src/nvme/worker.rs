@@ -1,0 +1,99 @@
+//! The controller's worker thread: waits (epoll) on the doorbell kick
+//! eventfd, the per-SQ ioeventfds and the backend completion eventfd, and
+//! runs [`super::controller::Controller::run_pass`] whenever one fires, so
+//! I/O never runs on a vCPU thread.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+
+use super::controller::Controller;
+use super::{NvmeError, Shared};
+
+/// The token of the stop eventfd.
+const STOP: u64 = u64::MAX;
+
+/// A running worker; stopped and joined on drop.
+#[derive(Debug)]
+pub struct Worker {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub(super) fn lock(shared: &Shared) -> MutexGuard<'_, Controller> {
+    shared.ctrl.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Worker {
+    /// Starts the worker of `shared`.
+    pub(super) fn start(shared: Arc<Shared>) -> Result<Self, NvmeError> {
+        let epoll = Epoll::new().map_err(NvmeError::Worker)?;
+        let add = |fd: i32, token: u64| {
+            epoll.ctl(
+                ControlOperation::Add,
+                fd,
+                EpollEvent::new(EventSet::IN, token),
+            )
+        };
+        add(shared.stop.as_raw_fd(), STOP).map_err(NvmeError::Worker)?;
+        add(shared.kick.as_raw_fd(), 0).map_err(NvmeError::Worker)?;
+        add(shared.completions.as_raw_fd(), 1).map_err(NvmeError::Worker)?;
+        for (i, fd) in shared.sq_kicks.iter().enumerate() {
+            add(fd.as_raw_fd(), 2 + i as u64).map_err(NvmeError::Worker)?;
+        }
+        shared.worker_running.store(true, Ordering::SeqCst);
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("nvme-worker".into())
+            .spawn(move || run(&s, &epoll))
+            .map_err(NvmeError::Worker)?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn run(shared: &Shared, epoll: &Epoll) {
+    let mut events = vec![EpollEvent::default(); 8 + shared.sq_kicks.len()];
+    loop {
+        let n = match epoll.wait(-1, &mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::error!("NVMe worker: epoll failed, stopping: {e}");
+                break;
+            }
+        };
+        for ev in &events[..n] {
+            let fd = match ev.data() {
+                STOP => return,
+                0 => &shared.kick,
+                1 => &shared.completions,
+                i => match shared.sq_kicks.get(i as usize - 2) {
+                    Some(fd) => fd,
+                    None => continue,
+                },
+            };
+            // Nonblocking: a spurious wake-up reads EAGAIN.
+            let _ = fd.read();
+        }
+        lock(shared).run_pass();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shared.worker_running.store(false, Ordering::SeqCst);
+        if let Err(e) = self.shared.stop.write(1) {
+            tracing::error!("NVMe worker: cannot signal stop: {e}");
+            return;
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

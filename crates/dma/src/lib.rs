@@ -1,0 +1,182 @@
+//! Device DMA: the one seam through which device models read and write guest
+//! memory (STYLE point 2), so that a virtual IOMMU can later translate every
+//! access without the devices changing.
+//!
+//! A device holds an `Arc<dyn Dma>` and addresses memory by *bus address*:
+//! today the guest-physical address, with an IOMMU the I/O virtual address.
+//! Every access is checked as a whole: a range that is not entirely backed
+//! (past the end of RAM, across a hole, or whose end wraps around 2^64) is an
+//! error, never a partial access and never a panic.
+//!
+//! For zero-copy block I/O, [`Dma::host_ranges`] turns a bus range into the
+//! host virtual ranges that back it, and [`GuestBuffers`] bundles those
+//! ranges with the `Arc<dyn Dma>` that keeps them mapped, so a backend
+//! (io_uring) can hand them to the kernel.
+
+#![deny(missing_docs)]
+
+mod guest;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+pub use guest::GuestDma;
+
+/// Why a DMA access was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DmaError {
+    /// Some byte of the range is not backed by guest memory.
+    #[error("DMA range {addr:#x}+{len:#x} is not inside guest memory")]
+    OutOfRange {
+        /// Start of the range.
+        addr: u64,
+        /// Its length.
+        len: u64,
+    },
+    /// `addr + len` does not fit in 64 bits.
+    #[error("DMA range {addr:#x}+{len:#x} wraps around the address space")]
+    Overflow {
+        /// Start of the range.
+        addr: u64,
+        /// Its length.
+        len: u64,
+    },
+    /// The memory exists but cannot be mapped into the host (no host address).
+    #[error("DMA range at {addr:#x} has no host mapping")]
+    NoHostMapping {
+        /// Start of the range.
+        addr: u64,
+    },
+}
+
+/// Which way the device moves data (an IOMMU checks read/write permission).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The device reads guest memory (e.g. a disk write).
+    ToDevice,
+    /// The device writes guest memory (e.g. a disk read).
+    FromDevice,
+}
+
+/// A span of host virtual memory that backs part of a guest range.
+///
+/// It is only an address and a length: nothing can be read through it
+/// safely. Its validity is tied to the [`Dma`] handle that produced it (see
+/// [`Dma::host_ranges`]); [`GuestBuffers`] keeps the two together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostRange {
+    addr: usize,
+    len: usize,
+}
+
+impl HostRange {
+    /// A range of `len` bytes at host address `addr`.
+    ///
+    /// # Safety
+    /// `addr..addr + len` must be mapped, readable and writable host memory
+    /// for as long as the [`Dma`] handle that returns this range lives.
+    pub unsafe fn new(addr: *mut u8, len: usize) -> Self {
+        Self {
+            addr: addr as usize,
+            len,
+        }
+    }
+
+    /// Host virtual address of the first byte.
+    pub fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the range has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Access to guest memory on behalf of one device.
+///
+/// Implementations are cheap to share (`Arc<dyn Dma>`) and must never panic
+/// on any address or length: out-of-range accesses return [`DmaError`] and
+/// touch nothing.
+pub trait Dma: Send + Sync + Debug {
+    /// Reads `buf.len()` bytes at bus address `addr`.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError>;
+
+    /// Writes `buf` at bus address `addr`.
+    fn write(&self, addr: u64, buf: &[u8]) -> Result<(), DmaError>;
+
+    /// Appends to `out` the host ranges backing `len` bytes at `addr`, in
+    /// order; on error `out` is left as it was.
+    ///
+    /// Contract: the returned ranges stay mapped as long as this `Dma`
+    /// handle lives (an implementation that can unmap, such as an IOMMU on
+    /// invalidation, must keep the mapping alive while a handle to it is
+    /// held). The guest may change the bytes at any time: users treat them
+    /// as shared memory, never as Rust references.
+    fn host_ranges(
+        &self,
+        addr: u64,
+        len: u64,
+        dir: Direction,
+        out: &mut Vec<HostRange>,
+    ) -> Result<(), DmaError>;
+}
+
+/// `addr..addr+len` as an end address, or [`DmaError::Overflow`].
+pub fn checked_end(addr: u64, len: u64) -> Result<u64, DmaError> {
+    addr.checked_add(len)
+        .ok_or(DmaError::Overflow { addr, len })
+}
+
+/// Guest buffers resolved to host memory, together with the `Dma` handle
+/// that keeps them mapped: what a backend needs for zero-copy I/O.
+#[derive(Debug, Clone)]
+pub struct GuestBuffers {
+    dma: Arc<dyn Dma>,
+    ranges: Vec<HostRange>,
+    len: u64,
+}
+
+impl GuestBuffers {
+    /// Resolves the bus `segments` (`(addr, len)` pairs, in transfer order).
+    pub fn new(
+        dma: Arc<dyn Dma>,
+        segments: &[(u64, u64)],
+        dir: Direction,
+    ) -> Result<Self, DmaError> {
+        let mut ranges = Vec::with_capacity(segments.len());
+        let mut len = 0u64;
+        for &(addr, seg) in segments {
+            dma.host_ranges(addr, seg, dir, &mut ranges)?;
+            len = len
+                .checked_add(seg)
+                .ok_or(DmaError::Overflow { addr, len: seg })?;
+        }
+        Ok(Self { dma, ranges, len })
+    }
+
+    /// The host ranges, in transfer order, valid while `self` lives.
+    pub fn ranges(&self) -> &[HostRange] {
+        &self.ranges
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether there is nothing to transfer.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The handle keeping the ranges mapped.
+    pub fn dma(&self) -> &Arc<dyn Dma> {
+        &self.dma
+    }
+}
