@@ -37,6 +37,9 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const AER_LIMIT: usize = 4;
 /// Events kept while no request is outstanding.
 const EVENT_QUEUE_LIMIT: usize = 16;
+/// Commands waiting for the backend, over all queues: bounds the host
+/// memory a guest can pin with deep queues.
+pub const MAX_IN_FLIGHT: usize = 4096;
 
 /// Fixed properties of a controller.
 #[derive(Clone, Debug)]
@@ -502,8 +505,13 @@ impl Controller {
 
     // ---- submission processing ---------------------------------------------
 
-    /// Fetches and executes the commands waiting in SQ `qid`.
+    /// Fetches and executes the commands waiting in SQ `qid`. Nothing is
+    /// fetched while Bus Master Enable is clear: the function cannot read
+    /// guest memory then (PCI 3.0 §6.2.2).
     pub fn process_submissions(&mut self, qid: u16) {
+        if self.pci.config().command() & command::BUS_MASTER == 0 {
+            return;
+        }
         for _round in 0..2 {
             if let Err(e) = self.refresh_sq_tail(qid) {
                 self.queue_event(AsyncEvent {
@@ -548,7 +556,9 @@ impl Controller {
         // I/O queues keep at most size - 1 commands in flight, so completions
         // always fit their CQ eventually; admin commands run at once (AERs are
         // bounded by AER_LIMIT).
-        if sq.is_empty() || sq.deleting.is_some() || (qid != 0 && sq.in_flight + 1 >= sq.size) {
+        let full =
+            qid != 0 && (sq.in_flight + 1 >= sq.size || self.inflight_count >= MAX_IN_FLIGHT);
+        if sq.is_empty() || sq.deleting.is_some() || full {
             return false;
         }
         let cq_busy = get(&self.st.cqs, sq.cqid).is_none_or(|cq| !cq.backlog.is_empty());
