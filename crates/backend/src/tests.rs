@@ -80,15 +80,15 @@ fn test_block_file_regular_file_reports_size_and_kind() {
     let f = open(&t, true, false);
     assert_eq!(f.size(), 1 << 20);
     assert_eq!(f.kind(), FileKind::Regular);
-    assert!([1, 512, 4096].contains(&f.logical_block_size()));
+    assert!([512, 4096].contains(&f.logical_block_size()));
 }
 
 #[test]
-fn test_block_file_buffered_has_no_alignment_constraint() {
+fn test_block_file_buffered_reports_512_byte_blocks() {
     let t = TempFile::new("/tmp", 4096);
     let f = open(&t, false, false);
     assert!(!f.is_direct());
-    assert_eq!(f.logical_block_size(), 1);
+    assert_eq!(f.logical_block_size(), 512);
 }
 
 #[test]

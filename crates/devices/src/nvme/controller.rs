@@ -40,6 +40,9 @@ const EVENT_QUEUE_LIMIT: usize = 16;
 /// Commands waiting for the backend, over all queues: bounds the host
 /// memory a guest can pin with deep queues.
 pub const MAX_IN_FLIGHT: usize = 4096;
+/// Warnings a controller logs for guest-caused trouble before it goes
+/// quiet (a guest must not be able to flood the host's log).
+const WARN_BUDGET: u32 = 16;
 
 /// Fixed properties of a controller.
 #[derive(Clone, Debug)]
@@ -175,6 +178,7 @@ pub struct Controller {
     msi_masked_pending: u32,
     doorbell_mode: Option<bool>,
     reaped: Vec<Completion>,
+    warn_budget: u32,
 }
 
 fn get<T>(v: &[Option<T>], qid: u16) -> Option<&T> {
@@ -225,6 +229,7 @@ impl Controller {
             msi_masked_pending: 0,
             doorbell_mode: None,
             reaped: Vec::new(),
+            warn_budget: WARN_BUDGET,
         }
     }
 
@@ -373,8 +378,23 @@ impl Controller {
         self.st.phase = Phase::ShutDown;
     }
 
+    /// A warning about something the guest caused, rate limited.
+    fn warn(&mut self, msg: std::fmt::Arguments<'_>) {
+        match self.warn_budget {
+            0 => tracing::debug!("NVMe: {msg}"),
+            1 => {
+                self.warn_budget = 0;
+                tracing::warn!("NVMe: {msg} (further warnings of this controller at debug level)");
+            }
+            _ => {
+                self.warn_budget -= 1;
+                tracing::warn!("NVMe: {msg}");
+            }
+        }
+    }
+
     fn fatal(&mut self, why: &str) {
-        tracing::warn!("NVMe: controller fatal status: {why}");
+        self.warn(format_args!("controller fatal status: {why}"));
         let v = self.st.regs.csts() | csts::CFS;
         self.st.regs.set_csts(v);
         self.st.phase = Phase::Fatal;
@@ -670,18 +690,16 @@ impl Controller {
     }
 
     fn finish(&mut self, c: Completion) {
-        let Some(slot) = usize::try_from(c.tag)
-            .ok()
-            .and_then(|i| self.inflight.get_mut(i))
-        else {
+        let Ok(idx) = usize::try_from(c.tag) else {
             return;
         };
-        let Some(f) = slot.as_mut() else {
+        let Some(mut f) = self.inflight.get(idx).copied().flatten() else {
             return;
         };
         if let Err(errno) = c.result {
             if f.status.is_success() {
-                tracing::debug!("NVMe: backend error {errno} for {:?}", f.origin);
+                let origin = f.origin;
+                self.warn(format_args!("backend error {errno} for {origin:?}"));
                 f.status = match f.kind {
                     IoKind::Read(_) => Status::UNRECOVERED_READ_ERROR,
                     IoKind::Write(_) => Status::WRITE_FAULT,
@@ -691,11 +709,11 @@ impl Controller {
         }
         f.remaining = f.remaining.saturating_sub(1);
         if f.remaining > 0 {
+            self.inflight[idx] = Some(f);
             return;
         }
-        let f = *f;
-        *slot = None;
-        self.free_tags.push(c.tag as usize);
+        self.inflight[idx] = None;
+        self.free_tags.push(idx);
         self.inflight_count -= 1;
         match f.origin {
             Origin::Shutdown => {}

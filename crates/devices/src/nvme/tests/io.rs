@@ -533,3 +533,24 @@ fn test_nvme_reset_with_io_uring_in_flight_settles() {
     }
     assert_eq!(d.nvme.with_controller(|c| c.in_flight()), 0);
 }
+
+#[test]
+fn test_nvme_backend_failure_is_a_media_error() {
+    let mut d = Driver::new();
+    d.bring_up_with_queues(1);
+    // The host file shrinks under the guest: reads past its end fail.
+    std::fs::File::options()
+        .write(true)
+        .open(&d.files[0].0)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let c = d.io(1, rw(false, 1, 16, 8, (DATA, 0)));
+    assert!(
+        c.is(Status::UNRECOVERED_READ_ERROR),
+        "status {:#x}",
+        c.status
+    );
+    let (_, smart) = d.log(0x02, 512, false);
+    assert_eq!(smart[160], 1, "media errors");
+}
