@@ -528,45 +528,51 @@ impl Controller {
     /// Fetches and executes the commands waiting in SQ `qid`. Nothing is
     /// fetched while Bus Master Enable is clear: the function cannot read
     /// guest memory then (PCI 3.0 §6.2.2).
-    pub fn process_submissions(&mut self, qid: u16) {
+    ///
+    /// Returns whether work may remain that no event will announce: a
+    /// shadow tail that kept moving while we ran, or a queue left
+    /// unfinished for fairness. The caller runs another pass then.
+    pub fn process_submissions(&mut self, qid: u16) -> bool {
         if self.pci.config().command() & command::BUS_MASTER == 0 {
-            return;
+            return false;
         }
-        for _round in 0..2 {
+        for _round in 0..16 {
             if let Err(e) = self.refresh_sq_tail(qid) {
                 self.queue_event(AsyncEvent {
                     kind: 0,
                     info: e.event_info(),
                     log_page: 0x01,
                 });
-                return;
+                return false;
             }
             let Some(size) = get(&self.st.sqs, qid).map(|sq| sq.size) else {
-                return;
+                return false;
             };
             for _ in 0..size {
                 if !self.fetch_one(qid) {
                     break;
                 }
             }
-            // Shadow protocol: publish how far we got, then look again for
-            // a tail the host wrote meanwhile without ringing.
             let Some(tail) = get(&self.st.sqs, qid).map(|sq| sq.tail) else {
-                return;
+                return false;
             };
             if qid == 0 || self.st.shadow.is_none() {
-                return;
+                return self.can_fetch(qid);
             }
+            // Shadow protocol: publish how far we got (the host rings the
+            // MMIO doorbell only for a tail past it), then look again for
+            // a tail it wrote meanwhile without ringing.
             self.write_event_idx(Doorbell::SqTail(qid), tail);
             fence(Ordering::SeqCst);
             if self.read_shadow(Doorbell::SqTail(qid)) == Some(tail) {
-                return;
+                return self.can_fetch(qid);
             }
         }
+        true
     }
 
-    /// Fetches and runs one command; `false` when nothing (more) can run.
-    fn fetch_one(&mut self, qid: u16) -> bool {
+    /// Whether SQ `qid` has a command that could be fetched now.
+    fn can_fetch(&self, qid: u16) -> bool {
         if self.st.phase != Phase::Ready {
             return false;
         }
@@ -578,14 +584,18 @@ impl Controller {
         // bounded by AER_LIMIT).
         let full =
             qid != 0 && (sq.in_flight + 1 >= sq.size || self.inflight_count >= MAX_IN_FLIGHT);
-        if sq.is_empty() || sq.deleting.is_some() || full {
-            return false;
-        }
         let cq_busy = get(&self.st.cqs, sq.cqid).is_none_or(|cq| !cq.backlog.is_empty());
-        if cq_busy {
+        !(sq.is_empty() || sq.deleting.is_some() || full || cq_busy)
+    }
+
+    /// Fetches and runs one command; `false` when nothing (more) can run.
+    fn fetch_one(&mut self, qid: u16) -> bool {
+        if !self.can_fetch(qid) {
             return false;
         }
-        let addr = sq.head_addr();
+        let Some(addr) = get(&self.st.sqs, qid).map(SubmissionQueue::head_addr) else {
+            return false;
+        };
         let mut bytes = [0u8; SQE_SIZE];
         if self.dma.read(addr, &mut bytes).is_err() {
             self.fatal("submission queue entry outside guest memory");
@@ -608,8 +618,9 @@ impl Controller {
     }
 
     /// Processes every queue, collects backend completions and sends the
-    /// interrupts due: one pass of the worker.
-    pub fn run_pass(&mut self) {
+    /// interrupts due: one pass of the worker. Returns whether another pass
+    /// should follow at once (see [`Controller::process_submissions`]).
+    pub fn run_pass(&mut self) -> bool {
         // Completion queues waiting for room: the host may have moved a
         // head through its shadow doorbell without ringing.
         for cqid in 0..self.st.cqs.len() as u16 {
@@ -617,19 +628,22 @@ impl Controller {
                 self.drain_backlog(cqid);
             }
         }
+        let mut more = false;
         for _ in 0..4 {
             let qids: Vec<u16> = (0..self.st.sqs.len() as u16)
                 .filter(|&q| get(&self.st.sqs, q).is_some())
                 .collect();
+            more = false;
             for qid in qids {
-                self.process_submissions(qid);
+                more |= self.process_submissions(qid);
             }
             self.submit_backends();
-            if self.reap_completions() == 0 {
+            if self.reap_completions() == 0 && !more {
                 break;
             }
         }
         self.flush_interrupts();
+        more
     }
 
     /// Hands queued backend requests to the kernel.

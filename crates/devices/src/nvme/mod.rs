@@ -369,7 +369,11 @@ impl Nvme {
     /// Runs every queue and collects backend completions once, on the
     /// caller's thread (for use without a worker).
     pub fn poll(&self) {
-        worker::lock(&self.shared).run_pass();
+        for _ in 0..64 {
+            if !worker::lock(&self.shared).run_pass() {
+                break;
+            }
+        }
     }
 
     /// Waits for every backend request and posts its completion (for use
@@ -446,7 +450,8 @@ impl PciFunction for Nvme {
                             tracing::warn!("NVMe: cannot wake the worker: {e}");
                         }
                     } else {
-                        c.run_pass();
+                        drop(guard);
+                        self.poll();
                     }
                 }
             }

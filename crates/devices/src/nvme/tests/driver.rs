@@ -145,7 +145,13 @@ pub struct Driver {
     next_cid: u16,
 }
 
+/// Wraps the device's guest memory handle.
+pub type WrapDma = fn(Arc<dyn Dma>) -> Arc<dyn Dma>;
+
 pub struct Setup {
+    /// Wraps the guest memory handle the device gets (to observe or
+    /// perturb its accesses).
+    pub wrap_dma: Option<WrapDma>,
     pub namespaces: Vec<NsSpec>,
     pub engine: EngineKind,
     pub max_io_queues: u16,
@@ -155,6 +161,7 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Self {
+            wrap_dma: None,
             namespaces: vec![NsSpec::default()],
             engine: EngineKind::Sync,
             max_io_queues: 4,
@@ -197,7 +204,8 @@ impl Driver {
         };
         let vectors = Arc::new(RecordingVectors::new());
         let line = Arc::new(RecordingLine::new());
-        let nvme = Nvme::new(cfg, dma.clone(), vectors.clone(), line.clone()).unwrap();
+        let device_dma = setup.wrap_dma.map_or(dma.clone(), |w| w(dma.clone()));
+        let nvme = Nvme::new(cfg, device_dma, vectors.clone(), line.clone()).unwrap();
         Self {
             nvme,
             dma,
