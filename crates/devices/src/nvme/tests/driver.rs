@@ -303,6 +303,9 @@ impl Driver {
         assert_eq!(self.csts() & 1, 0);
         let aqa = (ADMIN_ENTRIES - 1) << 16 | (ADMIN_ENTRIES - 1);
         self.write32(regs::AQA as u64, aqa);
+        self.dma
+            .write(ACQ, &vec![0u8; ADMIN_ENTRIES as usize * 16])
+            .unwrap();
         self.write64(regs::ASQ as u64, ASQ);
         self.write64(regs::ACQ as u64, ACQ);
         self.write32(regs::CC as u64, Self::cc_value());
@@ -334,6 +337,10 @@ impl Driver {
     }
 
     pub fn create_queue_pair(&mut self, qid: u16, entries: u32, vector: u16) {
+        // Like Linux, start from a zeroed CQ: no stale phase bits.
+        self.dma
+            .write(cq_addr(qid), &vec![0u8; entries as usize * 16])
+            .unwrap();
         let c = self.admin(create_cq(qid, entries, cq_addr(qid), vector));
         assert!(c.ok(), "create CQ {qid}: {c:?}");
         let c = self.admin(create_sq(qid, entries, sq_addr(qid), qid));
