@@ -755,6 +755,12 @@ impl Controller {
         if self.st.phase == Phase::Resetting && self.inflight_count == 0 {
             self.st.regs.set_csts(0);
             self.st.phase = Phase::Disabled;
+            // A guest that set CC.EN again without waiting for RDY = 0
+            // gets its enable now.
+            let cc_now = self.st.regs.cc();
+            if cc_now & cc::EN != 0 {
+                self.enable(cc_now);
+            }
         }
         self.try_finish_shutdown();
     }

@@ -554,3 +554,30 @@ fn test_nvme_backend_failure_is_a_media_error() {
     let (_, smart) = d.log(0x02, 512, false);
     assert_eq!(smart[160], 1, "media errors");
 }
+
+#[test]
+fn test_nvme_enable_during_reset_drain_takes_effect_after_it() {
+    let mut d = Driver::new();
+    d.bring_up_with_queues(1);
+    d.push(1, rw(false, 1, 0, 8, (DATA, 0)));
+    fetch_without_reaping(&mut d);
+    let cc_value = Driver::cc_value();
+    let rdy = d.nvme.with_controller(|c| {
+        c.write_register(crate::nvme::regs::CC, &0u32.to_le_bytes());
+        c.write_register(crate::nvme::regs::CC, &cc_value.to_le_bytes());
+        c.reap_completions();
+        c.st.regs.csts()
+    });
+    assert_eq!(rdy, 1, "ready again once the drain finished");
+    d.queues[0] = Some(QueuePair {
+        sq: ASQ,
+        cq: ACQ,
+        entries: ADMIN_ENTRIES,
+        tail: 0,
+        head: 0,
+        phase: true,
+    });
+    d.dma.write(ACQ, &[0u8; 512]).unwrap();
+    let (c, _) = d.identify(1, 0);
+    assert!(c.ok());
+}
