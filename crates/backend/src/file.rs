@@ -103,9 +103,11 @@ impl BlockFile {
             None
         };
         let block_size = match (&direct, kind) {
-            (None, _) => 1,
-            (Some(f), FileKind::BlockDevice) => logical_block_size(f).map_err(geometry)?,
+            (_, FileKind::BlockDevice) => {
+                logical_block_size(direct.as_ref().unwrap_or(&buffered)).map_err(geometry)?
+            }
             (Some(f), FileKind::Regular) => probe_direct_alignment(f, size),
+            (None, FileKind::Regular) => 512,
         };
         Ok(Self {
             direct,
@@ -123,8 +125,9 @@ impl BlockFile {
         self.size
     }
 
-    /// The alignment (of offsets, lengths and buffer addresses) that direct
-    /// I/O needs; 1 when the file is buffered.
+    /// The logical block size: the alignment (of offsets, lengths and
+    /// buffer addresses) direct I/O needs. Requests not aligned to it go
+    /// through the buffered descriptor. 512 for a buffered regular file.
     pub fn logical_block_size(&self) -> u32 {
         self.block_size
     }

@@ -37,6 +37,12 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const AER_LIMIT: usize = 4;
 /// Events kept while no request is outstanding.
 const EVENT_QUEUE_LIMIT: usize = 16;
+/// Commands waiting for the backend, over all queues: bounds the host
+/// memory a guest can pin with deep queues.
+pub const MAX_IN_FLIGHT: usize = 4096;
+/// Warnings a controller logs for guest-caused trouble before it goes
+/// quiet (a guest must not be able to flood the host's log).
+const WARN_BUDGET: u32 = 16;
 
 /// Fixed properties of a controller.
 #[derive(Clone, Debug)]
@@ -172,6 +178,7 @@ pub struct Controller {
     msi_masked_pending: u32,
     doorbell_mode: Option<bool>,
     reaped: Vec<Completion>,
+    warn_budget: u32,
 }
 
 fn get<T>(v: &[Option<T>], qid: u16) -> Option<&T> {
@@ -222,6 +229,7 @@ impl Controller {
             msi_masked_pending: 0,
             doorbell_mode: None,
             reaped: Vec::new(),
+            warn_budget: WARN_BUDGET,
         }
     }
 
@@ -370,8 +378,23 @@ impl Controller {
         self.st.phase = Phase::ShutDown;
     }
 
+    /// A warning about something the guest caused, rate limited.
+    fn warn(&mut self, msg: std::fmt::Arguments<'_>) {
+        match self.warn_budget {
+            0 => tracing::debug!("NVMe: {msg}"),
+            1 => {
+                self.warn_budget = 0;
+                tracing::warn!("NVMe: {msg} (further warnings of this controller at debug level)");
+            }
+            _ => {
+                self.warn_budget -= 1;
+                tracing::warn!("NVMe: {msg}");
+            }
+        }
+    }
+
     fn fatal(&mut self, why: &str) {
-        tracing::warn!("NVMe: controller fatal status: {why}");
+        self.warn(format_args!("controller fatal status: {why}"));
         let v = self.st.regs.csts() | csts::CFS;
         self.st.regs.set_csts(v);
         self.st.phase = Phase::Fatal;
@@ -502,43 +525,54 @@ impl Controller {
 
     // ---- submission processing ---------------------------------------------
 
-    /// Fetches and executes the commands waiting in SQ `qid`.
-    pub fn process_submissions(&mut self, qid: u16) {
-        for _round in 0..2 {
+    /// Fetches and executes the commands waiting in SQ `qid`. Nothing is
+    /// fetched while Bus Master Enable is clear: the function cannot read
+    /// guest memory then (PCI 3.0 §6.2.2).
+    ///
+    /// Returns whether work may remain that no event will announce: a
+    /// shadow tail that kept moving while we ran, or a queue left
+    /// unfinished for fairness. The caller runs another pass then.
+    pub fn process_submissions(&mut self, qid: u16) -> bool {
+        if self.pci.config().command() & command::BUS_MASTER == 0 {
+            return false;
+        }
+        for _round in 0..16 {
             if let Err(e) = self.refresh_sq_tail(qid) {
                 self.queue_event(AsyncEvent {
                     kind: 0,
                     info: e.event_info(),
                     log_page: 0x01,
                 });
-                return;
+                return false;
             }
             let Some(size) = get(&self.st.sqs, qid).map(|sq| sq.size) else {
-                return;
+                return false;
             };
             for _ in 0..size {
                 if !self.fetch_one(qid) {
                     break;
                 }
             }
-            // Shadow protocol: publish how far we got, then look again for
-            // a tail the host wrote meanwhile without ringing.
             let Some(tail) = get(&self.st.sqs, qid).map(|sq| sq.tail) else {
-                return;
+                return false;
             };
             if qid == 0 || self.st.shadow.is_none() {
-                return;
+                return self.can_fetch(qid);
             }
+            // Shadow protocol: publish how far we got (the host rings the
+            // MMIO doorbell only for a tail past it), then look again for
+            // a tail it wrote meanwhile without ringing.
             self.write_event_idx(Doorbell::SqTail(qid), tail);
             fence(Ordering::SeqCst);
             if self.read_shadow(Doorbell::SqTail(qid)) == Some(tail) {
-                return;
+                return self.can_fetch(qid);
             }
         }
+        true
     }
 
-    /// Fetches and runs one command; `false` when nothing (more) can run.
-    fn fetch_one(&mut self, qid: u16) -> bool {
+    /// Whether SQ `qid` has a command that could be fetched now.
+    fn can_fetch(&self, qid: u16) -> bool {
         if self.st.phase != Phase::Ready {
             return false;
         }
@@ -548,14 +582,20 @@ impl Controller {
         // I/O queues keep at most size - 1 commands in flight, so completions
         // always fit their CQ eventually; admin commands run at once (AERs are
         // bounded by AER_LIMIT).
-        if sq.is_empty() || sq.deleting.is_some() || (qid != 0 && sq.in_flight + 1 >= sq.size) {
-            return false;
-        }
+        let full =
+            qid != 0 && (sq.in_flight + 1 >= sq.size || self.inflight_count >= MAX_IN_FLIGHT);
         let cq_busy = get(&self.st.cqs, sq.cqid).is_none_or(|cq| !cq.backlog.is_empty());
-        if cq_busy {
+        !(sq.is_empty() || sq.deleting.is_some() || full || cq_busy)
+    }
+
+    /// Fetches and runs one command; `false` when nothing (more) can run.
+    fn fetch_one(&mut self, qid: u16) -> bool {
+        if !self.can_fetch(qid) {
             return false;
         }
-        let addr = sq.head_addr();
+        let Some(addr) = get(&self.st.sqs, qid).map(SubmissionQueue::head_addr) else {
+            return false;
+        };
         let mut bytes = [0u8; SQE_SIZE];
         if self.dma.read(addr, &mut bytes).is_err() {
             self.fatal("submission queue entry outside guest memory");
@@ -578,8 +618,9 @@ impl Controller {
     }
 
     /// Processes every queue, collects backend completions and sends the
-    /// interrupts due: one pass of the worker.
-    pub fn run_pass(&mut self) {
+    /// interrupts due: one pass of the worker. Returns whether another pass
+    /// should follow at once (see [`Controller::process_submissions`]).
+    pub fn run_pass(&mut self) -> bool {
         // Completion queues waiting for room: the host may have moved a
         // head through its shadow doorbell without ringing.
         for cqid in 0..self.st.cqs.len() as u16 {
@@ -587,19 +628,22 @@ impl Controller {
                 self.drain_backlog(cqid);
             }
         }
+        let mut more = false;
         for _ in 0..4 {
             let qids: Vec<u16> = (0..self.st.sqs.len() as u16)
                 .filter(|&q| get(&self.st.sqs, q).is_some())
                 .collect();
+            more = false;
             for qid in qids {
-                self.process_submissions(qid);
+                more |= self.process_submissions(qid);
             }
             self.submit_backends();
-            if self.reap_completions() == 0 {
+            if self.reap_completions() == 0 && !more {
                 break;
             }
         }
         self.flush_interrupts();
+        more
     }
 
     /// Hands queued backend requests to the kernel.
@@ -660,18 +704,16 @@ impl Controller {
     }
 
     fn finish(&mut self, c: Completion) {
-        let Some(slot) = usize::try_from(c.tag)
-            .ok()
-            .and_then(|i| self.inflight.get_mut(i))
-        else {
+        let Ok(idx) = usize::try_from(c.tag) else {
             return;
         };
-        let Some(f) = slot.as_mut() else {
+        let Some(mut f) = self.inflight.get(idx).copied().flatten() else {
             return;
         };
         if let Err(errno) = c.result {
             if f.status.is_success() {
-                tracing::debug!("NVMe: backend error {errno} for {:?}", f.origin);
+                let origin = f.origin;
+                self.warn(format_args!("backend error {errno} for {origin:?}"));
                 f.status = match f.kind {
                     IoKind::Read(_) => Status::UNRECOVERED_READ_ERROR,
                     IoKind::Write(_) => Status::WRITE_FAULT,
@@ -681,11 +723,11 @@ impl Controller {
         }
         f.remaining = f.remaining.saturating_sub(1);
         if f.remaining > 0 {
+            self.inflight[idx] = Some(f);
             return;
         }
-        let f = *f;
-        *slot = None;
-        self.free_tags.push(c.tag as usize);
+        self.inflight[idx] = None;
+        self.free_tags.push(idx);
         self.inflight_count -= 1;
         match f.origin {
             Origin::Shutdown => {}
@@ -713,6 +755,12 @@ impl Controller {
         if self.st.phase == Phase::Resetting && self.inflight_count == 0 {
             self.st.regs.set_csts(0);
             self.st.phase = Phase::Disabled;
+            // A guest that set CC.EN again without waiting for RDY = 0
+            // gets its enable now.
+            let cc_now = self.st.regs.cc();
+            if cc_now & cc::EN != 0 {
+                self.enable(cc_now);
+            }
         }
         self.try_finish_shutdown();
     }

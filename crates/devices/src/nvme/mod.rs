@@ -50,7 +50,13 @@
 //! | unknown opcodes, fused/SGL commands, bad fields | Invalid Opcode / Invalid Field, logged in Error log |
 //! | queue create/delete in any order              | every spec check; deleting an SQ with I/O waits for it |
 //! | shadow doorbell values                        | validated like MMIO values                      |
-//! | endless AERs, CQ never consumed               | AER limit; CQ backlog throttles fetching, bounded by SQ sizes |
+//! | endless AERs, CQ never consumed, deep queues | AER limit 4; a full CQ holds entries and stops fetching; at most 4096 commands in flight per controller |
+//! | bus mastering off                            | nothing is fetched until it is back on            |
+//! | anything that ends in a host-side warning    | at most 16 warnings per controller, then debug level |
+//!
+//! Interrupt Coalescing (feature 08h) is recorded and reported; the
+//! aggregation it asks for is approximated by sending at most one message
+//! per vector per processing pass.
 
 mod admin;
 pub mod command;
@@ -369,7 +375,11 @@ impl Nvme {
     /// Runs every queue and collects backend completions once, on the
     /// caller's thread (for use without a worker).
     pub fn poll(&self) {
-        worker::lock(&self.shared).run_pass();
+        for _ in 0..64 {
+            if !worker::lock(&self.shared).run_pass() {
+                break;
+            }
+        }
     }
 
     /// Waits for every backend request and posts its completion (for use
@@ -446,7 +456,8 @@ impl PciFunction for Nvme {
                             tracing::warn!("NVMe: cannot wake the worker: {e}");
                         }
                     } else {
-                        c.run_pass();
+                        drop(guard);
+                        self.poll();
                     }
                 }
             }

@@ -81,7 +81,9 @@ fn run(shared: &Shared, epoll: &Epoll) {
             // Nonblocking: a spurious wake-up reads EAGAIN.
             let _ = fd.read();
         }
-        lock(shared).run_pass();
+        // Work no event will announce (a shadow tail that moved while the
+        // pass ran) gets further passes, each releasing the lock between.
+        while lock(shared).run_pass() {}
     }
 }
 

@@ -145,7 +145,13 @@ pub struct Driver {
     next_cid: u16,
 }
 
+/// Wraps the device's guest memory handle.
+pub type WrapDma = fn(Arc<dyn Dma>) -> Arc<dyn Dma>;
+
 pub struct Setup {
+    /// Wraps the guest memory handle the device gets (to observe or
+    /// perturb its accesses).
+    pub wrap_dma: Option<WrapDma>,
     pub namespaces: Vec<NsSpec>,
     pub engine: EngineKind,
     pub max_io_queues: u16,
@@ -155,6 +161,7 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Self {
+            wrap_dma: None,
             namespaces: vec![NsSpec::default()],
             engine: EngineKind::Sync,
             max_io_queues: 4,
@@ -197,7 +204,8 @@ impl Driver {
         };
         let vectors = Arc::new(RecordingVectors::new());
         let line = Arc::new(RecordingLine::new());
-        let nvme = Nvme::new(cfg, dma.clone(), vectors.clone(), line.clone()).unwrap();
+        let device_dma = setup.wrap_dma.map_or(dma.clone(), |w| w(dma.clone()));
+        let nvme = Nvme::new(cfg, device_dma, vectors.clone(), line.clone()).unwrap();
         Self {
             nvme,
             dma,
@@ -295,6 +303,9 @@ impl Driver {
         assert_eq!(self.csts() & 1, 0);
         let aqa = (ADMIN_ENTRIES - 1) << 16 | (ADMIN_ENTRIES - 1);
         self.write32(regs::AQA as u64, aqa);
+        self.dma
+            .write(ACQ, &vec![0u8; ADMIN_ENTRIES as usize * 16])
+            .unwrap();
         self.write64(regs::ASQ as u64, ASQ);
         self.write64(regs::ACQ as u64, ACQ);
         self.write32(regs::CC as u64, Self::cc_value());
@@ -326,6 +337,10 @@ impl Driver {
     }
 
     pub fn create_queue_pair(&mut self, qid: u16, entries: u32, vector: u16) {
+        // Like Linux, start from a zeroed CQ: no stale phase bits.
+        self.dma
+            .write(cq_addr(qid), &vec![0u8; entries as usize * 16])
+            .unwrap();
         let c = self.admin(create_cq(qid, entries, cq_addr(qid), vector));
         assert!(c.ok(), "create CQ {qid}: {c:?}");
         let c = self.admin(create_sq(qid, entries, sq_addr(qid), qid));

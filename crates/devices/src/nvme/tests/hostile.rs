@@ -144,3 +144,44 @@ fn test_nvme_hostile_random_sqes_complete_with_a_status() {
         let _ = c;
     }
 }
+
+#[test]
+fn test_nvme_hostile_sweep_against_the_worker_and_io_uring() {
+    let mut d = Driver::with(Setup {
+        engine: backend::EngineKind::IoUring,
+        ..Setup::default()
+    });
+    d.nvme.start_worker().unwrap();
+    d.bring_up_with_queues(2);
+    let mut rng = Rng(99);
+    sweep(&mut d, &mut rng, 1500);
+    d.enable_pci();
+    d.enable_msix();
+    d.write32(0x14, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while d.csts() & 1 != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reset never completed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    d.enable();
+    let (c, _) = d.identify(1, 0);
+    assert!(c.ok());
+    d.admin(set_features(0x07, 0));
+    d.create_queue_pair(1, 16, 1);
+    d.dma.write(DATA, &[0x5e; 512]).unwrap();
+    d.push(1, rw(true, 1, 9, 1, (DATA, 0)));
+    d.ring_sq(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let c = loop {
+        if let Some(c) = d.pop(1) {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "no completion");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    assert!(c.ok());
+    assert_eq!(d.files[0].read_at(9 * 512, 1), [0x5e]);
+}

@@ -430,3 +430,154 @@ fn test_nvme_many_commands_in_one_doorbell() {
     assert_eq!(done, cids);
     assert_eq!(d.files[0].read_at(19 * 512, 1), [19]);
 }
+
+#[test]
+fn test_nvme_no_fetch_without_bus_master() {
+    let mut d = Driver::new();
+    d.bring_up_with_queues(1);
+    d.config_write16(4, 0x0002);
+    d.push(1, rw(false, 1, 0, 1, (DATA, 0)));
+    d.ring_sq(1);
+    assert!(d.pop(1).is_none(), "bus mastering off: nothing fetched");
+    d.config_write16(4, 0x0006);
+    d.nvme.poll();
+    assert!(d.pop(1).expect("fetched once bus mastering is back").ok());
+}
+
+/// Fetches what SQ 1 holds without collecting backend completions, so
+/// the commands stay in flight.
+fn fetch_without_reaping(d: &mut Driver) {
+    let tail = d.queues[1].unwrap().tail;
+    d.nvme.with_controller(|c| {
+        if let Some(sq) = c.st.sqs[1].as_mut() {
+            sq.tail = tail;
+        }
+        c.process_submissions(1);
+        c.submit_backends();
+    });
+}
+
+#[test]
+fn test_nvme_delete_sq_with_io_in_flight_completes_after_it() {
+    let mut d = Driver::new();
+    d.bring_up_with_queues(1);
+    let mut cids: Vec<u16> = (0..8)
+        .map(|i| d.push(1, rw(false, 1, i * 8, 8, (DATA + i * 0x1000, 0))))
+        .collect();
+    fetch_without_reaping(&mut d);
+    let del = d.push(0, delete_sq(1));
+    d.ring_sq(0);
+    assert!(
+        d.pop(0).is_none(),
+        "deletion waits for the queue's commands"
+    );
+    d.nvme.poll();
+    let mut done = Vec::new();
+    while let Some(c) = d.pop(1) {
+        assert!(c.ok());
+        done.push(c.cid);
+    }
+    done.sort_unstable();
+    cids.sort_unstable();
+    assert_eq!(done, cids, "every command of the deleted SQ completed");
+    let c = d.pop(0).expect("delete completes");
+    assert_eq!((c.cid, c.status), (del, 0));
+    assert!(d.admin(delete_cq(1)).ok());
+}
+
+#[test]
+fn test_nvme_reset_with_io_in_flight_keeps_ready_until_drained() {
+    let mut d = Driver::new();
+    d.bring_up_with_queues(1);
+    for i in 0..4u64 {
+        d.push(1, rw(false, 1, i * 8, 8, (DATA + i * 0x1000, 0)));
+    }
+    fetch_without_reaping(&mut d);
+    let rdy = d.nvme.with_controller(|c| {
+        c.write_register(crate::nvme::regs::CC, &0u32.to_le_bytes());
+        c.st.regs.csts() & 1
+    });
+    assert_eq!(
+        rdy, 1,
+        "RDY stays set while the backend holds guest buffers"
+    );
+    assert_eq!(
+        d.csts() & 1,
+        0,
+        "cleared once the completions are collected"
+    );
+    let mut cqe = [0u8; 16];
+    d.dma.read(cq_addr(1), &mut cqe).unwrap();
+    assert_eq!(cqe[14] & 1, 0, "dropped, not posted after the reset");
+    d.enable();
+    let (c, _) = d.identify(1, 0);
+    assert!(c.ok());
+}
+
+#[test]
+fn test_nvme_reset_with_io_uring_in_flight_settles() {
+    let mut d = Driver::with(Setup {
+        engine: EngineKind::IoUring,
+        ..Setup::default()
+    });
+    d.bring_up_with_queues(1);
+    for i in 0..16u64 {
+        d.push(1, rw(false, 1, i * 8, 8, (DATA + i * 0x1000, 0)));
+    }
+    d.ring_sq(1);
+    d.write32(crate::nvme::regs::CC as u64, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while d.csts() & 1 != 0 {
+        assert!(std::time::Instant::now() < deadline, "RDY never cleared");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(d.nvme.with_controller(|c| c.in_flight()), 0);
+}
+
+#[test]
+fn test_nvme_backend_failure_is_a_media_error() {
+    let mut d = Driver::new();
+    d.bring_up_with_queues(1);
+    // The host file shrinks under the guest: reads past its end fail.
+    std::fs::File::options()
+        .write(true)
+        .open(&d.files[0].0)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let c = d.io(1, rw(false, 1, 16, 8, (DATA, 0)));
+    assert!(
+        c.is(Status::UNRECOVERED_READ_ERROR),
+        "status {:#x}",
+        c.status
+    );
+    let (_, smart) = d.log(0x02, 512, false);
+    assert_eq!(smart[160], 1, "media errors");
+}
+
+#[test]
+fn test_nvme_enable_during_reset_drain_takes_effect_after_it() {
+    let mut d = Driver::new();
+    d.bring_up_with_queues(1);
+    d.push(1, rw(false, 1, 0, 8, (DATA, 0)));
+    fetch_without_reaping(&mut d);
+    let cc_value = Driver::cc_value();
+    let rdy = d.nvme.with_controller(|c| {
+        c.write_register(crate::nvme::regs::CC, &0u32.to_le_bytes());
+        c.write_register(crate::nvme::regs::CC, &cc_value.to_le_bytes());
+        c.reap_completions();
+        c.st.regs.csts()
+    });
+    assert_eq!(rdy, 1, "ready again once the drain finished");
+    d.queues[0] = Some(QueuePair {
+        sq: ASQ,
+        cq: ACQ,
+        entries: ADMIN_ENTRIES,
+        tail: 0,
+        head: 0,
+        phase: true,
+    });
+    d.dma.write(ACQ, &[0u8; 512]).unwrap();
+    let (c, _) = d.identify(1, 0);
+    assert!(c.ok());
+}

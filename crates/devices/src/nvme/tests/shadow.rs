@@ -1,6 +1,10 @@
 //! Doorbell Buffer Config: shadow doorbells, EventIdx, and the hooks the
 //! VMM uses to put ioeventfds on SQ doorbells.
 
+use std::sync::Arc;
+
+use dma::{Direction, Dma, DmaError, HostRange};
+
 use super::driver::*;
 use crate::nvme::status::Status;
 
@@ -127,4 +131,53 @@ fn test_nvme_sq_doorbell_slots_for_ioeventfds() {
         (1, 0, 0x1008, 4)
     );
     assert_eq!(slots[3].offset, 0x1020);
+}
+
+/// Guest memory where the host writes SQ 1's shadow tail again right
+/// after the device publishes EventIdx, having read the old EventIdx (so
+/// it does not ring): the race the device must close by looking again.
+#[derive(Debug)]
+struct RacingHost(Arc<dyn Dma>);
+
+impl Dma for RacingHost {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        self.0.read(addr, buf)
+    }
+
+    fn write(&self, addr: u64, buf: &[u8]) -> Result<(), DmaError> {
+        self.0.write(addr, buf)?;
+        if addr == EVENTIDX + 8 && buf == 1u32.to_le_bytes() {
+            self.0.write(SHADOW + 8, &2u32.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn host_ranges(
+        &self,
+        addr: u64,
+        len: u64,
+        dir: Direction,
+        out: &mut Vec<HostRange>,
+    ) -> Result<(), DmaError> {
+        self.0.host_ranges(addr, len, dir, out)
+    }
+}
+
+#[test]
+fn test_nvme_shadow_tail_written_during_processing_is_not_lost() {
+    let mut d = Driver::with(Setup {
+        wrap_dma: Some(|m| Arc::new(RacingHost(m))),
+        ..Setup::default()
+    });
+    d.bring_up();
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    d.admin(set_features(0x07, 0));
+    d.create_queue_pair(1, 16, 1);
+    let first = d.push(1, rw(false, 1, 0, 1, (DATA, 0)));
+    let second = d.push(1, rw(false, 1, 1, 1, (DATA, 0)));
+    d.dma.write(SHADOW + 8, &1u32.to_le_bytes()).unwrap();
+    d.nvme.poll();
+    let cids = [d.pop(1).map(|c| c.cid), d.pop(1).map(|c| c.cid)];
+    assert_eq!(cids, [Some(first), Some(second)]);
+    assert_eq!(read_u32(&d, EVENTIDX + 8), 2);
 }
