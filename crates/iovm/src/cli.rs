@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmm::config::{
     BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig, LifecycleConfig, MemoryConfig,
-    OnReboot, PciSerialConfig, PciSlot, SerialConfig, VmConfig,
+    NvmeConfig, NvmeNamespaceConfig, OnReboot, PciSerialConfig, PciSlot, SerialConfig, VmConfig,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -103,13 +103,18 @@ pub struct RunArgs {
     /// Kinds: `root-port` (a PCIe root port; one device behind it, at slot 0),
     /// `pci-bridge` (a PCI-to-PCI bridge; 32 slots behind it), `pci-serial`
     /// (a PCI 16550 card using INTx; `loopback=on` echoes what the guest sends,
-    /// `output=PATH` writes it to a file).
+    /// `output=PATH` writes it to a file), `nvme` (an NVMe controller;
+    /// `serial=TEXT`, `queues=N` I/O queues, default one per vCPU up to 8),
+    /// `nvme-ns` (a namespace of the nvme controller `bus=` names:
+    /// `path=FILE` a disk image or block device, `readonly=on`,
+    /// `block-size=512|4096`).
     ///
     /// `bus=` puts a device behind a root port or bridge given earlier by its
     /// `id=` (default: the root bus, pcie.0). `addr=` picks the slot and
     /// function in hex as lspci shows them (default: next free slot, function 0);
     /// functions 1-7 of a slot make a multi-function device.
-    /// Example: --device root-port,id=rp0 --device pci-serial,bus=rp0
+    /// Example: --device root-port,id=rp0 --device nvme,id=nvme0,bus=rp0
+    /// --device nvme-ns,bus=nvme0,path=disk.img
     #[arg(long = "device", value_name = "SPEC", value_parser = parse_device)]
     pub devices: Vec<DeviceConfig>,
 
@@ -197,9 +202,16 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
         "pci-serial" => DeviceKind::PciSerial(PciSerialConfig::default()),
         "root-port" => DeviceKind::RootPort,
         "pci-bridge" => DeviceKind::PciBridge,
+        "nvme" => DeviceKind::Nvme(NvmeConfig::default()),
+        "nvme-ns" => DeviceKind::NvmeNamespace(NvmeNamespaceConfig {
+            path: PathBuf::new(),
+            readonly: false,
+            block_size: 512,
+        }),
         _ => {
             return Err(format!(
-                "'{kind_name}' is not a device iovm has; known: pci-serial, root-port, pci-bridge"
+                "'{kind_name}' is not a device iovm has; known: pci-serial, root-port, \
+                 pci-bridge, nvme, nvme-ns"
             ))
         }
     };
@@ -215,15 +227,58 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             (Some(("output", p)), DeviceKind::PciSerial(c)) if !p.is_empty() => {
                 c.output = Some(PathBuf::from(p));
             }
+            (Some(("serial", v)), DeviceKind::Nvme(c)) => {
+                if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(format!(
+                        "serial={v} is not an NVMe serial number: 1-20 printable ASCII characters"
+                    ));
+                }
+                c.serial = Some(v.to_string());
+            }
+            (Some(("queues", v)), DeviceKind::Nvme(c)) => {
+                c.queues = Some(
+                    v.parse::<u16>()
+                        .ok()
+                        .filter(|q| (1..=64).contains(q))
+                        .ok_or_else(|| {
+                            format!("queues={v}: an NVMe controller has 1-64 I/O queues")
+                        })?,
+                );
+            }
+            (Some(("path", p)), DeviceKind::NvmeNamespace(c)) if !p.is_empty() => {
+                c.path = PathBuf::from(p);
+            }
+            (Some(("readonly", v @ ("on" | "off"))), DeviceKind::NvmeNamespace(c)) => {
+                c.readonly = v == "on";
+            }
+            (Some(("block-size", v)), DeviceKind::NvmeNamespace(c)) => {
+                c.block_size = match v {
+                    "512" => 512,
+                    "4096" => 4096,
+                    _ => return Err(format!("block-size={v}: use 512 or 4096")),
+                };
+            }
             (_, k) => {
                 let own = match k {
                     DeviceKind::PciSerial(_) => ", loopback=on|off, output=PATH",
                     DeviceKind::RootPort | DeviceKind::PciBridge => "",
+                    DeviceKind::Nvme(_) => ", serial=TEXT, queues=N",
+                    DeviceKind::NvmeNamespace(_) => {
+                        "; and path=FILE, readonly=on|off, block-size=512|4096"
+                    }
                 };
                 return Err(format!(
                     "'{opt}' is not a {kind_name} option; use id=ID, bus=ID, addr=SLOT[.FN]{own}"
                 ));
             }
+        }
+    }
+    if let DeviceKind::NvmeNamespace(ns) = &kind {
+        if ns.path.as_os_str().is_empty() {
+            return Err("nvme-ns needs path=FILE (a disk image or a block device)".into());
+        }
+        if device.bus.is_none() {
+            return Err("nvme-ns needs bus=ID, the id of its nvme controller".into());
         }
     }
     device.kind = kind;

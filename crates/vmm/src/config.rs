@@ -67,6 +67,31 @@ pub enum DeviceKind {
     RootPort,
     /// A PCI-to-PCI bridge: a bus of its own with 32 slots.
     PciBridge,
+    /// An NVMe controller; its namespaces are `NvmeNamespace` devices
+    /// whose `bus` is the controller's id.
+    Nvme(NvmeConfig),
+    /// A namespace of an NVMe controller, backed by a file or block device.
+    NvmeNamespace(NvmeNamespaceConfig),
+}
+
+/// An NVMe controller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NvmeConfig {
+    /// Serial number the guest sees (`nvme list`); default `IOVM` + a number.
+    pub serial: Option<String>,
+    /// I/O queue pairs offered (1-64); default one per vCPU, at most 8.
+    pub queues: Option<u16>,
+}
+
+/// One namespace of an NVMe controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NvmeNamespaceConfig {
+    /// A regular file or a block device.
+    pub path: PathBuf,
+    /// The guest may not write.
+    pub readonly: bool,
+    /// Logical block size, 512 or 4096.
+    pub block_size: u32,
 }
 
 impl DeviceKind {
@@ -76,7 +101,15 @@ impl DeviceKind {
             Self::PciSerial(_) => "pci-serial",
             Self::RootPort => "root-port",
             Self::PciBridge => "pci-bridge",
+            Self::Nvme(_) => "nvme",
+            Self::NvmeNamespace(_) => "nvme-ns",
         }
+    }
+
+    /// Whether it is a PCI function (namespaces are not: they live inside
+    /// their controller).
+    pub fn is_pci(&self) -> bool {
+        !matches!(self, Self::NvmeNamespace(_))
     }
 
     /// Whether other devices can sit behind it.

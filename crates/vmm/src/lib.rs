@@ -23,3 +23,4 @@ pub mod pci_host;
 pub mod topology;
 pub mod vcpu;
 pub mod vm;
+pub mod wiring;

@@ -6,16 +6,18 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 
+use backend::{BlockFile, DiskConfig};
+use devices::nvme::{NamespaceConfig, Nvme, NvmeConfig as NvmeDeviceConfig};
 use devices::pci_serial::{PciSerial, PciSerialConfig};
-use irq::ioapic::WirePolarity;
+use dma::Dma;
+use irq::msi::MsiVectors;
 use irq::wired_or::WiredOr;
 use irq::IrqLine;
 use pci::address::Bdf;
 use pci::bridge::{PciBridge, RootPort, RootPortConfig};
 use pci::root::{AttachError, BridgeId, SharedFunction};
 
-use crate::config::{DeviceConfig, DeviceKind};
-use crate::irqchip::Irqchip;
+use crate::config::{DeviceConfig, DeviceKind, NvmeNamespaceConfig};
 use crate::pci_host::PciRoot;
 use crate::topology::{self, Parent, Placement, TopologyError};
 
@@ -33,50 +35,50 @@ pub enum PciBuildError {
     Device(String),
 }
 
-/// Where devices' INTx wires go: an IOAPIC pin per GSI, or a recording
-/// in tests.
-pub trait IntxPins {
+/// What the devices are wired to: IOAPIC pins, MSI routes, guest memory.
+/// The VMM's is KVM's ([`crate::vm`]); tests record.
+pub trait Wiring {
     /// The input of IOAPIC pin `gsi`, which the wires sharing it drive
     /// together (wired-OR).
-    fn pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError>;
-}
+    fn intx_pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError>;
 
-impl IntxPins for Irqchip {
-    fn pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
-        let pin = self
-            .line(gsi, WirePolarity::ActiveLow)
-            .map_err(|e| PciBuildError::Device(format!("INTx into GSI {gsi}: {e}")))?;
-        Ok(Arc::new(pin))
-    }
+    /// A new function's MSI/MSI-X vectors.
+    fn msi_vectors(&mut self) -> Arc<dyn MsiVectors>;
+
+    /// A new function's view of guest memory for DMA.
+    fn dma(&mut self) -> Arc<dyn Dma>;
 }
 
 /// The INTx wires of the machine: one wired-OR per IOAPIC pin.
 struct IntxWires<'a> {
-    pins: &'a mut dyn IntxPins,
+    wiring: &'a mut dyn Wiring,
     shared: BTreeMap<u32, Arc<WiredOr>>,
 }
 
 impl IntxWires<'_> {
     fn line(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
         if !self.shared.contains_key(&gsi) {
-            let pin = self.pins.pin(gsi)?;
+            let pin = self.wiring.intx_pin(gsi)?;
             self.shared.insert(gsi, WiredOr::new(pin));
         }
         Ok(Arc::new(self.shared[&gsi].input()))
     }
 }
 
-/// Places every device of `devices` on `pci`, their INTx wired to `pins`.
+/// Places every device of `devices` on `pci`, wired by `wiring`, in a
+/// machine of `cpus` vCPUs.
 pub fn build(
     devices: &[DeviceConfig],
     pci: &PciRoot,
-    pins: &mut dyn IntxPins,
+    wiring: &mut dyn Wiring,
+    cpus: u32,
 ) -> Result<(), PciBuildError> {
     let plan = topology::plan(devices)?;
     let mut wires = IntxWires {
-        pins,
+        wiring,
         shared: BTreeMap::new(),
     };
+    let mut nvme_count = 0u32;
     let mut bridges: BTreeMap<usize, BridgeId> = BTreeMap::new();
     for (root_port_number, place) in plan.iter().enumerate() {
         let device = &devices[place.index];
@@ -113,9 +115,66 @@ pub fn build(
                 );
                 attach(pci, place, &bridges, Arc::new(Mutex::new(card)))?;
             }
+            DeviceKind::Nvme(c) => {
+                nvme_count += 1;
+                let namespaces = devices
+                    .iter()
+                    .filter(|d| d.bus.is_some() && d.bus == device.id)
+                    .filter_map(|d| match &d.kind {
+                        DeviceKind::NvmeNamespace(ns) => Some(ns),
+                        _ => None,
+                    })
+                    .map(open_namespace)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let cfg = NvmeDeviceConfig {
+                    serial: c
+                        .serial
+                        .clone()
+                        .unwrap_or_else(|| format!("IOVM{nvme_count:04}")),
+                    max_io_queues: c.queues.unwrap_or_else(|| cpus.clamp(1, 8) as u16),
+                    namespaces,
+                    ..Default::default()
+                };
+                let intx = wires.line(place.gsi(1))?;
+                let msi = wires.wiring.msi_vectors();
+                let dma = wires.wiring.dma();
+                let mut nvme = Nvme::new(cfg, dma, msi, intx)
+                    .map_err(|e| PciBuildError::Device(format!("nvme: {}", chain(&e))))?;
+                nvme.start_worker()
+                    .map_err(|e| PciBuildError::Device(format!("nvme: {}", chain(&e))))?;
+                attach(pci, place, &bridges, Arc::new(Mutex::new(nvme)))?;
+            }
+            DeviceKind::NvmeNamespace(_) => {}
         }
     }
     Ok(())
+}
+
+/// An error and its causes, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Opens a namespace's disk (with `O_DIRECT` where the file system allows).
+fn open_namespace(ns: &NvmeNamespaceConfig) -> Result<NamespaceConfig, PciBuildError> {
+    let disk = BlockFile::open(&DiskConfig {
+        path: ns.path.clone(),
+        readonly: ns.readonly,
+        direct: true,
+    })
+    .map_err(|e| PciBuildError::Device(format!("nvme-ns {}: {}", ns.path.display(), chain(&e))))?;
+    Ok(NamespaceConfig {
+        disk: Arc::new(disk),
+        block_size: ns.block_size,
+        readonly: ns.readonly,
+    })
 }
 
 fn root_bdf(place: &Placement) -> Bdf {

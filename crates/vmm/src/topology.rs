@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{DeviceConfig, PciSlot};
+use crate::config::{DeviceConfig, DeviceKind, PciSlot};
 
 /// The name of the root bus in `bus=`.
 pub const ROOT_BUS: &str = "pcie.0";
@@ -47,7 +47,7 @@ pub enum TopologyError {
         bus: String,
     },
     /// `bus=` names a device that is not a bus.
-    #[error("{device}: bus '{bus}' is a {kind}, which has no bus behind it")]
+    #[error("{device}: bus '{bus}' is a device of kind {kind}, which has no bus behind it")]
     NotABus {
         /// The device.
         device: String,
@@ -97,6 +97,20 @@ pub enum TopologyError {
         device: String,
         /// The bus.
         bus: String,
+    },
+    /// A namespace whose `bus=` is not an NVMe controller.
+    #[error("{device}: bus='{bus}' must be the id of an nvme controller given before it")]
+    NamespaceController {
+        /// The namespace.
+        device: String,
+        /// What `bus=` said (empty: nothing).
+        bus: String,
+    },
+    /// A namespace with a PCI address.
+    #[error("{device}: a namespace lives in its controller and takes no addr=")]
+    NamespaceAddress {
+        /// The namespace.
+        device: String,
     },
     /// Functions without function 0.
     #[error("bus '{bus}' slot {slot:02x} has function {function} but no function 0, which Linux scans first")]
@@ -159,6 +173,42 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+fn register_id<'a>(
+    ids: &mut BTreeMap<&'a str, usize>,
+    d: &'a DeviceConfig,
+    index: usize,
+) -> Result<(), TopologyError> {
+    if let Some(id) = &d.id {
+        if !valid_id(id) {
+            return Err(TopologyError::BadId(id.clone()));
+        }
+        if ids.insert(id, index).is_some() {
+            return Err(TopologyError::DuplicateId(id.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// A namespace names its controller with `bus=` and has no PCI address.
+fn check_namespace(
+    devices: &[DeviceConfig],
+    ids: &BTreeMap<&str, usize>,
+    d: &DeviceConfig,
+    me: String,
+) -> Result<(), TopologyError> {
+    if d.addr.is_some() {
+        return Err(TopologyError::NamespaceAddress { device: me });
+    }
+    let controller = d.bus.as_deref().and_then(|b| ids.get(b));
+    match controller {
+        Some(&c) if matches!(devices[c].kind, DeviceKind::Nvme(_)) => Ok(()),
+        _ => Err(TopologyError::NamespaceController {
+            device: me,
+            bus: d.bus.clone().unwrap_or_default(),
+        }),
+    }
+}
+
 /// Places every device, in command-line order, or says what is wrong.
 pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
     let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
@@ -166,6 +216,11 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
     let mut placed: Vec<Placement> = Vec::new();
     for (index, d) in devices.iter().enumerate() {
         let me = label(d, index);
+        if !d.kind.is_pci() {
+            check_namespace(devices, &ids, d, me)?;
+            register_id(&mut ids, d, index)?;
+            continue;
+        }
         let (parent, bus_name) = match d.bus.as_deref() {
             None | Some(ROOT_BUS) => (Parent::Root, ROOT_BUS.to_string()),
             Some(bus) => {
@@ -182,7 +237,7 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
                         kind: devices[p].kind.name(),
                     });
                 }
-                if matches!(d.kind, crate::config::DeviceKind::RootPort) {
+                if matches!(d.kind, DeviceKind::RootPort) {
                     return Err(TopologyError::RootPortNotOnRootBus {
                         device: me,
                         bus: bus.into(),
@@ -192,7 +247,7 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
             }
         };
         let is_link = matches!(parent, Parent::Bridge(p)
-            if matches!(devices[p].kind, crate::config::DeviceKind::RootPort));
+            if matches!(devices[p].kind, DeviceKind::RootPort));
         let first = if parent == Parent::Root { 1 } else { 0 };
         let last = if is_link { 0 } else { SLOTS - 1 };
         let slot = match d.addr {
@@ -257,14 +312,7 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
                 (up.0, path)
             }
         };
-        if let Some(id) = &d.id {
-            if !valid_id(id) {
-                return Err(TopologyError::BadId(id.clone()));
-            }
-            if ids.insert(id, index).is_some() {
-                return Err(TopologyError::DuplicateId(id.clone()));
-            }
-        }
+        register_id(&mut ids, d, index)?;
         placed.push(Placement {
             index,
             parent,
@@ -292,7 +340,7 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeviceKind, PciSerialConfig};
+    use crate::config::{DeviceKind, NvmeConfig, NvmeNamespaceConfig, PciSerialConfig};
 
     fn dev(
         kind: DeviceKind,
@@ -379,7 +427,7 @@ mod tests {
                     dev(serial(), Some("s"), None, None),
                     dev(serial(), None, Some("s"), None),
                 ],
-                "is a pci-serial, which has no bus",
+                "of kind pci-serial, which has no bus",
             ),
             (
                 vec![
@@ -436,6 +484,68 @@ mod tests {
             let err = plan(&devices).unwrap_err().to_string();
             assert!(err.contains(want), "{err:?} should say {want:?}");
         }
+    }
+
+    fn ns() -> DeviceKind {
+        DeviceKind::NvmeNamespace(NvmeNamespaceConfig {
+            path: "disk.img".into(),
+            readonly: false,
+            block_size: 512,
+        })
+    }
+
+    #[test]
+    fn test_namespaces_take_no_slot_and_need_their_controller() {
+        let devices = [
+            dev(
+                DeviceKind::Nvme(NvmeConfig::default()),
+                Some("n0"),
+                None,
+                None,
+            ),
+            dev(ns(), None, Some("n0"), None),
+            dev(ns(), None, Some("n0"), None),
+            dev(serial(), None, None, None),
+        ];
+
+        let plan = plan(&devices).unwrap();
+
+        assert_eq!(
+            slots(&plan),
+            vec![(Parent::Root, 1, 0), (Parent::Root, 2, 0)]
+        );
+        assert_eq!(plan[1].index, 3);
+        let orphan = [dev(ns(), None, None, None)];
+        assert!(plan_err(&orphan).contains("must be the id of an nvme controller"));
+        let on_bridge = [
+            dev(DeviceKind::PciBridge, Some("b"), None, None),
+            dev(ns(), None, Some("b"), None),
+        ];
+        assert!(plan_err(&on_bridge).contains("bus='b' must be the id of an nvme"));
+        let with_addr = [
+            dev(
+                DeviceKind::Nvme(NvmeConfig::default()),
+                Some("n0"),
+                None,
+                None,
+            ),
+            dev(ns(), None, Some("n0"), Some((1, 0))),
+        ];
+        assert!(plan_err(&with_addr).contains("takes no addr="));
+        let behind_nvme = [
+            dev(
+                DeviceKind::Nvme(NvmeConfig::default()),
+                Some("n0"),
+                None,
+                None,
+            ),
+            dev(serial(), None, Some("n0"), None),
+        ];
+        assert!(plan_err(&behind_nvme).contains("of kind nvme, which has no bus"));
+    }
+
+    fn plan_err(d: &[DeviceConfig]) -> String {
+        plan(d).unwrap_err().to_string()
     }
 
     #[test]

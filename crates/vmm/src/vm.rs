@@ -35,7 +35,7 @@ use vmm_sys_util::signal::Killable;
 use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT, IOAPIC_PINS};
 use crate::boot::{cpu_state, loader, page_tables, reset_vector};
 use crate::bus::Bus;
-use crate::config::{OnReboot, VmConfig};
+use crate::config::{DeviceConfig, DeviceKind, OnReboot, VmConfig};
 use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
@@ -45,6 +45,7 @@ use crate::layout::{MemoryLayout, ECAM_SIZE, ECAM_START, IOAPIC_START, MIB, MIN_
 use crate::pci_devices;
 use crate::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 use crate::vcpu::{self, VcpuRunner};
+use crate::wiring::KvmWiring;
 use pci::address::CONFIG_ADDRESS_PORT;
 
 /// Exit code: the guest powered off.
@@ -191,6 +192,21 @@ pub enum VmError {
     /// The PCI topology could not be built.
     #[error("PCI topology: {0}")]
     Pci(String),
+    /// A disk cannot be opened.
+    #[error("cannot open disk {path}")]
+    Disk {
+        /// The path given.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A disk path that is neither a file nor a block device.
+    #[error("disk {0} is neither a regular file nor a block device")]
+    NotADisk(String),
+    /// One disk behind two namespaces.
+    #[error("disk {0} backs two namespaces; give each its own file")]
+    DiskTwice(String),
     /// A `--device` could not be placed or built.
     #[error(transparent)]
     Devices(#[from] crate::pci_devices::PciBuildError),
@@ -226,6 +242,7 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
         }
     }
     crate::topology::plan(&cfg.devices).map_err(crate::pci_devices::PciBuildError::from)?;
+    check_disks(&cfg.devices)?;
     match cfg.cpus.count {
         0 => Err(VmError::NoCpus),
         n if n > MAX_CPUS => Err(VmError::TooManyCpus {
@@ -235,6 +252,38 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
         }),
         _ => Ok(()),
     }
+}
+
+/// Checks, before anything is built, that every disk opens as asked and
+/// that no disk backs two namespaces.
+fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for d in devices {
+        let DeviceKind::NvmeNamespace(ns) = &d.kind else {
+            continue;
+        };
+        let path = ns.path.display().to_string();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!ns.readonly)
+            .open(&ns.path)
+            .map_err(|source| VmError::Disk {
+                path: path.clone(),
+                source,
+            })?;
+        let meta = file.metadata().map_err(|source| VmError::Disk {
+            path: path.clone(),
+            source,
+        })?;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if !(meta.is_file() || meta.file_type().is_block_device()) {
+            return Err(VmError::NotADisk(path));
+        }
+        if !seen.insert((meta.dev(), meta.ino())) {
+            return Err(VmError::DiskTwice(path));
+        }
+    }
+    Ok(())
 }
 
 /// Sends guest requests into the run loop's channel.
@@ -278,7 +327,7 @@ impl Default for Persistent {
 pub struct Vm {
     _kvm: Kvm,
     _vm: Arc<VmFd>,
-    _memory: GuestMemoryMmap,
+    _memory: Arc<GuestMemoryMmap>,
     vcpus: Vec<VcpuRunner>,
     events: Receiver<VmEvent>,
     stop: Arc<AtomicBool>,
@@ -339,8 +388,10 @@ impl Vm {
             .map_err(|e| VmError::Pci(format!("IOAPIC: {e}")))?;
 
         let layout = MemoryLayout::new(cfg.memory.size);
-        let memory = GuestMemoryMmap::<()>::from_ranges(&layout.ram_regions())
-            .map_err(|e| VmError::Memory(cfg.memory.size / MIB, e))?;
+        let memory = Arc::new(
+            GuestMemoryMmap::<()>::from_ranges(&layout.ram_regions())
+                .map_err(|e| VmError::Memory(cfg.memory.size / MIB, e))?,
+        );
         for (slot, region) in memory.iter().enumerate() {
             let host_addr = memory.get_host_address(region.start_addr())?;
             let region_info = kvm_bindings::kvm_userspace_memory_region {
@@ -405,7 +456,11 @@ impl Vm {
             Arc::new(Mutex::new(pci.config_ports())),
         )?;
         mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))?;
-        pci_devices::build(&cfg.devices, &pci, &mut irqchip.clone())?;
+        let mut wiring = KvmWiring {
+            irqchip: irqchip.clone(),
+            memory: memory.clone(),
+        };
+        pci_devices::build(&cfg.devices, &pci, &mut wiring, cfg.cpus.count)?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)

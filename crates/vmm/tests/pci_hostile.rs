@@ -11,12 +11,17 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use irq::recording::RecordingLine;
+use dma::{Dma, GuestDma};
+use irq::msi::MsiVectors;
+use irq::recording::{RecordingLine, RecordingVectors};
 use irq::IrqLine;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm::bus::Bus;
-use vmm::config::{DeviceConfig, DeviceKind, PciSerialConfig, PciSlot};
+use vmm::config::{
+    DeviceConfig, DeviceKind, NvmeConfig, NvmeNamespaceConfig, PciSerialConfig, PciSlot,
+};
 use vmm::layout::{ECAM_SIZE, ECAM_START};
-use vmm::pci_devices::{self, IntxPins, PciBuildError};
+use vmm::pci_devices::{self, PciBuildError, Wiring};
 use vmm::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 
 const IO_START: u64 = 0x1000;
@@ -39,18 +44,36 @@ impl Rng {
     }
 }
 
-#[derive(Default)]
-struct Pins(BTreeMap<u32, Arc<RecordingLine>>);
+/// Interrupts recorded; DMA onto 16 MiB of guest RAM.
+struct TestWiring {
+    pins: BTreeMap<u32, Arc<RecordingLine>>,
+    memory: Arc<GuestMemoryMmap>,
+}
 
-impl IntxPins for Pins {
-    fn pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
-        Ok(self.0.entry(gsi).or_default().clone())
+impl Wiring for TestWiring {
+    fn intx_pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
+        Ok(self.pins.entry(gsi).or_default().clone())
+    }
+
+    fn msi_vectors(&mut self) -> Arc<dyn MsiVectors> {
+        Arc::new(RecordingVectors::new())
+    }
+
+    fn dma(&mut self) -> Arc<dyn Dma> {
+        Arc::new(GuestDma::new(self.memory.clone()))
     }
 }
 
 struct Machine {
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
+    disk: std::path::PathBuf,
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.disk);
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -238,6 +261,12 @@ fn bridge(kind: DeviceKind, id: &str, bus: Option<&str>) -> DeviceConfig {
 }
 
 fn machine() -> Machine {
+    let disk = std::env::temp_dir().join(format!(
+        "iovm-pci-hostile-{}-{:?}.img",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
     let pio = Arc::new(Bus::new());
     let mmio = Arc::new(Bus::new());
     let pci = PciRoot::new(pio.clone(), mmio.clone()).unwrap();
@@ -258,12 +287,51 @@ fn machine() -> Machine {
         serial(None, Some("rp0"), None),
         serial(None, None, Some((5, 0))),
         serial(None, None, Some((5, 1))),
+        DeviceConfig {
+            kind: DeviceKind::Nvme(NvmeConfig::default()),
+            id: Some("nvme0".into()),
+            bus: None,
+            addr: Some(PciSlot {
+                device: 6,
+                function: 0,
+            }),
+        },
+        DeviceConfig {
+            kind: DeviceKind::NvmeNamespace(NvmeNamespaceConfig {
+                path: disk.clone(),
+                readonly: false,
+                block_size: 512,
+            }),
+            id: None,
+            bus: Some("nvme0".into()),
+            addr: None,
+        },
     ];
-    pci_devices::build(&devices, &pci, &mut Pins::default()).unwrap();
-    Machine { pio, mmio }
+    let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
+    let mut wiring = TestWiring {
+        pins: BTreeMap::new(),
+        memory: Arc::new(memory),
+    };
+    pci_devices::build(&devices, &pci, &mut wiring, 1).unwrap();
+    Machine { pio, mmio, disk }
 }
 
 const CLASS_SERIAL: u32 = 0x07_00_02;
+const CLASS_NVME: u32 = 0x01_08_02;
+
+/// The NVMe controller's BAR 0 address, if enumerated.
+fn nvme_bar(found: &[Found]) -> Option<u64> {
+    found
+        .iter()
+        .find(|f| f.class == CLASS_NVME)
+        .map(|f| f.bars[0].1)
+}
+
+/// Whether the NVMe controller answers at its BAR: VS reads 1.4.
+fn nvme_answers(m: &Machine, bar: u64) -> bool {
+    let mut vs = [0u8; 4];
+    m.mmio.read(bar + 8, &mut vs) && u32::from_le_bytes(vs) == 0x0001_0400
+}
 
 fn cards(found: &[Found]) -> Vec<(Bdf, u64)> {
     found
@@ -311,8 +379,8 @@ fn test_hostile_config_and_bar_writes_to_each_function_spare_the_others() {
     let targets: Vec<Found> = found.clone();
     assert_eq!(
         targets.len(),
-        8,
-        "host bridge, 2 root ports, a bridge, 4 cards: {targets:?}"
+        9,
+        "host bridge, 2 root ports, a bridge, 4 cards, an NVMe controller: {targets:?}"
     );
 
     for target in targets {
@@ -349,8 +417,22 @@ fn test_hostile_config_and_bar_writes_to_each_function_spare_the_others() {
                 );
             }
         }
+        if target.class != CLASS_NVME {
+            let bar = nvme_bar(&found).unwrap();
+            assert!(
+                nvme_answers(&m, bar),
+                "NVMe broken by writes to {:?}",
+                target.bdf
+            );
+        }
         let again = m.enumerate();
         assert_eq!(cards(&again).len(), 4, "after attacking {:?}", target.bdf);
+        let bar = nvme_bar(&again).unwrap();
+        assert!(
+            nvme_answers(&m, bar),
+            "NVMe does not come back after attacking {:?}",
+            target.bdf
+        );
         for (bdf, port) in cards(&again) {
             assert!(
                 m.card_works(port, 0x3c),

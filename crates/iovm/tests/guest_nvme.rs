@@ -1,0 +1,173 @@
+//! The stock Linux `nvme` driver and `nvme-cli` on iovm's NVMe controllers,
+//! with host files behind the namespaces; the bytes the guest wrote are
+//! then looked for in those files. One batch (one test-host boot).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use testkit::{Batch, GuestRun, RunResult};
+
+/// Disk images made in the batch's scratch directory before the runs:
+/// (file, size in MiB).
+const DISKS: [(&str, u64); 3] = [("nvme-a.img", 64), ("nvme-b.img", 64), ("nvme-c.img", 64)];
+
+/// Where the guest writes a marker with `dd`, per namespace: (file, byte
+/// offset, text). The script below writes the same.
+const MARKS: [(&str, u64, &str); 3] = [
+    ("nvme-a.img", 1 << 20, "IOVM-NVME-A-AT-1MIB"),
+    ("nvme-b.img", 5 << 20, "IOVM-NVME-B-AT-5MIB"),
+    ("nvme-c.img", 33 << 20, "IOVM-NVME-C-AT-33MIB"),
+];
+
+/// Two controllers: nvme0 behind a root port with two namespaces (512 and
+/// 4096-byte blocks), nvme1 on the root bus with one.
+const NVME_ARGS: [&str; 12] = [
+    "--device",
+    "root-port,id=rp0",
+    "--device",
+    "nvme,id=nvme0,bus=rp0,serial=IOVMA",
+    "--device",
+    "nvme-ns,bus=nvme0,path={scratch}/nvme-a.img",
+    "--device",
+    "nvme-ns,bus=nvme0,path={scratch}/nvme-b.img,block-size=4096",
+    "--device",
+    "nvme,id=nvme1,serial=IOVMB",
+    "--device",
+    "nvme-ns,bus=nvme1,path={scratch}/nvme-c.img",
+];
+
+/// Finds each controller by serial, prints what nvme-cli says, writes the
+/// markers, runs fio with verification on every namespace, and reads the
+/// SMART counters before and after.
+const NVME_SCRIPT: &str = r#"
+for c in /sys/class/nvme/nvme*; do echo "ctrl_$(cat $c/serial | tr -d ' ')=$(basename $c)"; done
+a=$(grep -l IOVMA /sys/class/nvme/nvme*/serial | cut -d/ -f5)
+b=$(grep -l IOVMB /sys/class/nvme/nvme*/serial | cut -d/ -f5)
+nvme list
+echo "list_lines=$(nvme list | grep -c IOVM)"
+echo "idctrl_mn=$(nvme id-ctrl /dev/$a | grep '^mn ' | cut -d: -f2 | tr -d ' ')"
+echo "idctrl_ver=$(nvme id-ctrl /dev/$a | grep '^ver ' | cut -d: -f2 | tr -d ' ')"
+echo "idns_nsze=$(nvme id-ns /dev/${a}n1 | grep '^nsze' | cut -d: -f2 | tr -d ' ')"
+echo "lbads_b=$(nvme id-ns /dev/${a}n2 | grep 'in use' | sed 's/.*lbads:\([0-9]*\).*/\1/')"
+echo "feature_queues=$(nvme get-feature /dev/$a -f 7 | grep -o 'value:0x[0-9a-f]*')"
+echo "smart_before=$(nvme smart-log /dev/$a | grep '^host_write_commands' | tr -d ' ' | cut -d: -f2)"
+mark() { printf "$3" | dd of=/dev/$1 bs=512 seek=$(($2 / 512)) conv=notrunc,fsync 2>/dev/null; }
+mark ${a}n1 1048576 IOVM-NVME-A-AT-1MIB
+mark ${a}n2 5242880 IOVM-NVME-B-AT-5MIB
+mark ${b}n1 34603008 IOVM-NVME-C-AT-33MIB
+echo "readback_a=$(dd if=/dev/${a}n1 bs=512 skip=2048 count=1 2>/dev/null | tr -d '\0')"
+for ns in ${a}n1 ${a}n2 ${b}n1; do
+  fio --name=v --filename=/dev/$ns --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+      --offset=40m --size=8m --verify=crc32c --do_verify=1 --output-format=terse \
+      --terse-version=3 > /tmp/fio.$ns 2>&1
+  echo "fio_$ns=$? errors=$(cut -d';' -f5 /tmp/fio.$ns | head -1)"
+done
+echo "smart_after=$(nvme smart-log /dev/$a | grep '^host_write_commands' | tr -d ' ' | cut -d: -f2)"
+echo "msix_irqs=$(grep -c "$a" /proc/interrupts)"
+grep "$a" /proc/interrupts | head -3
+sync
+"#;
+
+fn runs() -> Vec<GuestRun> {
+    vec![GuestRun::new("nvme")
+        .args(NVME_ARGS)
+        .args(["--cpus", "2", "--memory", "1G"])
+        .script(NVME_SCRIPT)]
+}
+
+struct Results {
+    runs: BTreeMap<String, RunResult>,
+    /// What the host files hold at each marker's offset.
+    marks: BTreeMap<String, Vec<u8>>,
+}
+
+fn results() -> &'static Results {
+    static RESULTS: OnceLock<Results> = OnceLock::new();
+    RESULTS.get_or_init(|| {
+        let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
+        let batch = Batch::new().expect("set up the test batch");
+        for (name, mib) in DISKS {
+            let f = std::fs::File::create(batch.scratch_dir().join(name)).unwrap();
+            f.set_len(mib << 20).unwrap();
+        }
+        let list = batch.run(iovm, &runs()).expect("run the guest batch");
+        let marks = MARKS
+            .iter()
+            .map(|(file, offset, text)| {
+                let bytes = std::fs::read(batch.scratch_dir().join(file)).unwrap_or_default();
+                let at = *offset as usize;
+                let got = bytes.get(at..at + text.len()).unwrap_or_default().to_vec();
+                (file.to_string(), got)
+            })
+            .collect();
+        Results {
+            runs: list.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            marks,
+        }
+    })
+}
+
+fn run(name: &str) -> &'static RunResult {
+    results()
+        .runs
+        .get(name)
+        .unwrap_or_else(|| panic!("run {name} was not run (IOVM_TEST_RUNS?)"))
+}
+
+/// The value printed by the script as `key=value`.
+fn fact<'a>(r: &'a RunResult, key: &str) -> &'a str {
+    let prefix = format!("{key}=");
+    r.console
+        .lines()
+        .flat_map(|l| l.split_whitespace())
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {key}= in run {}\n{}", r.name, r.dump()))
+}
+
+#[test]
+fn test_nvme_cli_sees_both_controllers_and_their_identify_data() {
+    let r = run("nvme");
+    r.assert_success();
+    r.assert_clean_dmesg();
+    assert_eq!(fact(r, "list_lines"), "3", "three namespaces\n{}", r.dump());
+    assert_eq!(fact(r, "idctrl_ver"), "0x10400", "{}", r.dump());
+    // 64 MiB of 512-byte blocks.
+    assert_eq!(fact(r, "idns_nsze"), "0x20000", "{}", r.dump());
+    assert_eq!(fact(r, "lbads_b"), "12", "4096-byte blocks\n{}", r.dump());
+}
+
+#[test]
+fn test_guest_bytes_land_at_their_offsets_in_the_host_files() {
+    let r = run("nvme");
+    assert_eq!(fact(r, "readback_a"), "IOVM-NVME-A-AT-1MIB", "{}", r.dump());
+    for (file, offset, text) in MARKS {
+        assert_eq!(
+            String::from_utf8_lossy(&results().marks[file]),
+            text,
+            "{file} at {offset}\n{}",
+            r.dump()
+        );
+    }
+}
+
+#[test]
+fn test_fio_verify_passes_on_every_namespace_of_both_controllers() {
+    let r = run("nvme");
+    let lines: Vec<&str> = r.console.lines().filter(|l| l.contains("fio_")).collect();
+    assert_eq!(lines.len(), 3, "{}", r.dump());
+    for l in lines {
+        assert!(l.contains("=0 errors=0"), "{l}\n{}", r.dump());
+    }
+}
+
+#[test]
+fn test_smart_counters_grow_with_io_and_queues_use_msix() {
+    let r = run("nvme");
+    let before: u64 = fact(r, "smart_before").parse().unwrap_or(u64::MAX);
+    let after: u64 = fact(r, "smart_after").parse().unwrap_or(0);
+    assert!(after > before, "{before} -> {after}\n{}", r.dump());
+    let irqs: u32 = fact(r, "msix_irqs").parse().unwrap_or(0);
+    assert!(irqs >= 2, "admin and I/O queue vectors\n{}", r.dump());
+    assert!(r.console.contains("PCI-MSIX"), "{}", r.dump());
+}
