@@ -28,13 +28,13 @@ const NVME_ARGS: [&str; 12] = [
     "--device",
     "nvme,id=nvme0,bus=rp0,serial=IOVMA",
     "--device",
-    "nvme-ns,bus=nvme0,path={scratch}/nvme-a.img",
+    "nvme-ns,bus=nvme0,path=/dev/shm/iovm-nvme/nvme-a.img",
     "--device",
-    "nvme-ns,bus=nvme0,path={scratch}/nvme-b.img,block-size=4096",
+    "nvme-ns,bus=nvme0,path=/dev/shm/iovm-nvme/nvme-b.img,block-size=4096",
     "--device",
     "nvme,id=nvme1,serial=IOVMB",
     "--device",
-    "nvme-ns,bus=nvme1,path={scratch}/nvme-c.img",
+    "nvme-ns,bus=nvme1,path=/dev/shm/iovm-nvme/nvme-c.img",
 ];
 
 /// Finds each controller by serial, prints what nvme-cli says, writes the
@@ -64,15 +64,27 @@ for ns in ${a}n1 ${a}n2 ${b}n1; do
   echo "fio_$ns=$? errors=$(cut -d';' -f5 /tmp/fio.$ns | head -1)"
 done
 echo "smart_after=$(nvme smart-log /dev/$a | grep '^host_write_commands' | tr -d ' ' | cut -d: -f2)"
-echo "msix_irqs=$(grep -c "$a" /proc/interrupts)"
-grep "$a" /proc/interrupts | head -3
+echo "msix_irqs=$(grep -c "${a}q" /proc/interrupts)"
+echo "irq_mode=$(cat /sys/class/nvme/$a/device/msi_irqs/* | sort -u | tr '\n' ',')"
+grep "${a}q" /proc/interrupts | head -3
 sync
 "#;
 
+/// The disks live on tmpfs where iovm runs (in the test host: its memory, not
+/// the 9p share) and go back to the scratch directory afterwards.
+const DISKS_IN: &str = "rm -rf /dev/shm/iovm-nvme && mkdir -p /dev/shm/iovm-nvme && \
+                        cp {scratch}/nvme-?.img /dev/shm/iovm-nvme/";
+const DISKS_OUT: &str = "cp /dev/shm/iovm-nvme/nvme-?.img {scratch}/ && rm -rf /dev/shm/iovm-nvme";
+
 fn runs() -> Vec<GuestRun> {
     vec![GuestRun::new("nvme")
+        .host_before(DISKS_IN)
+        .host_after(DISKS_OUT)
         .args(NVME_ARGS)
-        .args(["--cpus", "2", "--memory", "1G"])
+        // One vCPU: with two, the nested test host's own kernel (KVM on QEMU's
+        // emulated SVM) stalls or overflows its stack in a vCPU thread now and
+        // then under NVMe I/O (seen 1 run in 3); see docs/test-host.md.
+        .args(["--cpus", "1", "--memory", "1G"])
         .script(NVME_SCRIPT)]
 }
 
@@ -169,5 +181,5 @@ fn test_smart_counters_grow_with_io_and_queues_use_msix() {
     assert!(after > before, "{before} -> {after}\n{}", r.dump());
     let irqs: u32 = fact(r, "msix_irqs").parse().unwrap_or(0);
     assert!(irqs >= 2, "admin and I/O queue vectors\n{}", r.dump());
-    assert!(r.console.contains("PCI-MSIX"), "{}", r.dump());
+    assert_eq!(fact(r, "irq_mode"), "msix,", "{}", r.dump());
 }

@@ -25,6 +25,17 @@ fn type_input(mut pipe: ChildStdin, capture: &Capture, input: &str) {
     capture.wait_closed();
 }
 
+/// Runs a hook of `run` with `sh -c`, reporting a failure on stderr.
+fn host_hook(run: &GuestRun, commands: Option<&String>, scratch: &Path, what: &str) {
+    let Some(cmd) = run.hook(commands, &scratch.to_string_lossy()) else {
+        return;
+    };
+    match Command::new("sh").arg("-c").arg(&cmd).status() {
+        Ok(s) if s.success() => {}
+        other => eprintln!("testkit: {what} of {} failed: {other:?}", run.name),
+    }
+}
+
 /// Runs one guest; the child is killed when `run.timeout` expires.
 pub(crate) fn run_one(
     iovm: &Path,
@@ -34,6 +45,7 @@ pub(crate) fn run_one(
     stream: Stream,
 ) -> Result<RunResult, Error> {
     let args = run.iovm_args(&guest_dir.to_string_lossy(), &scratch.to_string_lossy());
+    host_hook(run, run.host_before.as_ref(), scratch, "host_before");
     let start = Instant::now();
     let mut child = Command::new(iovm)
         .args(&args)
@@ -89,6 +101,7 @@ pub(crate) fn run_one(
     if let Some(f) = feeder {
         let _ = f.join();
     }
+    host_hook(run, run.host_after.as_ref(), scratch, "host_after");
     Ok(RunResult {
         name: run.name.clone(),
         exit_code: status.code(),

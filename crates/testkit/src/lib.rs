@@ -45,6 +45,7 @@
 //! # Environment
 //! - `IOVM_TEST_MODE=direct|testhost|auto` forces the mode ([`MODE_ENV`]).
 //! - `IOVM_TEST_VERBOSE=1` streams consoles to stderr while they run.
+//! - `IOVM_TEST_IOVM_LOG=FILTER` sets `IOVM_LOG` for iovm inside the test host.
 //! - `IOVM_TEST_RUNS=a,b` runs only the guest runs named `a` and `b` (a
 //!   shortcut while developing: tests of the other runs then fail).
 //! - `IOVM_TEST_KEEP=1` keeps scratch directories (with `testhost-console.log`).

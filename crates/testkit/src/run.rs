@@ -48,6 +48,11 @@ pub struct GuestRun {
     pub stdin: Option<String>,
     /// Time allowed for this run, after which iovm is killed.
     pub timeout: Duration,
+    /// Shell commands run (with `sh -c`) where iovm runs, just before it starts; see
+    /// [`GuestRun::host_before`].
+    pub host_before: Option<String>,
+    /// Shell commands run where iovm runs, just after it ended.
+    pub host_after: Option<String>,
 }
 
 /// The script as the guest's /init takes it: gzipped when that is shorter
@@ -77,7 +82,31 @@ impl GuestRun {
             cmdline: Vec::new(),
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
+            host_before: None,
+            host_after: None,
         }
+    }
+
+    /// Shell commands run with `sh -c` where iovm runs (inside the test host, or on
+    /// this machine in direct mode) just before iovm starts, e.g. to put disk images
+    /// on a fast file system; `{scratch}` is replaced as in the arguments. A failure is
+    /// printed but does not stop the run: the run's own checks will see what is missing.
+    pub fn host_before(mut self, commands: impl Into<String>) -> Self {
+        self.host_before = Some(commands.into());
+        self
+    }
+
+    /// Shell commands run where iovm runs just after it ended (see
+    /// [`GuestRun::host_before`]), e.g. to copy disk images back to the scratch
+    /// directory, where the test can read them.
+    pub fn host_after(mut self, commands: impl Into<String>) -> Self {
+        self.host_after = Some(commands.into());
+        self
+    }
+
+    /// A hook's commands with `{scratch}` replaced.
+    pub(crate) fn hook(&self, commands: Option<&String>, scratch_dir: &str) -> Option<String> {
+        commands.map(|c| c.replace("{scratch}", scratch_dir))
     }
 
     /// Appends one iovm argument.

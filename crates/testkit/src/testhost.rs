@@ -25,6 +25,10 @@ pub const GUEST_MOUNT: &str = "/guest";
 pub const TESTHOST_CMDLINE: &str = "console=ttyS0 quiet loglevel=1 panic=-1";
 /// Time allowed for the test host to boot and power off, on top of the runs' timeouts.
 pub const BOOT_ALLOWANCE: Duration = Duration::from_secs(120);
+/// Host variable whose value becomes `IOVM_LOG` of every iovm in the test host
+/// (e.g. `IOVM_TEST_IOVM_LOG=debug`): iovm's own log on the run's console.
+pub const IOVM_LOG_ENV: &str = "IOVM_TEST_IOVM_LOG";
+
 /// Time allowed per run on top of its timeout (killing, markers).
 pub const PER_RUN_ALLOWANCE: Duration = Duration::from_secs(15);
 
@@ -164,6 +168,9 @@ pub fn batch_script(runs: &[GuestRun], iovm_in_host: &str, loader: Option<&str>)
             shell_quote(interp)
         ));
     }
+    if let Ok(filter) = std::env::var(IOVM_LOG_ENV) {
+        s.push_str(&format!("export IOVM_LOG={}\n", shell_quote(&filter)));
+    }
     s.push_str(
         &RUN_ONE
             .replace("@MARKER@", &shell_quote(GUEST_BOOT_DONE))
@@ -180,6 +187,13 @@ pub fn batch_script(runs: &[GuestRun], iovm_in_host: &str, loader: Option<&str>)
         } else {
             "/dev/null".into()
         };
+        if let Some(before) = run.hook(run.host_before.as_ref(), SCRATCH_MOUNT) {
+            s.push_str(&format!(
+                "sh -c {} || echo 'testkit: host_before of {} failed'\n",
+                shell_quote(&before),
+                run.name
+            ));
+        }
         s.push_str(&format!(
             "run_one {} {} {} {} {}\n",
             shell_quote(&run.name),
@@ -188,6 +202,13 @@ pub fn batch_script(runs: &[GuestRun], iovm_in_host: &str, loader: Option<&str>)
             shell_quote(iovm_in_host),
             args.join(" ")
         ));
+        if let Some(after) = run.hook(run.host_after.as_ref(), SCRATCH_MOUNT) {
+            s.push_str(&format!(
+                "sh -c {} || echo 'testkit: host_after of {} failed'\n",
+                shell_quote(&after),
+                run.name
+            ));
+        }
     }
     s.push_str("printf '\\n@@IOVM-BATCH done@@\\n'\n");
     s
