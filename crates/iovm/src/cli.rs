@@ -104,7 +104,8 @@ pub struct RunArgs {
     /// `pci-bridge` (a PCI-to-PCI bridge; 32 slots behind it), `pci-serial`
     /// (a PCI 16550 card using INTx; `loopback=on` echoes what the guest sends,
     /// `output=PATH` writes it to a file), `nvme` (an NVMe controller;
-    /// `serial=TEXT`, `queues=N` I/O queues, default one per vCPU up to 8),
+    /// `serial=TEXT`, `queues=N` I/O queues, default one per vCPU up to 8;
+    /// `msix=off` makes the driver use MSI, `msix=off,msi=off` INTx),
     /// `nvme-ns` (a namespace of the nvme controller `bus=` names:
     /// `path=FILE` a disk image or block device, `readonly=on`,
     /// `block-size=512|4096`).
@@ -245,6 +246,8 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                         })?,
                 );
             }
+            (Some(("msix", v @ ("on" | "off"))), DeviceKind::Nvme(c)) => c.no_msix = v == "off",
+            (Some(("msi", v @ ("on" | "off"))), DeviceKind::Nvme(c)) => c.no_msi = v == "off",
             (Some(("path", p)), DeviceKind::NvmeNamespace(c)) if !p.is_empty() => {
                 c.path = PathBuf::from(p);
             }
@@ -262,7 +265,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                 let own = match k {
                     DeviceKind::PciSerial(_) => ", loopback=on|off, output=PATH",
                     DeviceKind::RootPort | DeviceKind::PciBridge => "",
-                    DeviceKind::Nvme(_) => ", serial=TEXT, queues=N",
+                    DeviceKind::Nvme(_) => ", serial=TEXT, queues=N, msix=on|off, msi=on|off",
                     DeviceKind::NvmeNamespace(_) => {
                         "; and path=FILE, readonly=on|off, block-size=512|4096"
                     }

@@ -10,7 +10,13 @@ use testkit::{Batch, GuestRun, RunResult};
 
 /// Disk images made in the batch's scratch directory before the runs:
 /// (file, size in MiB).
-const DISKS: [(&str, u64); 3] = [("nvme-a.img", 64), ("nvme-b.img", 64), ("nvme-c.img", 64)];
+const DISKS: [(&str, u64); 5] = [
+    ("nvme-a.img", 64),
+    ("nvme-b.img", 64),
+    ("nvme-c.img", 64),
+    ("nvme-d.img", 64),
+    ("nvme-e.img", 64),
+];
 
 /// Where the guest writes a marker with `dd`, per namespace: (file, byte
 /// offset, text). The script below writes the same.
@@ -76,16 +82,47 @@ const DISKS_IN: &str = "rm -rf /dev/shm/iovm-nvme && mkdir -p /dev/shm/iovm-nvme
                         cp {scratch}/nvme-?.img /dev/shm/iovm-nvme/";
 const DISKS_OUT: &str = "cp /dev/shm/iovm-nvme/nvme-?.img {scratch}/ && rm -rf /dev/shm/iovm-nvme";
 
-fn runs() -> Vec<GuestRun> {
-    vec![GuestRun::new("nvme")
+/// fio with verification on the one namespace, and how the controller
+/// interrupts: the MSI/MSI-X mode sysfs reports, and its /proc/interrupts lines.
+const FALLBACK_SCRIPT: &str = r#"
+fio --name=v --filename=/dev/nvme0n1 --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+    --size=8m --verify=crc32c --do_verify=1 --output-format=terse --terse-version=3 > /tmp/fio 2>&1
+echo "fio=$? errors=$(cut -d';' -f5 /tmp/fio | head -1)"
+echo "irq_mode=$(cat /sys/class/nvme/nvme0/device/msi_irqs/* 2>/dev/null | sort -u | tr '\n' ',')"
+echo "irq_chip=$(grep nvme0q /proc/interrupts | tr -s ' ' | cut -d' ' -f4 | sort -u | tr '\n' ',')"
+echo "irq_count=$(grep nvme0q0 /proc/interrupts | tr -s ' ' | cut -d' ' -f3)"
+grep nvme0q /proc/interrupts
+"#;
+
+/// A controller with one namespace on `disk` and the interrupt options `opts`.
+fn fallback_run(name: &str, opts: &str, disk: &str) -> GuestRun {
+    GuestRun::new(name)
         .host_before(DISKS_IN)
         .host_after(DISKS_OUT)
-        .args(NVME_ARGS)
-        // One vCPU: with two, the nested test host's own kernel (KVM on QEMU's
-        // emulated SVM) stalls or overflows its stack in a vCPU thread now and
-        // then under NVMe I/O (seen 1 run in 3); see docs/test-host.md.
-        .args(["--cpus", "1", "--memory", "1G"])
-        .script(NVME_SCRIPT)]
+        .args([
+            "--device".to_string(),
+            format!("nvme,id=n0{opts}"),
+            "--device".to_string(),
+            format!("nvme-ns,bus=n0,path=/dev/shm/iovm-nvme/{disk}"),
+        ])
+        .args(["--cpus", "1"])
+        .script(FALLBACK_SCRIPT)
+}
+
+fn runs() -> Vec<GuestRun> {
+    vec![
+        fallback_run("nvme-msi", ",msix=off", "nvme-d.img"),
+        fallback_run("nvme-intx", ",msix=off,msi=off", "nvme-e.img"),
+        GuestRun::new("nvme")
+            .host_before(DISKS_IN)
+            .host_after(DISKS_OUT)
+            .args(NVME_ARGS)
+            // One vCPU: with two, the nested test host's own kernel (KVM on QEMU's
+            // emulated SVM) stalls or overflows its stack in a vCPU thread now and
+            // then under NVMe I/O (seen 1 run in 3); see docs/test-host.md.
+            .args(["--cpus", "1", "--memory", "1G"])
+            .script(NVME_SCRIPT),
+    ]
 }
 
 struct Results {
@@ -182,4 +219,28 @@ fn test_smart_counters_grow_with_io_and_queues_use_msix() {
     let irqs: u32 = fact(r, "msix_irqs").parse().unwrap_or(0);
     assert!(irqs >= 2, "admin and I/O queue vectors\n{}", r.dump());
     assert_eq!(fact(r, "irq_mode"), "msix,", "{}", r.dump());
+}
+
+#[test]
+fn test_fio_verify_passes_with_msi_when_msix_is_off() {
+    let r = run("nvme-msi");
+    r.assert_success();
+    assert_eq!(fact(r, "fio"), "0", "{}", r.dump());
+    assert!(r.console.contains("fio=0 errors=0"), "{}", r.dump());
+    assert_eq!(fact(r, "irq_mode"), "msi,", "{}", r.dump());
+}
+
+#[test]
+fn test_fio_verify_passes_with_intx_through_the_ioapic_when_msi_is_off() {
+    let r = run("nvme-intx");
+    r.assert_success();
+    assert!(r.console.contains("fio=0 errors=0"), "{}", r.dump());
+    assert_eq!(fact(r, "irq_mode"), "", "no MSI vectors\n{}", r.dump());
+    assert_eq!(fact(r, "irq_chip"), "IO-APIC,", "{}", r.dump());
+    let count: u64 = fact(r, "irq_count").parse().unwrap_or(0);
+    assert!(
+        count > 100,
+        "INTx interrupts counted: {count}\n{}",
+        r.dump()
+    );
 }

@@ -81,6 +81,10 @@ pub struct NvmeConfig {
     pub serial: Option<String>,
     /// I/O queue pairs offered (1-64); default one per vCPU, at most 8.
     pub queues: Option<u16>,
+    /// Leave out the MSI-X capability (the driver then uses MSI).
+    pub no_msix: bool,
+    /// Leave out the MSI capability (with no MSI-X: INTx).
+    pub no_msi: bool,
 }
 
 /// One namespace of an NVMe controller.

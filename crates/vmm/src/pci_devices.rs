@@ -133,6 +133,8 @@ pub fn build(
                         .unwrap_or_else(|| format!("IOVM{nvme_count:04}")),
                     max_io_queues: c.queues.unwrap_or_else(|| cpus.clamp(1, 8) as u16),
                     namespaces,
+                    msix: !c.no_msix,
+                    msi: !c.no_msi,
                     ..Default::default()
                 };
                 let intx = wires.line(place.gsi(1))?;

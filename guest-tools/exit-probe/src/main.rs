@@ -57,7 +57,8 @@ unsafe fn inl(port: u16) -> u32 {
 }
 
 /// Median over `batches` of the ns per access of `n` calls of `access`.
-fn time(n: u32, batches: u32, mut access: impl FnMut()) -> u64 {
+fn time(n: u32, batches: u32, what: &str, mut access: impl FnMut()) -> u64 {
+    eprintln!("exit-probe: timing {what}");
     let mut per: Vec<u64> = (0..batches)
         .map(|_| {
             let start = Instant::now();
@@ -153,7 +154,9 @@ fn main() {
         // mechanism's vendor ID read have no effect on the machine.
         figures.push((
             "pio_write",
-            Some(time(n, batches, || unsafe { outb(POST_PORT, 0) })),
+            Some(time(n, batches, "pio_write", || unsafe {
+                outb(POST_PORT, 0)
+            })),
         ));
         // SAFETY: as above.
         let id = unsafe {
@@ -162,7 +165,7 @@ fn main() {
         };
         figures.push((
             "cf8_read",
-            Some(time(n, batches, || {
+            Some(time(n, batches, "cf8_read", || {
                 // SAFETY: as above.
                 unsafe {
                     outl(CONFIG_ADDRESS, HOST_BRIDGE_ID);
@@ -184,11 +187,14 @@ fn main() {
             let id = page.read_id();
             figures.push((
                 "ecam_read",
-                Some(time(n, batches, || {
+                Some(time(n, batches, "ecam_read", || {
                     std::hint::black_box(page.read_id());
                 })),
             ));
-            figures.push(("ecam_write", Some(time(n, batches, || page.write_id(id)))));
+            figures.push((
+                "ecam_write",
+                Some(time(n, batches, "ecam_write", || page.write_id(id))),
+            ));
             if id == u32::MAX {
                 problems.push("00:00.0 reads all-ones through ECAM".to_string());
             }

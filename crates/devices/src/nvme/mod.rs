@@ -164,6 +164,10 @@ pub struct NvmeConfig {
     pub engine: EngineKind,
     /// Namespaces, NSID 1 first.
     pub namespaces: Vec<NamespaceConfig>,
+    /// Offer an MSI-X capability (off: the driver falls back to MSI).
+    pub msix: bool,
+    /// Offer an MSI capability (off with MSI-X off: the driver uses INTx).
+    pub msi: bool,
 }
 
 impl Default for NvmeConfig {
@@ -177,6 +181,8 @@ impl Default for NvmeConfig {
             mdts: 7,
             engine: EngineKind::IoUring,
             namespaces: Vec::new(),
+            msix: true,
+            msi: true,
         }
     }
 }
@@ -212,7 +218,7 @@ pub struct Nvme {
     worker: Option<Worker>,
 }
 
-fn endpoint(vectors: u16) -> Result<EndpointConfig, NvmeError> {
+fn endpoint(vectors: u16, msix: bool, msi: bool) -> Result<EndpointConfig, NvmeError> {
     let id = Identity {
         vendor: VENDOR_REDHAT,
         device: DEVICE_NVME,
@@ -231,22 +237,26 @@ fn endpoint(vectors: u16) -> Result<EndpointConfig, NvmeError> {
     let config = Type0Config::new(id, &[bar], 1)?;
     Ok(EndpointConfig::new(config, |list| {
         list.power_management(PmConfig::default())?;
-        list.msi(MsiConfig {
-            vectors: 32,
-            address64: true,
-            per_vector_mask: true,
-        })?;
-        list.msix(MsixConfig {
-            vectors,
-            table: BarLocation {
-                bar: NVME_BAR,
-                offset: MSIX_TABLE_OFFSET,
-            },
-            pba: BarLocation {
-                bar: NVME_BAR,
-                offset: MSIX_PBA_OFFSET,
-            },
-        })?;
+        if msi {
+            list.msi(MsiConfig {
+                vectors: 32,
+                address64: true,
+                per_vector_mask: true,
+            })?;
+        }
+        if msix {
+            list.msix(MsixConfig {
+                vectors,
+                table: BarLocation {
+                    bar: NVME_BAR,
+                    offset: MSIX_TABLE_OFFSET,
+                },
+                pba: BarLocation {
+                    bar: NVME_BAR,
+                    offset: MSIX_PBA_OFFSET,
+                },
+            })?;
+        }
         list.pci_express(PcieConfig {
             device: PcieDevice::Endpoint {
                 link: LinkConfig {
@@ -318,7 +328,7 @@ impl Nvme {
             regs,
             dma,
             namespaces,
-            endpoint(vectors)?,
+            endpoint(vectors, cfg.msix, cfg.msi)?,
             MsiRouting::new(msi),
             intx,
         );
