@@ -10,12 +10,13 @@ use testkit::{Batch, GuestRun, RunResult};
 
 /// Disk images made in the batch's scratch directory before the runs:
 /// (file, size in MiB).
-const DISKS: [(&str, u64); 5] = [
+const DISKS: [(&str, u64); 6] = [
     ("nvme-a.img", 64),
     ("nvme-b.img", 64),
     ("nvme-c.img", 64),
     ("nvme-d.img", 64),
     ("nvme-e.img", 64),
+    ("nvme-f.img", 16),
 ];
 
 /// Where the guest writes a marker with `dd`, per namespace: (file, byte
@@ -70,17 +71,61 @@ for ns in ${a}n1 ${a}n2 ${b}n1; do
   echo "fio_$ns=$? errors=$(cut -d';' -f5 /tmp/fio.$ns | head -1)"
 done
 echo "smart_after=$(nvme smart-log /dev/$a | grep '^host_write_commands' | tr -d ' ' | cut -d: -f2)"
+dd if=/dev/urandom of=/dev/${a}n1 bs=1M seek=16 count=8 conv=fsync 2>/dev/null
+blkdiscard -o 16777216 -l 8388608 /dev/${a}n1
+echo "blkdiscard=$?"
+echo "discarded_nonzero=$(dd if=/dev/${a}n1 bs=1M skip=16 count=8 2>/dev/null | tr -d '\0' | wc -c)"
+quick_fio() {
+  fio --name=q --filename=/dev/$1 --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+      --offset=48m --size=2m --verify=crc32c --output-format=terse --terse-version=3 >/dev/null 2>&1
+  echo $?
+}
+nvme reset /dev/$a
+echo "reset=$?"
+sleep 1
+echo "fio_after_reset=$(quick_fio ${a}n1)"
+dev=$(readlink -f /sys/class/nvme/$a/device)
+echo 1 > $dev/remove
+echo "removed=$(ls /sys/class/nvme | grep -c .)"
+echo 1 > /sys/bus/pci/rescan
+sleep 2
+a2=$(grep -l IOVMA /sys/class/nvme/nvme*/serial | cut -d/ -f5)
+echo "rescanned=$a2"
+echo "fio_after_rescan=$(quick_fio ${a2}n1)"
 echo "msix_irqs=$(grep -c "${a}q" /proc/interrupts)"
 echo "irq_mode=$(cat /sys/class/nvme/$a/device/msi_irqs/* | sort -u | tr '\n' ',')"
 grep "${a}q" /proc/interrupts | head -3
 sync
 "#;
 
-/// The disks live on tmpfs where iovm runs (in the test host: its memory, not
-/// the 9p share) and go back to the scratch directory afterwards.
-const DISKS_IN: &str = "rm -rf /dev/shm/iovm-nvme && mkdir -p /dev/shm/iovm-nvme && \
-                        cp {scratch}/nvme-?.img /dev/shm/iovm-nvme/";
-const DISKS_OUT: &str = "cp /dev/shm/iovm-nvme/nvme-?.img {scratch}/ && rm -rf /dev/shm/iovm-nvme";
+/// Where a run's disks live while iovm runs: tmpfs (in the test host, its
+/// memory rather than the 9p share).
+const WORK: &str = "/dev/shm/iovm-nvme";
+
+/// Copies `disks` from the scratch directory to [`WORK`], every block
+/// written (`dd`, not sparse), so that a punched hole shows in `st_blocks`.
+fn disks_in(disks: &[&str]) -> String {
+    let mut s = format!("rm -rf {WORK} && mkdir -p {WORK}");
+    for d in disks {
+        s.push_str(&format!(
+            " && dd if={{scratch}}/{d} of={WORK}/{d} bs=1M 2>/dev/null"
+        ));
+    }
+    s
+}
+
+/// Records each disk's allocated 512-byte blocks as `{scratch}/<disk>.blocks`,
+/// then copies the disks back to the scratch directory.
+fn disks_out(disks: &[&str]) -> String {
+    let mut s = String::from("true");
+    for d in disks {
+        s.push_str(&format!(
+            " && stat -c %b {WORK}/{d} > {{scratch}}/{d}.blocks && cp {WORK}/{d} {{scratch}}/{d}"
+        ));
+    }
+    s.push_str(&format!(" && rm -rf {WORK}"));
+    s
+}
 
 /// fio with verification on the one namespace, and how the controller
 /// interrupts: the MSI/MSI-X mode sysfs reports, and its /proc/interrupts lines.
@@ -94,11 +139,53 @@ echo "irq_count=$(grep nvme0q0 /proc/interrupts | tr -s ' ' | cut -d' ' -f3)"
 grep nvme0q /proc/interrupts
 "#;
 
+/// The guest writes a pattern without O_DIRECT, runs `sync`, then says
+/// SYNCED through a PCI serial card whose output is a file where iovm runs;
+/// a watcher started before iovm kills it with SIGKILL when it sees that.
+const KILL_SCRIPT: &str = r#"
+yes IOVM-DURABLE-0123456789 | head -c 1048576 > /tmp/pattern
+dd if=/tmp/pattern of=/dev/nvme0n1 bs=64k seek=32 2>/dev/null
+sync
+t=$(ls /sys/bus/pci/devices/*/tty | grep ttyS | head -1)
+echo "synced on $t"
+echo SYNCED > /dev/$t
+sleep 120
+"#;
+
+/// Kills the iovm whose command line names the kill run's disk, once the
+/// signal file says SYNCED (gives up after 240 s).
+const KILL_WATCHER: &str = r#"( i=0
+  while ! grep -q SYNCED /dev/shm/iovm-nvme/signal 2>/dev/null && [ $i -lt 1200 ]; do
+    sleep 0.2; i=$((i+1))
+  done
+  for p in /proc/[0-9]*; do
+    if grep -q nvme-f.img $p/cmdline 2>/dev/null && grep -q '^Name:.*iovm' $p/status; then
+      kill -9 ${p#/proc/}
+    fi
+  done ) >/dev/null 2>&1 &"#;
+
+fn kill_run() -> GuestRun {
+    GuestRun::new("nvme-kill")
+        .host_before(format!("{} && {KILL_WATCHER}", disks_in(&["nvme-f.img"])))
+        .host_after(disks_out(&["nvme-f.img"]))
+        .args([
+            "--device",
+            "nvme,id=n0",
+            "--device",
+            "nvme-ns,bus=n0,path=/dev/shm/iovm-nvme/nvme-f.img",
+            "--device",
+            "pci-serial,output=/dev/shm/iovm-nvme/signal",
+            "--cpus",
+            "1",
+        ])
+        .script(KILL_SCRIPT)
+}
+
 /// A controller with one namespace on `disk` and the interrupt options `opts`.
 fn fallback_run(name: &str, opts: &str, disk: &str) -> GuestRun {
     GuestRun::new(name)
-        .host_before(DISKS_IN)
-        .host_after(DISKS_OUT)
+        .host_before(disks_in(&[disk]))
+        .host_after(disks_out(&[disk]))
         .args([
             "--device".to_string(),
             format!("nvme,id=n0{opts}"),
@@ -110,12 +197,14 @@ fn fallback_run(name: &str, opts: &str, disk: &str) -> GuestRun {
 }
 
 fn runs() -> Vec<GuestRun> {
+    let main_disks = ["nvme-a.img", "nvme-b.img", "nvme-c.img"];
     vec![
         fallback_run("nvme-msi", ",msix=off", "nvme-d.img"),
         fallback_run("nvme-intx", ",msix=off,msi=off", "nvme-e.img"),
+        kill_run(),
         GuestRun::new("nvme")
-            .host_before(DISKS_IN)
-            .host_after(DISKS_OUT)
+            .host_before(disks_in(&main_disks))
+            .host_after(disks_out(&main_disks))
             .args(NVME_ARGS)
             // One vCPU: with two, the nested test host's own kernel (KVM on QEMU's
             // emulated SVM) stalls or overflows its stack in a vCPU thread now and
@@ -129,6 +218,10 @@ struct Results {
     runs: BTreeMap<String, RunResult>,
     /// What the host files hold at each marker's offset.
     marks: BTreeMap<String, Vec<u8>>,
+    /// The kill run's disk from 2 MiB to 3 MiB.
+    durable: Vec<u8>,
+    /// Allocated 512-byte blocks of nvme-a.img after its run.
+    blocks_a: Option<u64>,
 }
 
 fn results() -> &'static Results {
@@ -141,6 +234,14 @@ fn results() -> &'static Results {
             f.set_len(mib << 20).unwrap();
         }
         let list = batch.run(iovm, &runs()).expect("run the guest batch");
+        let scratch = batch.scratch_dir();
+        let durable = std::fs::read(scratch.join("nvme-f.img"))
+            .ok()
+            .and_then(|b| b.get(2 << 20..3 << 20).map(<[u8]>::to_vec))
+            .unwrap_or_default();
+        let blocks_a = std::fs::read_to_string(scratch.join("nvme-a.img.blocks"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
         let marks = MARKS
             .iter()
             .map(|(file, offset, text)| {
@@ -153,6 +254,8 @@ fn results() -> &'static Results {
         Results {
             runs: list.into_iter().map(|r| (r.name.clone(), r)).collect(),
             marks,
+            durable,
+            blocks_a,
         }
     })
 }
@@ -203,7 +306,11 @@ fn test_guest_bytes_land_at_their_offsets_in_the_host_files() {
 #[test]
 fn test_fio_verify_passes_on_every_namespace_of_both_controllers() {
     let r = run("nvme");
-    let lines: Vec<&str> = r.console.lines().filter(|l| l.contains("fio_")).collect();
+    let lines: Vec<&str> = r
+        .console
+        .lines()
+        .filter(|l| l.starts_with("fio_nvme"))
+        .collect();
     assert_eq!(lines.len(), 3, "{}", r.dump());
     for l in lines {
         assert!(l.contains("=0 errors=0"), "{l}\n{}", r.dump());
@@ -243,4 +350,54 @@ fn test_fio_verify_passes_with_intx_through_the_ioapic_when_msi_is_off() {
         "INTx interrupts counted: {count}\n{}",
         r.dump()
     );
+}
+
+#[test]
+fn test_synced_writes_survive_sigkill_of_iovm() {
+    let r = run("nvme-kill");
+    assert!(!r.timed_out, "{}", r.dump());
+    assert!(r.console.contains("synced on"), "{}", r.dump());
+    assert_eq!(
+        r.guest_exit_status(),
+        None,
+        "killed before the guest ended\n{}",
+        r.dump()
+    );
+    let pattern: Vec<u8> = b"IOVM-DURABLE-0123456789\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(1 << 20)
+        .collect();
+    assert!(
+        results().durable == pattern,
+        "the synced megabyte is not in the host file\n{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn test_blkdiscard_punches_a_hole_in_the_host_file() {
+    let r = run("nvme");
+    assert_eq!(fact(r, "blkdiscard"), "0", "{}", r.dump());
+    assert_eq!(
+        fact(r, "discarded_nonzero"),
+        "0",
+        "reads zeros\n{}",
+        r.dump()
+    );
+    // The file was copied in with every block written (64 MiB = 131072
+    // blocks); discarding 8 MiB must give back at least that much.
+    let blocks = results().blocks_a.expect("block count of nvme-a.img");
+    assert!(blocks <= 131072 - 16384, "{blocks} blocks\n{}", r.dump());
+}
+
+#[test]
+fn test_controller_works_after_nvme_reset_and_after_sysfs_remove_and_rescan() {
+    let r = run("nvme");
+    assert_eq!(fact(r, "reset"), "0", "{}", r.dump());
+    assert_eq!(fact(r, "fio_after_reset"), "0", "{}", r.dump());
+    assert_eq!(fact(r, "removed"), "1", "one controller left\n{}", r.dump());
+    assert!(fact(r, "rescanned").starts_with("nvme"), "{}", r.dump());
+    assert_eq!(fact(r, "fio_after_rescan"), "0", "{}", r.dump());
 }
