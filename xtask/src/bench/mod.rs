@@ -38,7 +38,7 @@ use self::vmm::{Files, Vmm};
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// A smoke run: one repetition per VMM and figure, the report in
+    /// A smoke run: one repetition, without QEMU q35, the report in
     /// target/bench/RESULTS-quick.md (docs/bench/RESULTS.md is kept), and only
     /// iovm's runs must all count (what `cargo xtask ci` runs).
     #[arg(long, conflicts_with = "reps")]
@@ -114,7 +114,13 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         memory: MEMORY.into(),
         sample_after_ms: SAMPLE_AFTER_MS,
     };
-    let runs = plan::runs(reps);
+    let mut runs = plan::runs(reps);
+    if args.quick {
+        // The smoke run keeps the harness working for every kind of run; it
+        // leaves out QEMU q35, which now and then hangs the TCG test host
+        // (docs/test-host.md) and would make CI fail for QEMU's sake.
+        runs.retain(|r| r.vmm != Vmm::QemuQ35);
+    }
     let script = plan::script(&runs, &settings, &files, &probe);
     let limit = Duration::from_secs((args.timeout + 20) * runs.len() as u64 + 120);
     println!(
