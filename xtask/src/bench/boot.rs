@@ -199,9 +199,9 @@ fn check(
         Kind::Exits => {
             let line = guest_console(console)
                 .lines()
-                .find_map(|l| l.split_once("exit-probe: ").map(|(_, rest)| rest))
-                .filter(|l| !l.starts_with("problem"))
-                .ok_or("no `exit-probe:` line on the console")?;
+                .filter_map(|l| l.split_once("exit-probe: ").map(|(_, rest)| rest))
+                .find(|l| l.contains("_ns="))
+                .ok_or("no `exit-probe:` figures line on the console")?;
             for f in Figure::ALL {
                 let Some(key) = f.probe_key() else { continue };
                 let value = line
@@ -309,6 +309,7 @@ mod tests {
     #[test]
     fn test_exits_run_keeps_the_figures_it_has() {
         let console = "IOVM-GUEST: boot done uptime=1\n\
+            exit-probe: timing pio_write\n\
             exit-probe: pio_write_ns=- cf8_read_ns=- ecam_read_ns=1100 ecam_write_ns=1000\n\
             exit-probe: problem: pio_write: the access faulted (signal 11)\n\
             IOVM-GUEST: exit status=1\n";
