@@ -58,6 +58,12 @@ echo "idctrl_ver=$(nvme id-ctrl /dev/$a | grep '^ver ' | cut -d: -f2 | tr -d ' '
 echo "idns_nsze=$(nvme id-ns /dev/${a}n1 | grep '^nsze' | cut -d: -f2 | tr -d ' ')"
 echo "lbads_b=$(nvme id-ns /dev/${a}n2 | grep 'in use' | sed 's/.*lbads:\([0-9]*\).*/\1/')"
 echo "feature_queues=$(nvme get-feature /dev/$a -f 7 | grep -o 'value:0x[0-9a-f]*')"
+lspci -vvv -d 1b36:0010 > /tmp/vvv
+echo "nvme_caps_unknown=$(grep -c '<?>' /tmp/vvv)"
+echo "nvme_msix_enabled=$(grep -c 'MSI-X: Enable+' /tmp/vvv)"
+echo "nvme_ltr=$(grep -c 'Latency Tolerance Reporting' /tmp/vvv)"
+setpci -s 00:02.0 104.w=0x1234
+echo "ltr_readback=$(setpci -s 00:02.0 104.w)"
 echo "smart_before=$(nvme smart-log /dev/$a | grep '^host_write_commands' | tr -d ' ' | cut -d: -f2)"
 mark() { printf "$3" | dd of=/dev/$1 bs=512 seek=$(($2 / 512)) conv=notrunc,fsync 2>/dev/null; }
 mark ${a}n1 1048576 IOVM-NVME-A-AT-1MIB
@@ -400,4 +406,13 @@ fn test_controller_works_after_nvme_reset_and_after_sysfs_remove_and_rescan() {
     assert_eq!(fact(r, "removed"), "1", "one controller left\n{}", r.dump());
     assert!(fact(r, "rescanned").starts_with("nvme"), "{}", r.dump());
     assert_eq!(fact(r, "fio_after_rescan"), "0", "{}", r.dump());
+}
+
+#[test]
+fn test_lspci_parses_the_msix_pcie_and_extended_capabilities_and_setpci_writes_extended_space() {
+    let r = run("nvme");
+    assert_eq!(fact(r, "nvme_caps_unknown"), "0", "{}", r.dump());
+    assert_eq!(fact(r, "nvme_msix_enabled"), "2", "{}", r.dump());
+    assert_eq!(fact(r, "nvme_ltr"), "2", "{}", r.dump());
+    assert_eq!(fact(r, "ltr_readback"), "1234", "{}", r.dump());
 }

@@ -84,6 +84,7 @@ use irq::msi::MsiVectors;
 use irq::IrqLine;
 use pci::bar::{BarKind, BarSpec};
 use pci::caps::endpoint::EndpointConfig;
+use pci::caps::ltr::Ltr;
 use pci::caps::msi::MsiConfig;
 use pci::caps::msix::{BarLocation, MsixConfig};
 use pci::caps::pcie::{LinkConfig, LinkSpeed, LinkWidth, MaxPayload, PcieConfig, PcieDevice};
@@ -267,7 +268,8 @@ fn endpoint(vectors: u16, msix: bool, msi: bool) -> Result<EndpointConfig, NvmeE
                 },
             },
             max_payload: MaxPayload::B256,
-        })
+        })?;
+        list.add_extended(&Ltr).map(|_| ())
     })?)
 }
 

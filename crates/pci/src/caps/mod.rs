@@ -32,6 +32,7 @@
 
 pub mod endpoint;
 pub mod list;
+pub mod ltr;
 pub mod msi;
 pub mod msix;
 pub mod msix_table;
