@@ -204,9 +204,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
     let batches: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(7).max(1);
-    // ioperm for the ports used, not iopl(3): under QEMU q35 in the test
-    // host, port accesses after iopl(3) (which Linux emulates with an
-    // all-ports I/O bitmap) faulted with #GP.
+    // ioperm for the ports used only. Under QEMU q35 in the test host, port
+    // accesses from user space fault (#GP) after iopl(3) and after ioperm
+    // alike (not under iovm); each figure runs in its own child process.
     let port_io = || {
         for (from, count) in [(u64::from(POST_PORT), 1), (u64::from(CONFIG_ADDRESS), 8)] {
             // SAFETY: grants this process access to the named ports; needs

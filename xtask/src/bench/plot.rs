@@ -59,7 +59,7 @@ pub fn ratios_png(path: &Path, outcomes: &[Outcome], title: &str) -> Result<()> 
         .iter()
         .flat_map(|(_, b)| b.iter().map(|(_, r)| *r))
         .fold(1.0f64, f64::max)
-        * 1.15;
+        * 1.35;
     let n = rows.len();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
