@@ -9,6 +9,8 @@
 //! | `pio_write`     | `outb` to port 0x80 (the POST port: no device state changes)  |
 //! | `cf8_read`      | a configuration read of 00:00.0's vendor ID through 0xCF8/0xCFC (two exits) |
 //! | `ecam_read`     | the same read through the ECAM window the ACPI MCFG names     |
+//! | `kernel_cf8_read`  | `pread` of 00:00.0's config at offset 0: the kernel uses 0xCF8/0xCFC below 256 |
+//! | `kernel_ecam_read` | `pread` at offset 0x100: the kernel uses ECAM for extended space |
 //! | `ecam_write`    | a write of 00:00.0's read-only vendor ID through ECAM: an MMIO write that traps and changes nothing |
 //!
 //! Output, one line: `exit-probe: pio_write_ns=N cf8_read_ns=N ecam_read_ns=N ecam_write_ns=N`
@@ -26,6 +28,8 @@ const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;
 /// CONFIG_ADDRESS for bus 0, device 0, function 0, register 0, enabled.
 const HOST_BRIDGE_ID: u32 = 0x8000_0000;
+/// The host bridge's configuration space as the kernel serves it.
+const SYSFS_CONFIG: &str = "/sys/bus/pci/devices/0000:00:00.0/config";
 
 /// Writes `value` to `port`.
 ///
@@ -139,6 +143,28 @@ impl Drop for EcamPage {
         // SAFETY: unmaps the page this value mapped.
         unsafe { libc::munmap(self.ptr.cast(), 4096) };
     }
+}
+
+/// A 4-byte configuration read of 00:00.0 at `offset` through sysfs, timed:
+/// the kernel's own access path. Linux on x86 reads offsets below 256
+/// through 0xCF8/0xCFC and extended ones through ECAM (`raw_pci_read`), so
+/// offset 0 times the port mechanism and 0x100 the ECAM one, each plus a
+/// system call, in any guest.
+fn sysfs_read(n: u32, batches: u32, offset: u64) -> Result<u64, String> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(SYSFS_CONFIG).map_err(|e| format!("{SYSFS_CONFIG}: {e}"))?;
+    let mut buf = [0u8; 4];
+    f.read_exact_at(&mut buf, offset)
+        .map_err(|e| format!("{SYSFS_CONFIG} at {offset:#x}: {e}"))?;
+    let what = if offset < 0x100 {
+        "kernel_cf8_read"
+    } else {
+        "kernel_ecam_read"
+    };
+    Ok(time(n, batches, what, || {
+        let _ = f.read_exact_at(&mut buf, offset);
+        std::hint::black_box(buf);
+    }))
 }
 
 /// One figure, measured in a child process so that a fault in one access
@@ -261,6 +287,14 @@ fn main() {
                     std::hint::black_box(page.read_id());
                 }))
             }),
+        ),
+        (
+            "kernel_cf8_read",
+            isolated("kernel_cf8_read", || sysfs_read(n, batches, 0)),
+        ),
+        (
+            "kernel_ecam_read",
+            isolated("kernel_ecam_read", || sysfs_read(n, batches, 0x100)),
         ),
         (
             "ecam_write",

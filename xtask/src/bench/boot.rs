@@ -37,11 +37,15 @@ pub enum Figure {
     EcamRead,
     /// In the guest: ns per MMIO write to a read-only ECAM register.
     EcamWrite,
+    /// In the guest: ns per kernel configuration read below 256 (0xCF8/0xCFC), with the system call.
+    KernelCf8Read,
+    /// In the guest: ns per kernel configuration read of extended space (ECAM), with the system call.
+    KernelEcamRead,
 }
 
 impl Figure {
     /// All, in report order.
-    pub const ALL: [Figure; 12] = [
+    pub const ALL: [Figure; 14] = [
         Figure::ToMarker,
         Figure::ToExit,
         Figure::FirstInstruction,
@@ -54,6 +58,8 @@ impl Figure {
         Figure::Cf8Read,
         Figure::EcamRead,
         Figure::EcamWrite,
+        Figure::KernelCf8Read,
+        Figure::KernelEcamRead,
     ];
 
     /// Key in results.json.
@@ -71,6 +77,8 @@ impl Figure {
             Figure::Cf8Read => "exits.cf8_read_ns",
             Figure::EcamRead => "exits.ecam_read_ns",
             Figure::EcamWrite => "exits.ecam_write_ns",
+            Figure::KernelCf8Read => "exits.kernel_cf8_read_ns",
+            Figure::KernelEcamRead => "exits.kernel_ecam_read_ns",
         }
     }
 
@@ -89,6 +97,8 @@ impl Figure {
             Figure::Cf8Read => "config read through 0xCF8/0xCFC (ns)",
             Figure::EcamRead => "config read through ECAM (ns)",
             Figure::EcamWrite => "MMIO write to a read-only ECAM register (ns)",
+            Figure::KernelCf8Read => "config read by the kernel via 0xCF8/0xCFC, sysfs (ns)",
+            Figure::KernelEcamRead => "config read by the kernel via ECAM, sysfs (ns)",
         }
     }
 
@@ -99,6 +109,8 @@ impl Figure {
             Figure::Cf8Read => Some("cf8_read_ns"),
             Figure::EcamRead => Some("ecam_read_ns"),
             Figure::EcamWrite => Some("ecam_write_ns"),
+            Figure::KernelCf8Read => Some("kernel_cf8_read_ns"),
+            Figure::KernelEcamRead => Some("kernel_ecam_read_ns"),
             _ => None,
         }
     }

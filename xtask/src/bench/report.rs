@@ -51,11 +51,13 @@ const BOOT: [Figure; 5] = [
     Figure::Console,
 ];
 const MEMORY: [Figure; 3] = [Figure::Rss, Figure::Pss, Figure::AnonHuge];
-const EXITS: [Figure; 4] = [
+const EXITS: [Figure; 6] = [
     Figure::PioWrite,
     Figure::Cf8Read,
     Figure::EcamRead,
     Figure::EcamWrite,
+    Figure::KernelCf8Read,
+    Figure::KernelEcamRead,
 ];
 const PEERS: [Vmm; 2] = [Vmm::QemuMicrovm, Vmm::QemuQ35];
 
