@@ -533,6 +533,8 @@ fn test_exit_probe_times_every_access_kind_in_the_guest() {
         "cf8_read_ns",
         "ecam_read_ns",
         "ecam_write_ns",
+        "kernel_cf8_read_ns",
+        "kernel_ecam_read_ns",
     ] {
         let ns: u64 = fact(r, figure)
             .parse()
