@@ -274,13 +274,9 @@ fn run(name: &str) -> &'static RunResult {
 }
 
 /// The value printed by the script as `key=value`.
+#[track_caller]
 fn fact<'a>(r: &'a RunResult, key: &str) -> &'a str {
-    let prefix = format!("{key}=");
-    r.console
-        .lines()
-        .flat_map(|l| l.split_whitespace())
-        .find_map(|w| w.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no {key}= in run {}\n{}", r.name, r.dump()))
+    r.fact(key)
 }
 
 #[test]

@@ -269,6 +269,18 @@ impl RunResult {
         markers::boot_uptime(&self.console)
     }
 
+    /// The value a guest script printed as a `key=value` word on the console; panics with
+    /// the run's dump when there is none (for tests).
+    #[track_caller]
+    pub fn fact(&self, key: &str) -> &str {
+        let prefix = format!("{key}=");
+        self.console
+            .lines()
+            .flat_map(|l| l.split_whitespace())
+            .find_map(|w| w.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {key}= in run {}\n{}", self.name, self.dump()))
+    }
+
     /// The console lines between `boot done` and `exit status` (what the script printed).
     pub fn script_output(&self) -> String {
         markers::script_output(&self.console)
