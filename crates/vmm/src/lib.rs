@@ -16,6 +16,7 @@ pub mod console;
 pub mod cpuid;
 pub mod host;
 pub mod interrupts;
+pub mod ioevents;
 pub mod irqchip;
 pub mod layout;
 pub mod pci_devices;

@@ -8,6 +8,13 @@
 //! mapping), one that stops decoding loses its range. A BAR the guest places
 //! over another device's range stays unmapped (with a log line) and the other
 //! device keeps its mapping.
+//!
+//! Functions may also hand over eventfds for addresses inside their BARs
+//! (a virtio queue's notify address, an NVMe doorbell): while the BAR is
+//! mapped, each is registered through [`IoEvents`] (KVM: an ioeventfd), so a
+//! guest write there wakes the device's worker without a vCPU exit to user
+//! space. They follow the BAR: unregistered before it moves or stops
+//! decoding, registered again at the new place.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +26,30 @@ use pci::config::ConfigWriteEffects;
 use pci::host_bridge::HostBridge;
 use pci::root::{AttachError, BridgeId, DecodedBar, RootComplex, RoutedEffects, SharedFunction};
 
+use vmm_sys_util::eventfd::EventFd;
+
 use crate::bus::Bus;
+
+/// Where the VMM installs eventfds that guest writes signal directly (KVM:
+/// `KVM_IOEVENTFD`, any access width, no data match).
+pub trait IoEvents: Send + Sync {
+    /// Guest writes to `addr` (port I/O if `io`) signal `fd`.
+    fn register(&self, io: bool, addr: u64, fd: &EventFd) -> std::io::Result<()>;
+
+    /// Undoes [`IoEvents::register`].
+    fn unregister(&self, io: bool, addr: u64, fd: &EventFd) -> std::io::Result<()>;
+}
+
+/// An eventfd for one address inside a function's BAR.
+#[derive(Debug)]
+pub struct BarEventFd {
+    /// The BAR index.
+    pub bar: usize,
+    /// The offset inside the BAR.
+    pub offset: u64,
+    /// What a guest write there signals.
+    pub fd: EventFd,
+}
 
 /// Ports of the legacy configuration mechanism (CONFIG_ADDRESS and CONFIG_DATA).
 pub const CONFIG_PORTS_SIZE: u64 = 8;
@@ -40,6 +70,36 @@ struct Inner {
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
     mapped: Mutex<BTreeMap<MappingKey, Mapping>>,
+    io_events: Mutex<IoEventTable>,
+}
+
+/// The eventfds functions handed over, and where they are registered now.
+#[derive(Default)]
+struct IoEventTable {
+    port: Option<Arc<dyn IoEvents>>,
+    /// By function key: the function's eventfds.
+    fds: BTreeMap<usize, Vec<BarEventFd>>,
+}
+
+impl IoEventTable {
+    /// Registers or unregisters the eventfds of BAR `key` at `m`.
+    fn apply(&self, key: MappingKey, m: Mapping, register: bool) {
+        let (Some(port), Some(fds)) = (&self.port, self.fds.get(&key.0)) else {
+            return;
+        };
+        for e in fds.iter().filter(|e| e.bar == key.1 && e.offset < m.size) {
+            let addr = m.base + e.offset;
+            let result = if register {
+                port.register(m.io, addr, &e.fd)
+            } else {
+                port.unregister(m.io, addr, &e.fd)
+            };
+            if let Err(err) = result {
+                let what = if register { "register" } else { "unregister" };
+                tracing::warn!("cannot {what} the eventfd at {addr:#x}: {err}");
+            }
+        }
+    }
 }
 
 /// The root complex shared by its two access paths.
@@ -91,7 +151,30 @@ impl PciRoot {
             pio,
             mmio,
             mapped: Mutex::new(BTreeMap::new()),
+            io_events: Mutex::new(IoEventTable::default()),
         })))
+    }
+
+    /// Installs eventfds through `port` from now on.
+    pub fn set_io_events(&self, port: Arc<dyn IoEvents>) {
+        self.0
+            .io_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .port = Some(port);
+    }
+
+    /// Hands over `function`'s eventfds; each is registered whenever its BAR
+    /// is mapped. Call before the guest can enable decoding (at build time).
+    pub fn add_bar_eventfds(&self, function: &SharedFunction, fds: Vec<BarEventFd>) {
+        self.0
+            .io_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fds
+            .entry(function_key(function))
+            .or_default()
+            .extend(fds);
     }
 
     /// Places another function on the root complex.
@@ -174,6 +257,7 @@ impl PciRoot {
             wanted.insert(key, (m, d));
         }
         let mut mapped = self.0.mapped.lock().unwrap_or_else(|p| p.into_inner());
+        let events = self.0.io_events.lock().unwrap_or_else(|p| p.into_inner());
         let stale: Vec<_> = mapped
             .iter()
             .filter(|(k, m)| {
@@ -184,6 +268,7 @@ impl PciRoot {
             .map(|(k, m)| (*k, *m))
             .collect();
         for (key, m) in stale {
+            events.apply(key, m, false);
             self.bus(m.io).remove(m.base);
             mapped.remove(&key);
         }
@@ -191,7 +276,10 @@ impl PciRoot {
             let bus = self.bus(want.io);
             let result = match mapped.get(key) {
                 Some(m) if m.base == want.base => continue,
-                Some(m) => bus.relocate(m.base, want.base),
+                Some(m) => {
+                    events.apply(*key, *m, false);
+                    bus.relocate(m.base, want.base)
+                }
                 None => {
                     let region = BarRegion {
                         function: decoded.function.clone(),
@@ -203,6 +291,7 @@ impl PciRoot {
             match result {
                 Ok(()) => {
                     mapped.insert(*key, *want);
+                    events.apply(*key, *want, true);
                 }
                 Err(e) => {
                     if let Some(m) = mapped.remove(key) {
@@ -404,5 +493,60 @@ mod tests {
         assert_eq!(d, [0x04], "mapped once moved to a free range");
         assert!(mmio.read(0xd000_0004, &mut d));
         assert_eq!(d, [0xab]);
+    }
+
+    /// Records (register?, io, address) calls.
+    #[derive(Default)]
+    struct RecordingEvents(Mutex<Vec<(bool, bool, u64)>>);
+
+    impl IoEvents for RecordingEvents {
+        fn register(&self, io: bool, addr: u64, _fd: &EventFd) -> std::io::Result<()> {
+            self.0.lock().unwrap().push((true, io, addr));
+            Ok(())
+        }
+        fn unregister(&self, io: bool, addr: u64, _fd: &EventFd) -> std::io::Result<()> {
+            self.0.lock().unwrap().push((false, io, addr));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn test_bar_eventfd_follows_its_bar_when_mapped_moved_and_disabled() {
+        let (root, _pio, _mmio, fake, mut ecam) = setup();
+        let events = Arc::new(RecordingEvents::default());
+        root.set_io_events(events.clone());
+        let function: SharedFunction = fake;
+        let fds = vec![
+            BarEventFd {
+                bar: 0,
+                offset: 0x100,
+                fd: EventFd::new(0).unwrap(),
+            },
+            BarEventFd {
+                bar: 1,
+                offset: 0x4,
+                fd: EventFd::new(0).unwrap(),
+            },
+        ];
+        root.add_bar_eventfds(&function, fds);
+
+        ecam.write(at(0x10), &0xc000_0000u32.to_le_bytes());
+        ecam.write(at(0x14), &0xc100u32.to_le_bytes());
+        ecam.write(at(COMMAND), &command::MEMORY.to_le_bytes());
+        ecam.write(at(0x10), &0xc000_2000u32.to_le_bytes());
+        ecam.write(at(COMMAND), &(command::MEMORY | command::IO).to_le_bytes());
+        ecam.write(at(COMMAND), &0u16.to_le_bytes());
+
+        assert_eq!(
+            *events.0.lock().unwrap(),
+            vec![
+                (true, false, 0xc000_0100),
+                (false, false, 0xc000_0100),
+                (true, false, 0xc000_2100),
+                (true, true, 0xc104),
+                (false, false, 0xc000_2100),
+                (false, true, 0xc104),
+            ]
+        );
     }
 }

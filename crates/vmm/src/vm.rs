@@ -43,6 +43,7 @@ use crate::interrupts::GsiRouter;
 use crate::irqchip::{self, Irqchip, IOAPIC_WINDOW};
 use crate::layout::{MemoryLayout, ECAM_SIZE, ECAM_START, IOAPIC_START, MIB, MIN_MEMORY};
 use crate::pci_devices;
+use crate::ioevents::KvmIoEvents;
 use crate::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 use crate::vcpu::{self, VcpuRunner};
 use crate::wiring::KvmWiring;
@@ -449,6 +450,7 @@ impl Vm {
         )?;
         let pci =
             PciRoot::new(pio.clone(), mmio.clone()).map_err(|e| VmError::Pci(e.to_string()))?;
+        pci.set_io_events(Arc::new(KvmIoEvents::new(vm.clone())));
         pio.insert(
             u64::from(CONFIG_ADDRESS_PORT),
             CONFIG_PORTS_SIZE,
