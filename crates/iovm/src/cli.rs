@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmm::config::{
     BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig, LifecycleConfig, MemoryConfig,
-    NvmeConfig, NvmeNamespaceConfig, OnReboot, PciSerialConfig, PciSlot, SerialConfig, VmConfig,
+    NvmeConfig, NvmeNamespaceConfig, OnReboot, PciSerialConfig, PciSlot, SerialConfig,
+    VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -108,7 +109,13 @@ pub struct RunArgs {
     /// `msix=off` makes the driver use MSI, `msix=off,msi=off` INTx),
     /// `nvme-ns` (a namespace of the nvme controller `bus=` names:
     /// `path=FILE` a disk image or block device, `readonly=on`,
-    /// `block-size=512|4096`).
+    /// `block-size=512|4096`),
+    /// `virtio-blk` (`path=FILE`, `readonly=on`, `queues=N` default one per
+    /// vCPU, `serial=TEXT`), `virtio-net` (`tap=NAME` opens that TAP interface
+    /// or creates it, default a new `tapN`; `mac=52:54:00:12:34:56`;
+    /// `queues=N` queue pairs), `virtio-console` (hvc0 on iovm's console:
+    /// what --serial names; it takes the console's input from COM1) and
+    /// `virtio-rng`; every virtio device takes `msix=off` (INTx instead).
     ///
     /// `bus=` puts a device behind a root port or bridge given earlier by its
     /// `id=` (default: the root bus, pcie.0). `addr=` picks the slot and
@@ -209,10 +216,14 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             readonly: false,
             block_size: 512,
         }),
+        "virtio-blk" => virtio(VirtioKind::Blk(VirtioBlkConfig::default())),
+        "virtio-net" => virtio(VirtioKind::Net(VirtioNetConfig::default())),
+        "virtio-console" => virtio(VirtioKind::Console),
+        "virtio-rng" => virtio(VirtioKind::Rng),
         _ => {
             return Err(format!(
                 "'{kind_name}' is not a device iovm has; known: pci-serial, root-port, \
-                 pci-bridge, nvme, nvme-ns"
+                 pci-bridge, nvme, nvme-ns, virtio-blk, virtio-net, virtio-console, virtio-rng"
             ))
         }
     };
@@ -261,8 +272,97 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                     _ => return Err(format!("block-size={v}: use 512 or 4096")),
                 };
             }
+            (Some(("msix", v @ ("on" | "off"))), DeviceKind::Virtio(c)) => c.no_msix = v == "off",
+            (
+                Some(("path", p)),
+                DeviceKind::Virtio(VirtioConfig {
+                    device: VirtioKind::Blk(c),
+                    ..
+                }),
+            ) if !p.is_empty() => {
+                c.path = PathBuf::from(p);
+            }
+            (
+                Some(("readonly", v @ ("on" | "off"))),
+                DeviceKind::Virtio(VirtioConfig {
+                    device: VirtioKind::Blk(c),
+                    ..
+                }),
+            ) => c.readonly = v == "on",
+            (
+                Some(("serial", v)),
+                DeviceKind::Virtio(VirtioConfig {
+                    device: VirtioKind::Blk(c),
+                    ..
+                }),
+            ) => {
+                if v.len() > 20 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(format!(
+                        "serial={v} is not a virtio-blk serial: up to 20 printable ASCII characters"
+                    ));
+                }
+                c.serial = Some(v.to_string());
+            }
+            (
+                Some(("queues", v)),
+                DeviceKind::Virtio(VirtioConfig {
+                    device: VirtioKind::Blk(c),
+                    ..
+                }),
+            ) => {
+                c.queues = Some(parse_queues(
+                    v,
+                    64,
+                    "a virtio-blk device has 1-64 request queues",
+                )?);
+            }
+            (
+                Some(("queues", v)),
+                DeviceKind::Virtio(VirtioConfig {
+                    device: VirtioKind::Net(c),
+                    ..
+                }),
+            ) => {
+                c.queues = Some(parse_queues(
+                    v,
+                    16,
+                    "a virtio-net card has 1-16 queue pairs",
+                )?);
+            }
+            (
+                Some(("tap", t)),
+                DeviceKind::Virtio(VirtioConfig {
+                    device: VirtioKind::Net(c),
+                    ..
+                }),
+            ) => {
+                if t.is_empty() || t.len() > 15 || t.contains('/') {
+                    return Err(format!(
+                        "tap={t} is not an interface name: 1-15 characters, no '/'"
+                    ));
+                }
+                c.tap = Some(t.to_string());
+            }
+            (
+                Some(("mac", m)),
+                DeviceKind::Virtio(VirtioConfig {
+                    device: VirtioKind::Net(c),
+                    ..
+                }),
+            ) => {
+                c.mac = Some(parse_mac(m)?);
+            }
             (_, k) => {
                 let own = match k {
+                    DeviceKind::Virtio(v) => match v.device {
+                        VirtioKind::Blk(_) => {
+                            ", msix=on|off; and path=FILE, readonly=on|off, queues=N, serial=TEXT"
+                        }
+                        VirtioKind::Net(_) => {
+                            ", msix=on|off, tap=NAME, mac=XX:XX:XX:XX:XX:XX, queues=N"
+                        }
+                        VirtioKind::Console | VirtioKind::Rng => ", msix=on|off",
+                    },
                     DeviceKind::PciSerial(_) => ", loopback=on|off, output=PATH",
                     DeviceKind::RootPort | DeviceKind::PciBridge => "",
                     DeviceKind::Nvme(_) => ", serial=TEXT, queues=N, msix=on|off, msi=on|off",
@@ -276,6 +376,15 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             }
         }
     }
+    if let DeviceKind::Virtio(VirtioConfig {
+        device: VirtioKind::Blk(b),
+        ..
+    }) = &kind
+    {
+        if b.path.as_os_str().is_empty() {
+            return Err("virtio-blk needs path=FILE (a disk image or a block device)".into());
+        }
+    }
     if let DeviceKind::NvmeNamespace(ns) = &kind {
         if ns.path.as_os_str().is_empty() {
             return Err("nvme-ns needs path=FILE (a disk image or a block device)".into());
@@ -286,6 +395,42 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
     }
     device.kind = kind;
     Ok(device)
+}
+
+/// A virtio device of type `device` with MSI-X.
+fn virtio(device: VirtioKind) -> DeviceKind {
+    DeviceKind::Virtio(VirtioConfig {
+        device,
+        no_msix: false,
+    })
+}
+
+/// Parses a queue count of 1 to `max`; `what` explains the range.
+fn parse_queues(text: &str, max: u16, what: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|q| (1..=max).contains(q))
+        .ok_or_else(|| format!("queues={text}: {what}"))
+}
+
+/// Parses a MAC address `XX:XX:XX:XX:XX:XX` (hex), which must be unicast.
+fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("mac={text} is not a MAC address; write e.g. mac=52:54:00:12:34:56");
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    if mac[0] & 1 != 0 {
+        return Err(format!(
+            "mac={text} is a multicast address; a card needs a unicast one"
+        ));
+    }
+    Ok(mac)
 }
 
 /// Parses a `--serial` value.
@@ -395,6 +540,67 @@ mod tests {
         assert!(parse_device("root-port,loopback=on")
             .unwrap_err()
             .contains("not a root-port option"));
+    }
+
+    #[test]
+    fn test_parse_device_virtio_blk_options() {
+        let d = parse_device("virtio-blk,path=d.img,readonly=on,queues=4,serial=abc,msix=off");
+
+        assert_eq!(
+            d,
+            Ok(DeviceConfig::new(DeviceKind::Virtio(VirtioConfig {
+                device: VirtioKind::Blk(VirtioBlkConfig {
+                    path: "d.img".into(),
+                    readonly: true,
+                    queues: Some(4),
+                    serial: Some("abc".into()),
+                }),
+                no_msix: true,
+            })))
+        );
+    }
+
+    #[test]
+    fn test_parse_device_virtio_bad_options_say_what_is_wrong() {
+        let errors = [
+            parse_device("virtio-blk").unwrap_err(),
+            parse_device("virtio-blk,path=d,queues=0").unwrap_err(),
+            parse_device("virtio-net,queues=17").unwrap_err(),
+            parse_device("virtio-net,mac=01:00:00:00:00:01").unwrap_err(),
+            parse_device("virtio-net,mac=52:54:00:12:34").unwrap_err(),
+            parse_device("virtio-net,tap=a/b").unwrap_err(),
+            parse_device("virtio-rng,path=x").unwrap_err(),
+        ];
+
+        let expected = [
+            "needs path=FILE",
+            "1-64 request queues",
+            "1-16 queue pairs",
+            "multicast",
+            "not a MAC address",
+            "not an interface name",
+            "not a virtio-rng option",
+        ];
+        for (e, want) in errors.iter().zip(expected) {
+            assert!(e.contains(want), "{e:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn test_parse_device_virtio_net_options() {
+        let d = parse_device("virtio-net,tap=tap7,mac=52:54:00:ab:cd:ef,queues=2").unwrap();
+
+        assert_eq!(
+            d.kind,
+            DeviceKind::Virtio(VirtioConfig {
+                device: VirtioKind::Net(VirtioNetConfig {
+                    tap: Some("tap7".into()),
+                    mac: Some([0x52, 0x54, 0, 0xab, 0xcd, 0xef]),
+                    queues: Some(2),
+                }),
+                no_msix: false,
+            })
+        );
     }
 
     #[test]

@@ -72,6 +72,55 @@ pub enum DeviceKind {
     Nvme(NvmeConfig),
     /// A namespace of an NVMe controller, backed by a file or block device.
     NvmeNamespace(NvmeNamespaceConfig),
+    /// A virtio-pci device.
+    Virtio(VirtioConfig),
+}
+
+/// A virtio-pci device: its type and what every type shares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtioConfig {
+    /// The device type and its own options.
+    pub device: VirtioKind,
+    /// Leave out MSI-X: the driver then uses INTx and the ISR register.
+    pub no_msix: bool,
+}
+
+/// The virtio device types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VirtioKind {
+    /// A block device on a file or host block device.
+    Blk(VirtioBlkConfig),
+    /// A network card on a TAP interface.
+    Net(VirtioNetConfig),
+    /// A console (`hvc0`) on iovm's console (what `--serial` names).
+    Console,
+    /// An entropy source fed by the host's `getrandom`.
+    Rng,
+}
+
+/// A virtio block device.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VirtioBlkConfig {
+    /// A regular file or a block device.
+    pub path: PathBuf,
+    /// The guest may not write.
+    pub readonly: bool,
+    /// Request queues; default one per vCPU.
+    pub queues: Option<u16>,
+    /// What `VIRTIO_BLK_T_GET_ID` returns (up to 20 bytes).
+    pub serial: Option<String>,
+}
+
+/// A virtio network card.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VirtioNetConfig {
+    /// The TAP interface: opened if it exists, created otherwise; default
+    /// a new one named by the kernel (`tapN`).
+    pub tap: Option<String>,
+    /// The MAC address; default 52:54:00:12:34:NN.
+    pub mac: Option<[u8; 6]>,
+    /// Queue pairs; default 1.
+    pub queues: Option<u16>,
 }
 
 /// An NVMe controller.
@@ -107,6 +156,12 @@ impl DeviceKind {
             Self::PciBridge => "pci-bridge",
             Self::Nvme(_) => "nvme",
             Self::NvmeNamespace(_) => "nvme-ns",
+            Self::Virtio(v) => match v.device {
+                VirtioKind::Blk(_) => "virtio-blk",
+                VirtioKind::Net(_) => "virtio-net",
+                VirtioKind::Console => "virtio-console",
+                VirtioKind::Rng => "virtio-rng",
+            },
         }
     }
 

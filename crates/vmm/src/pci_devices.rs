@@ -147,6 +147,12 @@ pub fn build(
                 attach(pci, place, &bridges, Arc::new(Mutex::new(nvme)))?;
             }
             DeviceKind::NvmeNamespace(_) => {}
+            DeviceKind::Virtio(v) => {
+                return Err(PciBuildError::Device(format!(
+                    "{}: not wired yet",
+                    device.kind.name()
+                )))
+            }
         }
     }
     Ok(())

@@ -35,7 +35,7 @@ use vmm_sys_util::signal::Killable;
 use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT, IOAPIC_PINS};
 use crate::boot::{cpu_state, loader, page_tables, reset_vector};
 use crate::bus::Bus;
-use crate::config::{DeviceConfig, DeviceKind, OnReboot, VmConfig};
+use crate::config::{DeviceConfig, DeviceKind, OnReboot, VirtioConfig, VirtioKind, VmConfig};
 use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
@@ -256,18 +256,23 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
 }
 
 /// Checks, before anything is built, that every disk opens as asked and
-/// that no disk backs two namespaces.
+/// that no disk backs two namespaces or virtio disks.
 fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
     let mut seen = std::collections::BTreeSet::new();
     for d in devices {
-        let DeviceKind::NvmeNamespace(ns) = &d.kind else {
-            continue;
+        let (disk, readonly) = match &d.kind {
+            DeviceKind::NvmeNamespace(ns) => (&ns.path, ns.readonly),
+            DeviceKind::Virtio(VirtioConfig {
+                device: VirtioKind::Blk(b),
+                ..
+            }) => (&b.path, b.readonly),
+            _ => continue,
         };
-        let path = ns.path.display().to_string();
+        let path = disk.display().to_string();
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .write(!ns.readonly)
-            .open(&ns.path)
+            .write(!readonly)
+            .open(disk)
             .map_err(|source| VmError::Disk {
                 path: path.clone(),
                 source,
