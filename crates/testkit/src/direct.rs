@@ -47,7 +47,9 @@ pub(crate) fn run_one(
     let args = run.iovm_args(&guest_dir.to_string_lossy(), &scratch.to_string_lossy());
     host_hook(run, run.host_before.as_ref(), scratch, "host_before");
     let start = Instant::now();
-    let mut child = Command::new(iovm)
+    let launcher = run.launcher(&iovm.to_string_lossy());
+    let mut child = Command::new(&launcher[0])
+        .args(&launcher[1..])
         .args(&args)
         .stdin(if run.stdin.is_some() {
             Stdio::piped()

@@ -53,6 +53,9 @@ pub struct GuestRun {
     pub host_before: Option<String>,
     /// Shell commands run where iovm runs, just after it ended.
     pub host_after: Option<String>,
+    /// A network namespace (a bound namespace file) iovm runs in; see
+    /// [`GuestRun::netns`].
+    pub netns: Option<String>,
 }
 
 /// The script as the guest's /init takes it: gzipped when that is shorter
@@ -84,6 +87,27 @@ impl GuestRun {
             timeout: DEFAULT_TIMEOUT,
             host_before: None,
             host_after: None,
+            netns: None,
+        }
+    }
+
+    /// Runs iovm inside the network namespace bound at `file` (with
+    /// `nsenter --net=FILE`), so the TAP interfaces it opens or creates live
+    /// there and the test's traffic never leaves it. The run's
+    /// [`GuestRun::host_before`] hook makes the namespace (e.g.
+    /// `touch F; unshare --net=F true`) and its `host_after` removes it
+    /// (`umount F; rm F`).
+    pub fn netns(mut self, file: impl Into<String>) -> Self {
+        self.netns = Some(file.into());
+        self
+    }
+
+    /// The program and leading arguments that start `iovm`: iovm itself, or
+    /// `nsenter --net=FILE iovm` for a run in a network namespace.
+    pub(crate) fn launcher(&self, iovm: &str) -> Vec<String> {
+        match &self.netns {
+            Some(ns) => vec!["nsenter".into(), format!("--net={ns}"), iovm.into()],
+            None => vec![iovm.into()],
         }
     }
 
@@ -400,6 +424,18 @@ mod tests {
                 "x",
                 "--disk=path=/s/d.img",
             ]
+        );
+    }
+
+    #[test]
+    fn test_launcher_enters_the_run_netns() {
+        let plain = GuestRun::new("a");
+        let namespaced = GuestRun::new("b").netns("/tmp/ns");
+
+        assert_eq!(plain.launcher("/x/iovm"), vec!["/x/iovm"]);
+        assert_eq!(
+            namespaced.launcher("/x/iovm"),
+            vec!["nsenter", "--net=/tmp/ns", "/x/iovm"]
         );
     }
 

@@ -194,12 +194,17 @@ pub fn batch_script(runs: &[GuestRun], iovm_in_host: &str, loader: Option<&str>)
                 run.name
             ));
         }
+        let launcher: Vec<String> = run
+            .launcher(iovm_in_host)
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect();
         s.push_str(&format!(
             "run_one {} {} {} {} {}\n",
             shell_quote(&run.name),
             run.timeout.as_secs().max(1),
             input,
-            shell_quote(iovm_in_host),
+            launcher.join(" "),
             args.join(" ")
         ));
         if let Some(after) = run.hook(run.host_after.as_ref(), SCRATCH_MOUNT) {

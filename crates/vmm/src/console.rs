@@ -49,9 +49,25 @@ pub enum ConsoleError {
     Socket(PathBuf, #[source] std::io::Error),
 }
 
+/// A guest device that takes the console's input: COM1, or a virtio
+/// console when the machine has one.
+pub trait ConsoleInput: Send + Sync {
+    /// Takes as much of `data` as the guest can accept now; returns how
+    /// many bytes it took (0: try again later).
+    fn enqueue_input(&self, data: &[u8]) -> usize;
+}
+
+impl ConsoleInput for Mutex<Serial> {
+    fn enqueue_input(&self, data: &[u8]) -> usize {
+        self.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .enqueue_input(data)
+    }
+}
+
 #[derive(Default)]
 struct Attachment {
-    serial: Option<SharedSerial>,
+    input: Option<Arc<dyn ConsoleInput>>,
     events: Option<Sender<VmEvent>>,
 }
 
@@ -227,8 +243,17 @@ impl Console {
     /// Routes input to `serial` and the escape sequence to `events`.
     pub fn attach(&self, serial: SharedSerial, events: Sender<VmEvent>) {
         let mut a = self.attachment.lock().unwrap_or_else(|p| p.into_inner());
-        a.serial = Some(serial);
+        a.input = Some(serial);
         a.events = Some(events);
+    }
+
+    /// Routes input to `input` instead (a virtio console: the guest's
+    /// `hvc0` then gets what the user types; COM1 keeps its output).
+    pub fn redirect_input(&self, input: Arc<dyn ConsoleInput>) {
+        self.attachment
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .input = Some(input);
     }
 
     /// Stops routing input (the machine is going away).
@@ -343,19 +368,15 @@ fn pump_input<R: Read>(mut reader: R, attachment: &Mutex<Attachment>, escape: bo
     }
 }
 
-/// Hands `data` to the attached UART as fast as the guest takes it.
+/// Hands `data` to the attached input device as fast as the guest takes it.
 fn deliver(mut data: &[u8], attachment: &Mutex<Attachment>) {
     while !data.is_empty() {
-        let serial = attachment
+        let input = attachment
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .serial
+            .input
             .clone();
-        let taken = serial.map_or(0, |s| {
-            s.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .enqueue_input(data)
-        });
+        let taken = input.map_or(0, |i| i.enqueue_input(data));
         data = &data[taken..];
         if taken == 0 {
             thread::sleep(INPUT_RETRY);
