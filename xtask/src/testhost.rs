@@ -28,6 +28,8 @@ pub const MODULES: &[&str] = &[
     "virtio_pci",
     "9pnet_virtio",
     "9p",
+    // TAP interfaces for virtio-net tests, in namespaces the tests make.
+    "tun",
 ];
 
 /// The Debian packages of the outer QEMU.

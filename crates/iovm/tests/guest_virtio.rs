@@ -1,0 +1,401 @@
+//! The stock Linux virtio drivers (`virtio_pci`, `virtio_blk`, `virtio_net`,
+//! `virtio_console`, `virtio_rng`) on iovm's virtio-pci devices. Disks are
+//! host files whose bytes are checked afterwards; the network test runs
+//! iovm in a network namespace the run makes and removes, with the TAP's
+//! other end there. One batch (one test-host boot).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use testkit::{Batch, GuestRun, RunResult};
+
+/// Where a run's disks live while iovm runs: tmpfs (in the test host, its
+/// memory rather than the 9p share).
+const WORK: &str = "/dev/shm/iovm-virtio";
+
+/// Disk images made in the scratch directory: (file, size in MiB).
+const DISKS: [(&str, u64); 4] = [
+    ("vblk-a.img", 64),
+    ("vblk-ro.img", 8),
+    ("vblk-mq.img", 16),
+    ("vblk-intx.img", 16),
+];
+
+/// Where the guest writes markers on vda: (byte offset, text).
+const MARKS: [(u64, &str); 2] = [
+    (3 << 20, "IOVM-VIRTIO-AT-3MIB"),
+    (50 << 20, "IOVM-VIRTIO-AT-50MIB"),
+];
+
+/// What the read-only disk holds at offset 0 (written by the test).
+const RO_CONTENT: &[u8] = b"IOVM-READ-ONLY-DISK";
+
+/// The block, entropy and driver-rebinding checks.
+const BLK_SCRIPT: &str = r#"
+ls -l /sys/block | grep -o 'vd[a-z].*virtio[0-9]*' | sed 's/ -> .*virtio/=virtio/'
+echo "serial_a=$(cat /sys/block/vda/serial)"
+echo "size_a=$(cat /sys/block/vda/size)"
+echo "mq_a=$(ls /sys/block/vda/mq | wc -l)"
+mark() { printf "$2" | dd of=/dev/vda bs=512 seek=$(($1 / 512)) conv=notrunc,fsync 2>/dev/null; }
+mark 3145728 IOVM-VIRTIO-AT-3MIB
+mark 52428800 IOVM-VIRTIO-AT-50MIB
+echo "readback=$(dd if=/dev/vda bs=512 skip=6144 count=1 iflag=direct 2>/dev/null | tr -d '\0')"
+fio --name=v --filename=/dev/vda --direct=1 --ioengine=libaio --iodepth=16 --rw=randwrite \
+    --bs=4k --offset=8m --size=16m --verify=crc32c --do_verify=1 --output-format=terse \
+    --terse-version=3 > /tmp/fio 2>&1
+echo "fio=$? errors=$(cut -d';' -f5 /tmp/fio | head -1)"
+dd if=/dev/urandom of=/dev/vda bs=1M seek=32 count=8 conv=fsync 2>/dev/null
+blkdiscard -o 33554432 -l 8388608 /dev/vda
+echo "blkdiscard=$?"
+echo "discarded_nonzero=$(dd if=/dev/vda bs=1M skip=32 count=8 iflag=direct 2>/dev/null | tr -d '\0' | wc -c)"
+echo "ro_flag=$(cat /sys/block/vdb/ro)"
+echo "ro_read=$(dd if=/dev/vdb bs=512 count=1 2>/dev/null | tr -d '\0')"
+printf XXXX | dd of=/dev/vdb bs=512 conv=notrunc,fsync 2>/tmp/ro_err
+echo "ro_write=$?"
+cat /tmp/ro_err
+echo "rng_current=$(cat /sys/class/misc/hw_random/rng_current)"
+r1=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+r2=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+echo "rng_len=${#r1}"
+[ "$r1" != "$r2" ] && echo "rng_differs=yes"
+quick_fio() {
+  fio --name=q --filename=/dev/$1 --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+      --offset=48m --size=2m --verify=crc32c --output-format=terse --terse-version=3 >/dev/null 2>&1
+  echo $?
+}
+v=$(basename $(readlink -f /sys/block/vda/device))
+echo $v > /sys/bus/virtio/drivers/virtio_blk/unbind
+echo "unbound_vda=$(ls /sys/block | grep -c vda)"
+echo $v > /sys/bus/virtio/drivers/virtio_blk/bind
+sleep 1
+echo "fio_after_rebind=$(quick_fio vda)"
+p=$(basename $(readlink -f /sys/block/vda/device/..))
+echo $p > /sys/bus/pci/drivers/virtio-pci/unbind
+echo $p > /sys/bus/pci/drivers/virtio-pci/bind
+sleep 1
+echo "fio_after_pci_rebind=$(quick_fio vda)"
+r=$(basename $(readlink -f /sys/bus/virtio/drivers/virtio_rng/virtio* | head -1))
+echo $r > /sys/bus/virtio/drivers/virtio_rng/unbind
+echo $r > /sys/bus/virtio/drivers/virtio_rng/bind
+sleep 1
+echo "rng_after_rebind=$(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | wc -c)"
+echo "msix_irqs=$(grep -c 'virtio.*-req\|virtio.*-request' /proc/interrupts)"
+grep virtio /proc/interrupts
+sync
+"#;
+
+/// Queue count with two vCPUs (the driver uses at most one queue per CPU).
+const MQ_SCRIPT: &str = r#"
+echo "mq=$(ls /sys/block/vda/mq | wc -l)"
+fio --name=m --filename=/dev/vda --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+    --size=4m --numjobs=2 --verify=crc32c --output-format=terse --terse-version=3 > /tmp/fio 2>&1
+echo "fio=$?"
+"#;
+
+/// fio on a virtio disk without MSI-X: INTx through the IOAPIC and the ISR.
+const INTX_SCRIPT: &str = r#"
+fio --name=v --filename=/dev/vda --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+    --size=8m --verify=crc32c --do_verify=1 --output-format=terse --terse-version=3 > /tmp/fio 2>&1
+echo "fio=$? errors=$(cut -d';' -f5 /tmp/fio | head -1)"
+echo "irq_mode=$(cat /sys/bus/pci/devices/*/msi_irqs/* 2>/dev/null | sort -u | tr '\n' ',')"
+echo "irq_chip=$(grep virtio /proc/interrupts | tr -s ' ' | cut -d' ' -f4 | sort -u | tr '\n' ',')"
+grep virtio /proc/interrupts
+"#;
+
+/// The network namespace the net run's iovm lives in (a bound namespace file).
+const NETNS: &str = "/run/iovm-netns";
+
+/// Makes the namespace, and in it, once iovm has created the TAP: the
+/// host-side address, and a listener that checksums what it receives.
+const NET_BEFORE: &str = r#"touch /run/iovm-netns && unshare --net=/run/iovm-netns true &&
+nsenter --net=/run/iovm-netns sh -c '( i=0
+  while ! ip link show vtap0 >/dev/null 2>&1 && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+  ip addr add 10.0.2.1/24 dev vtap0 && ip link set vtap0 up
+  nc -l -p 5001 | sha256sum > {scratch}/net.sum ) >/dev/null 2>&1 &'"#;
+
+/// Removes the namespace (the TAP iovm created went with iovm).
+const NET_AFTER: &str = "umount /run/iovm-netns; rm -f /run/iovm-netns";
+
+/// Pings the namespace's address and sends it 100 MiB of random bytes over
+/// TCP, printing their checksum; then rebinds the driver and pings again.
+const NET_SCRIPT: &str = r#"
+ip link set lo up
+echo "mac=$(cat /sys/class/net/eth0/address)"
+echo "queues=$(ls /sys/class/net/eth0/queues | grep -c rx)"
+ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
+sleep 1
+ping -c 3 -W 5 10.0.2.1 > /tmp/ping 2>&1
+echo "ping=$?"
+cat /tmp/ping
+head -c 104857600 /dev/urandom > /tmp/blob
+echo "sent_sum=$(sha256sum /tmp/blob | cut -d' ' -f1)"
+nc 10.0.2.1 5001 < /tmp/blob
+echo "nc=$?"
+rm /tmp/blob
+p=$(basename $(readlink -f /sys/class/net/eth0/device/..))
+echo $p > /sys/bus/pci/drivers/virtio-pci/unbind
+echo $p > /sys/bus/pci/drivers/virtio-pci/bind
+sleep 1
+ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
+sleep 1
+ping -c 2 -W 5 10.0.2.1 > /dev/null 2>&1
+echo "ping_after_rebind=$?"
+"#;
+
+fn disks_in(disks: &[&str]) -> String {
+    let mut s = format!("rm -rf {WORK} && mkdir -p {WORK}");
+    for d in disks {
+        s.push_str(&format!(
+            " && dd if={{scratch}}/{d} of={WORK}/{d} bs=1M 2>/dev/null"
+        ));
+    }
+    s
+}
+
+fn disks_out(disks: &[&str]) -> String {
+    let mut s = String::from("true");
+    for d in disks {
+        s.push_str(&format!(
+            " && stat -c %b {WORK}/{d} > {{scratch}}/{d}.blocks && cp {WORK}/{d} {{scratch}}/{d}"
+        ));
+    }
+    s.push_str(&format!(" && rm -rf {WORK}"));
+    s
+}
+
+fn disk_arg(opts: &str, disk: &str) -> [String; 2] {
+    [
+        "--device".into(),
+        format!("virtio-blk,path={WORK}/{disk}{opts}"),
+    ]
+}
+
+fn runs() -> Vec<GuestRun> {
+    vec![
+        GuestRun::new("virtio-blk")
+            .host_before(disks_in(&["vblk-a.img", "vblk-ro.img"]))
+            .host_after(disks_out(&["vblk-a.img", "vblk-ro.img"]))
+            .args(disk_arg(",serial=IOVM-VBLK-A", "vblk-a.img"))
+            .args(disk_arg(",readonly=on", "vblk-ro.img"))
+            .args(["--device", "virtio-rng"])
+            .args(["--cpus", "1", "--memory", "1G"])
+            .script(BLK_SCRIPT),
+        GuestRun::new("virtio-mq")
+            .host_before(disks_in(&["vblk-mq.img"]))
+            .host_after(disks_out(&["vblk-mq.img"]))
+            .args(disk_arg(",queues=2", "vblk-mq.img"))
+            .args(["--cpus", "2"])
+            .script(MQ_SCRIPT),
+        GuestRun::new("virtio-intx")
+            .host_before(disks_in(&["vblk-intx.img"]))
+            .host_after(disks_out(&["vblk-intx.img"]))
+            .args(disk_arg(",msix=off", "vblk-intx.img"))
+            .args(["--cpus", "1"])
+            .script(INTX_SCRIPT),
+        GuestRun::new("virtio-console")
+            .args(["--device", "virtio-console", "--cpus", "1"])
+            .cmdline("console=hvc0")
+            .stdin("echo HVC-$((6*7)) on $(cat /sys/class/tty/console/active)\npoweroff -f\n"),
+        GuestRun::new("virtio-net")
+            .netns(NETNS)
+            .host_before(NET_BEFORE)
+            .host_after(NET_AFTER)
+            .args([
+                "--device",
+                "virtio-net,tap=vtap0,mac=52:54:00:12:34:99,queues=2",
+                "--cpus",
+                "2",
+                "--memory",
+                "1G",
+            ])
+            .timeout(std::time::Duration::from_secs(480))
+            .script(NET_SCRIPT),
+    ]
+}
+
+struct Results {
+    runs: BTreeMap<String, RunResult>,
+    /// vda's host file at each marker's offset.
+    marks: Vec<Vec<u8>>,
+    /// The read-only disk's first bytes after its run.
+    ro_head: Vec<u8>,
+    /// Allocated 512-byte blocks of vda's file after its run.
+    blocks_a: Option<u64>,
+    /// The checksum of what the namespace's listener received.
+    net_sum: String,
+}
+
+fn results() -> &'static Results {
+    static RESULTS: OnceLock<Results> = OnceLock::new();
+    RESULTS.get_or_init(|| {
+        let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
+        let batch = Batch::new().expect("set up the test batch");
+        let scratch = batch.scratch_dir().to_path_buf();
+        for (name, mib) in DISKS {
+            let f = std::fs::File::create(scratch.join(name)).unwrap();
+            f.set_len(mib << 20).unwrap();
+        }
+        let mut ro = std::fs::read(scratch.join("vblk-ro.img")).unwrap();
+        ro[..RO_CONTENT.len()].copy_from_slice(RO_CONTENT);
+        std::fs::write(scratch.join("vblk-ro.img"), &ro).unwrap();
+        let list = batch.run(iovm, &runs()).expect("run the guest batch");
+        let a = std::fs::read(scratch.join("vblk-a.img")).unwrap_or_default();
+        let marks = MARKS
+            .iter()
+            .map(|(offset, text)| {
+                let at = *offset as usize;
+                a.get(at..at + text.len()).unwrap_or_default().to_vec()
+            })
+            .collect();
+        let ro_head = std::fs::read(scratch.join("vblk-ro.img"))
+            .unwrap_or_default()
+            .get(..RO_CONTENT.len())
+            .unwrap_or_default()
+            .to_vec();
+        Results {
+            runs: list.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            marks,
+            ro_head,
+            blocks_a: std::fs::read_to_string(scratch.join("vblk-a.img.blocks"))
+                .ok()
+                .and_then(|t| t.trim().parse().ok()),
+            net_sum: std::fs::read_to_string(scratch.join("net.sum"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    })
+}
+
+fn run(name: &str) -> &'static RunResult {
+    results()
+        .runs
+        .get(name)
+        .unwrap_or_else(|| panic!("run {name} was not run (IOVM_TEST_RUNS?)"))
+}
+
+#[test]
+fn test_virtio_blk_serial_size_and_bytes_at_their_offsets_in_the_host_file() {
+    let r = run("virtio-blk");
+    r.assert_success();
+    r.assert_clean_dmesg();
+    assert_eq!(r.fact("serial_a"), "IOVM-VBLK-A", "{}", r.dump());
+    assert_eq!(
+        r.fact("size_a"),
+        "131072",
+        "64 MiB in sectors\n{}",
+        r.dump()
+    );
+    assert_eq!(r.fact("readback"), "IOVM-VIRTIO-AT-3MIB", "{}", r.dump());
+    for ((offset, text), got) in MARKS.iter().zip(&results().marks) {
+        assert_eq!(
+            String::from_utf8_lossy(got),
+            *text,
+            "at {offset}\n{}",
+            r.dump()
+        );
+    }
+}
+
+#[test]
+fn test_virtio_blk_fio_verify_passes() {
+    let r = run("virtio-blk");
+    assert!(r.console.contains("fio=0 errors=0"), "{}", r.dump());
+}
+
+#[test]
+fn test_virtio_blk_blkdiscard_punches_a_hole_in_the_host_file() {
+    let r = run("virtio-blk");
+    assert_eq!(r.fact("blkdiscard"), "0", "{}", r.dump());
+    assert_eq!(
+        r.fact("discarded_nonzero"),
+        "0",
+        "reads zeros\n{}",
+        r.dump()
+    );
+    // Copied in with every block written (64 MiB = 131072 blocks);
+    // discarding 8 MiB gives back at least that much.
+    let blocks = results().blocks_a.expect("block count of vblk-a.img");
+    assert!(blocks <= 131072 - 16384, "{blocks} blocks\n{}", r.dump());
+}
+
+#[test]
+fn test_virtio_blk_read_only_disk_reads_and_refuses_writes_in_the_guest() {
+    let r = run("virtio-blk");
+    assert_eq!(r.fact("ro_flag"), "1", "{}", r.dump());
+    assert_eq!(r.fact("ro_read"), "IOVM-READ-ONLY-DISK", "{}", r.dump());
+    assert_ne!(r.fact("ro_write"), "0", "the write failed\n{}", r.dump());
+    assert_eq!(results().ro_head, RO_CONTENT, "host file unchanged");
+}
+
+#[test]
+fn test_virtio_blk_and_rng_work_after_driver_unbind_and_rebind() {
+    let r = run("virtio-blk");
+    assert_eq!(r.fact("unbound_vda"), "0", "{}", r.dump());
+    assert_eq!(r.fact("fio_after_rebind"), "0", "{}", r.dump());
+    assert_eq!(r.fact("fio_after_pci_rebind"), "0", "{}", r.dump());
+    assert_eq!(r.fact("rng_after_rebind"), "16", "{}", r.dump());
+}
+
+#[test]
+fn test_virtio_rng_feeds_hwrng() {
+    let r = run("virtio-blk");
+    assert!(
+        r.fact("rng_current").starts_with("virtio_rng"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(r.fact("rng_len"), "64", "32 bytes in hex\n{}", r.dump());
+    assert_eq!(r.fact("rng_differs"), "yes", "{}", r.dump());
+}
+
+#[test]
+fn test_virtio_blk_uses_msix_vectors() {
+    let r = run("virtio-blk");
+    let irqs: u32 = r.fact("msix_irqs").parse().unwrap_or(0);
+    assert!(irqs >= 1, "{}", r.dump());
+}
+
+#[test]
+fn test_virtio_blk_shows_the_configured_queue_count_with_two_vcpus() {
+    let r = run("virtio-mq");
+    r.assert_success();
+    assert_eq!(r.fact("mq"), "2", "{}", r.dump());
+    assert_eq!(r.fact("fio"), "0", "{}", r.dump());
+}
+
+#[test]
+fn test_virtio_blk_without_msix_uses_intx_through_the_ioapic() {
+    let r = run("virtio-intx");
+    r.assert_success();
+    assert!(r.console.contains("fio=0 errors=0"), "{}", r.dump());
+    assert_eq!(r.fact("irq_mode"), "", "no MSI vectors\n{}", r.dump());
+    assert_eq!(r.fact("irq_chip"), "IO-APIC,", "{}", r.dump());
+}
+
+#[test]
+fn test_virtio_console_carries_the_guest_console_both_ways() {
+    let r = run("virtio-console");
+    r.assert_success();
+    assert!(r.console.contains("HVC-42 on hvc0"), "{}", r.dump());
+}
+
+#[test]
+fn test_virtio_net_pings_and_moves_100_mib_intact_over_two_queue_pairs() {
+    let r = run("virtio-net");
+    r.assert_success();
+    assert_eq!(r.fact("mac"), "52:54:00:12:34:99", "{}", r.dump());
+    assert_eq!(r.fact("queues"), "2", "{}", r.dump());
+    assert_eq!(r.fact("ping"), "0", "{}", r.dump());
+    assert_eq!(r.fact("nc"), "0", "{}", r.dump());
+    assert_eq!(
+        results().net_sum,
+        r.fact("sent_sum"),
+        "what arrived in the namespace\n{}",
+        r.dump()
+    );
+    assert_eq!(r.fact("ping_after_rebind"), "0", "{}", r.dump());
+}
