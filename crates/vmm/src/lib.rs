@@ -19,6 +19,7 @@ pub mod interrupts;
 pub mod ioevents;
 pub mod irqchip;
 pub mod layout;
+pub mod nvme_doorbells;
 pub mod pci_devices;
 pub mod pci_host;
 pub mod topology;

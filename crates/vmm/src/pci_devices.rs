@@ -18,6 +18,7 @@ use pci::bridge::{PciBridge, RootPort, RootPortConfig};
 use pci::root::{AttachError, BridgeId, SharedFunction};
 
 use crate::config::{DeviceConfig, DeviceKind, NvmeNamespaceConfig};
+use crate::nvme_doorbells::NvmeFunction;
 use crate::pci_host::PciRoot;
 use crate::topology::{self, Parent, Placement, TopologyError};
 
@@ -144,7 +145,17 @@ pub fn build(
                     .map_err(|e| PciBuildError::Device(format!("nvme: {}", chain(&e))))?;
                 nvme.start_worker()
                     .map_err(|e| PciBuildError::Device(format!("nvme: {}", chain(&e))))?;
-                attach(pci, place, &bridges, Arc::new(Mutex::new(nvme)))?;
+                let function = NvmeFunction::new(nvme);
+                let fds = function
+                    .doorbell_eventfds()
+                    .map_err(|e| PciBuildError::Device(format!("nvme doorbell eventfd: {e}")))?;
+                let shared = Arc::new(Mutex::new(function));
+                let switch = pci.add_bar_eventfds(&(shared.clone() as SharedFunction), fds, false);
+                shared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .set_doorbells(switch);
+                attach(pci, place, &bridges, shared)?;
             }
             DeviceKind::NvmeNamespace(_) => {}
             DeviceKind::Virtio(v) => {

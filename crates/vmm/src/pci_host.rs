@@ -17,7 +17,7 @@
 //! decoding, registered again at the new place.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use devices::BusDevice;
 use pci::address::Bdf;
@@ -73,21 +73,34 @@ struct Inner {
     io_events: Mutex<IoEventTable>,
 }
 
-/// The eventfds functions handed over, and where they are registered now.
+/// The eventfds functions handed over, by function key.
 #[derive(Default)]
 struct IoEventTable {
     port: Option<Arc<dyn IoEvents>>,
-    /// By function key: the function's eventfds.
-    fds: BTreeMap<usize, Vec<BarEventFd>>,
+    sets: BTreeMap<usize, EventFdSet>,
+}
+
+/// One function's eventfds, and whether they are to be registered.
+struct EventFdSet {
+    fds: Vec<BarEventFd>,
+    active: bool,
 }
 
 impl IoEventTable {
-    /// Registers or unregisters the eventfds of BAR `key` at `m`.
+    /// Registers or unregisters the eventfds of BAR `key` mapped at `m`
+    /// (only those of an active set).
     fn apply(&self, key: MappingKey, m: Mapping, register: bool) {
-        let (Some(port), Some(fds)) = (&self.port, self.fds.get(&key.0)) else {
+        let Some(port) = &self.port else {
             return;
         };
-        for e in fds.iter().filter(|e| e.bar == key.1 && e.offset < m.size) {
+        let Some(set) = self.sets.get(&key.0).filter(|s| s.active) else {
+            return;
+        };
+        for e in set
+            .fds
+            .iter()
+            .filter(|e| e.bar == key.1 && e.offset < m.size)
+        {
             let addr = m.base + e.offset;
             let result = if register {
                 port.register(m.io, addr, &e.fd)
@@ -97,6 +110,50 @@ impl IoEventTable {
             if let Err(err) = result {
                 let what = if register { "register" } else { "unregister" };
                 tracing::warn!("cannot {what} the eventfd at {addr:#x}: {err}");
+            }
+        }
+    }
+}
+
+/// Switches one function's eventfds on and off (see
+/// [`PciRoot::add_bar_eventfds`]). It does not keep the machine alive.
+#[derive(Debug, Clone)]
+pub struct BarEvents {
+    root: Weak<Inner>,
+    key: usize,
+}
+
+impl BarEvents {
+    /// Registers the eventfds (`true`) at their BARs' current places, or
+    /// unregisters them; from now on they follow their BARs only if active.
+    pub fn set_active(&self, active: bool) {
+        let Some(inner) = self.root.upgrade() else {
+            return;
+        };
+        let mapped = inner.mapped.lock().unwrap_or_else(|p| p.into_inner());
+        let mut events = inner.io_events.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(set) = events.sets.get(&self.key) else {
+            return;
+        };
+        if set.active == active {
+            return;
+        }
+        let mine: Vec<_> = mapped
+            .iter()
+            .filter(|(k, _)| k.0 == self.key)
+            .map(|(k, m)| (*k, *m))
+            .collect();
+        if !active {
+            for (k, m) in &mine {
+                events.apply(*k, *m, false);
+            }
+        }
+        if let Some(set) = events.sets.get_mut(&self.key) {
+            set.active = active;
+        }
+        if active {
+            for (k, m) in &mine {
+                events.apply(*k, *m, true);
             }
         }
     }
@@ -164,17 +221,28 @@ impl PciRoot {
             .port = Some(port);
     }
 
-    /// Hands over `function`'s eventfds; each is registered whenever its BAR
-    /// is mapped. Call before the guest can enable decoding (at build time).
-    pub fn add_bar_eventfds(&self, function: &SharedFunction, fds: Vec<BarEventFd>) {
+    /// Hands over `function`'s eventfds (once per function, at build time,
+    /// before the guest can enable decoding). While `active`, each is
+    /// registered whenever its BAR is mapped; the returned handle switches
+    /// them (an NVMe controller's doorbells only once the guest has set up
+    /// shadow doorbells).
+    pub fn add_bar_eventfds(
+        &self,
+        function: &SharedFunction,
+        fds: Vec<BarEventFd>,
+        active: bool,
+    ) -> BarEvents {
+        let key = function_key(function);
         self.0
             .io_events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .fds
-            .entry(function_key(function))
-            .or_default()
-            .extend(fds);
+            .sets
+            .insert(key, EventFdSet { fds, active });
+        BarEvents {
+            root: Arc::downgrade(&self.0),
+            key,
+        }
     }
 
     /// Places another function on the root complex.
@@ -528,7 +596,7 @@ mod tests {
                 fd: EventFd::new(0).unwrap(),
             },
         ];
-        root.add_bar_eventfds(&function, fds);
+        root.add_bar_eventfds(&function, fds, true);
 
         ecam.write(at(0x10), &0xc000_0000u32.to_le_bytes());
         ecam.write(at(0x14), &0xc100u32.to_le_bytes());
@@ -546,6 +614,40 @@ mod tests {
                 (true, true, 0xc104),
                 (false, false, 0xc000_2100),
                 (false, true, 0xc104),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_inactive_bar_eventfds_register_only_when_switched_on() {
+        let (root, _pio, _mmio, fake, mut ecam) = setup();
+        let events = Arc::new(RecordingEvents::default());
+        root.set_io_events(events.clone());
+        let function: SharedFunction = fake;
+        let fd = BarEventFd {
+            bar: 0,
+            offset: 0x8,
+            fd: EventFd::new(0).unwrap(),
+        };
+        let handle = root.add_bar_eventfds(&function, vec![fd], false);
+        ecam.write(at(0x10), &0xc000_0000u32.to_le_bytes());
+        ecam.write(at(COMMAND), &command::MEMORY.to_le_bytes());
+        let before = events.0.lock().unwrap().clone();
+
+        handle.set_active(true);
+        handle.set_active(true);
+        ecam.write(at(0x10), &0xc000_4000u32.to_le_bytes());
+        handle.set_active(false);
+        ecam.write(at(0x10), &0xc000_0000u32.to_le_bytes());
+
+        assert_eq!(before, vec![], "nothing while inactive");
+        assert_eq!(
+            *events.0.lock().unwrap(),
+            vec![
+                (true, false, 0xc000_0008),
+                (false, false, 0xc000_0008),
+                (true, false, 0xc000_4008),
+                (false, false, 0xc000_4008),
             ]
         );
     }
