@@ -50,6 +50,8 @@ mod chain;
 pub(crate) mod ctrl;
 mod header;
 mod rx;
+#[cfg(test)]
+mod tests;
 mod tx;
 mod worker;
 

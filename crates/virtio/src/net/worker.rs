@@ -46,12 +46,6 @@ impl GuestLog {
             tracing::debug!("virtio-net: {msg}");
         }
     }
-
-    /// How many problems were logged.
-    #[cfg(test)]
-    pub fn count(&self) -> u32 {
-        self.count
-    }
 }
 
 /// What every queue needs from the activation.
