@@ -407,18 +407,10 @@ impl Worker {
         for (i, (fd, _)) in core.notifiers().iter().enumerate() {
             add(fd.as_raw_fd(), i as u64)?;
         }
-        // Backends are added as not wanted, then armed by the first sync.
-        let mut armed = Vec::with_capacity(core.pairs.len());
-        for (p, pair) in core.pairs.iter().enumerate() {
-            epoll
-                .ctl(
-                    ControlOperation::Add,
-                    pair.io.as_raw_fd(),
-                    EpollEvent::new(EventSet::empty(), BACKEND + p as u64),
-                )
-                .map_err(ActivateError::Thread)?;
-            armed.push(false);
-        }
+        // Backends join the set when their receive queue wants frames and
+        // leave it otherwise: a disabled TAP queue polls as EPOLLERR, which
+        // epoll reports whatever the event mask, so it must not stay in.
+        let armed = vec![Arm::Off; core.pairs.len()];
         let thread = std::thread::Builder::new()
             .name("virtio-net".into())
             .spawn(move || run(core, &epoll, armed))
@@ -430,31 +422,47 @@ impl Worker {
     }
 }
 
-/// Arms or disarms each backend's fd as its receive queue wants frames.
-fn sync(core: &Core, epoll: &Epoll, armed: &mut [bool]) {
+/// Whether a backend's fd is in the epoll set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arm {
+    Off,
+    On,
+    /// It reported an error or hang-up: left out for this activation.
+    Failed,
+}
+
+/// Adds or removes each backend's fd as its receive queue wants frames.
+fn sync(core: &Core, epoll: &Epoll, armed: &mut [Arm]) {
     for (p, a) in armed.iter_mut().enumerate() {
         let want = core.wants_frames(p);
-        if want == *a {
-            continue;
-        }
-        let events = if want {
-            EventSet::IN
-        } else {
-            EventSet::empty()
+        let (op, next) = match (*a, want) {
+            (Arm::Off, true) => (ControlOperation::Add, Arm::On),
+            (Arm::On, false) => (ControlOperation::Delete, Arm::Off),
+            _ => continue,
         };
         let fd = core.pairs[p].io.as_raw_fd();
-        match epoll.ctl(
-            ControlOperation::Modify,
-            fd,
-            EpollEvent::new(events, BACKEND + p as u64),
-        ) {
-            Ok(()) => *a = want,
-            Err(e) => tracing::error!("virtio-net: epoll modify failed for backend {p}: {e}"),
+        match epoll.ctl(op, fd, EpollEvent::new(EventSet::IN, BACKEND + p as u64)) {
+            Ok(()) => *a = next,
+            Err(e) => {
+                tracing::error!("virtio-net: epoll failed for backend {p}, left out: {e}");
+                *a = Arm::Failed;
+            }
         }
     }
 }
 
-fn run(mut core: Core, epoll: &Epoll, mut armed: Vec<bool>) {
+/// Takes a backend that reported an error or hang-up out of the set.
+fn fail(core: &Core, epoll: &Epoll, armed: &mut [Arm], p: usize) {
+    let Some(a) = armed.get_mut(p) else { return };
+    if *a == Arm::On {
+        let fd = core.pairs[p].io.as_raw_fd();
+        let _ = epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
+    }
+    *a = Arm::Failed;
+    tracing::error!("virtio-net: backend {p} reported an error or hang-up; its receive path stops");
+}
+
+fn run(mut core: Core, epoll: &Epoll, mut armed: Vec<Arm>) {
     core.serve_all();
     sync(&core, epoll, &mut armed);
     let mut events = vec![EpollEvent::default(); 16 + core.notifiers().len() + core.pairs.len()];
@@ -472,7 +480,13 @@ fn run(mut core: Core, epoll: &Epoll, mut armed: Vec<bool>) {
             let target = if token == STOP {
                 return;
             } else if token >= BACKEND {
-                Target::Rx(usize::try_from(token - BACKEND).unwrap_or(usize::MAX))
+                let p = usize::try_from(token - BACKEND).unwrap_or(usize::MAX);
+                let bad = EventSet::ERROR | EventSet::HANG_UP;
+                if ev.event_set().intersects(bad) && !ev.event_set().contains(EventSet::IN) {
+                    fail(&core, epoll, &mut armed, p);
+                    continue;
+                }
+                Target::Rx(p)
             } else {
                 let Some((fd, target)) = usize::try_from(token)
                     .ok()
