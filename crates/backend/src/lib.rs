@@ -1,4 +1,6 @@
-//! Host block storage: what an emulated disk's data lives in.
+//! Host storage and networking: what an emulated disk's data lives in
+//! ([`BlockFile`], [`Engine`]) and where a virtual NIC's frames go
+//! ([`net`]: TAP interfaces).
 //!
 //! A [`BlockFile`] is a regular file or a block device, opened with
 //! `O_DIRECT` when the host filesystem allows it. An [`Engine`] runs
@@ -21,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod file;
+pub mod net;
 mod sync;
 #[cfg(test)]
 mod tests;

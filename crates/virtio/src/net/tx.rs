@@ -1,0 +1,107 @@
+//! Transmit (virtio 1.2 §5.1.6.2): each chain is a 12-byte header and a
+//! frame in device-readable buffers, gathered and written to the backend
+//! whole; the used length is always 0.
+
+use std::io::IoSlice;
+
+use backend::net::FrameIo;
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::Queue;
+
+use super::chain::{self, ChainError};
+use super::header::{self, HdrError, HDR_LEN};
+use super::worker::{drain, Ctx};
+
+/// The largest frame (after the header) a chain may carry: a 64 KiB
+/// segment plus Ethernet and VLAN headers.
+pub(crate) const MAX_PACKET: usize = 64 * 1024 + 64;
+/// The shortest: an Ethernet header.
+pub(crate) const MIN_PACKET: usize = 14;
+
+/// Why a transmit chain was dropped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TxDrop {
+    /// Malformed chain.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A device-writable buffer in a transmit chain.
+    #[error("transmit chain has a device-writable descriptor")]
+    Writable,
+    /// Shorter than the header plus an Ethernet header.
+    #[error("transmit chain of {0} bytes is shorter than header and frame")]
+    Short(u64),
+    /// A buffer outside guest memory.
+    #[error(transparent)]
+    Dma(#[from] dma::DmaError),
+    /// A header the negotiated features do not allow.
+    #[error(transparent)]
+    Header(#[from] HdrError),
+}
+
+/// Gathers one transmit chain into `buf` (header first) and checks it.
+pub(crate) fn gather_frame(
+    descs: impl Iterator<Item = Descriptor>,
+    dma: &dyn dma::Dma,
+    features: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), TxDrop> {
+    buf.clear();
+    let layout = chain::layout(descs, (HDR_LEN + MAX_PACKET) as u64)?;
+    if layout.writable_len > 0 {
+        return Err(TxDrop::Writable);
+    }
+    if layout.readable_len < (HDR_LEN + MIN_PACKET) as u64 {
+        return Err(TxDrop::Short(layout.readable_len));
+    }
+    chain::gather(dma, &layout.readable, buf)?;
+    let hdr: &[u8; HDR_LEN] = buf
+        .first_chunk()
+        .ok_or(TxDrop::Short(layout.readable_len))?;
+    header::check_tx(hdr, features)?;
+    Ok(())
+}
+
+/// One transmit queue.
+#[derive(Debug)]
+pub(crate) struct TxQueue {
+    /// The virtqueue.
+    pub queue: Queue,
+    /// Its index.
+    pub index: u16,
+    /// Set once the queue hit a fault that needs a device reset.
+    pub broken: bool,
+    buf: Vec<u8>,
+}
+
+impl TxQueue {
+    /// Serves queue `index`.
+    pub fn new(queue: Queue, index: u16) -> Self {
+        Self {
+            queue,
+            index,
+            broken: false,
+            buf: Vec::with_capacity(HDR_LEN + MAX_PACKET),
+        }
+    }
+
+    /// Sends every chain the driver made available to `io`.
+    pub fn run(&mut self, ctx: &mut Ctx, io: &dyn FrameIo) {
+        if self.broken {
+            return;
+        }
+        let mem = ctx.mem.clone();
+        let buf = &mut self.buf;
+        let r = drain(&mut self.queue, &mem, |descs| {
+            match gather_frame(descs, ctx.dma.as_ref(), ctx.features, buf) {
+                Ok(()) => {
+                    if let Err(e) = io.write_frame(&[IoSlice::new(buf)]) {
+                        ctx.log.warn(format_args!("tx frame not sent: {e}"));
+                    }
+                }
+                Err(e) => ctx.log.warn(format_args!("tx chain dropped: {e}")),
+            }
+            0
+        });
+        ctx.finish(&mut self.queue, self.index, r, &mut self.broken);
+    }
+}
