@@ -21,5 +21,6 @@
 
 pub mod device;
 pub mod features;
+pub mod pci;
 
 pub use device::{ActivateError, Activation, Memory, QueueSetup, Signals, VirtioDevice};
