@@ -62,6 +62,7 @@
 //! | MSI-X vectors beyond the table                     | read back `NO_VECTOR`, nothing is sent             |
 //! | notifications of missing queues, odd addresses     | dropped                                            |
 //! | PCI_CFG access with another BAR, bad length or offset | no BAR access                                  |
+//! | PCI_CFG aimed at ISR, then config space dumped     | the dump reads (and clears) ISR, as the spec says |
 //! | bus mastering off                                  | MSI-X messages are lost, as on hardware            |
 //! | anything else that ends in a log line              | 16 warnings per function, then debug level         |
 
@@ -404,8 +405,14 @@ impl VirtioPci {
         if field == Field::QueueMsixVector {
             let mut st = self.shared.lock();
             let vector = st.valid_vector(value as u16);
-            if let Some(v) = st.queue_vectors.get_mut(usize::from(sel)) {
-                *v = vector;
+            match st.queue_vectors.get_mut(usize::from(sel)) {
+                Some(v) => *v = vector,
+                None => {
+                    drop(st);
+                    self.shared.warn(format_args!(
+                        "queue {sel} does not exist ({field:?} written)"
+                    ));
+                }
             }
             return;
         }
@@ -523,7 +530,9 @@ impl VirtioPci {
             signals,
         };
         if let Err(e) = self.device.activate(activation) {
-            tracing::warn!("virtio-pci: device activation failed: {e}");
+            self.shared.warn(format_args!(
+                "device activation failed: {e}; device needs reset"
+            ));
             let mut st = self.shared.lock();
             self.shared.needs_reset(&mut st);
         }
@@ -543,6 +552,11 @@ impl VirtioPci {
                 regs.read_le(base + field::LENGTH, 4),
             )
         };
+        if len == 0 {
+            // Not aimed anywhere yet: a configuration-space dump reading
+            // pci_cfg_data is no access at all.
+            return None;
+        }
         let valid = bar == VIRTIO_BAR as u64
             && matches!(len, 1 | 2 | 4)
             && offset % len == 0

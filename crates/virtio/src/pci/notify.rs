@@ -17,7 +17,7 @@ pub struct Notifiers {
 /// What became of a driver's write to the notification region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Notified {
-    /// Queue `0` was kicked.
+    /// The queue with this index was kicked.
     Queue(u16),
     /// Not on a queue's address, or a queue that does not exist.
     NoQueue(u64),

@@ -1,7 +1,9 @@
 //! A hostile guest: random accesses over the whole BAR and configuration
 //! space never panic, and the transport keeps answering.
 
-use super::driver::{rig, Rig};
+use super::driver::{cc, rig, Rig};
+use crate::features::F_VERSION_1;
+use crate::pci::status::{ACKNOWLEDGE, DRIVER};
 
 /// xorshift64*, deterministic.
 struct Rng(u64);
@@ -15,7 +17,7 @@ impl Rng {
     }
 
     fn width(&mut self) -> usize {
-        [1, 2, 3, 4, 8, 16][(self.next() % 6) as usize]
+        [0, 1, 2, 3, 4, 8, 16][(self.next() % 7) as usize]
     }
 }
 
@@ -82,4 +84,31 @@ fn test_random_config_writes_never_panic() {
     }
 
     assert_eq!(r.cfg_read32(0), 0x1042_1af4);
+}
+
+#[test]
+fn test_common_fields_at_the_wrong_width_read_zero_and_ignore_writes() {
+    let mut r = rig();
+    r.place_bar();
+    r.set_status(ACKNOWLEDGE | DRIVER);
+
+    let status_as_word = r.common_read(cc::STATUS, 2);
+    let queues_as_byte = r.common_read(cc::NUM_QUEUES, 1);
+    let features_as_word = r.common_read(cc::DF, 2);
+    r.common_write(cc::STATUS, 4, 0);
+    r.common_write(cc::Q_SIZE, 4, 4);
+    r.common_write(cc::Q_DESC + 2, 4, 0x1000);
+
+    assert_eq!(
+        (status_as_word, queues_as_byte, features_as_word),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        r.status(),
+        ACKNOWLEDGE | DRIVER,
+        "the 4-byte write did not reset"
+    );
+    assert_eq!(r.common_read(cc::Q_SIZE, 2), 16);
+    assert_eq!(r.common_read(cc::Q_DESC, 8), 0);
+    assert_eq!(r.negotiate(F_VERSION_1) & 8, 8, "still usable");
 }
