@@ -218,3 +218,37 @@ fn bar_offset(offset: u64) -> Result<u32, CapError> {
         offset: u32::MAX,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_class_code_per_device_type_matches_its_kind() {
+        let classes = [ID_BLOCK, ID_NET, ID_CONSOLE, ID_RNG, 18].map(class_code);
+
+        assert_eq!(
+            classes,
+            [0x01_80_00, 0x02_00_00, 0x07_80_00, 0x00_ff_00, 0xff_00_00]
+        );
+    }
+
+    #[test]
+    fn test_endpoint_with_device_id_past_u16_fails() {
+        let layout = Layout::new(1, 2);
+
+        let result = endpoint(0xffff, &layout);
+
+        assert!(matches!(result, Err(VirtioPciError::DeviceId(0xffff))));
+    }
+
+    #[test]
+    fn test_pci_cfg_touches_data_only_when_overlapping() {
+        let cap = PciCfgCap { offset: 0xd4 };
+
+        let hits = [(0xe4, 4), (0xe0, 4), (0xe7, 1), (0xe8, 4), (0xe2, 4)]
+            .map(|(o, l)| cap.touches_data(o, l));
+
+        assert_eq!(hits, [true, false, true, false, true]);
+    }
+}
