@@ -22,5 +22,6 @@
 pub mod device;
 pub mod features;
 pub mod net;
+pub mod pci;
 
 pub use device::{ActivateError, Activation, Memory, QueueSetup, Signals, VirtioDevice};

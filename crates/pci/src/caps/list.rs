@@ -198,6 +198,42 @@ impl Capability for ReadOnlyCapability {
     }
 }
 
+/// A capability whose body has per-byte writable masks, for registers a
+/// driver programs and the device reads back (e.g. virtio's PCI
+/// configuration access capability, whose BAR, offset, length and data
+/// fields the driver writes).
+///
+/// Byte `i` of the body resets to `body[i]` and takes the guest's bits
+/// `writable[i]`; a `writable` shorter than `body` leaves the remaining
+/// bytes read-only, and masks past the end of `body` are ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaskedCapability {
+    /// Capability ID.
+    pub id: u8,
+    /// Reset values of the bytes after the ID and next pointer.
+    pub body: Vec<u8>,
+    /// Writable bits of each body byte.
+    pub writable: Vec<u8>,
+}
+
+impl Capability for MaskedCapability {
+    fn id(&self) -> u8 {
+        self.id
+    }
+
+    fn size(&self) -> usize {
+        2 + self.body.len()
+    }
+
+    fn install(&self, regs: &mut RegisterMask, offset: usize) -> Result<(), CapError> {
+        read_only_bytes(regs, offset + 2, &self.body)?;
+        for (i, &w) in self.writable.iter().take(self.body.len()).enumerate() {
+            regs.set_masks(offset + 2 + i, 1, w.into(), 0)?;
+        }
+        Ok(())
+    }
+}
+
 /// An extended capability whose body is fixed read-only bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadOnlyExtended {

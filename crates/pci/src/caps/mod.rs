@@ -47,7 +47,7 @@ mod tests;
 use crate::message::{Delivery, Trigger};
 use crate::regs::{MaskError, RegisterMask};
 
-pub use list::{CapabilityList, ReadOnlyCapability, ReadOnlyExtended};
+pub use list::{CapabilityList, MaskedCapability, ReadOnlyCapability, ReadOnlyExtended};
 
 /// Offset of the Capabilities Pointer in type 0 and type 1 headers.
 pub const CAPABILITIES_POINTER: usize = 0x34;

@@ -4,7 +4,8 @@ use super::util::{endpoint, ep_read32, msix_config, read32, MSI};
 use crate::caps::list::{walk, walk_extended, Found};
 use crate::caps::pm::PmConfig;
 use crate::caps::{
-    id, CapError, CapabilityList, ReadOnlyCapability, ReadOnlyExtended, CAPABILITIES_POINTER,
+    id, CapError, CapabilityList, MaskedCapability, ReadOnlyCapability, ReadOnlyExtended,
+    CAPABILITIES_POINTER,
 };
 use crate::config::{status, STATUS};
 use crate::regs::RegisterMask;
@@ -75,6 +76,51 @@ fn test_custom_capability_body_is_laid_out_dword_aligned_and_read_only() {
     assert_eq!(read32(&regs, 0x40), 0xaa05_4809);
     assert_eq!(read32(&regs, 0x44), 0xbb);
     assert_eq!(walk(|o| read32(&regs, o)).len(), 2);
+}
+
+#[test]
+fn test_masked_capability_takes_writable_bits_and_keeps_the_rest() {
+    let mut regs = RegisterMask::new(256);
+    let mut list = CapabilityList::new(&mut regs);
+    let vendor = MaskedCapability {
+        id: id::VENDOR,
+        body: vec![6, 0x05, 0x00, 0x11],
+        writable: vec![0x00, 0x00, 0x0f],
+    };
+    let offset = list.add(&vendor).unwrap();
+    list.finish();
+
+    regs.write(offset, &[0xff; 6]);
+
+    assert_eq!(offset, 0x40);
+    assert_eq!(
+        read32(&regs, 0x40),
+        0x0506_0009,
+        "ID, next, body 0-1 read-only"
+    );
+    assert_eq!(
+        read32(&regs, 0x44),
+        0x110f,
+        "body 2 takes its mask, body 3 read-only"
+    );
+}
+
+#[test]
+fn test_masked_capability_masks_past_the_body_are_ignored() {
+    let mut regs = RegisterMask::new(256);
+    let mut list = CapabilityList::new(&mut regs);
+    let vendor = MaskedCapability {
+        id: id::VENDOR,
+        body: vec![0],
+        writable: vec![0xff, 0xff, 0xff],
+    };
+    let offset = list.add(&vendor).unwrap();
+    list.finish();
+
+    regs.write(offset, &[0xff; 8]);
+
+    assert_eq!(read32(&regs, 0x40), 0x00ff_0009);
+    assert_eq!(read32(&regs, 0x44), 0);
 }
 
 #[test]

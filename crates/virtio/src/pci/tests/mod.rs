@@ -1,0 +1,10 @@
+//! Tests of the transport, by subject; `driver` is the fake guest driver.
+
+mod caps;
+mod driver;
+mod features;
+mod hostile;
+mod interrupts;
+mod pci_cfg;
+mod queues;
+mod reset;
