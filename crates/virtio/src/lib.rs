@@ -19,7 +19,12 @@
 
 #![deny(missing_docs)]
 
+pub mod blk;
 pub mod device;
 pub mod features;
+mod runtime;
+#[cfg(test)]
+mod testutil;
 
 pub use device::{ActivateError, Activation, Memory, QueueSetup, Signals, VirtioDevice};
+pub use runtime::{collect_chain, ChainError, Segment};
