@@ -22,6 +22,7 @@
 pub mod blk;
 pub mod device;
 pub mod features;
+pub mod rng;
 mod runtime;
 #[cfg(test)]
 mod testutil;

@@ -10,10 +10,12 @@ use std::os::fd::AsRawFd;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use virtio_queue::DescriptorChain;
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemory;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::device::Memory;
 
 /// The epoll token of a worker's stop eventfd.
 pub(crate) const STOP: u64 = u64::MAX;
@@ -113,6 +115,46 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Why a queue can no longer be served (the driver must reset the device).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RingError {
+    /// Reading or writing the rings failed.
+    #[error(transparent)]
+    Queue(#[from] virtio_queue::Error),
+    /// The available index moved twice but no entry could be read: the
+    /// ring lies (partly) outside guest memory.
+    #[error("available ring entry unreadable")]
+    Unreadable,
+}
+
+/// Pops every chain available in `queue` and hands it to `f`, with the
+/// driver's notifications disabled meanwhile; re-enables them and checks
+/// again before returning, so a chain published in between is not missed
+/// (the loop virtio-queue documents for `enable_notification`).
+pub(crate) fn pop_all<'m>(
+    queue: &mut Queue,
+    mem: &'m Memory,
+    mut f: impl FnMut(DescriptorChain<&'m Memory>),
+) -> Result<(), RingError> {
+    let mut empty_passes = 0;
+    loop {
+        queue.disable_notification(mem)?;
+        let mut popped = 0usize;
+        while let Some(chain) = queue.iter(mem)?.next() {
+            popped += 1;
+            f(chain);
+        }
+        match queue.enable_notification(mem)? {
+            false => return Ok(()),
+            // More arrived while notifications were off.
+            true if popped > 0 => empty_passes = 0,
+            // Published just after the pass looked: the next pass sees it.
+            true if empty_passes == 0 => empty_passes = 1,
+            true => return Err(RingError::Unreadable),
+        }
     }
 }
 

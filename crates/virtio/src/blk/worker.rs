@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 use backend::{Completion, Engine, Op};
 use dma::{Direction, Dma, GuestBuffers};
-use virtio_queue::{QueueOwnedT, QueueT};
+use virtio_queue::QueueT;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::request::{self, total, Limits, RequestKind, Status, ID_BYTES};
 use crate::device::{ActivateError, Activation, Memory, QueueSetup, Signals};
-use crate::runtime::{drain_eventfd, GuestWarnings, Poller, Worker, STOP};
+use crate::runtime::{drain_eventfd, pop_all, GuestWarnings, Poller, Worker, STOP};
 
 /// Epoll token of the engine's completion eventfd (queues use their
 /// position in the activation's list).
@@ -141,50 +141,28 @@ impl BlkWorker {
 
     /// Pops and starts every available request of queue `i`.
     fn process_queue(&mut self, i: usize) {
+        if self.dead[i] {
+            return;
+        }
         let mem = self.memory.clone();
-        let mut empty_passes = 0;
-        loop {
-            if self.dead[i] {
-                return;
-            }
-            if let Err(e) = self.queues[i].queue.disable_notification(&*mem) {
-                return self.queue_broken(i, format_args!("cannot disable notifications: {e}"));
-            }
-            let mut popped = 0usize;
-            loop {
-                let chain = match self.queues[i].queue.iter(&*mem) {
-                    Ok(mut it) => it.next(),
-                    Err(e) => {
-                        return self.queue_broken(i, format_args!("available ring: {e}"));
-                    }
-                };
-                let Some(chain) = chain else { break };
-                popped += 1;
-                let head = chain.head_index();
-                match request::parse(chain, &*self.dma, &self.setup.limits) {
-                    Ok(req) => self.execute(i, head, req.status, req.kind),
-                    Err(e) => {
-                        self.warnings
-                            .warn(format_args!("queue {i} chain {head} dropped: {e}"));
-                        self.add_used(i, head, 0);
-                    }
-                }
-            }
-            match self.queues[i].queue.enable_notification(&*mem) {
-                Ok(false) => return,
-                // More arrived while notifications were off.
-                Ok(true) if popped > 0 => empty_passes = 0,
-                // Published just after the pass looked: the next one sees it.
-                Ok(true) if empty_passes == 0 => empty_passes = 1,
-                // Twice the avail index moved but no entry could be read:
-                // the ring lies (partly) outside guest memory.
-                Ok(true) => {
-                    return self.queue_broken(i, format_args!("available ring entry unreadable"));
-                }
+        let (dma, limits) = (&*self.dma, &self.setup.limits);
+        let mut requests = Vec::new();
+        let popped = pop_all(&mut self.queues[i].queue, &mem, |chain| {
+            let head = chain.head_index();
+            requests.push((head, request::parse(chain, dma, limits)));
+        });
+        for (head, parsed) in requests {
+            match parsed {
+                Ok(req) => self.execute(i, head, req.status, req.kind),
                 Err(e) => {
-                    return self.queue_broken(i, format_args!("cannot enable notifications: {e}"));
+                    self.warnings
+                        .warn(format_args!("queue {i} chain {head} dropped: {e}"));
+                    self.add_used(i, head, 0);
                 }
             }
+        }
+        if let Err(e) = popped {
+            self.queue_broken(i, format_args!("{e}"));
         }
     }
 
