@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod blk;
+pub mod console;
 pub mod device;
 pub mod features;
 pub mod rng;
