@@ -40,6 +40,20 @@ impl FakeSignals {
         self.used.lock().unwrap().clone()
     }
 
+    /// Waits until at least `n` interrupts were sent (the worker signals
+    /// just after it fills the used ring); panics after 5 s.
+    pub fn wait_used_calls(&self, n: usize) -> Vec<u16> {
+        let start = Instant::now();
+        loop {
+            let calls = self.used_calls();
+            if calls.len() >= n {
+                return calls;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "{calls:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     pub fn resets(&self) -> usize {
         self.needs_reset.load(Ordering::SeqCst)
     }

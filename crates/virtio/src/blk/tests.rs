@@ -699,7 +699,7 @@ fn test_blk_completion_signals_its_queue() {
 
     h.simple(T_FLUSH, 0, 0);
 
-    assert_eq!(h.drv.signals.used_calls(), vec![0]);
+    assert_eq!(h.drv.signals.wait_used_calls(1), vec![0]);
 }
 
 #[test]
@@ -728,7 +728,7 @@ fn test_blk_event_index_reached_sends_the_interrupt() {
     h.simple(T_FLUSH, 0, 0);
 
     assert!(first.is_empty());
-    assert_eq!(h.drv.signals.used_calls(), vec![0]);
+    assert_eq!(h.drv.signals.wait_used_calls(1), vec![0]);
 }
 
 #[test]
@@ -742,7 +742,7 @@ fn test_blk_request_on_second_queue_signals_that_queue() {
     let (status, _) = h.submit_on(1, &[(HDR, 16, false), (STATUS, 1, true)]);
 
     assert_eq!(status, OK);
-    assert_eq!(h.drv.signals.used_calls(), vec![1]);
+    assert_eq!(h.drv.signals.wait_used_calls(1), vec![1]);
 }
 
 #[test]
@@ -756,6 +756,20 @@ fn test_blk_requests_available_before_activation_are_served() {
     dev.activate(act).unwrap();
 
     drv.queues[0].wait_used(1);
+}
+
+#[test]
+fn test_blk_immediate_answer_before_activation_is_signalled() {
+    let file = TempFile::new(FILE_LEN);
+    let mut dev = device(&file, &Opts::default());
+    let (mut drv, act) = FakeDriver::new(&[QSIZE], ALL, false);
+    drv.queues[0].write(HDR, &header(T_GET_ID, 0));
+    drv.queues[0].add_chain(&[(HDR, 16, false), (BUF, 20, true), (STATUS, 1, true)]);
+
+    dev.activate(act).unwrap();
+    drv.queues[0].wait_used(1);
+
+    assert_eq!(drv.signals.wait_used_calls(1), vec![0]);
 }
 
 #[test]

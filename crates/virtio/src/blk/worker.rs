@@ -108,6 +108,8 @@ impl BlkWorker {
             self.process_queue(i);
         }
         self.setup.engine.submit();
+        self.reap();
+        self.signal();
         let mut tokens = Vec::new();
         loop {
             tokens.clear();
