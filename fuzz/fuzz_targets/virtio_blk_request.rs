@@ -60,7 +60,9 @@ fuzz_target!(|data: &[u8]| {
     queue.set_used_ring_address(Some(USED as u32), Some(0));
     queue.set_ready(true);
 
-    let capacity = u64::from(u32::from_le_bytes([params[1], params[2], params[3], params[4]]));
+    let capacity = u64::from(u32::from_le_bytes([
+        params[1], params[2], params[3], params[4],
+    ]));
     let flags = params[5];
     let limits = Limits {
         capacity,
