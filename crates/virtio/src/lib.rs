@@ -19,9 +19,16 @@
 
 #![deny(missing_docs)]
 
+pub mod blk;
+pub mod console;
 pub mod device;
 pub mod features;
 pub mod net;
 pub mod pci;
+pub mod rng;
+mod runtime;
+#[cfg(test)]
+mod testutil;
 
 pub use device::{ActivateError, Activation, Memory, QueueSetup, Signals, VirtioDevice};
+pub use runtime::{collect_chain, ChainError, Segment};
