@@ -24,5 +24,6 @@ pub mod pci_devices;
 pub mod pci_host;
 pub mod topology;
 pub mod vcpu;
+pub mod virtio_devices;
 pub mod vm;
 pub mod wiring;

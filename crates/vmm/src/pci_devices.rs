@@ -18,9 +18,11 @@ use pci::bridge::{PciBridge, RootPort, RootPortConfig};
 use pci::root::{AttachError, BridgeId, SharedFunction};
 
 use crate::config::{DeviceConfig, DeviceKind, NvmeNamespaceConfig};
+use crate::console::ConsoleInput;
 use crate::nvme_doorbells::NvmeFunction;
 use crate::pci_host::PciRoot;
 use crate::topology::{self, Parent, Placement, TopologyError};
+use crate::virtio_devices::{self, VirtioCounts};
 
 /// Why the PCI tree could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,15 @@ pub trait Wiring {
 
     /// A new function's view of guest memory for DMA.
     fn dma(&mut self) -> Arc<dyn Dma>;
+
+    /// Guest memory as virtqueues read it.
+    fn memory(&mut self) -> Arc<virtio::Memory>;
+
+    /// Where a console device's output goes (iovm's console).
+    fn console_output(&mut self) -> Box<dyn std::io::Write + Send>;
+
+    /// Sends the console's input to `input` (a virtio console) instead of COM1.
+    fn console_input(&mut self, input: Arc<dyn ConsoleInput>);
 }
 
 /// The INTx wires of the machine: one wired-OR per IOAPIC pin.
@@ -80,6 +91,7 @@ pub fn build(
         shared: BTreeMap::new(),
     };
     let mut nvme_count = 0u32;
+    let mut virtio_counts = VirtioCounts::default();
     let mut bridges: BTreeMap<usize, BridgeId> = BTreeMap::new();
     for (root_port_number, place) in plan.iter().enumerate() {
         let device = &devices[place.index];
@@ -159,10 +171,10 @@ pub fn build(
             }
             DeviceKind::NvmeNamespace(_) => {}
             DeviceKind::Virtio(v) => {
-                return Err(PciBuildError::Device(format!(
-                    "{}: not wired yet",
-                    device.kind.name()
-                )))
+                let intx = wires.line(place.gsi(1))?;
+                let function =
+                    virtio_devices::build(v, pci, wires.wiring, intx, cpus, &mut virtio_counts)?;
+                attach(pci, place, &bridges, function)?;
             }
         }
     }
@@ -170,7 +182,7 @@ pub fn build(
 }
 
 /// An error and its causes, as one line.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -466,6 +466,7 @@ impl Vm {
         let mut wiring = KvmWiring {
             irqchip: irqchip.clone(),
             memory: memory.clone(),
+            console,
         };
         pci_devices::build(&cfg.devices, &pci, &mut wiring, cfg.cpus.count)?;
 

@@ -9,20 +9,23 @@ use irq::msi::MsiVectors;
 use irq::IrqLine;
 use vm_memory::GuestMemoryMmap;
 
+use crate::console::{Console, ConsoleInput};
 use crate::interrupts::KvmMsiVectors;
 use crate::irqchip::Irqchip;
 use crate::pci_devices::{PciBuildError, Wiring};
 
 /// The KVM machine's [`Wiring`].
 #[derive(Debug)]
-pub struct KvmWiring {
+pub struct KvmWiring<'a> {
     /// The IOAPIC and the GSI router.
     pub irqchip: Irqchip,
     /// Guest RAM.
     pub memory: Arc<GuestMemoryMmap>,
+    /// iovm's console (what `--serial` names).
+    pub console: &'a Console,
 }
 
-impl Wiring for KvmWiring {
+impl Wiring for KvmWiring<'_> {
     fn intx_pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
         let pin = self
             .irqchip
@@ -37,5 +40,17 @@ impl Wiring for KvmWiring {
 
     fn dma(&mut self) -> Arc<dyn Dma> {
         Arc::new(GuestDma::new(self.memory.clone()))
+    }
+
+    fn memory(&mut self) -> Arc<GuestMemoryMmap> {
+        self.memory.clone()
+    }
+
+    fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {
+        self.console.writer()
+    }
+
+    fn console_input(&mut self, input: Arc<dyn ConsoleInput>) {
+        self.console.redirect_input(input);
     }
 }

@@ -19,7 +19,9 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm::bus::Bus;
 use vmm::config::{
     DeviceConfig, DeviceKind, NvmeConfig, NvmeNamespaceConfig, PciSerialConfig, PciSlot,
+    VirtioBlkConfig, VirtioConfig, VirtioKind,
 };
+use vmm::console::ConsoleInput;
 use vmm::layout::{ECAM_SIZE, ECAM_START};
 use vmm::pci_devices::{self, PciBuildError, Wiring};
 use vmm::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
@@ -62,18 +64,38 @@ impl Wiring for TestWiring {
     fn dma(&mut self) -> Arc<dyn Dma> {
         Arc::new(GuestDma::new(self.memory.clone()))
     }
+
+    fn memory(&mut self) -> Arc<GuestMemoryMmap> {
+        self.memory.clone()
+    }
+
+    fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {
+        Box::new(std::io::sink())
+    }
+
+    fn console_input(&mut self, _input: Arc<dyn ConsoleInput>) {}
 }
 
 struct Machine {
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
-    disk: std::path::PathBuf,
+    disks: Vec<std::path::PathBuf>,
 }
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.disk);
+        for d in &self.disks {
+            let _ = std::fs::remove_file(d);
+        }
     }
+}
+
+/// A virtio device of type `device` on the next free root-bus slot.
+fn virtio(device: VirtioKind) -> DeviceConfig {
+    DeviceConfig::new(DeviceKind::Virtio(VirtioConfig {
+        device,
+        no_msix: false,
+    }))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -267,6 +289,8 @@ fn machine() -> Machine {
         std::thread::current().id()
     ));
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let virtio_disk = disk.with_extension("virtio.img");
+    std::fs::write(&virtio_disk, vec![0u8; 1 << 20]).unwrap();
     let pio = Arc::new(Bus::new());
     let mmio = Arc::new(Bus::new());
     let pci = PciRoot::new(pio.clone(), mmio.clone()).unwrap();
@@ -306,6 +330,12 @@ fn machine() -> Machine {
             bus: Some("nvme0".into()),
             addr: None,
         },
+        virtio(VirtioKind::Blk(VirtioBlkConfig {
+            path: virtio_disk.clone(),
+            ..Default::default()
+        })),
+        virtio(VirtioKind::Rng),
+        virtio(VirtioKind::Console),
     ];
     let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
     let mut wiring = TestWiring {
@@ -313,7 +343,11 @@ fn machine() -> Machine {
         memory: Arc::new(memory),
     };
     pci_devices::build(&devices, &pci, &mut wiring, 1).unwrap();
-    Machine { pio, mmio, disk }
+    Machine {
+        pio,
+        mmio,
+        disks: vec![disk, virtio_disk],
+    }
 }
 
 const CLASS_SERIAL: u32 = 0x07_00_02;
@@ -379,8 +413,9 @@ fn test_hostile_config_and_bar_writes_to_each_function_spare_the_others() {
     let targets: Vec<Found> = found.clone();
     assert_eq!(
         targets.len(),
-        9,
-        "host bridge, 2 root ports, a bridge, 4 cards, an NVMe controller: {targets:?}"
+        12,
+        "host bridge, 2 root ports, a bridge, 4 cards, an NVMe controller, \
+         virtio block, entropy and console: {targets:?}"
     );
 
     for target in targets {
