@@ -264,7 +264,9 @@ fn filesystem(path: &Path) -> String {
             .args(["-n", "-o", "FSTYPE", "--target"])
             .arg(path),
     )
-    .map(|s| s.trim().to_owned())
+    // Mounts stacked on one directory are listed one per line (/dev/shm here has
+    // two tmpfs); the first names the type.
+    .map(|s| s.lines().next().unwrap_or("").trim().to_owned())
     .unwrap_or_else(|_| "unknown".into())
 }
 
