@@ -154,10 +154,18 @@ it is. The VMMs are interleaved run by run, N repetitions each:
 Each run is timed where it runs by `xtask bench-probe` (this binary), with a monotonic
 clock. Progress lines are printed as it goes (a few minutes per repetition in the test host).
 
+The device-path group runs directly on this machine, no VM: the nvme_path bench
+(crates/devices/benches) drives iovm's NVMe controller with a synthetic guest driver, 32
+4 KiB commands in flight, through its worker thread and io_uring backend, against
+`fio --ioengine=io_uring --direct=1 --iodepth=32` on the same 1 GiB file (in /dev/shm and
+under target/bench/): IOPS, latency, CPU per I/O and the ratios iovm / host. It needs fio.
+`--only device-path` runs just that group (about a minute with --quick).
+
 Writes target/bench/results.json (every sample), target/bench/logs/<run>.log (consoles) and
 docs/bench/RESULTS.md (min/median/max per VMM and the ratios iovm / QEMU of the medians,
-with the machine, kernels, versions, date and where it ran). Exit status 1 if any run did
-not count (it did not reach the marker, power off, or exit 0).")]
+with the machine, kernels, versions, date and where it ran; a run with --only that leaves
+a group out writes target/bench/RESULTS-partial.md instead). Exit status 1 if any run did
+not count (it did not reach the marker, power off, or exit 0; a device-path run failed).")]
     Bench(bench::BenchArgs),
 
     /// Time one VMM process (used by the bench script; not for direct use).

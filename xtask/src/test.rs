@@ -76,6 +76,7 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
         reps: 1,
         mode: ModeChoice::Auto,
         timeout: 180,
+        only: Vec::new(),
     })?;
     if code == 0 {
         println!("xtask: ci passed");

@@ -10,6 +10,7 @@
 //! ([`report`]).
 
 mod boot;
+mod device;
 mod facts;
 mod json;
 mod plan;
@@ -58,7 +59,37 @@ pub struct BenchArgs {
     /// Seconds allowed per run before its VMM is killed.
     #[arg(long, value_name = "SECONDS", default_value_t = 180)]
     pub timeout: u64,
+
+    /// Run only these figure groups (comma-separated; default: all). A run that leaves
+    /// a group out writes its report to target/bench/RESULTS-partial.md.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "GROUP")]
+    pub only: Vec<Group>,
 }
+
+/// A group of figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Group {
+    /// Boot, memory and exit paths: the VMMs booting a guest (in the test host where
+    /// /dev/kvm is not hardware KVM).
+    Vm,
+    /// iovm's NVMe device path without a VM against the host's fio, directly on this
+    /// machine.
+    DevicePath,
+}
+
+impl BenchArgs {
+    fn runs(&self, g: Group) -> bool {
+        self.only.is_empty() || self.only.contains(&g)
+    }
+
+    /// Whether every group runs.
+    fn all_groups(&self) -> bool {
+        self.runs(Group::Vm) && self.runs(Group::DevicePath)
+    }
+}
+
+/// Measured seconds per device-path run: full and `--quick`.
+const DEVICE_SECONDS: (u32, u32) = (5, 2);
 
 /// Guest RAM of every run.
 const MEMORY: &str = "512M";
@@ -80,6 +111,38 @@ fn stage_firmware(batch: &Batch, dirs: &[std::path::PathBuf]) -> Result<Vec<Stri
 /// status (1 if any run did not count).
 pub fn run(args: &BenchArgs) -> Result<i32> {
     let reps = if args.quick { 1 } else { args.reps };
+    if args.runs(Group::DevicePath) {
+        // Before a long VM group, so that a missing fio costs nothing.
+        device::check_fio()?;
+    }
+    let vms = if args.runs(Group::Vm) {
+        Some(run_vms(args, reps)?)
+    } else {
+        None
+    };
+    let dev = if args.runs(Group::DevicePath) {
+        let secs = if args.quick {
+            DEVICE_SECONDS.1
+        } else {
+            DEVICE_SECONDS.0
+        };
+        Some(device::run(reps, secs)?)
+    } else {
+        None
+    };
+    write_reports(args, reps, vms.as_ref(), dev.as_ref())
+}
+
+/// What the VM group leaves for the report.
+struct VmResults {
+    env: report::Env,
+    outcomes: Vec<boot::Outcome>,
+    /// Why the bench script did not finish, if it did not.
+    script_failure: Option<String>,
+}
+
+/// The VM group: boots, memory and exit paths, in one batch.
+fn run_vms(args: &BenchArgs, reps: u32) -> Result<VmResults> {
     let (mode, why) = hostmode::decide(args.mode)?;
     println!(
         "xtask: bench: {} ({why})",
@@ -169,70 +232,116 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
 
     let plot_name = if args.quick {
         "ratios-quick.png"
+    } else if !args.all_groups() {
+        "ratios-partial.png"
     } else {
         "ratios.png"
     };
-    let env = environment(args, mode, reps, &bench_dir, &files, plot_name);
+    let env = environment(mode, reps, &bench_dir, &files, plot_name);
+    Ok(VmResults {
+        env,
+        outcomes,
+        script_failure: out.failure.map(|f| f.to_string()),
+    })
+}
+
+/// Writes results.json, the Markdown report and the chart; returns the exit status.
+fn write_reports(
+    args: &BenchArgs,
+    reps: u32,
+    vms: Option<&VmResults>,
+    dev: Option<&device::Results>,
+) -> Result<i32> {
+    let out_dir = paths::target().join("bench");
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let command = command_line(args, reps, vms.map(|v| v.env.mode));
+    let json = report::json(&command, vms.map(|v| (&v.env, v.outcomes.as_slice())), dev);
     let json_path = out_dir.join("results.json");
-    fs::write(&json_path, report::json(&env, &outcomes).pretty())
+    fs::write(&json_path, json.pretty())
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let md = report::markdown(&env, &outcomes);
-    // A smoke run (--quick) keeps the committed results: its report stays in target/.
+    let md = report::markdown(&command, vms.map(|v| (&v.env, v.outcomes.as_slice())), dev);
+    // A smoke run (--quick) or one that left a group out keeps the committed
+    // results: its report stays in target/.
     let md_path = if args.quick {
         out_dir.join("RESULTS-quick.md")
+    } else if !args.all_groups() {
+        out_dir.join("RESULTS-partial.md")
     } else {
         paths::workspace().join("docs/bench/RESULTS.md")
     };
     fs::create_dir_all(md_path.parent().unwrap_or(Path::new(".")))
         .with_context(|| format!("creating {}", md_path.display()))?;
     fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
-    let png_path = md_path.with_file_name(plot_name);
-    plot::ratios_png(
-        &png_path,
-        &outcomes,
-        &format!("iovm and QEMU microvm against QEMU q35 ({})", env.date),
-    )?;
-
+    let mut written = vec![md_path.display().to_string()];
+    if let Some(v) = vms {
+        let png_path = md_path.with_file_name(&v.env.plot);
+        plot::ratios_png(
+            &png_path,
+            &v.outcomes,
+            &format!("iovm and QEMU microvm against QEMU q35 ({})", v.env.date),
+        )?;
+        written.push(png_path.display().to_string());
+    }
+    written.push(json_path.display().to_string());
     println!("\n{md}");
-    println!(
-        "xtask: bench: wrote {}, {} and {}",
-        md_path.display(),
-        png_path.display(),
-        json_path.display()
-    );
-    let failed = outcomes.iter().filter(|o| o.problem.is_some()).count();
-    let iovm_failed = outcomes
-        .iter()
-        .filter(|o| o.problem.is_some() && o.spec.vmm == Vmm::Iovm)
-        .count();
-    if failed > 0 || out.failure.is_some() {
-        println!(
-            "xtask: bench: {failed} of {} runs did not count ({iovm_failed} of them iovm's)",
-            runs.len()
-        );
-        // A smoke run checks that iovm's side of the harness works; a peer's
-        // failure (QEMU q35 in the TCG test host fails now and then) is
-        // reported above but does not fail it.
-        if !args.quick || iovm_failed > 0 || out.failure.is_some() {
-            return Ok(1);
+    println!("xtask: bench: wrote {}", written.join(", "));
+
+    let mut status = 0;
+    if let Some(v) = vms {
+        let failed = v.outcomes.iter().filter(|o| o.problem.is_some()).count();
+        let iovm_failed = v
+            .outcomes
+            .iter()
+            .filter(|o| o.problem.is_some() && o.spec.vmm == Vmm::Iovm)
+            .count();
+        if failed > 0 || v.script_failure.is_some() {
+            println!(
+                "xtask: bench: {failed} of {} runs did not count ({iovm_failed} of them iovm's)",
+                v.outcomes.len()
+            );
+            // A smoke run checks that iovm's side of the harness works; a peer's
+            // failure (QEMU q35 in the TCG test host fails now and then) is
+            // reported above but does not fail it.
+            if !args.quick || iovm_failed > 0 || v.script_failure.is_some() {
+                status = 1;
+            }
         }
     }
-    Ok(0)
+    if let Some(d) = dev {
+        let failed = d.failures().count();
+        if failed > 0 {
+            println!(
+                "xtask: bench: device-path: {failed} of {} runs did not count",
+                d.runs.len()
+            );
+            status = 1;
+        }
+    }
+    Ok(status)
 }
 
-fn environment(
-    args: &BenchArgs,
-    mode: Mode,
-    reps: u32,
-    bench_dir: &Path,
-    files: &Files,
-    plot: &str,
-) -> report::Env {
-    let (run_kernel, run_cpu) = facts::run_place(bench_dir);
-    let mut command = format!("cargo xtask bench --reps {reps} --mode {mode}");
+/// The command that reproduces this benchmark.
+fn command_line(args: &BenchArgs, reps: u32, mode: Option<Mode>) -> String {
+    let mut command = format!("cargo xtask bench --reps {reps}");
+    if let Some(mode) = mode {
+        command.push_str(&format!(" --mode {mode}"));
+    }
     if args.timeout != 180 {
         command.push_str(&format!(" --timeout {}", args.timeout));
     }
+    if !args.all_groups() {
+        let groups: Vec<&str> = [(Group::Vm, "vm"), (Group::DevicePath, "device-path")]
+            .iter()
+            .filter(|(g, _)| args.runs(*g))
+            .map(|(_, n)| *n)
+            .collect();
+        command.push_str(&format!(" --only {}", groups.join(",")));
+    }
+    command
+}
+
+fn environment(mode: Mode, reps: u32, bench_dir: &Path, files: &Files, plot: &str) -> report::Env {
+    let (run_kernel, run_cpu) = facts::run_place(bench_dir);
     let cmdline = format!(
         "{} iovm.run=<base64 of the guest script: `{}` for boot runs, `{}` for memory runs, \
          `{}` for exit-path runs (with `iomem=relaxed`)>",
@@ -243,7 +352,6 @@ fn environment(
     );
     report::Env {
         date: facts::date(),
-        command,
         mode,
         machine: facts::machine(),
         run_kernel,

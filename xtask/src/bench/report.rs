@@ -4,6 +4,7 @@
 use testkit::Mode;
 
 use super::boot::{samples, summary, Figure, Outcome};
+use super::device;
 use super::json::{obj, Json};
 use super::stats::{ratio, Summary};
 use super::vmm::Vmm;
@@ -13,8 +14,6 @@ use super::vmm::Vmm;
 pub struct Env {
     /// When (UTC).
     pub date: String,
-    /// The command that produced it.
-    pub command: String,
     /// Direct or in the test host.
     pub mode: Mode,
     /// This machine: CPU model, CPU count, kernel, what its /dev/kvm is.
@@ -140,15 +139,42 @@ fn warnings(out: &mut String, outcomes: &[Outcome]) {
     }
 }
 
-/// `docs/bench/RESULTS.md`.
-pub fn markdown(env: &Env, outcomes: &[Outcome]) -> String {
+/// `docs/bench/RESULTS.md`: the VM group's tables if it ran, the device-path group's if
+/// it ran.
+pub fn markdown(
+    command: &str,
+    vms: Option<(&Env, &[Outcome])>,
+    dev: Option<&device::Results>,
+) -> String {
+    let dev_section = dev.map(|d| d.markdown(cell)).unwrap_or_default();
+    match vms {
+        Some((env, outcomes)) => vm_markdown(command, env, outcomes, &dev_section),
+        None => {
+            let mut out = format!(
+                "# Benchmark results\n\nWritten by `{command}`: the device-path group \
+                 only. Cells: median (min–max).\n\n| | |\n|---|---|\n"
+            );
+            for (k, v) in [
+                ("Date", super::facts::date()),
+                ("Machine", super::facts::machine()),
+                ("iovm", super::facts::git_commit()),
+            ] {
+                out.push_str(&format!("| {k} | {} |\n", v.replace('|', "\\|")));
+            }
+            out.push_str(&dev_section);
+            out
+        }
+    }
+}
+
+fn vm_markdown(command: &str, env: &Env, outcomes: &[Outcome], dev_section: &str) -> String {
     let mut out = String::from("# Benchmark results\n\n");
     out.push_str(&format!(
         "Written by `{}`. iovm against QEMU 7.2, each booting the same guest kernel and \
          initramfs with the same kernel command line, 1 vCPU and {} of RAM; the VMMs \
          interleaved run by run, {} repetition(s) each. Cells: median (min–max); ratios: \
          iovm's median ÷ QEMU's (below 1: iovm takes less).\n\n",
-        env.command, env.memory, env.reps
+        command, env.memory, env.reps
     ));
     out.push_str(&format!(
         "![every figure as a ratio to QEMU q35]({})\n\n| | |\n|---|---|\n",
@@ -204,6 +230,7 @@ pub fn markdown(env: &Env, outcomes: &[Outcome]) -> String {
             ));
         }
     }
+    out.push_str(dev_section);
     out.push_str(
         "\n## Command lines\n\nAs run for a boot run (`$STAGE`: the staged binaries, \
          firmware and guest images; in the test host, in its memory):\n\n```\n",
@@ -231,8 +258,25 @@ fn summary_json(s: Option<Summary>) -> Json {
     }
 }
 
-/// `target/bench/results.json`.
-pub fn json(env: &Env, outcomes: &[Outcome]) -> Json {
+/// `target/bench/results.json`: the VM group's figures if it ran, and the device-path
+/// group's under `device_path` if it ran.
+pub fn json(command: &str, vms: Option<(&Env, &[Outcome])>, dev: Option<&device::Results>) -> Json {
+    let mut out = match vms {
+        Some((env, outcomes)) => vm_json(command, env, outcomes),
+        None => obj([
+            ("date", super::facts::date().into()),
+            ("command", command.into()),
+            ("machine", super::facts::machine().into()),
+            ("iovm", super::facts::git_commit().into()),
+        ]),
+    };
+    if let (Json::Obj(items), Some(d)) = (&mut out, dev) {
+        items.push(("device_path".into(), d.json(summary_json)));
+    }
+    out
+}
+
+fn vm_json(command: &str, env: &Env, outcomes: &[Outcome]) -> Json {
     let mut figures = Vec::new();
     let mut ratios = Vec::new();
     for f in Figure::ALL {
@@ -275,7 +319,7 @@ pub fn json(env: &Env, outcomes: &[Outcome]) -> Json {
         .collect();
     obj([
         ("date", env.date.as_str().into()),
-        ("command", env.command.as_str().into()),
+        ("command", command.into()),
         ("mode", env.mode.to_string().into()),
         ("where", where_ran(env.mode).into()),
         ("machine", env.machine.as_str().into()),

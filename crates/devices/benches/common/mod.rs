@@ -1,0 +1,626 @@
+//! The device-path benchmark harness, shared by each device's bench binary
+//! (`nvme_path.rs` now; a virtio-blk path implements [`DevicePath`] next to
+//! it): command-line options, guest RAM, an MSI port that counts, CPU
+//! clocks, and the closed-loop load generator that keeps `depth` 4 KiB
+//! requests in flight and measures IOPS, latency and CPU per I/O.
+//!
+//! No VM is involved. The "guest driver" is this process's main thread: it
+//! writes rings in guest RAM and calls the device's BAR handlers as a
+//! vCPU's MMIO exit would, so what is timed is the device model, its
+//! worker thread and its backend, not VM exits.
+//!
+//! ```text
+//!  main thread (guest driver)            device worker thread
+//!  queue() SQEs ─ notify() doorbell ──▶ fetch, parse, PRP walk ─▶ io_uring
+//!  reap(): phase bits, CQ doorbell ◀── CQE + MSI send (counted) ◀┘
+//! ```
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use backend::EngineKind;
+use irq::msi::{MsiMessage, MsiVectors};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+/// Bytes per request.
+pub const IO_SIZE: u64 = 4096;
+
+/// Which requests the load generator issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rw {
+    /// 4 KiB reads at random 4 KiB-aligned offsets.
+    RandRead,
+    /// 4 KiB writes at random 4 KiB-aligned offsets.
+    RandWrite,
+}
+
+impl Rw {
+    /// fio's name for it.
+    pub fn id(self) -> &'static str {
+        match self {
+            Rw::RandRead => "randread",
+            Rw::RandWrite => "randwrite",
+        }
+    }
+}
+
+/// How the driver learns of completions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reap {
+    /// Spin on the completion ring (the driver thread burns a core).
+    Poll,
+    /// Sleep on the interrupt: each MSI the device sends writes an eventfd,
+    /// as KVM's irqfd is written; the driver checks the ring when woken.
+    Irq,
+}
+
+impl Reap {
+    /// Name in the report.
+    pub fn id(self) -> &'static str {
+        match self {
+            Reap::Poll => "poll",
+            Reap::Irq => "irq",
+        }
+    }
+}
+
+/// Command-line options, common to every device path.
+#[derive(Clone, Debug)]
+pub struct Args {
+    /// The backing file (or block device).
+    pub file: PathBuf,
+    /// Seconds measured, after the warm-up.
+    pub seconds: f64,
+    /// Seconds of load before measuring.
+    pub warmup: f64,
+    /// Requests kept in flight.
+    pub depth: u16,
+    /// Reads or writes.
+    pub rw: Rw,
+    /// Where to write the JSON report.
+    pub json: Option<PathBuf>,
+    /// The device's logical block size (512 or 4096).
+    pub block_size: u32,
+    /// Polling or interrupts.
+    pub reap: Reap,
+    /// Backend engine.
+    pub engine: EngineKind,
+    /// Ask for O_DIRECT (the backend falls back to buffered where refused).
+    pub direct: bool,
+}
+
+const USAGE: &str = "\
+usage: cargo bench -p devices --bench <path> -- --file PATH [options]
+  --file PATH            backing file or block device (its data is read or overwritten)
+  --seconds N            measured seconds (default 10)
+  --warmup N             seconds of load before measuring (default 1)
+  --depth N              requests in flight (default 32)
+  --rw randread|randwrite               (default randread)
+  --json OUT             write the figures as JSON to OUT
+  --block-size 512|4096  the device's logical block size (default 512)
+  --reap poll|irq        spin on the completion ring, or sleep until the MSI (default poll)
+  --engine uring|sync    backend engine (default uring)
+  --buffered             do not ask for O_DIRECT";
+
+impl Args {
+    /// Parses the process's arguments (`--bench`, which `cargo bench`
+    /// passes, is ignored); `--help` prints the usage and exits.
+    pub fn parse() -> Result<Args> {
+        Self::parse_from(std::env::args().skip(1))
+    }
+
+    fn parse_from(mut it: impl Iterator<Item = String>) -> Result<Args> {
+        let mut a = Args {
+            file: PathBuf::new(),
+            seconds: 10.0,
+            warmup: 1.0,
+            depth: 32,
+            rw: Rw::RandRead,
+            json: None,
+            block_size: 512,
+            reap: Reap::Poll,
+            engine: EngineKind::IoUring,
+            direct: true,
+        };
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--bench" => {}
+                "--help" | "-h" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                "--file" => a.file = value()?.into(),
+                "--seconds" => a.seconds = value()?.parse().context("--seconds")?,
+                "--warmup" => a.warmup = value()?.parse().context("--warmup")?,
+                "--depth" => a.depth = value()?.parse().context("--depth")?,
+                "--json" => a.json = Some(value()?.into()),
+                "--block-size" => a.block_size = value()?.parse().context("--block-size")?,
+                "--rw" => {
+                    a.rw = match value()?.as_str() {
+                        "randread" => Rw::RandRead,
+                        "randwrite" => Rw::RandWrite,
+                        v => bail!("--rw {v}: randread or randwrite"),
+                    }
+                }
+                "--reap" => {
+                    a.reap = match value()?.as_str() {
+                        "poll" => Reap::Poll,
+                        "irq" => Reap::Irq,
+                        v => bail!("--reap {v}: poll or irq"),
+                    }
+                }
+                "--engine" => {
+                    a.engine = match value()?.as_str() {
+                        "uring" => EngineKind::IoUring,
+                        "sync" => EngineKind::Sync,
+                        v => bail!("--engine {v}: uring or sync"),
+                    }
+                }
+                "--buffered" => a.direct = false,
+                other => bail!("unknown argument {other}\n{USAGE}"),
+            }
+        }
+        if a.file.as_os_str().is_empty() {
+            bail!("--file is required\n{USAGE}");
+        }
+        if a.depth == 0 {
+            bail!("--depth must be at least 1");
+        }
+        if !(a.seconds > 0.0 && a.warmup >= 0.0) {
+            bail!("--seconds must be positive and --warmup not negative");
+        }
+        Ok(a)
+    }
+}
+
+/// Guest RAM of `bytes` at guest address 0.
+pub fn guest_ram(bytes: u64) -> Result<Arc<GuestMemoryMmap>> {
+    let len = usize::try_from(bytes).context("guest RAM size")?;
+    Ok(Arc::new(
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)]).context("guest RAM")?,
+    ))
+}
+
+/// An MSI port that counts the messages a device sends and, in
+/// [`Reap::Irq`] mode, writes an eventfd for each (what an irqfd costs).
+#[derive(Debug)]
+pub struct CountingVectors {
+    sent: AtomicU64,
+    irqfd: Option<EventFd>,
+}
+
+impl CountingVectors {
+    /// Counting only (`Reap::Poll`), or counting and signalling.
+    pub fn new(reap: Reap) -> Result<Self> {
+        let irqfd = match reap {
+            Reap::Poll => None,
+            Reap::Irq => Some(EventFd::new(0).context("interrupt eventfd")?),
+        };
+        Ok(Self {
+            sent: AtomicU64::new(0),
+            irqfd,
+        })
+    }
+
+    /// Messages sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps until a message was sent since the last wait (returns at
+    /// once in poll mode).
+    pub fn wait(&self) {
+        if let Some(fd) = &self.irqfd {
+            let _ = fd.read();
+        }
+    }
+}
+
+impl MsiVectors for CountingVectors {
+    fn update(&self, _vector: u16, _message: Option<MsiMessage>) {}
+
+    fn send(&self, _vector: u16, _message: MsiMessage) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if let Some(fd) = &self.irqfd {
+            let _ = fd.write(1);
+        }
+    }
+}
+
+fn timeval_ns(t: libc::timeval) -> u64 {
+    (t.tv_sec as u64) * 1_000_000_000 + (t.tv_usec as u64) * 1000
+}
+
+fn rusage_ns(who: libc::c_int) -> u64 {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage through the pointer, which points
+    // at a live, writable rusage.
+    let r = unsafe { libc::getrusage(who, &mut ru) };
+    if r != 0 {
+        return 0;
+    }
+    timeval_ns(ru.ru_utime) + timeval_ns(ru.ru_stime)
+}
+
+/// User + system CPU time of the whole process, every thread (also those
+/// that exited, such as io_uring's io-wq workers), in ns.
+pub fn process_cpu_ns() -> u64 {
+    rusage_ns(libc::RUSAGE_SELF)
+}
+
+/// User + system CPU time of the calling thread, in ns.
+pub fn this_thread_cpu_ns() -> u64 {
+    rusage_ns(libc::RUSAGE_THREAD)
+}
+
+/// The thread of this process named `name` (as `comm` shows it).
+pub fn find_thread(name: &str) -> Option<u32> {
+    fs::read_dir("/proc/self/task").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let comm = fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim_end() == name)
+            .then(|| e.file_name().to_str()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// CPU time of thread `tid` of this process, in ns: from `schedstat`
+/// (ns on the CPU), else from `stat` (utime + stime, in clock ticks).
+pub fn thread_cpu_ns(tid: u32) -> Option<u64> {
+    let dir = PathBuf::from(format!("/proc/self/task/{tid}"));
+    if let Ok(s) = fs::read_to_string(dir.join("schedstat")) {
+        if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok()) {
+            return Some(ns);
+        }
+    }
+    let stat = fs::read_to_string(dir.join("stat")).ok()?;
+    // Fields after the parenthesised command; utime and stime are the 14th
+    // and 15th of the line, the 12th and 13th after ")".
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf takes no pointers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1_000_000_000 / hz)
+}
+
+/// xorshift64*: cheap, reproducible random offsets.
+#[derive(Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a nonzero seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A random [`IO_SIZE`]-aligned byte offset of a request inside `bytes`.
+    pub fn offset(&mut self, bytes: u64) -> u64 {
+        (self.next_u64() % (bytes / IO_SIZE)) * IO_SIZE
+    }
+}
+
+/// One device's data path as the guest driver sees it: one submission and
+/// one completion ring, `depth` request slots each with its own 4 KiB
+/// buffer in guest RAM.
+pub trait DevicePath {
+    /// Short name in the report (`nvme`, `virtio-blk`).
+    fn name(&self) -> &'static str;
+
+    /// Name of the device's I/O thread, whose CPU time is reported apart.
+    fn worker_thread(&self) -> &'static str;
+
+    /// Writes request `slot` (a 4 KiB transfer at byte `offset`) into the
+    /// submission ring without telling the device.
+    fn queue(&mut self, slot: u16, rw: Rw, offset: u64) -> Result<()>;
+
+    /// Tells the device about every queued request (one doorbell write).
+    fn notify(&mut self) -> Result<()>;
+
+    /// Appends the slots of finished requests to `done` and, if there were
+    /// any, hands the ring space back to the device (one doorbell write).
+    /// A request that failed is an error.
+    fn reap(&mut self, done: &mut Vec<u16>) -> Result<()>;
+}
+
+/// Clocks and counters at one instant.
+#[derive(Clone, Copy, Debug)]
+struct Snapshot {
+    at: Instant,
+    process: u64,
+    driver: u64,
+    worker: Option<u64>,
+    interrupts: u64,
+}
+
+impl Snapshot {
+    fn take(worker: Option<u32>, vectors: &CountingVectors) -> Self {
+        Self {
+            at: Instant::now(),
+            process: process_cpu_ns(),
+            driver: this_thread_cpu_ns(),
+            worker: worker.and_then(thread_cpu_ns),
+            interrupts: vectors.sent(),
+        }
+    }
+}
+
+/// What one measured window gave.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    /// Length of the window.
+    pub seconds: f64,
+    /// Requests completed in it.
+    pub ios: u64,
+    /// Sum of their latencies (queued in the ring → seen completed), ns.
+    pub latency_ns: u128,
+    /// Process CPU over the window, ns.
+    pub process_ns: u64,
+    /// The driver thread's CPU, ns.
+    pub driver_ns: u64,
+    /// The device worker's CPU, ns, if its thread was found.
+    pub worker_ns: Option<u64>,
+    /// Interrupt messages sent.
+    pub interrupts: u64,
+    /// Submission doorbell writes.
+    pub notifies: u64,
+    /// Completion doorbell writes.
+    pub reaps: u64,
+    /// Wall time of the doorbell writes (and of the ring reads before a
+    /// completion doorbell), ns: long when the device holds its lock.
+    pub doorbell_ns: u128,
+}
+
+/// Keeps `args.depth` requests in flight through `path` for the warm-up
+/// and then `args.seconds`, resubmitting each slot as soon as it completes
+/// (at a new random offset inside `bytes`); then drains.
+pub fn run(
+    path: &mut dyn DevicePath,
+    vectors: &CountingVectors,
+    args: &Args,
+    bytes: u64,
+) -> Result<Measured> {
+    if bytes < IO_SIZE {
+        bail!("the file holds no 4 KiB block");
+    }
+    let depth = usize::from(args.depth);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
+    let start = Instant::now();
+    let mut issued = vec![start; depth];
+    for slot in 0..args.depth {
+        path.queue(slot, args.rw, rng.offset(bytes))?;
+    }
+    path.notify()?;
+    let mut in_flight = depth;
+    let mut done = Vec::with_capacity(depth);
+    let mut m = Measured::default();
+    let warm_end = start + Duration::from_secs_f64(args.warmup);
+    let mut window: Option<(Snapshot, Instant)> = None;
+    let mut worker = None;
+    let mut stop: Option<Instant> = None;
+    loop {
+        let before = Instant::now();
+        path.reap(&mut done)?;
+        let now = Instant::now();
+        if done.is_empty() {
+            if stop.is_some() && in_flight == 0 {
+                break;
+            }
+            if stop.is_some_and(|s| now > s + Duration::from_secs(30)) {
+                bail!("{in_flight} requests did not complete within 30 s");
+            }
+            match args.reap {
+                Reap::Irq if in_flight > 0 => vectors.wait(),
+                _ => std::hint::spin_loop(),
+            }
+        } else {
+            in_flight -= done.len();
+            let counting = window.is_some() && stop.is_none();
+            if counting {
+                m.reaps += 1;
+                m.doorbell_ns += now.duration_since(before).as_nanos();
+            }
+            for &slot in &done {
+                let s = usize::from(slot);
+                if counting {
+                    m.ios += 1;
+                    m.latency_ns += now.duration_since(issued[s]).as_nanos();
+                }
+                if stop.is_none() {
+                    path.queue(slot, args.rw, rng.offset(bytes))?;
+                    issued[s] = now;
+                    in_flight += 1;
+                }
+            }
+            if stop.is_none() {
+                let t = Instant::now();
+                path.notify()?;
+                if counting {
+                    m.notifies += 1;
+                    m.doorbell_ns += t.elapsed().as_nanos();
+                }
+            }
+            done.clear();
+        }
+        match (window, stop) {
+            (None, _) if now >= warm_end => {
+                // Looked up once the load runs: a thread names itself when
+                // it first runs, which on a busy host can be late.
+                worker = find_thread(path.worker_thread());
+                if worker.is_none() {
+                    eprintln!(
+                        "{}: no thread named {}: device CPU not reported",
+                        path.name(),
+                        path.worker_thread()
+                    );
+                }
+                let s = Snapshot::take(worker, vectors);
+                window = Some((s, s.at + Duration::from_secs_f64(args.seconds)));
+            }
+            (Some((s0, end)), None) if now >= end => {
+                let s1 = Snapshot::take(worker, vectors);
+                m.seconds = s1.at.duration_since(s0.at).as_secs_f64();
+                m.process_ns = s1.process - s0.process;
+                m.driver_ns = s1.driver - s0.driver;
+                m.worker_ns = s0.worker.zip(s1.worker).map(|(a, b)| b - a);
+                m.interrupts = s1.interrupts - s0.interrupts;
+                stop = Some(now);
+            }
+            _ => {}
+        }
+    }
+    Ok(m)
+}
+
+/// What the report says about the run besides the figures.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// Device path name.
+    pub device: &'static str,
+    /// Whether the backend got O_DIRECT.
+    pub direct: bool,
+}
+
+fn per_io(ns: u64, ios: u64) -> f64 {
+    if ios == 0 {
+        f64::NAN
+    } else {
+        ns as f64 / ios as f64
+    }
+}
+
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.1}")
+    } else {
+        "null".into()
+    }
+}
+
+/// The report as one JSON object.
+pub fn json(args: &Args, ctx: &RunInfo, m: &Measured) -> String {
+    let ios = m.ios;
+    let iops = if m.seconds > 0.0 {
+        ios as f64 / m.seconds
+    } else {
+        f64::NAN
+    };
+    let mean_latency_us = if ios > 0 {
+        m.latency_ns as f64 / ios as f64 / 1000.0
+    } else {
+        f64::NAN
+    };
+    let worker = m.worker_ns.map_or(f64::NAN, |w| per_io(w, ios));
+    let other = m.worker_ns.map_or(f64::NAN, |w| {
+        per_io(m.process_ns.saturating_sub(w + m.driver_ns), ios)
+    });
+    let busy = |ns: f64| ns / 1e9 / m.seconds * 100.0;
+    let fields = [
+        ("device", format!("\"{}\"", ctx.device)),
+        (
+            "file",
+            format!(
+                "\"{}\"",
+                args.file.display().to_string().replace(['"', '\\'], "_")
+            ),
+        ),
+        ("direct", ctx.direct.to_string()),
+        (
+            "engine",
+            format!(
+                "\"{}\"",
+                match args.engine {
+                    EngineKind::IoUring => "io_uring",
+                    EngineKind::Sync => "sync",
+                }
+            ),
+        ),
+        ("rw", format!("\"{}\"", args.rw.id())),
+        ("depth", args.depth.to_string()),
+        ("block_size", args.block_size.to_string()),
+        ("io_size", IO_SIZE.to_string()),
+        ("reap", format!("\"{}\"", args.reap.id())),
+        ("seconds", format!("{:.3}", m.seconds)),
+        ("ios", ios.to_string()),
+        ("iops", num(iops)),
+        ("mean_latency_us", num(mean_latency_us)),
+        ("cpu_ns_per_io", num(per_io(m.process_ns, ios))),
+        ("driver_cpu_ns_per_io", num(per_io(m.driver_ns, ios))),
+        ("device_cpu_ns_per_io", num(worker)),
+        ("other_cpu_ns_per_io", num(other)),
+        ("process_cpu_percent", num(busy(m.process_ns as f64))),
+        (
+            "device_cpu_percent",
+            num(m.worker_ns.map_or(f64::NAN, |w| busy(w as f64))),
+        ),
+        (
+            "interrupts_per_io",
+            format!("{:.3}", per_io(m.interrupts, ios)),
+        ),
+        (
+            "sq_doorbells_per_io",
+            format!("{:.3}", per_io(m.notifies, ios)),
+        ),
+        (
+            "cq_doorbells_per_io",
+            format!("{:.3}", per_io(m.reaps, ios)),
+        ),
+        (
+            "doorbell_wall_us_mean",
+            num(m.doorbell_ns as f64 / (m.notifies + m.reaps).max(1) as f64 / 1000.0),
+        ),
+    ];
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("  \"{k}\": {v}"))
+        .collect();
+    format!("{{\n{}\n}}\n", body.join(",\n"))
+}
+
+/// One line for people.
+pub fn summary(args: &Args, ctx: &RunInfo, m: &Measured) -> String {
+    let ios = m.ios.max(1) as f64;
+    format!(
+        "{} {} depth {} ({}, {}): {:.0} IOPS, mean latency {:.1} us, CPU per I/O {:.0} ns \
+         (device worker {}, driver {:.0}), {:.2} interrupts per I/O, {:.1} I/Os per doorbell, \
+         {:.1} us per doorbell write",
+        ctx.device,
+        args.rw.id(),
+        args.depth,
+        if ctx.direct { "O_DIRECT" } else { "buffered" },
+        args.reap.id(),
+        m.ios as f64 / m.seconds,
+        m.latency_ns as f64 / ios / 1000.0,
+        m.process_ns as f64 / ios,
+        m.worker_ns
+            .map_or_else(|| "?".into(), |w| format!("{:.0}", w as f64 / ios)),
+        m.driver_ns as f64 / ios,
+        m.interrupts as f64 / ios,
+        ios / m.notifies.max(1) as f64,
+        m.doorbell_ns as f64 / (m.notifies + m.reaps).max(1) as f64 / 1000.0,
+    )
+}
+
+/// Prints the summary and writes the JSON report if asked.
+pub fn report(args: &Args, ctx: &RunInfo, m: &Measured) -> Result<()> {
+    println!("{}", summary(args, ctx, m));
+    if let Some(out) = &args.json {
+        fs::write(out, json(args, ctx, m)).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,683 @@
+//! The `device-path` figure group: iovm's NVMe device path without a VM, against the
+//! host's own io_uring (fio) on the same file, run directly on this machine.
+//!
+//! `crates/devices/benches/nvme_path.rs` keeps 32 4 KiB requests in flight through the
+//! controller's registers, queues, PRP parsing, worker thread, io_uring backend,
+//! completions and MSI sends; `fio --ioengine=io_uring --direct=1` with the same block
+//! size, depth and pattern on the same file is the physical limit it is compared with.
+//! Each file × pattern runs both, interleaved, the first alternating between
+//! repetitions. A 1 GiB file on tmpfs (`/dev/shm`: storage is memory, so the device
+//! path's own cost shows) and one on the disk under `target/bench/` (where `O_DIRECT`
+//! reaches a block device).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::json::{obj, Json};
+use super::stats::{ratio, Summary};
+use crate::paths;
+use crate::run::{cargo, run_output};
+
+/// Requests in flight.
+pub const DEPTH: u32 = 32;
+/// Size of each test file.
+const FILE_BYTES: u64 = 1 << 30;
+
+/// Where the file lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `/dev/shm` (tmpfs).
+    Tmpfs,
+    /// `target/bench/` on the workspace's filesystem.
+    Disk,
+}
+
+impl Place {
+    /// Both, tmpfs first.
+    pub const ALL: [Place; 2] = [Place::Tmpfs, Place::Disk];
+
+    fn id(self) -> &'static str {
+        match self {
+            Place::Tmpfs => "tmpfs",
+            Place::Disk => "disk",
+        }
+    }
+
+    fn path(self) -> PathBuf {
+        match self {
+            Place::Tmpfs => PathBuf::from(format!(
+                "/dev/shm/iovm-bench-device-path-{}.img",
+                std::process::id()
+            )),
+            Place::Disk => paths::target().join("bench/device-path.img"),
+        }
+    }
+}
+
+/// The access pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    /// 4 KiB random reads.
+    RandRead,
+    /// 4 KiB random writes.
+    RandWrite,
+}
+
+impl Pattern {
+    /// Both.
+    pub const ALL: [Pattern; 2] = [Pattern::RandRead, Pattern::RandWrite];
+
+    /// fio's name, also the bench's `--rw`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Pattern::RandRead => "randread",
+            Pattern::RandWrite => "randwrite",
+        }
+    }
+}
+
+/// Who moves the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// iovm's NVMe device path (the nvme_path bench).
+    Iovm,
+    /// fio on the host.
+    Host,
+}
+
+impl Side {
+    fn id(self) -> &'static str {
+        match self {
+            Side::Iovm => "iovm-nvme",
+            Side::Host => "host-fio",
+        }
+    }
+}
+
+/// A figure of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// I/Os per second.
+    Iops,
+    /// Mean completion latency, µs.
+    LatencyUs,
+    /// CPU per I/O of the thread that drives io_uring: iovm's `nvme-worker`, fio's job.
+    ThreadCpuNs,
+    /// CPU per I/O of the whole process (iovm: also the spinning guest driver and the
+    /// doorbell handlers it runs; both: io_uring's io-wq workers).
+    ProcessCpuNs,
+}
+
+impl Metric {
+    /// In table order.
+    pub const ALL: [Metric; 4] = [
+        Metric::Iops,
+        Metric::LatencyUs,
+        Metric::ThreadCpuNs,
+        Metric::ProcessCpuNs,
+    ];
+
+    fn id(self) -> &'static str {
+        match self {
+            Metric::Iops => "iops",
+            Metric::LatencyUs => "mean_latency_us",
+            Metric::ThreadCpuNs => "io_thread_cpu_ns_per_io",
+            Metric::ProcessCpuNs => "process_cpu_ns_per_io",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Metric::Iops => "IOPS",
+            Metric::LatencyUs => "mean latency (µs)",
+            Metric::ThreadCpuNs => "CPU per I/O, io_uring thread (ns)",
+            Metric::ProcessCpuNs => "CPU per I/O, whole process (ns)",
+        }
+    }
+}
+
+/// One run's figures, or why there are none.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Where.
+    pub place: Place,
+    /// What.
+    pub pattern: Pattern,
+    /// Who.
+    pub side: Side,
+    /// Repetition, from 1.
+    pub rep: u32,
+    /// The figures.
+    pub values: Vec<(Metric, f64)>,
+    /// iovm only: whether its backend got `O_DIRECT`.
+    pub direct: Option<bool>,
+    /// Why the run does not count.
+    pub problem: Option<String>,
+}
+
+impl Run {
+    fn name(&self) -> String {
+        format!(
+            "{}.{}.{}.{}",
+            self.place.id(),
+            self.pattern.id(),
+            self.side.id(),
+            self.rep
+        )
+    }
+
+    fn value(&self, m: Metric) -> Option<f64> {
+        self.values.iter().find(|(k, _)| *k == m).map(|(_, v)| *v)
+    }
+}
+
+/// Everything the group measured.
+#[derive(Debug, Clone)]
+pub struct Results {
+    /// Measured seconds per run.
+    pub seconds: u32,
+    /// Repetitions.
+    pub reps: u32,
+    /// Every run.
+    pub runs: Vec<Run>,
+    /// `fio --version`.
+    pub fio: String,
+    /// The filesystem type of each place (`findmnt`).
+    pub filesystems: Vec<(Place, String)>,
+}
+
+fn fio_version() -> Result<String> {
+    match Command::new("fio").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+        _ => bail!(
+            "the device-path figures need fio, the host's own io_uring, as the limit they \
+             are compared with, and fio is not installed here: apt-get install fio"
+        ),
+    }
+}
+
+/// Fails with a clear message if fio is missing (checked before anything runs).
+pub fn check_fio() -> Result<()> {
+    fio_version().map(|_| ())
+}
+
+/// Builds the bench binary; returns its path.
+fn build_bench() -> Result<PathBuf> {
+    println!("xtask: bench: device-path: building the nvme_path bench");
+    let out = run_output(cargo().args([
+        "bench",
+        "-p",
+        "devices",
+        "--bench",
+        "nvme_path",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]))?;
+    out.lines()
+        .filter_map(|l| Json::parse(l).ok())
+        .filter(|j| j.get("reason") == Some(&Json::from("compiler-artifact")))
+        .find_map(|j| match j.get("executable") {
+            Some(Json::Str(s)) => Some(PathBuf::from(s)),
+            _ => None,
+        })
+        .context("cargo did not name the nvme_path bench executable")
+}
+
+/// Fills `path` with `FILE_BYTES` of non-zero data, unless it already has that size.
+fn prepare(path: &Path) -> Result<()> {
+    if fs::metadata(path).is_ok_and(|m| m.len() == FILE_BYTES) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    println!(
+        "xtask: bench: device-path: writing {} MiB to {}",
+        FILE_BYTES >> 20,
+        path.display()
+    );
+    let mut f = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..FILE_BYTES / chunk.len() as u64 {
+        for b in chunk.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&chunk)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    f.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    Ok(())
+}
+
+fn filesystem(path: &Path) -> String {
+    run_output(
+        Command::new("findmnt")
+            .args(["-n", "-o", "FSTYPE", "--target"])
+            .arg(path),
+    )
+    // Mounts stacked on one directory are listed one per line (/dev/shm here has
+    // two tmpfs); the first names the type.
+    .map(|s| s.lines().next().unwrap_or("").trim().to_owned())
+    .unwrap_or_else(|_| "unknown".into())
+}
+
+/// User + system CPU of the children this process has waited for, in ns.
+fn children_cpu_ns() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage through the pointer, which points at a
+    // live, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return 0;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(ru.ru_utime) + ns(ru.ru_stime)
+}
+
+fn num(j: &Json, key: &str) -> Result<f64> {
+    j.get(key)
+        .and_then(Json::as_f64)
+        .with_context(|| format!("no number `{key}`"))
+}
+
+/// The figures in the nvme_path bench's JSON report.
+fn iovm_values(j: &Json) -> Result<(Vec<(Metric, f64)>, bool)> {
+    let values = vec![
+        (Metric::Iops, num(j, "iops")?),
+        (Metric::LatencyUs, num(j, "mean_latency_us")?),
+        (Metric::ThreadCpuNs, num(j, "device_cpu_ns_per_io")?),
+        (Metric::ProcessCpuNs, num(j, "cpu_ns_per_io")?),
+    ];
+    let direct = j.get("direct").and_then(Json::as_bool).unwrap_or(false);
+    Ok((values, direct))
+}
+
+/// The figures in fio's JSON report; `process_cpu_ns` is the CPU of the whole fio run
+/// (its io-wq workers too), measured around it.
+fn fio_values(j: &Json, pattern: Pattern, process_cpu_ns: u64) -> Result<Vec<(Metric, f64)>> {
+    let job = j
+        .get("jobs")
+        .and_then(|a| a.index(0))
+        .context("no jobs[0]")?;
+    let dir = match pattern {
+        Pattern::RandRead => "read",
+        Pattern::RandWrite => "write",
+    };
+    let d = job.get(dir).with_context(|| format!("no `{dir}`"))?;
+    let ios = num(d, "total_ios")?;
+    if ios <= 0.0 {
+        bail!("fio completed no I/O");
+    }
+    let lat_ns = d
+        .get("lat_ns")
+        .map(|l| num(l, "mean"))
+        .context("no lat_ns")??;
+    let runtime_s = num(job, "job_runtime")? / 1000.0;
+    let cpu_percent = num(job, "usr_cpu")? + num(job, "sys_cpu")?;
+    Ok(vec![
+        (Metric::Iops, num(d, "iops")?),
+        (Metric::LatencyUs, lat_ns / 1000.0),
+        (
+            Metric::ThreadCpuNs,
+            cpu_percent / 100.0 * runtime_s * 1e9 / ios,
+        ),
+        (Metric::ProcessCpuNs, process_cpu_ns as f64 / ios),
+    ])
+}
+
+/// The command line of one side's run.
+pub fn command(side: Side, exe: &Path, file: &Path, pattern: Pattern, seconds: u32) -> Command {
+    match side {
+        Side::Iovm => {
+            let mut c = Command::new(exe);
+            c.arg("--file")
+                .arg(file)
+                .args(["--seconds", &seconds.to_string(), "--warmup", "1"])
+                .args(["--depth", &DEPTH.to_string(), "--rw", pattern.id()]);
+            c
+        }
+        Side::Host => {
+            let mut c = Command::new("fio");
+            c.arg("--name=device-path")
+                .arg(format!("--filename={}", file.display()))
+                .args([
+                    "--ioengine=io_uring",
+                    "--direct=1",
+                    &format!("--rw={}", pattern.id()),
+                    "--bs=4k",
+                    &format!("--iodepth={DEPTH}"),
+                    "--numjobs=1",
+                    "--time_based",
+                    &format!("--runtime={seconds}"),
+                    "--output-format=json",
+                ]);
+            c
+        }
+    }
+}
+
+fn measure(exe: &Path, out_dir: &Path, run: &mut Run, file: &Path, seconds: u32) -> Result<()> {
+    let mut cmd = command(run.side, exe, file, run.pattern, seconds);
+    match run.side {
+        Side::Iovm => {
+            let json_path = out_dir.join(format!("{}.json", run.name()));
+            cmd.arg("--json").arg(&json_path);
+            let stdout = run_output(&mut cmd)?;
+            print!("{stdout}");
+            let text = fs::read_to_string(&json_path)
+                .with_context(|| format!("reading {}", json_path.display()))?;
+            let (values, direct) = iovm_values(&Json::parse(&text).map_err(anyhow::Error::msg)?)?;
+            run.values = values;
+            run.direct = Some(direct);
+        }
+        Side::Host => {
+            let before = children_cpu_ns();
+            let text = run_output(&mut cmd)?;
+            let cpu = children_cpu_ns().saturating_sub(before);
+            fs::write(out_dir.join(format!("{}.json", run.name())), &text)?;
+            let j = Json::parse(&text).map_err(anyhow::Error::msg)?;
+            run.values = fio_values(&j, run.pattern, cpu)?;
+            let iops = run.value(Metric::Iops).unwrap_or(0.0);
+            println!("host fio {}: {iops:.0} IOPS", run.pattern.id());
+        }
+    }
+    Ok(())
+}
+
+/// Runs the group: every place × pattern × side, `reps` times, `seconds` each.
+pub fn run(reps: u32, seconds: u32) -> Result<Results> {
+    let fio = fio_version()?;
+    let exe = build_bench()?;
+    let out_dir = paths::target().join("bench/device-path");
+    let _ = fs::remove_dir_all(&out_dir);
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let mut runs = Vec::new();
+    let mut filesystems = Vec::new();
+    for place in Place::ALL {
+        let path = place.path();
+        prepare(&path)?;
+        filesystems.push((place, filesystem(&path)));
+        for rep in 1..=reps {
+            for pattern in Pattern::ALL {
+                let sides = if rep % 2 == 1 {
+                    [Side::Iovm, Side::Host]
+                } else {
+                    [Side::Host, Side::Iovm]
+                };
+                for side in sides {
+                    let mut r = Run {
+                        place,
+                        pattern,
+                        side,
+                        rep,
+                        values: Vec::new(),
+                        direct: None,
+                        problem: None,
+                    };
+                    println!(
+                        "xtask: bench: device-path: {} on {}, {}, repetition {rep} of {reps}",
+                        pattern.id(),
+                        place.id(),
+                        side.id()
+                    );
+                    if let Err(e) = measure(&exe, &out_dir, &mut r, &path, seconds) {
+                        println!("xtask: bench: device-path: {} failed: {e:#}", r.name());
+                        r.problem = Some(format!("{e:#}"));
+                    }
+                    runs.push(r);
+                }
+            }
+        }
+        if place == Place::Tmpfs {
+            // A GiB of RAM on a shared machine: not kept between benches.
+            let _ = fs::remove_file(&path);
+        }
+    }
+    Ok(Results {
+        seconds,
+        reps,
+        runs,
+        fio,
+        filesystems,
+    })
+}
+
+impl Results {
+    fn samples(&self, place: Place, pattern: Pattern, side: Side, m: Metric) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter(|r| r.place == place && r.pattern == pattern && r.side == side)
+            .filter_map(|r| r.value(m))
+            .filter(|v| v.is_finite())
+            .collect()
+    }
+
+    fn summary(&self, place: Place, pattern: Pattern, side: Side, m: Metric) -> Option<Summary> {
+        Summary::of(&self.samples(place, pattern, side, m))
+    }
+
+    /// iovm's median ÷ the host's, for one row.
+    pub fn ratio(&self, place: Place, pattern: Pattern, m: Metric) -> Option<f64> {
+        ratio(
+            self.summary(place, pattern, Side::Iovm, m),
+            self.summary(place, pattern, Side::Host, m),
+        )
+    }
+
+    /// Runs that did not count.
+    pub fn failures(&self) -> impl Iterator<Item = &Run> {
+        self.runs.iter().filter(|r| r.problem.is_some())
+    }
+
+    fn place_label(&self, place: Place) -> String {
+        let fs = self
+            .filesystems
+            .iter()
+            .find(|(p, _)| *p == place)
+            .map_or("?", |(_, f)| f.as_str());
+        let direct: Vec<bool> = self
+            .runs
+            .iter()
+            .filter(|r| r.place == place)
+            .filter_map(|r| r.direct)
+            .collect();
+        let io = match (direct.iter().all(|d| *d), direct.iter().any(|d| *d)) {
+            _ if direct.is_empty() => "",
+            (true, _) => ", O_DIRECT",
+            (false, false) => ", buffered (O_DIRECT refused)",
+            (false, true) => ", O_DIRECT in some runs only",
+        };
+        match place {
+            Place::Tmpfs => format!("/dev/shm ({fs}{io})"),
+            Place::Disk => format!("target/bench/ ({fs}{io})"),
+        }
+    }
+
+    /// The report section (Markdown, from its `##` heading).
+    pub fn markdown(&self, cell: impl Fn(Option<Summary>) -> String) -> String {
+        let mut out = format!(
+            "\n## Device path (no VM)\n\nRun directly on this machine, no VM: \
+             `cargo bench -p devices --bench nvme_path` drives iovm's NVMe controller as a \
+             guest driver would (BAR0 registers, one I/O queue pair, {DEPTH} 4 KiB \
+             commands in flight at random 4 KiB-aligned offsets, PRP1, one SQ doorbell \
+             per batch, completions by phase bit, one CQ doorbell per batch, spinning), \
+             through its worker thread and io_uring backend to MSI sends that are counted. \
+             The limit it is compared with is the host's own io_uring on the same 1 GiB \
+             file: `fio --ioengine=io_uring --direct=1 --bs=4k --iodepth={DEPTH} \
+             --numjobs=1`. {} s per run after 1 s of warm-up (fio: none), {} \
+             repetition(s), iovm and fio alternating. The io_uring thread is iovm's \
+             `nvme-worker` (the device's own cost) and fio's job (fio's `usr_cpu` + \
+             `sys_cpu`); the whole process adds, for iovm, the guest driver's thread, \
+             which spins and runs the doorbell handlers, and for both, io_uring's io-wq \
+             workers (fio's from `getrusage(RUSAGE_CHILDREN)` around it, start-up \
+             included). A doorbell here is a function call, not a VM exit. {}.\n\n",
+            self.seconds, self.reps, self.fio
+        );
+        out.push_str("| file | pattern | | iovm NVMe path | host fio | iovm ÷ host |\n");
+        out.push_str("|---|---|---|---:|---:|---:|\n");
+        for place in Place::ALL {
+            for pattern in Pattern::ALL {
+                for m in Metric::ALL {
+                    let r = self
+                        .ratio(place, pattern, m)
+                        .map_or_else(|| "–".into(), |r| format!("{r:.2}"));
+                    out.push_str(&format!(
+                        "| {} | {} | {} | {} | {} | {r} |\n",
+                        self.place_label(place),
+                        pattern.id(),
+                        m.label(),
+                        cell(self.summary(place, pattern, Side::Iovm, m)),
+                        cell(self.summary(place, pattern, Side::Host, m)),
+                    ));
+                }
+            }
+        }
+        let failed: Vec<&Run> = self.failures().collect();
+        if !failed.is_empty() {
+            out.push_str("\nRuns that did not count:\n\n");
+            for r in failed {
+                out.push_str(&format!(
+                    "- `{}`: {}\n",
+                    r.name(),
+                    r.problem.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        out
+    }
+
+    /// The `device_path` member of results.json.
+    pub fn json(&self, summary: impl Fn(Option<Summary>) -> Json) -> Json {
+        let mut figures = Vec::new();
+        let mut ratios = Vec::new();
+        for place in Place::ALL {
+            for pattern in Pattern::ALL {
+                for m in Metric::ALL {
+                    for side in [Side::Iovm, Side::Host] {
+                        let s = self.samples(place, pattern, side, m);
+                        figures.push(obj([
+                            ("file", place.id().into()),
+                            ("pattern", pattern.id().into()),
+                            ("figure", m.id().into()),
+                            ("side", side.id().into()),
+                            (
+                                "samples",
+                                Json::Arr(s.iter().map(|v| Json::Num(*v)).collect()),
+                            ),
+                            ("summary", summary(Summary::of(&s))),
+                        ]));
+                    }
+                    ratios.push(obj([
+                        ("file", place.id().into()),
+                        ("pattern", pattern.id().into()),
+                        ("figure", m.id().into()),
+                        ("iovm_over_host", self.ratio(place, pattern, m).into()),
+                    ]));
+                }
+            }
+        }
+        obj([
+            ("depth", Json::Num(f64::from(DEPTH))),
+            ("block_size", Json::Num(4096.0)),
+            ("seconds", Json::Num(f64::from(self.seconds))),
+            ("repetitions", Json::Num(f64::from(self.reps))),
+            ("fio", self.fio.as_str().into()),
+            (
+                "files",
+                Json::Obj(
+                    Place::ALL
+                        .iter()
+                        .map(|&p| (p.id().to_owned(), self.place_label(p).into()))
+                        .collect(),
+                ),
+            ),
+            ("figures", Json::Arr(figures)),
+            ("ratios", Json::Arr(ratios)),
+            (
+                "runs",
+                Json::Arr(
+                    self.runs
+                        .iter()
+                        .map(|r| {
+                            obj([
+                                ("name", r.name().into()),
+                                ("problem", r.problem.clone().into()),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(side: Side, rep: u32, iops: f64) -> Run {
+        Run {
+            place: Place::Tmpfs,
+            pattern: Pattern::RandRead,
+            side,
+            rep,
+            values: vec![(Metric::Iops, iops)],
+            direct: (side == Side::Iovm).then_some(true),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn test_fio_values_from_its_json() {
+        let text = r#"{"fio version": "fio-3.33", "jobs": [{"jobname": "x",
+            "read": {"iops": 1000.0, "total_ios": 3000, "lat_ns": {"mean": 32000.0}},
+            "write": {"iops": 0, "total_ios": 0},
+            "job_runtime": 3000, "usr_cpu": 10.0, "sys_cpu": 40.0}]}"#;
+
+        let v = fio_values(&Json::parse(text).unwrap(), Pattern::RandRead, 6_000_000).unwrap();
+
+        assert_eq!(
+            v,
+            vec![
+                (Metric::Iops, 1000.0),
+                (Metric::LatencyUs, 32.0),
+                (Metric::ThreadCpuNs, 500_000.0),
+                (Metric::ProcessCpuNs, 2000.0),
+            ]
+        );
+        assert!(fio_values(&Json::parse(text).unwrap(), Pattern::RandWrite, 0).is_err());
+    }
+
+    #[test]
+    fn test_ratio_is_iovm_median_over_host_median() {
+        let r = Results {
+            seconds: 2,
+            reps: 2,
+            runs: vec![
+                run(Side::Iovm, 1, 80.0),
+                run(Side::Iovm, 2, 100.0),
+                run(Side::Host, 1, 100.0),
+                run(Side::Host, 2, 100.0),
+            ],
+            fio: "fio-3.33".into(),
+            filesystems: vec![(Place::Tmpfs, "tmpfs".into())],
+        };
+
+        let md = r.markdown(|s| s.map_or("–".into(), |s| format!("{:.0}", s.median)));
+
+        assert_eq!(
+            r.ratio(Place::Tmpfs, Pattern::RandRead, Metric::Iops),
+            Some(0.9)
+        );
+        assert!(md.contains("| /dev/shm (tmpfs, O_DIRECT) | randread | IOPS | 90 | 100 | 0.90 |"));
+    }
+}
