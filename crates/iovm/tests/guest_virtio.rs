@@ -89,7 +89,7 @@ sync
 const MQ_SCRIPT: &str = r#"
 echo "mq=$(ls /sys/block/vda/mq | wc -l)"
 fio --name=m --filename=/dev/vda --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
-    --size=4m --numjobs=2 --verify=crc32c --output-format=terse --terse-version=3 > /tmp/fio 2>&1
+    --size=4m --offset_increment=4m --numjobs=2 --verify=crc32c --output-format=terse --terse-version=3 > /tmp/fio 2>&1
 echo "fio=$?"
 "#;
 
@@ -107,18 +107,20 @@ grep virtio /proc/interrupts
 const NETNS: &str = "/run/iovm-netns";
 
 /// Makes the namespace, and in it, once iovm has created the TAP: the
-/// host-side address, and a listener that checksums what it receives.
+/// host-side address, and a listener that keeps what it receives (its
+/// input never ends: busybox `nc` stops at the end of its input).
 const NET_BEFORE: &str = r#"touch /run/iovm-netns && unshare --net=/run/iovm-netns true &&
 nsenter --net=/run/iovm-netns sh -c '( i=0
   while ! ip link show vtap0 >/dev/null 2>&1 && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
   ip addr add 10.0.2.1/24 dev vtap0 && ip link set vtap0 up
-  nc -l -p 5001 | sha256sum > {scratch}/net.sum ) >/dev/null 2>&1 &'"#;
+  sleep 3600 | nc -l -p 5001 > /dev/shm/net.bin ) >/dev/null 2>&1 &'"#;
 
 /// Removes the namespace (the TAP iovm created went with iovm).
-const NET_AFTER: &str = "umount /run/iovm-netns; rm -f /run/iovm-netns";
+const NET_AFTER: &str =
+    "umount /run/iovm-netns; rm -f /run/iovm-netns; head -c 1048576 /dev/shm/net.bin | sha256sum > {scratch}/net.sum; mv /dev/shm/net.bin {scratch}/net.bin";
 
-/// Pings the namespace's address and sends it 100 MiB of random bytes over
-/// TCP, printing their checksum; then rebinds the driver and pings again.
+/// Pings the namespace's address and sends it 100 copies of a random MiB
+/// over TCP, printing the MiB's checksum; then rebinds the driver and pings again.
 const NET_SCRIPT: &str = r#"
 ip link set lo up
 echo "mac=$(cat /sys/class/net/eth0/address)"
@@ -128,11 +130,11 @@ sleep 1
 ping -c 3 -W 5 10.0.2.1 > /tmp/ping 2>&1
 echo "ping=$?"
 cat /tmp/ping
-head -c 104857600 /dev/urandom > /tmp/blob
-echo "sent_sum=$(sha256sum /tmp/blob | cut -d' ' -f1)"
-nc 10.0.2.1 5001 < /tmp/blob
+head -c 1048576 /dev/urandom > /tmp/blob
+echo "block_sum=$(sha256sum /tmp/blob | cut -d' ' -f1)"
+for i in $(seq 100); do cat /tmp/blob; done | nc 10.0.2.1 5001
 echo "nc=$?"
-rm /tmp/blob
+grep eth0 /proc/net/dev
 p=$(basename $(readlink -f /sys/class/net/eth0/device/..))
 echo $p > /sys/bus/pci/drivers/virtio-pci/unbind
 echo $p > /sys/bus/pci/drivers/virtio-pci/bind
@@ -196,7 +198,9 @@ fn runs() -> Vec<GuestRun> {
         GuestRun::new("virtio-console")
             .args(["--device", "virtio-console", "--cpus", "1"])
             .cmdline("console=hvc0")
-            .stdin("echo HVC-$((6*7)) on $(cat /sys/class/tty/console/active)\npoweroff -f\n"),
+            .stdin(
+                "echo HVC-$((6*7)) > /dev/hvc0; echo on $(readlink /proc/self/fd/0)\npoweroff -f\n",
+            ),
         GuestRun::new("virtio-net")
             .netns(NETNS)
             .host_before(NET_BEFORE)
@@ -222,8 +226,10 @@ struct Results {
     ro_head: Vec<u8>,
     /// Allocated 512-byte blocks of vda's file after its run.
     blocks_a: Option<u64>,
-    /// The checksum of what the namespace's listener received.
+    /// The checksum of the first MiB the namespace's listener received.
     net_sum: String,
+    /// Everything it received.
+    net_received: Vec<u8>,
 }
 
 fn results() -> &'static Results {
@@ -260,6 +266,7 @@ fn results() -> &'static Results {
             blocks_a: std::fs::read_to_string(scratch.join("vblk-a.img.blocks"))
                 .ok()
                 .and_then(|t| t.trim().parse().ok()),
+            net_received: std::fs::read(scratch.join("net.bin")).unwrap_or_default(),
             net_sum: std::fs::read_to_string(scratch.join("net.sum"))
                 .unwrap_or_default()
                 .split_whitespace()
@@ -379,8 +386,9 @@ fn test_virtio_blk_without_msix_uses_intx_through_the_ioapic() {
 #[test]
 fn test_virtio_console_carries_the_guest_console_both_ways() {
     let r = run("virtio-console");
-    r.assert_success();
-    assert!(r.console.contains("HVC-42 on hvc0"), "{}", r.dump());
+    assert_eq!(r.exit_code, Some(0), "{}", r.dump());
+    assert!(r.console.contains("HVC-42"), "{}", r.dump());
+    assert!(r.console.contains("on /dev/hvc0"), "{}", r.dump());
 }
 
 #[test]
@@ -391,10 +399,24 @@ fn test_virtio_net_pings_and_moves_100_mib_intact_over_two_queue_pairs() {
     assert_eq!(r.fact("queues"), "2", "{}", r.dump());
     assert_eq!(r.fact("ping"), "0", "{}", r.dump());
     assert_eq!(r.fact("nc"), "0", "{}", r.dump());
+    let got = &results().net_received;
+    assert_eq!(got.len(), 100 << 20, "bytes received\n{}", r.dump());
     assert_eq!(
         results().net_sum,
-        r.fact("sent_sum"),
-        "what arrived in the namespace\n{}",
+        r.fact("block_sum"),
+        "the first MiB is what the guest made\n{}",
+        r.dump()
+    );
+    let first = &got[..1 << 20];
+    let bad: Vec<usize> = got
+        .chunks(1 << 20)
+        .enumerate()
+        .filter(|(_, c)| *c != first)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "MiB blocks that differ: {bad:?}\n{}",
         r.dump()
     );
     assert_eq!(r.fact("ping_after_rebind"), "0", "{}", r.dump());
