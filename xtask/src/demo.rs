@@ -40,6 +40,22 @@ pci_echo() {
 show pci_echo
 show "dmesg | grep -iE 'acpi|serial|rtc|mmconfig' | head -20"
 show ls /sys/bus/platform/drivers/pvpanic-mmio
+show nvme list
+disk_rw() {
+  printf "$2" | dd of=/dev/$1 bs=512 seek=2048 conv=notrunc,fsync 2>/dev/null
+  echo "wrote $2 at 1 MiB of /dev/$1, read back: $(dd if=/dev/$1 bs=512 skip=2048 count=1 iflag=direct 2>/dev/null | tr -d '\0')"
+}
+show disk_rw nvme0n1 IOVM-DEMO-NVME
+show "lspci -d 1af4: -k 2>/dev/null | grep -v Subsystem"
+vda() { echo "vda: serial $(cat /sys/block/vda/serial), $(ls /sys/block/vda/mq | wc -l) request queues"; }
+show vda
+show disk_rw vda IOVM-DEMO-VIRTIO-BLK
+show "dd if=/dev/hwrng bs=16 count=1 2>/dev/null | od -An -tx1"
+net() {
+  [ -e /sys/class/net/eth0 ] || { echo "no virtio NIC (see the demo's note)"; return 0; }
+  ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && sleep 1 && ping -c 3 10.0.2.1
+}
+show net
 "#;
 
 /// The demo machine's PCI devices: a card behind a root port (echoing what
@@ -50,6 +66,43 @@ const DEVICES: [&str; 5] = [
     "root-port,id=rp1",
     "pci-bridge,id=br0,bus=rp1",
     "pci-serial,bus=br0,addr=3",
+];
+
+/// The demo's disks and NIC: an NVMe namespace and a virtio disk on files in
+/// [`DISK_DIR`], a virtio NIC whose TAP lives in a network namespace the demo
+/// makes, and an entropy source.
+const IO_DEVICES: [&str; 5] = [
+    "nvme,id=nvme0,serial=IOVM-DEMO",
+    "nvme-ns,bus=nvme0,path=/dev/shm/iovm-demo/nvme.img",
+    "virtio-blk,path=/dev/shm/iovm-demo/vblk.img,serial=IOVM-DEMO-VBLK",
+    "virtio-rng",
+    "virtio-net,tap=iovmdemo0",
+];
+
+/// Where iovm runs, the disks live while it runs (tmpfs).
+const DISK_DIR: &str = "/dev/shm/iovm-demo";
+
+/// The network namespace the demo's iovm runs in.
+const NETNS: &str = "/run/iovm-demo-netns";
+
+/// Makes the disks and the namespace; once iovm has created the TAP there,
+/// gives the host end 10.0.2.1.
+const HOST_BEFORE: &str = r#"rm -rf /dev/shm/iovm-demo && mkdir -p /dev/shm/iovm-demo &&
+truncate -s 64M /dev/shm/iovm-demo/nvme.img /dev/shm/iovm-demo/vblk.img &&
+touch /run/iovm-demo-netns && unshare --net=/run/iovm-demo-netns true &&
+nsenter --net=/run/iovm-demo-netns sh -c '( i=0
+  while ! ip link show iovmdemo0 >/dev/null 2>&1 && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+  ip addr add 10.0.2.1/24 dev iovmdemo0 && ip link set iovmdemo0 up ) >/dev/null 2>&1 &'"#;
+
+/// Copies the disks to the scratch directory, where the demo reads them,
+/// and removes the namespace.
+const HOST_AFTER: &str = "cp /dev/shm/iovm-demo/nvme.img /dev/shm/iovm-demo/vblk.img {scratch}/; \
+rm -rf /dev/shm/iovm-demo; umount /run/iovm-demo-netns; rm -f /run/iovm-demo-netns";
+
+/// What the guest writes at 1 MiB of each disk: (file, text).
+const DISK_MARKS: [(&str, &str); 2] = [
+    ("nvme.img", "IOVM-DEMO-NVME"),
+    ("vblk.img", "IOVM-DEMO-VIRTIO-BLK"),
 ];
 
 /// Appended with `--dmesg`.
@@ -133,13 +186,22 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
     script.push_str("exit $rc\n");
     let cpus = args.cpus.to_string();
     let mut iovm_args = vec!["--cpus", &cpus, "--memory", &args.memory, "--timing"];
-    for d in DEVICES {
+    for d in DEVICES.iter().chain(&IO_DEVICES) {
         iovm_args.extend(["--device", d]);
     }
     let run = GuestRun::new("demo")
         .args(iovm_args)
         .script(script.as_str())
+        .netns(NETNS)
+        .host_before(HOST_BEFORE)
+        .host_after(HOST_AFTER)
         .timeout(Duration::from_secs(args.timeout));
+    if mode == Mode::Direct && !is_root() {
+        bail!(
+            "the demo makes a network namespace and a TAP interface for its virtio NIC: \
+             run it as root (or where the nested test host is used)"
+        );
+    }
     let batch = Batch::with_mode(mode)?.stream_to(Stream::Stdout);
 
     print_header(&iovm, mode, args, &run);
@@ -151,7 +213,43 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
         .next()
         .context("testkit returned no result")?;
     let total = start.elapsed();
-    Ok(print_footer(&result, mode, total))
+    let disks_ok = check_disks(batch.scratch_dir());
+    Ok(match print_footer(&result, mode, total) {
+        0 if !disks_ok => 1,
+        status => status,
+    })
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Prints whether each disk's host file holds what the guest wrote at
+/// 1 MiB; returns whether all do.
+fn check_disks(scratch: &Path) -> bool {
+    let mut ok = true;
+    for (file, text) in DISK_MARKS {
+        let bytes = std::fs::read(scratch.join(file)).unwrap_or_default();
+        let found = bytes.get(1 << 20..(1 << 20) + text.len()) == Some(text.as_bytes());
+        ok &= found;
+        println!(
+            "host:    {DISK_DIR}/{file} at 1 MiB: {}",
+            if found {
+                format!("{text}, as the guest wrote it")
+            } else {
+                format!("NOT {text}")
+            }
+        );
+    }
+    ok
 }
 
 fn print_header(iovm: &Path, mode: Mode, args: &DemoArgs, run: &GuestRun) {
@@ -175,7 +273,12 @@ fn print_header(iovm: &Path, mode: Mode, args: &DemoArgs, run: &GuestRun) {
         iovm.display(),
         args.cpus,
         args.memory,
-        DEVICES.map(|d| format!("--device {d}")).join(" "),
+        DEVICES
+            .iter()
+            .chain(&IO_DEVICES)
+            .map(|d| format!("--device {d}"))
+            .collect::<Vec<_>>()
+            .join(" "),
         g = guest.display(),
     );
     let cmdline = run.kernel_cmdline();
@@ -185,7 +288,8 @@ fn print_header(iovm: &Path, mode: Mode, args: &DemoArgs, run: &GuestRun) {
     };
     println!("cmdline: {shown}");
     println!("guest:   {kernel}; busybox /init loads drivers, prints `IOVM-GUEST: boot done`,");
-    println!("         runs the script (uname, nproc, cpuinfo, free, interrupts, lspci, dmesg),");
+    println!("         runs the script (uname, nproc, cpuinfo, free, interrupts, lspci, dmesg,");
+    println!("         NVMe and virtio disks written and read back, hwrng, ping over virtio-net),");
     println!("         prints `IOVM-GUEST: exit status=N` and powers off");
     println!(
         "console: streamed live below, each line prefixed with [{}]",
