@@ -1,6 +1,6 @@
 //! `cargo xtask test` and `cargo xtask ci`: the workspace's tests with the images they need.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use testkit::Mode;
 
 use crate::hostmode::{self, ModeChoice};
@@ -37,8 +37,8 @@ pub fn test(args: &TestArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// Format check, clippy, [`test`], then a smoke run of the benchmark; stops at the first
-/// failing step and returns its exit status.
+/// Format check, clippy, [`test`], a short run of every fuzz target, then a smoke run of
+/// the benchmark; stops at the first failing step and returns its exit status.
 pub fn ci(args: &TestArgs) -> Result<i32> {
     let steps: [(&str, &[&str]); 2] = [
         ("format check", &["fmt", "--all", "--", "--check"]),
@@ -55,7 +55,7 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
         ),
     ];
     for (i, (name, cargo_args)) in steps.iter().enumerate() {
-        println!("xtask: ci step {}/4: {name}", i + 1);
+        println!("xtask: ci step {}/5: {name}", i + 1);
         let status = run_status(cargo().args(*cargo_args))?;
         if !status.success() {
             let code = status.code().unwrap_or(1);
@@ -63,13 +63,19 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
             return Ok(code);
         }
     }
-    println!("xtask: ci step 3/4: tests");
+    println!("xtask: ci step 3/5: tests");
     let code = test(args)?;
     if code != 0 {
         return Ok(code);
     }
+    println!("xtask: ci step 4/5: fuzz smoke run ({FUZZ_SECONDS} s per target)");
+    let code = fuzz_smoke()?;
+    if code != 0 {
+        println!("xtask: ci: fuzz smoke run FAILED (exit status {code})");
+        return Ok(code);
+    }
     println!(
-        "xtask: ci step 4/4: benchmark smoke run (cargo xtask bench --quick; no speed is checked)"
+        "xtask: ci step 5/5: benchmark smoke run (cargo xtask bench --quick; no speed is checked)"
     );
     let code = crate::bench::run(&crate::bench::BenchArgs {
         quick: true,
@@ -84,4 +90,41 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
         println!("xtask: ci: benchmark smoke run FAILED (exit status {code})");
     }
     Ok(code)
+}
+
+/// How long CI fuzzes each target.
+const FUZZ_SECONDS: u32 = 20;
+
+/// Runs every target of `fuzz/` (cargo-fuzz, nightly toolchain) for
+/// [`FUZZ_SECONDS`]; returns the first failing exit status, or 0.
+fn fuzz_smoke() -> Result<i32> {
+    let dir = crate::paths::workspace().join("fuzz");
+    let mut targets: Vec<String> = std::fs::read_dir(dir.join("fuzz_targets"))
+        .context("listing fuzz/fuzz_targets")?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".rs"))
+                .map(str::to_owned)
+        })
+        .collect();
+    targets.sort();
+    for target in targets {
+        let max_time = format!("-max_total_time={FUZZ_SECONDS}");
+        let status = run_status(
+            std::process::Command::new("cargo")
+                .current_dir(&dir)
+                .env_remove("RUSTUP_TOOLCHAIN")
+                .env_remove("CARGO")
+                .args(["+nightly", "fuzz", "run", &target, "--", &max_time]),
+        )?;
+        if !status.success() {
+            println!(
+                "xtask: ci: fuzz target {target} failed (a crash is saved under fuzz/artifacts/)"
+            );
+            return Ok(status.code().unwrap_or(1));
+        }
+    }
+    Ok(0)
 }
