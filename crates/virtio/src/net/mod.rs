@@ -61,6 +61,25 @@ use backend::net::{FrameIo, Tap};
 
 pub use ctrl::{CtrlState, RxFilter};
 
+/// Gathers one transmit chain into `buf` (header, then frame) and checks it
+/// exactly as the transmit path does; `true` if the frame would be sent.
+/// The fuzz target's entry point into transmit parsing.
+pub fn check_tx_chain(
+    descs: impl Iterator<Item = virtio_queue::desc::split::Descriptor>,
+    dma: &dyn dma::Dma,
+    features: u64,
+    buf: &mut Vec<u8>,
+) -> bool {
+    tx::gather_frame(descs, dma, features, buf).is_ok()
+}
+
+/// Parses the readable bytes of a control-queue command as the device
+/// does; `true` if it is a well-formed command it knows. The fuzz
+/// target's entry point into control parsing.
+pub fn check_ctrl_command(bytes: &[u8], features: u64) -> bool {
+    ctrl::parse(bytes, features).is_ok()
+}
+
 use crate::device::{ActivateError, Activation, VirtioDevice};
 use crate::features::ID_NET;
 

@@ -1,0 +1,86 @@
+//! Fuzzes the descriptor-chain parsing of virtio-net (transmit chains and
+//! control commands), virtio-rng and virtio-console with guest-written
+//! descriptor tables and buffers (virtio-blk has its own target).
+//!
+//! Input layout: 8 bytes of parameters (which parser, head index, feature
+//! bits, descriptor limit), then guest RAM from address 0: two 64 KiB
+//! regions with a hole between them. The queue (16 entries) has its
+//! descriptor table at 0 and its available ring at 0x100, offering one chain.
+
+#![no_main]
+
+use std::sync::Arc;
+
+use dma::GuestDma;
+use libfuzzer_sys::fuzz_target;
+use virtio::{console, net, rng};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+const QSIZE: u16 = 16;
+const REGION: usize = 0x1_0000;
+const SECOND: u64 = 0x2_0000;
+const AVAIL: u64 = 0x100;
+const USED: u64 = 0x200;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((params, ram)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[
+        (GuestAddress(0), REGION),
+        (GuestAddress(SECOND), REGION),
+    ]) else {
+        return;
+    };
+    let first = &ram[..ram.len().min(REGION)];
+    let second = &ram[first.len()..];
+    let second = &second[..second.len().min(REGION)];
+    let head = u16::from(params[1]) % (QSIZE * 2);
+    if mem.write_slice(first, GuestAddress(0)).is_err()
+        || mem.write_slice(second, GuestAddress(SECOND)).is_err()
+        || mem.write_obj(0u16, GuestAddress(AVAIL)).is_err()
+        || mem.write_obj(1u16, GuestAddress(AVAIL + 2)).is_err()
+        || mem.write_obj(head, GuestAddress(AVAIL + 4)).is_err()
+    {
+        return;
+    }
+    let Ok(mut queue) = Queue::new(QSIZE) else {
+        return;
+    };
+    queue.set_size(QSIZE);
+    queue.set_desc_table_address(Some(0), Some(0));
+    queue.set_avail_ring_address(Some(AVAIL as u32), Some(0));
+    queue.set_used_ring_address(Some(USED as u32), Some(0));
+    queue.set_ready(true);
+    let features = u64::from(u32::from_le_bytes([params[2], params[3], params[4], params[5]]))
+        | 1 << 32;
+    let max_descriptors = usize::from(params[6]).max(1);
+    let mem = Arc::new(mem);
+    let dma = GuestDma::new(mem.clone());
+    let Some(chain) = queue.pop_descriptor_chain(&*mem) else {
+        return;
+    };
+    match params[0] % 5 {
+        0 => {
+            let mut buf = Vec::new();
+            if net::check_tx_chain(chain, &dma, features, &mut buf) {
+                assert!(buf.len() >= 12 + 14, "header and an Ethernet header");
+            }
+        }
+        1 => {
+            let _ = net::check_ctrl_command(first, features);
+        }
+        2 => {
+            if let Ok(req) = rng::parse(chain, max_descriptors, 0x1_0000) {
+                assert!(req.len() <= 0x1_0000);
+            }
+        }
+        3 => {
+            let _ = console::parse(chain, console::Port::Receive, max_descriptors);
+        }
+        _ => {
+            let _ = console::parse(chain, console::Port::Transmit, max_descriptors);
+        }
+    }
+});
