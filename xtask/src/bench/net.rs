@@ -20,6 +20,10 @@ const TAP: &str = "vtap0";
 const NET_LINE: &str = "IOVM-BENCH: net ";
 /// Where the sink's process id is kept, to stop it after the run.
 const SINK_PID: &str = "/run/iovm-bench-sink.pid";
+/// The sink's standard input: a FIFO opened read-write, so it never reads end of file
+/// (busybox `nc` half-closes the connection when its input ends, and the guest's `nc`
+/// then stops at once).
+const SINK_IN: &str = "/run/iovm-bench-sink.in";
 
 /// A net figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,7 +90,8 @@ pub fn vmm_args(vmm: Vmm) -> Vec<String> {
             "-netdev".into(),
             format!("tap,id=n,ifname={TAP},script=no,downscript=no,vhost=off"),
             "-device".into(),
-            "virtio-net-pci,netdev=n".into(),
+            // No option ROM: the guest boots with -kernel, and QEMU's is not staged.
+            "virtio-net-pci,netdev=n,romfile=".into(),
         ],
     }
 }
@@ -95,11 +100,12 @@ pub fn vmm_args(vmm: Vmm) -> Vec<String> {
 /// background, the TAP's address and the sink once the VMM has made the TAP.
 pub fn before() -> String {
     format!(
-        "rm -f {SINK_PID}; touch {NETNS} && unshare --net={NETNS} true && \
+        "rm -f {SINK_PID} {SINK_IN}; mkfifo {SINK_IN} && \
+         touch {NETNS} && unshare --net={NETNS} true && \
          nsenter --net={NETNS} sh -c '( i=0; \
          while ! ip link show {TAP} >/dev/null 2>&1 && [ $i -lt 1200 ]; do sleep 0.1; \
          i=$((i+1)); done; ip addr add 10.0.2.1/24 dev {TAP} && ip link set {TAP} up; \
-         nc -l -p 5001 >/dev/null & echo $! >{SINK_PID}; wait ) >/dev/null 2>&1 &' \
+         nc -l -p 5001 <>{SINK_IN} >/dev/null & echo $! >{SINK_PID}; wait ) >/dev/null 2>&1 &' \
          || echo 'bench: making the network namespace failed'\n"
     )
 }
@@ -107,23 +113,25 @@ pub fn before() -> String {
 /// Shell commands after a run: stop the sink if it still runs, remove the namespace.
 pub fn after() -> String {
     format!(
-        "[ -f {SINK_PID} ] && kill $(cat {SINK_PID}) 2>/dev/null; rm -f {SINK_PID}; \
+        "[ -f {SINK_PID} ] && kill $(cat {SINK_PID}) 2>/dev/null; rm -f {SINK_PID} {SINK_IN}; \
          umount {NETNS} 2>/dev/null; rm -f {NETNS}\n"
     )
 }
 
-/// The guest script: address, wait for the peer, send `mib` MiB timed, print the result.
+/// The guest script: address, wait for the peer, send `mib` MiB timed, print the result
+/// with the bytes the interface sent (which must be at least that).
 pub fn guest_script(mib: u32) -> String {
     format!(
         "ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up || exit 1\n\
          i=0; until ping -c 1 -W 1 10.0.2.1 >/dev/null 2>&1; do i=$((i+1)); \
          [ $i -lt 30 ] || {{ echo 'IOVM-BENCH: no peer'; exit 1; }}; done\n\
+         t=/sys/class/net/eth0/statistics/tx_bytes; x=$(cat $t)\n\
          echo \"{m}net.begin\"; sleep 0.1\n\
          a=$(cut -d' ' -f1 /proc/uptime)\n\
          dd if=/dev/zero bs=1048576 count={mib} 2>/dev/null | nc 10.0.2.1 5001; rc=$?\n\
          b=$(cut -d' ' -f1 /proc/uptime)\n\
          echo \"{m}net.end\"\n\
-         echo \"{NET_LINE}mib={mib} start=$a end=$b rc=$rc\"\n\
+         echo \"{NET_LINE}mib={mib} start=$a end=$b rc=$rc tx=$(($(cat $t)-x))\"\n\
          exit $rc\n",
         m = marks::MARK
     )
@@ -148,6 +156,9 @@ pub fn figures(console: &str, snaps: &[Snapshot]) -> Result<Vec<(Metric, f64)>, 
     if rc != 0.0 {
         return Err(format!("nc failed (status {rc})"));
     }
+    if get("tx").unwrap_or(0.0) < mib * 1048576.0 {
+        return Err(format!("the interface sent less than {mib} MiB: `{line}`"));
+    }
     let secs = end - start;
     if secs <= 0.0 || mib <= 0.0 {
         return Err(format!("no time passed: `{line}`"));
@@ -169,7 +180,7 @@ mod tests {
     #[test]
     fn test_figures_from_the_result_line() {
         let console = "IOVM-BENCH: mark net.begin\n\
-                       IOVM-BENCH: net mib=100 start=10.50 end=20.50 rc=0\n";
+                       IOVM-BENCH: net mib=100 start=10.50 end=20.50 rc=0 tx=106000000\n";
         let snaps = marks::parse_all(
             "mark=net.begin exits=100 halt_exits=0\nmark=net.end exits=5100 halt_exits=200\n",
         );
@@ -190,7 +201,10 @@ mod tests {
     fn test_failed_send_does_not_count() {
         let e = figures("IOVM-BENCH: net mib=100 start=1 end=2 rc=1\n", &[]).unwrap_err();
 
+        let short = figures("IOVM-BENCH: net mib=100 start=1 end=2 rc=0 tx=9000\n", &[]);
+
         assert!(e.contains("status 1"), "{e}");
+        assert!(short.unwrap_err().contains("sent less"));
         assert!(figures("nothing\n", &[]).is_err());
     }
 
@@ -201,7 +215,7 @@ mod tests {
         assert_eq!(
             a,
             "-netdev tap,id=n,ifname=vtap0,script=no,downscript=no,vhost=off \
-             -device virtio-net-pci,netdev=n"
+             -device virtio-net-pci,netdev=n,romfile="
         );
     }
 }

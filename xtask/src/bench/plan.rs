@@ -399,7 +399,7 @@ mod tests {
         );
         assert!(s.contains("'--marks' \"$B\"/'marks/block-virtio-blk.iovm.1.txt'"));
         assert!(s.contains("'--device' 'virtio-blk,path=/run/iovm-bench-disk'"));
-        assert!(s.contains("'-device' 'virtio-net-pci,netdev=n'"));
+        assert!(s.contains("'-device' 'virtio-net-pci,netdev=n,romfile='"));
         assert!(s.contains("'--' 'nsenter' '--net=/run/iovm-bench-netns' \"$STAGE\"/'bin/iovm'"));
         assert_eq!(s.matches("unshare --net=").count(), 2);
         assert_eq!(
