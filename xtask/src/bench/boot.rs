@@ -127,7 +127,7 @@ impl Figure {
     /// Row title in tables.
     pub fn label(self) -> String {
         let s = match self {
-            Figure::Block(_, j, m) => return block::label(j, m),
+            Figure::Block(d, j, m) => return format!("{} {}", d.label(), block::label(j, m)),
             Figure::Net(m) => return m.label().to_owned(),
             Figure::ToMarker => "process start → init marker (ms)",
             Figure::ToExit => "process start → exit after poweroff (ms)",

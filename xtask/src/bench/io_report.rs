@@ -91,7 +91,7 @@ pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) ->
             };
             out.push_str(&format!(
                 "| {} | {} | {} | {host_cell} | {} |\n",
-                f.label(),
+                block::label(job, m),
                 cell(summary(outcomes, f, Vmm::Iovm)),
                 cell(summary(outcomes, f, Vmm::QemuQ35)),
                 ratio_cell(outcomes, f)
