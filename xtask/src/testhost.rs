@@ -30,6 +30,9 @@ pub const MODULES: &[&str] = &[
     "9p",
     // TAP interfaces for virtio-net tests, in namespaces the tests make.
     "tun",
+    // A RAM block device (/dev/ram0) for the block benchmark: RAM like tmpfs, but it
+    // takes O_DIRECT, which this kernel's tmpfs refuses.
+    "brd",
 ];
 
 /// The Debian packages of the outer QEMU.

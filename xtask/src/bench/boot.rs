@@ -3,6 +3,9 @@
 
 use testkit::markers;
 
+use super::block::{self, Disk, Job};
+use super::marks::Snapshot;
+use super::net;
 use super::plan::{Kind, RunSpec};
 use super::probe::STDERR_HEADING;
 use super::record::{Exit, Record};
@@ -41,11 +44,15 @@ pub enum Figure {
     KernelCf8Read,
     /// In the guest: ns per kernel configuration read of extended space (ECAM), with the system call.
     KernelEcamRead,
+    /// A fio figure or exits per I/O of one job on one kind of disk ([`block`]).
+    Block(Disk, Job, block::Metric),
+    /// A network figure ([`net`]).
+    Net(net::Metric),
 }
 
 impl Figure {
-    /// All, in report order.
-    pub const ALL: [Figure; 14] = [
+    /// The boot, memory and exit-path figures, in report order.
+    pub const VM: [Figure; 14] = [
         Figure::ToMarker,
         Figure::ToExit,
         Figure::FirstInstruction,
@@ -62,9 +69,43 @@ impl Figure {
         Figure::KernelEcamRead,
     ];
 
-    /// Key in results.json.
-    pub fn id(self) -> &'static str {
+    /// Every figure, in report order.
+    pub fn all() -> Vec<Figure> {
+        let mut out = Figure::VM.to_vec();
+        for disk in Disk::ALL {
+            out.extend(
+                block::rows()
+                    .into_iter()
+                    .map(|(j, m)| Figure::Block(disk, j, m)),
+            );
+        }
+        out.extend(net::Metric::ALL.map(Figure::Net));
+        out
+    }
+
+    /// Whether the ratio chart shows it: all but the breakdowns of exits by kind.
+    pub fn on_chart(self) -> bool {
         match self {
+            Figure::Block(_, _, m) => !m.id().contains("_exits"),
+            Figure::Net(m) => !m.id().contains("_exits"),
+            _ => true,
+        }
+    }
+
+    /// Whether more is better (throughput); for the rest, less is.
+    pub fn higher_is_better(self) -> bool {
+        match self {
+            Figure::Block(_, _, m) => m.higher_is_better(),
+            Figure::Net(m) => m.higher_is_better(),
+            _ => false,
+        }
+    }
+
+    /// Key in results.json.
+    pub fn id(self) -> String {
+        let s = match self {
+            Figure::Block(d, j, m) => return format!("block.{}.{}.{}", d.id(), j.id(), m.id()),
+            Figure::Net(m) => return format!("net.{}", m.id()),
             Figure::ToMarker => "boot.start_to_init_marker_ms",
             Figure::ToExit => "boot.start_to_exit_ms",
             Figure::FirstInstruction => "boot.iovm_first_guest_instruction_ms",
@@ -79,12 +120,15 @@ impl Figure {
             Figure::EcamWrite => "exits.ecam_write_ns",
             Figure::KernelCf8Read => "exits.kernel_cf8_read_ns",
             Figure::KernelEcamRead => "exits.kernel_ecam_read_ns",
-        }
+        };
+        s.to_owned()
     }
 
     /// Row title in tables.
-    pub fn label(self) -> &'static str {
-        match self {
+    pub fn label(self) -> String {
+        let s = match self {
+            Figure::Block(d, j, m) => return format!("{} {}", d.label(), block::label(j, m)),
+            Figure::Net(m) => return m.label().to_owned(),
             Figure::ToMarker => "process start → init marker (ms)",
             Figure::ToExit => "process start → exit after poweroff (ms)",
             Figure::FirstInstruction => "first guest instruction, iovm `--timing` (ms)",
@@ -99,7 +143,8 @@ impl Figure {
             Figure::EcamWrite => "MMIO write to a read-only ECAM register (ns)",
             Figure::KernelCf8Read => "config read by the kernel via 0xCF8/0xCFC, sysfs (ns)",
             Figure::KernelEcamRead => "config read by the kernel via ECAM, sysfs (ns)",
-        }
+        };
+        s.to_owned()
     }
 
     /// The key exit-probe prints this figure under, for exit-path figures.
@@ -142,10 +187,16 @@ pub fn iovm_timing(console: &str, what: &str) -> Option<f64> {
     })
 }
 
-/// Checks one run and extracts its figures.
-pub fn evaluate(spec: RunSpec, record: Option<Record>, console: Option<&str>) -> Outcome {
+/// Checks one run and extracts its figures; `snaps` are the KVM counters the probe read
+/// at the guest's marks.
+pub fn evaluate(
+    spec: RunSpec,
+    record: Option<Record>,
+    console: Option<&str>,
+    snaps: &[Snapshot],
+) -> Outcome {
     let console = console.unwrap_or("");
-    let checked = check(spec, record.as_ref(), console);
+    let checked = check(spec, record.as_ref(), console, snaps);
     let (samples, problem) = match checked {
         Ok(s) => (s, None),
         Err(p) => (Vec::new(), Some(p)),
@@ -168,6 +219,7 @@ fn check(
     spec: RunSpec,
     record: Option<&Record>,
     console: &str,
+    snaps: &[Snapshot],
 ) -> Result<Vec<(Figure, f64)>, String> {
     let r = record.ok_or("no record: the probe did not finish")?;
     if r.marker_ms.is_none() || r.exit != Exit::Code(0) {
@@ -214,7 +266,7 @@ fn check(
                 .filter_map(|l| l.split_once("exit-probe: ").map(|(_, rest)| rest))
                 .find(|l| l.contains("_ns="))
                 .ok_or("no `exit-probe:` figures line on the console")?;
-            for f in Figure::ALL {
+            for f in Figure::VM {
                 let Some(key) = f.probe_key() else { continue };
                 let value = line
                     .split_whitespace()
@@ -227,6 +279,17 @@ fn check(
             if out.is_empty() {
                 return Err("exit-probe measured nothing".into());
             }
+        }
+        Kind::Block(disk) => {
+            let f = block::figures(guest_console(console), snaps)?;
+            out.extend(
+                f.into_iter()
+                    .map(|(j, m, v)| (Figure::Block(disk, j, m), v)),
+            );
+        }
+        Kind::Net => {
+            let f = net::figures(guest_console(console), snaps)?;
+            out.extend(f.into_iter().map(|(m, v)| (Figure::Net(m), v)));
         }
     }
     Ok(out)
@@ -304,7 +367,7 @@ mod tests {
             IOVM-GUEST: exit status=0\n";
         let r = record("exits.iovm.1", Exit::Code(0), None);
 
-        let o = evaluate(spec(Kind::Exits, Vmm::Iovm), Some(r), Some(console));
+        let o = evaluate(spec(Kind::Exits, Vmm::Iovm), Some(r), Some(console), &[]);
 
         assert_eq!(o.problem, None);
         assert_eq!(
@@ -327,7 +390,7 @@ mod tests {
             IOVM-GUEST: exit status=1\n";
         let r = record("exits.qemu-q35.1", Exit::Code(0), None);
 
-        let o = evaluate(spec(Kind::Exits, Vmm::QemuQ35), Some(r), Some(console));
+        let o = evaluate(spec(Kind::Exits, Vmm::QemuQ35), Some(r), Some(console), &[]);
 
         assert_eq!(o.problem, None);
         assert_eq!(
@@ -343,7 +406,7 @@ mod tests {
             IOVM-GUEST: exit status=1\n";
         let r = record("exits.iovm.1", Exit::Code(0), None);
 
-        let o = evaluate(spec(Kind::Exits, Vmm::Iovm), Some(r), Some(console));
+        let o = evaluate(spec(Kind::Exits, Vmm::Iovm), Some(r), Some(console), &[]);
 
         assert_eq!(o.problem.as_deref(), Some("exit-probe measured nothing"));
     }
@@ -365,7 +428,12 @@ mod tests {
     fn test_iovm_boot_run_gives_four_figures() {
         let r = record("boot.iovm.1", Exit::Code(0), None);
 
-        let o = evaluate(spec(Kind::Boot, Vmm::Iovm), Some(r), Some(IOVM_CONSOLE));
+        let o = evaluate(
+            spec(Kind::Boot, Vmm::Iovm),
+            Some(r),
+            Some(IOVM_CONSOLE),
+            &[],
+        );
 
         assert_eq!(o.problem, None);
         assert_eq!(
@@ -394,6 +462,7 @@ mod tests {
             spec(Kind::Memory, Vmm::QemuQ35),
             Some(r),
             Some(IOVM_CONSOLE),
+            &[],
         );
 
         assert_eq!(
@@ -415,13 +484,14 @@ mod tests {
         };
         let failed_script = IOVM_CONSOLE.replace("status=0", "status=2");
 
-        let timed_out = evaluate(s, Some(bad_exit), Some(IOVM_CONSOLE));
+        let timed_out = evaluate(s, Some(bad_exit), Some(IOVM_CONSOLE), &[]);
         let script = evaluate(
             s,
             Some(record("b", Exit::Code(0), None)),
             Some(&failed_script),
+            &[],
         );
-        let missing = evaluate(s, None, None);
+        let missing = evaluate(s, None, None, &[]);
 
         assert_eq!(
             timed_out.problem.unwrap(),
@@ -441,8 +511,14 @@ mod tests {
                 spec(Kind::Boot, Vmm::Iovm),
                 Some(r.clone()),
                 Some(IOVM_CONSOLE),
+                &[],
             ),
-            evaluate(spec(Kind::Boot, Vmm::Iovm), Some(r), Some(IOVM_CONSOLE)),
+            evaluate(
+                spec(Kind::Boot, Vmm::Iovm),
+                Some(r),
+                Some(IOVM_CONSOLE),
+                &[],
+            ),
         ];
 
         assert_eq!(samples(&o, Figure::ToExit, Vmm::Iovm), [1000.0, 1000.0]);

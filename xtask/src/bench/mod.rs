@@ -1,6 +1,7 @@
-//! `cargo xtask bench`: boot time and memory of iovm against QEMU 7.2 (`-M microvm` and
-//! `-M q35`), booting the same guest in the same place: inside the nested test host where
-//! `/dev/kvm` is not hardware KVM, directly where it is.
+//! `cargo xtask bench`: boot time, memory, exit paths, block and network I/O of iovm
+//! against QEMU 7.2 (`-M microvm` and `-M q35`), booting the same guest in the same
+//! place: inside the nested test host where `/dev/kvm` is not hardware KVM, directly
+//! where it is.
 //!
 //! Everything runs in one [`testkit::Batch::run_script`]: the VMMs, their libraries and
 //! firmware and the probe (this very binary, `xtask bench-probe`) are staged into the
@@ -9,10 +10,14 @@
 //! records and consoles become figures ([`boot`]), summaries ([`stats`]) and the report
 //! ([`report`]).
 
+mod block;
 mod boot;
 mod device;
 mod facts;
+mod io_report;
 mod json;
+mod marks;
+mod net;
 mod plan;
 mod plot;
 pub mod probe;
@@ -40,8 +45,10 @@ use self::vmm::{Files, Vmm};
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// A smoke run: one repetition, without QEMU q35, the report in
-    /// target/bench/RESULTS-quick.md (docs/bench/RESULTS.md is kept), and only
-    /// iovm's runs must all count (what `cargo xtask ci` runs).
+    /// target/bench/RESULTS-quick.md (docs/bench/RESULTS.md is kept), and only iovm's
+    /// runs must all count (what `cargo xtask ci` runs). Of the block and net groups
+    /// it runs only NVMe with 1 s fio jobs (unless --only names them: then NVMe and
+    /// virtio-blk, 1 s jobs, and 16 MiB sent), to stay well under five minutes.
     #[arg(long, conflicts_with = "reps")]
     pub quick: bool,
 
@@ -72,6 +79,10 @@ pub enum Group {
     /// Boot, memory and exit paths: the VMMs booting a guest (in the test host where
     /// /dev/kvm is not hardware KVM).
     Vm,
+    /// fio in the guest on NVMe and virtio-blk disks, with KVM exits per I/O.
+    Block,
+    /// TCP throughput from the guest over virtio-net and a TAP.
+    Net,
     /// iovm's NVMe device path without a VM against the host's fio, directly on this
     /// machine.
     DevicePath,
@@ -84,12 +95,53 @@ impl BenchArgs {
 
     /// Whether every group runs.
     fn all_groups(&self) -> bool {
-        self.runs(Group::Vm) && self.runs(Group::DevicePath)
+        Group::ALL.iter().all(|&g| self.runs(g))
+    }
+
+    /// The kinds of guest runs of the groups that run, in order.
+    fn kinds(&self) -> Vec<Kind> {
+        let mut out = Vec::new();
+        if self.runs(Group::Vm) {
+            out.extend(plan::VM_KINDS);
+        }
+        // A smoke run of everything keeps one block run as the block and net
+        // groups' check (the guest tests cover virtio-net already).
+        let smoke_all = self.quick && self.only.is_empty();
+        if self.runs(Group::Block) {
+            if smoke_all {
+                out.push(Kind::Block(block::Disk::Nvme));
+            } else {
+                out.extend(plan::BLOCK_KINDS);
+            }
+        }
+        if self.runs(Group::Net) && !smoke_all {
+            out.push(Kind::Net);
+        }
+        out
+    }
+}
+
+impl Group {
+    /// All, in run order.
+    const ALL: [Group; 4] = [Group::Vm, Group::Block, Group::Net, Group::DevicePath];
+
+    /// Name on the command line.
+    fn id(self) -> &'static str {
+        match self {
+            Group::Vm => "vm",
+            Group::Block => "block",
+            Group::Net => "net",
+            Group::DevicePath => "device-path",
+        }
     }
 }
 
 /// Measured seconds per device-path run: full and `--quick`.
 const DEVICE_SECONDS: (u32, u32) = (5, 2);
+/// Seconds per fio job in the guest: full and `--quick`.
+const BLOCK_SECONDS: (u32, u32) = (3, 1);
+/// MiB the guest sends in a net run: full and `--quick`.
+const NET_MIB: (u32, u32) = (200, 16);
 
 /// Guest RAM of every run.
 const MEMORY: &str = "512M";
@@ -115,10 +167,11 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         // Before a long VM group, so that a missing fio costs nothing.
         device::check_fio()?;
     }
-    let vms = if args.runs(Group::Vm) {
-        Some(run_vms(args, reps)?)
-    } else {
+    let kinds = args.kinds();
+    let vms = if kinds.is_empty() {
         None
+    } else {
+        Some(run_vms(args, reps, &kinds)?)
     };
     let dev = if args.runs(Group::DevicePath) {
         let secs = if args.quick {
@@ -133,16 +186,18 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
     write_reports(args, reps, vms.as_ref(), dev.as_ref())
 }
 
-/// What the VM group leaves for the report.
+/// What the groups that boot guests leave for the report.
 struct VmResults {
     env: report::Env,
     outcomes: Vec<boot::Outcome>,
+    /// The test host's own fio on the block image, if the block group ran.
+    host_fio: Option<block::HostFio>,
     /// Why the bench script did not finish, if it did not.
     script_failure: Option<String>,
 }
 
-/// The VM group: boots, memory and exit paths, in one batch.
-fn run_vms(args: &BenchArgs, reps: u32) -> Result<VmResults> {
+/// The groups that boot guests (boot, memory and exit paths; block; net), in one batch.
+fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
     let (mode, why) = hostmode::decide(args.mode)?;
     println!(
         "xtask: bench: {} ({why})",
@@ -171,13 +226,22 @@ fn run_vms(args: &BenchArgs, reps: u32) -> Result<VmResults> {
         kernel: "$STAGE/guest/vmlinuz".into(),
         initramfs: "$STAGE/guest/initramfs.cpio.gz".into(),
     };
+    let pick = |(full, quick): (u32, u32)| if args.quick { quick } else { full };
+    let host_fio = if args.runs(Group::Block) {
+        stage_host_fio(&batch)?
+    } else {
+        None
+    };
     let settings = Settings {
         reps,
         timeout_s: args.timeout,
         memory: MEMORY.into(),
         sample_after_ms: SAMPLE_AFTER_MS,
+        block_seconds: pick(BLOCK_SECONDS),
+        net_mib: pick(NET_MIB),
+        host_fio,
     };
-    let mut runs = plan::runs(reps);
+    let mut runs = plan::runs(reps, kinds);
     if args.quick {
         // The smoke run keeps the harness working for every kind of run; it
         // leaves out QEMU q35, which now and then hangs the TCG test host
@@ -187,10 +251,9 @@ fn run_vms(args: &BenchArgs, reps: u32) -> Result<VmResults> {
     let script = plan::script(&runs, &settings, &files, &probe);
     let limit = Duration::from_secs((args.timeout + 20) * runs.len() as u64 + 120);
     println!(
-        "xtask: bench: {} runs ({} VMMs × boot and memory, iovm and q35 × exit paths; \
-         × {reps}); progress below",
+        "xtask: bench: {} runs ({} × {reps} repetition(s)); progress below",
         runs.len(),
-        Vmm::ALL.len()
+        kinds.iter().map(|k| k.id()).collect::<Vec<_>>().join(", ")
     );
     let out = batch.run_script(&script, limit)?;
     if let Some(f) = &out.failure {
@@ -226,9 +289,19 @@ fn run_vms(args: &BenchArgs, reps: u32) -> Result<VmResults> {
                 let _ = fs::write(logs_dir.join(format!("{name}.log")), text);
             }
             let record = records.iter().find(|r| r.name == name).cloned();
-            boot::evaluate(*spec, record, console.as_deref())
+            let marks_text =
+                fs::read_to_string(bench_dir.join("marks").join(format!("{name}.txt")))
+                    .unwrap_or_default();
+            if !marks_text.is_empty() {
+                let _ = fs::write(logs_dir.join(format!("{name}.marks")), &marks_text);
+            }
+            let snaps = marks::parse_all(&marks_text);
+            boot::evaluate(*spec, record, console.as_deref(), &snaps)
         })
         .collect();
+    let host_fio = args
+        .runs(Group::Block)
+        .then(|| block::HostFio::read(&bench_dir, reps));
 
     let plot_name = if args.quick {
         "ratios-quick.png"
@@ -237,12 +310,26 @@ fn run_vms(args: &BenchArgs, reps: u32) -> Result<VmResults> {
     } else {
         "ratios.png"
     };
-    let env = environment(mode, reps, &bench_dir, &files, plot_name);
+    let env = environment(mode, &settings, &bench_dir, &files, plot_name);
     Ok(VmResults {
         env,
         outcomes,
+        host_fio,
         script_failure: out.failure.map(|f| f.to_string()),
     })
+}
+
+/// Stages this machine's fio for the test host's own runs on the block image; `None`
+/// (and the report says so) where there is none.
+fn stage_host_fio(batch: &Batch) -> Result<Option<String>> {
+    let Some(fio) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("fio"))
+        .find(|p| p.is_file())
+    else {
+        println!("xtask: bench: no fio on this machine: the block tables go without host fio");
+        return Ok(None);
+    };
+    Ok(Some(batch.stage_binary(&fio)?))
 }
 
 /// Writes results.json, the Markdown report and the chart; returns the exit status.
@@ -255,11 +342,16 @@ fn write_reports(
     let out_dir = paths::target().join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let command = command_line(args, reps, vms.map(|v| v.env.mode));
-    let json = report::json(&command, vms.map(|v| (&v.env, v.outcomes.as_slice())), dev);
+    let guests = vms.map(|v| report::Guests {
+        env: &v.env,
+        outcomes: &v.outcomes,
+        host_fio: v.host_fio.as_ref(),
+    });
+    let json = report::json(&command, guests, dev);
     let json_path = out_dir.join("results.json");
     fs::write(&json_path, json.pretty())
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let md = report::markdown(&command, vms.map(|v| (&v.env, v.outcomes.as_slice())), dev);
+    let md = report::markdown(&command, guests, dev);
     // A smoke run (--quick) or one that left a group out keeps the committed
     // results: its report stays in target/.
     let md_path = if args.quick {
@@ -330,26 +422,53 @@ fn command_line(args: &BenchArgs, reps: u32, mode: Option<Mode>) -> String {
         command.push_str(&format!(" --timeout {}", args.timeout));
     }
     if !args.all_groups() {
-        let groups: Vec<&str> = [(Group::Vm, "vm"), (Group::DevicePath, "device-path")]
+        let groups: Vec<&str> = Group::ALL
             .iter()
-            .filter(|(g, _)| args.runs(*g))
-            .map(|(_, n)| *n)
+            .filter(|g| args.runs(**g))
+            .map(|g| g.id())
             .collect();
         command.push_str(&format!(" --only {}", groups.join(",")));
     }
     command
 }
 
-fn environment(mode: Mode, reps: u32, bench_dir: &Path, files: &Files, plot: &str) -> report::Env {
+fn environment(
+    mode: Mode,
+    settings: &Settings,
+    bench_dir: &Path,
+    files: &Files,
+    plot: &str,
+) -> report::Env {
     let (run_kernel, run_cpu) = facts::run_place(bench_dir);
     let cmdline = format!(
         "{} iovm.run=<base64 of the guest script: `{}` for boot runs, `{}` for memory runs, \
-         `{}` for exit-path runs (with `iomem=relaxed`)>",
+         `{}` for exit-path runs (with `iomem=relaxed`), fio jobs for block runs, a timed \
+         `nc` for net runs>",
         plan::CMDLINE,
-        Kind::Boot.guest_script(),
-        Kind::Memory.guest_script(),
-        Kind::Exits.guest_script()
+        Kind::Boot.guest_script(settings),
+        Kind::Memory.guest_script(settings),
+        Kind::Exits.guest_script(settings)
     );
+    // The guest script shows in the report as text, not as base64.
+    let shown_cmdline = format!("{} iovm.run=<base64 of the guest script>", plan::CMDLINE);
+    let io_kinds = [
+        Kind::Block(block::Disk::Nvme),
+        Kind::Block(block::Disk::VirtioBlk),
+        Kind::Net,
+    ];
+    let io_commands = io_kinds
+        .iter()
+        .flat_map(|&k| k.vmms().iter().map(move |&v| (k, v)))
+        .map(|(k, v)| {
+            let mut c = v.command(files, &shown_cmdline, MEMORY);
+            c.extend(k.device_args(v));
+            (k, v, facts::display_command(&c))
+        })
+        .collect();
+    let io_scripts = io_kinds
+        .iter()
+        .map(|&k| (k, k.guest_script(settings)))
+        .collect();
     report::Env {
         date: facts::date(),
         mode,
@@ -363,17 +482,24 @@ fn environment(mode: Mode, reps: u32, bench_dir: &Path, files: &Files, plot: &st
             facts::git_commit()
         ),
         qemu: facts::version(bench_dir, "qemu-version.txt"),
-        reps,
+        reps: settings.reps,
         memory: MEMORY.into(),
         sample_after_ms: SAMPLE_AFTER_MS,
         cmdline,
         commands: Vmm::ALL
             .iter()
             .map(|&v| {
-                let c = v.command(files, &Kind::Boot.cmdline(), MEMORY);
+                let c = v.command(files, &Kind::Boot.cmdline(settings), MEMORY);
                 (v, facts::display_command(&c))
             })
             .collect(),
+        io_commands,
+        io_scripts,
+        block_seconds: settings.block_seconds,
+        net_mib: settings.net_mib,
+        block_image: std::fs::read_to_string(bench_dir.join("block-image.txt"))
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default(),
         plot: plot.into(),
     }
 }

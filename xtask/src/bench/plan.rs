@@ -4,6 +4,8 @@
 use testkit::guest_script_word;
 use testkit::testhost::shell_quote;
 
+use super::block::{self, Disk, Job};
+use super::net;
 use super::vmm::{Files, Vmm};
 
 /// The kernel command line every VMM gets, before the guest script word.
@@ -25,6 +27,10 @@ pub enum Kind {
     /// The guest times its own exits with `exit-probe` (iovm and QEMU q35: the
     /// probe needs PCI configuration space, which microvm has none of).
     Exits,
+    /// The guest runs fio on a disk of this kind ([`block`]; iovm and QEMU q35).
+    Block(Disk),
+    /// The guest sends TCP to a peer over a TAP ([`net`]; iovm and QEMU q35).
+    Net,
 }
 
 impl Kind {
@@ -34,28 +40,33 @@ impl Kind {
             Kind::Boot => "boot",
             Kind::Memory => "memory",
             Kind::Exits => "exits",
+            Kind::Block(Disk::Nvme) => "block-nvme",
+            Kind::Block(Disk::VirtioBlk) => "block-virtio-blk",
+            Kind::Net => "net",
         }
     }
 
     /// The script the guest runs after its marker (then it powers off).
-    pub fn guest_script(self) -> &'static str {
+    pub fn guest_script(self, s: &Settings) -> String {
         match self {
-            Kind::Boot => ":",
-            Kind::Memory => "sleep 2",
-            Kind::Exits => EXIT_PROBE,
+            Kind::Boot => ":".into(),
+            Kind::Memory => "sleep 2".into(),
+            Kind::Exits => EXIT_PROBE.into(),
+            Kind::Block(disk) => disk.guest_script(s.block_seconds),
+            Kind::Net => net::guest_script(s.net_mib),
         }
     }
 
     /// The full kernel command line of this kind of run.
-    pub fn cmdline(self) -> String {
+    pub fn cmdline(self, s: &Settings) -> String {
         let extra = match self {
             // exit-probe maps the ECAM window from /dev/mem.
             Kind::Exits => " iomem=relaxed",
-            Kind::Boot | Kind::Memory => "",
+            _ => "",
         };
         format!(
             "{CMDLINE}{extra} {}",
-            guest_script_word(self.guest_script())
+            guest_script_word(&self.guest_script(s))
         )
     }
 
@@ -63,7 +74,21 @@ impl Kind {
     pub fn vmms(self) -> &'static [Vmm] {
         match self {
             Kind::Boot | Kind::Memory => &Vmm::ALL,
-            Kind::Exits => &[Vmm::Iovm, Vmm::QemuQ35],
+            Kind::Exits | Kind::Block(_) | Kind::Net => &[Vmm::Iovm, Vmm::QemuQ35],
+        }
+    }
+
+    /// Whether the probe reads KVM's exit counters at the guest's marks.
+    fn counts_exits(self) -> bool {
+        matches!(self, Kind::Block(_) | Kind::Net)
+    }
+
+    /// The VMM arguments this kind adds to a boot run's.
+    pub fn device_args(self, vmm: Vmm) -> Vec<String> {
+        match self {
+            Kind::Block(disk) => disk.vmm_args(vmm),
+            Kind::Net => net::vmm_args(vmm),
+            _ => Vec::new(),
         }
     }
 }
@@ -86,12 +111,17 @@ impl RunSpec {
     }
 }
 
-/// The runs in order: all boot runs, then all memory runs, then the exit-path runs;
-/// within each, repetition by repetition with the VMMs interleaved, the first VMM
-/// rotating from one repetition to the next so that none always runs first.
-pub fn runs(reps: u32) -> Vec<RunSpec> {
+/// The kinds of the VM group: boot, memory, exit paths.
+pub const VM_KINDS: [Kind; 3] = [Kind::Boot, Kind::Memory, Kind::Exits];
+/// The kinds of the block group.
+pub const BLOCK_KINDS: [Kind; 2] = [Kind::Block(Disk::Nvme), Kind::Block(Disk::VirtioBlk)];
+
+/// The runs of `kinds` in that order; within each kind, repetition by repetition with
+/// the VMMs interleaved, the first VMM rotating from one repetition to the next so that
+/// none always runs first.
+pub fn runs(reps: u32, kinds: &[Kind]) -> Vec<RunSpec> {
     let mut out = Vec::new();
-    for kind in [Kind::Boot, Kind::Memory, Kind::Exits] {
+    for &kind in kinds {
         let vmms = kind.vmms();
         let n = vmms.len();
         for rep in 1..=reps {
@@ -116,6 +146,63 @@ pub struct Settings {
     pub memory: String,
     /// Milliseconds after the marker at which memory runs sample the VMM's memory.
     pub sample_after_ms: u64,
+    /// Seconds per fio job of block runs.
+    pub block_seconds: u32,
+    /// MiB sent by net runs.
+    pub net_mib: u32,
+    /// fio staged for the host's own runs on the block image, as the script names it.
+    pub host_fio: Option<String>,
+}
+
+/// Where the VMMs run: debugfs KVM counters (block and net runs) and the block image.
+fn setup(runs: &[RunSpec], s: &Settings) -> String {
+    let mut out = String::new();
+    if runs.iter().any(|r| r.kind.counts_exits()) {
+        out.push_str(&format!(
+            "grep -q ' /sys/kernel/debug ' /proc/mounts || \
+             mount -t debugfs debugfs /sys/kernel/debug\n\
+             [ -f {KVM_STATS}/exits ] || echo 'bench: no KVM exit counters in {KVM_STATS}'\n\
+             mkdir -p \"$B/marks\"\n"
+        ));
+    }
+    if runs.iter().any(|r| matches!(r.kind, Kind::Block(_))) {
+        let (img, mib) = (block::IMAGE, block::IMAGE_MIB);
+        // brd's RAM disk; where there is none (no root, no module), a tmpfs file.
+        out.push_str(&format!(
+            "if modprobe brd rd_nr=1 rd_size={kib} max_part=0 && [ -b /dev/ram0 ]; then \
+             ln -sf /dev/ram0 {img}; else rm -f {img}; \
+             echo 'bench: no brd RAM disk: the block image is a file in /dev/shm'; \
+             ln -sf /dev/shm/iovm-bench-disk.img {img}; fi\n\
+             dd if=/dev/zero of={img} bs=1M count={mib} conv=notrunc 2>/dev/null || \
+             echo 'bench: writing the block image failed'\n\
+             readlink {img} >\"$B/block-image.txt\"\n",
+            kib = mib * 1024
+        ));
+        if let Some(fio) = &s.host_fio {
+            out.push_str(&format!(
+                "mkdir -p \"$B/host-fio\"\n{} --version >\"$B/host-fio/version.txt\" 2>&1\n",
+                word(fio)
+            ));
+        }
+    }
+    out
+}
+
+/// The debugfs directory of KVM's counters.
+const KVM_STATS: &str = "/sys/kernel/debug/kvm";
+
+/// The host's own fio jobs on the block image for repetition `rep`.
+fn host_fio(s: &Settings, rep: u32) -> String {
+    let Some(fio) = &s.host_fio else {
+        return String::new();
+    };
+    let mut out = format!("echo 'bench: host fio on the block image, repetition {rep}'\n");
+    for job in Job::ALL {
+        let file = format!("\"$B\"/host-fio/{}.{rep}.txt", job.id());
+        out.push_str(&job.host_command(&word(fio), s.block_seconds, &file));
+        out.push('\n');
+    }
+    out
 }
 
 /// A shell word for `s`: quoted, except that a leading `$STAGE/`, `$S/` or `$B/` stays a
@@ -158,14 +245,22 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
         word(&files.qemu),
         word(&files.iovm)
     ));
+    out.push_str(&setup(runs, s));
+    let mut kinds: Vec<&str> = runs.iter().map(|r| r.kind.id()).collect();
+    kinds.dedup();
     out.push_str(&format!(
-        "echo 'bench: {} runs: boot, then memory, then exit paths; VMMs interleaved, {} \
-         repetitions each'\n",
+        "echo 'bench: {} runs: {}; VMMs interleaved, {} repetitions each'\n",
         runs.len(),
+        kinds.join(", "),
         s.reps
     ));
+    let mut host_fio_done = Vec::new();
     for run in runs {
         let name = run.name();
+        if matches!(run.kind, Kind::Block(_)) && !host_fio_done.contains(&run.rep) {
+            host_fio_done.push(run.rep);
+            out.push_str(&host_fio(s, run.rep));
+        }
         let mut probe_cmd = vec![
             probe.to_owned(),
             "bench-probe".into(),
@@ -180,6 +275,14 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
             probe_cmd.push("--sample-after".into());
             probe_cmd.push(s.sample_after_ms.to_string());
         }
+        if run.kind.counts_exits() {
+            probe_cmd.extend([
+                "--kvm-stats".into(),
+                KVM_STATS.into(),
+                "--marks".into(),
+                format!("$B/marks/{name}.txt"),
+            ]);
+        }
         probe_cmd.extend([
             "--log".into(),
             format!("$B/logs/{name}.log"),
@@ -187,7 +290,12 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
             "$B/records.txt".into(),
             "--".into(),
         ]);
-        let vmm_cmd = run.vmm.command(files, &run.kind.cmdline(), &s.memory);
+        if run.kind == Kind::Net {
+            probe_cmd.extend(["nsenter".into(), format!("--net={}", net::NETNS)]);
+            out.push_str(&net::before());
+        }
+        let mut vmm_cmd = run.vmm.command(files, &run.kind.cmdline(s), &s.memory);
+        vmm_cmd.extend(run.kind.device_args(run.vmm));
         out.push_str(&format!(
             "echo {}\n{} {}\n",
             shell_quote(&format!(
@@ -200,6 +308,9 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
             words(&probe_cmd),
             words(&vmm_cmd)
         ));
+        if run.kind == Kind::Net {
+            out.push_str(&net::after());
+        }
     }
     out.push_str("echo 'bench: all runs done'\n");
     out
@@ -211,7 +322,7 @@ mod tests {
 
     #[test]
     fn test_runs_interleave_and_rotate() {
-        let r = runs(2);
+        let r = runs(2, &VM_KINDS);
 
         let names: Vec<String> = r.iter().map(RunSpec::name).collect();
         assert_eq!(
@@ -245,31 +356,68 @@ mod tests {
         assert_eq!(word("$SX/a"), "'$SX/a'");
     }
 
-    #[test]
-    fn test_cmdline_carries_the_guest_script() {
-        assert_eq!(
-            Kind::Memory.cmdline(),
-            "console=ttyS0 panic=-1 iovm.run=c2xlZXAgMg=="
-        );
+    fn settings() -> Settings {
+        Settings {
+            reps: 1,
+            timeout_s: 60,
+            memory: "512M".into(),
+            sample_after_ms: 1000,
+            block_seconds: 2,
+            net_mib: 16,
+            host_fio: Some("$STAGE/bin/fio".into()),
+        }
     }
 
-    #[test]
-    fn test_script_probes_each_run() {
-        let files = Files {
+    fn files() -> Files {
+        Files {
             iovm: "$STAGE/bin/iovm".into(),
             qemu: "$STAGE/bin/qemu-system-x86_64".into(),
             firmware: vec![],
             kernel: "$STAGE/guest/vmlinuz".into(),
             initramfs: "$STAGE/guest/initramfs.cpio.gz".into(),
-        };
-        let settings = Settings {
-            reps: 1,
-            timeout_s: 60,
-            memory: "512M".into(),
-            sample_after_ms: 1000,
-        };
+        }
+    }
 
-        let s = script(&runs(1), &settings, &files, "$STAGE/bin/xtask");
+    #[test]
+    fn test_cmdline_carries_the_guest_script() {
+        assert_eq!(
+            Kind::Memory.cmdline(&settings()),
+            "console=ttyS0 panic=-1 iovm.run=c2xlZXAgMg=="
+        );
+    }
+
+    #[test]
+    fn test_block_and_net_runs_count_exits_and_add_devices() {
+        let r = runs(1, &[Kind::Block(Disk::VirtioBlk), Kind::Net]);
+
+        let s = script(&r, &settings(), &files(), "$STAGE/bin/xtask");
+
+        assert_eq!(s.matches(" 'bench-probe' ").count(), 4);
+        assert_eq!(
+            s.matches("'--kvm-stats' '/sys/kernel/debug/kvm'").count(),
+            4
+        );
+        assert!(s.contains("'--marks' \"$B\"/'marks/block-virtio-blk.iovm.1.txt'"));
+        assert!(s.contains("'--device' 'virtio-blk,path=/run/iovm-bench-disk'"));
+        assert!(s.contains("'-device' 'virtio-net-pci,netdev=n,romfile='"));
+        assert!(s.contains("'--' 'nsenter' '--net=/run/iovm-bench-netns' \"$STAGE\"/'bin/iovm'"));
+        assert_eq!(s.matches("unshare --net=").count(), 2);
+        assert_eq!(
+            s.matches("--name=randread-qd1 ").count(),
+            1,
+            "host fio once per rep"
+        );
+        assert!(s.find("modprobe brd").unwrap() < s.find("'bench-probe'").unwrap());
+    }
+
+    #[test]
+    fn test_script_probes_each_run() {
+        let s = script(
+            &runs(1, &VM_KINDS),
+            &settings(),
+            &files(),
+            "$STAGE/bin/xtask",
+        );
 
         assert!(s.contains("echo 'bench: boot, iovm, repetition 1 of 1'\n"));
         assert!(s.contains(

@@ -1,6 +1,7 @@
 //! `docs/bench/ratios.png`: every figure of the report as a ratio to QEMU
-//! q35's median (1.0 = the same; below 1: less time or memory than q35),
-//! one bar per VMM, so one picture shows where iovm stands.
+//! q35's median (1.0 = the same; below 1: less time, memory or exits than q35, or
+//! for throughput, inverted, more), one bar per VMM, so one picture shows where iovm
+//! stands.
 
 use std::path::Path;
 
@@ -16,20 +17,36 @@ const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 const COLORS: [RGBColor; 2] = [RGBColor(0x1f, 0x77, 0xb4), RGBColor(0xaa, 0xaa, 0xaa)];
 
-/// `(figure label, [(vmm, ratio to q35)])` for every figure q35 has.
-fn rows(outcomes: &[Outcome]) -> Vec<(&'static str, Vec<(Vmm, f64)>)> {
-    Figure::ALL
-        .iter()
-        .filter_map(|&f| {
+/// `(figure label, [(vmm, ratio to q35)])` for every figure q35 has. A figure where
+/// more is better (IOPS, MB/s) is drawn inverted, q35's median ÷ the VMM's, so that
+/// below 1 means "better than q35" on every row.
+fn rows(outcomes: &[Outcome]) -> Vec<(String, Vec<(Vmm, f64)>)> {
+    Figure::all()
+        .into_iter()
+        .filter(|f| f.on_chart())
+        .filter_map(|f| {
             let base = summary(outcomes, f, Vmm::QemuQ35)?.median;
             if base <= 0.0 {
                 return None;
             }
             let bars: Vec<(Vmm, f64)> = [Vmm::Iovm, Vmm::QemuMicrovm]
                 .iter()
-                .filter_map(|&v| Some((v, summary(outcomes, f, v)?.median / base)))
+                .filter_map(|&v| {
+                    let m = summary(outcomes, f, v)?.median;
+                    let r = if f.higher_is_better() {
+                        base / m
+                    } else {
+                        m / base
+                    };
+                    (m > 0.0).then_some((v, r))
+                })
                 .collect();
-            (!bars.is_empty()).then_some((f.label(), bars))
+            let label = if f.higher_is_better() {
+                format!("{} (inverted)", f.label())
+            } else {
+                f.label()
+            };
+            (!bars.is_empty()).then_some((label, bars))
         })
         .collect()
 }
@@ -75,13 +92,12 @@ pub fn ratios_png(path: &Path, outcomes: &[Outcome], title: &str) -> Result<()> 
         .y_label_formatter(&|y| {
             let i = (n as f64 - y - 0.5).round();
             if (y.fract() - 0.5).abs() < 0.01 && i >= 0.0 {
-                rows.get(i as usize)
-                    .map_or(String::new(), |r| r.0.to_string())
+                rows.get(i as usize).map_or(String::new(), |r| r.0.clone())
             } else {
                 String::new()
             }
         })
-        .x_desc("ratio to QEMU q35's median (lower: less time or memory)")
+        .x_desc("ratio to QEMU q35's median (lower is better; throughput inverted)")
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(err)?;

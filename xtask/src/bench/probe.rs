@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::marks::{MarkScan, Snapshot};
 use super::record::{parse_smaps_rollup, Exit, Memory, Record};
 
 /// The line between stdout and stderr in the log.
@@ -52,6 +53,15 @@ pub struct ProbeArgs {
     /// File the record line is appended to.
     #[arg(long, value_name = "PATH")]
     pub record: PathBuf,
+
+    /// Read KVM's exit counters in this debugfs directory at every
+    /// `IOVM-BENCH: mark NAME` line of the console (see [`super::marks`]).
+    #[arg(long, value_name = "DIR", requires = "marks")]
+    pub kvm_stats: Option<PathBuf>,
+
+    /// Where to write the counters read at marks, one line per mark.
+    #[arg(long, value_name = "PATH", requires = "kvm_stats")]
+    pub marks: Option<PathBuf>,
 
     /// The command to run.
     #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -104,12 +114,21 @@ enum Event {
     Eof,
 }
 
-/// Copies `from` into `console` until end of file, reporting the marker and the end.
+/// Where a pump reads KVM's counters at console marks, and what it read.
+struct MarkSink {
+    dir: PathBuf,
+    scan: MarkScan,
+    snaps: Arc<Mutex<Vec<Snapshot>>>,
+}
+
+/// Copies `from` into `console` until end of file, reporting the marker and the end,
+/// and snapshotting KVM's counters at marks if `marks` is given.
 fn pump(
     mut from: impl Read + Send + 'static,
     console: Arc<Mutex<Vec<u8>>>,
     marker: &str,
     events: Sender<Event>,
+    mut marks: Option<MarkSink>,
 ) -> JoinHandle<()> {
     let mut scan = MarkerScan::new(marker);
     std::thread::spawn(move || {
@@ -123,6 +142,12 @@ fn pump(
             if scan.feed(&chunk[..n]) {
                 let _ = events.send(Event::Marker(now));
             }
+            if let Some(m) = marks.as_mut() {
+                for name in m.scan.feed(&chunk[..n]) {
+                    let snap = Snapshot::read(&name, &m.dir);
+                    lock(&m.snaps).push(snap);
+                }
+            }
             console
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -130,6 +155,10 @@ fn pump(
         }
         let _ = events.send(Event::Eof);
     })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn ms(from: Instant, to: Instant) -> f64 {
@@ -152,12 +181,30 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("bench-probe: starting {program}"))?;
+    let snaps = Arc::new(Mutex::new(Vec::new()));
+    let sink = args.kvm_stats.as_ref().map(|dir| MarkSink {
+        dir: dir.clone(),
+        scan: MarkScan::default(),
+        snaps: Arc::clone(&snaps),
+    });
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
-        pumps.push(pump(out, Arc::clone(&stdout), &args.marker, tx.clone()));
+        pumps.push(pump(
+            out,
+            Arc::clone(&stdout),
+            &args.marker,
+            tx.clone(),
+            sink,
+        ));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(pump(err, Arc::clone(&stderr), &args.marker, tx.clone()));
+        pumps.push(pump(
+            err,
+            Arc::clone(&stderr),
+            &args.marker,
+            tx.clone(),
+            None,
+        ));
     }
     drop(tx);
 
@@ -234,6 +281,11 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
     text.extend(take(&stderr));
     std::fs::write(&args.log, text)
         .with_context(|| format!("bench-probe: writing {}", args.log.display()))?;
+    if let Some(path) = &args.marks {
+        let text: String = lock(&snaps).iter().map(|s| s.to_line() + "\n").collect();
+        std::fs::write(path, text)
+            .with_context(|| format!("bench-probe: writing {}", path.display()))?;
+    }
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -301,6 +353,8 @@ mod tests {
             sample_after: Some(50),
             log: dir.join("t.log"),
             record: dir.join("records.txt"),
+            kvm_stats: None,
+            marks: None,
             command: ["sh", "-c", "sleep 0.1; echo READY; sleep 0.3; echo bye >&2"]
                 .map(String::from)
                 .to_vec(),

@@ -3,9 +3,12 @@
 
 use testkit::Mode;
 
+use super::block::HostFio;
 use super::boot::{samples, summary, Figure, Outcome};
 use super::device;
+use super::io_report;
 use super::json::{obj, Json};
+use super::plan::Kind;
 use super::stats::{ratio, Summary};
 use super::vmm::Vmm;
 
@@ -38,6 +41,16 @@ pub struct Env {
     pub cmdline: String,
     /// Each VMM's command line for a boot run.
     pub commands: Vec<(Vmm, String)>,
+    /// The command lines of block and net runs.
+    pub io_commands: Vec<(Kind, Vmm, String)>,
+    /// The guest scripts of block and net runs.
+    pub io_scripts: Vec<(Kind, String)>,
+    /// Seconds per fio job in block runs.
+    pub block_seconds: u32,
+    /// MiB sent in net runs.
+    pub net_mib: u32,
+    /// What the block image is, where the VMMs ran (e.g. `/dev/ram0`).
+    pub block_image: String,
     /// File name of the ratio chart next to the report.
     pub plot: String,
 }
@@ -60,16 +73,20 @@ const EXITS: [Figure; 6] = [
 ];
 const PEERS: [Vmm; 2] = [Vmm::QemuMicrovm, Vmm::QemuQ35];
 
-/// A value for a table: whole numbers from 100 up, one decimal below.
+/// A value for a table: whole numbers from 100 up, one decimal below, two below 10
+/// (exits per I/O are often below 1).
 fn num(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
-    } else {
+    } else if v.abs() >= 10.0 {
         format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
     }
 }
 
-fn cell(s: Option<Summary>) -> String {
+/// A table cell: median (min–max), or the value alone for one sample, or `–`.
+pub fn cell(s: Option<Summary>) -> String {
     match s {
         Some(s) if s.n > 1 => format!("{} ({}–{})", num(s.median), num(s.min), num(s.max)),
         Some(s) => num(s.median),
@@ -139,16 +156,22 @@ fn warnings(out: &mut String, outcomes: &[Outcome]) {
     }
 }
 
-/// `docs/bench/RESULTS.md`: the VM group's tables if it ran, the device-path group's if
-/// it ran.
-pub fn markdown(
-    command: &str,
-    vms: Option<(&Env, &[Outcome])>,
-    dev: Option<&device::Results>,
-) -> String {
+/// What the groups that boot guests measured, for the report.
+#[derive(Debug, Clone, Copy)]
+pub struct Guests<'a> {
+    /// Where and with what.
+    pub env: &'a Env,
+    /// Every run.
+    pub outcomes: &'a [Outcome],
+    /// The host's own fio on the block image, if the block group ran.
+    pub host_fio: Option<&'a HostFio>,
+}
+
+/// `docs/bench/RESULTS.md`: the tables of the groups that ran.
+pub fn markdown(command: &str, vms: Option<Guests>, dev: Option<&device::Results>) -> String {
     let dev_section = dev.map(|d| d.markdown(cell)).unwrap_or_default();
     match vms {
-        Some((env, outcomes)) => vm_markdown(command, env, outcomes, &dev_section),
+        Some(g) => vm_markdown(command, g, &dev_section),
         None => {
             let mut out = format!(
                 "# Benchmark results\n\nWritten by `{command}`: the device-path group \
@@ -167,7 +190,13 @@ pub fn markdown(
     }
 }
 
-fn vm_markdown(command: &str, env: &Env, outcomes: &[Outcome], dev_section: &str) -> String {
+/// Whether any run is of a kind `pick` accepts.
+fn ran(outcomes: &[Outcome], pick: impl Fn(Kind) -> bool) -> bool {
+    outcomes.iter().any(|o| pick(o.spec.kind))
+}
+
+fn vm_markdown(command: &str, g: Guests, dev_section: &str) -> String {
+    let (env, outcomes) = (g.env, g.outcomes);
     let mut out = String::from("# Benchmark results\n\n");
     out.push_str(&format!(
         "Written by `{}`. iovm against QEMU 7.2, each booting the same guest kernel and \
@@ -193,31 +222,15 @@ fn vm_markdown(command: &str, env: &Env, outcomes: &[Outcome], dev_section: &str
     ] {
         out.push_str(&format!("| {k} | {} |\n", v.replace('|', "\\|")));
     }
-    out.push_str(
-        "\n## Boot\n\nFrom just before the VMM process starts (`bench-probe` times it with \
-         a monotonic clock where the VMM runs) to the guest `/init`'s marker \
-         `IOVM-GUEST: boot done` read from the VMM's console, and to the VMM's exit after \
-         the guest's `poweroff -f`. The `--timing` rows are iovm's own report, counted from \
-         its `main`.\n\n",
-    );
-    table(&mut out, outcomes, &BOOT);
-    out.push_str(&format!(
-        "\n## Memory\n\nThe VMM process's own resident memory from \
-         `/proc/PID/smaps_rollup`, sampled {} ms after the init marker while the guest \
-         sleeps (guest script `sleep 2`). Guest RAM the guest never touched is not resident \
-         and does not count; RAM it touched does, in every VMM alike.\n\n",
-        env.sample_after_ms
-    ));
-    table(&mut out, outcomes, &MEMORY);
-    out.push_str(&format!(
-        "\n## Exit paths\n\nTimed inside the guest by `{}` (guest-tools/exit-probe, \
-         kernel command line plus `iomem=relaxed` so that it may map ECAM): each cell is \
-         the median over runs of the guest's own median of 7 batches of 2000 accesses, in \
-         ns per access. Each access leaves the guest and is handled by the VMM in user \
-         space. QEMU microvm has no PCI and is not run.\n\n",
-        super::plan::EXIT_PROBE
-    ));
-    table(&mut out, outcomes, &EXITS);
+    if ran(outcomes, |k| k == Kind::Boot) {
+        boot_sections(&mut out, env, outcomes);
+    }
+    if ran(outcomes, |k| matches!(k, Kind::Block(_))) {
+        out.push_str(&io_report::block_section(env, outcomes, g.host_fio));
+    }
+    if ran(outcomes, |k| k == Kind::Net) {
+        out.push_str(&io_report::net_section(env, outcomes));
+    }
     warnings(&mut out, outcomes);
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.problem.is_some()).collect();
     if !failed.is_empty() {
@@ -231,19 +244,51 @@ fn vm_markdown(command: &str, env: &Env, outcomes: &[Outcome], dev_section: &str
         }
     }
     out.push_str(dev_section);
-    out.push_str(
-        "\n## Command lines\n\nAs run for a boot run (`$STAGE`: the staged binaries, \
-         firmware and guest images; in the test host, in its memory):\n\n```\n",
-    );
-    for (_, c) in &env.commands {
-        out.push_str(c);
-        out.push('\n');
+    if ran(outcomes, |k| k == Kind::Boot) {
+        out.push_str(
+            "\n## Command lines\n\nAs run for a boot run (`$STAGE`: the staged binaries, \
+             firmware and guest images; in the test host, in its memory):\n\n```\n",
+        );
+        for (_, c) in &env.commands {
+            out.push_str(c);
+            out.push('\n');
+        }
+        out.push_str("```\n");
     }
     out.push_str(
-        "```\n\nRaw samples: `target/bench/results.json`; consoles: \
+        "\nRaw samples: `target/bench/results.json`; consoles: \
                   `target/bench/logs/`.\n",
     );
     out
+}
+
+/// The boot, memory and exit-path sections.
+fn boot_sections(out: &mut String, env: &Env, outcomes: &[Outcome]) {
+    out.push_str(
+        "\n## Boot\n\nFrom just before the VMM process starts (`bench-probe` times it with \
+         a monotonic clock where the VMM runs) to the guest `/init`'s marker \
+         `IOVM-GUEST: boot done` read from the VMM's console, and to the VMM's exit after \
+         the guest's `poweroff -f`. The `--timing` rows are iovm's own report, counted from \
+         its `main`.\n\n",
+    );
+    table(out, outcomes, &BOOT);
+    out.push_str(&format!(
+        "\n## Memory\n\nThe VMM process's own resident memory from \
+         `/proc/PID/smaps_rollup`, sampled {} ms after the init marker while the guest \
+         sleeps (guest script `sleep 2`). Guest RAM the guest never touched is not resident \
+         and does not count; RAM it touched does, in every VMM alike.\n\n",
+        env.sample_after_ms
+    ));
+    table(out, outcomes, &MEMORY);
+    out.push_str(&format!(
+        "\n## Exit paths\n\nTimed inside the guest by `{}` (guest-tools/exit-probe, \
+         kernel command line plus `iomem=relaxed` so that it may map ECAM): each cell is \
+         the median over runs of the guest's own median of 7 batches of 2000 accesses, in \
+         ns per access. Each access leaves the guest and is handled by the VMM in user \
+         space. QEMU microvm has no PCI and is not run.\n\n",
+        super::plan::EXIT_PROBE
+    ));
+    table(out, outcomes, &EXITS);
 }
 
 fn summary_json(s: Option<Summary>) -> Json {
@@ -260,9 +305,9 @@ fn summary_json(s: Option<Summary>) -> Json {
 
 /// `target/bench/results.json`: the VM group's figures if it ran, and the device-path
 /// group's under `device_path` if it ran.
-pub fn json(command: &str, vms: Option<(&Env, &[Outcome])>, dev: Option<&device::Results>) -> Json {
+pub fn json(command: &str, vms: Option<Guests>, dev: Option<&device::Results>) -> Json {
     let mut out = match vms {
-        Some((env, outcomes)) => vm_json(command, env, outcomes),
+        Some(g) => vm_json(command, g.env, g.outcomes),
         None => obj([
             ("date", super::facts::date().into()),
             ("command", command.into()),
@@ -270,6 +315,9 @@ pub fn json(command: &str, vms: Option<(&Env, &[Outcome])>, dev: Option<&device:
             ("iovm", super::facts::git_commit().into()),
         ]),
     };
+    if let (Json::Obj(items), Some(h)) = (&mut out, vms.and_then(|g| g.host_fio)) {
+        items.push(("host_fio".into(), h.json(summary_json)));
+    }
     if let (Json::Obj(items), Some(d)) = (&mut out, dev) {
         items.push(("device_path".into(), d.json(summary_json)));
     }
@@ -279,7 +327,7 @@ pub fn json(command: &str, vms: Option<(&Env, &[Outcome])>, dev: Option<&device:
 fn vm_json(command: &str, env: &Env, outcomes: &[Outcome]) -> Json {
     let mut figures = Vec::new();
     let mut ratios = Vec::new();
-    for f in Figure::ALL {
+    for f in Figure::all() {
         for vmm in Vmm::ALL {
             let s = samples(outcomes, f, vmm);
             if s.is_empty() {
@@ -370,7 +418,7 @@ mod tests {
             vmm,
             rep: 1,
         };
-        evaluate(spec, Some(r), Some(console))
+        evaluate(spec, Some(r), Some(console), &[])
     }
 
     #[test]
@@ -391,7 +439,7 @@ mod tests {
         );
         assert_eq!(
             t.lines().nth(3).unwrap(),
-            "| first guest instruction, iovm `--timing` (ms) | 2.0 (2.0–2.0) | – | – | – | – |"
+            "| first guest instruction, iovm `--timing` (ms) | 2.00 (2.00–2.00) | – | – | – | – |"
         );
     }
 }

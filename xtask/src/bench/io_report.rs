@@ -1,0 +1,143 @@
+//! The report's block and network sections: iovm against QEMU q35, and for block the
+//! test host's own fio as the physical limit.
+
+use super::block::{self, Disk, HostFio};
+use super::boot::{summary, Figure, Outcome};
+use super::net;
+use super::plan::Kind;
+use super::report::{cell, Env};
+use super::stats::ratio;
+use super::vmm::Vmm;
+
+/// The VMMs these sections compare.
+const VMMS: [Vmm; 2] = [Vmm::Iovm, Vmm::QemuQ35];
+
+fn ratio_cell(outcomes: &[Outcome], f: Figure) -> String {
+    ratio(
+        summary(outcomes, f, Vmm::Iovm),
+        summary(outcomes, f, Vmm::QemuQ35),
+    )
+    .map_or_else(|| "–".into(), |r| format!("{r:.2}"))
+}
+
+fn commands(out: &mut String, env: &Env, kinds: &[Kind]) {
+    out.push_str("\nAs run (`$STAGE`: the staged binaries, firmware and guest images):\n\n```\n");
+    for (k, _, c) in &env.io_commands {
+        if kinds.contains(k) {
+            out.push_str(c);
+            out.push('\n');
+        }
+    }
+    out.push_str("```\n");
+    for (k, script) in &env.io_scripts {
+        if kinds.contains(k) {
+            out.push_str(&format!(
+                "\nThe guest script of `{}` runs:\n\n```sh\n{script}```\n",
+                k.id()
+            ));
+        }
+    }
+}
+
+/// The block section (from its `##` heading), for the disks that have outcomes.
+pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) -> String {
+    let host_version = host.and_then(|h| h.version.as_deref());
+    let image = match env.block_image.as_str() {
+        "/dev/ram0" => "`/dev/ram0`, a 256 MiB `brd` RAM disk where the VMMs run (memory like \
+                        /dev/shm, but a block device that takes `O_DIRECT`, which the test \
+                        host's 6.1 tmpfs refuses and QEMU's `cache=none` needs)"
+            .to_owned(),
+        "" => "an unknown image (the bench script did not say)".to_owned(),
+        other => format!("`{other}` (no `brd` RAM disk was available)"),
+    };
+    let mut out = format!(
+        "\n## Block I/O\n\nfio in the guest (1 vCPU, {mem}) on a disk backed by {image}, \
+         filled with zeros once. One run boots the guest and runs four time-based jobs of \
+         {secs} s each, one after the other, `--ioengine=libaio --direct=1`: 4k randread at \
+         queue depth 1 (completion latency percentiles), 4k randread and 4k randwrite at \
+         depth 32 (IOPS), 128k sequential read at depth 8 (MB/s). **Exits per I/O**: \
+         KVM's counters in debugfs where the VMMs run (`exits`, `mmio_exits`: MMIO \
+         accesses emulated for user space, so not those an ioeventfd absorbs, `io_exits`, \
+         `halt_exits`), read by `bench-probe` at marks the guest prints just before and \
+         after each job, divided by the job's completed I/Os; only one VM runs at a time, \
+         so they are that VM's, timer ticks and idle `hlt`s during the job included. {host} \
+         Ratios: iovm's median ÷ QEMU q35's (for latency and exits below 1 favours iovm, \
+         for IOPS and MB/s above 1 does).\n",
+        mem = env.memory,
+        secs = env.block_seconds,
+        host = match host_version {
+            Some(v) => format!(
+                "The host column is the test host's own fio ({v}, staged from this machine) \
+                 on the same device with the same options: the limit without a VM."
+            ),
+            None => "There is no host column: no fio to stage on this machine.".to_owned(),
+        }
+    );
+    for disk in Disk::ALL {
+        let kind = Kind::Block(disk);
+        if !outcomes.iter().any(|o| o.spec.kind == kind) {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n### {}\n\n| | iovm | QEMU q35 | host fio | iovm ÷ QEMU q35 |\n\
+             |---|---:|---:|---:|---:|\n",
+            disk.label()
+        ));
+        for (job, m) in block::rows() {
+            let f = Figure::Block(disk, job, m);
+            let host_cell = match host {
+                Some(h) if !m.id().contains("exits") => cell(h.summary(job, m)),
+                _ => "–".into(),
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {host_cell} | {} |\n",
+                block::label(job, m),
+                cell(summary(outcomes, f, Vmm::Iovm)),
+                cell(summary(outcomes, f, Vmm::QemuQ35)),
+                ratio_cell(outcomes, f)
+            ));
+        }
+    }
+    if let Some(h) = host {
+        let failed: Vec<String> = h
+            .runs
+            .iter()
+            .filter_map(|(j, rep, r)| {
+                Some(format!("- `{}.{rep}`: {}\n", j.id(), r.as_ref().err()?))
+            })
+            .collect();
+        if !failed.is_empty() {
+            out.push_str("\nHost fio runs that did not count:\n\n");
+            out.push_str(&failed.concat());
+        }
+    }
+    commands(&mut out, env, &block::Disk::ALL.map(Kind::Block));
+    out
+}
+
+/// The network section (from its `##` heading).
+pub fn net_section(env: &Env, outcomes: &[Outcome]) -> String {
+    let mut out = format!(
+        "\n## Network\n\nTCP from the guest (1 vCPU, {mem}, virtio-net over PCI) to a peer \
+         over a TAP interface: each run makes a network namespace where the VMMs run and \
+         starts the VMM in it; the TAP `vtap0` gets 10.0.2.1/24 there, with busybox \
+         `nc -l -p 5001 >/dev/null` as the sink. QEMU has `vhost=off`, so both VMMs move \
+         every frame in user space. The guest sends {mib} MiB of zeros \
+         (`dd if=/dev/zero bs=1M | nc 10.0.2.1 5001`) and times it with its own clock \
+         (`/proc/uptime`, 10 ms steps), to `nc`'s exit after the peer closed. Exits per MiB: \
+         KVM's counters around the transfer, as for block. Ratios: iovm's median ÷ QEMU \
+         q35's.\n\n| | iovm | QEMU q35 | iovm ÷ QEMU q35 |\n|---|---:|---:|---:|\n",
+        mem = env.memory,
+        mib = env.net_mib
+    );
+    for m in net::Metric::ALL {
+        let f = Figure::Net(m);
+        out.push_str(&format!("| {} |", f.label()));
+        for v in VMMS {
+            out.push_str(&format!(" {} |", cell(summary(outcomes, f, v))));
+        }
+        out.push_str(&format!(" {} |\n", ratio_cell(outcomes, f)));
+    }
+    commands(&mut out, env, &[Kind::Net]);
+    out
+}

@@ -1,0 +1,175 @@
+//! KVM exit counters read where the VMMs run, at marks the guest prints.
+//!
+//! A guest script prints `IOVM-BENCH: mark <name>` lines on its console around the work
+//! it measures (e.g. `randread-qd32.begin`, `randread-qd32.end`); the probe, reading the
+//! VMM's console as it comes, reads KVM's global exit counters from debugfs
+//! (`/sys/kernel/debug/kvm/`) at each mark and keeps a [`Snapshot`]. Only one VM runs at
+//! a time, so the global counters are that VM's; the difference between a job's two
+//! marks is what the job cost (give or take the few exits of printing the mark line and
+//! of the guest's idle ticks).
+//!
+//! The probe writes the snapshots one a line (`mark=<name> exits=N io_exits=N …`) to the
+//! file its `--marks` option names.
+
+use std::path::Path;
+
+/// What a mark line starts with (after anything else on the console line).
+pub const MARK: &str = "IOVM-BENCH: mark ";
+
+/// The debugfs counters read at each mark, those present: every exit; port I/O exits
+/// (all of them, handled in the kernel or not); MMIO accesses emulated for user space
+/// (not those an ioeventfd absorbs); `hlt` exits (the vCPU idling, waiting for an
+/// interrupt).
+pub const COUNTERS: [&str; 4] = ["exits", "io_exits", "mmio_exits", "halt_exits"];
+
+/// The counters at one mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The mark's name.
+    pub name: String,
+    /// `(counter, value)` for each of [`COUNTERS`] that could be read.
+    pub counters: Vec<(String, u64)>,
+}
+
+impl Snapshot {
+    /// Reads the counters in the debugfs KVM directory `dir`.
+    pub fn read(name: &str, dir: &Path) -> Snapshot {
+        let counters = COUNTERS
+            .iter()
+            .filter_map(|c| {
+                let text = std::fs::read_to_string(dir.join(c)).ok()?;
+                Some(((*c).to_owned(), text.trim().parse().ok()?))
+            })
+            .collect();
+        Snapshot {
+            name: name.to_owned(),
+            counters,
+        }
+    }
+
+    /// One line: `mark=<name> exits=N …`.
+    pub fn to_line(&self) -> String {
+        let mut s = format!("mark={}", self.name);
+        for (c, v) in &self.counters {
+            s.push_str(&format!(" {c}={v}"));
+        }
+        s
+    }
+
+    /// Parses a line of [`Snapshot::to_line`].
+    pub fn parse(line: &str) -> Option<Snapshot> {
+        let mut words = line.split_whitespace();
+        let name = words.next()?.strip_prefix("mark=")?.to_owned();
+        let counters = words
+            .filter_map(|w| {
+                let (k, v) = w.split_once('=')?;
+                Some((k.to_owned(), v.parse().ok()?))
+            })
+            .collect();
+        Some(Snapshot { name, counters })
+    }
+
+    fn get(&self, counter: &str) -> Option<u64> {
+        self.counters
+            .iter()
+            .find(|(c, _)| c == counter)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Parses a marks file.
+pub fn parse_all(text: &str) -> Vec<Snapshot> {
+    text.lines().filter_map(Snapshot::parse).collect()
+}
+
+/// How much `counter` grew from mark `<job>.begin` to mark `<job>.end`.
+pub fn delta(snaps: &[Snapshot], job: &str, counter: &str) -> Option<u64> {
+    let at = |m: String| snaps.iter().find(|s| s.name == m)?.get(counter);
+    let (a, b) = (at(format!("{job}.begin"))?, at(format!("{job}.end"))?);
+    b.checked_sub(a)
+}
+
+/// Finds mark lines in a console fed in pieces.
+#[derive(Debug, Default)]
+pub struct MarkScan {
+    line: Vec<u8>,
+}
+
+impl MarkScan {
+    /// Feeds the next piece; returns the names of the marks whose lines it completed.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<String> {
+        let mut found = Vec::new();
+        for &b in data {
+            if b != b'\n' {
+                // A console line cannot be longer than this in a mark; keep memory bounded.
+                if self.line.len() < 4096 {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            let text = String::from_utf8_lossy(&self.line);
+            if let Some((_, rest)) = text.split_once(MARK) {
+                if let Some(name) = rest.split_whitespace().next() {
+                    found.push(name.to_owned());
+                }
+            }
+            self.line.clear();
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_mark_scan_finds_names_across_pieces() {
+        let mut scan = MarkScan::default();
+
+        let a = scan.feed(b"boot\r\nIOVM-BENCH: mark qd1.be");
+        let b = scan.feed(b"gin\r\nfio output\nIOVM-BENCH: mark qd1.end\n");
+
+        assert!(a.is_empty());
+        assert_eq!(b, ["qd1.begin", "qd1.end"]);
+    }
+
+    #[test]
+    fn test_snapshot_line_round_trips_and_deltas() {
+        let snaps = [
+            Snapshot {
+                name: "j.begin".into(),
+                counters: vec![("exits".into(), 100), ("io_exits".into(), 7)],
+            },
+            Snapshot {
+                name: "j.end".into(),
+                counters: vec![("exits".into(), 1100), ("io_exits".into(), 7)],
+            },
+        ];
+        let text: String = snaps.iter().map(|s| s.to_line() + "\n").collect();
+
+        let back = parse_all(&text);
+
+        assert_eq!(back, snaps);
+        assert_eq!(delta(&back, "j", "exits"), Some(1000));
+        assert_eq!(delta(&back, "j", "io_exits"), Some(0));
+        assert_eq!(delta(&back, "j", "mmio_exits"), None);
+        assert_eq!(delta(&back, "k", "exits"), None);
+    }
+
+    #[test]
+    fn test_read_counters_from_a_directory() {
+        let dir = std::env::temp_dir().join(format!("iovm-marks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("exits"), "12345\n").unwrap();
+        std::fs::write(dir.join("mmio_exits"), "67\n").unwrap();
+
+        let s = Snapshot::read("m", &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        assert_eq!(
+            s.counters,
+            vec![("exits".into(), 12345), ("mmio_exits".into(), 67)]
+        );
+    }
+}
