@@ -72,8 +72,8 @@ pub enum Group {
     /// Boot, memory and exit paths: the VMMs booting a guest (in the test host where
     /// /dev/kvm is not hardware KVM).
     Vm,
-    /// iovm's NVMe device path without a VM against the host's fio, directly on this
-    /// machine.
+    /// iovm's NVMe and virtio-blk device paths without a VM against the host's fio,
+    /// directly on this machine.
     DevicePath,
 }
 
