@@ -247,17 +247,18 @@ impl DevicePath for BlkDriver {
     }
 
     fn reap(&mut self, done: &mut Vec<u16>) -> Result<()> {
-        let before = done.len();
+        let mut seen = done.len();
         self.take_used(done)?;
-        if done.len() == before {
-            return Ok(());
-        }
-        self.set_used_event()?;
-        if self.reap_mode == Reap::Irq {
-            // used_event before the used index is read again: a completion
-            // the device added before it saw the new used_event, and so did
-            // not signal, is taken now.
+        while done.len() > seen {
+            self.set_used_event()?;
+            if self.reap_mode == Reap::Poll {
+                break;
+            }
+            // used_event before the used index is read again: what the
+            // device added before it saw the new used_event, and so did not
+            // signal, is taken now (and used_event moved past it).
             fence(Ordering::SeqCst);
+            seen = done.len();
             self.take_used(done)?;
         }
         Ok(())
