@@ -155,8 +155,9 @@ Each run is timed where it runs by `xtask bench-probe` (this binary), with a mon
 clock. Progress lines are printed as it goes (a few minutes per repetition in the test host).
 
 The device-path group runs directly on this machine, no VM: the nvme_path bench
-(crates/devices/benches) drives iovm's NVMe controller with a synthetic guest driver, 32
-4 KiB commands in flight, through its worker thread and io_uring backend, against
+(crates/devices/benches) and the blk_path bench (crates/virtio/benches) drive iovm's NVMe
+controller and its virtio-blk device with a synthetic guest driver, 32 4 KiB requests in
+flight, through their worker threads and io_uring backend, against
 `fio --ioengine=io_uring --direct=1 --iodepth=32` on the same 1 GiB file (in /dev/shm and
 under target/bench/): IOPS, latency, CPU per I/O and the ratios iovm / host. It needs fio.
 `--only device-path` runs just that group (about a minute with --quick).

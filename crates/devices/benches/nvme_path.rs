@@ -18,21 +18,20 @@
 //! thread, and of the controller's worker thread (`nvme-worker`), which is
 //! the device's own cost.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use backend::{BlockFile, DiskConfig};
-use common::{Args, CountingVectors, DevicePath, Rw, IO_SIZE};
+use benchkit::{Args, DevicePath, Interrupts, Rw, IO_SIZE};
 use devices::nvme::command::Sqe;
 use devices::nvme::regs::{self, cc, csts};
 use devices::nvme::{
     NamespaceConfig, Nvme, NvmeConfig, DOORBELL_BASE, MSIX_TABLE_OFFSET, NVME_BAR,
 };
 use dma::GuestDma;
+use irq::msi::{MsiMessage, MsiVectors};
 use irq::recording::RecordingLine;
 use pci::function::PciFunction;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -50,6 +49,18 @@ const IOCQ: u64 = 0x14_0000;
 const DATA: u64 = 0x20_0000;
 /// The I/O queue pair driven.
 const QID: u16 = 1;
+
+/// The MSI port of the controller: counts each message sent.
+#[derive(Debug)]
+struct CountingMsi(Arc<Interrupts>);
+
+impl MsiVectors for CountingMsi {
+    fn update(&self, _vector: u16, _message: Option<MsiMessage>) {}
+
+    fn send(&self, _vector: u16, _message: MsiMessage) {
+        self.0.send();
+    }
+}
 
 /// One ring as the driver keeps it.
 #[derive(Debug)]
@@ -289,9 +300,9 @@ impl DevicePath for NvmeDriver {
         Ok(())
     }
 
-    fn notify(&mut self) -> Result<()> {
+    fn notify(&mut self) -> Result<bool> {
         self.write32(doorbell_sq(QID), self.sq.index);
-        Ok(())
+        Ok(true)
     }
 
     fn reap(&mut self, done: &mut Vec<u16>) -> Result<()> {
@@ -327,7 +338,8 @@ fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse()?;
-    let lba_shift = match args.block_size {
+    let block_size = args.block_size.unwrap_or(512);
+    let lba_shift = match block_size {
         512 => 9,
         4096 => 12,
         b => bail!("--block-size {b}: 512 or 4096"),
@@ -340,7 +352,7 @@ fn main() -> Result<()> {
         RAM >> 20
     );
 
-    let mem = common::guest_ram(RAM)?;
+    let mem = benchkit::guest_ram(RAM)?;
     let readonly = args.rw == Rw::RandRead;
     let disk = BlockFile::open(&DiskConfig {
         path: args.file.clone(),
@@ -349,14 +361,14 @@ fn main() -> Result<()> {
     })
     .with_context(|| format!("opening {}", args.file.display()))?;
     let (bytes, direct) = (disk.size(), disk.is_direct());
-    let vectors = Arc::new(CountingVectors::new(args.reap)?);
+    let interrupts = Arc::new(Interrupts::new(args.reap)?);
     let cfg = NvmeConfig {
         max_io_queues: 1,
         max_queue_entries: entries.max(1024),
         engine: args.engine,
         namespaces: vec![NamespaceConfig {
             disk: Arc::new(disk),
-            block_size: args.block_size,
+            block_size,
             readonly,
         }],
         ..NvmeConfig::default()
@@ -364,7 +376,7 @@ fn main() -> Result<()> {
     let mut nvme = Nvme::new(
         cfg,
         Arc::new(GuestDma::new(mem.clone())),
-        vectors.clone(),
+        Arc::new(CountingMsi(interrupts.clone())),
         Arc::new(RecordingLine::new()),
     )
     .context("building the controller")?;
@@ -387,10 +399,11 @@ fn main() -> Result<()> {
         next_admin_cid: 0,
     };
     driver.bring_up(entries)?;
-    let m = common::run(&mut driver, &vectors, &args, bytes)?;
-    let ctx = common::RunInfo {
+    let m = benchkit::run(&mut driver, &interrupts, &args, bytes)?;
+    let ctx = benchkit::RunInfo {
         device: driver.name(),
         direct,
+        block_size,
     };
-    common::report(&args, &ctx, &m)
+    benchkit::report(&args, &ctx, &m)
 }

@@ -1,12 +1,15 @@
-//! The `device-path` figure group: iovm's NVMe device path without a VM, against the
-//! host's own io_uring (fio) on the same file, run directly on this machine.
+//! The `device-path` figure group: iovm's NVMe and virtio-blk device paths without a
+//! VM, against the host's own io_uring (fio) on the same file, run directly on this
+//! machine.
 //!
 //! `crates/devices/benches/nvme_path.rs` keeps 32 4 KiB requests in flight through the
 //! controller's registers, queues, PRP parsing, worker thread, io_uring backend,
-//! completions and MSI sends; `fio --ioengine=io_uring --direct=1` with the same block
-//! size, depth and pattern on the same file is the physical limit it is compared with.
-//! Each file × pattern runs both, interleaved, the first alternating between
-//! repetitions. A 1 GiB file on tmpfs (`/dev/shm`: storage is memory, so the device
+//! completions and MSI sends; `crates/virtio/benches/blk_path.rs` does the same through
+//! virtio-blk's split queue (avail ring, event-index kicks, descriptor chains, worker
+//! thread, io_uring backend, used ring). `fio --ioengine=io_uring --direct=1` with the
+//! same block size, depth and pattern on the same file is the physical limit both are
+//! compared with. Each file × pattern runs all three, interleaved, the order rotating
+//! between repetitions. A 1 GiB file on tmpfs (`/dev/shm`: storage is memory, so the device
 //! path's own cost shows) and one on the disk under `target/bench/` (where `O_DIRECT`
 //! reaches a block device).
 
@@ -84,16 +87,41 @@ impl Pattern {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// iovm's NVMe device path (the nvme_path bench).
-    Iovm,
+    Nvme,
+    /// iovm's virtio-blk device path (the blk_path bench).
+    VirtioBlk,
     /// fio on the host.
     Host,
 }
 
 impl Side {
+    /// Every side, in table order.
+    pub const ALL: [Side; 3] = [Side::Nvme, Side::VirtioBlk, Side::Host];
+    /// iovm's device paths, each compared with the host.
+    pub const DEVICES: [Side; 2] = [Side::Nvme, Side::VirtioBlk];
+
     fn id(self) -> &'static str {
         match self {
-            Side::Iovm => "iovm-nvme",
+            Side::Nvme => "iovm-nvme",
+            Side::VirtioBlk => "iovm-virtio-blk",
             Side::Host => "host-fio",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Side::Nvme => "NVMe",
+            Side::VirtioBlk => "virtio-blk",
+            Side::Host => "host fio",
+        }
+    }
+
+    /// The crate and bench target of an iovm side.
+    fn bench(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Side::Nvme => Some(("devices", "nvme_path")),
+            Side::VirtioBlk => Some(("virtio", "blk_path")),
+            Side::Host => None,
         }
     }
 }
@@ -105,7 +133,8 @@ pub enum Metric {
     Iops,
     /// Mean completion latency, µs.
     LatencyUs,
-    /// CPU per I/O of the thread that drives io_uring: iovm's `nvme-worker`, fio's job.
+    /// CPU per I/O of the thread that drives io_uring: iovm's device worker
+    /// (`nvme-worker`, `virtio-blk`), fio's job.
     ThreadCpuNs,
     /// CPU per I/O of the whole process (iovm: also the spinning guest driver and the
     /// doorbell handlers it runs; both: io_uring's io-wq workers).
@@ -205,26 +234,62 @@ pub fn check_fio() -> Result<()> {
     fio_version().map(|_| ())
 }
 
-/// Builds the bench binary; returns its path.
-fn build_bench() -> Result<PathBuf> {
-    println!("xtask: bench: device-path: building the nvme_path bench");
-    let out = run_output(cargo().args([
-        "bench",
-        "-p",
-        "devices",
-        "--bench",
-        "nvme_path",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ]))?;
-    out.lines()
+/// The bench binaries of iovm's sides.
+#[derive(Debug)]
+struct Benches(Vec<(Side, PathBuf)>);
+
+impl Benches {
+    fn exe(&self, side: Side) -> Option<&Path> {
+        self.0
+            .iter()
+            .find(|(s, _)| *s == side)
+            .map(|(_, p)| p.as_path())
+    }
+}
+
+/// Builds the bench binaries (one cargo run); returns their paths.
+fn build_benches() -> Result<Benches> {
+    let targets: Vec<(&str, &str)> = Side::DEVICES.iter().filter_map(|s| s.bench()).collect();
+    let names: Vec<&str> = targets.iter().map(|(_, b)| *b).collect();
+    println!(
+        "xtask: bench: device-path: building the {} benches",
+        names.join(" and ")
+    );
+    let mut cmd = cargo();
+    cmd.arg("bench");
+    for (krate, bench) in &targets {
+        cmd.args(["-p", krate, "--bench", bench]);
+    }
+    cmd.args(["--no-run", "--message-format=json-render-diagnostics"]);
+    let out = run_output(&mut cmd)?;
+    let artifacts: Vec<(String, PathBuf)> = out
+        .lines()
         .filter_map(|l| Json::parse(l).ok())
         .filter(|j| j.get("reason") == Some(&Json::from("compiler-artifact")))
-        .find_map(|j| match j.get("executable") {
-            Some(Json::Str(s)) => Some(PathBuf::from(s)),
-            _ => None,
+        .filter_map(|j| {
+            let name = match j.get("target")?.get("name")? {
+                Json::Str(s) => s.clone(),
+                _ => return None,
+            };
+            match j.get("executable")? {
+                Json::Str(s) => Some((name, PathBuf::from(s))),
+                _ => None,
+            }
         })
-        .context("cargo did not name the nvme_path bench executable")
+        .collect();
+    Side::DEVICES
+        .iter()
+        .map(|&side| {
+            let (_, bench) = side.bench().context("a device side without a bench")?;
+            let exe = artifacts
+                .iter()
+                .find(|(n, _)| n == bench)
+                .map(|(_, p)| p.clone())
+                .with_context(|| format!("cargo did not name the {bench} bench executable"))?;
+            Ok((side, exe))
+        })
+        .collect::<Result<_>>()
+        .map(Benches)
 }
 
 /// Fills `path` with `FILE_BYTES` of non-zero data, unless it already has that size.
@@ -289,7 +354,7 @@ fn num(j: &Json, key: &str) -> Result<f64> {
         .with_context(|| format!("no number `{key}`"))
 }
 
-/// The figures in the nvme_path bench's JSON report.
+/// The figures in a device-path bench's JSON report (nvme_path, blk_path).
 fn iovm_values(j: &Json) -> Result<(Vec<(Metric, f64)>, bool)> {
     let values = vec![
         (Metric::Iops, num(j, "iops")?),
@@ -334,10 +399,10 @@ fn fio_values(j: &Json, pattern: Pattern, process_cpu_ns: u64) -> Result<Vec<(Me
     ])
 }
 
-/// The command line of one side's run.
+/// The command line of one side's run; `exe` is the side's bench (unused for the host).
 pub fn command(side: Side, exe: &Path, file: &Path, pattern: Pattern, seconds: u32) -> Command {
     match side {
-        Side::Iovm => {
+        Side::Nvme | Side::VirtioBlk => {
             let mut c = Command::new(exe);
             c.arg("--file")
                 .arg(file)
@@ -365,10 +430,17 @@ pub fn command(side: Side, exe: &Path, file: &Path, pattern: Pattern, seconds: u
     }
 }
 
-fn measure(exe: &Path, out_dir: &Path, run: &mut Run, file: &Path, seconds: u32) -> Result<()> {
+fn measure(
+    benches: &Benches,
+    out_dir: &Path,
+    run: &mut Run,
+    file: &Path,
+    seconds: u32,
+) -> Result<()> {
+    let exe = benches.exe(run.side).unwrap_or(Path::new("fio"));
     let mut cmd = command(run.side, exe, file, run.pattern, seconds);
     match run.side {
-        Side::Iovm => {
+        Side::Nvme | Side::VirtioBlk => {
             let json_path = out_dir.join(format!("{}.json", run.name()));
             cmd.arg("--json").arg(&json_path);
             let stdout = run_output(&mut cmd)?;
@@ -396,7 +468,7 @@ fn measure(exe: &Path, out_dir: &Path, run: &mut Run, file: &Path, seconds: u32)
 /// Runs the group: every place × pattern × side, `reps` times, `seconds` each.
 pub fn run(reps: u32, seconds: u32) -> Result<Results> {
     let fio = fio_version()?;
-    let exe = build_bench()?;
+    let benches = build_benches()?;
     let out_dir = paths::target().join("bench/device-path");
     let _ = fs::remove_dir_all(&out_dir);
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -408,11 +480,9 @@ pub fn run(reps: u32, seconds: u32) -> Result<Results> {
         filesystems.push((place, filesystem(&path)));
         for rep in 1..=reps {
             for pattern in Pattern::ALL {
-                let sides = if rep % 2 == 1 {
-                    [Side::Iovm, Side::Host]
-                } else {
-                    [Side::Host, Side::Iovm]
-                };
+                // Each side goes first in one repetition of three.
+                let mut sides = Side::ALL;
+                sides.rotate_left((rep as usize - 1) % Side::ALL.len());
                 for side in sides {
                     let mut r = Run {
                         place,
@@ -429,7 +499,7 @@ pub fn run(reps: u32, seconds: u32) -> Result<Results> {
                         place.id(),
                         side.id()
                     );
-                    if let Err(e) = measure(&exe, &out_dir, &mut r, &path, seconds) {
+                    if let Err(e) = measure(&benches, &out_dir, &mut r, &path, seconds) {
                         println!("xtask: bench: device-path: {} failed: {e:#}", r.name());
                         r.problem = Some(format!("{e:#}"));
                     }
@@ -465,10 +535,10 @@ impl Results {
         Summary::of(&self.samples(place, pattern, side, m))
     }
 
-    /// iovm's median ÷ the host's, for one row.
-    pub fn ratio(&self, place: Place, pattern: Pattern, m: Metric) -> Option<f64> {
+    /// An iovm side's median ÷ the host's, for one row.
+    pub fn ratio(&self, place: Place, pattern: Pattern, side: Side, m: Metric) -> Option<f64> {
         ratio(
-            self.summary(place, pattern, Side::Iovm, m),
+            self.summary(place, pattern, side, m),
             self.summary(place, pattern, Side::Host, m),
         )
     }
@@ -505,39 +575,61 @@ impl Results {
     /// The report section (Markdown, from its `##` heading).
     pub fn markdown(&self, cell: impl Fn(Option<Summary>) -> String) -> String {
         let mut out = format!(
-            "\n## Device path (no VM)\n\nRun directly on this machine, no VM: \
-             `cargo bench -p devices --bench nvme_path` drives iovm's NVMe controller as a \
-             guest driver would (BAR0 registers, one I/O queue pair, {DEPTH} 4 KiB \
-             commands in flight at random 4 KiB-aligned offsets, PRP1, one SQ doorbell \
-             per batch, completions by phase bit, one CQ doorbell per batch, spinning), \
-             through its worker thread and io_uring backend to MSI sends that are counted. \
-             The limit it is compared with is the host's own io_uring on the same 1 GiB \
-             file: `fio --ioengine=io_uring --direct=1 --bs=4k --iodepth={DEPTH} \
-             --numjobs=1`. {} s per run after 1 s of warm-up (fio: none), {} \
-             repetition(s), iovm and fio alternating. The io_uring thread is iovm's \
-             `nvme-worker` (the device's own cost) and fio's job (fio's `usr_cpu` + \
-             `sys_cpu`); the whole process adds, for iovm, the guest driver's thread, \
-             which spins and runs the doorbell handlers, and for both, io_uring's io-wq \
-             workers (fio's from `getrusage(RUSAGE_CHILDREN)` around it, start-up \
-             included). A doorbell here is a function call, not a VM exit. {}.\n\n",
+            "\n## Device path (no VM)\n\nRun directly on this machine, no VM: a synthetic \
+             guest driver in the bench's main thread keeps {DEPTH} 4 KiB requests in flight \
+             at random 4 KiB-aligned offsets through one iovm device, spinning on the \
+             completion ring, to the device's worker thread and io_uring backend; \
+             interrupts are counted, not delivered. NVMe (`cargo bench -p devices --bench \
+             nvme_path`): BAR0 registers, one I/O queue pair, PRP1, one SQ doorbell per \
+             batch (a function call), completions by phase bit, one CQ doorbell per batch. \
+             virtio-blk (`cargo bench -p virtio --bench blk_path`): the device activated as \
+             the transport does at DRIVER_OK with EVENT_IDX and FLUSH, one split queue of \
+             header + data + status chains, a kick (an eventfd write, as KVM's ioeventfd \
+             would do) only when `avail_event` asks for one, completions from the used \
+             ring with `used_event` kept out of reach. The limit both are compared with is \
+             the host's own io_uring on the same 1 GiB file: `fio --ioengine=io_uring \
+             --direct=1 --bs=4k --iodepth={DEPTH} --numjobs=1`. {} s per run after 1 s of \
+             warm-up (fio: none), {} repetition(s), the three interleaved. The io_uring \
+             thread is iovm's device worker (`nvme-worker`, `virtio-blk`: the device's own \
+             cost) and fio's job (fio's `usr_cpu` + `sys_cpu`); the whole process adds, for \
+             iovm, the guest driver's thread, which spins and runs the doorbell handlers, \
+             and for both, io_uring's io-wq workers (fio's from \
+             `getrusage(RUSAGE_CHILDREN)` around it, start-up included). {}.\n\n",
             self.seconds, self.reps, self.fio
         );
-        out.push_str("| file | pattern | | iovm NVMe path | host fio | iovm ÷ host |\n");
-        out.push_str("|---|---|---|---:|---:|---:|\n");
+        let sides: Vec<String> = Side::ALL.iter().map(|s| s.label().to_owned()).collect();
+        let ratios: Vec<String> = Side::DEVICES
+            .iter()
+            .map(|s| format!("{} ÷ host", s.label()))
+            .collect();
+        out.push_str(&format!(
+            "| file | pattern | | iovm {} | iovm {} | {} | {} | {} |\n",
+            sides[0], sides[1], sides[2], ratios[0], ratios[1]
+        ));
+        out.push_str("|---|---|---|---:|---:|---:|---:|---:|\n");
         for place in Place::ALL {
             for pattern in Pattern::ALL {
                 for m in Metric::ALL {
-                    let r = self
-                        .ratio(place, pattern, m)
-                        .map_or_else(|| "–".into(), |r| format!("{r:.2}"));
-                    out.push_str(&format!(
-                        "| {} | {} | {} | {} | {} | {r} |\n",
+                    let mut row = format!(
+                        "| {} | {} | {} |",
                         self.place_label(place),
                         pattern.id(),
-                        m.label(),
-                        cell(self.summary(place, pattern, Side::Iovm, m)),
-                        cell(self.summary(place, pattern, Side::Host, m)),
-                    ));
+                        m.label()
+                    );
+                    for side in Side::ALL {
+                        row.push_str(&format!(
+                            " {} |",
+                            cell(self.summary(place, pattern, side, m))
+                        ));
+                    }
+                    for side in Side::DEVICES {
+                        let r = self
+                            .ratio(place, pattern, side, m)
+                            .map_or_else(|| "–".into(), |r| format!("{r:.2}"));
+                        row.push_str(&format!(" {r} |"));
+                    }
+                    out.push_str(&row);
+                    out.push('\n');
                 }
             }
         }
@@ -562,7 +654,7 @@ impl Results {
         for place in Place::ALL {
             for pattern in Pattern::ALL {
                 for m in Metric::ALL {
-                    for side in [Side::Iovm, Side::Host] {
+                    for side in Side::ALL {
                         let s = self.samples(place, pattern, side, m);
                         figures.push(obj([
                             ("file", place.id().into()),
@@ -576,12 +668,15 @@ impl Results {
                             ("summary", summary(Summary::of(&s))),
                         ]));
                     }
-                    ratios.push(obj([
-                        ("file", place.id().into()),
-                        ("pattern", pattern.id().into()),
-                        ("figure", m.id().into()),
-                        ("iovm_over_host", self.ratio(place, pattern, m).into()),
-                    ]));
+                    for side in Side::DEVICES {
+                        ratios.push(obj([
+                            ("file", place.id().into()),
+                            ("pattern", pattern.id().into()),
+                            ("figure", m.id().into()),
+                            ("side", side.id().into()),
+                            ("iovm_over_host", self.ratio(place, pattern, side, m).into()),
+                        ]));
+                    }
                 }
             }
         }
@@ -631,7 +726,7 @@ mod tests {
             side,
             rep,
             values: vec![(Metric::Iops, iops)],
-            direct: (side == Side::Iovm).then_some(true),
+            direct: (side != Side::Host).then_some(true),
             problem: None,
         }
     }
@@ -658,13 +753,15 @@ mod tests {
     }
 
     #[test]
-    fn test_ratio_is_iovm_median_over_host_median() {
+    fn test_ratio_is_each_device_median_over_host_median() {
         let r = Results {
             seconds: 2,
             reps: 2,
             runs: vec![
-                run(Side::Iovm, 1, 80.0),
-                run(Side::Iovm, 2, 100.0),
+                run(Side::Nvme, 1, 80.0),
+                run(Side::Nvme, 2, 100.0),
+                run(Side::VirtioBlk, 1, 60.0),
+                run(Side::VirtioBlk, 2, 70.0),
                 run(Side::Host, 1, 100.0),
                 run(Side::Host, 2, 100.0),
             ],
@@ -675,9 +772,20 @@ mod tests {
         let md = r.markdown(|s| s.map_or("–".into(), |s| format!("{:.0}", s.median)));
 
         assert_eq!(
-            r.ratio(Place::Tmpfs, Pattern::RandRead, Metric::Iops),
+            r.ratio(Place::Tmpfs, Pattern::RandRead, Side::Nvme, Metric::Iops),
             Some(0.9)
         );
-        assert!(md.contains("| /dev/shm (tmpfs, O_DIRECT) | randread | IOPS | 90 | 100 | 0.90 |"));
+        assert_eq!(
+            r.ratio(
+                Place::Tmpfs,
+                Pattern::RandRead,
+                Side::VirtioBlk,
+                Metric::Iops
+            ),
+            Some(0.65)
+        );
+        assert!(md.contains(
+            "| /dev/shm (tmpfs, O_DIRECT) | randread | IOPS | 90 | 65 | 100 | 0.90 | 0.65 |"
+        ));
     }
 }

@@ -83,8 +83,8 @@ pub enum Group {
     Block,
     /// TCP throughput from the guest over virtio-net and a TAP.
     Net,
-    /// iovm's NVMe device path without a VM against the host's fio, directly on this
-    /// machine.
+    /// iovm's NVMe and virtio-blk device paths without a VM against the host's fio,
+    /// directly on this machine.
     DevicePath,
 }
 
