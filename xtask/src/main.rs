@@ -134,13 +134,14 @@ What CI runs, stopping at the first failure:
   1. cargo fmt --all -- --check
   2. cargo clippy --workspace --all-targets -- -D warnings
   3. cargo xtask test (builds the images if missing, then cargo test --workspace)
-  4. cargo xtask bench --quick (the benchmark harness works; no speed is checked)
+  4. every cargo-fuzz target of fuzz/ for 20 s (nightly toolchain, cargo-fuzz)
+  5. cargo xtask bench --quick (the benchmark harness works; no speed is checked)
 Arguments after `--` go to cargo test. Exits with the failing step's status, or 0.")]
     Ci(test::TestArgs),
 
-    /// Boot time and memory of iovm against QEMU 7.2 (microvm and q35), side by side.
+    /// iovm against QEMU 7.2 and the host, side by side: boot, memory, exits, disks, network.
     #[command(long_about = "\
-Boot time and memory of iovm against QEMU 7.2 (-M microvm and -M q35), side by side.
+iovm against QEMU 7.2 (-M microvm and -M q35) and the host's own limits, side by side.
 
 Builds what is missing (guest image, QEMU 7.2 and the test host, target/release/iovm), then
 boots the same guest kernel and initramfs (target/guest/) with each VMM, in the same place:
@@ -151,6 +152,14 @@ it is. The VMMs are interleaved run by run, N repetitions each:
                --timing lines (first guest instruction, marker)
   memory runs  the guest sleeps 2 s after its marker; the VMM's RSS and PSS
                (/proc/PID/smaps_rollup) are sampled 1 s after the marker, --memory 512M
+  exits        ns per guest access (port I/O write, trapped MMIO write, configuration
+               reads through ECAM and 0xCF8/0xCFC), timed in the guest by exit-probe
+  block        fio in the guest on NVMe and virtio-blk (against QEMU's -device nvme and
+               virtio-blk-pci, cache=none,aio=io_uring, on the same RAM disk): 4k randread
+               QD1 latency, QD32 IOPS, 4k randwrite QD32, 128k read QD8, KVM exits per
+               I/O from the test host's counters; the host's own fio as the limit
+  net          TCP throughput guest -> a peer in a network namespace over virtio-net and
+               a TAP (against QEMU's virtio-net-pci, vhost=off), exits per MiB
 Each run is timed where it runs by `xtask bench-probe` (this binary), with a monotonic
 clock. Progress lines are printed as it goes (a few minutes per repetition in the test host).
 
@@ -160,7 +169,7 @@ controller and its virtio-blk device with a synthetic guest driver, 32 4 KiB req
 flight, through their worker threads and io_uring backend, against
 `fio --ioengine=io_uring --direct=1 --iodepth=32` on the same 1 GiB file (in /dev/shm and
 under target/bench/): IOPS, latency, CPU per I/O and the ratios iovm / host. It needs fio.
-`--only device-path` runs just that group (about a minute with --quick).
+`--only GROUP[,GROUP]` (vm: boot, memory and exits; block; net; device-path) runs only those.
 
 Writes target/bench/results.json (every sample), target/bench/logs/<run>.log (consoles) and
 docs/bench/RESULTS.md (min/median/max per VMM and the ratios iovm / QEMU of the medians,
