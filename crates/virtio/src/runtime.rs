@@ -158,6 +158,22 @@ pub(crate) fn pop_all<'m>(
     }
 }
 
+/// Pops every chain available in `queue` and hands it to `f`, leaving the
+/// driver's notifications disabled: for a device with requests in flight,
+/// whose completions will wake it anyway. Before it waits for a
+/// notification again, the caller must re-arm with [`pop_all`].
+pub(crate) fn pop_quiet<'m>(
+    queue: &mut Queue,
+    mem: &'m Memory,
+    mut f: impl FnMut(DescriptorChain<&'m Memory>),
+) -> Result<(), RingError> {
+    queue.disable_notification(mem)?;
+    while let Some(chain) = queue.iter(mem)?.next() {
+        f(chain);
+    }
+    Ok(())
+}
+
 /// One descriptor of a chain as a device sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {

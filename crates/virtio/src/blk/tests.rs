@@ -732,6 +732,38 @@ fn test_blk_event_index_reached_sends_the_interrupt() {
 }
 
 #[test]
+fn test_blk_idle_device_rearms_notifications_at_the_next_avail_index() {
+    let mut h = harness(Opts {
+        event_idx: true,
+        ..Opts::default()
+    });
+    let fq = &h.drv.queues[0];
+    let avail_event_at = fq.used + 4 + 8 * u64::from(QSIZE);
+
+    for _ in 0..3 {
+        h.simple(T_IN, 0, 512);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut avail_event = 0;
+    while std::time::Instant::now() < deadline {
+        avail_event = u16::from_le_bytes(
+            h.drv.queues[0].read(avail_event_at, 2)[..]
+                .try_into()
+                .unwrap(),
+        );
+        if avail_event == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+
+    assert_eq!(
+        avail_event, 3,
+        "the driver is asked to notify the next request"
+    );
+}
+
+#[test]
 fn test_blk_request_on_second_queue_signals_that_queue() {
     let mut h = harness(Opts {
         queues: 2,

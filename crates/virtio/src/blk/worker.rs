@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 use backend::{Completion, Engine, Op};
 use dma::{Direction, Dma, GuestBuffers};
-use virtio_queue::QueueT;
+use virtio_queue::{DescriptorChain, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::request::{self, total, Limits, RequestKind, Status, ID_BYTES};
 use crate::device::{ActivateError, Activation, Memory, QueueSetup, Signals};
-use crate::runtime::{drain_eventfd, pop_all, GuestWarnings, Poller, Worker, STOP};
+use crate::runtime::{drain_eventfd, pop_all, pop_quiet, GuestWarnings, Poller, Worker, STOP};
 
 /// Epoll token of the engine's completion eventfd (queues use their
 /// position in the activation's list).
@@ -65,6 +65,10 @@ struct BlkWorker {
     dead: Vec<bool>,
     /// Queues with used entries not yet signalled.
     dirty: Vec<bool>,
+    /// Queues whose notifications are left off while requests are in
+    /// flight: each completion's wake-up looks at them instead, so a busy
+    /// driver adds requests without a notification (and a VM exit) each.
+    quiet: Vec<bool>,
     pending: HashMap<u64, Pending>,
     next_tag: u64,
     reaped: Vec<Completion>,
@@ -92,6 +96,7 @@ pub(super) fn start(setup: Setup, act: Activation) -> Result<Worker, ActivateErr
         queues: act.queues,
         dead: vec![false; n],
         dirty: vec![false; n],
+        quiet: vec![false; n],
         pending: HashMap::new(),
         next_tag: 0,
         reaped: Vec::new(),
@@ -129,30 +134,68 @@ impl BlkWorker {
                         let Ok(i) = usize::try_from(i) else { continue };
                         if let Some(q) = self.queues.get(i) {
                             drain_eventfd(&q.notify);
-                            self.process_queue(i);
+                            self.quiet[i] = true;
                         }
                     }
                 }
             }
+            for i in 0..self.queues.len() {
+                if self.quiet[i] {
+                    self.process_queue(i);
+                }
+            }
             self.setup.engine.submit();
             self.reap();
+            if self.pending.is_empty() {
+                // Nothing left to wake the worker but the driver: re-arm.
+                for i in 0..self.queues.len() {
+                    if self.quiet[i] {
+                        self.process_queue(i);
+                    }
+                }
+                self.setup.engine.submit();
+            }
             self.signal();
         }
         self.drain();
     }
 
-    /// Pops and starts every available request of queue `i`.
+    /// Pops and starts every available request of queue `i`. While other
+    /// requests are in flight the driver's notifications stay off (see
+    /// [`BlkWorker::quiet`]); with none, they are re-armed and the queue
+    /// checked once more, so no request waits for a wake-up that never comes.
     fn process_queue(&mut self, i: usize) {
+        if self.dead[i] {
+            self.quiet[i] = false;
+            return;
+        }
+        self.pop_and_execute(i, true);
+        if self.pending.is_empty() {
+            self.pop_and_execute(i, false);
+            self.quiet[i] = false;
+        } else {
+            self.quiet[i] = true;
+        }
+    }
+
+    /// Pops queue `i` (leaving notifications off if `quiet`) and starts
+    /// what it got.
+    fn pop_and_execute(&mut self, i: usize, quiet: bool) {
         if self.dead[i] {
             return;
         }
         let mem = self.memory.clone();
         let (dma, limits) = (&*self.dma, &self.setup.limits);
         let mut requests = Vec::new();
-        let popped = pop_all(&mut self.queues[i].queue, &mem, |chain| {
+        let take = |chain: DescriptorChain<&Memory>| {
             let head = chain.head_index();
             requests.push((head, request::parse(chain, dma, limits)));
-        });
+        };
+        let popped = if quiet {
+            pop_quiet(&mut self.queues[i].queue, &mem, take)
+        } else {
+            pop_all(&mut self.queues[i].queue, &mem, take)
+        };
         for (head, parsed) in requests {
             match parsed {
                 Ok(req) => self.execute(i, head, req.status, req.kind),
