@@ -8,7 +8,10 @@
 //! buffers) the doorbells trap as ordinary MMIO writes, whose value the
 //! controller needs.
 
-use devices::nvme::Nvme;
+use devices::nvme::{Nvme, DOORBELL_BASE, NVME_BAR};
+
+/// End of the admin submission and completion queue doorbells (CAP.DSTRD = 0).
+const ADMIN_DOORBELLS_END: u64 = DOORBELL_BASE + 8;
 use pci::bar::BarSpec;
 use pci::config::{BarWindow, ConfigWriteEffects};
 use pci::function::PciFunction;
@@ -67,6 +70,12 @@ impl PciFunction for NvmeFunction {
 
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
         self.nvme.bar_write(bar, offset, data);
+        // Only a register write (CC: reset) or the admin queue's doorbells
+        // (Doorbell Buffer Config runs there) can change the mode; an I/O
+        // doorbell that traps costs no extra look at the controller.
+        if bar != NVME_BAR || offset >= ADMIN_DOORBELLS_END {
+            return;
+        }
         if let Some(shadow) = self.nvme.take_doorbell_mode_change() {
             if let Some(doorbells) = &self.doorbells {
                 tracing::debug!(
