@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 
 use testkit::{Batch, GuestRun, RunResult};
 
+mod common;
+use common::{disks_in, disks_out};
+
 /// Disk images made in the batch's scratch directory before the runs:
 /// (file, size in MiB).
 const DISKS: [(&str, u64); 6] = [
@@ -108,31 +111,6 @@ sync
 /// memory rather than the 9p share).
 const WORK: &str = "/dev/shm/iovm-nvme";
 
-/// Copies `disks` from the scratch directory to [`WORK`], every block
-/// written (`dd`, not sparse), so that a punched hole shows in `st_blocks`.
-fn disks_in(disks: &[&str]) -> String {
-    let mut s = format!("rm -rf {WORK} && mkdir -p {WORK}");
-    for d in disks {
-        s.push_str(&format!(
-            " && dd if={{scratch}}/{d} of={WORK}/{d} bs=1M 2>/dev/null"
-        ));
-    }
-    s
-}
-
-/// Records each disk's allocated 512-byte blocks as `{scratch}/<disk>.blocks`,
-/// then copies the disks back to the scratch directory.
-fn disks_out(disks: &[&str]) -> String {
-    let mut s = String::from("true");
-    for d in disks {
-        s.push_str(&format!(
-            " && stat -c %b {WORK}/{d} > {{scratch}}/{d}.blocks && cp {WORK}/{d} {{scratch}}/{d}"
-        ));
-    }
-    s.push_str(&format!(" && rm -rf {WORK}"));
-    s
-}
-
 /// fio with verification on the one namespace, and how the controller
 /// interrupts: the MSI/MSI-X mode sysfs reports, and its /proc/interrupts lines.
 const FALLBACK_SCRIPT: &str = r#"
@@ -172,8 +150,11 @@ const KILL_WATCHER: &str = r#"( i=0
 
 fn kill_run() -> GuestRun {
     GuestRun::new("nvme-kill")
-        .host_before(format!("{} && {KILL_WATCHER}", disks_in(&["nvme-f.img"])))
-        .host_after(disks_out(&["nvme-f.img"]))
+        .host_before(format!(
+            "{} && {KILL_WATCHER}",
+            disks_in(WORK, &["nvme-f.img"])
+        ))
+        .host_after(disks_out(WORK, &["nvme-f.img"]))
         .args([
             "--device",
             "nvme,id=n0",
@@ -190,8 +171,8 @@ fn kill_run() -> GuestRun {
 /// A controller with one namespace on `disk` and the interrupt options `opts`.
 fn fallback_run(name: &str, opts: &str, disk: &str) -> GuestRun {
     GuestRun::new(name)
-        .host_before(disks_in(&[disk]))
-        .host_after(disks_out(&[disk]))
+        .host_before(disks_in(WORK, &[disk]))
+        .host_after(disks_out(WORK, &[disk]))
         .args([
             "--device".to_string(),
             format!("nvme,id=n0{opts}"),
@@ -209,8 +190,8 @@ fn runs() -> Vec<GuestRun> {
         fallback_run("nvme-intx", ",msix=off,msi=off", "nvme-e.img"),
         kill_run(),
         GuestRun::new("nvme")
-            .host_before(disks_in(&main_disks))
-            .host_after(disks_out(&main_disks))
+            .host_before(disks_in(WORK, &main_disks))
+            .host_after(disks_out(WORK, &main_disks))
             .args(NVME_ARGS)
             // One vCPU: with two, the nested test host's own kernel (KVM on QEMU's
             // emulated SVM) stalls or overflows its stack in a vCPU thread now and

@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 
 use testkit::{Batch, GuestRun, RunResult};
 
+mod common;
+use common::{disks_in, disks_out};
+
 /// Where a run's disks live while iovm runs: tmpfs (in the test host, its
 /// memory rather than the 9p share).
 const WORK: &str = "/dev/shm/iovm-virtio";
@@ -157,27 +160,6 @@ ping -c 2 -W 5 10.0.2.1 > /dev/null 2>&1
 echo "ping_after_rebind=$?"
 "#;
 
-fn disks_in(disks: &[&str]) -> String {
-    let mut s = format!("rm -rf {WORK} && mkdir -p {WORK}");
-    for d in disks {
-        s.push_str(&format!(
-            " && dd if={{scratch}}/{d} of={WORK}/{d} bs=1M 2>/dev/null"
-        ));
-    }
-    s
-}
-
-fn disks_out(disks: &[&str]) -> String {
-    let mut s = String::from("true");
-    for d in disks {
-        s.push_str(&format!(
-            " && stat -c %b {WORK}/{d} > {{scratch}}/{d}.blocks && cp {WORK}/{d} {{scratch}}/{d}"
-        ));
-    }
-    s.push_str(&format!(" && rm -rf {WORK}"));
-    s
-}
-
 fn disk_arg(opts: &str, disk: &str) -> [String; 2] {
     [
         "--device".into(),
@@ -188,22 +170,22 @@ fn disk_arg(opts: &str, disk: &str) -> [String; 2] {
 fn runs() -> Vec<GuestRun> {
     vec![
         GuestRun::new("virtio-blk")
-            .host_before(disks_in(&["vblk-a.img", "vblk-ro.img"]))
-            .host_after(disks_out(&["vblk-a.img", "vblk-ro.img"]))
+            .host_before(disks_in(WORK, &["vblk-a.img", "vblk-ro.img"]))
+            .host_after(disks_out(WORK, &["vblk-a.img", "vblk-ro.img"]))
             .args(disk_arg(",serial=IOVM-VBLK-A", "vblk-a.img"))
             .args(disk_arg(",readonly=on", "vblk-ro.img"))
             .args(["--device", "virtio-rng"])
             .args(["--cpus", "1", "--memory", "1G"])
             .script(BLK_SCRIPT),
         GuestRun::new("virtio-mq")
-            .host_before(disks_in(&["vblk-mq.img"]))
-            .host_after(disks_out(&["vblk-mq.img"]))
+            .host_before(disks_in(WORK, &["vblk-mq.img"]))
+            .host_after(disks_out(WORK, &["vblk-mq.img"]))
             .args(disk_arg(",queues=2", "vblk-mq.img"))
             .args(["--cpus", "2"])
             .script(MQ_SCRIPT),
         GuestRun::new("virtio-intx")
-            .host_before(disks_in(&["vblk-intx.img"]))
-            .host_after(disks_out(&["vblk-intx.img"]))
+            .host_before(disks_in(WORK, &["vblk-intx.img"]))
+            .host_after(disks_out(WORK, &["vblk-intx.img"]))
             .args(disk_arg(",msix=off", "vblk-intx.img"))
             .args(["--cpus", "1"])
             .script(INTX_SCRIPT),
