@@ -505,22 +505,49 @@ impl Controller {
         Ok(())
     }
 
-    /// Refreshes CQ `qid`'s head from the shadow doorbell, and sets its
-    /// EventIdx so the host rings the MMIO doorbell on its next update.
+    /// Refreshes CQ `qid`'s head from the shadow doorbell and sets its
+    /// EventIdx (NVMe 1.4 §5.8, Doorbell Buffer Config).
+    ///
+    /// The host rings the MMIO doorbell only when its new head passes the
+    /// EventIdx. We read the shadow head whenever we post, so with MSI or
+    /// MSI-X and room left in the queue the EventIdx stays one lap behind
+    /// the head and the host never needs to ring. When the queue is full
+    /// (completions wait), or with INTx (whose level follows the head), it
+    /// sits at the head, so the host rings on its next update; then the
+    /// shadow is read again after the EventIdx is published, so a head the
+    /// host wrote meanwhile (and did not ring for) is not missed.
     fn refresh_cq_head(&mut self, qid: u16) {
         if qid == 0 {
             return;
         }
-        let Some(value) = self.read_shadow(Doorbell::CqHead(qid)) else {
-            return;
-        };
-        let Some(cq) = get_mut(&mut self.st.cqs, qid) else {
-            return;
-        };
-        if validate_cq_head(cq.size, cq.head, cq.tail, value).is_ok() {
-            cq.head = value;
+        let lap_behind = MsiRouting::enabled(&self.pci);
+        for _ in 0..4 {
+            let Some(value) = self.read_shadow(Doorbell::CqHead(qid)) else {
+                return;
+            };
+            let Some(cq) = get_mut(&mut self.st.cqs, qid) else {
+                return;
+            };
+            if validate_cq_head(cq.size, cq.head, cq.tail, value).is_ok() {
+                cq.head = value;
+            }
+            let ring_next = !lap_behind || cq.is_full();
+            let head = cq.head;
+            // The host compares EventIdx values as 16-bit counters.
+            let event_idx = if ring_next {
+                head
+            } else {
+                head.wrapping_sub(1) & 0xffff
+            };
+            self.write_event_idx(Doorbell::CqHead(qid), event_idx);
+            if !ring_next {
+                return;
+            }
+            fence(Ordering::SeqCst);
+            if self.read_shadow(Doorbell::CqHead(qid)) == Some(head) {
+                return;
+            }
         }
-        self.write_event_idx(Doorbell::CqHead(qid), value);
     }
 
     // ---- submission processing ---------------------------------------------
@@ -936,7 +963,7 @@ impl Controller {
     /// INTMS bit 0 is clear (NVMe 1.4 §7.5.1); gated by the command
     /// register's INTx Disable, reflected in the status register.
     pub fn update_intx(&mut self) {
-        let msi_on = !MsiRouting::wanted(&self.pci).is_empty();
+        let msi_on = MsiRouting::enabled(&self.pci);
         let pending = !msi_on
             && self.st.regs.ivms() & 1 == 0
             && self

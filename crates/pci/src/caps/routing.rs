@@ -58,6 +58,16 @@ impl MsiRouting {
         }
     }
 
+    /// Whether the guest has enabled MSI-X or MSI on `ep` (so INTx is
+    /// off: PCI 3.0 §6.8.1.3, §6.8.2.3).
+    pub fn enabled(ep: &EndpointConfig) -> bool {
+        let caps = ep.caps();
+        caps.msix_table().is_some_and(|t| t.control().enabled)
+            || caps
+                .msi()
+                .is_some_and(|msi| msi.state(ep.config().regs()).enabled)
+    }
+
     /// The routes the guest's programming of `ep` asks for, by vector.
     pub fn wanted(ep: &EndpointConfig) -> Vec<Option<MsiMessage>> {
         let caps = ep.caps();

@@ -181,3 +181,61 @@ fn test_nvme_shadow_tail_written_during_processing_is_not_lost() {
     assert_eq!(cids, [Some(first), Some(second)]);
     assert_eq!(read_u32(&d, EVENTIDX + 8), 2);
 }
+
+/// Linux's rule (`nvme_dbbuf_need_event`): ring the MMIO doorbell when the
+/// EventIdx lies in [old, new) of 16-bit counters.
+fn host_must_ring(event_idx: u32, new: u32, old: u32) -> bool {
+    let (e, n, o) = (event_idx as u16, new as u16, old as u16);
+    n.wrapping_sub(e).wrapping_sub(1) < n.wrapping_sub(o)
+}
+
+/// Runs one read on queue 1 (16 entries), consuming its completion
+/// through the shadow CQ head only; returns the (old, new) head.
+fn read_with_shadow_head(d: &mut Driver, lba: u64) -> (u32, u32) {
+    d.push(1, rw(false, 1, lba, 1, (DATA, 0)));
+    let tail = d.queues[1].unwrap().tail;
+    d.dma.write(SHADOW + 8, &tail.to_le_bytes()).unwrap();
+    d.nvme.poll();
+    let q = d.queues[1].as_mut().unwrap();
+    let old = q.head;
+    q.head = (q.head + 1) % q.entries;
+    if q.head == 0 {
+        q.phase = !q.phase;
+    }
+    let new = q.head;
+    d.dma.write(SHADOW + 12, &new.to_le_bytes()).unwrap();
+    (old, new)
+}
+
+#[test]
+fn test_nvme_cq_eventidx_spares_the_head_doorbell_with_msix_for_whole_laps() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.enable_msix();
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    d.admin(set_features(0x07, 0));
+    d.create_queue_pair(1, 16, 1);
+    // Three laps of the 16-entry CQ, the host never ringing the CQ head
+    // doorbell (it would have to, were the EventIdx in its way).
+    for i in 0..48 {
+        let (old, new) = read_with_shadow_head(&mut d, i);
+        let e = read_u32(&d, EVENTIDX + 12);
+        assert!(
+            !host_must_ring(e, new, old),
+            "I/O {i}: EventIdx {e} asks for a ring from {old} to {new}"
+        );
+    }
+}
+
+#[test]
+fn test_nvme_cq_eventidx_asks_for_every_head_update_with_intx() {
+    let mut d = Driver::new();
+    d.enable_pci();
+    d.enable();
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    d.admin(set_features(0x07, 0));
+    d.create_queue_pair(1, 16, 0);
+    let (old, new) = read_with_shadow_head(&mut d, 0);
+    let e = read_u32(&d, EVENTIDX + 12);
+    assert!(host_must_ring(e, new, old), "INTx follows the head: {e}");
+}
