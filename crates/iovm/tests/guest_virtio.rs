@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use testkit::{Batch, GuestRun, RunResult};
+use testkit::{Batch, GuestRun, Mode, RunResult};
 
 mod common;
 use common::{disks_in, disks_out};
@@ -83,6 +83,13 @@ echo $r > /sys/bus/virtio/drivers/virtio_rng/unbind
 echo $r > /sys/bus/virtio/drivers/virtio_rng/bind
 sleep 1
 echo "rng_after_rebind=$(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | wc -c)"
+echo "HVC-BEFORE-$((40+1))" > /dev/hvc0
+c=$(basename $(readlink -f /sys/bus/virtio/drivers/virtio_console/virtio* | head -1))
+echo $c > /sys/bus/virtio/drivers/virtio_console/unbind
+echo "hvc_unbound=$(ls /sys/bus/virtio/drivers/virtio_console | grep -c virtio)"
+echo $c > /sys/bus/virtio/drivers/virtio_console/bind
+sleep 1
+echo "HVC-AFTER-$((40+2))" > /dev/hvc0
 echo "msix_irqs=$(grep -c 'virtio.*-req\|virtio.*-request' /proc/interrupts)"
 grep virtio /proc/interrupts
 sync
@@ -106,6 +113,18 @@ echo "irq_chip=$(grep virtio /proc/interrupts | tr -s ' ' | cut -d' ' -f4 | sort
 grep virtio /proc/interrupts
 "#;
 
+/// A login on the guest's console (`console=hvc0`): `getty` asks for a
+/// name on hvc0 and reads the one typed into iovm's standard input, and
+/// `login` starts root's login shell there (no password in this test
+/// guest), which runs root's `.profile` and logs out.
+const LOGIN_SCRIPT: &str = r#"
+echo 'root::0:0:root:/root:/bin/sh' > /etc/passwd
+echo 'echo "HVC-$((6*7)) on $(tty) as $LOGNAME in $(pwd)"; exit' > /root/.profile
+echo "console=$(cat /sys/class/tty/console/active | tr ' ' ',')"
+getty -L 0 hvc0 vt100
+echo "getty=$?"
+"#;
+
 /// The network namespace the net run's iovm lives in (a bound namespace file).
 const NETNS: &str = "/run/iovm-netns";
 
@@ -125,8 +144,8 @@ const NET_AFTER: &str = "umount /run/iovm-netns; rm -f /run/iovm-netns; rm -f /d
 const NET_AFTER_MQ: &str = "umount /run/iovm-netns; rm -f /run/iovm-netns; \
 head -c 1048576 /dev/shm/net.bin | sha256sum > {scratch}/net.sum; mv /dev/shm/net.bin {scratch}/net.bin";
 
-/// Both queue pairs in use (one per vCPU), a ping, and 16 copies of a random
-/// MiB over TCP, printing the MiB's checksum.
+/// Both queue pairs in use (one per vCPU), a ping, and `{MIB}` copies of a
+/// random MiB over TCP, printing the MiB's checksum.
 const NET_MQ_SCRIPT: &str = r#"
 echo "queues=$(ls /sys/class/net/eth0/queues | grep -c rx)"
 ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
@@ -135,7 +154,7 @@ ping -c 2 -W 5 10.0.2.1 > /dev/null 2>&1
 echo "ping=$?"
 head -c 1048576 /dev/urandom > /tmp/blob
 echo "block_sum=$(sha256sum /tmp/blob | cut -d' ' -f1)"
-for i in $(seq 16); do cat /tmp/blob; done | nc 10.0.2.1 5001
+for i in $(seq {MIB}); do cat /tmp/blob; done | nc 10.0.2.1 5001
 echo "nc=$?"
 grep eth0 /proc/net/dev
 "#;
@@ -167,14 +186,14 @@ fn disk_arg(opts: &str, disk: &str) -> [String; 2] {
     ]
 }
 
-fn runs() -> Vec<GuestRun> {
+fn runs(net_mib: u64) -> Vec<GuestRun> {
     vec![
         GuestRun::new("virtio-blk")
             .host_before(disks_in(WORK, &["vblk-a.img", "vblk-ro.img"]))
             .host_after(disks_out(WORK, &["vblk-a.img", "vblk-ro.img"]))
             .args(disk_arg(",serial=IOVM-VBLK-A", "vblk-a.img"))
             .args(disk_arg(",readonly=on", "vblk-ro.img"))
-            .args(["--device", "virtio-rng"])
+            .args(["--device", "virtio-rng", "--device", "virtio-console"])
             .args(["--cpus", "1", "--memory", "1G"])
             .script(BLK_SCRIPT),
         GuestRun::new("virtio-mq")
@@ -192,9 +211,8 @@ fn runs() -> Vec<GuestRun> {
         GuestRun::new("virtio-console")
             .args(["--device", "virtio-console", "--cpus", "1"])
             .cmdline("console=hvc0")
-            .stdin(
-                "echo HVC-$((6*7)) > /dev/hvc0; echo on $(readlink /proc/self/fd/0)\npoweroff -f\n",
-            ),
+            .script(LOGIN_SCRIPT)
+            .stdin("root\n"),
         GuestRun::new("virtio-net")
             .netns(NETNS)
             .host_before(NET_BEFORE)
@@ -210,16 +228,14 @@ fn runs() -> Vec<GuestRun> {
             ])
             .timeout(std::time::Duration::from_secs(240))
             .script(NET_SCRIPT),
-        // Two vCPUs, so that the driver uses both queue pairs. Sustained
-        // transfers of 100 MiB have stalled now and then in the nested test
-        // host (docs/test-host.md, not yet explained), so this moves 16 MiB.
+        // Two vCPUs, so that the driver uses both queue pairs.
         GuestRun::new("virtio-net-mq")
             .netns(NETNS)
             .host_before(NET_BEFORE)
             .host_after(NET_AFTER_MQ)
             .args(["--device", "virtio-net,tap=vtap0,queues=2", "--cpus", "2"])
             .timeout(std::time::Duration::from_secs(300))
-            .script(NET_MQ_SCRIPT),
+            .script(NET_MQ_SCRIPT.replace("{MIB}", &net_mib.to_string())),
     ]
 }
 
@@ -235,6 +251,18 @@ struct Results {
     net_sum: String,
     /// Everything it received.
     net_received: Vec<u8>,
+    /// MiB the guest sent.
+    net_mib: u64,
+}
+
+/// MiB moved over TCP: 100 on hardware KVM; 16 in the nested test host,
+/// whose kernel (KVM on QEMU's emulated SVM) crashes or livelocks now and
+/// then under sustained network load (docs/test-host.md).
+fn net_mib(mode: Mode) -> u64 {
+    match mode {
+        Mode::Direct => 100,
+        Mode::TestHost => 16,
+    }
 }
 
 fn results() -> &'static Results {
@@ -250,7 +278,8 @@ fn results() -> &'static Results {
         let mut ro = std::fs::read(scratch.join("vblk-ro.img")).unwrap();
         ro[..RO_CONTENT.len()].copy_from_slice(RO_CONTENT);
         std::fs::write(scratch.join("vblk-ro.img"), &ro).unwrap();
-        let list = batch.run(iovm, &runs()).expect("run the guest batch");
+        let mib = net_mib(batch.mode());
+        let list = batch.run(iovm, &runs(mib)).expect("run the guest batch");
         let a = std::fs::read(scratch.join("vblk-a.img")).unwrap_or_default();
         let marks = MARKS
             .iter()
@@ -272,6 +301,7 @@ fn results() -> &'static Results {
                 .ok()
                 .and_then(|t| t.trim().parse().ok()),
             net_received: std::fs::read(scratch.join("net.bin")).unwrap_or_default(),
+            net_mib: mib,
             net_sum: std::fs::read_to_string(scratch.join("net.sum"))
                 .unwrap_or_default()
                 .split_whitespace()
@@ -389,11 +419,30 @@ fn test_virtio_blk_without_msix_uses_intx_through_the_ioapic() {
 }
 
 #[test]
-fn test_virtio_console_carries_the_guest_console_both_ways() {
+fn test_virtio_console_is_the_guest_console_and_root_logs_in_on_hvc0() {
     let r = run("virtio-console");
-    assert_eq!(r.exit_code, Some(0), "{}", r.dump());
-    assert!(r.console.contains("HVC-42"), "{}", r.dump());
-    assert!(r.console.contains("on /dev/hvc0"), "{}", r.dump());
+    r.assert_success();
+    assert_eq!(
+        r.fact("console").rsplit(',').next(),
+        Some("hvc0"),
+        "/dev/console is hvc0\n{}",
+        r.dump()
+    );
+    assert!(r.console.contains("login:"), "getty's prompt\n{}", r.dump());
+    assert!(
+        r.console.contains("HVC-42 on /dev/hvc0 as root in /root"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(r.fact("getty"), "0", "{}", r.dump());
+}
+
+#[test]
+fn test_virtio_console_works_after_driver_unbind_and_rebind() {
+    let r = run("virtio-blk");
+    assert!(r.console.contains("HVC-BEFORE-41"), "{}", r.dump());
+    assert_eq!(r.fact("hvc_unbound"), "0", "{}", r.dump());
+    assert!(r.console.contains("HVC-AFTER-42"), "{}", r.dump());
 }
 
 #[test]
@@ -404,7 +453,12 @@ fn test_virtio_net_moves_data_intact_over_two_queue_pairs_with_two_vcpus() {
     assert_eq!(r.fact("ping"), "0", "{}", r.dump());
     assert_eq!(r.fact("nc"), "0", "{}", r.dump());
     let got = &results().net_received;
-    assert_eq!(got.len(), 16 << 20, "bytes received\n{}", r.dump());
+    assert_eq!(
+        got.len() as u64,
+        results().net_mib << 20,
+        "bytes received\n{}",
+        r.dump()
+    );
     assert_eq!(
         results().net_sum,
         r.fact("block_sum"),
