@@ -8,7 +8,7 @@
 //! pair instead.
 //!
 //! ```text
-//!  guest TX chain ─▶ device ─write_frame([hdr, frame])─▶ TAP fd ─▶ host stack
+//!  guest TX chain ─▶ device ─write_frame_ranges(hdr, guest ranges)─▶ TAP fd ─▶ host stack
 //!  guest RX chain ◀─ device ◀─read_frame(buf)────────── TAP fd ◀─ host stack
 //! ```
 
@@ -17,6 +17,8 @@ mod tap;
 use std::fmt::Debug;
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
+
+use dma::HostRange;
 
 pub use tap::{Tap, TapConfig, TapError, TapQueue};
 
@@ -78,6 +80,31 @@ pub trait FrameIo: Send + Sync + Debug + AsRawFd {
 
     /// Writes one frame gathered from `bufs` (header first).
     fn write_frame(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Writes one frame: `hdr`, then the bytes of `ranges` (guest memory,
+    /// which the guest may change at any time: they go to the kernel as
+    /// raw iovecs in one `writev`, and this process never reads them).
+    /// The default suits any fd that takes a frame per `writev`.
+    fn write_frame_ranges(&self, hdr: &[u8], ranges: &[HostRange]) -> io::Result<usize> {
+        let mut iov = Vec::with_capacity(ranges.len() + 1);
+        iov.push(libc::iovec {
+            iov_base: hdr.as_ptr() as *mut libc::c_void,
+            iov_len: hdr.len(),
+        });
+        iov.extend(ranges.iter().map(|r| libc::iovec {
+            iov_base: r.addr() as *mut libc::c_void,
+            iov_len: r.len(),
+        }));
+        let count = libc::c_int::try_from(iov.len())
+            .ok()
+            .filter(|&n| n <= libc::UIO_MAXIOV)
+            .ok_or_else(|| io::Error::other(format!("frame in {} pieces", iov.len())))?;
+        // SAFETY: each iovec describes either `hdr` or a `HostRange`, which
+        // its `Dma` keeps mapped while the device holds it; `writev` only
+        // reads them.
+        let n = unsafe { libc::writev(self.as_raw_fd(), iov.as_ptr(), count) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
 
     /// Sets which offloads frames read from this endpoint may carry.
     fn set_offloads(&self, offloads: Offloads) -> io::Result<()>;

@@ -61,16 +61,17 @@ use backend::net::{FrameIo, Tap};
 
 pub use ctrl::{CtrlState, RxFilter};
 
-/// Gathers one transmit chain into `buf` (header, then frame) and checks it
-/// exactly as the transmit path does; `true` if the frame would be sent.
-/// The fuzz target's entry point into transmit parsing.
+/// Checks one transmit chain exactly as the transmit path does; the length
+/// of the frame after the header if it would be sent. The fuzz target's
+/// entry point into transmit parsing.
 pub fn check_tx_chain(
     descs: impl Iterator<Item = virtio_queue::desc::split::Descriptor>,
     dma: &dyn dma::Dma,
     features: u64,
-    buf: &mut Vec<u8>,
-) -> bool {
-    tx::gather_frame(descs, dma, features, buf).is_ok()
+) -> Option<usize> {
+    let mut ranges = Vec::new();
+    tx::parse_frame(descs, dma, features, &mut ranges).ok()?;
+    Some(ranges.iter().map(|r| r.len()).sum())
 }
 
 /// Parses the readable bytes of a control-queue command as the device

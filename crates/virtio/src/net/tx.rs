@@ -1,10 +1,10 @@
 //! Transmit (virtio 1.2 §5.1.6.2): each chain is a 12-byte header and a
-//! frame in device-readable buffers, gathered and written to the backend
-//! whole; the used length is always 0.
-
-use std::io::IoSlice;
+//! frame in device-readable buffers. The header is copied out and checked;
+//! the frame goes to the backend straight from guest memory, in one
+//! `writev` (no copy in iovm). The used length is always 0.
 
 use backend::net::FrameIo;
+use dma::{Direction, HostRange};
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::Queue;
 
@@ -38,14 +38,16 @@ pub(crate) enum TxDrop {
     Header(#[from] HdrError),
 }
 
-/// Gathers one transmit chain into `buf` (header first) and checks it.
-pub(crate) fn gather_frame(
+/// Checks one transmit chain; returns its header (copied, so the guest
+/// cannot change it after the check) and puts in `ranges` the host memory
+/// of the frame that follows it.
+pub(crate) fn parse_frame(
     descs: impl Iterator<Item = Descriptor>,
     dma: &dyn dma::Dma,
     features: u64,
-    buf: &mut Vec<u8>,
-) -> Result<(), TxDrop> {
-    buf.clear();
+    ranges: &mut Vec<HostRange>,
+) -> Result<[u8; HDR_LEN], TxDrop> {
+    ranges.clear();
     let layout = chain::layout(descs, (HDR_LEN + MAX_PACKET) as u64)?;
     if layout.writable_len > 0 {
         return Err(TxDrop::Writable);
@@ -53,12 +55,27 @@ pub(crate) fn gather_frame(
     if layout.readable_len < (HDR_LEN + MIN_PACKET) as u64 {
         return Err(TxDrop::Short(layout.readable_len));
     }
-    chain::gather(dma, &layout.readable, buf)?;
-    let hdr: &[u8; HDR_LEN] = buf
-        .first_chunk()
-        .ok_or(TxDrop::Short(layout.readable_len))?;
-    header::check_tx(hdr, features)?;
-    Ok(())
+    let mut hdr = [0u8; HDR_LEN];
+    let mut got = 0;
+    for seg in &layout.readable {
+        // Header bytes this segment holds (the header may span several).
+        let take = (HDR_LEN - got).min(seg.len as usize);
+        if take > 0 {
+            dma.read(seg.addr, &mut hdr[got..got + take])?;
+            got += take;
+        }
+        let rest = u64::from(seg.len) - take as u64;
+        if rest > 0 {
+            dma.host_ranges(
+                seg.addr.wrapping_add(take as u64),
+                rest,
+                Direction::ToDevice,
+                ranges,
+            )?;
+        }
+    }
+    header::check_tx(&hdr, features)?;
+    Ok(hdr)
 }
 
 /// One transmit queue.
@@ -70,7 +87,7 @@ pub(crate) struct TxQueue {
     pub index: u16,
     /// Set once the queue hit a fault that needs a device reset.
     pub broken: bool,
-    buf: Vec<u8>,
+    ranges: Vec<HostRange>,
 }
 
 impl TxQueue {
@@ -80,7 +97,7 @@ impl TxQueue {
             queue,
             index,
             broken: false,
-            buf: Vec::with_capacity(HDR_LEN + MAX_PACKET),
+            ranges: Vec::new(),
         }
     }
 
@@ -90,11 +107,11 @@ impl TxQueue {
             return;
         }
         let mem = ctx.mem.clone();
-        let buf = &mut self.buf;
+        let ranges = &mut self.ranges;
         let r = drain(&mut self.queue, &mem, |descs| {
-            match gather_frame(descs, ctx.dma.as_ref(), ctx.features, buf) {
-                Ok(()) => {
-                    if let Err(e) = io.write_frame(&[IoSlice::new(buf)]) {
+            match parse_frame(descs, ctx.dma.as_ref(), ctx.features, ranges) {
+                Ok(hdr) => {
+                    if let Err(e) = io.write_frame_ranges(&hdr, ranges) {
                         ctx.log.warn(format_args!("tx frame not sent: {e}"));
                     }
                 }

@@ -31,6 +31,29 @@ fn test_tx_frame_after_header_is_intact_for_the_tap() {
 }
 
 #[test]
+fn test_tx_header_split_across_descriptors_and_frame_in_pieces_arrive_whole() {
+    let (mut g, mut core, peer, _io) = one_pair(BASE);
+    let f = frame(MAC, 300);
+    // 5 + 7 header bytes, then the header's last descriptor also starts
+    // the frame, which ends in two more pieces.
+    let pieces = [(0, 5), (5, 7 + 100), (112, 150), (262, f.len() - 262)];
+    let descs: Vec<(u64, u32, bool)> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, &(at, len))| {
+            let addr = BUF + i as u64 * 0x1000 + 0xff0;
+            g.write(addr, &f[at..at + len]);
+            (addr, len as u32, R)
+        })
+        .collect();
+    g.post(1, &descs);
+
+    core.serve(Target::Tx(0));
+
+    assert_eq!(recv(&peer).unwrap(), f);
+}
+
+#[test]
 fn test_tx_several_chains_all_sent_in_order() {
     let (mut g, mut core, peer, _io) = one_pair(BASE);
     for i in 0..3u64 {
