@@ -342,8 +342,9 @@ pub trait DevicePath {
     fn notify(&mut self) -> Result<bool>;
 
     /// Appends the slots of finished requests to `done` and, if there were
-    /// any, hands the ring space back to the device (NVMe: one CQ head
-    /// doorbell write; virtio: nothing to write). A request that failed is
+    /// any, hands the ring space back to the device (NVMe: the CQ head
+    /// through its shadow doorbell, and the doorbell itself only when the
+    /// EventIdx asks; virtio: nothing to write). A request that failed is
     /// an error.
     fn reap(&mut self, done: &mut Vec<u16>) -> Result<()>;
 }

@@ -3,10 +3,15 @@
 //! and bus mastering, MSI-X table, CC.EN with the admin queue, Set
 //! Features Number of Queues, Create I/O CQ and SQ), then keeps `--depth`
 //! 4 KiB reads or writes (PRP1 only, random 4 KiB-aligned LBAs) in flight
-//! on I/O queue 1. Each batch of submissions rings the SQ tail doorbell
-//! once; completions are found by the phase bit in guest RAM and handed
-//! back with one CQ head doorbell per batch. The controller runs its I/O
-//! queues on its worker thread with the io_uring backend, as in iovm.
+//! on I/O queue 1. Like Linux's driver on iovm, it sets up shadow
+//! doorbells (Doorbell Buffer Config): each batch of submissions writes the
+//! shadow SQ tail and, only when the controller's EventIdx asks for it,
+//! writes the SQ's doorbell eventfd (in iovm, KVM's ioeventfd on the
+//! doorbell does that write); completions are found by the phase bit in
+//! guest RAM and handed back through the shadow CQ head, with a trapped
+//! CQ head doorbell write only when the EventIdx asks for one. The
+//! controller runs its I/O queues on its worker thread with the io_uring
+//! backend, as in iovm.
 //!
 //! ```text
 //! cargo bench -p devices --bench nvme_path -- --file PATH --seconds 10 \
@@ -35,6 +40,7 @@ use irq::msi::{MsiMessage, MsiVectors};
 use irq::recording::RecordingLine;
 use pci::function::PciFunction;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
 
 /// Guest RAM.
 const RAM: u64 = 64 << 20;
@@ -49,6 +55,9 @@ const IOCQ: u64 = 0x14_0000;
 const DATA: u64 = 0x20_0000;
 /// The I/O queue pair driven.
 const QID: u16 = 1;
+/// Shadow doorbells and EventIdx buffers (one page each).
+const SHADOW: u64 = 0x1_2000;
+const EVENTIDX: u64 = 0x1_3000;
 
 /// The MSI port of the controller: counts each message sent.
 #[derive(Debug)]
@@ -102,6 +111,18 @@ struct NvmeDriver {
     cq: Ring,
     lba_shift: u32,
     next_admin_cid: u16,
+    /// The eventfd behind queue 1's SQ tail doorbell.
+    sq_kick: EventFd,
+    /// The shadow SQ tail and CQ head last written.
+    shadow_tail: u32,
+    shadow_head: u32,
+}
+
+/// Linux's `nvme_dbbuf_need_event`: ring when the EventIdx lies in
+/// [old, new) of 16-bit counters.
+fn need_event(event_idx: u32, new: u32, old: u32) -> bool {
+    let (e, n, o) = (event_idx as u16, new as u16, old as u16);
+    n.wrapping_sub(e).wrapping_sub(1) < n.wrapping_sub(o)
 }
 
 fn doorbell_sq(qid: u16) -> u64 {
@@ -265,7 +286,32 @@ impl NvmeDriver {
         )?;
         self.sq = Ring::new(IOSQ, entries);
         self.cq = Ring::new(IOCQ, entries);
+        self.zero(SHADOW, 4096)?;
+        self.zero(EVENTIDX, 4096)?;
+        let mut dbbc = sqe(0x7c, 0, SHADOW, [0; 6]);
+        dbbc.prp2 = EVENTIDX;
+        self.admin(dbbc, "Doorbell Buffer Config")?;
+        ensure!(
+            self.nvme.take_doorbell_mode_change() == Some(true),
+            "the controller did not switch to shadow doorbells"
+        );
         Ok(())
+    }
+
+    /// Writes `new` to the shadow doorbell of the register at `offset`
+    /// and tells whether the controller's EventIdx asks for the doorbell
+    /// itself (Linux's `nvme_dbbuf_update_and_check_event`).
+    fn shadow_update(&self, offset: u64, new: u32, old: u32) -> Result<bool> {
+        let at = offset - DOORBELL_BASE;
+        self.mem
+            .store(new, GuestAddress(SHADOW + at), Ordering::Release)
+            .context("guest RAM write")?;
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let event_idx: u32 = self
+            .mem
+            .load(GuestAddress(EVENTIDX + at), Ordering::Acquire)
+            .context("guest RAM read")?;
+        Ok(need_event(event_idx, new, old))
     }
 }
 
@@ -301,8 +347,13 @@ impl DevicePath for NvmeDriver {
     }
 
     fn notify(&mut self) -> Result<bool> {
-        self.write32(doorbell_sq(QID), self.sq.index);
-        Ok(true)
+        let (old, new) = (self.shadow_tail, self.sq.index);
+        self.shadow_tail = new;
+        if self.shadow_update(doorbell_sq(QID), new, old)? {
+            self.sq_kick.write(1).context("SQ doorbell eventfd")?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn reap(&mut self, done: &mut Vec<u16>) -> Result<()> {
@@ -324,7 +375,11 @@ impl DevicePath for NvmeDriver {
             self.cq.advance();
         }
         if done.len() > before {
-            self.write32(doorbell_cq(QID), self.cq.index);
+            let (old, new) = (self.shadow_head, self.cq.index);
+            self.shadow_head = new;
+            if self.shadow_update(doorbell_cq(QID), new, old)? {
+                self.write32(doorbell_cq(QID), new);
+            }
         }
         Ok(())
     }
@@ -381,6 +436,13 @@ fn main() -> Result<()> {
     )
     .context("building the controller")?;
     nvme.start_worker().context("starting the worker")?;
+    let sq_kick = nvme
+        .sq_doorbell_eventfds()
+        .find(|(slot, _)| slot.qid == QID)
+        .context("no doorbell eventfd for I/O queue 1")?
+        .1
+        .try_clone()
+        .context("cloning the doorbell eventfd")?;
     // Write data is a pattern, so that zero detection anywhere cannot help.
     let pattern: Vec<u8> = (0..u64::from(args.depth) * IO_SIZE)
         .map(|i| (i * 7 + 1) as u8)
@@ -397,6 +459,9 @@ fn main() -> Result<()> {
         cq: Ring::new(IOCQ, entries),
         lba_shift,
         next_admin_cid: 0,
+        sq_kick,
+        shadow_tail: 0,
+        shadow_head: 0,
     };
     driver.bring_up(entries)?;
     let m = benchkit::run(&mut driver, &interrupts, &args, bytes)?;

@@ -580,8 +580,11 @@ impl Results {
              at random 4 KiB-aligned offsets through one iovm device, spinning on the \
              completion ring, to the device's worker thread and io_uring backend; \
              interrupts are counted, not delivered. NVMe (`cargo bench -p devices --bench \
-             nvme_path`): BAR0 registers, one I/O queue pair, PRP1, one SQ doorbell per \
-             batch (a function call), completions by phase bit, one CQ doorbell per batch. \
+             nvme_path`): BAR0 registers, one I/O queue pair, PRP1, shadow doorbells as \
+             Linux's driver uses them on iovm (Doorbell Buffer Config): per batch the shadow \
+             SQ tail, and an eventfd write (as KVM's ioeventfd on the doorbell would do) \
+             only when the EventIdx asks; completions by phase bit, the shadow CQ head, and \
+             a trapped CQ doorbell write only when the EventIdx asks. \
              virtio-blk (`cargo bench -p virtio --bench blk_path`): the device activated as \
              the transport does at DRIVER_OK with EVENT_IDX and FLUSH, one split queue of \
              header + data + status chains, a kick (an eventfd write, as KVM's ioeventfd \
