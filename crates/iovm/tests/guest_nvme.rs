@@ -126,9 +126,13 @@ grep nvme0q /proc/interrupts
 /// The guest writes a pattern without O_DIRECT, runs `sync`, then says
 /// SYNCED through a PCI serial card whose output is a file where iovm runs;
 /// a watcher started before iovm kills it with SIGKILL when it sees that.
+/// The driver scans namespaces after its probe returns, so the script
+/// first waits for the block device (else `dd` would make a plain file).
 const KILL_SCRIPT: &str = r#"
+i=0; while [ ! -b /dev/nvme0n1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 yes IOVM-DURABLE-0123456789 | head -c 1048576 > /tmp/pattern
 dd if=/tmp/pattern of=/dev/nvme0n1 bs=64k seek=32 2>/dev/null
+echo "dd=$? dev=$(ls -l /dev/nvme0n1 | cut -c1) waited=$i"
 sync
 t=$(ls /sys/bus/pci/devices/*/tty | grep ttyS | head -1)
 echo "synced on $t"
@@ -340,6 +344,7 @@ fn test_synced_writes_survive_sigkill_of_iovm() {
     let r = run("nvme-kill");
     assert!(!r.timed_out, "{}", r.dump());
     assert!(r.console.contains("synced on"), "{}", r.dump());
+    assert_eq!(fact(r, "dd"), "0", "{}", r.dump());
     assert_eq!(
         r.guest_exit_status(),
         None,
