@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let IoCommand::ReadWrite {
-        blocks, prp: (p1, p2), ..
+        blocks,
+        prp: (p1, p2),
+        ..
     } = cmd
     else {
         return;

@@ -15,50 +15,18 @@ use std::sync::Arc;
 use dma::GuestDma;
 use libfuzzer_sys::fuzz_target;
 use virtio::blk::{self, Limits, RequestKind, SECTOR_SIZE};
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use virtio_queue::QueueT;
 
-const QSIZE: u16 = 16;
-const REGION: usize = 0x1_0000;
-const SECOND: u64 = 0x2_0000;
-const AVAIL: u64 = 0x100;
-const USED: u64 = 0x200;
+#[path = "common/mod.rs"]
+mod common;
 
 fuzz_target!(|data: &[u8]| {
     let Some((params, ram)) = data.split_first_chunk::<16>() else {
         return;
     };
-    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[
-        (GuestAddress(0), REGION),
-        (GuestAddress(SECOND), REGION),
-    ]) else {
+    let Some((mem, mut queue)) = common::ram_and_queue(ram, params[0]) else {
         return;
     };
-    let first = &ram[..ram.len().min(REGION)];
-    let second = &ram[first.len()..];
-    let second = &second[..second.len().min(REGION)];
-    if mem.write_slice(first, GuestAddress(0)).is_err()
-        || mem.write_slice(second, GuestAddress(SECOND)).is_err()
-    {
-        return;
-    }
-    // One chain available, its head chosen by the input (may be past the
-    // table).
-    let head = u16::from(params[0]) % (QSIZE * 2);
-    if mem.write_obj(0u16, GuestAddress(AVAIL)).is_err()
-        || mem.write_obj(1u16, GuestAddress(AVAIL + 2)).is_err()
-        || mem.write_obj(head, GuestAddress(AVAIL + 4)).is_err()
-    {
-        return;
-    }
-    let Ok(mut queue) = Queue::new(QSIZE) else {
-        return;
-    };
-    queue.set_size(QSIZE);
-    queue.set_desc_table_address(Some(0), Some(0));
-    queue.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-    queue.set_used_ring_address(Some(USED as u32), Some(0));
-    queue.set_ready(true);
 
     let capacity = u64::from(u32::from_le_bytes([
         params[1], params[2], params[3], params[4],
