@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use backend::EngineKind;
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use backend::{BlockFile, DiskConfig, EngineKind};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 /// Bytes per request.
@@ -193,6 +193,38 @@ pub fn guest_ram(bytes: u64) -> Result<Arc<GuestMemoryMmap>> {
     Ok(Arc::new(
         GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)]).context("guest RAM")?,
     ))
+}
+
+/// Sends the device's `tracing` output to standard error, filtered by
+/// `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+/// Opens `args.file` as the device's disk: read-only for reads,
+/// `O_DIRECT` as `--direct` asks (the file system permitting).
+pub fn open_disk(args: &Args) -> Result<BlockFile> {
+    BlockFile::open(&DiskConfig {
+        path: args.file.clone(),
+        readonly: args.rw == Rw::RandRead,
+        direct: args.direct,
+    })
+    .with_context(|| format!("opening {}", args.file.display()))
+}
+
+/// Fills the `depth` 4 KiB data buffers at `at` with a pattern, so that
+/// zero detection anywhere cannot help writes.
+pub fn fill_data(mem: &GuestMemoryMmap, at: u64, depth: u16) -> Result<()> {
+    let pattern: Vec<u8> = (0..u64::from(depth) * IO_SIZE)
+        .map(|i| (i * 7 + 1) as u8)
+        .collect();
+    mem.write_slice(&pattern, GuestAddress(at))
+        .context("guest RAM write")
 }
 
 /// Counts the interrupts a device sends and, in [`Reap::Irq`] mode, writes

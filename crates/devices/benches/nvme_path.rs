@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use backend::{BlockFile, DiskConfig};
 use benchkit::{Args, DevicePath, Interrupts, Rw, IO_SIZE};
 use devices::nvme::command::Sqe;
 use devices::nvme::regs::{self, cc, csts};
@@ -386,12 +385,7 @@ impl DevicePath for NvmeDriver {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    benchkit::init_logging();
     let args = Args::parse()?;
     let block_size = args.block_size.unwrap_or(512);
     let lba_shift = match block_size {
@@ -409,12 +403,7 @@ fn main() -> Result<()> {
 
     let mem = benchkit::guest_ram(RAM)?;
     let readonly = args.rw == Rw::RandRead;
-    let disk = BlockFile::open(&DiskConfig {
-        path: args.file.clone(),
-        readonly,
-        direct: args.direct,
-    })
-    .with_context(|| format!("opening {}", args.file.display()))?;
+    let disk = benchkit::open_disk(&args)?;
     let (bytes, direct) = (disk.size(), disk.is_direct());
     let interrupts = Arc::new(Interrupts::new(args.reap)?);
     let cfg = NvmeConfig {
@@ -443,12 +432,7 @@ fn main() -> Result<()> {
         .1
         .try_clone()
         .context("cloning the doorbell eventfd")?;
-    // Write data is a pattern, so that zero detection anywhere cannot help.
-    let pattern: Vec<u8> = (0..u64::from(args.depth) * IO_SIZE)
-        .map(|i| (i * 7 + 1) as u8)
-        .collect();
-    mem.write_slice(&pattern, GuestAddress(DATA))
-        .context("guest RAM write")?;
+    benchkit::fill_data(&mem, DATA, args.depth)?;
 
     let mut driver = NvmeDriver {
         nvme,

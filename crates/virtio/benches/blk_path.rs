@@ -31,7 +31,6 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
-use backend::{BlockFile, DiskConfig};
 use benchkit::{Args, DevicePath, Interrupts, Reap, Rw, IO_SIZE};
 use dma::GuestDma;
 use virtio::blk::{Block, BlockConfig, SECTOR_SIZE, T_IN, T_OUT};
@@ -266,12 +265,7 @@ impl DevicePath for BlkDriver {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    benchkit::init_logging();
     let args = Args::parse()?;
     if let Some(b) = args.block_size {
         bail!("--block-size {b}: virtio-blk reports the file's own logical block size");
@@ -288,13 +282,7 @@ fn main() -> Result<()> {
     );
 
     let mem = benchkit::guest_ram(RAM)?;
-    let readonly = args.rw == Rw::RandRead;
-    let disk = BlockFile::open(&DiskConfig {
-        path: args.file.clone(),
-        readonly,
-        direct: args.direct,
-    })
-    .with_context(|| format!("opening {}", args.file.display()))?;
+    let disk = benchkit::open_disk(&args)?;
     let (bytes, direct) = (disk.size(), disk.is_direct());
     let mut cfg = BlockConfig::new(Arc::new(disk), 1);
     cfg.queue_size = size;
@@ -334,12 +322,7 @@ fn main() -> Result<()> {
     queue.set_event_idx(true);
     queue.set_ready(true);
     ensure!(queue.is_valid(&*mem), "queue rings outside guest RAM");
-    // Write data is a pattern, so that zero detection anywhere cannot help.
-    let pattern: Vec<u8> = (0..u64::from(args.depth) * IO_SIZE)
-        .map(|i| (i * 7 + 1) as u8)
-        .collect();
-    mem.write_slice(&pattern, GuestAddress(DATA))
-        .context("guest RAM write")?;
+    benchkit::fill_data(&mem, DATA, args.depth)?;
 
     let interrupts = Arc::new(Interrupts::new(args.reap)?);
     let notify = EventFd::new(EFD_NONBLOCK).context("notify eventfd")?;
