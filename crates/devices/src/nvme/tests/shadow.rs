@@ -239,3 +239,24 @@ fn test_nvme_cq_eventidx_asks_for_every_head_update_with_intx() {
     let e = read_u32(&d, EVENTIDX + 12);
     assert!(host_must_ring(e, new, old), "INTx follows the head: {e}");
 }
+
+#[test]
+fn test_nvme_shadow_cq_head_out_of_range_is_ignored() {
+    let mut d = Driver::new();
+    d.bring_up();
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    d.admin(set_features(0x07, 0));
+    d.create_queue_pair(1, 16, 1);
+    // A head past the queue, then one ahead of the tail: neither is taken,
+    // and commands keep completing in order.
+    for (i, bad) in [500u32, 9].into_iter().enumerate() {
+        d.dma.write(SHADOW + 12, &bad.to_le_bytes()).unwrap();
+        d.push(1, rw(false, 1, i as u64, 1, (DATA, 0)));
+        let tail = d.queues[1].unwrap().tail;
+        d.dma.write(SHADOW + 8, &tail.to_le_bytes()).unwrap();
+        d.nvme.poll();
+        assert!(d.pop(1).expect("completion posted").ok());
+        let e = read_u32(&d, EVENTIDX + 12);
+        assert!(e < 16 || e == 0xffff, "EventIdx {e} follows the real head");
+    }
+}

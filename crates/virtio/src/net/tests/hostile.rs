@@ -67,6 +67,15 @@ fn test_hostile_tx_outside_memory_dropped() {
 }
 
 #[test]
+fn test_hostile_tx_frame_running_past_memory_after_a_good_header_dropped() {
+    let (used, sent, _) = tx_after(|g| {
+        g.post(1, &[(BUF, 12, R), (RAM - 30, 64, R)]);
+    });
+
+    assert_eq!((used, sent), (vec![(0, 0)], 0));
+}
+
+#[test]
 fn test_hostile_tx_address_wrapping_dropped() {
     let (used, sent, _) = tx_after(|g| {
         g.post(1, &[(u64::MAX - 4, 76, R)]);
