@@ -86,7 +86,9 @@ impl Batch {
 
     /// Runs `runs` in order with the iovm binary `iovm` and returns one result per run, in
     /// the same order. Errors only if nothing could be run (missing images, invalid runs,
-    /// QEMU not startable); a test host that dies half way marks the unfinished runs with
+    /// QEMU not startable). A test host that dies or stops making progress half way is
+    /// replaced by a new one for the runs that did not finish (announced on standard error),
+    /// up to [`crate::testhost::TESTHOST_BOOTS`] boots; runs still unfinished then carry
     /// [`RunResult::harness_error`].
     ///
     /// With `IOVM_TEST_RUNS=a,b` only the runs named `a` and `b` run (a

@@ -63,6 +63,7 @@ mod run;
 mod script;
 mod stage;
 pub mod testhost;
+mod watch;
 
 pub use batch::{run_batch, Batch};
 pub use capture::Stream;

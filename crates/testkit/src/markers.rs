@@ -1,6 +1,6 @@
 //! The marker lines printed by the guest's `/init` and by the test host's batch script, and
 //! the parsing of consoles by them. The strings here must match `xtask/guest/init` and the
-//! batch script written by [`crate::testhost`].
+//! batch script written by [`crate::testhost`], and `xtask/testhost/init`.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 pub const GUEST_BOOT_DONE: &str = "IOVM-GUEST: boot done uptime=";
 /// Printed by the guest's `/init` after the script: `IOVM-GUEST: exit status=<N>`.
 pub const GUEST_EXIT_STATUS: &str = "IOVM-GUEST: exit status=";
+/// Printed by the test host's `/init` once KVM and the shares are ready:
+/// `IOVM-TESTHOST: ready uptime=<s> kvm=<yes|no>`.
+pub const TESTHOST_READY: &str = "IOVM-TESTHOST: ready";
 /// Prefix of the batch markers in the test host's console:
 /// `@@IOVM-BATCH begin <name> t=<uptime>@@`, `@@IOVM-BATCH timeout <name>@@`,
 /// `@@IOVM-BATCH end <name> rc=<N> t=<uptime>@@`.
