@@ -83,6 +83,7 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
         mode: ModeChoice::Auto,
         timeout: 180,
         only: Vec::new(),
+        storage: crate::bench::Storage::DEFAULT.to_vec(),
     })?;
     if code == 0 {
         println!("xtask: ci passed");

@@ -33,6 +33,9 @@ pub const MODULES: &[&str] = &[
     // A RAM block device (/dev/ram0) for the block benchmark: RAM like tmpfs, but it
     // takes O_DIRECT, which this kernel's tmpfs refuses.
     "brd",
+    // The benchmark's disk: a virtio disk the test host's QEMU backs with a raw image on
+    // this machine's disk (Batch::with_disk).
+    "virtio_blk",
 ];
 
 /// The Debian packages of the outer QEMU.

@@ -26,6 +26,7 @@ pub struct Batch {
     mode: Mode,
     scratch: PathBuf,
     stream: Stream,
+    disk: Option<PathBuf>,
 }
 
 impl Batch {
@@ -54,6 +55,7 @@ impl Batch {
             } else {
                 Stream::Off
             },
+            disk: None,
         })
     }
 
@@ -67,6 +69,20 @@ impl Batch {
     pub fn stream_to(mut self, to: Stream) -> Self {
         self.stream = to;
         self
+    }
+
+    /// Gives [`Batch::run_script`]'s script a disk: the raw image `image` on this machine,
+    /// named by `$DISK` in the script. Directly on this machine `$DISK` is `image` itself;
+    /// in the test host it is `/dev/vda`, a virtio disk the test host's QEMU backs with
+    /// `image` with `cache=none` (so `O_DIRECT` there reaches this machine's disk).
+    pub fn with_disk(mut self, image: impl Into<PathBuf>) -> Self {
+        self.disk = Some(image.into());
+        self
+    }
+
+    /// The disk of [`Batch::with_disk`].
+    pub(crate) fn disk(&self) -> Option<&Path> {
+        self.disk.as_deref()
     }
 
     /// The mode this batch runs in.

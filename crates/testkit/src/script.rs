@@ -24,6 +24,8 @@ pub const SCRIPT_END: &str = "@@IOVM-SCRIPT end rc=";
 const SCRIPT_FILE: &str = "script.sh";
 /// The wrapper; the test host's `/init` runs this name.
 const WRAPPER_FILE: &str = "batch.sh";
+/// The test host's name for the disk of [`Batch::with_disk`] (its only virtio disk).
+const TESTHOST_DISK: &str = "/dev/vda";
 /// Where the test host copies the stage directory (its `/run` is a tmpfs).
 const STAGE_IN_TESTHOST: &str = "/run/iovm-stage";
 
@@ -63,15 +65,23 @@ pub(crate) fn script_rc(console: &str) -> Option<i32> {
 }
 
 /// The wrapper script that sets the environment and runs `$S/script.sh`.
-pub(crate) fn wrapper(mode: Mode, scratch: &str, guest: &str, loaders: &[String]) -> String {
+pub(crate) fn wrapper(
+    mode: Mode,
+    scratch: &str,
+    guest: &str,
+    disk: Option<&str>,
+    loaders: &[String],
+) -> String {
     let mut s = format!(
         "#!/bin/sh\n\
          # Written by testkit (Batch::run_script): runs $S/{SCRIPT_FILE} with S, G, STAGE.\n\
          S={}\n\
          G={}\n\
+         DISK={}\n\
          IOVM_MODE={mode}\n",
         shell_quote(scratch),
         shell_quote(guest),
+        shell_quote(disk.unwrap_or("")),
     );
     match mode {
         Mode::Direct => s.push_str(&format!("STAGE=$S/{STAGE_DIR}\n")),
@@ -97,7 +107,7 @@ pub(crate) fn wrapper(mode: Mode, scratch: &str, guest: &str, loaders: &[String]
         }
     }
     s.push_str(&format!(
-        "export S G STAGE IOVM_MODE\n\
+        "export S G STAGE DISK IOVM_MODE\n\
          export LD_LIBRARY_PATH=\"$STAGE/lib\"\n\
          sh \"$S/{SCRIPT_FILE}\"\n\
          printf '\\n{SCRIPT_END}%d@@\\n' \"$?\"\n"
@@ -146,7 +156,8 @@ impl Batch {
     ///   (in the test host, a copy in its memory);
     /// - `LD_LIBRARY_PATH=$STAGE/lib` (and, in the test host, the staged executables'
     ///   dynamic loaders linked where they expect them);
-    /// - `IOVM_MODE`: `direct` or `testhost`.
+    /// - `IOVM_MODE`: `direct` or `testhost`;
+    /// - `DISK`: the disk of [`Batch::with_disk`] (empty without one).
     ///
     /// `timeout` bounds the script; the test host gets [`BOOT_ALLOWANCE`] more to boot and
     /// power off. Errors only if nothing could be started; a script that fails or times
@@ -158,10 +169,12 @@ impl Batch {
         fs::write(&script_path, script).ctx(|| format!("writing {}", script_path.display()))?;
         let (text, mut cmd, limit, what, prefix) = match self.mode() {
             Mode::Direct => {
+                let disk = self.disk().map(|d| d.to_string_lossy().into_owned());
                 let text = wrapper(
                     Mode::Direct,
                     &scratch.to_string_lossy(),
                     &guest_dir.to_string_lossy(),
+                    disk.as_deref(),
                     &[],
                 );
                 let mut cmd = Command::new("sh");
@@ -176,9 +189,16 @@ impl Batch {
                     Mode::TestHost,
                     SCRATCH_MOUNT,
                     GUEST_MOUNT,
+                    self.disk().map(|_| TESTHOST_DISK),
                     &loaders(scratch),
                 );
-                let cmd = testhost::command(&host, scratch, &guest_dir);
+                let mut cmd = testhost::command(&host, scratch, &guest_dir);
+                if let Some(image) = self.disk() {
+                    cmd.arg("-drive").arg(format!(
+                        "file={},format=raw,if=virtio,cache=none,aio=io_uring",
+                        image.display()
+                    ));
+                }
                 (
                     text,
                     cmd,
@@ -260,9 +280,15 @@ mod tests {
     fn test_wrapper_testhost_copies_stage_and_links_loader() {
         let loaders = ["/lib64/ld-linux-x86-64.so.2".to_owned()];
 
-        let s = wrapper(Mode::TestHost, "/scratch", "/guest", &loaders);
+        let s = wrapper(
+            Mode::TestHost,
+            "/scratch",
+            "/guest",
+            Some(TESTHOST_DISK),
+            &loaders,
+        );
 
-        assert!(s.contains("S='/scratch'\nG='/guest'\nIOVM_MODE=testhost\n"));
+        assert!(s.contains("S='/scratch'\nG='/guest'\nDISK='/dev/vda'\nIOVM_MODE=testhost\n"));
         assert!(s.contains("cp -r \"$S/stage\" \"$STAGE\""));
         assert!(s.contains(
             "mkdir -p '/lib64' && ln -sf \"$STAGE/lib\"/'ld-linux-x86-64.so.2' \
@@ -275,8 +301,15 @@ mod tests {
 
     #[test]
     fn test_wrapper_direct_uses_scratch_stage() {
-        let s = wrapper(Mode::Direct, "/w/target/testkit/b", "/w/target/guest", &[]);
+        let s = wrapper(
+            Mode::Direct,
+            "/w/target/testkit/b",
+            "/w/target/guest",
+            None,
+            &[],
+        );
 
+        assert!(s.contains("DISK=''\n"));
         assert!(s.contains("STAGE=$S/stage\n"));
         assert!(!s.contains("ln -sf"));
     }
@@ -288,17 +321,21 @@ mod tests {
 
     #[test]
     fn test_run_script_direct_runs_with_environment() {
-        let batch = Batch::with_mode(Mode::Direct).unwrap();
+        let batch = Batch::with_mode(Mode::Direct)
+            .unwrap()
+            .with_disk("/no/such/disk.img");
 
         let out = batch
             .run_script(
-                "echo \"mode=$IOVM_MODE stage=$STAGE\"; exit 3\n",
+                "echo \"mode=$IOVM_MODE disk=$DISK stage=$STAGE\"; exit 3\n",
                 Duration::from_secs(30),
             )
             .unwrap();
 
         assert_eq!(out.exit_code, Some(3));
         assert!(out.failure.is_none());
-        assert!(out.console.contains("mode=direct stage="));
+        assert!(out
+            .console
+            .contains("mode=direct disk=/no/such/disk.img stage="));
     }
 }

@@ -1,13 +1,13 @@
 //! The `block` figure group: fio inside the guest on an NVMe or a virtio-blk disk, iovm
 //! against QEMU q35, and KVM exits per I/O read where the VMMs run.
 //!
-//! The disk is one 256 MiB RAM block device where the VMMs run (`brd`'s `/dev/ram0`:
-//! memory, like tmpfs, but it takes `O_DIRECT`, which the test host's 6.1 tmpfs refuses
-//! and QEMU's `cache=none` needs), filled with zeros once so that every block is backed.
-//! Each run boots the guest with the disk and runs four time-based fio jobs on it
-//! ([`Job`], `--ioengine=libaio --direct=1`, terse output), each between two console marks
-//! at which the probe reads KVM's exit counters ([`super::marks`]). The test host's own
-//! fio on the same device (staged from this machine) is the physical limit.
+//! The disk's image is one of three [`Storage`]s where the VMMs run: a file in `/dev/shm`,
+//! a raw disk taken with `O_DIRECT`, or a RAM block device. It is filled with zeros once
+//! so that every block is backed. Each run boots the guest with the disk and runs four
+//! time-based fio jobs on it ([`Job`], `--ioengine=libaio --direct=1`, terse output), each
+//! between two console marks at which the probe reads KVM's exit counters
+//! ([`super::marks`]). The test host's own fio on the same image (staged from this
+//! machine) is the physical limit.
 
 use std::path::Path;
 
@@ -16,12 +16,114 @@ use super::marks::{self, Snapshot};
 use super::stats::Summary;
 use super::vmm::Vmm;
 
-/// The disk image as the bench script and the VMMs name it (a link to the device).
-pub const IMAGE: &str = "/run/iovm-bench-disk";
-/// Its size in MiB.
+/// The size of every disk image, in MiB.
 pub const IMAGE_MIB: u32 = 256;
 /// What a fio result line on the console starts with (then the job and the terse line).
 const FIO_LINE: &str = "IOVM-BENCH: fio ";
+
+/// Where a disk's image lives, where the VMMs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Storage {
+    /// A file in `/dev/shm` (memory, through the page cache: the test host's 6.1 tmpfs
+    /// refuses `O_DIRECT`, so QEMU gets `cache=writeback` there and iovm falls back to
+    /// buffered I/O as it logs; the host's fio runs with `--direct=0`).
+    Shm,
+    /// A disk with `O_DIRECT` (QEMU `cache=none`): the batch's disk (`$DISK`), a raw image
+    /// on this machine's disk; in the test host the virtio disk its QEMU backs with that
+    /// image with `cache=none`.
+    Disk,
+    /// A RAM block device, `brd`'s `/dev/ram0` (memory, with `O_DIRECT`).
+    Ram,
+}
+
+impl Storage {
+    /// All, in report order.
+    pub const ALL: [Storage; 3] = [Storage::Shm, Storage::Disk, Storage::Ram];
+    /// The storages the block group measures unless told otherwise.
+    pub const DEFAULT: [Storage; 2] = [Storage::Shm, Storage::Disk];
+
+    /// Name in run names, figure keys and on the command line.
+    pub fn id(self) -> &'static str {
+        match self {
+            Storage::Shm => "shm",
+            Storage::Disk => "disk",
+            Storage::Ram => "ram",
+        }
+    }
+
+    /// Name in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Storage::Shm => "/dev/shm",
+            Storage::Disk => "disk, O_DIRECT",
+            Storage::Ram => "RAM disk",
+        }
+    }
+
+    /// The image as the bench script and the VMMs name it (a link to the file or device).
+    pub fn image(self) -> &'static str {
+        match self {
+            Storage::Shm => "/run/iovm-bench-shm",
+            Storage::Disk => "/run/iovm-bench-disk",
+            Storage::Ram => "/run/iovm-bench-ram",
+        }
+    }
+
+    /// Whether QEMU and the host's fio bypass the page cache on it.
+    pub fn direct(self) -> bool {
+        !matches!(self, Storage::Shm)
+    }
+
+    /// The bench script's lines that make the image, fill it with zeros and write where
+    /// it is (the link's target) into `$B/block-image-<id>.txt`.
+    pub fn setup(self) -> String {
+        let img = self.image();
+        let make = match self {
+            Storage::Shm => format!("ln -sf /dev/shm/iovm-bench.img {img}\n"),
+            Storage::Disk => format!(
+                "if [ -n \"$DISK\" ] && [ -e \"$DISK\" ]; then ln -sf \"$DISK\" {img}; \
+                 else echo \"bench: no disk for the disk storage (DISK='$DISK')\"; fi\n"
+            ),
+            // brd's RAM disk; where there is none (no root, no module), a tmpfs file.
+            Storage::Ram => format!(
+                "if modprobe brd rd_nr=1 rd_size={kib} max_part=0 && [ -b /dev/ram0 ]; then \
+                 ln -sf /dev/ram0 {img}; else \
+                 echo 'bench: no brd RAM disk: the RAM image is a file in /dev/shm'; \
+                 ln -sf /dev/shm/iovm-bench-ram.img {img}; fi\n",
+                kib = IMAGE_MIB * 1024
+            ),
+        };
+        format!(
+            "{make}dd if=/dev/zero of={img} bs=1M count={IMAGE_MIB} conv=notrunc 2>/dev/null || \
+             echo 'bench: writing the {id} image failed'\n\
+             readlink {img} >\"$B/block-image-{id}.txt\"\n",
+            id = self.id()
+        )
+    }
+
+    /// What the image turned out to be (`found`: the link's target), for the report.
+    pub fn describe(self, found: &str) -> String {
+        match (self, found) {
+            (_, "") => "not made (the bench script did not say where it is)".into(),
+            (Storage::Shm, f) => format!(
+                "`{f}`: memory through the page cache; QEMU gets `cache=writeback` (the test \
+                 host's 6.1 tmpfs refuses `O_DIRECT`, which `cache=none` needs), iovm tries \
+                 `O_DIRECT` and falls back to buffered I/O where it is refused, the host's \
+                 fio runs with `--direct=0`"
+            ),
+            (Storage::Disk, "/dev/vda") => "`/dev/vda` in the test host: a virtio disk that \
+                the test host's QEMU backs with a raw image on this machine's disk \
+                (`target/bench/disk.img`, ext4) with `cache=none,aio=io_uring`, so \
+                `O_DIRECT` in the test host reaches this machine's disk"
+                .into(),
+            (Storage::Disk, f) => format!("`{f}`, a raw image on this machine's disk"),
+            (Storage::Ram, "/dev/ram0") => "`/dev/ram0`, a 256 MiB `brd` RAM disk (memory like \
+                /dev/shm, but a block device that takes `O_DIRECT`)"
+                .into(),
+            (Storage::Ram, f) => format!("`{f}` (no `brd` RAM disk was available)"),
+        }
+    }
+}
 
 /// A kind of block device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,18 +162,26 @@ impl Disk {
         }
     }
 
-    /// The arguments that give `vmm` this disk on [`IMAGE`].
-    pub fn vmm_args(self, vmm: Vmm) -> Vec<String> {
-        let drive = format!("if=none,id=d,file={IMAGE},format=raw,cache=none,aio=io_uring");
+    /// The arguments that give `vmm` this disk with its image on `storage`.
+    pub fn vmm_args(self, vmm: Vmm, storage: Storage) -> Vec<String> {
+        let image = storage.image();
+        let drive = format!(
+            "if=none,id=d,file={image},format=raw,cache={},aio=io_uring",
+            if storage.direct() {
+                "none"
+            } else {
+                "writeback"
+            }
+        );
         let args: Vec<String> = match (vmm, self) {
             (Vmm::Iovm, Disk::Nvme) => vec![
                 "--device".into(),
                 "nvme,id=n0,serial=iovm-bench".into(),
                 "--device".into(),
-                format!("nvme-ns,bus=n0,path={IMAGE}"),
+                format!("nvme-ns,bus=n0,path={image}"),
             ],
             (Vmm::Iovm, Disk::VirtioBlk) => {
-                vec!["--device".into(), format!("virtio-blk,path={IMAGE}")]
+                vec!["--device".into(), format!("virtio-blk,path={image}")]
             }
             (_, Disk::Nvme) => vec![
                 "-device".into(),
@@ -94,7 +204,7 @@ impl Disk {
         let mut s = format!(
             "d={}\n[ -b $d ] || {{ echo \"IOVM-BENCH: no $d\"; exit 1; }}\n\
              j(){{ echo \"{m}$1.begin\"; sleep 0.1\n\
-             r=$(fio --name=$1 --filename=$d {common} --rw=$2 --iodepth=$3 --bs=$4 \
+             r=$(fio --name=$1 --filename=$d {common} --direct=1 --rw=$2 --iodepth=$3 --bs=$4 \
              --runtime={seconds} 2>&1)\n\
              echo \"{m}$1.end\"; echo \"{FIO_LINE}$1 $r\"; }}\n",
             self.node(),
@@ -109,9 +219,9 @@ impl Disk {
     }
 }
 
-/// fio options every job has.
-const FIO_COMMON: &str = "--ioengine=libaio --direct=1 --time_based \
-                          --output-format=terse --terse-version=3";
+/// fio options every job has (and `--direct`: always in the guest, per storage where
+/// the VMMs run).
+const FIO_COMMON: &str = "--ioengine=libaio --time_based --output-format=terse --terse-version=3";
 
 /// A fio job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -180,15 +290,17 @@ impl Job {
         }
     }
 
-    /// The host fio command (where the VMMs run) for one repetition, its terse line
-    /// into `out`.
-    pub fn host_command(self, fio: &str, seconds: u32, out: &str) -> String {
+    /// The host fio command (where the VMMs run) on `storage`'s image for one repetition,
+    /// its terse line into `out`.
+    pub fn host_command(self, fio: &str, storage: Storage, seconds: u32, out: &str) -> String {
         let (rw, depth, bs) = self.params();
         format!(
-            "timeout {} {fio} --name={} --filename={IMAGE} {FIO_COMMON} --rw={rw} \
+            "timeout {} {fio} --name={} --filename={} {FIO_COMMON} --direct={} --rw={rw} \
              --iodepth={depth} --bs={bs} --runtime={seconds} >{out} 2>&1",
             seconds + 60,
-            self.id()
+            self.id(),
+            storage.image(),
+            u8::from(storage.direct())
         )
     }
 }
@@ -344,36 +456,39 @@ pub fn figures(console: &str, snaps: &[Snapshot]) -> Result<Vec<(Job, Metric, f6
     Ok(out)
 }
 
-/// The test host's own fio runs: `(job, rep)` → its figures, or why none.
+/// The test host's own fio runs: `(storage, job, rep)` → its figures, or why none.
 #[derive(Debug, Clone, Default)]
 pub struct HostFio {
     /// `fio --version` where it ran, if it ran.
     pub version: Option<String>,
     /// Every run.
-    pub runs: Vec<(Job, u32, Result<FioResult, String>)>,
+    pub runs: Vec<(Storage, Job, u32, Result<FioResult, String>)>,
 }
 
 impl HostFio {
-    /// Reads what the bench script left in `dir` (`host-fio/<job>.<rep>.txt`).
-    pub fn read(dir: &Path, reps: u32) -> HostFio {
+    /// Reads what the bench script left in `dir` (`host-fio/<storage>.<job>.<rep>.txt`)
+    /// for `storages`.
+    pub fn read(dir: &Path, reps: u32, storages: &[Storage]) -> HostFio {
         let version = std::fs::read_to_string(dir.join("host-fio/version.txt"))
             .ok()
             .map(|t| t.trim().to_owned())
             .filter(|t| t.starts_with("fio-"));
         let mut runs = Vec::new();
         if version.is_some() {
-            for rep in 1..=reps {
-                for job in Job::ALL {
-                    let path = dir.join(format!("host-fio/{}.{rep}.txt", job.id()));
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    let r = text
-                        .lines()
-                        .find_map(|l| parse_terse(l, job))
-                        .ok_or_else(|| {
-                            let first = text.lines().next().unwrap_or("no output");
-                            format!("host fio {} failed: `{first}`", job.id())
-                        });
-                    runs.push((job, rep, r));
+            for &storage in storages {
+                for rep in 1..=reps {
+                    for job in Job::ALL {
+                        let path = dir.join(host_fio_file(storage, job, rep));
+                        let text = std::fs::read_to_string(&path).unwrap_or_default();
+                        let r = text
+                            .lines()
+                            .find_map(|l| parse_terse(l, job))
+                            .ok_or_else(|| {
+                                let first = text.lines().next().unwrap_or("no output");
+                                format!("host fio {} failed: `{first}`", job.id())
+                            });
+                        runs.push((storage, job, rep, r));
+                    }
                 }
             }
         }
@@ -381,41 +496,58 @@ impl HostFio {
     }
 
     /// The samples of one figure.
-    pub fn samples(&self, job: Job, m: Metric) -> Vec<f64> {
+    pub fn samples(&self, storage: Storage, job: Job, m: Metric) -> Vec<f64> {
         self.runs
             .iter()
-            .filter(|(j, _, _)| *j == job)
-            .filter_map(|(_, _, r)| r.as_ref().ok())
+            .filter(|(s, j, _, _)| *s == storage && *j == job)
+            .filter_map(|(_, _, _, r)| r.as_ref().ok())
             .filter_map(|r| r.values.iter().find(|(k, _)| *k == m).map(|(_, v)| *v))
             .collect()
     }
 
     /// The summary of one figure.
-    pub fn summary(&self, job: Job, m: Metric) -> Option<Summary> {
-        Summary::of(&self.samples(job, m))
+    pub fn summary(&self, storage: Storage, job: Job, m: Metric) -> Option<Summary> {
+        Summary::of(&self.samples(storage, job, m))
+    }
+
+    /// The storages it ran on, in order.
+    fn storages(&self) -> Vec<Storage> {
+        let mut out: Vec<Storage> = self.runs.iter().map(|r| r.0).collect();
+        out.dedup();
+        out
     }
 
     /// The `host_fio` member of results.json.
     pub fn json(&self, summary: impl Fn(Option<Summary>) -> Json) -> Json {
         let mut figures = Vec::new();
-        for job in Job::ALL {
-            for &m in job.shown() {
-                let s = self.samples(job, m);
-                figures.push(obj([
-                    ("job", job.id().into()),
-                    ("figure", m.id().into()),
-                    (
-                        "samples",
-                        Json::Arr(s.iter().map(|v| Json::Num(*v)).collect()),
-                    ),
-                    ("summary", summary(Summary::of(&s))),
-                ]));
+        for storage in self.storages() {
+            for job in Job::ALL {
+                for &m in job.shown() {
+                    let s = self.samples(storage, job, m);
+                    figures.push(obj([
+                        ("storage", storage.id().into()),
+                        ("job", job.id().into()),
+                        ("figure", m.id().into()),
+                        (
+                            "samples",
+                            Json::Arr(s.iter().map(|v| Json::Num(*v)).collect()),
+                        ),
+                        ("summary", summary(Summary::of(&s))),
+                    ]));
+                }
             }
         }
         let problems = self
             .runs
             .iter()
-            .filter_map(|(j, rep, r)| Some(format!("{}.{rep}: {}", j.id(), r.as_ref().err()?)))
+            .filter_map(|(s, j, rep, r)| {
+                Some(format!(
+                    "{}.{}.{rep}: {}",
+                    s.id(),
+                    j.id(),
+                    r.as_ref().err()?
+                ))
+            })
             .map(Json::from)
             .collect();
         obj([
@@ -424,6 +556,12 @@ impl HostFio {
             ("problems", Json::Arr(problems)),
         ])
     }
+}
+
+/// Where the bench script puts the host fio's terse output of one job, relative to
+/// `$B`.
+pub fn host_fio_file(storage: Storage, job: Job, rep: u32) -> String {
+    format!("host-fio/{}.{}.{rep}.txt", storage.id(), job.id())
 }
 
 #[cfg(test)]
@@ -509,16 +647,40 @@ mod tests {
     }
 
     #[test]
-    fn test_vmm_args_name_the_image() {
-        let q = Disk::Nvme.vmm_args(Vmm::QemuQ35).join(" ");
-        let i = Disk::VirtioBlk.vmm_args(Vmm::Iovm).join(" ");
+    fn test_vmm_args_name_the_image_and_its_cache_mode() {
+        let q = Disk::Nvme.vmm_args(Vmm::QemuQ35, Storage::Disk).join(" ");
+        let q_shm = Disk::VirtioBlk
+            .vmm_args(Vmm::QemuQ35, Storage::Shm)
+            .join(" ");
+        let i = Disk::VirtioBlk.vmm_args(Vmm::Iovm, Storage::Ram).join(" ");
 
         assert_eq!(
             q,
             "-device nvme,serial=iovm-bench,drive=d -drive \
              if=none,id=d,file=/run/iovm-bench-disk,format=raw,cache=none,aio=io_uring"
         );
-        assert_eq!(i, "--device virtio-blk,path=/run/iovm-bench-disk");
+        assert!(q_shm.ends_with("file=/run/iovm-bench-shm,format=raw,cache=writeback,aio=io_uring"));
+        assert_eq!(i, "--device virtio-blk,path=/run/iovm-bench-ram");
+    }
+
+    #[test]
+    fn test_host_fio_is_direct_except_on_shm() {
+        let shm = Job::RandReadQd1.host_command("fio", Storage::Shm, 3, "o");
+        let disk = Job::RandReadQd1.host_command("fio", Storage::Disk, 3, "o");
+
+        assert!(shm.contains("--filename=/run/iovm-bench-shm "));
+        assert!(shm.contains(" --direct=0 "));
+        assert!(disk.contains("--filename=/run/iovm-bench-disk "));
+        assert!(disk.contains(" --direct=1 "));
+    }
+
+    #[test]
+    fn test_disk_setup_links_the_batch_disk_or_says_there_is_none() {
+        let s = Storage::Disk.setup();
+
+        assert!(s.contains("ln -sf \"$DISK\" /run/iovm-bench-disk"));
+        assert!(s.contains("bench: no disk"));
+        assert!(s.contains("readlink /run/iovm-bench-disk >\"$B/block-image-disk.txt\""));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use testkit::markers;
 
-use super::block::{self, Disk, Job};
+use super::block::{self, Disk, Job, Storage};
 use super::marks::Snapshot;
 use super::net;
 use super::plan::{Kind, RunSpec};
@@ -44,8 +44,9 @@ pub enum Figure {
     KernelCf8Read,
     /// In the guest: ns per kernel configuration read of extended space (ECAM), with the system call.
     KernelEcamRead,
-    /// A fio figure or exits per I/O of one job on one kind of disk ([`block`]).
-    Block(Disk, Job, block::Metric),
+    /// A fio figure or exits per I/O of one job on one kind of disk with its image on one
+    /// storage ([`block`]).
+    Block(Disk, Storage, Job, block::Metric),
     /// A network figure ([`net`]).
     Net(net::Metric),
 }
@@ -72,12 +73,14 @@ impl Figure {
     /// Every figure, in report order.
     pub fn all() -> Vec<Figure> {
         let mut out = Figure::VM.to_vec();
-        for disk in Disk::ALL {
-            out.extend(
-                block::rows()
-                    .into_iter()
-                    .map(|(j, m)| Figure::Block(disk, j, m)),
-            );
+        for storage in Storage::ALL {
+            for disk in Disk::ALL {
+                out.extend(
+                    block::rows()
+                        .into_iter()
+                        .map(|(j, m)| Figure::Block(disk, storage, j, m)),
+                );
+            }
         }
         out.extend(net::Metric::ALL.map(Figure::Net));
         out
@@ -86,7 +89,7 @@ impl Figure {
     /// Whether the ratio chart shows it: all but the breakdowns of exits by kind.
     pub fn on_chart(self) -> bool {
         match self {
-            Figure::Block(_, _, m) => !m.id().contains("_exits"),
+            Figure::Block(.., m) => !m.id().contains("_exits"),
             Figure::Net(m) => !m.id().contains("_exits"),
             _ => true,
         }
@@ -95,7 +98,7 @@ impl Figure {
     /// Whether more is better (throughput); for the rest, less is.
     pub fn higher_is_better(self) -> bool {
         match self {
-            Figure::Block(_, _, m) => m.higher_is_better(),
+            Figure::Block(.., m) => m.higher_is_better(),
             Figure::Net(m) => m.higher_is_better(),
             _ => false,
         }
@@ -104,7 +107,9 @@ impl Figure {
     /// Key in results.json.
     pub fn id(self) -> String {
         let s = match self {
-            Figure::Block(d, j, m) => return format!("block.{}.{}.{}", d.id(), j.id(), m.id()),
+            Figure::Block(d, st, j, m) => {
+                return format!("block.{}.{}.{}.{}", d.id(), st.id(), j.id(), m.id())
+            }
             Figure::Net(m) => return format!("net.{}", m.id()),
             Figure::ToMarker => "boot.start_to_init_marker_ms",
             Figure::ToExit => "boot.start_to_exit_ms",
@@ -127,7 +132,9 @@ impl Figure {
     /// Row title in tables.
     pub fn label(self) -> String {
         let s = match self {
-            Figure::Block(d, j, m) => return format!("{} {}", d.label(), block::label(j, m)),
+            Figure::Block(d, st, j, m) => {
+                return format!("{} on {} {}", d.label(), st.label(), block::label(j, m))
+            }
             Figure::Net(m) => return m.label().to_owned(),
             Figure::ToMarker => "process start → init marker (ms)",
             Figure::ToExit => "process start → exit after poweroff (ms)",
@@ -280,11 +287,11 @@ fn check(
                 return Err("exit-probe measured nothing".into());
             }
         }
-        Kind::Block(disk) => {
+        Kind::Block(disk, storage) => {
             let f = block::figures(guest_console(console), snaps)?;
             out.extend(
                 f.into_iter()
-                    .map(|(j, m, v)| (Figure::Block(disk, j, m), v)),
+                    .map(|(j, m, v)| (Figure::Block(disk, storage, j, m), v)),
             );
         }
         Kind::Net => {

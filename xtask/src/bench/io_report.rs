@@ -1,10 +1,10 @@
 //! The report's block and network sections: iovm against QEMU q35, and for block the
 //! test host's own fio as the physical limit.
 
-use super::block::{self, Disk, HostFio};
+use super::block::{self, Disk, HostFio, Storage};
 use super::boot::{summary, Figure, Outcome};
 use super::net;
-use super::plan::Kind;
+use super::plan::{block_kinds, Kind};
 use super::report::{cell, Env};
 use super::stats::ratio;
 use super::vmm::Vmm;
@@ -29,81 +29,107 @@ fn commands(out: &mut String, env: &Env, kinds: &[Kind]) {
         }
     }
     out.push_str("```\n");
+    // Runs that differ only where the VMMs keep the image share their guest script.
+    let mut scripts: Vec<(Vec<String>, &str)> = Vec::new();
     for (k, script) in &env.io_scripts {
-        if kinds.contains(k) {
-            out.push_str(&format!(
-                "\nThe guest script of `{}` runs:\n\n```sh\n{script}```\n",
-                k.id()
-            ));
+        if !kinds.contains(k) {
+            continue;
         }
+        match scripts.iter_mut().find(|(_, s)| s == script) {
+            Some((names, _)) => names.push(format!("`{}`", k.id())),
+            None => scripts.push((vec![format!("`{}`", k.id())], script)),
+        }
+    }
+    for (names, script) in scripts {
+        out.push_str(&format!(
+            "\nThe guest script of {} runs:\n\n```sh\n{script}```\n",
+            names.join(", ")
+        ));
     }
 }
 
 /// The block section (from its `##` heading), for the disks that have outcomes.
 pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) -> String {
     let host_version = host.and_then(|h| h.version.as_deref());
-    let image = match env.block_image.as_str() {
-        "/dev/ram0" => "`/dev/ram0`, a 256 MiB `brd` RAM disk where the VMMs run (memory like \
-                        /dev/shm, but a block device that takes `O_DIRECT`, which the test \
-                        host's 6.1 tmpfs refuses and QEMU's `cache=none` needs)"
-            .to_owned(),
-        "" => "an unknown image (the bench script did not say)".to_owned(),
-        other => format!("`{other}` (no `brd` RAM disk was available)"),
-    };
+    let ran = |k: Kind| outcomes.iter().any(|o| o.spec.kind == k);
+    let storages: Vec<Storage> = Storage::ALL
+        .into_iter()
+        .filter(|&st| Disk::ALL.iter().any(|&d| ran(Kind::Block(d, st))))
+        .collect();
     let mut out = format!(
-        "\n## Block I/O\n\nfio in the guest (1 vCPU, {mem}) on a disk backed by {image}, \
-         filled with zeros once. One run boots the guest and runs four time-based jobs of \
-         {secs} s each, one after the other, `--ioengine=libaio --direct=1`: 4k randread at \
-         queue depth 1 (completion latency percentiles), 4k randread and 4k randwrite at \
-         depth 32 (IOPS), 128k sequential read at depth 8 (MB/s). **Exits per I/O**: \
-         KVM's counters in debugfs where the VMMs run (`exits`, `mmio_exits`: MMIO \
-         accesses emulated for user space, so not those an ioeventfd absorbs, `io_exits`, \
-         `halt_exits`), read by `bench-probe` at marks the guest prints just before and \
-         after each job, divided by the job's completed I/Os; only one VM runs at a time, \
-         so they are that VM's, timer ticks and idle `hlt`s during the job included. {host} \
-         Ratios: iovm's median ÷ QEMU q35's (for latency and exits below 1 favours iovm, \
-         for IOPS and MB/s above 1 does).\n",
+        "\n## Block I/O\n\nfio in the guest (1 vCPU, {mem}) on a disk whose {IMAGE_MIB} MiB \
+         raw image, filled with zeros once, is on one of these storages where the VMMs run:\n\n",
         mem = env.memory,
+        IMAGE_MIB = block::IMAGE_MIB
+    );
+    for &st in &storages {
+        let found = env
+            .block_images
+            .iter()
+            .find(|(s, _)| *s == st)
+            .map_or("", |(_, f)| f.as_str());
+        out.push_str(&format!("- **{}**: {}.\n", st.label(), st.describe(found)));
+    }
+    out.push_str(&format!(
+        "\nOne run boots the guest and runs four time-based jobs of {secs} s each, one after \
+         the other, `--ioengine=libaio --direct=1`: 4k randread at queue depth 1 (completion \
+         latency percentiles), 4k randread and 4k randwrite at depth 32 (IOPS), 128k \
+         sequential read at depth 8 (MB/s). **Exits per I/O**: KVM's counters in debugfs \
+         where the VMMs run (`exits`, `mmio_exits`: MMIO accesses emulated for user space, \
+         so not those an ioeventfd absorbs, `io_exits`, `halt_exits`), read by `bench-probe` \
+         at marks the guest prints just before and after each job, divided by the job's \
+         completed I/Os; only one VM runs at a time, so they are that VM's, timer ticks and \
+         idle `hlt`s during the job included. {host} Ratios: iovm's median ÷ QEMU q35's (for \
+         latency and exits below 1 favours iovm, for IOPS and MB/s above 1 does).\n",
         secs = env.block_seconds,
         host = match host_version {
             Some(v) => format!(
                 "The host column is the test host's own fio ({v}, staged from this machine) \
-                 on the same device with the same options: the limit without a VM."
+                 on the same image with the same jobs (`--direct=1`, but `--direct=0` on \
+                 /dev/shm): the limit without a VM."
             ),
             None => "There is no host column: no fio to stage on this machine.".to_owned(),
         }
-    );
-    for disk in Disk::ALL {
-        let kind = Kind::Block(disk);
-        if !outcomes.iter().any(|o| o.spec.kind == kind) {
-            continue;
-        }
-        out.push_str(&format!(
-            "\n### {}\n\n| | iovm | QEMU q35 | host fio | iovm ÷ QEMU q35 |\n\
-             |---|---:|---:|---:|---:|\n",
-            disk.label()
-        ));
-        for (job, m) in block::rows() {
-            let f = Figure::Block(disk, job, m);
-            let host_cell = match host {
-                Some(h) if !m.id().contains("exits") => cell(h.summary(job, m)),
-                _ => "–".into(),
-            };
+    ));
+    for &storage in &storages {
+        for disk in Disk::ALL {
+            let kind = Kind::Block(disk, storage);
+            if !ran(kind) {
+                continue;
+            }
             out.push_str(&format!(
-                "| {} | {} | {} | {host_cell} | {} |\n",
-                block::label(job, m),
-                cell(summary(outcomes, f, Vmm::Iovm)),
-                cell(summary(outcomes, f, Vmm::QemuQ35)),
-                ratio_cell(outcomes, f)
+                "\n### {} on {}\n\n| | iovm | QEMU q35 | host fio | iovm ÷ QEMU q35 |\n\
+                 |---|---:|---:|---:|---:|\n",
+                disk.label(),
+                storage.label()
             ));
+            for (job, m) in block::rows() {
+                let f = Figure::Block(disk, storage, job, m);
+                let host_cell = match host {
+                    Some(h) if !m.id().contains("exits") => cell(h.summary(storage, job, m)),
+                    _ => "–".into(),
+                };
+                out.push_str(&format!(
+                    "| {} | {} | {} | {host_cell} | {} |\n",
+                    block::label(job, m),
+                    cell(summary(outcomes, f, Vmm::Iovm)),
+                    cell(summary(outcomes, f, Vmm::QemuQ35)),
+                    ratio_cell(outcomes, f)
+                ));
+            }
         }
     }
     if let Some(h) = host {
         let failed: Vec<String> = h
             .runs
             .iter()
-            .filter_map(|(j, rep, r)| {
-                Some(format!("- `{}.{rep}`: {}\n", j.id(), r.as_ref().err()?))
+            .filter_map(|(st, j, rep, r)| {
+                Some(format!(
+                    "- `{}.{}.{rep}`: {}\n",
+                    st.id(),
+                    j.id(),
+                    r.as_ref().err()?
+                ))
             })
             .collect();
         if !failed.is_empty() {
@@ -111,7 +137,7 @@ pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) ->
             out.push_str(&failed.concat());
         }
     }
-    commands(&mut out, env, &block::Disk::ALL.map(Kind::Block));
+    commands(&mut out, env, &block_kinds(&storages));
     out
 }
 

@@ -37,6 +37,7 @@ use crate::hostmode::{self, ModeChoice};
 use crate::run::{cargo, run_status};
 use crate::{guest, paths, testhost};
 
+pub use self::block::Storage;
 use self::plan::{Kind, Settings};
 use self::record::Record;
 use self::vmm::{Files, Vmm};
@@ -71,6 +72,14 @@ pub struct BenchArgs {
     /// a group out writes its report to target/bench/RESULTS-partial.md.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "GROUP")]
     pub only: Vec<Group>,
+
+    /// Where the block group's disk images live, where the VMMs run (comma-separated):
+    /// shm (a file in /dev/shm), disk (a raw image on this machine's disk with O_DIRECT,
+    /// target/bench/disk.img; in the test host a virtio disk its QEMU backs with it), ram
+    /// (brd's RAM disk /dev/ram0, root only).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STORAGE",
+          default_values_t = block::Storage::DEFAULT)]
+    pub storage: Vec<block::Storage>,
 }
 
 /// A group of figures.
@@ -109,9 +118,10 @@ impl BenchArgs {
         let smoke_all = self.quick && self.only.is_empty();
         if self.runs(Group::Block) {
             if smoke_all {
-                out.push(Kind::Block(block::Disk::Nvme));
+                // The storage that needs the most set-up (a disk attached to the test host).
+                out.push(Kind::Block(block::Disk::Nvme, block::Storage::Disk));
             } else {
-                out.extend(plan::BLOCK_KINDS);
+                out.extend(plan::block_kinds(&self.storage));
             }
         }
         if self.runs(Group::Net) && !smoke_all {
@@ -216,7 +226,13 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
     let iovm = paths::target().join("release/iovm");
     let host = testkit::images::require_testhost()?;
 
-    let batch = Batch::with_mode(mode)?.stream_to(Stream::Stdout);
+    let mut batch = Batch::with_mode(mode)?.stream_to(Stream::Stdout);
+    if kinds
+        .iter()
+        .any(|k| matches!(k, Kind::Block(_, block::Storage::Disk)))
+    {
+        batch = batch.with_disk(disk_image()?);
+    }
     let probe_bin = std::env::current_exe().context("finding the xtask binary")?;
     let probe = batch.stage_binary(&probe_bin)?;
     let files = Files {
@@ -299,9 +315,17 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
             boot::evaluate(*spec, record, console.as_deref(), &snaps)
         })
         .collect();
+    let storages: Vec<block::Storage> = block::Storage::ALL
+        .into_iter()
+        .filter(|&st| {
+            kinds
+                .iter()
+                .any(|k| matches!(k, Kind::Block(_, s) if *s == st))
+        })
+        .collect();
     let host_fio = args
         .runs(Group::Block)
-        .then(|| block::HostFio::read(&bench_dir, reps));
+        .then(|| block::HostFio::read(&bench_dir, reps, &storages));
 
     let plot_name = if args.quick {
         "ratios-quick.png"
@@ -317,6 +341,23 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
         host_fio,
         script_failure: out.failure.map(|f| f.to_string()),
     })
+}
+
+/// The raw image behind the `disk` storage, on this machine's disk
+/// (`target/bench/disk.img`, made at its size if it is not there).
+fn disk_image() -> Result<std::path::PathBuf> {
+    let dir = paths::target().join("bench");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("disk.img");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.set_len(u64::from(block::IMAGE_MIB) << 20)
+        .with_context(|| format!("sizing {}", path.display()))?;
+    Ok(path)
 }
 
 /// Stages this machine's fio for the test host's own runs on the block image; `None`
@@ -451,11 +492,8 @@ fn environment(
     );
     // The guest script shows in the report as text, not as base64.
     let shown_cmdline = format!("{} iovm.run=<base64 of the guest script>", plan::CMDLINE);
-    let io_kinds = [
-        Kind::Block(block::Disk::Nvme),
-        Kind::Block(block::Disk::VirtioBlk),
-        Kind::Net,
-    ];
+    let mut io_kinds = plan::block_kinds(&block::Storage::ALL);
+    io_kinds.push(Kind::Net);
     let io_commands = io_kinds
         .iter()
         .flat_map(|&k| k.vmms().iter().map(move |&v| (k, v)))
@@ -497,9 +535,14 @@ fn environment(
         io_scripts,
         block_seconds: settings.block_seconds,
         net_mib: settings.net_mib,
-        block_image: std::fs::read_to_string(bench_dir.join("block-image.txt"))
-            .map(|t| t.trim().to_owned())
-            .unwrap_or_default(),
+        block_images: block::Storage::ALL
+            .iter()
+            .map(|&st| {
+                let path = bench_dir.join(format!("block-image-{}.txt", st.id()));
+                let found = std::fs::read_to_string(path).unwrap_or_default();
+                (st, found.trim().to_owned())
+            })
+            .collect(),
         plot: plot.into(),
     }
 }

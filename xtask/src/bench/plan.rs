@@ -4,7 +4,7 @@
 use testkit::guest_script_word;
 use testkit::testhost::shell_quote;
 
-use super::block::{self, Disk, Job};
+use super::block::{self, Disk, Job, Storage};
 use super::net;
 use super::vmm::{Files, Vmm};
 
@@ -27,22 +27,22 @@ pub enum Kind {
     /// The guest times its own exits with `exit-probe` (iovm and QEMU q35: the
     /// probe needs PCI configuration space, which microvm has none of).
     Exits,
-    /// The guest runs fio on a disk of this kind ([`block`]; iovm and QEMU q35).
-    Block(Disk),
+    /// The guest runs fio on a disk of this kind with its image on this storage
+    /// ([`block`]; iovm and QEMU q35).
+    Block(Disk, Storage),
     /// The guest sends TCP to a peer over a TAP ([`net`]; iovm and QEMU q35).
     Net,
 }
 
 impl Kind {
     /// Name in run names.
-    pub fn id(self) -> &'static str {
+    pub fn id(self) -> String {
         match self {
-            Kind::Boot => "boot",
-            Kind::Memory => "memory",
-            Kind::Exits => "exits",
-            Kind::Block(Disk::Nvme) => "block-nvme",
-            Kind::Block(Disk::VirtioBlk) => "block-virtio-blk",
-            Kind::Net => "net",
+            Kind::Boot => "boot".into(),
+            Kind::Memory => "memory".into(),
+            Kind::Exits => "exits".into(),
+            Kind::Block(disk, storage) => format!("block-{}-{}", disk.id(), storage.id()),
+            Kind::Net => "net".into(),
         }
     }
 
@@ -52,7 +52,7 @@ impl Kind {
             Kind::Boot => ":".into(),
             Kind::Memory => "sleep 2".into(),
             Kind::Exits => EXIT_PROBE.into(),
-            Kind::Block(disk) => disk.guest_script(s.block_seconds),
+            Kind::Block(disk, _) => disk.guest_script(s.block_seconds),
             Kind::Net => net::guest_script(s.net_mib),
         }
     }
@@ -74,19 +74,19 @@ impl Kind {
     pub fn vmms(self) -> &'static [Vmm] {
         match self {
             Kind::Boot | Kind::Memory => &Vmm::ALL,
-            Kind::Exits | Kind::Block(_) | Kind::Net => &[Vmm::Iovm, Vmm::QemuQ35],
+            Kind::Exits | Kind::Block(..) | Kind::Net => &[Vmm::Iovm, Vmm::QemuQ35],
         }
     }
 
     /// Whether the probe reads KVM's exit counters at the guest's marks.
     fn counts_exits(self) -> bool {
-        matches!(self, Kind::Block(_) | Kind::Net)
+        matches!(self, Kind::Block(..) | Kind::Net)
     }
 
     /// The VMM arguments this kind adds to a boot run's.
     pub fn device_args(self, vmm: Vmm) -> Vec<String> {
         match self {
-            Kind::Block(disk) => disk.vmm_args(vmm),
+            Kind::Block(disk, storage) => disk.vmm_args(vmm, storage),
             Kind::Net => net::vmm_args(vmm),
             _ => Vec::new(),
         }
@@ -113,8 +113,13 @@ impl RunSpec {
 
 /// The kinds of the VM group: boot, memory, exit paths.
 pub const VM_KINDS: [Kind; 3] = [Kind::Boot, Kind::Memory, Kind::Exits];
-/// The kinds of the block group.
-pub const BLOCK_KINDS: [Kind; 2] = [Kind::Block(Disk::Nvme), Kind::Block(Disk::VirtioBlk)];
+/// The kinds of the block group on `storages`: storage by storage, NVMe then virtio-blk.
+pub fn block_kinds(storages: &[Storage]) -> Vec<Kind> {
+    storages
+        .iter()
+        .flat_map(|&st| Disk::ALL.map(|d| Kind::Block(d, st)))
+        .collect()
+}
 
 /// The runs of `kinds` in that order; within each kind, repetition by repetition with
 /// the VMMs interleaved, the first VMM rotating from one repetition to the next so that
@@ -165,19 +170,11 @@ fn setup(runs: &[RunSpec], s: &Settings) -> String {
              mkdir -p \"$B/marks\"\n"
         ));
     }
-    if runs.iter().any(|r| matches!(r.kind, Kind::Block(_))) {
-        let (img, mib) = (block::IMAGE, block::IMAGE_MIB);
-        // brd's RAM disk; where there is none (no root, no module), a tmpfs file.
-        out.push_str(&format!(
-            "if modprobe brd rd_nr=1 rd_size={kib} max_part=0 && [ -b /dev/ram0 ]; then \
-             ln -sf /dev/ram0 {img}; else rm -f {img}; \
-             echo 'bench: no brd RAM disk: the block image is a file in /dev/shm'; \
-             ln -sf /dev/shm/iovm-bench-disk.img {img}; fi\n\
-             dd if=/dev/zero of={img} bs=1M count={mib} conv=notrunc 2>/dev/null || \
-             echo 'bench: writing the block image failed'\n\
-             readlink {img} >\"$B/block-image.txt\"\n",
-            kib = mib * 1024
-        ));
+    let storages = storages(runs);
+    if !storages.is_empty() {
+        for st in &storages {
+            out.push_str(&st.setup());
+        }
         if let Some(fio) = &s.host_fio {
             out.push_str(&format!(
                 "mkdir -p \"$B/host-fio\"\n{} --version >\"$B/host-fio/version.txt\" 2>&1\n",
@@ -191,15 +188,31 @@ fn setup(runs: &[RunSpec], s: &Settings) -> String {
 /// The debugfs directory of KVM's counters.
 const KVM_STATS: &str = "/sys/kernel/debug/kvm";
 
-/// The host's own fio jobs on the block image for repetition `rep`.
-fn host_fio(s: &Settings, rep: u32) -> String {
+/// The storages of the block runs among `runs`, in order of first use.
+fn storages(runs: &[RunSpec]) -> Vec<Storage> {
+    let mut out = Vec::new();
+    for r in runs {
+        if let Kind::Block(_, st) = r.kind {
+            if !out.contains(&st) {
+                out.push(st);
+            }
+        }
+    }
+    out
+}
+
+/// The host's own fio jobs on `storage`'s image for repetition `rep`.
+fn host_fio(s: &Settings, storage: Storage, rep: u32) -> String {
     let Some(fio) = &s.host_fio else {
         return String::new();
     };
-    let mut out = format!("echo 'bench: host fio on the block image, repetition {rep}'\n");
+    let mut out = format!(
+        "echo 'bench: host fio on the {} image, repetition {rep}'\n",
+        storage.id()
+    );
     for job in Job::ALL {
-        let file = format!("\"$B\"/host-fio/{}.{rep}.txt", job.id());
-        out.push_str(&job.host_command(&word(fio), s.block_seconds, &file));
+        let file = format!("\"$B\"/{}", block::host_fio_file(storage, job, rep));
+        out.push_str(&job.host_command(&word(fio), storage, s.block_seconds, &file));
         out.push('\n');
     }
     out
@@ -246,7 +259,7 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
         word(&files.iovm)
     ));
     out.push_str(&setup(runs, s));
-    let mut kinds: Vec<&str> = runs.iter().map(|r| r.kind.id()).collect();
+    let mut kinds: Vec<String> = runs.iter().map(|r| r.kind.id()).collect();
     kinds.dedup();
     out.push_str(&format!(
         "echo 'bench: {} runs: {}; VMMs interleaved, {} repetitions each'\n",
@@ -257,9 +270,11 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
     let mut host_fio_done = Vec::new();
     for run in runs {
         let name = run.name();
-        if matches!(run.kind, Kind::Block(_)) && !host_fio_done.contains(&run.rep) {
-            host_fio_done.push(run.rep);
-            out.push_str(&host_fio(s, run.rep));
+        if let Kind::Block(_, st) = run.kind {
+            if !host_fio_done.contains(&(st, run.rep)) {
+                host_fio_done.push((st, run.rep));
+                out.push_str(&host_fio(s, st, run.rep));
+            }
         }
         let mut probe_cmd = vec![
             probe.to_owned(),
@@ -388,7 +403,7 @@ mod tests {
 
     #[test]
     fn test_block_and_net_runs_count_exits_and_add_devices() {
-        let r = runs(1, &[Kind::Block(Disk::VirtioBlk), Kind::Net]);
+        let r = runs(1, &[Kind::Block(Disk::VirtioBlk, Storage::Ram), Kind::Net]);
 
         let s = script(&r, &settings(), &files(), "$STAGE/bin/xtask");
 
@@ -397,8 +412,8 @@ mod tests {
             s.matches("'--kvm-stats' '/sys/kernel/debug/kvm'").count(),
             4
         );
-        assert!(s.contains("'--marks' \"$B\"/'marks/block-virtio-blk.iovm.1.txt'"));
-        assert!(s.contains("'--device' 'virtio-blk,path=/run/iovm-bench-disk'"));
+        assert!(s.contains("'--marks' \"$B\"/'marks/block-virtio-blk-ram.iovm.1.txt'"));
+        assert!(s.contains("'--device' 'virtio-blk,path=/run/iovm-bench-ram'"));
         assert!(s.contains("'-device' 'virtio-net-pci,netdev=n,romfile='"));
         assert!(s.contains("'--' 'nsenter' '--net=/run/iovm-bench-netns' \"$STAGE\"/'bin/iovm'"));
         assert_eq!(s.matches("unshare --net=").count(), 2);
@@ -408,6 +423,28 @@ mod tests {
             "host fio once per rep"
         );
         assert!(s.find("modprobe brd").unwrap() < s.find("'bench-probe'").unwrap());
+        assert!(
+            !s.contains("iovm-bench-shm"),
+            "only the storage that runs is made"
+        );
+    }
+
+    #[test]
+    fn test_host_fio_runs_once_per_storage_and_repetition() {
+        let kinds = block_kinds(&[Storage::Shm, Storage::Disk]);
+        let r = runs(2, &kinds);
+
+        let s = script(&r, &settings(), &files(), "$STAGE/bin/xtask");
+
+        assert_eq!(kinds.len(), 4);
+        assert_eq!(s.matches("--name=randread-qd1 ").count(), 4);
+        assert!(s.contains(">\"$B\"/host-fio/shm.randread-qd1.2.txt "));
+        assert!(s.contains(">\"$B\"/host-fio/disk.read128k-qd8.1.txt "));
+        assert!(s.contains("readlink /run/iovm-bench-shm"));
+        assert!(s.contains("readlink /run/iovm-bench-disk"));
+        assert!(
+            s.find("readlink /run/iovm-bench-disk").unwrap() < s.find("'bench-probe'").unwrap()
+        );
     }
 
     #[test]

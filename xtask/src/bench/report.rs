@@ -3,7 +3,7 @@
 
 use testkit::Mode;
 
-use super::block::HostFio;
+use super::block::{HostFio, Storage};
 use super::boot::{samples, summary, Figure, Outcome};
 use super::device;
 use super::io_report;
@@ -49,8 +49,9 @@ pub struct Env {
     pub block_seconds: u32,
     /// MiB sent in net runs.
     pub net_mib: u32,
-    /// What the block image is, where the VMMs ran (e.g. `/dev/ram0`).
-    pub block_image: String,
+    /// Where each storage's block image turned out to be, where the VMMs ran (the link's
+    /// target, e.g. `/dev/vda`; empty if unknown).
+    pub block_images: Vec<(Storage, String)>,
     /// File name of the ratio chart next to the report.
     pub plot: String,
 }
@@ -225,7 +226,7 @@ fn vm_markdown(command: &str, g: Guests, dev_section: &str) -> String {
     if ran(outcomes, |k| k == Kind::Boot) {
         boot_sections(&mut out, env, outcomes);
     }
-    if ran(outcomes, |k| matches!(k, Kind::Block(_))) {
+    if ran(outcomes, |k| matches!(k, Kind::Block(..))) {
         out.push_str(&io_report::block_section(env, outcomes, g.host_fio));
     }
     if ran(outcomes, |k| k == Kind::Net) {
