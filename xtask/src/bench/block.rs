@@ -75,28 +75,31 @@ impl Storage {
     }
 
     /// The bench script's lines that make the image, fill it with zeros and write where
-    /// it is (the link's target) into `$B/block-image-<id>.txt`.
+    /// it is (the link's target) into `$B/block-image-<id>.txt`. Where it cannot be made
+    /// there is no image, so that this storage's runs fail rather than measure another.
     pub fn setup(self) -> String {
         let img = self.image();
         let make = match self {
-            Storage::Shm => format!("ln -sf /dev/shm/iovm-bench.img {img}\n"),
+            Storage::Shm => format!("ln -sf /dev/shm/iovm-bench.img {img}"),
             Storage::Disk => format!(
-                "if [ -n \"$DISK\" ] && [ -e \"$DISK\" ]; then ln -sf \"$DISK\" {img}; \
-                 else echo \"bench: no disk for the disk storage (DISK='$DISK')\"; fi\n"
+                "{{ [ -n \"$DISK\" ] && [ -e \"$DISK\" ] && ln -sf \"$DISK\" {img}; }} || \
+                 {{ echo \"bench: no disk for the disk storage (DISK='$DISK')\"; false; }}"
             ),
             // brd's RAM disk; where there is none (no root, no module), a tmpfs file.
             Storage::Ram => format!(
                 "if modprobe brd rd_nr=1 rd_size={kib} max_part=0 && [ -b /dev/ram0 ]; then \
                  ln -sf /dev/ram0 {img}; else \
                  echo 'bench: no brd RAM disk: the RAM image is a file in /dev/shm'; \
-                 ln -sf /dev/shm/iovm-bench-ram.img {img}; fi\n",
+                 ln -sf /dev/shm/iovm-bench-ram.img {img}; fi",
                 kib = IMAGE_MIB * 1024
             ),
         };
         format!(
-            "{make}dd if=/dev/zero of={img} bs=1M count={IMAGE_MIB} conv=notrunc 2>/dev/null || \
-             echo 'bench: writing the {id} image failed'\n\
-             readlink {img} >\"$B/block-image-{id}.txt\"\n",
+            "rm -f {img}\n\
+             if {make}; then \
+             dd if=/dev/zero of={img} bs=1M count={IMAGE_MIB} conv=notrunc 2>/dev/null || \
+             echo 'bench: writing the {id} image failed'; \
+             readlink {img} >\"$B/block-image-{id}.txt\"; fi\n",
             id = self.id()
         )
     }
@@ -113,7 +116,7 @@ impl Storage {
             ),
             (Storage::Disk, "/dev/vda") => "`/dev/vda` in the test host: a virtio disk that \
                 the test host's QEMU backs with a raw image on this machine's disk \
-                (`target/bench/disk.img`, ext4) with `cache=none,aio=io_uring`, so \
+                (`target/bench/disk.img`) with `cache=none,aio=io_uring`, so \
                 `O_DIRECT` in the test host reaches this machine's disk"
                 .into(),
             (Storage::Disk, f) => format!("`{f}`, a raw image on this machine's disk"),
@@ -680,6 +683,11 @@ mod tests {
 
         assert!(s.contains("ln -sf \"$DISK\" /run/iovm-bench-disk"));
         assert!(s.contains("bench: no disk"));
+        assert!(s.find("rm -f /run/iovm-bench-disk").unwrap() < s.find("ln -sf").unwrap());
+        assert!(
+            s.find("false; }; then dd").is_some(),
+            "no dd without a disk: {s}"
+        );
         assert!(s.contains("readlink /run/iovm-bench-disk >\"$B/block-image-disk.txt\""));
     }
 
