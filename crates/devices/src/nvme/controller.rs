@@ -173,6 +173,9 @@ pub struct Controller {
     inflight: Vec<Option<InFlight>>,
     free_tags: Vec<usize>,
     inflight_count: usize,
+    /// An SQ's EventIdx was left a lap behind in this pass (see
+    /// [`Controller::process_submissions`]).
+    sq_quiet: bool,
     shutdown_flushed: bool,
     pending_vectors: BTreeSet<u16>,
     msi_masked_pending: u32,
@@ -224,6 +227,7 @@ impl Controller {
             inflight: Vec::new(),
             free_tags: Vec::new(),
             inflight_count: 0,
+            sq_quiet: false,
             shutdown_flushed: false,
             pending_vectors: BTreeSet::new(),
             msi_masked_pending: 0,
@@ -559,6 +563,13 @@ impl Controller {
     /// Returns whether work may remain that no event will announce: a
     /// shadow tail that kept moving while we ran, or a queue left
     /// unfinished for fairness. The caller runs another pass then.
+    ///
+    /// With shadow doorbells, while backend requests are in flight the SQ
+    /// EventIdx is left a lap behind the tail, so the host writes its
+    /// shadow tail without ringing: the requests' completions wake the
+    /// worker, whose next pass reads every shadow tail anyway. Only with
+    /// nothing in flight is the EventIdx set to the tail (the host rings
+    /// for its next command) and the shadow read once more after it.
     pub fn process_submissions(&mut self, qid: u16) -> bool {
         if self.pci.config().command() & command::BUS_MASTER == 0 {
             return false;
@@ -584,6 +595,12 @@ impl Controller {
                 return false;
             };
             if qid == 0 || self.st.shadow.is_none() {
+                return self.can_fetch(qid);
+            }
+            if self.inflight_count > 0 {
+                // The host compares EventIdx values as 16-bit counters.
+                self.write_event_idx(Doorbell::SqTail(qid), tail.wrapping_sub(1) & 0xffff);
+                self.sq_quiet = true;
                 return self.can_fetch(qid);
             }
             // Shadow protocol: publish how far we got (the host rings the
@@ -661,6 +678,7 @@ impl Controller {
                 .filter(|&q| get(&self.st.sqs, q).is_some())
                 .collect();
             more = false;
+            self.sq_quiet = false;
             for qid in qids {
                 more |= self.process_submissions(qid);
             }
@@ -670,7 +688,9 @@ impl Controller {
             }
         }
         self.flush_interrupts();
-        more
+        // An EventIdx left behind with nothing in flight any more: no
+        // completion will wake the worker, so the next pass re-arms it.
+        more || (self.sq_quiet && self.inflight_count == 0)
     }
 
     /// Hands queued backend requests to the kernel.

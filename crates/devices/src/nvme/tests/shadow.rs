@@ -182,6 +182,72 @@ fn test_nvme_shadow_tail_written_during_processing_is_not_lost() {
     assert_eq!(read_u32(&d, EVENTIDX + 8), 2);
 }
 
+/// Set once [`QuietHost`] has written a shadow tail without ringing.
+static SPARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Guest memory where the host, whenever the device publishes an SQ 1
+/// EventIdx that spares it the doorbell (Linux's rule) for its next command,
+/// writes that command's shadow tail (2) and does not ring.
+#[derive(Debug)]
+struct QuietHost(Arc<dyn Dma>);
+
+impl Dma for QuietHost {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        self.0.read(addr, buf)
+    }
+
+    fn write(&self, addr: u64, buf: &[u8]) -> Result<(), DmaError> {
+        self.0.write(addr, buf)?;
+        if addr == EVENTIDX + 8 && buf.len() == 4 {
+            let e = u32::from_le_bytes(buf.try_into().unwrap_or_default());
+            let spared = !host_must_ring(e, 2, 1);
+            if spared && !SPARED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                self.0.write(SHADOW + 8, &2u32.to_le_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn host_ranges(
+        &self,
+        addr: u64,
+        len: u64,
+        dir: Direction,
+        out: &mut Vec<HostRange>,
+    ) -> Result<(), DmaError> {
+        self.0.host_ranges(addr, len, dir, out)
+    }
+}
+
+#[test]
+fn test_nvme_sq_eventidx_spares_the_doorbell_while_a_command_is_in_flight() {
+    let mut d = Driver::with(Setup {
+        wrap_dma: Some(|m| Arc::new(QuietHost(m))),
+        ..Setup::default()
+    });
+    d.bring_up();
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    d.admin(set_features(0x07, 0));
+    d.create_queue_pair(1, 16, 1);
+    let first = d.push(1, rw(false, 1, 0, 1, (DATA, 0)));
+    let second = d.push(1, rw(false, 1, 1, 1, (DATA, 0)));
+    d.dma.write(SHADOW + 8, &1u32.to_le_bytes()).unwrap();
+
+    d.nvme.poll();
+
+    assert!(
+        SPARED.load(std::sync::atomic::Ordering::SeqCst),
+        "the host had to ring for its second command"
+    );
+    let cids = [d.pop(1).map(|c| c.cid), d.pop(1).map(|c| c.cid)];
+    assert_eq!(cids, [Some(first), Some(second)], "the unrung tail was read");
+    assert_eq!(
+        read_u32(&d, EVENTIDX + 8),
+        2,
+        "idle again: the next command rings"
+    );
+}
+
 /// Linux's rule (`nvme_dbbuf_need_event`): ring the MMIO doorbell when the
 /// EventIdx lies in [old, new) of 16-bit counters.
 fn host_must_ring(event_idx: u32, new: u32, old: u32) -> bool {
