@@ -240,7 +240,11 @@ fn test_nvme_sq_eventidx_spares_the_doorbell_while_a_command_is_in_flight() {
         "the host had to ring for its second command"
     );
     let cids = [d.pop(1).map(|c| c.cid), d.pop(1).map(|c| c.cid)];
-    assert_eq!(cids, [Some(first), Some(second)], "the unrung tail was read");
+    assert_eq!(
+        cids,
+        [Some(first), Some(second)],
+        "the unrung tail was read"
+    );
     assert_eq!(
         read_u32(&d, EVENTIDX + 8),
         2,
