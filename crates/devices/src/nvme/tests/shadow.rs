@@ -133,23 +133,30 @@ fn test_nvme_sq_doorbell_slots_for_ioeventfds() {
     assert_eq!(slots[3].offset, 0x1020);
 }
 
-/// Guest memory where the host writes SQ 1's shadow tail again right
-/// after the device publishes EventIdx, having read the old EventIdx (so
-/// it does not ring): the race the device must close by looking again.
-#[derive(Debug)]
-struct RacingHost(Arc<dyn Dma>);
+/// What a host running on another CPU does right after the device writes
+/// `buf` at `addr`: its own writes to `mem`.
+type React = fn(mem: &dyn Dma, addr: u64, buf: &[u8]) -> Result<(), DmaError>;
 
-impl Dma for RacingHost {
+/// Guest memory where the host reacts to each write of the device.
+struct ReactingHost {
+    mem: Arc<dyn Dma>,
+    react: React,
+}
+
+impl std::fmt::Debug for ReactingHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReactingHost")
+    }
+}
+
+impl Dma for ReactingHost {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
-        self.0.read(addr, buf)
+        self.mem.read(addr, buf)
     }
 
     fn write(&self, addr: u64, buf: &[u8]) -> Result<(), DmaError> {
-        self.0.write(addr, buf)?;
-        if addr == EVENTIDX + 8 && buf == 1u32.to_le_bytes() {
-            self.0.write(SHADOW + 8, &2u32.to_le_bytes())?;
-        }
-        Ok(())
+        self.mem.write(addr, buf)?;
+        (self.react)(&*self.mem, addr, buf)
     }
 
     fn host_ranges(
@@ -159,97 +166,88 @@ impl Dma for RacingHost {
         dir: Direction,
         out: &mut Vec<HostRange>,
     ) -> Result<(), DmaError> {
-        self.0.host_ranges(addr, len, dir, out)
+        self.mem.host_ranges(addr, len, dir, out)
     }
+}
+
+/// Two reads on queue 1 with shadow doorbells: the host writes shadow tail
+/// 1 and, through `wrap`'s reactions, tail 2, never ringing. Returns whether
+/// both completed in order, and SQ 1's EventIdx after.
+fn two_reads_through(wrap: WrapDma) -> (bool, u32) {
+    let mut d = Driver::with(Setup {
+        wrap_dma: Some(wrap),
+        ..Setup::default()
+    });
+    d.bring_up();
+    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
+    d.admin(set_features(0x07, 0));
+    d.create_queue_pair(1, 16, 1);
+    let first = d.push(1, rw(false, 1, 0, 1, (DATA, 0)));
+    let second = d.push(1, rw(false, 1, 1, 1, (DATA, 0)));
+    d.dma.write(SHADOW + 8, &1u32.to_le_bytes()).unwrap();
+
+    d.nvme.poll();
+
+    let cids = [d.pop(1).map(|c| c.cid), d.pop(1).map(|c| c.cid)];
+    (
+        cids == [Some(first), Some(second)],
+        read_u32(&d, EVENTIDX + 8),
+    )
 }
 
 #[test]
 fn test_nvme_shadow_tail_written_during_processing_is_not_lost() {
-    let mut d = Driver::with(Setup {
-        wrap_dma: Some(|m| Arc::new(RacingHost(m))),
-        ..Setup::default()
+    // The host writes tail 2 right after the device publishes EventIdx 1,
+    // having read the old EventIdx (so it does not ring): the race the
+    // device must close by looking again.
+    let (both, event_idx) = two_reads_through(|m| {
+        Arc::new(ReactingHost {
+            mem: m,
+            react: |mem, addr, buf| {
+                if addr == EVENTIDX + 8 && buf == 1u32.to_le_bytes() {
+                    mem.write(SHADOW + 8, &2u32.to_le_bytes())?;
+                }
+                Ok(())
+            },
+        })
     });
-    d.bring_up();
-    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
-    d.admin(set_features(0x07, 0));
-    d.create_queue_pair(1, 16, 1);
-    let first = d.push(1, rw(false, 1, 0, 1, (DATA, 0)));
-    let second = d.push(1, rw(false, 1, 1, 1, (DATA, 0)));
-    d.dma.write(SHADOW + 8, &1u32.to_le_bytes()).unwrap();
-    d.nvme.poll();
-    let cids = [d.pop(1).map(|c| c.cid), d.pop(1).map(|c| c.cid)];
-    assert_eq!(cids, [Some(first), Some(second)]);
-    assert_eq!(read_u32(&d, EVENTIDX + 8), 2);
+
+    assert!(both);
+    assert_eq!(event_idx, 2);
 }
 
-/// Set once [`QuietHost`] has written a shadow tail without ringing.
+/// Set once the host of the next test has written a tail without ringing.
 static SPARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Guest memory where the host, whenever the device publishes an SQ 1
-/// EventIdx that spares it the doorbell (Linux's rule) for its next command,
-/// writes that command's shadow tail (2) and does not ring.
-#[derive(Debug)]
-struct QuietHost(Arc<dyn Dma>);
-
-impl Dma for QuietHost {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
-        self.0.read(addr, buf)
-    }
-
-    fn write(&self, addr: u64, buf: &[u8]) -> Result<(), DmaError> {
-        self.0.write(addr, buf)?;
-        if addr == EVENTIDX + 8 && buf.len() == 4 {
-            let e = u32::from_le_bytes(buf.try_into().unwrap_or_default());
-            let spared = !host_must_ring(e, 2, 1);
-            if spared && !SPARED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                self.0.write(SHADOW + 8, &2u32.to_le_bytes())?;
-            }
-        }
-        Ok(())
-    }
-
-    fn host_ranges(
-        &self,
-        addr: u64,
-        len: u64,
-        dir: Direction,
-        out: &mut Vec<HostRange>,
-    ) -> Result<(), DmaError> {
-        self.0.host_ranges(addr, len, dir, out)
-    }
-}
 
 #[test]
 fn test_nvme_sq_eventidx_spares_the_doorbell_while_a_command_is_in_flight() {
-    let mut d = Driver::with(Setup {
-        wrap_dma: Some(|m| Arc::new(QuietHost(m))),
-        ..Setup::default()
+    // The host writes tail 2 once the device publishes an EventIdx that
+    // spares it the doorbell (Linux's rule) for going from 1 to 2.
+    let (both, event_idx) = two_reads_through(|m| {
+        Arc::new(ReactingHost {
+            mem: m,
+            react: |mem, addr, buf| {
+                let Ok(e) = <[u8; 4]>::try_from(buf) else {
+                    return Ok(());
+                };
+                let spared = !host_must_ring(u32::from_le_bytes(e), 2, 1);
+                if addr == EVENTIDX + 8
+                    && spared
+                    && !SPARED.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    mem.write(SHADOW + 8, &2u32.to_le_bytes())?;
+                }
+                Ok(())
+            },
+        })
     });
-    d.bring_up();
-    assert!(dbbc(&mut d, SHADOW, EVENTIDX).ok());
-    d.admin(set_features(0x07, 0));
-    d.create_queue_pair(1, 16, 1);
-    let first = d.push(1, rw(false, 1, 0, 1, (DATA, 0)));
-    let second = d.push(1, rw(false, 1, 1, 1, (DATA, 0)));
-    d.dma.write(SHADOW + 8, &1u32.to_le_bytes()).unwrap();
-
-    d.nvme.poll();
 
     assert!(
         SPARED.load(std::sync::atomic::Ordering::SeqCst),
         "the host had to ring for its second command"
     );
-    let cids = [d.pop(1).map(|c| c.cid), d.pop(1).map(|c| c.cid)];
-    assert_eq!(
-        cids,
-        [Some(first), Some(second)],
-        "the unrung tail was read"
-    );
-    assert_eq!(
-        read_u32(&d, EVENTIDX + 8),
-        2,
-        "idle again: the next command rings"
-    );
+    assert!(both, "the unrung tail was read");
+    assert_eq!(event_idx, 2, "idle again: the next command rings");
 }
 
 /// Linux's rule (`nvme_dbbuf_need_event`): ring the MMIO doorbell when the
