@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::capture::{verbose_env, Stream};
 use crate::error::{Error, IoContext};
@@ -27,6 +27,7 @@ pub struct Batch {
     scratch: PathBuf,
     stream: Stream,
     disk: Option<PathBuf>,
+    silence: Option<Duration>,
 }
 
 impl Batch {
@@ -56,6 +57,7 @@ impl Batch {
                 Stream::Off
             },
             disk: None,
+            silence: None,
         })
     }
 
@@ -78,6 +80,19 @@ impl Batch {
     pub fn with_disk(mut self, image: impl Into<PathBuf>) -> Self {
         self.disk = Some(image.into());
         self
+    }
+
+    /// Makes [`Batch::run_script`] give up on a script (and its test host) that prints
+    /// nothing for `limit`: under TCG the nested test host sometimes stops dead
+    /// (`docs/test-host.md`), and a long script would otherwise wait out its whole timeout.
+    pub fn silence_limit(mut self, limit: Duration) -> Self {
+        self.silence = Some(limit);
+        self
+    }
+
+    /// The limit of [`Batch::silence_limit`].
+    pub(crate) fn silence(&self) -> Option<Duration> {
+        self.silence
     }
 
     /// The disk of [`Batch::with_disk`].

@@ -101,6 +101,11 @@ impl Capture {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Bytes captured so far.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().bytes.len()
+    }
+
     /// Starts a thread that copies `from` into the buffer (and `log`, and to `stream` with
     /// `prefix` before each line) until end of file.
     pub(crate) fn pump(

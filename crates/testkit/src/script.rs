@@ -115,15 +115,17 @@ pub(crate) fn wrapper(
     s
 }
 
-/// Waits for `child` until it exits or `limit` has passed since `start` (then calls
-/// `kill`); returns why it failed, if it did.
+/// Waits for `child` until it exits, or `limit` has passed since `start`, or `capture` has
+/// grown by nothing for `silence` (then calls `kill`); returns why it failed, if it did.
 fn supervise(
     child: &mut Child,
     start: Instant,
     limit: Duration,
+    (capture, silence): (&Capture, Option<Duration>),
     what: &str,
     kill: impl FnOnce(&mut Child),
 ) -> Option<String> {
+    let (mut seen, mut since) = (capture.len(), Instant::now());
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return None,
@@ -137,6 +139,17 @@ fn supervise(
             return Some(format!(
                 "{what} did not finish within {} s (its timeout)",
                 limit.as_secs()
+            ));
+        }
+        let now = capture.len();
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        } else if let Some(quiet) = silence.filter(|q| since.elapsed() >= *q) {
+            kill(child);
+            let _ = child.wait();
+            return Some(format!(
+                "{what} printed nothing for {} s (its silence limit): taken as stuck",
+                quiet.as_secs()
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -236,7 +249,8 @@ impl Batch {
             pumps.push(capture.pump(err, Some(log2), stream, prefix.to_owned()));
         }
         let mode = self.mode();
-        let mut failure = supervise(&mut child, start, limit, what, |c| match mode {
+        let watch = (&capture, self.silence());
+        let mut failure = supervise(&mut child, start, limit, watch, what, |c| match mode {
             // The script's children (VMMs) are in its process group.
             Mode::Direct => {
                 let _ = Command::new("kill")
@@ -337,5 +351,25 @@ mod tests {
         assert!(out
             .console
             .contains("mode=direct disk=/no/such/disk.img stage="));
+    }
+
+    #[test]
+    fn test_run_script_gives_up_on_a_silent_script() {
+        let batch = Batch::with_mode(Mode::Direct)
+            .unwrap()
+            .silence_limit(Duration::from_secs(2));
+
+        let out = batch
+            .run_script(
+                "echo started; sleep 30; echo never\n",
+                Duration::from_secs(60),
+            )
+            .unwrap();
+
+        assert_eq!(out.exit_code, None);
+        let failure = out.failure.unwrap_or_default();
+        assert!(failure.contains("printed nothing for 2 s"), "{failure}");
+        assert!(out.duration < Duration::from_secs(20), "{:?}", out.duration);
+        assert!(!out.console.contains("never"));
     }
 }

@@ -42,6 +42,10 @@ use self::plan::{Kind, Settings};
 use self::record::Record;
 use self::vmm::{Files, Vmm};
 
+/// Times the bench script may be started in all: a test host that dies or stops
+/// (docs/test-host.md) is replaced by a new one that resumes the script.
+const BOOTS: u32 = 3;
+
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -226,7 +230,17 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
     let iovm = paths::target().join("release/iovm");
     let host = testkit::images::require_testhost()?;
 
-    let mut batch = Batch::with_mode(mode)?.stream_to(Stream::Stdout);
+    // The longest a working script is silent: one run up to its timeout, or the host's
+    // four fio jobs, each under its own timeout.
+    let fio_secs = if args.quick {
+        BLOCK_SECONDS.1
+    } else {
+        BLOCK_SECONDS.0
+    };
+    let quiet = args.timeout.max(4 * (u64::from(fio_secs) + 60)) + 30;
+    let mut batch = Batch::with_mode(mode)?
+        .stream_to(Stream::Stdout)
+        .silence_limit(Duration::from_secs(quiet));
     if kinds
         .iter()
         .any(|k| matches!(k, Kind::Block(_, block::Storage::Disk)))
@@ -271,17 +285,38 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
         runs.len(),
         kinds.iter().map(|k| k.id()).collect::<Vec<_>>().join(", ")
     );
-    let out = batch.run_script(&script, limit)?;
+    let bench_dir = batch.scratch_dir().join("bench");
+    let read_records = || -> Vec<Record> {
+        fs::read_to_string(bench_dir.join("records.txt"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(Record::parse)
+            .collect()
+    };
+    let mut out = batch.run_script(&script, limit)?;
+    for boot in 2..=BOOTS {
+        let Some(f) = out.failure.as_deref().filter(|_| out.exit_code.is_none()) else {
+            break;
+        };
+        let left = runs.len().saturating_sub(read_records().len());
+        if left == 0 {
+            break;
+        }
+        // The test host died or stopped (docs/test-host.md): a new one resumes the
+        // script, skipping what has a record.
+        println!(
+            "xtask: bench: the script did not finish: {f}\n\
+             xtask: bench: starting it again ({boot} of {BOOTS}) for the {left} run(s) \
+             without a record"
+        );
+        let resume = batch.scratch_dir().join(plan::RESUME);
+        fs::write(&resume, "").with_context(|| format!("writing {}", resume.display()))?;
+        out = batch.run_script(&script, limit)?;
+    }
     if let Some(f) = &out.failure {
         println!("xtask: bench: the script did not finish: {f}");
     }
-
-    let bench_dir = batch.scratch_dir().join("bench");
-    let records: Vec<Record> = fs::read_to_string(bench_dir.join("records.txt"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(Record::parse)
-        .collect();
+    let records = read_records();
     if records.is_empty() {
         bail!(
             "no run was measured (script exit status {:?}); console:\n{}",

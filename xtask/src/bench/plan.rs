@@ -237,16 +237,21 @@ fn words<S: AsRef<str>>(items: &[S]) -> String {
         .join(" ")
 }
 
+/// A file in the scratch directory that makes the bench script resume: keep what the
+/// last boot measured and skip the runs that have a record.
+pub const RESUME: &str = "bench-resume";
+
 /// The bench script. `files` and `probe` (the `xtask` binary) are named as the script sees
 /// them; the guest's kernel and initramfs are copied from `$G` to `$STAGE/guest/` first
 /// (in the test host's memory), so `files.kernel` and `files.initramfs` should be there.
 /// Writes into `$S/bench/`: `records.txt`, `logs/<run>.log`, and facts about where it ran
 /// (`kernel.txt`, `cpuinfo.txt`, `qemu-version.txt`, `iovm-version.txt`).
 pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> String {
-    let mut out = String::from(
+    let mut out = format!(
         "# Written by cargo xtask bench: each run under bench-probe, which times it.\n\
          B=\"$S/bench\"\n\
-         rm -rf \"$B\"\n\
+         if [ -f \"$S/{RESUME}\" ]; then echo 'bench: resuming: runs with a record are skipped'; \
+         else rm -rf \"$B\"; fi\n\
          mkdir -p \"$B/logs\" \"$STAGE/guest\"\n\
          cp \"$G/vmlinuz\" \"$G/initramfs.cpio.gz\" \"$STAGE/guest/\" || exit 1\n\
          uname -r >\"$B/kernel.txt\"\n\
@@ -273,7 +278,12 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
         if let Kind::Block(_, st) = run.kind {
             if !host_fio_done.contains(&(st, run.rep)) {
                 host_fio_done.push((st, run.rep));
-                out.push_str(&host_fio(s, st, run.rep));
+                let last = Job::ALL[Job::ALL.len() - 1];
+                out.push_str(&format!(
+                    "if [ ! -s \"$B\"/{} ]; then\n{}fi\n",
+                    block::host_fio_file(st, last, run.rep),
+                    host_fio(s, st, run.rep)
+                ));
             }
         }
         let mut probe_cmd = vec![
@@ -305,6 +315,10 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
             "$B/records.txt".into(),
             "--".into(),
         ]);
+        // A resumed script skips the runs that have their record.
+        out.push_str(&format!(
+            "if ! grep -q '^name={name} ' \"$B/records.txt\" 2>/dev/null; then\n"
+        ));
         if run.kind == Kind::Net {
             probe_cmd.extend(["nsenter".into(), format!("--net={}", net::NETNS)]);
             out.push_str(&net::before());
@@ -326,6 +340,7 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
         if run.kind == Kind::Net {
             out.push_str(&net::after());
         }
+        out.push_str("fi\n");
     }
     out.push_str("echo 'bench: all runs done'\n");
     out
@@ -440,6 +455,7 @@ mod tests {
         assert_eq!(s.matches("--name=randread-qd1 ").count(), 4);
         assert!(s.contains(">\"$B\"/host-fio/shm.randread-qd1.2.txt "));
         assert!(s.contains(">\"$B\"/host-fio/disk.read128k-qd8.1.txt "));
+        assert!(s.contains("if [ ! -s \"$B\"/host-fio/shm.read128k-qd8.2.txt ]; then\n"));
         assert!(s.contains("readlink /run/iovm-bench-shm"));
         assert!(s.contains("readlink /run/iovm-bench-disk"));
         assert!(
@@ -457,6 +473,15 @@ mod tests {
         );
 
         assert!(s.contains("echo 'bench: boot, iovm, repetition 1 of 1'\n"));
+        assert!(
+            s.contains("if ! grep -q '^name=boot.iovm.1 ' \"$B/records.txt\" 2>/dev/null; then\n")
+        );
+        assert!(s.contains("if [ -f \"$S/bench-resume\" ]; then"));
+        assert_eq!(
+            s.matches("\nfi\n").count(),
+            8,
+            "each run is skipped once recorded"
+        );
         assert!(s.contains(
             "\"$STAGE\"/'bin/xtask' 'bench-probe' '--name' 'boot.iovm.1' '--timeout' '60' \
              '--marker' 'IOVM-GUEST: boot done' '--log' \"$B\"/'logs/boot.iovm.1.log' \
