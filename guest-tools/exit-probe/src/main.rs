@@ -12,12 +12,14 @@
 //! | `kernel_cf8_read`  | `pread` of 00:00.0's config at offset 0: the kernel uses 0xCF8/0xCFC below 256 |
 //! | `kernel_ecam_read` | `pread` at offset 0x100: the kernel uses ECAM for extended space |
 //! | `ecam_write`    | a write of 00:00.0's read-only vendor ID through ECAM: an MMIO write that traps and changes nothing |
+//! | `virtio_notify` | a queue notification of the first virtio-pci device (modern transport), written to its notify capability's doorbell: the VMM's ioeventfd where it has one |
 //!
 //! Output, one line: `exit-probe: pio_write_ns=N cf8_read_ns=N ecam_read_ns=N ecam_write_ns=N`
 //! (a figure that could not be measured is `-`), then a line per problem.
 //! Usage: `exit-probe [ACCESSES_PER_BATCH [BATCHES]]` (default 2000 and 7).
-//! The ECAM figures need `/dev/mem` to reach the window: boot Debian's
-//! kernel with `iomem=relaxed` (it is built with `CONFIG_IO_STRICT_DEVMEM`).
+//! The ECAM figures need `/dev/mem` to reach the window, and `virtio_notify`
+//! maps a BAR its driver owns through sysfs: boot Debian's kernel with
+//! `iomem=relaxed` (it is built with `CONFIG_IO_STRICT_DEVMEM`).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -143,6 +145,165 @@ impl Drop for EcamPage {
         // SAFETY: unmaps the page this value mapped.
         unsafe { libc::munmap(self.ptr.cast(), 4096) };
     }
+}
+
+/// A shared mapping of a whole BAR through sysfs (`resourceN`).
+struct BarMap {
+    ptr: *mut u8,
+    len: usize,
+    _file: File,
+}
+
+impl BarMap {
+    fn map(dev: &std::path::Path, bar: u8) -> Result<Self, String> {
+        let path = dev.join(format!("resource{bar}"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let len = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len() as usize;
+        // SAFETY: a fresh shared mapping of the BAR's `len` bytes; the kernel
+        // checks that the resource may be mapped.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED || len == 0 {
+            return Err(format!(
+                "mmap of {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+            _file: file,
+        })
+    }
+
+    /// The 2-byte register at `offset`, if it lies in the BAR.
+    fn reg16(&self, offset: u64) -> Result<*mut u16, String> {
+        let at = usize::try_from(offset).map_err(|_| "offset out of range")?;
+        if at % 2 != 0 || at + 2 > self.len {
+            return Err(format!(
+                "offset {offset:#x} outside the {} byte BAR",
+                self.len
+            ));
+        }
+        // SAFETY: `at + 2 <= len`, within the mapping, and 2-byte aligned.
+        Ok(unsafe { self.ptr.add(at) }.cast())
+    }
+}
+
+impl Drop for BarMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the BAR this value mapped.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A virtio-pci vendor capability (virtio 1.2 §4.1.4): its `cfg_type`, BAR,
+/// offset, and for the notify capability the notify offset multiplier.
+#[derive(Debug, Clone, Copy)]
+struct VirtioCap {
+    cfg_type: u8,
+    bar: u8,
+    offset: u32,
+    multiplier: u32,
+}
+
+/// The virtio vendor capabilities in the first 256 bytes of `config`.
+fn virtio_caps(config: &[u8]) -> Vec<VirtioCap> {
+    let u32_at = |i: usize| {
+        config
+            .get(i..i + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    let mut out = Vec::new();
+    let mut p = usize::from(config.get(0x34).copied().unwrap_or(0) & 0xfc);
+    for _ in 0..48 {
+        if p < 0x40 || p + 16 > config.len().min(256) {
+            break;
+        }
+        if config[p] == 0x09 {
+            out.push(VirtioCap {
+                cfg_type: config[p + 3],
+                bar: config[p + 4],
+                offset: u32_at(p + 8),
+                multiplier: if p + 20 <= config.len() {
+                    u32_at(p + 16)
+                } else {
+                    0
+                },
+            });
+        }
+        p = usize::from(config[p + 1] & 0xfc);
+    }
+    out
+}
+
+/// The notify doorbell of the queue the driver last selected, of the first
+/// virtio-pci device with the modern capabilities: (its BAR mapping, the
+/// register, the queue index to write). Only reads the common
+/// configuration (`queue_select` and that queue's `queue_notify_off`).
+fn virtio_doorbell() -> Result<(BarMap, *mut u16, u16), String> {
+    const COMMON: u8 = 1;
+    const NOTIFY: u8 = 2;
+    const QUEUE_SELECT: u64 = 0x16;
+    const QUEUE_NOTIFY_OFF: u64 = 0x1e;
+    let mut devs: Vec<_> = std::fs::read_dir("/sys/bus/pci/devices")
+        .map_err(|e| format!("/sys/bus/pci/devices: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    devs.sort();
+    for dev in devs {
+        let vendor = std::fs::read_to_string(dev.join("vendor")).unwrap_or_default();
+        if vendor.trim() != "0x1af4" {
+            continue;
+        }
+        let config = std::fs::read(dev.join("config")).unwrap_or_default();
+        let caps = virtio_caps(&config);
+        let (Some(common), Some(notify)) = (
+            caps.iter().find(|c| c.cfg_type == COMMON),
+            caps.iter().find(|c| c.cfg_type == NOTIFY),
+        ) else {
+            continue;
+        };
+        let common_bar = BarMap::map(&dev, common.bar)?;
+        // SAFETY: `reg16` checked both registers lie in the mapped BAR.
+        let (queue, notify_off) = unsafe {
+            (
+                common_bar
+                    .reg16(u64::from(common.offset) + QUEUE_SELECT)?
+                    .read_volatile(),
+                common_bar
+                    .reg16(u64::from(common.offset) + QUEUE_NOTIFY_OFF)?
+                    .read_volatile(),
+            )
+        };
+        let bar = BarMap::map(&dev, notify.bar)?;
+        let at = u64::from(notify.offset) + u64::from(notify_off) * u64::from(notify.multiplier);
+        let reg = bar.reg16(at)?;
+        eprintln!(
+            "exit-probe: virtio doorbell of {} queue {queue}: BAR {} + {at:#x}",
+            dev.display(),
+            notify.bar
+        );
+        return Ok((bar, reg, queue));
+    }
+    Err("no virtio-pci device with a notify capability".into())
 }
 
 /// A 4-byte configuration read of 00:00.0 at `offset` through sysfs, timed:
@@ -302,6 +463,17 @@ fn main() {
                 let page = EcamPage::map()?;
                 let id = page.read_id();
                 Ok(time(n, batches, "ecam_write", || page.write_id(id)))
+            }),
+        ),
+        (
+            "virtio_notify",
+            isolated("virtio_notify", || {
+                let (_bar, reg, queue) = virtio_doorbell()?;
+                Ok(time(n, batches, "virtio_notify", || {
+                    // SAFETY: `reg` lies in the BAR `_bar` keeps mapped; a
+                    // notification with nothing new available changes nothing.
+                    unsafe { reg.write_volatile(queue) }
+                }))
             }),
         ),
     ];

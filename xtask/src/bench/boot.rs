@@ -44,6 +44,9 @@ pub enum Figure {
     KernelCf8Read,
     /// In the guest: ns per kernel configuration read of extended space (ECAM), with the system call.
     KernelEcamRead,
+    /// In the guest: ns per virtio queue notification (the doorbell of a virtio-rng
+    /// device's queue, an ioeventfd in the VMMs that register one).
+    VirtioNotify,
     /// A fio figure or exits per I/O of one job on one kind of disk with its image on one
     /// storage ([`block`]).
     Block(Disk, Storage, Job, block::Metric),
@@ -53,7 +56,7 @@ pub enum Figure {
 
 impl Figure {
     /// The boot, memory and exit-path figures, in report order.
-    pub const VM: [Figure; 14] = [
+    pub const VM: [Figure; 15] = [
         Figure::ToMarker,
         Figure::ToExit,
         Figure::FirstInstruction,
@@ -68,6 +71,7 @@ impl Figure {
         Figure::EcamWrite,
         Figure::KernelCf8Read,
         Figure::KernelEcamRead,
+        Figure::VirtioNotify,
     ];
 
     /// Every figure, in report order.
@@ -125,6 +129,7 @@ impl Figure {
             Figure::EcamWrite => "exits.ecam_write_ns",
             Figure::KernelCf8Read => "exits.kernel_cf8_read_ns",
             Figure::KernelEcamRead => "exits.kernel_ecam_read_ns",
+            Figure::VirtioNotify => "exits.virtio_notify_ns",
         };
         s.to_owned()
     }
@@ -150,6 +155,7 @@ impl Figure {
             Figure::EcamWrite => "MMIO write to a read-only ECAM register (ns)",
             Figure::KernelCf8Read => "config read by the kernel via 0xCF8/0xCFC, sysfs (ns)",
             Figure::KernelEcamRead => "config read by the kernel via ECAM, sysfs (ns)",
+            Figure::VirtioNotify => "virtio queue notify, ioeventfd doorbell (ns)",
         };
         s.to_owned()
     }
@@ -163,6 +169,7 @@ impl Figure {
             Figure::EcamWrite => Some("ecam_write_ns"),
             Figure::KernelCf8Read => Some("kernel_cf8_read_ns"),
             Figure::KernelEcamRead => Some("kernel_ecam_read_ns"),
+            Figure::VirtioNotify => Some("virtio_notify_ns"),
             _ => None,
         }
     }
@@ -370,7 +377,8 @@ mod tests {
     #[test]
     fn test_exits_run_gives_the_probe_figures() {
         let console = "IOVM-GUEST: boot done uptime=1\n\
-            exit-probe: pio_write_ns=900 cf8_read_ns=2100 ecam_read_ns=1100 ecam_write_ns=1000\n\
+            exit-probe: pio_write_ns=900 cf8_read_ns=2100 ecam_read_ns=1100 ecam_write_ns=1000 \
+            virtio_notify_ns=700\n\
             IOVM-GUEST: exit status=0\n";
         let r = record("exits.iovm.1", Exit::Code(0), None);
 
@@ -383,7 +391,8 @@ mod tests {
                 (Figure::PioWrite, 900.0),
                 (Figure::Cf8Read, 2100.0),
                 (Figure::EcamRead, 1100.0),
-                (Figure::EcamWrite, 1000.0)
+                (Figure::EcamWrite, 1000.0),
+                (Figure::VirtioNotify, 700.0)
             ]
         );
     }
