@@ -127,12 +127,16 @@ grep nvme0q /proc/interrupts
 /// SYNCED through a PCI serial card whose output is a file where iovm runs;
 /// a watcher started before iovm kills it with SIGKILL when it sees that.
 /// The driver scans namespaces after its probe returns, so the script
-/// first waits for the block device (else `dd` would make a plain file).
+/// first waits until the block device reads (its node appears before the
+/// disk is live: a `dd` then fails, or without the node makes a plain file).
 const KILL_SCRIPT: &str = r#"
-i=0; while [ ! -b /dev/nvme0n1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+i=0
+until [ -b /dev/nvme0n1 ] && dd if=/dev/nvme0n1 of=/dev/null bs=4k count=1 2>/dev/null \
+    || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done
 yes IOVM-DURABLE-0123456789 | head -c 1048576 > /tmp/pattern
-dd if=/tmp/pattern of=/dev/nvme0n1 bs=64k seek=32 2>/dev/null
-echo "dd=$? dev=$(ls -l /dev/nvme0n1 | cut -c1) waited=$i"
+dd if=/tmp/pattern of=/dev/nvme0n1 bs=64k seek=32 2>/tmp/dd-err
+echo "dd=$? dev=$(ls -l /dev/nvme0n1 | cut -c1) waited=$i size=$(cat /sys/block/nvme0n1/size)"
+cat /tmp/dd-err
 sync
 t=$(ls /sys/bus/pci/devices/*/tty | grep ttyS | head -1)
 echo "synced on $t"
