@@ -5,9 +5,10 @@
 //! vCPU threads (register accesses) and the worker thread (I/O queues and
 //! backend completions); unit tests call the methods directly.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use backend::{Completion, Op, Request};
 use dma::Dma;
@@ -16,6 +17,7 @@ use pci::caps::endpoint::EndpointConfig;
 use pci::caps::routing::{MsiRouting, Signal};
 use pci::config::command;
 
+use super::coalesce::{vector_due, Due};
 use super::command::{Sqe, SQE_SIZE};
 use super::namespace::Namespace;
 use super::prp;
@@ -178,6 +180,12 @@ pub struct Controller {
     sq_quiet: bool,
     shutdown_flushed: bool,
     pending_vectors: BTreeSet<u16>,
+    /// How long a message may wait for a host still consuming the last
+    /// one's entries (`coalesce.rs`); `None` sends at once. Only a worker,
+    /// which wakes at [`Controller::next_deadline`], sets it.
+    deferral: Option<Duration>,
+    /// Vectors held back, with the time they must go out by.
+    deferred: BTreeMap<u16, Instant>,
     msi_masked_pending: u32,
     doorbell_mode: Option<bool>,
     reaped: Vec<Completion>,
@@ -230,6 +238,8 @@ impl Controller {
             sq_quiet: false,
             shutdown_flushed: false,
             pending_vectors: BTreeSet::new(),
+            deferral: None,
+            deferred: BTreeMap::new(),
             msi_masked_pending: 0,
             doorbell_mode: None,
             reaped: Vec::new(),
@@ -332,6 +342,7 @@ impl Controller {
             self.doorbell_mode = Some(false);
         }
         self.pending_vectors.clear();
+        self.deferred.clear();
         self.msi_masked_pending = 0;
         self.st.regs.reset();
         if self.inflight_count > 0 {
@@ -687,7 +698,7 @@ impl Controller {
                 break;
             }
         }
-        self.flush_interrupts();
+        self.send_interrupts(self.deferral.is_some());
         // An EventIdx left behind with nothing in flight any more: no
         // completion will wake the worker, so the next pass re-arms it.
         more || (self.sq_quiet && self.inflight_count == 0)
@@ -939,11 +950,81 @@ impl Controller {
 
     /// Sends the interrupts of every CQ that received entries.
     pub fn flush_interrupts(&mut self) {
-        let vectors = std::mem::take(&mut self.pending_vectors);
+        self.send_interrupts(false);
+    }
+
+    /// Lets messages wait up to `deferral` for a host still consuming the
+    /// previous one's entries (`coalesce.rs`), or, with `None`, sends
+    /// every message due (held ones included) at the next flush. The
+    /// caller must run a pass by [`Controller::next_deadline`].
+    pub fn set_interrupt_deferral(&mut self, deferral: Option<Duration>) {
+        self.deferral = deferral;
+    }
+
+    /// When the earliest held-back message must go out: the worker runs a
+    /// pass then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deferred.values().min().copied()
+    }
+
+    /// Sends the messages due: those of queues that received entries and
+    /// those held back earlier. With `defer`, a vector whose hosts are all
+    /// still behind waits until its deadline (`coalesce.rs`).
+    fn send_interrupts(&mut self, defer: bool) {
+        let mut vectors = std::mem::take(&mut self.pending_vectors);
+        vectors.extend(self.deferred.keys().copied());
+        let now = Instant::now();
         for v in vectors {
-            self.raise(v);
+            let due = self.vector_due(v);
+            match (due, self.deferral) {
+                (Due::Nothing, _) => {
+                    self.deferred.remove(&v);
+                }
+                (Due::Later, Some(wait)) if defer => {
+                    let by = *self.deferred.entry(v).or_insert(now + wait);
+                    if by <= now {
+                        self.deferred.remove(&v);
+                        self.send_vector(v);
+                    }
+                }
+                _ => {
+                    self.deferred.remove(&v);
+                    self.send_vector(v);
+                }
+            }
         }
         self.update_intx();
+    }
+
+    /// What vector `v`'s queues ask for, with their heads read afresh.
+    fn vector_due(&mut self, v: u16) -> Due {
+        let cqids: Vec<u16> = (0..self.st.cqs.len() as u16)
+            .filter(|&q| get(&self.st.cqs, q).is_some_and(|cq| cq.ien && cq.vector == v))
+            .collect();
+        for &q in &cqids {
+            self.refresh_cq_head(q);
+        }
+        let coalesce = MsiRouting::enabled(&self.pci)
+            && self
+                .st
+                .features
+                .coalescing_disabled
+                .get(usize::from(v))
+                .is_some_and(|disabled| !disabled);
+        let cqs = cqids
+            .iter()
+            .filter_map(|&q| get(&self.st.cqs, q).map(|cq| (q, cq)));
+        vector_due(cqs, coalesce)
+    }
+
+    /// Sends vector `v`, announcing what its queues hold.
+    fn send_vector(&mut self, v: u16) {
+        for cq in self.st.cqs.iter_mut().flatten() {
+            if cq.ien && cq.vector == v {
+                cq.announced = cq.tail;
+            }
+        }
+        self.raise(v);
     }
 
     fn msi_only(&self) -> bool {

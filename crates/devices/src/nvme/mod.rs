@@ -56,9 +56,13 @@
 //!
 //! Interrupt Coalescing (feature 08h) is recorded and reported; the
 //! aggregation it asks for is approximated by sending at most one message
-//! per vector per processing pass.
+//! per vector per processing pass, and, on the worker, by holding a
+//! message back for at most [`INTERRUPT_DEFERRAL`] while the host is still
+//! consuming the entries of the previous one (`coalesce.rs`; never for the
+//! admin queue or a vector whose Coalescing Disable bit is set).
 
 mod admin;
+mod coalesce;
 pub mod command;
 pub mod controller;
 mod features;
@@ -119,6 +123,10 @@ pub const MSIX_TABLE_OFFSET: u32 = 0x2000;
 pub const MSIX_PBA_OFFSET: u32 = 0x3000;
 /// Most I/O queue pairs a controller can be built with.
 pub const MAX_IO_QUEUES: u16 = 64;
+/// The longest the worker holds an interrupt back while the host is still
+/// consuming the previous one's entries (`coalesce.rs`). Short next to a
+/// device's latency; long enough to let a running handler find the entries.
+pub const INTERRUPT_DEFERRAL: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Why a controller could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -175,6 +175,9 @@ pub struct CompletionQueue {
     pub sq_refs: u32,
     /// Entries that did not fit, oldest first.
     pub backlog: VecDeque<PendingCqe>,
+    /// The tail when this queue's vector was last sent: the entries before
+    /// it were announced to the host.
+    pub announced: u32,
 }
 
 impl CompletionQueue {
@@ -190,7 +193,26 @@ impl CompletionQueue {
             vector,
             sq_refs: 0,
             backlog: VecDeque::new(),
+            announced: 0,
         }
+    }
+
+    /// Entries posted and not yet consumed by the host.
+    pub fn unconsumed(&self) -> u32 {
+        (self.tail + self.size - self.head) % self.size
+    }
+
+    /// Entries posted since the last interrupt that the host has not
+    /// consumed: what a new interrupt would announce.
+    pub fn unannounced(&self) -> u32 {
+        ((self.tail + self.size - self.announced) % self.size).min(self.unconsumed())
+    }
+
+    /// Whether the host still has to consume entries an interrupt already
+    /// announced: its handler for that interrupt has not finished, and will
+    /// find entries posted meanwhile on its own.
+    pub fn host_behind(&self) -> bool {
+        self.unconsumed() > (self.tail + self.size - self.announced) % self.size
     }
 
     /// No room for another entry.

@@ -1,6 +1,7 @@
 //! The fake guest driver and the tests it runs, by subject.
 
 mod admin;
+mod coalesce;
 mod driver;
 mod hostile;
 mod io;
