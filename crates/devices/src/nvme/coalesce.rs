@@ -51,49 +51,60 @@ pub fn vector_due<'a>(
 mod tests {
     use super::*;
 
-    /// A 16-entry queue with `announced`, `head` and `tail` set.
-    fn cq(announced: u32, head: u32, tail: u32) -> CompletionQueue {
+    /// A 16-entry queue at `head` and `tail`, with `posted` entries posted
+    /// since its last message.
+    fn cq(posted: u32, head: u32, tail: u32) -> CompletionQueue {
         let mut q = CompletionQueue::new(0x1000, 16, true, 1);
-        (q.announced, q.head, q.tail) = (announced, head, tail);
+        (q.posted_since_message, q.head, q.tail) = (posted, head, tail);
         q
     }
 
     #[test]
     fn test_new_entries_with_the_host_caught_up_are_due_now() {
-        // The host consumed everything announced (head 4 = announced 4).
-        assert_eq!(vector_due([(1, &cq(4, 4, 6))], true), Due::Now);
+        // Two entries since the message at 4; the host is at 4.
+        assert_eq!(vector_due([(1, &cq(2, 4, 6))], true), Due::Now);
     }
 
     #[test]
     fn test_new_entries_while_the_host_is_behind_wait() {
-        // Announced up to 4, the host is at 2: its handler is still running.
-        assert_eq!(vector_due([(1, &cq(4, 2, 6))], true), Due::Later);
-        // Across the wrap: announced 1, head 14, tail 3.
-        assert_eq!(vector_due([(1, &cq(1, 14, 3))], true), Due::Later);
+        // The message announced up to 4; the host is at 2: its handler is
+        // still running.
+        assert_eq!(vector_due([(1, &cq(2, 2, 6))], true), Due::Later);
+        // Across the wrap: head 14, tail 3, two new.
+        assert_eq!(vector_due([(1, &cq(2, 14, 3))], true), Due::Later);
     }
 
     #[test]
     fn test_entries_the_host_consumed_already_need_no_message() {
         // The handler ran past the announced entries and took the new ones.
-        assert_eq!(vector_due([(1, &cq(4, 6, 6))], true), Due::Nothing);
+        assert_eq!(vector_due([(1, &cq(2, 6, 6))], true), Due::Nothing);
         // Or took some: the rest is new and the host has caught up.
-        assert_eq!(vector_due([(1, &cq(4, 5, 6))], true), Due::Now);
-        assert_eq!(vector_due([(1, &cq(6, 2, 6))], true), Due::Nothing);
+        assert_eq!(vector_due([(1, &cq(2, 5, 6))], true), Due::Now);
+        assert_eq!(vector_due([(1, &cq(0, 2, 6))], true), Due::Nothing);
+    }
+
+    #[test]
+    fn test_more_than_a_lap_since_the_message_is_still_new() {
+        // The host consumed a whole lap and more without a message; three
+        // entries it has not seen wait at the same slot as the last message.
+        let q = cq(19, 15, 2);
+        assert_eq!(q.unannounced(), 3);
+        assert_eq!(vector_due([(1, &q)], true), Due::Now);
     }
 
     #[test]
     fn test_admin_queue_and_disabled_coalescing_never_wait() {
-        assert_eq!(vector_due([(0, &cq(4, 2, 6))], true), Due::Now);
-        assert_eq!(vector_due([(1, &cq(4, 2, 6))], false), Due::Now);
+        assert_eq!(vector_due([(0, &cq(2, 2, 6))], true), Due::Now);
+        assert_eq!(vector_due([(1, &cq(2, 2, 6))], false), Due::Now);
     }
 
     #[test]
     fn test_one_caught_up_queue_on_a_shared_vector_sends_it() {
-        let behind = cq(4, 2, 6);
-        let caught_up = cq(4, 4, 5);
+        let behind = cq(2, 2, 6);
+        let caught_up = cq(1, 4, 5);
         assert_eq!(vector_due([(1, &behind), (2, &caught_up)], true), Due::Now);
         assert_eq!(
-            vector_due([(1, &behind), (2, &cq(4, 4, 4))], true),
+            vector_due([(1, &behind), (2, &cq(0, 4, 4))], true),
             Due::Later
         );
     }

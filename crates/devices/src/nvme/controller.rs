@@ -1021,7 +1021,7 @@ impl Controller {
     fn send_vector(&mut self, v: u16) {
         for cq in self.st.cqs.iter_mut().flatten() {
             if cq.ien && cq.vector == v {
-                cq.announced = cq.tail;
+                cq.posted_since_message = 0;
             }
         }
         self.raise(v);

@@ -175,9 +175,10 @@ pub struct CompletionQueue {
     pub sq_refs: u32,
     /// Entries that did not fit, oldest first.
     pub backlog: VecDeque<PendingCqe>,
-    /// The tail when this queue's vector was last sent: the entries before
-    /// it were announced to the host.
-    pub announced: u32,
+    /// Entries posted since this queue's vector was last sent (a count,
+    /// not a slot: the host may consume more than a lap of entries between
+    /// two messages).
+    pub posted_since_message: u32,
 }
 
 impl CompletionQueue {
@@ -193,7 +194,7 @@ impl CompletionQueue {
             vector,
             sq_refs: 0,
             backlog: VecDeque::new(),
-            announced: 0,
+            posted_since_message: 0,
         }
     }
 
@@ -205,14 +206,14 @@ impl CompletionQueue {
     /// Entries posted since the last interrupt that the host has not
     /// consumed: what a new interrupt would announce.
     pub fn unannounced(&self) -> u32 {
-        ((self.tail + self.size - self.announced) % self.size).min(self.unconsumed())
+        self.posted_since_message.min(self.unconsumed())
     }
 
     /// Whether the host still has to consume entries an interrupt already
     /// announced: its handler for that interrupt has not finished, and will
     /// find entries posted meanwhile on its own.
     pub fn host_behind(&self) -> bool {
-        self.unconsumed() > (self.tail + self.size - self.announced) % self.size
+        self.unconsumed() > self.posted_since_message
     }
 
     /// No room for another entry.
@@ -241,6 +242,7 @@ impl CompletionQueue {
     /// Moves the tail past the entry just written, flipping the phase on
     /// wrap.
     pub fn advance_tail(&mut self) {
+        self.posted_since_message = self.posted_since_message.saturating_add(1);
         self.tail += 1;
         if self.tail == self.size {
             self.tail = 0;

@@ -103,3 +103,25 @@ fn test_nvme_flush_without_deferral_sends_what_was_held_back() {
     assert_eq!(d.vectors.sent_vectors(), vec![1, 1]);
     assert!(!deadline(&d));
 }
+
+#[test]
+fn test_nvme_entries_after_a_lap_without_messages_are_signalled() {
+    // 16-entry queues: the message for A; 14 more while the host is behind
+    // (held back); the host's handler takes all 15; then 2 more land on
+    // the slots right after A's, a lap later.
+    let mut d = deferring(Duration::from_secs(3600));
+    read(&mut d, 0);
+    for lba in 1..15 {
+        read(&mut d, lba);
+    }
+    assert_eq!(d.vectors.sent_vectors(), vec![1]);
+    for _ in 0..15 {
+        assert!(d.pop(1).is_some());
+    }
+    d.push(1, rw(false, 1, 15, 1, (DATA, 0)));
+    d.push(1, rw(false, 1, 16, 1, (DATA, 0)));
+    d.ring_sq(1);
+    d.nvme.poll();
+    assert_eq!(d.vectors.sent_vectors(), vec![1, 1], "the two new entries");
+    assert!(d.pop(1).is_some() && d.pop(1).is_some());
+}

@@ -374,6 +374,21 @@ impl Driver {
     /// The next CQE of queue `qid`, if its phase says it is new; consumed
     /// and the head doorbell rung.
     pub fn pop(&mut self, qid: u16) -> Option<Cqe> {
+        let cqe = self.take_cqe(qid)?;
+        self.ring_cq(qid);
+        Some(cqe)
+    }
+
+    /// Writes CQ `qid`'s head doorbell with the head consumed so far.
+    pub fn ring_cq(&mut self, qid: u16) {
+        let head = self.queues[usize::from(qid)].unwrap().head;
+        self.write32(DOORBELL_BASE + 8 * u64::from(qid) + 4, head);
+    }
+
+    /// The next CQE of queue `qid`, if its phase says it is new; consumed
+    /// without a doorbell write (an interrupt handler writes the head once
+    /// after its batch: [`Driver::ring_cq`]).
+    pub fn take_cqe(&mut self, qid: u16) -> Option<Cqe> {
         let q = self.queues[usize::from(qid)].as_mut().unwrap();
         let mut b = [0u8; 16];
         self.dma
@@ -397,8 +412,6 @@ impl Driver {
             q.head = 0;
             q.phase = !q.phase;
         }
-        let head = q.head;
-        self.write32(DOORBELL_BASE + 8 * u64::from(qid) + 4, head);
         Some(cqe)
     }
 
