@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -262,11 +263,21 @@ impl Interrupts {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Sleeps until an interrupt was sent since the last wait (returns at
-    /// once in poll mode).
+    /// Sleeps until an interrupt was sent since the last wait, or for at
+    /// most 100 ms (returns at once in poll mode). The bound lets the
+    /// driver's own deadline report a lost interrupt instead of hanging.
     pub fn wait(&self) {
         if let Some(fd) = &self.irqfd {
-            let _ = fd.read();
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll reads and writes one pollfd through the pointer,
+            // which points at a live pollfd; the count says one.
+            if unsafe { libc::poll(&mut p, 1, 100) } > 0 {
+                let _ = fd.read();
+            }
         }
     }
 }
