@@ -998,11 +998,11 @@ impl Controller {
 
     /// What vector `v`'s queues ask for, with their heads read afresh.
     fn vector_due(&mut self, v: u16) -> Due {
-        let cqids: Vec<u16> = (0..self.st.cqs.len() as u16)
-            .filter(|&q| get(&self.st.cqs, q).is_some_and(|cq| cq.ien && cq.vector == v))
-            .collect();
-        for &q in &cqids {
-            self.refresh_cq_head(q);
+        let on_v = |cq: &CompletionQueue| cq.ien && cq.vector == v;
+        for q in 0..self.st.cqs.len() as u16 {
+            if get(&self.st.cqs, q).is_some_and(on_v) {
+                self.refresh_cq_head(q);
+            }
         }
         let coalesce = MsiRouting::enabled(&self.pci)
             && self
@@ -1011,9 +1011,9 @@ impl Controller {
                 .coalescing_disabled
                 .get(usize::from(v))
                 .is_some_and(|disabled| !disabled);
-        let cqs = cqids
-            .iter()
-            .filter_map(|&q| get(&self.st.cqs, q).map(|cq| (q, cq)));
+        let cqs = (0u16..)
+            .zip(&self.st.cqs)
+            .filter_map(|(q, cq)| cq.as_ref().filter(|cq| on_v(cq)).map(|cq| (q, cq)));
         vector_due(cqs, coalesce)
     }
 
