@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::driver::*;
+use crate::nvme::DOORBELL_BASE;
 
 /// A controller with I/O queue pair 1 on vector 1 (MSI-X), messages held
 /// back for up to `deferral`.
@@ -123,5 +124,19 @@ fn test_nvme_entries_after_a_lap_without_messages_are_signalled() {
     d.ring_sq(1);
     d.nvme.poll();
     assert_eq!(d.vectors.sent_vectors(), vec![1, 1], "the two new entries");
+    assert!(d.pop(1).is_some() && d.pop(1).is_some());
+}
+
+#[test]
+fn test_nvme_bad_head_from_a_host_that_is_behind_does_not_hold_a_message_forever() {
+    let mut d = deferring(Duration::from_millis(2));
+    read(&mut d, 0);
+    read(&mut d, 1);
+    // A head past the queue's end, then one past the tail: both refused.
+    d.write32(DOORBELL_BASE + 12, 99);
+    d.write32(DOORBELL_BASE + 12, 5);
+    std::thread::sleep(Duration::from_millis(5));
+    d.nvme.poll();
+    assert_eq!(d.vectors.sent_vectors(), vec![1, 1]);
     assert!(d.pop(1).is_some() && d.pop(1).is_some());
 }
