@@ -159,7 +159,10 @@ const KILL_WATCHER: &str = r#"( i=0
 fn kill_run() -> GuestRun {
     GuestRun::new("nvme-kill")
         .host_before(format!(
-            "{} && {KILL_WATCHER}",
+            // The braces keep `&` to the watcher: without them the whole
+            // `&&` list, the disk copy too, went to the background, and iovm
+            // could start on a half-copied disk (CI saw a 1.6 MiB namespace).
+            "{} && {{ {KILL_WATCHER} }}",
             disks_in(WORK, &["nvme-f.img"])
         ))
         .host_after(disks_out(WORK, &["nvme-f.img"]))
@@ -348,6 +351,12 @@ fn test_synced_writes_survive_sigkill_of_iovm() {
     let r = run("nvme-kill");
     assert!(!r.timed_out, "{}", r.dump());
     assert!(r.console.contains("synced on"), "{}", r.dump());
+    assert_eq!(
+        fact(r, "size"),
+        "32768",
+        "the namespace is the whole 16 MiB disk, in 512-byte sectors\n{}",
+        r.dump()
+    );
     assert_eq!(fact(r, "dd"), "0", "{}", r.dump());
     assert_eq!(
         r.guest_exit_status(),
