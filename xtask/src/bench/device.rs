@@ -12,9 +12,16 @@
 //! between repetitions. A 1 GiB file on tmpfs (`/dev/shm`: storage is memory, so the device
 //! path's own cost shows) and one on the disk under `target/bench/` (where `O_DIRECT`
 //! reaches a block device).
+//!
+//! Every run is confined to one CPU, the same for all three (`sched_setaffinity` before
+//! exec; threads and io_uring's io-wq workers inherit it), so the goal "the host's limit
+//! on one core" is what the ratio shows: iovm's whole path, the synthetic driver
+//! included, against fio's on one core. The driver sleeps until the device's interrupt
+//! (`--reap irq`) as a guest does, instead of spinning on the CPU it shares.
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -136,8 +143,8 @@ pub enum Metric {
     /// CPU per I/O of the thread that drives io_uring: iovm's device worker
     /// (`nvme-worker`, `virtio-blk`), fio's job.
     ThreadCpuNs,
-    /// CPU per I/O of the whole process (iovm: also the spinning guest driver and the
-    /// doorbell handlers it runs; both: io_uring's io-wq workers).
+    /// CPU per I/O of the whole process (iovm: also the guest driver and the doorbell
+    /// handlers it runs; both: io_uring's io-wq workers).
     ProcessCpuNs,
 }
 
@@ -217,6 +224,43 @@ pub struct Results {
     pub fio: String,
     /// The filesystem type of each place (`findmnt`).
     pub filesystems: Vec<(Place, String)>,
+    /// The CPU every run was confined to.
+    pub cpu: usize,
+}
+
+/// The CPU the runs are confined to: the highest-numbered one this process may use
+/// (CPU 0 tends to take more of the host's interrupts).
+fn bench_cpu() -> Result<usize> {
+    // SAFETY: an all-zero cpu_set_t is the empty set, a valid value.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most the given size into the set, which is
+    // live and writable.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if r != 0 {
+        bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        .rev()
+        // SAFETY: CPU_ISSET reads one bit of a live set, the index inside its size.
+        .find(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .context("this process may run on no CPU")
+}
+
+/// Makes `cmd`'s process run on `cpu` only, from before it executes.
+fn confine(cmd: &mut Command, cpu: usize) {
+    // SAFETY: the closure runs between fork and exec and only makes the
+    // sched_setaffinity system call on a set on its own stack, which is
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 fn fio_version() -> Result<String> {
@@ -407,7 +451,8 @@ pub fn command(side: Side, exe: &Path, file: &Path, pattern: Pattern, seconds: u
             c.arg("--file")
                 .arg(file)
                 .args(["--seconds", &seconds.to_string(), "--warmup", "1"])
-                .args(["--depth", &DEPTH.to_string(), "--rw", pattern.id()]);
+                .args(["--depth", &DEPTH.to_string(), "--rw", pattern.id()])
+                .args(["--reap", "irq"]);
             c
         }
         Side::Host => {
@@ -436,9 +481,11 @@ fn measure(
     run: &mut Run,
     file: &Path,
     seconds: u32,
+    cpu: usize,
 ) -> Result<()> {
     let exe = benches.exe(run.side).unwrap_or(Path::new("fio"));
     let mut cmd = command(run.side, exe, file, run.pattern, seconds);
+    confine(&mut cmd, cpu);
     match run.side {
         Side::Nvme | Side::VirtioBlk => {
             let json_path = out_dir.join(format!("{}.json", run.name()));
@@ -468,6 +515,7 @@ fn measure(
 /// Runs the group: every place × pattern × side, `reps` times, `seconds` each.
 pub fn run(reps: u32, seconds: u32) -> Result<Results> {
     let fio = fio_version()?;
+    let cpu = bench_cpu()?;
     let benches = build_benches()?;
     let out_dir = paths::target().join("bench/device-path");
     let _ = fs::remove_dir_all(&out_dir);
@@ -499,7 +547,7 @@ pub fn run(reps: u32, seconds: u32) -> Result<Results> {
                         place.id(),
                         side.id()
                     );
-                    if let Err(e) = measure(&benches, &out_dir, &mut r, &path, seconds) {
+                    if let Err(e) = measure(&benches, &out_dir, &mut r, &path, seconds, cpu) {
                         println!("xtask: bench: device-path: {} failed: {e:#}", r.name());
                         r.problem = Some(format!("{e:#}"));
                     }
@@ -518,6 +566,7 @@ pub fn run(reps: u32, seconds: u32) -> Result<Results> {
         runs,
         fio,
         filesystems,
+        cpu,
     })
 }
 
@@ -575,30 +624,36 @@ impl Results {
     /// The report section (Markdown, from its `##` heading).
     pub fn markdown(&self, cell: impl Fn(Option<Summary>) -> String) -> String {
         let mut out = format!(
-            "\n## Device path (no VM)\n\nRun directly on this machine, no VM: a synthetic \
-             guest driver in the bench's main thread keeps {DEPTH} 4 KiB requests in flight \
-             at random 4 KiB-aligned offsets through one iovm device, spinning on the \
-             completion ring, to the device's worker thread and io_uring backend; \
-             interrupts are counted, not delivered. NVMe (`cargo bench -p devices --bench \
-             nvme_path`): BAR0 registers, one I/O queue pair, PRP1, shadow doorbells as \
-             Linux's driver uses them on iovm (Doorbell Buffer Config): per batch the shadow \
-             SQ tail, and an eventfd write (as KVM's ioeventfd on the doorbell would do) \
-             only when the EventIdx asks; completions by phase bit, the shadow CQ head, and \
-             a trapped CQ doorbell write only when the EventIdx asks. \
+            "\n## Device path (no VM)\n\nRun directly on this machine, no VM, every run \
+             confined to one CPU (CPU {cpu}: the process, its threads and io_uring's io-wq \
+             workers), so each ratio compares iovm's whole path with the host's own limit \
+             on one core. A synthetic guest driver in the bench's main thread keeps {DEPTH} \
+             4 KiB requests in flight at random 4 KiB-aligned offsets through one iovm \
+             device, to the device's worker thread and io_uring backend; it sleeps until \
+             the device's interrupt (an eventfd written per MSI, as KVM's irqfd is) and \
+             then reaps the completion ring, as a guest driver does. NVMe (`cargo bench -p \
+             devices --bench nvme_path`): BAR0 registers, one I/O queue pair, PRP1, shadow \
+             doorbells as Linux's driver uses them on iovm (Doorbell Buffer Config): per \
+             batch the shadow SQ tail, and an eventfd write (as KVM's ioeventfd on the \
+             doorbell would do) only when the EventIdx asks; completions by phase bit, the \
+             shadow CQ head, and a trapped CQ doorbell write only when the EventIdx asks. \
              virtio-blk (`cargo bench -p virtio --bench blk_path`): the device activated as \
              the transport does at DRIVER_OK with EVENT_IDX and FLUSH, one split queue of \
              header + data + status chains, a kick (an eventfd write, as KVM's ioeventfd \
              would do) only when `avail_event` asks for one, completions from the used \
-             ring with `used_event` kept out of reach. The limit both are compared with is \
-             the host's own io_uring on the same 1 GiB file: `fio --ioengine=io_uring \
-             --direct=1 --bs=4k --iodepth={DEPTH} --numjobs=1`. {} s per run after 1 s of \
-             warm-up (fio: none), {} repetition(s), the three interleaved. The io_uring \
-             thread is iovm's device worker (`nvme-worker`, `virtio-blk`: the device's own \
-             cost) and fio's job (fio's `usr_cpu` + `sys_cpu`); the whole process adds, for \
-             iovm, the guest driver's thread, which spins and runs the doorbell handlers, \
-             and for both, io_uring's io-wq workers (fio's from \
-             `getrusage(RUSAGE_CHILDREN)` around it, start-up included). {}.\n\n",
-            self.seconds, self.reps, self.fio
+             ring. The limit both are compared with is the host's own io_uring on the same \
+             1 GiB file on the same CPU: `fio --ioengine=io_uring --direct=1 --bs=4k \
+             --iodepth={DEPTH} --numjobs=1`. {} s per run after 1 s of warm-up (fio: none), \
+             {} repetition(s), the three interleaved. The io_uring thread is iovm's device \
+             worker (`nvme-worker`, `virtio-blk`: the device's own cost) and fio's job \
+             (fio's `usr_cpu` + `sys_cpu`); the whole process adds, for iovm, the guest \
+             driver's thread and the doorbell handlers it runs, and for both, io_uring's \
+             io-wq workers (fio's from `getrusage(RUSAGE_CHILDREN)` around it, start-up \
+             included). {}.\n\n",
+            self.seconds,
+            self.reps,
+            self.fio,
+            cpu = self.cpu
         );
         let sides: Vec<String> = Side::ALL.iter().map(|s| s.label().to_owned()).collect();
         let ratios: Vec<String> = Side::DEVICES
@@ -689,6 +744,7 @@ impl Results {
             ("seconds", Json::Num(f64::from(self.seconds))),
             ("repetitions", Json::Num(f64::from(self.reps))),
             ("fio", self.fio.as_str().into()),
+            ("cpu", Json::Num(self.cpu as f64)),
             (
                 "files",
                 Json::Obj(
@@ -735,6 +791,21 @@ mod tests {
     }
 
     #[test]
+    fn test_confined_command_runs_on_the_one_cpu_only() {
+        let cpu = bench_cpu().unwrap();
+        let mut cmd = Command::new("grep");
+        cmd.args(["^Cpus_allowed_list:", "/proc/self/status"]);
+        confine(&mut cmd, cpu);
+
+        let out = run_output(&mut cmd).unwrap();
+
+        assert_eq!(
+            out.split_whitespace().nth(1),
+            Some(cpu.to_string().as_str())
+        );
+    }
+
+    #[test]
     fn test_fio_values_from_its_json() {
         let text = r#"{"fio version": "fio-3.33", "jobs": [{"jobname": "x",
             "read": {"iops": 1000.0, "total_ios": 3000, "lat_ns": {"mean": 32000.0}},
@@ -770,6 +841,7 @@ mod tests {
             ],
             fio: "fio-3.33".into(),
             filesystems: vec![(Place::Tmpfs, "tmpfs".into())],
+            cpu: 1,
         };
 
         let md = r.markdown(|s| s.map_or("–".into(), |s| format!("{:.0}", s.median)));
