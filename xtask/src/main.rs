@@ -165,10 +165,11 @@ clock. Progress lines are printed as it goes (a few minutes per repetition in th
 
 The device-path group runs directly on this machine, no VM: the nvme_path bench
 (crates/devices/benches) and the blk_path bench (crates/virtio/benches) drive iovm's NVMe
-controller and its virtio-blk device with a synthetic guest driver, 32 4 KiB requests in
-flight, through their worker threads and io_uring backend, against
-`fio --ioengine=io_uring --direct=1 --iodepth=32` on the same 1 GiB file (in /dev/shm and
-under target/bench/): IOPS, latency, CPU per I/O and the ratios iovm / host. It needs fio.
+controller and its virtio-blk device with a synthetic guest driver (it sleeps until the
+device's interrupt), 32 4 KiB requests in flight, through their worker threads and io_uring
+backend, against `fio --ioengine=io_uring --direct=1 --iodepth=32` on the same 1 GiB file
+(in /dev/shm and under target/bench/), each run confined to the same single CPU: IOPS,
+latency, CPU per I/O and the ratios iovm / host. It needs fio.
 `--only GROUP[,GROUP]` (vm: boot, memory and exits; block; net; device-path) runs only those.
 
 Writes target/bench/results.json (every sample), target/bench/logs/<run>.log (consoles) and

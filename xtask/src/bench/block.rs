@@ -6,7 +6,8 @@
 //! so that every block is backed. Each run boots the guest with the disk and runs four
 //! time-based fio jobs on it ([`Job`], `--ioengine=libaio --direct=1`, terse output), each
 //! between two console marks at which the probe reads KVM's exit counters
-//! ([`super::marks`]). The test host's own fio on the same image (staged from this
+//! ([`super::marks`]); fio writes them (`--exec_prerun`, `--exec_postrun`), so its own
+//! start-up and exit fall outside. The test host's own fio on the same image (staged from this
 //! machine) is the physical limit.
 
 use std::path::Path;
@@ -202,14 +203,17 @@ impl Disk {
         args
     }
 
-    /// The guest script: each [`Job`] between its marks, then its terse line.
+    /// The guest script: each [`Job`] between its marks, then its terse line. fio runs
+    /// `exec_prerun`/`exec_postrun` as `CMD > job.prerun.txt 2>&1`, so each command ends
+    /// in one that takes that redirection instead of the mark's `echo`.
     pub fn guest_script(self, seconds: u32) -> String {
         let mut s = format!(
             "d={}\n[ -b $d ] || {{ echo \"IOVM-BENCH: no $d\"; exit 1; }}\n\
-             j(){{ echo \"{m}$1.begin\"; sleep 0.1\n\
-             r=$(fio --name=$1 --filename=$d {common} --direct=1 --rw=$2 --iodepth=$3 --bs=$4 \
-             --runtime={seconds} 2>&1)\n\
-             echo \"{m}$1.end\"; echo \"{FIO_LINE}$1 $r\"; }}\n",
+             j(){{ r=$(fio --name=$1 --filename=$d {common} --direct=1 --rw=$2 --iodepth=$3 \
+             --bs=$4 --runtime={seconds} \
+             --exec_prerun=\"echo {m}$1.begin >/dev/console; sleep 0.1\" \
+             --exec_postrun=\"echo {m}$1.end >/dev/console; true\" 2>&1 | grep -v 'Saving output of')\n\
+             echo \"{FIO_LINE}$1 $r\"; }}\n",
             self.node(),
             m = marks::MARK,
             common = FIO_COMMON,
@@ -327,15 +331,26 @@ pub enum Metric {
     IoExitsPerIo,
     /// `hlt` exits per I/O.
     HaltExitsPerIo,
+    /// Exits for a host interrupt per I/O (KVM's kick of a running vCPU to deliver a
+    /// new interrupt among them).
+    IrqExitsPerIo,
+    /// Instructions KVM emulated per I/O (an MMIO write it hands to an ioeventfd is
+    /// one).
+    EmulatedPerIo,
+    /// Interrupts injected into the guest per I/O (the device's, and timer ticks).
+    InjectedPerIo,
 }
 
 impl Metric {
     /// Exit figures, and the counter each divides.
-    const EXITS: [(Metric, &'static str); 4] = [
+    const EXITS: [(Metric, &'static str); 7] = [
         (Metric::ExitsPerIo, "exits"),
         (Metric::MmioExitsPerIo, "mmio_exits"),
         (Metric::IoExitsPerIo, "io_exits"),
         (Metric::HaltExitsPerIo, "halt_exits"),
+        (Metric::IrqExitsPerIo, "irq_exits"),
+        (Metric::EmulatedPerIo, "insn_emulation"),
+        (Metric::InjectedPerIo, "irq_injections"),
     ];
 
     /// Key part in results.json.
@@ -349,6 +364,9 @@ impl Metric {
             Metric::MmioExitsPerIo => "mmio_exits_per_io",
             Metric::IoExitsPerIo => "io_exits_per_io",
             Metric::HaltExitsPerIo => "halt_exits_per_io",
+            Metric::IrqExitsPerIo => "irq_exits_per_io",
+            Metric::EmulatedPerIo => "emulated_insns_per_io",
+            Metric::InjectedPerIo => "injected_interrupts_per_io",
         }
     }
 
@@ -362,7 +380,15 @@ impl Metric {
             Metric::MmioExitsPerIo => "of which MMIO exits to user space",
             Metric::IoExitsPerIo => "of which port I/O exits",
             Metric::HaltExitsPerIo => "of which `hlt` exits",
+            Metric::IrqExitsPerIo => "of which exits for a host interrupt",
+            Metric::EmulatedPerIo => "instructions KVM emulated (MMIO writes) per I/O",
+            Metric::InjectedPerIo => "interrupts injected per I/O",
         }
+    }
+
+    /// Whether the figure comes from KVM's counters (none for the host's own fio).
+    pub fn is_kvm_counter(self) -> bool {
+        Metric::EXITS.iter().any(|&(m, _)| m == self)
     }
 
     /// Whether more is better (for ratios drawn as "lower is better").

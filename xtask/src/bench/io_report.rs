@@ -76,10 +76,15 @@ pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) ->
          latency percentiles), 4k randread and 4k randwrite at depth 32 (IOPS), 128k \
          sequential read at depth 8 (MB/s). **Exits per I/O**: KVM's counters in debugfs \
          where the VMMs run (`exits`, `mmio_exits`: MMIO accesses emulated for user space, \
-         so not those an ioeventfd absorbs, `io_exits`, `halt_exits`), read by `bench-probe` \
-         at marks the guest prints just before and after each job, divided by the job's \
-         completed I/Os; only one VM runs at a time, so they are that VM's, timer ticks and \
-         idle `hlt`s during the job included. {host} Ratios: iovm's median ÷ QEMU q35's (for \
+         so not those an ioeventfd absorbs, `io_exits`, `halt_exits`, `irq_exits`: exits for \
+         a host interrupt, among them the kick that makes a running vCPU take a new \
+         interrupt; and, not exits themselves, `insn_emulation`: instructions KVM emulated, \
+         each MMIO write among them, ioeventfd doorbells included, and `irq_injections`: \
+         interrupts injected, the device's and the timer's), read by `bench-probe` \
+         at marks fio itself writes to the console (`--exec_prerun`, then 0.1 s before the \
+         first I/O; `--exec_postrun`, after the last), so fio's start-up and exit are not \
+         counted, divided by the job's completed I/Os; only one VM runs at a time, so they \
+         are that VM's, timer ticks and idle `hlt`s during the job included. {host} Ratios: iovm's median ÷ QEMU q35's (for \
          latency and exits below 1 favours iovm, for IOPS and MB/s above 1 does).\n",
         secs = env.block_seconds,
         host = match host_version {
@@ -106,7 +111,7 @@ pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) ->
             for (job, m) in block::rows() {
                 let f = Figure::Block(disk, storage, job, m);
                 let host_cell = match host {
-                    Some(h) if !m.id().contains("exits") => cell(h.summary(storage, job, m)),
+                    Some(h) if !m.is_kvm_counter() => cell(h.summary(storage, job, m)),
                     _ => "–".into(),
                 };
                 out.push_str(&format!(

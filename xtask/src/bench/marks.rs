@@ -19,8 +19,21 @@ pub const MARK: &str = "IOVM-BENCH: mark ";
 /// The debugfs counters read at each mark, those present: every exit; port I/O exits
 /// (all of them, handled in the kernel or not); MMIO accesses emulated for user space
 /// (not those an ioeventfd absorbs); `hlt` exits (the vCPU idling, waiting for an
-/// interrupt).
-pub const COUNTERS: [&str; 4] = ["exits", "io_exits", "mmio_exits", "halt_exits"];
+/// interrupt); exits for a host interrupt (`irq_exits`: also the kick that makes a
+/// running vCPU take a new interrupt) and for an interrupt window; interrupts injected
+/// into the guest; guest-physical faults KVM fixed (`pf_fixed`: first touches of guest
+/// RAM among them); instructions KVM emulated.
+pub const COUNTERS: [&str; 9] = [
+    "exits",
+    "io_exits",
+    "mmio_exits",
+    "halt_exits",
+    "irq_exits",
+    "irq_window_exits",
+    "irq_injections",
+    "pf_fixed",
+    "insn_emulation",
+];
 
 /// The counters at one mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
