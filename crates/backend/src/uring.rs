@@ -16,6 +16,19 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::sync::{run, write_zeroes};
 use crate::{in_bounds, BackendError, BlockFile, Completion, Engine, Op, Request};
 
+/// Most requests handed to the kernel by one `io_uring_enter`.
+///
+/// When one call carries more than two requests, io_uring plugs the block
+/// device's queue for the whole call: the requests reach the device as one
+/// burst, and the disks measured here then complete them as one, so the
+/// queue drains and refills in lockstep. Measured on a virtio disk with
+/// `O_DIRECT` at depth 32, one core (docs/bench/RESULTS.md, device path):
+/// 60 000 random reads per second with one call per doorbell's batch,
+/// 75 000 with two requests per call, against 85 000 for fio submitting one
+/// per call; random writes went from 98 000 to 131 000. On tmpfs the extra
+/// calls cost nothing measurable.
+const PER_ENTER: usize = 2;
+
 /// The iovec array of one transfer. The pointers reference guest memory
 /// kept mapped by the `GuestBuffers` stored beside it.
 #[derive(Debug)]
@@ -144,10 +157,15 @@ impl UringEngine {
         self.in_flight += 1;
     }
 
-    /// Moves backlog entries into the submission ring while it has room.
-    fn fill(&mut self) {
+    /// Moves up to `max` backlog entries into the submission ring, as many
+    /// as it has room for; returns how many it moved.
+    fn fill(&mut self, max: usize) -> usize {
         let mut sq = self.ring.submission();
-        while let Some(entry) = self.backlog.front() {
+        let mut moved = 0;
+        while moved < max {
+            let Some(entry) = self.backlog.front() else {
+                break;
+            };
             // SAFETY: every entry's buffers (iovec array and guest memory)
             // live in its slot until the completion with its user_data is
             // reaped; fds belong to `self.file`, which outlives the ring's
@@ -156,8 +174,10 @@ impl UringEngine {
                 break;
             }
             self.backlog.pop_front();
+            moved += 1;
         }
         sq.sync();
+        moved
     }
 }
 
@@ -203,10 +223,12 @@ impl Engine for UringEngine {
     }
 
     fn submit(&mut self) {
-        self.fill();
-        if let Err(e) = self.ring.submit() {
-            if e.raw_os_error() != Some(libc::EBUSY) {
-                tracing::warn!("io_uring submit failed: {e}");
+        while self.fill(PER_ENTER) > 0 {
+            if let Err(e) = self.ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) {
+                    tracing::warn!("io_uring submit failed: {e}");
+                }
+                break;
             }
         }
     }
@@ -261,7 +283,7 @@ impl Engine for UringEngine {
         if !self.done.is_empty() || self.in_flight == 0 {
             return;
         }
-        self.fill();
+        self.submit();
         if let Err(e) = self.ring.submit_and_wait(1) {
             tracing::warn!("io_uring wait failed: {e}");
         }
