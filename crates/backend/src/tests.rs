@@ -366,10 +366,19 @@ fn test_engines_write_zeroes_zero_the_range_only() {
     }
 }
 
+/// More requests than the ring holds, asked direct (two per `io_uring_enter`
+/// where the file system allows it)
+/// and buffered (a whole batch per call): every one completes once.
 #[test]
 fn test_uring_engine_batches_many_requests_with_tags() {
+    for direct in [true, false] {
+        uring_batch_round_trip(direct);
+    }
+}
+
+fn uring_batch_round_trip(direct: bool) {
     let t = TempFile::new("/tmp", 1 << 20);
-    let file = open(&t, true, false);
+    let file = open(&t, direct, false);
     let notify = EventFd::new(EFD_NONBLOCK).unwrap();
     let mut e = UringEngine::new(file, 4, &notify).unwrap();
     let dma = ram();
