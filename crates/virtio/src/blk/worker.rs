@@ -5,7 +5,8 @@
 //! On a notification it pops every available chain (with notifications
 //! disabled, re-enabling and re-checking afterwards so none is lost),
 //! parses each, pushes the disk operations to the engine and submits them
-//! all at once. On completions it writes each request's status byte,
+//! together (the engine hands `O_DIRECT` requests to the kernel two per
+//! call, so the disk's queue is not plugged). On completions it writes each request's status byte,
 //! returns the chain to the used ring and interrupts the driver for each
 //! queue only if event-index suppression says so.
 
