@@ -367,8 +367,8 @@ fn test_engines_write_zeroes_zero_the_range_only() {
 }
 
 /// More requests than the ring holds, asked direct (two per `io_uring_enter`
-/// where the file system allows it)
-/// and buffered (a whole batch per call): every one completes once.
+/// where the file system allows it) and buffered (a whole batch per call):
+/// every one completes once.
 #[test]
 fn test_uring_engine_batches_many_requests_with_tags() {
     for direct in [true, false] {

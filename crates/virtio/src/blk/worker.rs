@@ -6,9 +6,9 @@
 //! disabled, re-enabling and re-checking afterwards so none is lost),
 //! parses each, pushes the disk operations to the engine and submits them
 //! together (the engine hands `O_DIRECT` requests to the kernel two per
-//! call, so the disk's queue is not plugged). On completions it writes each request's status byte,
-//! returns the chain to the used ring and interrupts the driver for each
-//! queue only if event-index suppression says so.
+//! call, so the disk's queue is not plugged). On completions it writes each
+//! request's status byte, returns the chain to the used ring and interrupts
+//! the driver for each queue only if event-index suppression says so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
