@@ -1,9 +1,10 @@
 //! PCI and PCIe in software, starting with the configuration space.
 //!
 //! A function's configuration space (PCI Local Bus 3.0 §6, PCIe 6.0 §7) is
-//! modelled as data: every byte has a value, a writable mask and a
-//! write-1-to-clear mask ([`regs::RegisterMask`]), and one function applies a
-//! guest write. Writes that matter to the rest of the machine (a BAR moved,
+//! modelled as data: every byte has a value and each of its bits a
+//! semantic (read-only, read-write, write-1-to-clear, write-1-to-set,
+//! read-to-clear: [`regs::RegisterMask`]), and one function applies a guest
+//! write. Writes that matter to the rest of the machine (a BAR moved,
 //! decoding switched) come back as a [`config::ConfigWriteEffects`] value for
 //! the VMM to apply, never as side effects inside the device.
 
