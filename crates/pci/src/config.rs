@@ -2,28 +2,22 @@
 //! PCIe 6.0 §7.5.1.2) with its registers as data, and the consequences of a
 //! guest write returned as a value.
 
-use crate::bar::{BarError, BarSpec, BAR0_OFFSET, TYPE0_BARS};
+use crate::bar::{BarError, BarSpec, TYPE0_BARS};
+use crate::header::{self, CommonState};
 use crate::regs::{MaskError, RegisterMask};
 
 /// Size of a PCIe function's configuration space.
 pub const CONFIG_SPACE_SIZE: usize = 4096;
 
-const VENDOR_ID: usize = 0x00;
-const DEVICE_ID: usize = 0x02;
 /// Command register offset.
 pub const COMMAND: usize = 0x04;
 /// Status register offset.
 pub const STATUS: usize = 0x06;
-const REVISION_ID: usize = 0x08;
-const CLASS_CODE: usize = 0x09;
-const CACHE_LINE_SIZE: usize = 0x0c;
-const HEADER_TYPE: usize = 0x0e;
 const SUBSYSTEM_VENDOR_ID: usize = 0x2c;
 const SUBSYSTEM_ID: usize = 0x2e;
 /// Expansion ROM base address register of a type 0 header.
 pub const EXPANSION_ROM: usize = 0x30;
-const INTERRUPT_LINE: usize = 0x3c;
-const INTERRUPT_PIN: usize = 0x3d;
+const HEADER_TYPE_ENDPOINT: u8 = 0x00;
 
 /// Command register bits (PCI 3.0 §6.2.2).
 pub mod command {
@@ -90,31 +84,6 @@ pub struct BarWindow {
     pub size: u64,
 }
 
-/// The window each of `bars` decodes in the header `regs` (type 0 or
-/// type 1, whose BARs both start at 0x10): its programmed address while the
-/// command register enables its space, `None` otherwise.
-pub fn decoded_bar_windows(
-    regs: &RegisterMask,
-    bars: &[BarSpec],
-) -> Vec<(BarSpec, Option<BarWindow>)> {
-    let cmd = regs.read_le(COMMAND, 2) as u16;
-    bars.iter()
-        .map(|bar| {
-            let bit = if bar.is_io() {
-                command::IO
-            } else {
-                command::MEMORY
-            };
-            let raw = regs.read_le(BAR0_OFFSET + 4 * bar.index, 4 * bar.registers());
-            let window = (cmd & bit != 0).then(|| BarWindow {
-                addr: bar.address(raw),
-                size: bar.size,
-            });
-            (*bar, window)
-        })
-        .collect()
-}
-
 /// A BAR whose decoded window changed with a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BarChange {
@@ -152,31 +121,10 @@ impl Type0Config {
     /// A header for `id` with `bars` and interrupt pin `pin` (0: none, 1–4: INTA–INTD).
     pub fn new(id: Identity, bars: &[BarSpec], pin: u8) -> Result<Self, ConfigError> {
         let mut regs = RegisterMask::new(CONFIG_SPACE_SIZE);
-        regs.set_value(VENDOR_ID, 2, id.vendor.into())?;
-        regs.set_value(DEVICE_ID, 2, id.device.into())?;
-        regs.set_value(REVISION_ID, 1, id.revision.into())?;
-        regs.set_value(CLASS_CODE, 3, id.class.into())?;
-        regs.set_value(HEADER_TYPE, 1, 0)?;
+        header::install_common(&mut regs, &id, HEADER_TYPE_ENDPOINT, pin)?;
         regs.set_value(SUBSYSTEM_VENDOR_ID, 2, id.subsystem_vendor.into())?;
         regs.set_value(SUBSYSTEM_ID, 2, id.subsystem.into())?;
-        regs.set_value(INTERRUPT_PIN, 1, pin.min(4).into())?;
-        regs.set_masks(COMMAND, 2, command::WRITABLE.into(), 0)?;
-        regs.set_masks(STATUS, 2, 0, status::W1C.into())?;
-        regs.set_masks(CACHE_LINE_SIZE, 1, 0xff, 0)?;
-        regs.set_masks(INTERRUPT_LINE, 1, 0xff, 0)?;
-        let mut used = [false; TYPE0_BARS];
-        for bar in bars {
-            bar.validate()?;
-            for slot in &mut used[bar.index..bar.index + bar.registers()] {
-                if std::mem::replace(slot, true) {
-                    return Err(BarError::Overlap { index: bar.index }.into());
-                }
-            }
-            let offset = BAR0_OFFSET + 4 * bar.index;
-            let len = 4 * bar.registers();
-            regs.set_value(offset, len, bar.type_bits().into())?;
-            regs.set_masks(offset, len, bar.writable_mask(), 0)?;
-        }
+        header::install_bars(&mut regs, bars, TYPE0_BARS)?;
         Ok(Self {
             regs,
             bars: bars.to_vec(),
@@ -214,39 +162,19 @@ impl Type0Config {
 
     /// The command register.
     pub fn command(&self) -> u16 {
-        self.regs.read_le(COMMAND, 2) as u16
+        header::command(&self.regs)
     }
 
     /// The decoded window of every BAR, given the command register.
     pub fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
-        decoded_bar_windows(&self.regs, &self.bars)
+        header::decoded_bar_windows(&self.regs, &self.bars)
     }
 
     /// Applies a guest write and says what changed.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> ConfigWriteEffects {
-        let before_cmd = self.command();
-        let before = self.bar_windows();
+        let before = CommonState::of(&self.regs, &self.bars);
         self.regs.write(offset, data);
-        let after_cmd = self.command();
-        let changed =
-            |bit: u16| ((before_cmd ^ after_cmd) & bit != 0).then_some(after_cmd & bit != 0);
-        let bars = before
-            .into_iter()
-            .zip(self.bar_windows())
-            .filter(|((_, old), (_, new))| old != new)
-            .map(|((spec, old), (_, new))| BarChange {
-                index: spec.index,
-                io: spec.is_io(),
-                old,
-                new,
-            })
-            .collect();
-        ConfigWriteEffects {
-            bars,
-            bus_master: changed(command::BUS_MASTER),
-            intx_disabled: changed(command::INTX_DISABLE),
-            bridge: Default::default(),
-        }
+        before.effects(&CommonState::of(&self.regs, &self.bars))
     }
 
     /// Sets or clears the status register's interrupt bit (the device's INTx state).

@@ -19,7 +19,7 @@ pub trait PciFunction: Send {
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]);
 
     /// Every BAR and the window it decodes now (`None`: its space is not
-    /// enabled in the command register), as [`crate::config::decoded_bar_windows`]
+    /// enabled in the command register), as [`crate::header::decoded_bar_windows`]
     /// computes it from the header.
     fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)>;
 }

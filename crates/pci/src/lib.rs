@@ -17,6 +17,7 @@ pub mod bridge;
 pub mod caps;
 pub mod config;
 pub mod function;
+pub mod header;
 pub mod host_bridge;
 pub mod intx;
 pub mod message;

@@ -33,11 +33,12 @@
 
 use std::ops::RangeInclusive;
 
-use crate::bar::{BarError, BarSpec, BAR0_OFFSET};
+use crate::bar::BarSpec;
 use crate::config::{
-    command, status, BarChange, BarWindow, ConfigError, ConfigWriteEffects, Identity, COMMAND,
-    CONFIG_SPACE_SIZE, STATUS,
+    command, status, BarWindow, ConfigError, ConfigWriteEffects, Identity, CONFIG_SPACE_SIZE,
+    STATUS,
 };
+use crate::header::{self, bit_change, CommonState};
 use crate::regs::RegisterMask;
 
 /// BAR registers in a type 1 header.
@@ -232,22 +233,13 @@ impl Type1Config {
     pub fn new(spec: &Type1Spec) -> Result<Self, ConfigError> {
         let id = &spec.identity;
         let mut regs = RegisterMask::new(CONFIG_SPACE_SIZE);
-        regs.set_value(reg::VENDOR_ID, 2, id.vendor.into())?;
-        regs.set_value(reg::DEVICE_ID, 2, id.device.into())?;
-        regs.set_value(reg::REVISION_ID, 1, id.revision.into())?;
-        regs.set_value(reg::CLASS_CODE, 3, id.class.into())?;
         let header = HEADER_TYPE_BRIDGE
             | if spec.multi_function {
                 MULTI_FUNCTION
             } else {
                 0
             };
-        regs.set_value(reg::HEADER_TYPE, 1, header.into())?;
-        regs.set_value(reg::INTERRUPT_PIN, 1, spec.pin.min(4).into())?;
-        regs.set_masks(COMMAND, 2, command::WRITABLE.into(), 0)?;
-        regs.set_masks(STATUS, 2, 0, status::W1C.into())?;
-        regs.set_masks(reg::CACHE_LINE_SIZE, 1, 0xff, 0)?;
-        regs.set_masks(reg::INTERRUPT_LINE, 1, 0xff, 0)?;
+        header::install_common(&mut regs, id, header, spec.pin)?;
         regs.set_masks(reg::PRIMARY_BUS, 3, 0xff_ffff, 0)?;
         if !spec.pcie {
             regs.set_masks(reg::PRIMARY_LATENCY, 1, 0xff, 0)?;
@@ -284,24 +276,7 @@ impl Type1Config {
             bc |= bridge_control::MASTER_ABORT;
         }
         regs.set_masks(reg::BRIDGE_CONTROL, 2, bc.into(), 0)?;
-
-        let mut used = [false; TYPE1_BARS];
-        for bar in &spec.bars {
-            bar.validate()?;
-            let end = bar.index + bar.registers();
-            if end > TYPE1_BARS {
-                return Err(BarError::BadIndex { index: bar.index }.into());
-            }
-            for slot in &mut used[bar.index..end] {
-                if std::mem::replace(slot, true) {
-                    return Err(BarError::Overlap { index: bar.index }.into());
-                }
-            }
-            let offset = BAR0_OFFSET + 4 * bar.index;
-            let len = 4 * bar.registers();
-            regs.set_value(offset, len, bar.type_bits().into())?;
-            regs.set_masks(offset, len, bar.writable_mask(), 0)?;
-        }
+        header::install_bars(&mut regs, &spec.bars, TYPE1_BARS)?;
         Ok(Self {
             regs,
             bars: spec.bars.clone(),
@@ -331,7 +306,7 @@ impl Type1Config {
 
     /// The command register.
     pub fn command(&self) -> u16 {
-        self.get(COMMAND, 2) as u16
+        header::command(&self.regs)
     }
 
     /// The Bridge Control register.
@@ -456,7 +431,7 @@ impl Type1Config {
 
     /// The decoded window of every BAR, given the command register.
     pub fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
-        crate::config::decoded_bar_windows(&self.regs, &self.bars)
+        header::decoded_bar_windows(&self.regs, &self.bars)
     }
 
     fn forwarding(&self) -> Forwarding {
@@ -471,26 +446,12 @@ impl Type1Config {
 
     /// Applies a guest write and says what changed.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> ConfigWriteEffects {
-        let before_cmd = self.command();
-        let before_bars = self.bar_windows();
+        let before_common = CommonState::of(&self.regs, &self.bars);
         let before = self.forwarding();
         self.regs.write(offset, data);
-        let after_cmd = self.command();
+        let mut effects = before_common.effects(&CommonState::of(&self.regs, &self.bars));
         let after = self.forwarding();
 
-        let changed =
-            |bit: u16| ((before_cmd ^ after_cmd) & bit != 0).then_some(after_cmd & bit != 0);
-        let bars = before_bars
-            .into_iter()
-            .zip(self.bar_windows())
-            .filter(|((_, old), (_, new))| old != new)
-            .map(|((spec, old), (_, new))| BarChange {
-                index: spec.index,
-                io: spec.is_io(),
-                old,
-                new,
-            })
-            .collect();
         let windows = [
             (WindowKind::Io, before.io, after.io),
             (WindowKind::Memory, before.mem, after.mem),
@@ -500,21 +461,15 @@ impl Type1Config {
         .filter(|(_, old, new)| old != new)
         .map(|(kind, old, new)| WindowChange { kind, old, new })
         .collect();
-        let control = |bit: u16| {
-            ((before.control ^ after.control) & bit != 0).then_some(after.control & bit != 0)
+        let control = |bit: u16| bit_change(before.control, after.control, bit);
+        effects.bridge = BridgeWriteEffects {
+            windows,
+            bus_numbers: (before.buses != after.buses).then_some(after.buses),
+            secondary_bus_reset: control(bridge_control::SECONDARY_BUS_RESET),
+            vga: control(bridge_control::VGA),
+            isa: control(bridge_control::ISA),
         };
-        ConfigWriteEffects {
-            bars,
-            bus_master: changed(command::BUS_MASTER),
-            intx_disabled: changed(command::INTX_DISABLE),
-            bridge: BridgeWriteEffects {
-                windows,
-                bus_numbers: (before.buses != after.buses).then_some(after.buses),
-                secondary_bus_reset: control(bridge_control::SECONDARY_BUS_RESET),
-                vga: control(bridge_control::VGA),
-                isa: control(bridge_control::ISA),
-            },
-        }
+        effects
     }
 
     /// Raises Status error bits (primary side) from the device side.

@@ -1,7 +1,8 @@
 //! Register semantics and window decode of the type 1 header.
 
 use super::*;
-use crate::bar::BarKind;
+use crate::bar::{BarError, BarKind};
+use crate::config::COMMAND;
 
 fn id() -> Identity {
     Identity {
