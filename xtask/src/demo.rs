@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use testkit::{Batch, GuestRun, Mode, RunResult, Stream};
 
 use crate::hostmode::{self, ModeChoice};
-use crate::run::{cargo, run_status};
+use crate::run::{cargo, is_root, run_status};
 use crate::{guest, paths, testhost};
 
 /// The guest script: each command under a `==> <command>` heading; the script fails if one
@@ -218,18 +218,6 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
         0 if !disks_ok => 1,
         status => status,
     })
-}
-
-/// Whether this process runs as root.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Prints whether each disk's host file holds what the guest wrote at

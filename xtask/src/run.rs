@@ -55,3 +55,15 @@ pub fn run_status(cmd: &mut Command) -> Result<ExitStatus> {
     cmd.status()
         .with_context(|| format!("could not start `{what}`"))
 }
+
+/// Whether this process runs as root (its effective user id is 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}

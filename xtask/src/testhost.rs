@@ -16,7 +16,7 @@ use crate::image::{self, add_busybox, copy_file, mib};
 use crate::kmod::Kernel;
 use crate::paths;
 use crate::rootfs::Tree;
-use crate::run::{run_checked, run_output};
+use crate::run::{is_root, run_checked, run_output};
 use crate::stamp::{self, Stamp, State};
 
 /// Kernel modules of the test host (dependencies are added automatically).
@@ -202,8 +202,7 @@ fn ensure_libraries(bin: &std::path::Path, infos: &[PackageInfo]) -> Result<()> 
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let is_root = run_output(Command::new("id").arg("-u"))?.trim() == "0";
-    if wanted.is_empty() || !is_root {
+    if wanted.is_empty() || !is_root() {
         bail!(
             "QEMU 7.2 lacks shared libraries {}; install its library dependencies as root: \
              apt-get install -y --no-install-recommends {}",
