@@ -18,6 +18,8 @@ use anyhow::{bail, Context, Result};
 use crate::paths;
 use crate::run::{run_checked, run_output};
 
+pub use self::lists::refresh as refresh_lists;
+
 /// One package as `apt-cache show` describes its candidate version.
 #[derive(Debug, Clone)]
 pub struct PackageInfo {

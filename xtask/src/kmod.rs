@@ -48,6 +48,53 @@ pub fn newest_abi(names: &[String]) -> Option<String> {
         .map(|(_, n)| n.clone())
 }
 
+/// The newest `linux-image-6.1.0-*-amd64-unsigned` apt knows; if it knows none, the newest
+/// after refreshing its package lists ([`apt::refresh_lists`]).
+fn newest_package() -> Result<String> {
+    let newest = || {
+        apt::search_names("^linux-image-6\\.1\\.0-[0-9]+-amd64-unsigned$")
+            .map(|names| newest_abi(&names))
+    };
+    if let Some(name) = newest()? {
+        return Ok(name);
+    }
+    if apt::refresh_lists("apt knows no linux-image-6.1.0-*-amd64-unsigned package") {
+        if let Some(name) = newest()? {
+            return Ok(name);
+        }
+    }
+    bail!("apt knows no linux-image-6.1.0-*-amd64-unsigned package")
+}
+
+/// Downloads and unpacks the kernel package `name`.
+fn fetch_package(name: &str) -> Result<Package> {
+    println!("xtask: kernel package {name}");
+    apt::fetch(&[name])?
+        .into_iter()
+        .next()
+        .context("kernel package missing after download")
+}
+
+/// Downloads and unpacks the newest kernel package; if it cannot be downloaded and apt's
+/// refreshed package lists name a newer one, that one. Returns its name and the package.
+fn fetch_newest() -> Result<(String, Package)> {
+    let name = newest_package()?;
+    let error = match fetch_package(&name) {
+        Ok(package) => return Ok((name, package)),
+        Err(e) => e,
+    };
+    let newer = newest_package()?;
+    if newer == name {
+        return Err(error);
+    }
+    println!(
+        "xtask: {name} cannot be downloaded ({error:#}); using {newer}, the newest kernel apt \
+         knows now"
+    );
+    let package = fetch_package(&newer)?;
+    Ok((newer, package))
+}
+
 /// The package name for `--kernel-version 6.1.0-NN` (with or without `-amd64`).
 pub fn package_for_version(version: &str) -> String {
     let v = version.strip_suffix("-amd64").unwrap_or(version);
@@ -57,20 +104,14 @@ pub fn package_for_version(version: &str) -> String {
 impl Kernel {
     /// Fetches and indexes the kernel package: `version` as `6.1.0-NN`, or the newest.
     pub fn fetch(version: Option<&str>) -> Result<Self> {
-        let name = match version {
-            Some(v) => package_for_version(v),
-            None => {
-                let names = apt::search_names("^linux-image-6\\.1\\.0-[0-9]+-amd64-unsigned$")?;
-                newest_abi(&names).context(
-                    "apt knows no linux-image-6.1.0-*-amd64-unsigned package (run `apt-get update`?)",
-                )?
+        let (name, package) = match version {
+            Some(v) => {
+                let name = package_for_version(v);
+                let package = fetch_package(&name)?;
+                (name, package)
             }
+            None => fetch_newest()?,
         };
-        println!("xtask: kernel package {name}");
-        let package = apt::fetch(&[&name])?
-            .into_iter()
-            .next()
-            .context("kernel package missing after download")?;
         let release = name
             .strip_prefix("linux-image-")
             .and_then(|s| s.strip_suffix("-unsigned"))
