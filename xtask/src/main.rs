@@ -36,6 +36,11 @@ Everything is written under target/ of the workspace:
   target/bench/         results.json and consoles of the benchmark            (bench)
                         (its tables go to docs/bench/RESULTS.md)
 
+Debian packages come from `apt-get download`. When apt's package lists are stale (a version
+they name is gone from the archive, a package is missing), xtask runs `apt-get update` once
+and retries (as root; otherwise it says to run `sudo apt-get update`); a version still gone
+is replaced by the one apt can download, and one line says which.
+
 Start with `cargo xtask demo`; before pushing, `cargo xtask ci`.";
 
 const AFTER_HELP: &str = "\
