@@ -5,6 +5,7 @@ mod bench;
 mod cpio;
 mod demo;
 mod elf;
+mod fuzz;
 mod guest;
 mod hostmode;
 mod image;
@@ -139,9 +140,13 @@ What CI runs, stopping at the first failure:
   1. cargo fmt --all -- --check
   2. cargo clippy --workspace --all-targets -- -D warnings
   3. cargo xtask test (builds the images if missing, then cargo test --workspace)
-  4. every cargo-fuzz target of fuzz/ for 20 s (nightly toolchain, cargo-fuzz)
+  4. every cargo-fuzz target of fuzz/ for 20 s (nightly toolchain and cargo-fuzz, each
+     installed first if missing, as .ci/run does); a target that fails says what it found
+     and the input saved under fuzz/artifacts/<target>/, or that it saved none (its build
+     or cargo-fuzz failed)
   5. cargo xtask bench --quick (the benchmark harness works; no speed is checked)
-Arguments after `--` go to cargo test. Exits with the failing step's status, or 0.")]
+Arguments after `--` go to cargo test. Exits with the failing step's status, or 0 (1 when
+the nightly toolchain or cargo-fuzz is missing and cannot be installed).")]
     Ci(test::TestArgs),
 
     /// iovm against QEMU 7.2 and the host, side by side: boot, memory, exits, disks, network.

@@ -1,11 +1,11 @@
 //! `cargo xtask test` and `cargo xtask ci`: the workspace's tests with the images they need.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use testkit::Mode;
 
 use crate::hostmode::{self, ModeChoice};
 use crate::run::{cargo, run_status};
-use crate::{guest, testhost};
+use crate::{fuzz, guest, testhost};
 
 /// Options of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
@@ -68,8 +68,11 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
     if code != 0 {
         return Ok(code);
     }
-    println!("xtask: ci step 4/5: fuzz smoke run ({FUZZ_SECONDS} s per target)");
-    let code = fuzz_smoke()?;
+    println!(
+        "xtask: ci step 4/5: fuzz smoke run ({} s per target)",
+        fuzz::SECONDS
+    );
+    let code = fuzz::smoke()?;
     if code != 0 {
         println!("xtask: ci: fuzz smoke run FAILED (exit status {code})");
         return Ok(code);
@@ -91,41 +94,4 @@ pub fn ci(args: &TestArgs) -> Result<i32> {
         println!("xtask: ci: benchmark smoke run FAILED (exit status {code})");
     }
     Ok(code)
-}
-
-/// How long CI fuzzes each target.
-const FUZZ_SECONDS: u32 = 20;
-
-/// Runs every target of `fuzz/` (cargo-fuzz, nightly toolchain) for
-/// [`FUZZ_SECONDS`]; returns the first failing exit status, or 0.
-fn fuzz_smoke() -> Result<i32> {
-    let dir = crate::paths::workspace().join("fuzz");
-    let mut targets: Vec<String> = std::fs::read_dir(dir.join("fuzz_targets"))
-        .context("listing fuzz/fuzz_targets")?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".rs"))
-                .map(str::to_owned)
-        })
-        .collect();
-    targets.sort();
-    for target in targets {
-        let max_time = format!("-max_total_time={FUZZ_SECONDS}");
-        let status = run_status(
-            std::process::Command::new("cargo")
-                .current_dir(&dir)
-                .env_remove("RUSTUP_TOOLCHAIN")
-                .env_remove("CARGO")
-                .args(["+nightly", "fuzz", "run", &target, "--", &max_time]),
-        )?;
-        if !status.success() {
-            println!(
-                "xtask: ci: fuzz target {target} failed (a crash is saved under fuzz/artifacts/)"
-            );
-            return Ok(status.code().unwrap_or(1));
-        }
-    }
-    Ok(0)
 }
