@@ -46,6 +46,26 @@ pub trait PciBridgeFunction: PciFunction {
     /// secondary side is reachable from the primary side: the bridge
     /// forwards the whole range ([`Type1Config::forwards_range`]).
     fn forwards(&self, io: bool, window: BarWindow) -> bool;
+
+    /// What requester ID the transactions of the functions behind it carry
+    /// once they have crossed it.
+    fn requester_alias(&self) -> RequesterAlias;
+}
+
+/// How a bridge treats the requester ID of the DMA it forwards upstream:
+/// what an IOMMU sees of the functions behind it (Linux's
+/// `pci_for_each_dma_alias` walks the same rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequesterAlias {
+    /// A PCIe port: requests keep their own ID (PCIe 4.0 §2.2.6.2).
+    Keep,
+    /// A conventional PCI-to-PCI bridge: it masters the forwarded
+    /// transaction itself, which carries the bridge's own ID (conventional
+    /// PCI has no requester IDs in its transactions).
+    Bridge,
+    /// A PCIe-to-PCI bridge: the ID is its secondary bus with device and
+    /// function 0 (PCIe-to-PCI/PCI-X Bridge 1.0 §2.3).
+    SecondaryBus,
 }
 
 /// Why a bridge could not be built (a bug in the VMM's configuration).
@@ -131,6 +151,10 @@ impl PciBridgeFunction for PciBridge {
 
     fn forwards(&self, io: bool, window: BarWindow) -> bool {
         self.config.forwards_range(io, window)
+    }
+
+    fn requester_alias(&self) -> RequesterAlias {
+        RequesterAlias::Bridge
     }
 }
 
@@ -276,5 +300,9 @@ impl PciBridgeFunction for RootPort {
 
     fn forwards(&self, io: bool, window: BarWindow) -> bool {
         self.config.forwards_range(io, window)
+    }
+
+    fn requester_alias(&self) -> RequesterAlias {
+        RequesterAlias::Keep
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::address::{decode_cf8, decode_ecam, Bdf, ConfigTarget};
 use crate::bar::BarSpec;
-use crate::bridge::PciBridgeFunction;
+use crate::bridge::{PciBridgeFunction, RequesterAlias};
 use crate::config::{BarWindow, ConfigWriteEffects, CONFIG_SPACE_SIZE};
 use crate::function::PciFunction;
 
@@ -290,6 +290,71 @@ impl RootComplex {
             return Err(AttachError::SlotTaken { device, function });
         }
         Ok(())
+    }
+
+    /// Every function (bridges too) with the requester ID its DMA carries
+    /// now: its own address under the bus numbers the guest programmed,
+    /// unless a bridge above replaces it ([`RequesterAlias`]; the topmost
+    /// replacement is what reaches the root complex).
+    pub fn requester_ids(&self) -> Vec<(SharedFunction, Bdf)> {
+        let mut out: Vec<(SharedFunction, Bdf)> = self
+            .functions
+            .iter()
+            .map(|(b, f)| (f.clone(), *b))
+            .collect();
+        for (bdf, id) in &self.root_bridges {
+            self.bridge_requester_ids(*id, *bdf, None, &mut out);
+        }
+        out
+    }
+
+    /// The IDs of bridge `id` (at `own`, under the alias `above` imposed
+    /// by bridges above it) and of everything behind it.
+    fn bridge_requester_ids(
+        &self,
+        id: BridgeId,
+        own: Bdf,
+        above: Option<Bdf>,
+        out: &mut Vec<(SharedFunction, Bdf)>,
+    ) {
+        let node = &self.bridges[id.0];
+        out.push((node.function.clone(), above.unwrap_or(own)));
+        let (secondary, alias) = {
+            let b = lock(&node.bridge);
+            (b.bus_numbers().secondary, b.requester_alias())
+        };
+        let below = above.or(match alias {
+            RequesterAlias::Keep => None,
+            RequesterAlias::Bridge => Some(own),
+            RequesterAlias::SecondaryBus => Some(Bdf {
+                bus: secondary,
+                device: 0,
+                function: 0,
+            }),
+        });
+        for (&(device, function), entry) in &node.downstream {
+            let addr = Bdf {
+                bus: secondary,
+                device,
+                function,
+            };
+            match *entry {
+                Downstream::Function(i) => {
+                    out.push((self.behind[i].clone(), below.unwrap_or(addr)));
+                }
+                Downstream::Bridge(child) => self.bridge_requester_ids(child, addr, below, out),
+            }
+        }
+    }
+
+    /// Takes the tree apart: every function and bridge, each once (a
+    /// bridge's two handles become one), so the caller holds the last
+    /// references the root complex had.
+    pub fn into_functions(self) -> Vec<SharedFunction> {
+        let mut out: Vec<SharedFunction> = self.functions.into_values().collect();
+        out.extend(self.behind);
+        out.extend(self.bridges.into_iter().map(|node| node.function));
+        out
     }
 
     /// The function (or bridge) that answers configuration cycles for

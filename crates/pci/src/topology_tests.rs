@@ -395,3 +395,52 @@ fn test_bar_behind_a_bridge_decodes_only_inside_its_open_windows() {
         "a BAR outside the window is not reachable"
     );
 }
+
+/// The requester ID `f` carries in `rc` now.
+fn rid_of(rc: &RootComplex, f: &SharedFunction) -> Bdf {
+    let ids = rc.requester_ids();
+    let found: Vec<_> = ids
+        .iter()
+        .filter(|(g, _)| Arc::ptr_eq(g, f))
+        .map(|(_, b)| *b)
+        .collect();
+    assert_eq!(found.len(), 1, "each function once: {found:?}");
+    found[0]
+}
+
+#[test]
+fn test_requester_ids_follow_bus_numbers_and_conventional_bridges_alias() {
+    let mut rc = RootComplex::new();
+    let host = endpoint();
+    rc.attach(bdf(0, 0, 0), host.clone()).unwrap();
+    let port_a = rc.attach_bridge(bdf(0, 0x1c, 0), root_port()).unwrap();
+    let bridge = pci_bridge();
+    let pci = rc
+        .attach_bridge_behind(port_a, 0, 0, bridge.clone())
+        .unwrap();
+    let behind_bridge = endpoint();
+    rc.attach_behind(pci, 3, 0, behind_bridge.clone()).unwrap();
+    let port_b = rc.attach_bridge(bdf(0, 0x1d, 0), root_port()).unwrap();
+    let behind_port = endpoint();
+    rc.attach_behind(port_b, 0, 0, behind_port.clone()).unwrap();
+    let bridge: SharedFunction = bridge;
+    assert_eq!(rc.requester_ids().len(), 6, "every function and bridge");
+
+    enumerate(&rc);
+    assert_eq!(rid_of(&rc, &host), bdf(0, 0, 0));
+    assert_eq!(rid_of(&rc, &bridge), bdf(1, 0, 0), "a root port keeps IDs");
+    assert_eq!(
+        rid_of(&rc, &behind_bridge),
+        bdf(1, 0, 0),
+        "behind a conventional bridge, DMA carries the bridge's ID"
+    );
+    assert_eq!(rid_of(&rc, &behind_port), bdf(3, 0, 0));
+
+    // The guest renumbers both ports' buses.
+    write32(&rc, bdf(0, 0x1d, 0), reg::PRIMARY_BUS, 0x09_0900);
+    write32(&rc, bdf(0, 0x1c, 0), reg::PRIMARY_BUS, 0x08_0700);
+    write32(&rc, bdf(7, 0, 0), reg::PRIMARY_BUS, 0x08_0807);
+    assert_eq!(rid_of(&rc, &behind_port), bdf(9, 0, 0));
+    assert_eq!(rid_of(&rc, &bridge), bdf(7, 0, 0));
+    assert_eq!(rid_of(&rc, &behind_bridge), bdf(7, 0, 0));
+}
