@@ -118,6 +118,24 @@ impl Dma for GuestDma {
         }
         res
     }
+
+    fn translate(&self, addr: u64, len: u64, _dir: Direction) -> Result<HostRange, DmaError> {
+        let out = DmaError::OutOfRange { addr, len };
+        checked_end(addr, len)?;
+        if len == 0 {
+            return Err(out);
+        }
+        let region = self.mem.find_region(GuestAddress(addr)).ok_or(out)?;
+        let offset = addr - region.start_addr().0;
+        let chunk = (region.len() - offset).min(len);
+        let host = region
+            .get_host_address(MemoryRegionAddress(offset))
+            .map_err(|_| DmaError::NoHostMapping { addr })?;
+        let chunk = usize::try_from(chunk).map_err(|_| out)?;
+        // SAFETY: `host..host+chunk` lies inside one mmap'ed region of
+        // `self.mem`, which stays mapped while this handle lives.
+        Ok(unsafe { HostRange::new(host, chunk) })
+    }
 }
 
 #[cfg(test)]

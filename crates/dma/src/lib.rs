@@ -15,12 +15,16 @@
 
 #![deny(missing_docs)]
 
+mod function;
 mod guest;
+mod memory;
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
+pub use function::{FunctionContext, FunctionDma, RequesterId};
 pub use guest::GuestDma;
+pub use memory::DmaMemory;
 
 /// Why a DMA access was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +50,25 @@ pub enum DmaError {
     NoHostMapping {
         /// Start of the range.
         addr: u64,
+    },
+    /// The function's Bus Master Enable is off (PCI 3.0 §6.2.2, Command
+    /// bit 2): it may not start a transaction at all.
+    #[error("DMA at {addr:#x} with Bus Master Enable off")]
+    BusMasterOff {
+        /// Start of the range.
+        addr: u64,
+    },
+    /// An IOMMU refused the access: no translation for this requester at
+    /// this address, or not with this permission (VT-d 4.1 §7.1: a DMA
+    /// remapping fault). The device reports it as its own error (NVMe:
+    /// Data Transfer Error; virtio-blk: IOERR; virtio-net: the frame is
+    /// dropped and counted).
+    #[error("DMA translation fault for requester {requester} at {addr:#x}")]
+    TranslationFault {
+        /// The faulting bus address.
+        addr: u64,
+        /// Who asked.
+        requester: RequesterId,
     },
 }
 
@@ -125,6 +148,19 @@ pub trait Dma: Send + Sync + Debug {
         dir: Direction,
         out: &mut Vec<HostRange>,
     ) -> Result<(), DmaError>;
+
+    /// The host range backing the first bytes of `addr..addr+len`: as many
+    /// as are contiguous on the host (at least one when `len` is not zero),
+    /// under the same contract as [`Dma::host_ranges`]. Ring accesses use it
+    /// one piece at a time ([`DmaMemory`]); the default goes through
+    /// `host_ranges`, an implementation on a hot path overrides it.
+    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
+        let mut out = Vec::new();
+        self.host_ranges(addr, len, dir, &mut out)?;
+        out.first()
+            .copied()
+            .ok_or(DmaError::OutOfRange { addr, len })
+    }
 }
 
 /// `addr..addr+len` as an end address, or [`DmaError::Overflow`].
