@@ -54,6 +54,10 @@ pub const MODULES: &[&str] = &[
     // panic notification (ACPI QEMU0001, I/O port 0x505; bound by coldplug's ACPI pass)
     "pvpanic",
     "pvpanic-mmio",
+    // the ACPI power button (PNP0C0C) iovm presses on SIGTERM, and the
+    // event device a script reads its key press from
+    "button",
+    "evdev",
 ];
 
 /// Packages whose files go into the guest (libraries are added as needed).

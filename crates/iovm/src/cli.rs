@@ -32,13 +32,21 @@ Examples:
 Console: with --serial stdio on a terminal, the terminal is put in raw mode
 while the guest runs; type Ctrl-A x to end iovm, Ctrl-A Ctrl-A to send Ctrl-A.
 
+Shutdown: SIGTERM or SIGINT (kill, systemd, Ctrl-C without a raw terminal)
+presses the guest's ACPI power button; a guest that handles it (systemd-logind,
+acpid) powers off and iovm exits 0. A guest that has not powered off after
+--shutdown-timeout, or a second signal, ends the machine with status 6.
+
 Exit status:
   0  the guest powered off
   1  iovm could not build or run the machine (the message says why)
   2  the command line is wrong
   3  the guest rebooted (with --on-reboot exit, the default)
   4  the guest kernel panicked, or KVM could not go on running it
-  5  the user typed the console escape Ctrl-A x";
+  5  the user typed the console escape Ctrl-A x
+  6  the guest did not power off after the power button (--shutdown-timeout)
+     or a second SIGTERM/SIGINT ended it
+  7  internal error: an iovm thread panicked (the message names it)";
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
@@ -89,6 +97,11 @@ pub struct RunArgs {
     /// What a guest reboot does: exit (status 3) or restart the guest.
     #[arg(long, value_name = "ACTION", value_enum, default_value_t = RebootAction::Exit)]
     pub on_reboot: RebootAction,
+
+    /// How long the guest has to power off after SIGTERM/SIGINT pressed its
+    /// power button, before iovm ends it (status 6): e.g. 30s, 500ms, 2m.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
 
     /// Report on standard error how long the boot took: to the first guest
     /// instruction, and to the first console line containing --timing-marker.
@@ -157,6 +170,7 @@ impl RunArgs {
                     RebootAction::Exit => OnReboot::Exit,
                     RebootAction::Restart => OnReboot::Restart,
                 },
+                shutdown_timeout: self.shutdown_timeout,
             },
             host: HostConfig {
                 kvm_device: self.kvm_device.clone(),
@@ -187,6 +201,28 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// Parses `SLOT[.FN]` with hexadecimal numbers, as lspci prints them.
+/// A duration: a number with `ms`, `s` or `m`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, unit_ms) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (t, 1000)
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (e.g. 30s, 500ms, 2m)"))?;
+    value
+        .checked_mul(unit_ms)
+        .filter(|&ms| ms > 0)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("'{text}': the duration must be above zero and sane"))
+}
+
 fn parse_slot(text: &str) -> Result<PciSlot, String> {
     let bad = || {
         format!(
@@ -467,6 +503,18 @@ mod tests {
     }
 
     #[test]
+    fn test_parse_duration_units_and_errors() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        for bad in ["", "0s", "-1s", "1h", "s", "1.5s", "99999999999999999999m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
     fn test_parse_size_rejects_garbage() {
         assert!(parse_size("lots").unwrap_err().contains("not a size"));
         assert!(parse_size("5X").unwrap_err().contains("unknown unit"));
@@ -615,5 +663,9 @@ mod tests {
         assert_eq!(cfg.cpus.count, 2);
         assert_eq!(cfg.boot.cmdline, DEFAULT_CMDLINE);
         assert_eq!(cfg.lifecycle.on_reboot, OnReboot::Exit);
+        assert_eq!(
+            cfg.lifecycle.shutdown_timeout,
+            vmm::config::DEFAULT_SHUTDOWN_TIMEOUT
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! and turns the outcome into an exit status. Errors end here as one line.
 
 mod cli;
+mod panic_hook;
 mod terminal;
 
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use clap::Parser;
 use vmm::config::SerialConfig;
 use vmm::console::{report_line, Console};
+use vmm::signals::ShutdownSignals;
 use vmm::vm::{self, Outcome};
 
 use crate::cli::{Cli, Command, RunArgs};
@@ -25,7 +27,7 @@ fn init_logging() {
         .init();
 }
 
-fn run(args: &RunArgs, start: Instant) -> anyhow::Result<Outcome> {
+fn run(args: &RunArgs, start: Instant, signals: &ShutdownSignals) -> anyhow::Result<Outcome> {
     let cfg = args.vm_config();
     vm::validate(&cfg, vm::host_memory())?;
     let interactive = cfg.serial == SerialConfig::Stdio && terminal::stdin_is_tty();
@@ -39,7 +41,7 @@ fn run(args: &RunArgs, start: Instant) -> anyhow::Result<Outcome> {
         None
     };
     let timing = args.timing;
-    let outcome = vm::run(&cfg, &console, |t| {
+    let outcome = vmm::lifecycle::run(&cfg, &console, signals, |t| {
         if timing {
             report_line(&format!(
                 "iovm: timing: first guest instruction {:.1} ms after start",
@@ -59,6 +61,7 @@ fn describe(outcome: &Outcome) -> Option<String> {
         Outcome::Panic => Some("the guest kernel panicked".into()),
         Outcome::Crash(why) => Some(format!("the guest stopped: {why}")),
         Outcome::UserQuit => Some("ended from the console".into()),
+        Outcome::ForcedOff(why) => Some(format!("ended the guest: {why}")),
     }
 }
 
@@ -76,8 +79,17 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
+    panic_hook::install();
+    // Before any other thread starts, so that every thread inherits the mask.
+    let signals = match ShutdownSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("iovm: error: cannot set up SIGTERM/SIGINT handling: {e}");
+            return ExitCode::from(vm::EXIT_ERROR as u8);
+        }
+    };
     let Command::Run(args) = cli.command;
-    match run(&args, start) {
+    match run(&args, start, &signals) {
         Ok(outcome) => {
             if let Some(text) = describe(&outcome) {
                 report_line(&format!("\r\niovm: {text}"));

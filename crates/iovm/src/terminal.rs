@@ -1,7 +1,9 @@
 //! Raw mode for an interactive console, always undone: on normal exit (the
-//! guard's `Drop`), on error paths (they return through the guard), and on
-//! fatal signals (a handler restores the saved settings, then lets the signal
-//! take its default action).
+//! guard's `Drop`), on error paths (they return through the guard), on a
+//! panic (the panic hook calls [`restore`]), and on fatal signals (a handler
+//! restores the saved settings, then lets the signal take its default
+//! action). SIGTERM and SIGINT are not among them: they ask the guest to
+//! shut down, and the run ends through the guard.
 
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
@@ -9,13 +11,14 @@ use std::sync::OnceLock;
 /// The terminal whose settings were changed, and its original settings.
 static SAVED: OnceLock<(RawFd, libc::termios)> = OnceLock::new();
 
-const FATAL_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+const FATAL_SIGNALS: [libc::c_int; 2] = [libc::SIGHUP, libc::SIGQUIT];
 
 /// Restores the terminal when dropped.
 #[derive(Debug)]
 pub struct RawModeGuard(());
 
-fn restore() {
+/// Puts the terminal back as it was before raw mode (if it was changed).
+pub fn restore() {
     if let Some((fd, saved)) = SAVED.get() {
         // SAFETY: tcsetattr is async-signal-safe and reads a fully initialised termios.
         unsafe { libc::tcsetattr(*fd, libc::TCSANOW, saved) };
@@ -113,8 +116,9 @@ mod tests {
         drop(guard);
         assert_eq!(lflag(term), cooked, "restored on drop");
 
-        // A child process re-enters raw mode and dies of SIGTERM: the handler
-        // must restore the terminal before the process ends.
+        // A child process re-enters raw mode and dies of SIGHUP (its
+        // terminal went away): the handler must restore the terminal before
+        // the process ends.
         // SAFETY: the child only makes async-signal-safe calls before it dies.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
@@ -125,7 +129,7 @@ mod tests {
                 libc::tcgetattr(term, &mut raw);
                 libc::cfmakeraw(&mut raw);
                 libc::tcsetattr(term, libc::TCSANOW, &raw);
-                libc::raise(libc::SIGTERM);
+                libc::raise(libc::SIGHUP);
                 libc::_exit(0);
             }
         }

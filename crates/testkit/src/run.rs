@@ -56,6 +56,8 @@ pub struct GuestRun {
     /// A network namespace (a bound namespace file) iovm runs in; see
     /// [`GuestRun::netns`].
     pub netns: Option<String>,
+    /// Environment variables iovm gets (`NAME`, `VALUE`); see [`GuestRun::env`].
+    pub env: Vec<(String, String)>,
 }
 
 /// The script as the guest's /init takes it: gzipped when that is shorter
@@ -88,7 +90,14 @@ impl GuestRun {
             host_before: None,
             host_after: None,
             netns: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for iovm (started through `env NAME=VALUE`).
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
     }
 
     /// Runs iovm inside the network namespace bound at `file` (with
@@ -103,12 +112,20 @@ impl GuestRun {
     }
 
     /// The program and leading arguments that start `iovm`: iovm itself, or
-    /// `nsenter --net=FILE iovm` for a run in a network namespace.
+    /// `nsenter --net=FILE iovm` for a run in a network namespace, behind
+    /// `env NAME=VALUE...` when the run sets variables.
     pub(crate) fn launcher(&self, iovm: &str) -> Vec<String> {
-        match &self.netns {
-            Some(ns) => vec!["nsenter".into(), format!("--net={ns}"), iovm.into()],
-            None => vec![iovm.into()],
+        let mut out = Vec::new();
+        if !self.env.is_empty() {
+            out.push("env".into());
+            out.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
         }
+        if let Some(ns) = &self.netns {
+            out.push("nsenter".into());
+            out.push(format!("--net={ns}"));
+        }
+        out.push(iovm.into());
+        out
     }
 
     /// Shell commands run with `sh -c` where iovm runs (inside the test host, or on
@@ -436,6 +453,15 @@ mod tests {
         assert_eq!(
             namespaced.launcher("/x/iovm"),
             vec!["nsenter", "--net=/tmp/ns", "/x/iovm"]
+        );
+    }
+
+    #[test]
+    fn test_launcher_sets_the_run_environment() {
+        let run = GuestRun::new("a").env("A", "1").netns("/tmp/ns");
+        assert_eq!(
+            run.launcher("/x/iovm"),
+            vec!["env", "A=1", "nsenter", "--net=/tmp/ns", "/x/iovm"]
         );
     }
 

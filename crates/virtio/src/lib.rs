@@ -31,4 +31,4 @@ mod runtime;
 mod testutil;
 
 pub use device::{ActivateError, Activation, Memory, QueueSetup, Signals, VirtioDevice};
-pub use runtime::{collect_chain, ChainError, Segment};
+pub use runtime::{collect_chain, inject_worker_panic, ChainError, Segment};

@@ -7,6 +7,7 @@ use std::fmt;
 use std::io;
 use std::ops::Deref;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,16 @@ use crate::device::Memory;
 
 /// The epoll token of a worker's stop eventfd.
 pub(crate) const STOP: u64 = u64::MAX;
+
+/// Set by [`inject_worker_panic`].
+static PANIC_ON_NEXT_EVENT: AtomicBool = AtomicBool::new(false);
+
+/// Test hook: the next device worker that wakes for anything but its stop
+/// eventfd panics, so a test can show what a panicking worker does to the
+/// VMM (iovm's `IOVM_TEST_INJECT_PANIC=device-worker`).
+pub fn inject_worker_panic() {
+    PANIC_ON_NEXT_EVENT.store(true, AtomicOrdering::SeqCst);
+}
 
 /// An epoll set a worker waits on; each fd carries a token.
 #[derive(Debug)]
@@ -53,6 +64,12 @@ impl Poller {
             match self.epoll.wait(-1, &mut self.events) {
                 Ok(n) => {
                     out.extend(self.events[..n].iter().map(EpollEvent::data));
+                    if out.iter().any(|&t| t != STOP)
+                        && PANIC_ON_NEXT_EVENT.load(AtomicOrdering::Relaxed)
+                        && PANIC_ON_NEXT_EVENT.swap(false, AtomicOrdering::SeqCst)
+                    {
+                        panic!("injected device worker panic (test hook)");
+                    }
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -21,6 +21,7 @@ use devices::legacy::acpi_pm::{
     SLEEP_STATUS_OFFSET,
 };
 use devices::legacy::cmos::CMOS_PORT;
+use devices::legacy::ged::{GedEvent, GED_IRQ, GED_PORT};
 use devices::legacy::pvpanic::PVPANIC_PORT;
 
 use crate::layout::{
@@ -255,6 +256,52 @@ fn pci_host_bridge(cfg: &AcpiConfig) -> Vec<u8> {
     ))
 }
 
+/// The power button (ACPI 6.5 §4.8.2.2.1.2, a control-method button: the
+/// FADT's PWR_BUTTON flag says there is no fixed-feature one) and the
+/// Generic Event Device that presses it (§5.6.9): its interrupt makes the
+/// guest run `_EVT`, which reads the event register (cleared by the read)
+/// and sends `Notify(PWRB, 0x80)` ("button pressed", §5.6.6) when the
+/// power-button bit is set.
+fn power_button() -> Vec<u8> {
+    let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0C0C"));
+    let uid = aml::Name::new("_UID".into(), &aml::ZERO);
+    let mut out = bytes(&aml::Device::new("_SB_.PWRB".into(), vec![&hid, &uid]));
+
+    let ged_hid: &'static str = "ACPI0013";
+    let hid = aml::Name::new("_HID".into(), &ged_hid);
+    let irq = aml::Interrupt::new(true, true, false, false, GED_IRQ);
+    let crs = aml::ResourceTemplate::new(vec![&irq]);
+    let crs = aml::Name::new("_CRS".into(), &crs);
+    let port = u32::from(GED_PORT);
+    let region = aml::OpRegion::new(
+        "GDST".into(),
+        aml::OpRegionSpace::SystemIO,
+        &port,
+        &aml::ONE,
+    );
+    let field = aml::Field::new(
+        "GDST".into(),
+        aml::FieldAccessType::Byte,
+        aml::FieldLockRule::NoLock,
+        aml::FieldUpdateRule::WriteAsZeroes,
+        vec![aml::FieldEntry::Named(*b"GDAT", 8)],
+    );
+    let gdat = aml::Path::new("GDAT");
+    let read = aml::Store::new(&aml::Local(0), &gdat);
+    let bit = u32::from(GedEvent::PowerButton.bit());
+    let masked = aml::And::new(&aml::Local(1), &aml::Local(0), &bit);
+    let pwrb = aml::Path::new("\\_SB_.PWRB");
+    let pressed = aml::Notify::new(&pwrb, &0x80u8);
+    let test = aml::NotEqual::new(&aml::Local(1), &aml::ZERO);
+    let notify = aml::If::new(&test, vec![&pressed]);
+    let evt = aml::Method::new("_EVT".into(), 1, true, vec![&read, &masked, &notify]);
+    out.extend(bytes(&aml::Device::new(
+        "_SB_.GED_".into(),
+        vec![&hid, &uid, &crs, &region, &field, &evt],
+    )));
+    out
+}
+
 fn build_dsdt(cfg: &AcpiConfig) -> Vec<u8> {
     let s5_package = aml::Package::new(vec![&S5_SLEEP_TYPE, &S5_SLEEP_TYPE]);
     let s5 = bytes(&aml::Name::new("_S5_".into(), &s5_package));
@@ -290,7 +337,15 @@ fn build_dsdt(cfg: &AcpiConfig) -> Vec<u8> {
     );
 
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
-    for item in [s5, pci_host_bridge(cfg), com1, rtc, pvpanic, pm] {
+    for item in [
+        s5,
+        pci_host_bridge(cfg),
+        com1,
+        rtc,
+        pvpanic,
+        pm,
+        power_button(),
+    ] {
         dsdt.append_slice(&item);
     }
     dsdt.as_slice().to_vec()
@@ -441,5 +496,24 @@ mod tests {
         // source Zero (ZeroOp), GSI 17 (BytePrefix 0x11).
         assert!(has(&[0x0c, 0xff, 0xff, 0x01, 0x00, 0x00, 0x00, 0x0a, 17]));
         assert!(has(&[0x41, 0xd0, 0x0a, 0x08]), "EISA ID PNP0A08");
+    }
+
+    #[test]
+    fn test_dsdt_has_power_button_and_generic_event_device_on_its_port() {
+        let t = build(&test_cfg(1));
+        let (_, dsdt) = table(&t, b"DSDT");
+        let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
+        assert!(has(&[0x41, 0xd0, 0x0c, 0x0c]), "EISA ID PNP0C0C");
+        assert!(has(b"ACPI0013"));
+        assert!(has(b"_EVT"));
+        // OperationRegion (GDST, SystemIO, 0x0610, One).
+        let port = GED_PORT.to_le_bytes();
+        assert!(has(&[
+            0x5b, 0x80, b'G', b'D', b'S', b'T', 0x01, 0x0b, port[0], port[1], 0x01
+        ]));
+        // Notify (\_SB_.PWRB, 0x80).
+        assert!(has(&[
+            0x86, b'\\', b'.', b'_', b'S', b'B', b'_', b'P', b'W', b'R', b'B', 0x0a, 0x80
+        ]));
     }
 }

@@ -238,7 +238,15 @@ pub enum OnReboot {
 pub struct LifecycleConfig {
     /// Reset behaviour.
     pub on_reboot: OnReboot,
+    /// How long a guest asked to shut down (SIGTERM, SIGINT: the ACPI power
+    /// button) has to power off before iovm ends it.
+    pub shutdown_timeout: std::time::Duration,
 }
+
+/// The default of [`LifecycleConfig::shutdown_timeout`]: long enough for a
+/// systemd guest to stop its services and sync its disks, short enough
+/// that a stuck guest does not hold a host's shutdown for long.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The host side.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 //! ([`layout`]), vCPUs with coherent CPUID ([`cpuid`]), the kernel and its
 //! boot data ([`boot`]), ACPI tables ([`acpi`]), the port-I/O bus with the
 //! platform devices ([`bus`]) and the interrupt wiring ([`interrupts`]), then
-//! runs it until the guest powers off, resets or crashes ([`vm`]).
+//! runs it until the guest powers off, resets or crashes, then takes it down
+//! in order ([`lifecycle`]).
 
 #![deny(missing_docs)]
 
@@ -19,9 +20,12 @@ pub mod interrupts;
 pub mod ioevents;
 pub mod irqchip;
 pub mod layout;
+pub mod lifecycle;
 pub mod nvme_doorbells;
 pub mod pci_devices;
 pub mod pci_host;
+pub mod signals;
+pub mod testing;
 pub mod topology;
 pub mod vcpu;
 pub mod virtio_devices;

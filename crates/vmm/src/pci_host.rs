@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use devices::BusDevice;
+use dma::{FunctionContext, RequesterId};
 use pci::address::Bdf;
 use pci::bridge::PciBridgeFunction;
 use pci::config::ConfigWriteEffects;
@@ -71,6 +72,7 @@ struct Inner {
     mmio: Arc<Bus>,
     mapped: Mutex<BTreeMap<MappingKey, Mapping>>,
     io_events: Mutex<IoEventTable>,
+    contexts: Mutex<BTreeMap<usize, Arc<FunctionContext>>>,
 }
 
 /// The eventfds functions handed over, by function key.
@@ -209,6 +211,7 @@ impl PciRoot {
             mmio,
             mapped: Mutex::new(BTreeMap::new()),
             io_events: Mutex::new(IoEventTable::default()),
+            contexts: Mutex::new(BTreeMap::new()),
         })))
     }
 
@@ -242,6 +245,29 @@ impl PciRoot {
         BarEvents {
             root: Arc::downgrade(&self.0),
             key,
+        }
+    }
+
+    /// Keeps `ctx` true to `function` from now on (call it once the
+    /// function is attached): its requester ID follows the guest's bus
+    /// numbering, its Bus Master Enable the function's Command register.
+    pub fn add_context(&self, function: &SharedFunction, ctx: Arc<FunctionContext>) {
+        self.0
+            .contexts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(function_key(function), ctx);
+        self.refresh_requester_ids();
+    }
+
+    /// Gives every function's context the requester ID it has now.
+    fn refresh_requester_ids(&self) {
+        let ids = self.lock().requester_ids();
+        let contexts = self.0.contexts.lock().unwrap_or_else(|p| p.into_inner());
+        for (function, bdf) in ids {
+            if let Some(ctx) = contexts.get(&function_key(&function)) {
+                ctx.set_requester(RequesterId::new(bdf.bus, bdf.device, bdf.function));
+            }
         }
     }
 
@@ -283,14 +309,49 @@ impl PciRoot {
             .attach_bridge_behind(parent, device, function_number, bridge)
     }
 
-    /// The device for the port bus at 0xCF8.
+    /// The device for the port bus at 0xCF8. It holds the root complex
+    /// weakly: the buses it sits on belong to the root complex.
     pub fn config_ports(&self) -> ConfigPorts {
-        ConfigPorts(self.clone())
+        ConfigPorts(Arc::downgrade(&self.0))
     }
 
-    /// The device for the MMIO bus at the ECAM base.
+    /// The device for the MMIO bus at the ECAM base (held weakly, as
+    /// [`PciRoot::config_ports`]).
     pub fn ecam(&self) -> Ecam {
-        Ecam(self.clone())
+        Ecam(Arc::downgrade(&self.0))
+    }
+
+    /// Takes the whole tree down, in the order nothing can reach a device
+    /// that is going away: every BAR leaves its bus and its eventfds are
+    /// unregistered, then every function is dropped (the last reference:
+    /// a device's drop stops and joins its workers, and its backend drains
+    /// the I/O in flight). Configuration cycles find an empty tree from
+    /// now on. Returns how many functions were still shared elsewhere
+    /// (each a leak of the old machine).
+    pub fn shutdown(&self) -> usize {
+        {
+            let mut mapped = self.0.mapped.lock().unwrap_or_else(|p| p.into_inner());
+            let mut events = self.0.io_events.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, m) in std::mem::take(&mut *mapped) {
+                events.apply(key, m, false);
+                self.bus(m.io).remove(m.base);
+            }
+            events.sets.clear();
+            events.port = None;
+        }
+        self.0
+            .contexts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let old = std::mem::replace(&mut *self.lock(), RootComplex::new());
+        let functions = old.into_functions();
+        let shared = functions
+            .iter()
+            .filter(|f| Arc::strong_count(f) > 1)
+            .count();
+        drop(functions);
+        shared
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RootComplex> {
@@ -301,8 +362,21 @@ impl PciRoot {
     /// bus held; only writes that changed something (a BAR, decoding, a
     /// bridge's windows or bus numbers) cost a resync.
     fn apply(&self, routed: RoutedEffects) {
-        if routed.bdf.is_none() || routed.effects == ConfigWriteEffects::default() {
+        let Some(bdf) = routed.bdf else {
             return;
+        };
+        if routed.effects == ConfigWriteEffects::default() {
+            return;
+        }
+        if let Some(on) = routed.effects.bus_master {
+            let function = self.lock().function(bdf);
+            let contexts = self.0.contexts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(ctx) = function.and_then(|f| contexts.get(&function_key(&f)).cloned()) {
+                ctx.set_bus_master(on);
+            }
+        }
+        if routed.effects.bridge.bus_numbers.is_some() {
+            self.refresh_requester_ids();
         }
         self.resync();
     }
@@ -385,33 +459,48 @@ fn function_key(f: &SharedFunction) -> usize {
     Arc::as_ptr(f) as *const () as usize
 }
 
-/// 0xCF8–0xCFF.
+/// The root complex behind a weak reference, if the machine still has it.
+fn upgrade(root: &Weak<Inner>) -> Option<PciRoot> {
+    root.upgrade().map(PciRoot)
+}
+
+/// 0xCF8–0xCFF. Once the root complex is gone it reads all-ones.
 #[derive(Debug)]
-pub struct ConfigPorts(PciRoot);
+pub struct ConfigPorts(Weak<Inner>);
 
 impl BusDevice for ConfigPorts {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        self.0.lock().legacy_read(offset, data);
+        match upgrade(&self.0) {
+            Some(root) => root.lock().legacy_read(offset, data),
+            None => data.fill(0xff),
+        }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        let routed = self.0.lock().legacy_write(offset, data);
-        self.0.apply(routed);
+        if let Some(root) = upgrade(&self.0) {
+            let routed = root.lock().legacy_write(offset, data);
+            root.apply(routed);
+        }
     }
 }
 
-/// The ECAM window.
+/// The ECAM window. Once the root complex is gone it reads all-ones.
 #[derive(Debug)]
-pub struct Ecam(PciRoot);
+pub struct Ecam(Weak<Inner>);
 
 impl BusDevice for Ecam {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        self.0.lock().ecam_read(offset, data);
+        match upgrade(&self.0) {
+            Some(root) => root.lock().ecam_read(offset, data),
+            None => data.fill(0xff),
+        }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        let routed = self.0.lock().ecam_write(offset, data);
-        self.0.apply(routed);
+        if let Some(root) = upgrade(&self.0) {
+            let routed = root.lock().ecam_write(offset, data);
+            root.apply(routed);
+        }
     }
 }
 
@@ -561,6 +650,72 @@ mod tests {
         assert_eq!(d, [0x04], "mapped once moved to a free range");
         assert!(mmio.read(0xd000_0004, &mut d));
         assert_eq!(d, [0xab]);
+    }
+
+    #[test]
+    fn test_context_follows_bus_master_enable_and_the_functions_address() {
+        let (root, _pio, _mmio, fake, mut ecam) = setup();
+        let ctx = FunctionContext::new(RequesterId::default());
+        let function: SharedFunction = fake;
+        root.add_context(&function, ctx.clone());
+        assert_eq!(ctx.requester(), RequesterId::new(0, 3, 0));
+        assert!(!ctx.bus_master());
+        ecam.write(at(COMMAND), &command::BUS_MASTER.to_le_bytes());
+        assert!(ctx.bus_master());
+        ecam.write(at(COMMAND), &command::MEMORY.to_le_bytes());
+        assert!(!ctx.bus_master());
+    }
+
+    #[test]
+    fn test_context_requester_id_follows_a_root_ports_bus_renumbering() {
+        use pci::bridge::{RootPort, RootPortConfig};
+        let root = PciRoot::new(Arc::new(Bus::new()), Arc::new(Bus::new())).unwrap();
+        let port = root
+            .attach_bridge(
+                Bdf {
+                    bus: 0,
+                    device: 1,
+                    function: 0,
+                },
+                Arc::new(Mutex::new(
+                    RootPort::new(RootPortConfig::default()).unwrap(),
+                )),
+            )
+            .unwrap();
+        let (_r, _p, _m, fake, _e) = setup();
+        let function: SharedFunction = fake;
+        root.attach_behind(port, 0, 0, function.clone()).unwrap();
+        let ctx = FunctionContext::new(RequesterId::default());
+        root.add_context(&function, ctx.clone());
+        let mut ecam = root.ecam();
+        let port_reg = |reg: u64| (1 << 15) | reg;
+        ecam.write(port_reg(0x18), &0x0005_0500u32.to_le_bytes());
+        assert_eq!(ctx.requester(), RequesterId::new(5, 0, 0));
+        ecam.write(port_reg(0x18), &0x0009_0900u32.to_le_bytes());
+        assert_eq!(ctx.requester(), RequesterId::new(9, 0, 0), "renumbered");
+    }
+
+    #[test]
+    fn test_shutdown_drops_every_function_and_unmaps_its_bars() {
+        let (root, _pio, mmio, fake, mut ecam) = setup();
+        ecam.write(at(0x10), &0xc000_0000u32.to_le_bytes());
+        ecam.write(at(COMMAND), &command::MEMORY.to_le_bytes());
+        let mut d = [0u8; 1];
+        assert!(mmio.read(0xc000_0010, &mut d));
+        let weak = Arc::downgrade(&fake);
+        assert_eq!(root.shutdown(), 1, "the test still holds the function");
+        drop(fake);
+        assert!(weak.upgrade().is_none(), "nothing else held it");
+        assert!(!mmio.read(0xc000_0010, &mut d), "BAR unmapped");
+        let mut id = [0u8; 4];
+        ecam.read(at(0), &mut id);
+        assert_eq!(id, [0xff; 4], "no function answers");
+        drop(root);
+        ecam.read(0, &mut id);
+        assert_eq!(
+            id, [0xff; 4],
+            "the ECAM window outlives the root complex harmlessly"
+        );
     }
 
     /// Records (register?, io, address) calls.

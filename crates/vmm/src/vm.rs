@@ -1,9 +1,10 @@
-//! Building a machine from a [`VmConfig`] and running it to its end.
+//! Building a machine from a [`VmConfig`]; [`crate::lifecycle`] runs it
+//! to its end and takes it down.
 //!
 //! ```text
 //!  validate config ─▶ open files ─▶ open /dev/kvm ─▶ create VM, split irqchip
-//!   ─▶ map RAM ─▶ load kernel, ACPI, page tables ─▶ create vCPUs ─▶ run
-//!   ─▶ first lifecycle event ─▶ stop vCPUs ─▶ Outcome
+//!   ─▶ map RAM ─▶ load kernel, ACPI, page tables ─▶ platform devices, PCI
+//!   tree ─▶ create vCPUs ─▶ Vm
 //! ```
 //!
 //! Exit codes of the `iovm` binary are defined here, next to the outcomes
@@ -11,18 +12,18 @@
 
 use std::fs::File;
 use std::os::fd::{FromRawFd, IntoRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use devices::legacy::acpi_pm::{ACPI_PM_PORT, ACPI_PM_SIZE};
 use devices::legacy::cmos::{CMOS_PORT, CMOS_SIZE};
+use devices::legacy::ged::{GED_IRQ, GED_PORT, GED_SIZE};
 use devices::legacy::i8042::I8042_COMMAND_OFFSET;
 use devices::legacy::pvpanic::PVPANIC_PORT;
 use devices::legacy::serial::SERIAL_PORT_SIZE;
-use devices::legacy::{AcpiPowerDevice, Cmos, PvPanic, Serial, I8042};
+use devices::legacy::{AcpiPowerDevice, Cmos, Ged, PvPanic, Serial, I8042};
 use devices::{GuestRequest, LifecycleSink};
 use irq::ioapic::WirePolarity;
 use kvm_bindings::{Msrs, KVM_MAX_CPUID_ENTRIES};
@@ -30,12 +31,11 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{
     Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
 };
-use vmm_sys_util::signal::Killable;
 
 use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT, IOAPIC_PINS};
 use crate::boot::{cpu_state, loader, page_tables, reset_vector};
 use crate::bus::Bus;
-use crate::config::{DeviceConfig, DeviceKind, OnReboot, VirtioConfig, VirtioKind, VmConfig};
+use crate::config::{DeviceConfig, DeviceKind, VirtioConfig, VirtioKind, VmConfig};
 use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
@@ -61,6 +61,11 @@ pub const EXIT_REBOOT: i32 = 3;
 pub const EXIT_CRASH: i32 = 4;
 /// Exit code: the user ended iovm with the console escape (`Ctrl-A x`).
 pub const EXIT_USER_QUIT: i32 = 5;
+/// Exit code: the guest did not power off within the shutdown timeout after
+/// the power button was pressed, or a second signal ended it.
+pub const EXIT_FORCED_OFF: i32 = 6;
+/// Exit code: an iovm thread panicked (a bug in iovm).
+pub const EXIT_INTERNAL: i32 = 7;
 
 /// The most vCPUs a machine may have: xAPIC IDs are 8 bits, 255 is broadcast,
 /// and without interrupt remapping the guest cannot address more.
@@ -68,16 +73,15 @@ pub const MAX_CPUS: u32 = 254;
 
 /// TSS area Intel VMX needs below 4 GiB, inside the MMIO hole.
 const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
-/// How long a panicking guest may go on printing after it reported the panic.
-const PANIC_GRACE: Duration = Duration::from_millis(300);
-/// How long to wait for vCPU threads to leave `KVM_RUN`.
-const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Something that ends the run.
+/// Something the run loop acts on.
 #[derive(Debug)]
 pub enum VmEvent {
     /// The guest asked for it.
     Guest(GuestRequest),
+    /// SIGTERM or SIGINT: press the power button (or, the second time,
+    /// end the machine).
+    ShutdownSignal(i32),
     /// The user typed the console escape.
     UserQuit,
     /// A vCPU cannot go on.
@@ -102,6 +106,8 @@ pub enum Outcome {
     Crash(String),
     /// Console escape.
     UserQuit,
+    /// Ended by iovm after the power button: why.
+    ForcedOff(String),
 }
 
 impl Outcome {
@@ -112,6 +118,7 @@ impl Outcome {
             Outcome::Reboot => EXIT_REBOOT,
             Outcome::Panic | Outcome::Crash(_) => EXIT_CRASH,
             Outcome::UserQuit => EXIT_USER_QUIT,
+            Outcome::ForcedOff(_) => EXIT_FORCED_OFF,
         }
     }
 }
@@ -329,15 +336,25 @@ impl Default for Persistent {
     }
 }
 
-/// A built machine, ready to run.
+/// A built machine, ready to run. It owns everything it built; nothing it
+/// built holds it back (device models and buses hold the root complex
+/// only weakly), so [`Vm::run`] can take it down in order
+/// ([`crate::lifecycle`]).
 pub struct Vm {
-    _kvm: Kvm,
-    _vm: Arc<VmFd>,
-    _memory: Arc<GuestMemoryMmap>,
-    vcpus: Vec<VcpuRunner>,
-    events: Receiver<VmEvent>,
-    stop: Arc<AtomicBool>,
-    first_entry: Receiver<Instant>,
+    pub(crate) vcpus: Vec<VcpuRunner>,
+    pub(crate) events: Receiver<VmEvent>,
+    pub(crate) event_sink: Sender<VmEvent>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) first_entry: Receiver<Instant>,
+    pub(crate) power_button: Arc<Mutex<Ged>>,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) pci: PciRoot,
+    pub(crate) pio: Arc<Bus>,
+    pub(crate) mmio: Arc<Bus>,
+    pub(crate) irqchip: Irqchip,
+    pub(crate) vm: Arc<VmFd>,
+    pub(crate) kvm: Kvm,
+    pub(crate) memory: Arc<GuestMemoryMmap>,
 }
 
 impl std::fmt::Debug for Vm {
@@ -445,7 +462,16 @@ impl Vm {
             console.writer(),
         )));
         console.attach(serial.clone(), tx.clone());
-        let pio = Arc::new(platform_bus(serial, persistent.cmos.clone(), sink)?);
+        let ged_line = irqchip
+            .line(GED_IRQ, WirePolarity::ActiveHigh)
+            .map_err(|e| VmError::Pci(format!("power button interrupt: {e}")))?;
+        let power_button = Arc::new(Mutex::new(Ged::new(Arc::new(ged_line))));
+        let pio = Arc::new(platform_bus(
+            serial,
+            persistent.cmos.clone(),
+            power_button.clone(),
+            sink,
+        )?);
         let mmio = Arc::new(Bus::new());
         mmio.insert(
             IOAPIC_START,
@@ -504,67 +530,32 @@ impl Vm {
         vcpu::install_kick_handler()
             .map_err(|e| VmError::Thread(std::io::Error::from_raw_os_error(e.errno())))?;
         Ok(Self {
-            _kvm: kvm,
-            _vm: vm,
-            _memory: memory,
             vcpus,
             events,
+            event_sink: tx,
             stop,
             first_entry,
+            power_button,
+            shutdown_timeout: cfg.lifecycle.shutdown_timeout,
+            pci,
+            pio,
+            mmio,
+            irqchip,
+            vm,
+            kvm,
+            memory,
         })
-    }
-
-    /// Runs the machine until something ends it. `on_start` learns when
-    /// vCPU 0 first entered the guest.
-    pub fn run(self, on_start: impl FnOnce(Instant)) -> Result<Outcome, VmError> {
-        let Vm {
-            _kvm,
-            _vm,
-            _memory,
-            vcpus,
-            events,
-            stop,
-            first_entry,
-        } = self;
-        let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        for runner in vcpus {
-            let name = format!("iovm-vcpu{}", runner.index);
-            let handle = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || runner.run())
-                .map_err(VmError::Thread)?;
-            threads.push(handle);
-        }
-        if let Ok(t) = first_entry.recv_timeout(Duration::from_secs(5)) {
-            on_start(t);
-        }
-        let event = events.recv();
-        tracing::info!("machine ends: {event:?}");
-        let outcome = match event {
-            Ok(VmEvent::Guest(GuestRequest::PowerOff)) => Outcome::PowerOff,
-            Ok(VmEvent::Guest(GuestRequest::Reset)) => Outcome::Reboot,
-            Ok(VmEvent::Guest(GuestRequest::Panic)) => {
-                std::thread::sleep(PANIC_GRACE);
-                Outcome::Panic
-            }
-            Ok(VmEvent::UserQuit) => Outcome::UserQuit,
-            Ok(VmEvent::VcpuFailed { index, reason }) => {
-                Outcome::Crash(format!("vCPU {index}: {reason}"))
-            }
-            Err(_) => Outcome::Crash("every vCPU stopped without a reason".into()),
-        };
-        stop_vcpus(&stop, threads);
-        tracing::info!("vCPUs stopped");
-        Ok(outcome)
     }
 }
 
 fn platform_bus(
     serial: Arc<Mutex<Serial>>,
     cmos: Arc<Mutex<Cmos>>,
+    ged: Arc<Mutex<Ged>>,
     sink: Arc<dyn LifecycleSink>,
 ) -> Result<Bus, VmError> {
     let bus = Bus::new();
+    bus.insert(u64::from(GED_PORT), GED_SIZE, 0, ged)?;
     bus.insert(u64::from(COM1_PORT), SERIAL_PORT_SIZE, 0, serial)?;
     let i8042 = Arc::new(Mutex::new(I8042::new(sink.clone())));
     bus.insert(0x60, 1, 0, i8042.clone())?;
@@ -632,44 +623,6 @@ fn setup_vcpu(
     Ok(())
 }
 
-/// Tells every vCPU to stop and kicks it out of `KVM_RUN` until it does.
-fn stop_vcpus(stop: &AtomicBool, threads: Vec<JoinHandle<()>>) {
-    stop.store(true, Ordering::Release);
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    for handle in threads {
-        while !handle.is_finished() && Instant::now() < deadline {
-            let _ = handle.kill(vcpu::kick_signal());
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if handle.is_finished() {
-            let _ = handle.join();
-        } else {
-            tracing::warn!("a vCPU thread did not stop in time");
-        }
-    }
-}
-
-/// Builds and runs machines from `cfg` until one ends for good: a reboot
-/// starts a new machine when `--on-reboot restart` asks for it.
-pub fn run(
-    cfg: &VmConfig,
-    console: &Console,
-    mut on_start: impl FnMut(Instant),
-) -> Result<Outcome, VmError> {
-    let persistent = Persistent::default();
-    loop {
-        let vm = Vm::build(cfg, console, &persistent)?;
-        let outcome = vm.run(&mut on_start)?;
-        console.detach();
-        console.flush();
-        if outcome == Outcome::Reboot && cfg.lifecycle.on_reboot == OnReboot::Restart {
-            tracing::info!("guest rebooted: starting it again");
-            continue;
-        }
-        return Ok(outcome);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -690,6 +643,7 @@ mod tests {
             serial: SerialConfig::Off,
             lifecycle: LifecycleConfig {
                 on_reboot: OnReboot::Exit,
+                shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             },
             host: HostConfig {
                 kvm_device: PathBuf::from("/dev/kvm"),
@@ -730,6 +684,8 @@ mod tests {
             Outcome::Reboot.exit_code(),
             Outcome::Panic.exit_code(),
             Outcome::UserQuit.exit_code(),
+            Outcome::ForcedOff(String::new()).exit_code(),
+            EXIT_INTERNAL,
             EXIT_ERROR,
             EXIT_USAGE,
         ];
