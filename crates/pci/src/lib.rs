@@ -23,6 +23,8 @@ pub mod intx;
 pub mod message;
 pub mod regs;
 pub mod root;
+#[cfg(any(test, feature = "test-driver"))]
+pub mod testing;
 pub mod type1;
 
 #[cfg(test)]
