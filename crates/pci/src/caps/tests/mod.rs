@@ -1,5 +1,6 @@
-//! Capability tests, by subject; `driver` drives a function as a guest
-//! driver would, `hostile` sweeps random writes.
+//! Capability tests, by subject; `driver` drives the endpoint with the
+//! shared fake guest driver ([`crate::testing`]), `hostile` sweeps random
+//! writes.
 
 mod driver;
 mod hostile;

@@ -4,24 +4,14 @@ use std::sync::Arc;
 
 use irq::recording::RecordingVectors;
 
-use super::util::{endpoint, ep_read32, TABLE_OFFSET};
+use super::util::{endpoint, TABLE_OFFSET};
 use crate::caps::endpoint::EndpointConfig;
-use crate::caps::id;
-use crate::caps::list::walk;
 use crate::caps::msi::control as msi_control;
 use crate::caps::msix::control as msix_control;
 use crate::caps::msix_table::VECTOR_CONTROL;
 use crate::caps::routing::{MsiRouting, Signal};
 use crate::config::{command, COMMAND};
 use crate::message::MsiMessage;
-
-fn find(ep: &EndpointConfig, cap: u8) -> usize {
-    walk(|o| ep_read32(ep, o))
-        .iter()
-        .find(|f| f.id == u16::from(cap))
-        .unwrap()
-        .offset
-}
 
 fn message(v: u16) -> MsiMessage {
     MsiMessage {
@@ -79,7 +69,7 @@ fn test_msix_enable_routes_every_entry_and_disable_removes_them() {
         rig.program_entry(v, false);
     }
     assert_eq!(rig.vectors.route(0), None, "no route while MSI-X is off");
-    let cap = find(&rig.ep, id::MSIX);
+    let cap = rig.ep.caps().msix().unwrap().offset();
 
     rig.config(cap + 2, &msix_control::ENABLE.to_le_bytes());
     let enabled: Vec<_> = (0..3).map(|v| rig.vectors.route(v)).collect();
@@ -96,7 +86,7 @@ fn test_msix_enable_routes_every_entry_and_disable_removes_them() {
 fn test_msix_entry_reprogrammed_while_enabled_moves_its_route() {
     let mut rig = Rig::new();
     rig.master(true);
-    let cap = find(&rig.ep, id::MSIX);
+    let cap = rig.ep.caps().msix().unwrap().offset();
     rig.config(cap + 2, &msix_control::ENABLE.to_le_bytes());
     rig.program_entry(1, false);
 
@@ -109,7 +99,7 @@ fn test_msix_entry_reprogrammed_while_enabled_moves_its_route() {
 fn test_signal_sends_through_route_and_masked_vector_waits_for_unmask() {
     let mut rig = Rig::new();
     rig.master(true);
-    let cap = find(&rig.ep, id::MSIX);
+    let cap = rig.ep.caps().msix().unwrap().offset();
     rig.config(cap + 2, &msix_control::ENABLE.to_le_bytes());
     rig.program_entry(0, false);
     rig.program_entry(1, true);
@@ -132,7 +122,7 @@ fn test_signal_without_bus_master_is_lost_and_without_msi_asks_for_intx() {
     let mut rig = Rig::new();
     rig.master(false);
     let idle = rig.routing.signal(&mut rig.ep, 0);
-    let cap = find(&rig.ep, id::MSIX);
+    let cap = rig.ep.caps().msix().unwrap().offset();
     rig.config(cap + 2, &msix_control::ENABLE.to_le_bytes());
     rig.program_entry(0, false);
 
@@ -147,7 +137,7 @@ fn test_signal_without_bus_master_is_lost_and_without_msi_asks_for_intx() {
 fn test_msi_multiple_message_enable_routes_that_many_vectors() {
     let mut rig = Rig::new();
     rig.master(true);
-    let cap = find(&rig.ep, id::MSI);
+    let cap = rig.ep.caps().msi().unwrap().offset();
     rig.config(cap + 4, &0xfee0_1000u64.to_le_bytes());
     rig.config(cap + 0xc, &0x4040u16.to_le_bytes());
 
@@ -168,7 +158,7 @@ fn test_msi_multiple_message_enable_routes_that_many_vectors() {
 #[test]
 fn test_clear_removes_every_route() {
     let mut rig = Rig::new();
-    let cap = find(&rig.ep, id::MSIX);
+    let cap = rig.ep.caps().msix().unwrap().offset();
     rig.config(cap + 2, &msix_control::ENABLE.to_le_bytes());
     rig.program_entry(2, false);
 
