@@ -1,5 +1,6 @@
 //! A fake guest driver: guest RAM, a temporary backing file, recorded
-//! interrupts, and the register/queue dance Linux's `nvme` driver does.
+//! interrupts, and the register/queue dance Linux's `nvme` driver does on
+//! top of the PCI steps of `pci::testing`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,8 +9,9 @@ use std::sync::Arc;
 use backend::{BlockFile, DiskConfig, EngineKind};
 use dma::{Dma, GuestDma};
 use irq::recording::{RecordingLine, RecordingVectors};
-use pci::caps::list::walk;
-use pci::function::PciFunction;
+use pci::config::command;
+use pci::message::MsiMessage;
+use pci::testing::{BarDriver, ConfigDriver, MsiDriver, MsixDriver};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use crate::nvme::command::Sqe;
@@ -217,43 +219,22 @@ impl Driver {
         }
     }
 
-    // ---- config space and BAR0 -----------------------------------------
-
-    pub fn config_read32(&self, offset: usize) -> u32 {
-        let mut d = [0u8; 4];
-        self.nvme.config_read(offset, &mut d);
-        u32::from_le_bytes(d)
-    }
-
-    pub fn config_write16(&mut self, offset: usize, v: u16) {
-        self.nvme.config_write(offset, &v.to_le_bytes());
-    }
-
-    pub fn capability(&self, id: u16) -> Option<usize> {
-        walk(|o| self.config_read32(o))
-            .into_iter()
-            .find(|f| f.id == id)
-            .map(|f| f.offset)
-    }
+    // ---- PCI and BAR0 ---------------------------------------------------
 
     pub fn read32(&mut self, offset: u64) -> u32 {
-        let mut d = [0u8; 4];
-        self.nvme.bar_read(NVME_BAR, offset, &mut d);
-        u32::from_le_bytes(d)
+        self.nvme.bar_read32(NVME_BAR, offset)
     }
 
     pub fn read64(&mut self, offset: u64) -> u64 {
-        let mut d = [0u8; 8];
-        self.nvme.bar_read(NVME_BAR, offset, &mut d);
-        u64::from_le_bytes(d)
+        self.nvme.bar_read64(NVME_BAR, offset)
     }
 
     pub fn write32(&mut self, offset: u64, v: u32) {
-        self.nvme.bar_write(NVME_BAR, offset, &v.to_le_bytes());
+        self.nvme.bar_write32(NVME_BAR, offset, v);
     }
 
     pub fn write64(&mut self, offset: u64, v: u64) {
-        self.nvme.bar_write(NVME_BAR, offset, &v.to_le_bytes());
+        self.nvme.bar_write64(NVME_BAR, offset, v);
     }
 
     pub fn csts(&mut self) -> u32 {
@@ -262,32 +243,25 @@ impl Driver {
 
     /// Memory decoding and bus mastering on.
     pub fn enable_pci(&mut self) {
-        self.config_write16(4, 0x0006);
+        self.nvme.set_command(command::MEMORY | command::BUS_MASTER);
     }
 
-    /// MSI-X on, entry v → vector 0x40 + v on APIC 0.
+    /// MSI-X on, every entry v → vector 0x40 + v on APIC 0.
     pub fn enable_msix(&mut self) {
-        let cap = self.capability(0x11).unwrap();
-        let n = (self.config_read32(cap) >> 16) as u16 & 0x7ff;
-        for v in 0..=u64::from(n) {
-            let e = u64::from(crate::nvme::MSIX_TABLE_OFFSET) + v * 16;
-            self.write32(e, 0xfee0_0000);
-            self.write32(e + 4, 0);
-            self.write32(e + 8, 0x40 + v as u32);
-            self.write32(e + 12, 0);
-        }
-        self.config_write16(cap + 2, 0x8000);
+        let all = self.nvme.msix_layout().expect("MSI-X capability").vectors;
+        self.nvme.enable_msix(all, |v| MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x40 + u32::from(v),
+        });
     }
 
-    /// MSI on with `vectors` (power of two) enabled.
-    pub fn enable_msi(&mut self, vectors: u16) {
-        let cap = self.capability(0x05).unwrap();
-        self.nvme
-            .config_write(cap + 4, &0xfee0_0000u32.to_le_bytes());
-        self.nvme.config_write(cap + 8, &0u32.to_le_bytes());
-        self.nvme.config_write(cap + 12, &0x0050u16.to_le_bytes());
-        let mme = vectors.trailing_zeros() as u16;
-        self.config_write16(cap + 2, 1 | mme << 4);
+    /// MSI on with `vectors` (power of two) enabled, from vector 0x50.
+    pub fn enable_msi(&mut self, vectors: u8) {
+        let base = MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x50,
+        };
+        self.nvme.enable_msi(base, vectors).expect("MSI capability");
     }
 
     // ---- controller bring-up ---------------------------------------------

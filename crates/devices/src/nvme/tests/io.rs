@@ -4,6 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 
 use backend::EngineKind;
+use pci::testing::ConfigDriver;
 
 use super::driver::*;
 use crate::nvme::status::Status;
@@ -324,7 +325,7 @@ fn test_nvme_intx_level_follows_unconsumed_completions_and_intms() {
     d.push(0, identify(1, 0));
     d.ring_sq(0);
     assert!(d.line.level(), "INTA asserted while the CQE is unconsumed");
-    assert_ne!(d.config_read32(4) >> 16 & 0x08, 0, "Interrupt Status");
+    assert_ne!(d.nvme.config_read32(4) >> 16 & 0x08, 0, "Interrupt Status");
     d.write32(0x0c, 1); // INTMS
     assert!(!d.line.level(), "masked");
     d.write32(0x10, 1); // INTMC
@@ -337,12 +338,12 @@ fn test_nvme_intx_level_follows_unconsumed_completions_and_intms() {
 fn test_nvme_intx_disable_masks_the_line_not_the_status() {
     let mut d = Driver::new();
     d.enable_pci();
-    d.config_write16(4, 0x0406);
+    d.nvme.config_write16(4, 0x0406);
     d.enable();
     d.push(0, identify(1, 0));
     d.ring_sq(0);
     assert!(!d.line.level());
-    assert_ne!(d.config_read32(4) >> 16 & 0x08, 0);
+    assert_ne!(d.nvme.config_read32(4) >> 16 & 0x08, 0);
 }
 
 #[test]
@@ -435,11 +436,11 @@ fn test_nvme_many_commands_in_one_doorbell() {
 fn test_nvme_no_fetch_without_bus_master() {
     let mut d = Driver::new();
     d.bring_up_with_queues(1);
-    d.config_write16(4, 0x0002);
+    d.nvme.config_write16(4, 0x0002);
     d.push(1, rw(false, 1, 0, 1, (DATA, 0)));
     d.ring_sq(1);
     assert!(d.pop(1).is_none(), "bus mastering off: nothing fetched");
-    d.config_write16(4, 0x0006);
+    d.nvme.config_write16(4, 0x0006);
     d.nvme.poll();
     assert!(d.pop(1).expect("fetched once bus mastering is back").ok());
 }

@@ -1,6 +1,7 @@
 //! PCI identity, BAR0, capabilities, and the CC/CSTS state machine.
 
 use pci::function::PciFunction;
+use pci::testing::ConfigDriver;
 
 use super::driver::*;
 use crate::nvme::regs::{self, cc, csts};
@@ -8,28 +9,40 @@ use crate::nvme::regs::{self, cc, csts};
 #[test]
 fn test_nvme_pci_identity_class_and_64bit_bar0() {
     let mut d = Driver::new();
-    assert_eq!(d.config_read32(0), 0x0010_1b36);
-    assert_eq!(d.config_read32(8) >> 8, 0x01_08_02);
+    assert_eq!(d.nvme.config_read32(0), 0x0010_1b36);
+    assert_eq!(d.nvme.config_read32(8) >> 8, 0x01_08_02);
     d.nvme.config_write(0x10, &[0xff; 4]);
     d.nvme.config_write(0x14, &[0xff; 4]);
-    assert_eq!(d.config_read32(0x10), 0xffff_c004, "16 KiB, 64-bit memory");
-    assert_eq!(d.config_read32(0x14), 0xffff_ffff);
+    assert_eq!(
+        d.nvme.config_read32(0x10),
+        0xffff_c004,
+        "16 KiB, 64-bit memory"
+    );
+    assert_eq!(d.nvme.config_read32(0x14), 0xffff_ffff);
 }
 
 #[test]
 fn test_nvme_capabilities_pm_msi_msix_pcie_are_listed() {
     let d = Driver::new();
     for id in [0x01, 0x05, 0x11, 0x10] {
-        assert!(d.capability(id).is_some(), "capability {id:#x}");
+        assert!(d.nvme.capability(id).is_some(), "capability {id:#x}");
     }
-    let msix = d.capability(0x11).unwrap();
+    let msix = d.nvme.capability(0x11).unwrap();
     assert_eq!(
-        (d.config_read32(msix) >> 16) & 0x7ff,
+        (d.nvme.config_read32(msix) >> 16) & 0x7ff,
         4,
         "5 vectors: admin + 4 I/O"
     );
-    assert_eq!(d.config_read32(msix + 4), 0x2000, "table in BAR0 at 0x2000");
-    assert_eq!(d.config_read32(msix + 8), 0x3000, "PBA in BAR0 at 0x3000");
+    assert_eq!(
+        d.nvme.config_read32(msix + 4),
+        0x2000,
+        "table in BAR0 at 0x2000"
+    );
+    assert_eq!(
+        d.nvme.config_read32(msix + 8),
+        0x3000,
+        "PBA in BAR0 at 0x3000"
+    );
 }
 
 #[test]
