@@ -31,13 +31,12 @@ use anyhow::{bail, ensure, Context, Result};
 use benchkit::{Args, DevicePath, Interrupts, Rw, IO_SIZE};
 use devices::nvme::command::Sqe;
 use devices::nvme::regs::{self, cc, csts};
-use devices::nvme::{
-    NamespaceConfig, Nvme, NvmeConfig, DOORBELL_BASE, MSIX_TABLE_OFFSET, NVME_BAR,
-};
+use devices::nvme::{NamespaceConfig, Nvme, NvmeConfig, DOORBELL_BASE, NVME_BAR};
 use dma::GuestDma;
 use irq::msi::{MsiMessage, MsiVectors};
 use irq::recording::RecordingLine;
-use pci::function::PciFunction;
+use pci::config::command;
+use pci::testing::{BarDriver, ConfigDriver, MsixDriver};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -144,23 +143,15 @@ fn sqe(opcode: u8, nsid: u32, prp1: u64, cdw: [u32; 6]) -> Sqe {
 
 impl NvmeDriver {
     fn write32(&mut self, offset: u64, v: u32) {
-        self.nvme.bar_write(NVME_BAR, offset, &v.to_le_bytes());
+        self.nvme.bar_write32(NVME_BAR, offset, v);
     }
 
     fn write64(&mut self, offset: u64, v: u64) {
-        self.nvme.bar_write(NVME_BAR, offset, &v.to_le_bytes());
+        self.nvme.bar_write64(NVME_BAR, offset, v);
     }
 
     fn read32(&mut self, offset: u64) -> u32 {
-        let mut d = [0u8; 4];
-        self.nvme.bar_read(NVME_BAR, offset, &mut d);
-        u32::from_le_bytes(d)
-    }
-
-    fn config_read32(&self, offset: usize) -> u32 {
-        let mut d = [0u8; 4];
-        self.nvme.config_read(offset, &mut d);
-        u32::from_le_bytes(d)
+        self.nvme.bar_read32(NVME_BAR, offset)
     }
 
     fn zero(&self, addr: u64, len: usize) -> Result<()> {
@@ -169,36 +160,15 @@ impl NvmeDriver {
             .context("guest RAM write")
     }
 
-    /// The capability with `id` in configuration space.
-    fn capability(&self, id: u8) -> Option<usize> {
-        let mut ptr = (self.config_read32(0x34) & 0xfc) as usize;
-        for _ in 0..48 {
-            if ptr < 0x40 {
-                return None;
-            }
-            let header = self.config_read32(ptr);
-            if header as u8 == id {
-                return Some(ptr);
-            }
-            ptr = ((header >> 8) & 0xfc) as usize;
-        }
-        None
-    }
-
     /// Memory decoding, bus mastering, and MSI-X with vector `v` → APIC
     /// vector 0x40 + v.
     fn enable_pci(&mut self) -> Result<()> {
-        self.nvme.config_write(4, &0x0006u16.to_le_bytes());
-        let cap = self.capability(0x11).context("no MSI-X capability")?;
-        let n = (self.config_read32(cap) >> 16) & 0x7ff;
-        for v in 0..=u64::from(n) {
-            let e = u64::from(MSIX_TABLE_OFFSET) + v * 16;
-            self.write32(e, 0xfee0_0000);
-            self.write32(e + 4, 0);
-            self.write32(e + 8, 0x40 + v as u32);
-            self.write32(e + 12, 0);
-        }
-        self.nvme.config_write(cap + 2, &0x8000u16.to_le_bytes());
+        self.nvme.set_command(command::MEMORY | command::BUS_MASTER);
+        let msix = self.nvme.msix_layout().context("no MSI-X capability")?;
+        self.nvme.enable_msix(msix.vectors, |v| MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x40 + u32::from(v),
+        });
         Ok(())
     }
 
