@@ -1,7 +1,7 @@
 //! Identity, capabilities and BAR, as a driver discovers them.
 
 use pci::caps::id;
-use pci::caps::list::walk;
+use pci::testing::ConfigDriver;
 
 use super::driver::{rig, rig_with, FakeDevice};
 use crate::pci::caps::{cfg_type, field};
@@ -12,10 +12,10 @@ use crate::pci::{VirtioPci, VirtioPciError};
 fn test_identity_block_device_reads_modern_virtio_ids() {
     let r = rig();
 
-    let ids = r.cfg_read32(0);
-    let class_rev = r.cfg_read32(8);
-    let subsystem = r.cfg_read32(0x2c);
-    let pin = r.cfg_read(0x3d, 1);
+    let ids = r.pci.config_read32(0);
+    let class_rev = r.pci.config_read32(8);
+    let subsystem = r.pci.config_read32(0x2c);
+    let pin = r.pci.config_read8(0x3d);
 
     assert_eq!(ids, 0x1042_1af4);
     assert_eq!(class_rev, 0x0180_0001);
@@ -27,7 +27,7 @@ fn test_identity_block_device_reads_modern_virtio_ids() {
 fn test_capability_walk_finds_pm_msix_pcie_and_five_virtio_structures() {
     let r = rig();
 
-    let ids: Vec<u16> = walk(|o| r.cfg_read32(o)).iter().map(|c| c.id).collect();
+    let ids: Vec<u16> = r.pci.capabilities().iter().map(|c| c.id).collect();
     let types: Vec<u8> = r.vendor_caps().iter().map(|&(_, t)| t).collect();
 
     let v = u16::from(id::VENDOR);
@@ -67,10 +67,10 @@ fn test_virtio_capabilities_point_inside_bar0_with_their_lengths() {
         .map(|&(off, ty)| {
             (
                 ty,
-                r.cfg_read(off + field::BAR, 1) as u8,
-                u64::from(r.cfg_read32(off + field::OFFSET)),
-                u64::from(r.cfg_read32(off + field::LENGTH)),
-                r.cfg_read(off + field::CAP_LEN, 1) as u8,
+                r.pci.config_read8(off + field::BAR),
+                u64::from(r.pci.config_read32(off + field::OFFSET)),
+                u64::from(r.pci.config_read32(off + field::LENGTH)),
+                r.pci.config_read8(off + field::CAP_LEN),
             )
         })
         .collect();
@@ -95,24 +95,28 @@ fn test_virtio_capabilities_point_inside_bar0_with_their_lengths() {
 fn test_bar0_sizing_reads_back_a_64bit_memory_bar() {
     let mut r = rig();
 
-    r.cfg_write(0x10, 4, 0xffff_ffff);
-    r.cfg_write(0x14, 4, 0xffff_ffff);
+    r.pci.config_write32(0x10, 0xffff_ffff);
+    r.pci.config_write32(0x14, 0xffff_ffff);
 
-    assert_eq!(r.cfg_read32(0x10), 0xffff_8004, "64-bit, 32 KiB");
-    assert_eq!(r.cfg_read32(0x14), 0xffff_ffff);
+    assert_eq!(r.pci.config_read32(0x10), 0xffff_8004, "64-bit, 32 KiB");
+    assert_eq!(r.pci.config_read32(0x14), 0xffff_ffff);
 }
 
 #[test]
 fn test_virtio_capabilities_read_only_fields_ignore_writes() {
     let mut r = rig();
     let (common, _) = r.vendor_caps()[0];
-    let before: Vec<u32> = (0..4).map(|i| r.cfg_read32(common + 4 * i)).collect();
+    let before: Vec<u32> = (0..4)
+        .map(|i| r.pci.config_read32(common + 4 * i))
+        .collect();
 
     for i in 0..4 {
-        r.cfg_write(common + 4 * i, 4, 0xffff_ffff);
+        r.pci.config_write32(common + 4 * i, 0xffff_ffff);
     }
 
-    let after: Vec<u32> = (0..4).map(|i| r.cfg_read32(common + 4 * i)).collect();
+    let after: Vec<u32> = (0..4)
+        .map(|i| r.pci.config_read32(common + 4 * i))
+        .collect();
     assert_eq!(before, after);
 }
 
@@ -163,7 +167,7 @@ fn test_new_with_bad_queue_max_size_fails() {
 fn test_no_msix_vectors_builds_without_msix_capability() {
     let r = rig_with(FakeDevice::new(vec![16]), |c| c.msix_vectors = 0);
 
-    let ids: Vec<u16> = walk(|o| r.cfg_read32(o)).iter().map(|c| c.id).collect();
+    let ids: Vec<u16> = r.pci.capabilities().iter().map(|c| c.id).collect();
 
     assert!(!ids.contains(&u16::from(id::MSIX)));
     assert_eq!(r.pci.layout().bar_size, 0x8000);

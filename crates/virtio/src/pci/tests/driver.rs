@@ -1,7 +1,7 @@
 //! A fake guest driver: guest RAM, a recording device, recorded
 //! interrupts, and the steps Linux's virtio_pci_modern driver takes
 //! (find the capabilities, place the BAR, negotiate, set up queues,
-//! program MSI-X, DRIVER_OK).
+//! program MSI-X, DRIVER_OK); the PCI steps are `pci::testing`'s.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -9,10 +9,11 @@ use std::thread::JoinHandle;
 
 use dma::GuestDma;
 use irq::recording::{RecordingLine, RecordingVectors};
-use pci::caps::list::walk;
-use pci::caps::{id, msix, msix_table};
-use pci::config::{command, COMMAND};
+use pci::caps::id;
+use pci::config::command;
 use pci::function::PciFunction;
+use pci::message::MsiMessage;
+use pci::testing::{BarDriver, ConfigDriver, MsixDriver};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use crate::device::{ActivateError, Activation, Memory, QueueSetup, Signals, VirtioDevice};
@@ -209,46 +210,27 @@ impl Rig {
         lock(&self.log)
     }
 
-    // ---- configuration space ---------------------------------------------
-
-    pub fn cfg_read(&self, offset: usize, len: usize) -> u64 {
-        let mut buf = [0u8; 8];
-        self.pci.config_read(offset, &mut buf[..len]);
-        u64::from_le_bytes(buf)
-    }
-
-    pub fn cfg_read32(&self, offset: usize) -> u32 {
-        self.cfg_read(offset, 4) as u32
-    }
-
-    pub fn cfg_write(&mut self, offset: usize, len: usize, value: u64) {
-        self.pci.config_write(offset, &value.to_le_bytes()[..len]);
-    }
-
-    pub fn cfg_write_bytes(&mut self, offset: usize, data: &[u8]) {
-        self.pci.config_write(offset, data);
-    }
-
     /// The vendor capabilities as `(offset, cfg_type)`.
     pub fn vendor_caps(&self) -> Vec<(usize, u8)> {
-        walk(|o| self.cfg_read32(o))
+        self.pci
+            .capabilities()
             .into_iter()
             .filter(|c| c.id == u16::from(id::VENDOR))
-            .map(|c| (c.offset, self.cfg_read(c.offset + field::CFG_TYPE, 1) as u8))
+            .map(|c| (c.offset, self.pci.config_read8(c.offset + field::CFG_TYPE)))
             .collect()
     }
 
     fn locate(&self) -> Located {
         let mut at = Located::default();
         for (off, ty) in self.vendor_caps() {
-            let offset = u64::from(self.cfg_read32(off + field::OFFSET));
+            let offset = u64::from(self.pci.config_read32(off + field::OFFSET));
             match ty {
                 cfg_type::COMMON => at.common = offset,
                 cfg_type::ISR => at.isr = offset,
                 cfg_type::DEVICE => at.device = offset,
                 cfg_type::NOTIFY => {
                     at.notify = offset;
-                    at.multiplier = self.cfg_read32(off + field::NOTIFY_OFF_MULTIPLIER);
+                    at.multiplier = self.pci.config_read32(off + field::NOTIFY_OFF_MULTIPLIER);
                 }
                 cfg_type::PCI_CFG => at.pci_cfg = off,
                 _ => {}
@@ -257,26 +239,13 @@ impl Rig {
         at
     }
 
-    /// The MSI-X capability's offset.
-    pub fn msix_cap(&self) -> usize {
-        walk(|o| self.cfg_read32(o))
-            .into_iter()
-            .find(|c| c.id == u16::from(id::MSIX))
-            .map(|c| c.offset)
-            .unwrap()
-    }
-
     /// Sizes BAR 0 (returns the size) and places it at [`BAR_ADDR`] with
     /// memory decoding and bus mastering on.
     pub fn place_bar(&mut self) -> u64 {
-        self.cfg_write(0x10, 4, 0xffff_ffff);
-        self.cfg_write(0x14, 4, 0xffff_ffff);
-        let mask = self.cfg_read(0x10, 8) & !0xf;
-        self.cfg_write(0x10, 4, BAR_ADDR & 0xffff_ffff);
-        self.cfg_write(0x14, 4, BAR_ADDR >> 32);
-        let cmd = command::MEMORY | command::BUS_MASTER;
-        self.cfg_write(COMMAND, 2, cmd.into());
-        mask.wrapping_neg()
+        let bar = self.pci.size_bar(0).expect("BAR 0");
+        self.pci.place_bar(0, BAR_ADDR);
+        self.pci.set_command(command::MEMORY | command::BUS_MASTER);
+        bar.size
     }
 
     // ---- BAR -------------------------------------------------------------
@@ -384,22 +353,11 @@ impl Rig {
 
     /// Enables MSI-X and programs every entry `v` to vector 0x30 + v, unmasked.
     pub fn enable_msix(&mut self) {
-        let table = self.pci.layout().msix_table;
-        for v in 0..u64::from(self.pci.layout().vectors) {
-            let entry = table + v * msix_table::ENTRY_SIZE as u64;
-            self.bar_write(entry, 4, 0xfee0_0000);
-            self.bar_write(entry + 4, 4, 0);
-            self.bar_write(entry + 8, 4, 0x30 + v);
-            self.bar_write(entry + 12, 4, 0);
-        }
-        let cap = self.msix_cap();
-        self.cfg_write(cap + msix::CONTROL, 2, msix::control::ENABLE.into());
-    }
-
-    pub fn mask_vector(&mut self, v: u16, masked: bool) {
-        let table = self.pci.layout().msix_table;
-        let ctl = table + u64::from(v) * 16 + 12;
-        self.bar_write(ctl, 4, u64::from(masked));
+        let all = self.pci.msix_layout().expect("MSI-X capability").vectors;
+        self.pci.enable_msix(all, |v| MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x30 + u32::from(v),
+        });
     }
 
     /// The signals the device got at its last activation.

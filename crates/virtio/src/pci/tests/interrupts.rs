@@ -1,6 +1,7 @@
 //! Interrupts: MSI-X vectors, masking, ISR and INTx (§4.1.4.5, §4.1.5.3–4).
 
-use pci::config::{command, COMMAND, STATUS};
+use pci::config::{command, status, STATUS};
+use pci::testing::{ConfigDriver, MsixDriver};
 
 use super::driver::{cc, rig, Rig};
 use crate::pci::signals::{ISR_CONFIG, ISR_QUEUE, NO_VECTOR};
@@ -58,17 +59,17 @@ fn test_msix_vector_beyond_the_table_reads_back_no_vector() {
 #[test]
 fn test_used_with_masked_vector_is_pending_then_delivered_on_unmask() {
     let mut r = running_with_msix();
-    r.mask_vector(1, true);
+    r.pci.mask_msix_vector(1, true);
 
     r.signals().used(0);
     let while_masked = r.vectors.take();
-    let pba = r.bar_read(r.pci.layout().msix_pba, 8);
-    r.mask_vector(1, false);
+    let pba = r.pci.msix_pending_bits();
+    r.pci.mask_msix_vector(1, false);
 
     assert!(while_masked.is_empty());
     assert_eq!(pba, 1 << 1);
     assert_eq!(r.vectors.sent_vectors(), vec![1]);
-    assert_eq!(r.bar_read(r.pci.layout().msix_pba, 8), 0);
+    assert_eq!(r.pci.msix_pending_bits(), 0);
 }
 
 #[test]
@@ -78,7 +79,7 @@ fn test_used_without_msix_sets_isr_and_asserts_inta_until_isr_read() {
 
     r.signals().used(0);
     let level = r.intx.level();
-    let status_bit = r.cfg_read(STATUS, 2) & u64::from(pci::config::status::INTERRUPT);
+    let status_bit = r.pci.config_read16(STATUS) & status::INTERRUPT;
     let isr = r.read_isr();
 
     assert!(level);
@@ -94,15 +95,12 @@ fn test_intx_disable_keeps_the_line_low_but_status_pending() {
     let mut r = rig();
     r.bring_up();
     let cmd = command::MEMORY | command::BUS_MASTER | command::INTX_DISABLE;
-    r.cfg_write(COMMAND, 2, cmd.into());
+    r.pci.set_command(cmd);
 
     r.signals().used(0);
 
     assert!(!r.intx.level());
-    assert_ne!(
-        r.cfg_read(STATUS, 2) & u64::from(pci::config::status::INTERRUPT),
-        0
-    );
+    assert_ne!(r.pci.config_read16(STATUS) & status::INTERRUPT, 0);
 }
 
 #[test]
@@ -140,7 +138,7 @@ fn test_used_of_a_missing_queue_sends_nothing() {
 #[test]
 fn test_used_with_bus_mastering_off_is_lost() {
     let mut r = running_with_msix();
-    r.cfg_write(COMMAND, 2, command::MEMORY.into());
+    r.pci.set_command(command::MEMORY);
 
     r.signals().used(0);
 

@@ -1,15 +1,17 @@
 //! The PCI configuration access capability (§4.1.4.9): BAR accesses
 //! through configuration space.
 
+use pci::testing::ConfigDriver;
+
 use super::driver::{cc, rig, Rig};
 use crate::pci::caps::field;
 use crate::pci::status::ACKNOWLEDGE;
 
 fn aim(r: &mut Rig, bar: u8, offset: u64, len: u32) {
     let cap = r.at.pci_cfg;
-    r.cfg_write(cap + field::BAR, 1, bar.into());
-    r.cfg_write(cap + field::OFFSET, 4, offset);
-    r.cfg_write(cap + field::LENGTH, 4, len.into());
+    r.pci.config_write8(cap + field::BAR, bar);
+    r.pci.config_write32(cap + field::OFFSET, offset as u32);
+    r.pci.config_write32(cap + field::LENGTH, len);
 }
 
 #[test]
@@ -18,7 +20,7 @@ fn test_pci_cfg_read_returns_the_bar_field() {
     let target = r.at.common + cc::NUM_QUEUES;
     aim(&mut r, 0, target, 2);
 
-    let data = r.cfg_read32(r.at.pci_cfg + field::PCI_CFG_DATA);
+    let data = r.pci.config_read32(r.at.pci_cfg + field::PCI_CFG_DATA);
 
     assert_eq!(data & 0xffff, 2);
 }
@@ -29,7 +31,8 @@ fn test_pci_cfg_write_reaches_the_bar_field() {
     let target = r.at.common + cc::STATUS;
     aim(&mut r, 0, target, 1);
 
-    r.cfg_write(r.at.pci_cfg + field::PCI_CFG_DATA, 4, ACKNOWLEDGE.into());
+    r.pci
+        .config_write32(r.at.pci_cfg + field::PCI_CFG_DATA, ACKNOWLEDGE.into());
 
     assert_eq!(r.status(), ACKNOWLEDGE);
 }
@@ -41,9 +44,9 @@ fn test_pci_cfg_fields_read_back_what_the_driver_wrote() {
     aim(&mut r, 0, 0x1234, 4);
 
     let cap = r.at.pci_cfg;
-    assert_eq!(r.cfg_read32(cap + field::OFFSET), 0x1234);
-    assert_eq!(r.cfg_read32(cap + field::LENGTH), 4);
-    assert_eq!(r.cfg_read(cap + field::BAR, 1), 0);
+    assert_eq!(r.pci.config_read32(cap + field::OFFSET), 0x1234);
+    assert_eq!(r.pci.config_read32(cap + field::LENGTH), 4);
+    assert_eq!(r.pci.config_read8(cap + field::BAR), 0);
 }
 
 #[test]
@@ -52,11 +55,11 @@ fn test_pci_cfg_with_another_bar_or_bad_length_does_not_touch_the_bar() {
     let status = r.at.common + cc::STATUS;
 
     aim(&mut r, 2, status, 1);
-    r.cfg_write(r.at.pci_cfg + field::PCI_CFG_DATA, 4, 1);
+    r.pci.config_write32(r.at.pci_cfg + field::PCI_CFG_DATA, 1);
     aim(&mut r, 0, status, 3);
-    r.cfg_write(r.at.pci_cfg + field::PCI_CFG_DATA, 4, 1);
+    r.pci.config_write32(r.at.pci_cfg + field::PCI_CFG_DATA, 1);
     aim(&mut r, 0, u64::from(u32::MAX) - 1, 2);
-    r.cfg_write(r.at.pci_cfg + field::PCI_CFG_DATA, 4, 1);
+    r.pci.config_write32(r.at.pci_cfg + field::PCI_CFG_DATA, 1);
 
     assert_eq!(r.status(), 0);
 }
