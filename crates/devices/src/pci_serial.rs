@@ -222,6 +222,8 @@ impl PciFunction for PciSerial {
 #[cfg(test)]
 mod tests {
     use irq::recording::RecordingLine;
+    use pci::config::STATUS;
+    use pci::testing::ConfigDriver;
 
     use super::*;
 
@@ -246,25 +248,13 @@ mod tests {
         d[0]
     }
 
-    fn status(c: &PciSerial) -> u16 {
-        let mut d = [0u8; 2];
-        c.config_read(6, &mut d);
-        u16::from_le_bytes(d)
-    }
-
     #[test]
     fn test_pci_serial_identity_and_io_bar() {
         let (mut c, ..) = card(false);
-        let mut id = [0u8; 4];
-        c.config_read(0, &mut id);
-        assert_eq!(u32::from_le_bytes(id), 0x0002_1b36);
-        let mut class = [0u8; 4];
-        c.config_read(8, &mut class);
-        assert_eq!(u32::from_le_bytes(class) >> 8, CLASS_SERIAL_16550);
+        assert_eq!(c.config_read32(0), 0x0002_1b36);
+        assert_eq!(c.config_read32(8) >> 8, CLASS_SERIAL_16550);
         c.config_write(0x10, &[0xff; 4]);
-        let mut bar = [0u8; 4];
-        c.config_read(0x10, &mut bar);
-        assert_eq!(u32::from_le_bytes(bar), 0xffff_fff9, "8-port I/O BAR");
+        assert_eq!(c.config_read32(0x10), 0xffff_fff9, "8-port I/O BAR");
     }
 
     #[test]
@@ -282,22 +272,22 @@ mod tests {
         c.bar_write(SERIAL_BAR, IER, &[IER_RDA]);
         assert_eq!(c.enqueue_input(b"x"), 1);
         assert!(line.level(), "INTA asserted while data waits");
-        assert_ne!(status(&c) & 0x08, 0, "Interrupt Status set");
+        assert_ne!(c.config_read16(STATUS) & 0x08, 0, "Interrupt Status set");
         assert_eq!(read(&mut c, IIR) & 0x0f, 0x04, "received-data interrupt");
         assert_eq!(read(&mut c, THR), b'x');
         assert!(!line.level(), "deasserted once the FIFO is empty");
-        assert_eq!(status(&c) & 0x08, 0);
+        assert_eq!(c.config_read16(STATUS) & 0x08, 0);
     }
 
     #[test]
     fn test_pci_serial_intx_disable_masks_the_line_not_the_status() {
         let (mut c, line, _) = card(false);
-        c.config_write(4, &command::INTX_DISABLE.to_le_bytes());
+        c.set_command(command::INTX_DISABLE);
         c.bar_write(SERIAL_BAR, IER, &[IER_RDA]);
         c.enqueue_input(b"y");
         assert!(!line.level());
-        assert_ne!(status(&c) & 0x08, 0);
-        c.config_write(4, &0u16.to_le_bytes());
+        assert_ne!(c.config_read16(STATUS) & 0x08, 0);
+        c.set_command(0);
         assert!(line.level(), "enabling INTx raises the pending level");
     }
 
@@ -332,8 +322,6 @@ mod tests {
             let mut d = [0u8; 4];
             c.bar_read(SERIAL_BAR, u64::from(x) % 9, &mut d);
         }
-        let mut id = [0u8; 2];
-        c.config_read(0, &mut id);
-        assert_eq!(u16::from_le_bytes(id), VENDOR_REDHAT);
+        assert_eq!(c.config_read16(0), VENDOR_REDHAT);
     }
 }
