@@ -19,10 +19,14 @@ use pci::root::{AttachError, BridgeId, SharedFunction};
 
 use crate::config::{DeviceConfig, DeviceKind, NvmeNamespaceConfig};
 use crate::console::ConsoleInput;
-use crate::nvme_doorbells::NvmeFunction;
 use crate::pci_host::PciRoot;
 use crate::topology::{self, Parent, Placement, TopologyError};
-use crate::virtio_devices::{self, VirtioCounts};
+
+mod nvme_doorbells;
+mod virtio_devices;
+
+use nvme_doorbells::NvmeFunction;
+use virtio_devices::VirtioCounts;
 
 /// Why the PCI tree could not be built.
 #[derive(Debug, thiserror::Error)]

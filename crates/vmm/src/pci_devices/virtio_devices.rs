@@ -14,9 +14,9 @@ use virtio::pci::{VirtioPci, VirtioPciConfig};
 use virtio::rng::{Rng, RngConfig};
 use virtio::VirtioDevice;
 
+use super::{chain, PciBuildError, Wiring};
 use crate::config::{VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig};
 use crate::console::ConsoleInput;
-use crate::pci_devices::{chain, PciBuildError, Wiring};
 use crate::pci_host::{BarEventFd, PciRoot};
 
 /// The MAC address of the `n`th card (from 1) when the user gave none:
