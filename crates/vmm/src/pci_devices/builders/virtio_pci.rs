@@ -1,0 +1,39 @@
+//! The virtio-pci transport every virtio kind sits behind: the device
+//! type a `virtio_*` builder made, its queues' notify addresses handed to
+//! the root complex as ioeventfds.
+
+use std::sync::{Arc, Mutex};
+
+use pci::root::SharedFunction;
+use virtio::pci::{VirtioPci, VirtioPciConfig};
+use virtio::VirtioDevice;
+
+use super::Built;
+use crate::config::VirtioConfig;
+use crate::pci_devices::context::DeviceContext;
+use crate::pci_devices::PciBuildError;
+use crate::pci_host::BarEventFd;
+
+/// `device` behind the transport, with the options every virtio kind has
+/// (`cfg`).
+pub(super) fn build(
+    cfg: &VirtioConfig,
+    device: Box<dyn VirtioDevice>,
+    dev: &mut DeviceContext<'_, '_>,
+) -> Result<Built, PciBuildError> {
+    let intx = dev.intx()?;
+    let mut transport =
+        VirtioPciConfig::new(device, dev.memory(), dev.dma(), dev.msi_vectors(), intx);
+    if cfg.no_msix {
+        transport.msix_vectors = 0;
+    }
+    let function = VirtioPci::new(transport).map_err(|e| PciBuildError::device(dev.name(), &e))?;
+    let fds = function
+        .notify_eventfds()
+        .into_iter()
+        .map(|(bar, offset, fd)| BarEventFd { bar, offset, fd })
+        .collect();
+    let shared: SharedFunction = Arc::new(Mutex::new(function));
+    dev.bar_eventfds(&shared, fds, true);
+    Ok(Built::Function(shared))
+}

@@ -1,0 +1,265 @@
+//! What a builder builds with.
+//!
+//! [`BuildContext`] is the machine: its wiring, root complex, vCPU count,
+//! INTx wires and how many devices of each kind it has had. It lives
+//! across builds, so a device added while the machine runs is built the
+//! same way as one at boot.
+//!
+//! [`DeviceContext`] is one device's view of it. Every wire a device gets
+//! (INTx, MSI vectors, DMA, guest memory) is handed out there: the one
+//! place to change when they come to depend on the function (its
+//! requester ID).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dma::Dma;
+use irq::msi::MsiVectors;
+use irq::IrqLine;
+use pci::root::SharedFunction;
+
+use super::builders::{self, Built};
+use super::intx::IntxWires;
+use super::{PciBuildError, Wiring};
+use crate::config::{DeviceConfig, DeviceKind, PciSlot};
+use crate::console::ConsoleInput;
+use crate::pci_host::{BarEventFd, BarEvents, PciRoot};
+use crate::topology::Placement;
+
+/// The machine devices are built into.
+pub(crate) struct BuildContext<'a> {
+    pci: &'a PciRoot,
+    wiring: &'a mut dyn Wiring,
+    intx: IntxWires,
+    cpus: u32,
+    /// Devices built so far, by kind name.
+    per_kind: BTreeMap<&'static str, u32>,
+    /// Devices built so far.
+    built: usize,
+}
+
+impl<'a> BuildContext<'a> {
+    /// A machine of `cpus` vCPUs whose devices go on `pci`, wired by
+    /// `wiring`, with no device yet.
+    pub(crate) fn new(pci: &'a PciRoot, wiring: &'a mut dyn Wiring, cpus: u32) -> Self {
+        Self {
+            pci,
+            wiring,
+            intx: IntxWires::default(),
+            cpus,
+            per_kind: BTreeMap::new(),
+            built: 0,
+        }
+    }
+
+    /// Builds `device`, which goes at `place`, with the builder of its
+    /// kind; `devices` is the config it came with (which holds its parts,
+    /// such as an NVMe controller's namespaces). `None` for a kind that is
+    /// no PCI function of its own.
+    pub(crate) fn build(
+        &mut self,
+        device: &DeviceConfig,
+        place: &Placement,
+        devices: &[DeviceConfig],
+    ) -> Result<Option<Built>, PciBuildError> {
+        builders::build(&device.kind, &mut self.device(device, place, devices))
+    }
+
+    /// Counts `device` in and gives its context.
+    fn device<'c>(
+        &'c mut self,
+        device: &'c DeviceConfig,
+        place: &'c Placement,
+        devices: &'c [DeviceConfig],
+    ) -> DeviceContext<'c, 'a> {
+        let count = self.per_kind.entry(device.kind.name()).or_insert(0);
+        *count += 1;
+        let number = *count;
+        let ordinal = self.built;
+        self.built += 1;
+        DeviceContext {
+            machine: self,
+            device,
+            place,
+            devices,
+            number,
+            ordinal,
+        }
+    }
+}
+
+/// One device being built: its config, its place, and the machine.
+pub(crate) struct DeviceContext<'c, 'a> {
+    machine: &'c mut BuildContext<'a>,
+    device: &'c DeviceConfig,
+    place: &'c Placement,
+    devices: &'c [DeviceConfig],
+    number: u32,
+    ordinal: usize,
+}
+
+impl DeviceContext<'_, '_> {
+    /// Its kind's command-line name, which its error messages start with.
+    pub(crate) fn name(&self) -> &'static str {
+        self.device.kind.name()
+    }
+
+    /// Which device of its kind it is, from 1: what default names (NVMe
+    /// serials, MAC addresses) are made of.
+    pub(crate) fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// How many devices the machine had built before it, of any kind (a
+    /// root port's Port Number).
+    pub(crate) fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    /// Its device and function number on its bus.
+    pub(crate) fn slot(&self) -> PciSlot {
+        self.place.slot
+    }
+
+    /// The machine's vCPUs (default queue counts follow them).
+    pub(crate) fn cpus(&self) -> u32 {
+        self.machine.cpus
+    }
+
+    /// The devices whose `bus=` names it, in command-line order (an NVMe
+    /// controller's namespaces).
+    pub(crate) fn children(&self) -> impl Iterator<Item = &DeviceKind> + '_ {
+        self.devices
+            .iter()
+            .filter(|d| d.bus.is_some() && d.bus == self.device.id)
+            .map(|d| &d.kind)
+    }
+
+    /// Its INTA wire, into the IOAPIC pin its slot routes to.
+    pub(crate) fn intx(&mut self) -> Result<Arc<dyn IrqLine>, PciBuildError> {
+        let gsi = self.place.gsi(1);
+        let machine = &mut *self.machine;
+        machine.intx.line(&mut *machine.wiring, gsi)
+    }
+
+    /// Its MSI/MSI-X vectors.
+    pub(crate) fn msi_vectors(&mut self) -> Arc<dyn MsiVectors> {
+        self.machine.wiring.msi_vectors()
+    }
+
+    /// Its view of guest memory for DMA.
+    pub(crate) fn dma(&mut self) -> Arc<dyn Dma> {
+        self.machine.wiring.dma()
+    }
+
+    /// Guest memory as its virtqueues read it.
+    pub(crate) fn memory(&mut self) -> Arc<virtio::Memory> {
+        self.machine.wiring.memory()
+    }
+
+    /// Where a console device's output goes (iovm's console).
+    pub(crate) fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {
+        self.machine.wiring.console_output()
+    }
+
+    /// Sends the console's input to `input` instead of COM1.
+    pub(crate) fn console_input(&mut self, input: Arc<dyn ConsoleInput>) {
+        self.machine.wiring.console_input(input);
+    }
+
+    /// Hands `function`'s BAR eventfds `fds` to the root complex (see
+    /// [`PciRoot::add_bar_eventfds`]); the result switches them.
+    pub(crate) fn bar_eventfds(
+        &self,
+        function: &SharedFunction,
+        fds: Vec<BarEventFd>,
+        active: bool,
+    ) -> BarEvents {
+        self.machine.pci.add_bar_eventfds(function, fds, active)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{
+        NvmeConfig, NvmeNamespaceConfig, VirtioBlkConfig, VirtioConfig, VirtioKind,
+    };
+    use crate::pci_devices::test_wiring::{self, TestWiring};
+    use crate::topology;
+
+    fn blk() -> DeviceKind {
+        DeviceKind::Virtio(VirtioConfig {
+            device: VirtioKind::Blk(VirtioBlkConfig::default()),
+            no_msix: false,
+        })
+    }
+
+    fn namespace(bus: &str) -> DeviceConfig {
+        DeviceConfig {
+            bus: Some(bus.into()),
+            ..DeviceConfig::new(DeviceKind::NvmeNamespace(NvmeNamespaceConfig {
+                path: "/disk".into(),
+                readonly: false,
+                block_size: 512,
+            }))
+        }
+    }
+
+    fn nvme(id: &str) -> DeviceConfig {
+        DeviceConfig {
+            id: Some(id.into()),
+            ..DeviceConfig::new(DeviceKind::Nvme(NvmeConfig::default()))
+        }
+    }
+
+    #[test]
+    fn test_devices_are_numbered_per_kind_and_in_order_overall() {
+        let devices = [
+            DeviceConfig::new(DeviceKind::RootPort),
+            nvme("n0"),
+            DeviceConfig::new(blk()),
+            nvme("n1"),
+            DeviceConfig::new(blk()),
+            DeviceConfig::new(DeviceKind::RootPort),
+        ];
+        let plan = topology::plan(&devices).unwrap();
+        let pci = test_wiring::root();
+        let mut wiring = TestWiring::new();
+        let mut machine = BuildContext::new(&pci, &mut wiring, 1);
+        let seen: Vec<(u32, usize)> = plan
+            .iter()
+            .map(|place| {
+                let dev = machine.device(&devices[place.index], place, &devices);
+                (dev.number(), dev.ordinal())
+            })
+            .collect();
+        assert_eq!(seen, [(1, 0), (1, 1), (1, 2), (2, 3), (2, 4), (2, 5)]);
+    }
+
+    #[test]
+    fn test_children_are_the_devices_naming_it_as_bus() {
+        let devices = [
+            nvme("n0"),
+            nvme("n1"),
+            namespace("n1"),
+            namespace("n0"),
+            namespace("n1"),
+            DeviceConfig::new(blk()),
+        ];
+        let plan = topology::plan(&devices).unwrap();
+        let pci = test_wiring::root();
+        let mut wiring = TestWiring::new();
+        let mut machine = BuildContext::new(&pci, &mut wiring, 1);
+        let children: Vec<usize> = plan
+            .iter()
+            .map(|place| {
+                machine
+                    .device(&devices[place.index], place, &devices)
+                    .children()
+                    .count()
+            })
+            .collect();
+        assert_eq!(children, [1, 2, 0]);
+    }
+}

@@ -1,0 +1,73 @@
+//! A [`Wiring`] for unit tests: IOAPIC pins and MSI vectors that record,
+//! DMA onto 1 MiB of guest RAM, console output dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dma::{Dma, GuestDma};
+use irq::msi::MsiVectors;
+use irq::recording::{RecordingLine, RecordingVectors};
+use irq::IrqLine;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+use super::{PciBuildError, Wiring};
+use crate::bus::Bus;
+use crate::console::ConsoleInput;
+use crate::pci_host::PciRoot;
+
+/// Records what the devices were wired to.
+pub(crate) struct TestWiring {
+    /// Every IOAPIC pin handed out, by GSI.
+    pub(crate) pins: BTreeMap<u32, Arc<RecordingLine>>,
+    /// How many times each pin was asked for.
+    pub(crate) pin_requests: BTreeMap<u32, u32>,
+    /// How many devices took the console's input.
+    pub(crate) console_inputs: usize,
+    memory: Arc<GuestMemoryMmap>,
+}
+
+impl TestWiring {
+    /// Nothing wired yet.
+    pub(crate) fn new() -> Self {
+        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)])
+            .expect("1 MiB of test memory");
+        Self {
+            pins: BTreeMap::new(),
+            pin_requests: BTreeMap::new(),
+            console_inputs: 0,
+            memory: Arc::new(memory),
+        }
+    }
+}
+
+impl Wiring for TestWiring {
+    fn intx_pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
+        *self.pin_requests.entry(gsi).or_insert(0) += 1;
+        Ok(self.pins.entry(gsi).or_default().clone())
+    }
+
+    fn msi_vectors(&mut self) -> Arc<dyn MsiVectors> {
+        Arc::new(RecordingVectors::new())
+    }
+
+    fn dma(&mut self) -> Arc<dyn Dma> {
+        Arc::new(GuestDma::new(self.memory.clone()))
+    }
+
+    fn memory(&mut self) -> Arc<GuestMemoryMmap> {
+        self.memory.clone()
+    }
+
+    fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {
+        Box::new(std::io::sink())
+    }
+
+    fn console_input(&mut self, _input: Arc<dyn ConsoleInput>) {
+        self.console_inputs += 1;
+    }
+}
+
+/// A root complex on buses of its own.
+pub(crate) fn root() -> PciRoot {
+    PciRoot::new(Arc::new(Bus::new()), Arc::new(Bus::new())).expect("a root complex")
+}
