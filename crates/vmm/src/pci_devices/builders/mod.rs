@@ -26,6 +26,8 @@ mod nvme_doorbells;
 mod pci_bridge;
 mod pci_serial;
 mod root_port;
+#[cfg(test)]
+mod tests;
 mod virtio_blk;
 mod virtio_console;
 mod virtio_net;
