@@ -1,7 +1,7 @@
 //! What a machine is made of: one plain config struct per concern, filled by
 //! the command line (or, later, an API) and checked when the machine is built.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything needed to build and run one machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +175,20 @@ impl DeviceKind {
     pub fn is_bus(&self) -> bool {
         matches!(self, Self::RootPort | Self::PciBridge)
     }
+
+    /// The disk it is backed by and whether it is read-only, for the checks
+    /// made before anything is built. No catch-all: a new kind says here
+    /// whether it has a disk.
+    pub fn disk(&self) -> Option<(&Path, bool)> {
+        match self {
+            Self::NvmeNamespace(ns) => Some((&ns.path, ns.readonly)),
+            Self::Virtio(v) => match &v.device {
+                VirtioKind::Blk(b) => Some((&b.path, b.readonly)),
+                VirtioKind::Net(_) | VirtioKind::Console | VirtioKind::Rng => None,
+            },
+            Self::PciSerial(_) | Self::RootPort | Self::PciBridge | Self::Nvme(_) => None,
+        }
+    }
 }
 
 /// A PCI serial card.
@@ -253,4 +267,29 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::f
 pub struct HostConfig {
     /// The KVM device node, normally `/dev/kvm`.
     pub kvm_device: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_disk_is_a_namespace_or_virtio_blk_file() {
+        let ns = DeviceKind::NvmeNamespace(NvmeNamespaceConfig {
+            path: "/ns.img".into(),
+            readonly: true,
+            block_size: 512,
+        });
+        assert_eq!(ns.disk(), Some((Path::new("/ns.img"), true)));
+        let blk = DeviceKind::Virtio(VirtioConfig {
+            device: VirtioKind::Blk(VirtioBlkConfig {
+                path: "/blk.img".into(),
+                ..Default::default()
+            }),
+            no_msix: false,
+        });
+        assert_eq!(blk.disk(), Some((Path::new("/blk.img"), false)));
+        assert_eq!(DeviceKind::Nvme(NvmeConfig::default()).disk(), None);
+        assert_eq!(DeviceKind::RootPort.disk(), None);
+    }
 }
