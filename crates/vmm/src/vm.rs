@@ -35,7 +35,7 @@ use vm_memory::{
 use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT, IOAPIC_PINS};
 use crate::boot::{cpu_state, loader, page_tables, reset_vector};
 use crate::bus::Bus;
-use crate::config::{DeviceConfig, DeviceKind, VirtioConfig, VirtioKind, VmConfig};
+use crate::config::{DeviceConfig, VmConfig};
 use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
@@ -267,13 +267,8 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
 fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
     let mut seen = std::collections::BTreeSet::new();
     for d in devices {
-        let (disk, readonly) = match &d.kind {
-            DeviceKind::NvmeNamespace(ns) => (&ns.path, ns.readonly),
-            DeviceKind::Virtio(VirtioConfig {
-                device: VirtioKind::Blk(b),
-                ..
-            }) => (&b.path, b.readonly),
-            _ => continue,
+        let Some((disk, readonly)) = d.kind.disk() else {
+            continue;
         };
         let path = disk.display().to_string();
         let file = std::fs::OpenOptions::new()
