@@ -32,7 +32,7 @@ use benchkit::{Args, DevicePath, Interrupts, Rw, IO_SIZE};
 use devices::nvme::command::Sqe;
 use devices::nvme::regs::{self, cc, csts};
 use devices::nvme::{NamespaceConfig, Nvme, NvmeConfig, DOORBELL_BASE, NVME_BAR};
-use dma::GuestDma;
+use dma::{FunctionContext, FunctionDma, GuestDma, RequesterId};
 use irq::msi::{MsiMessage, MsiVectors};
 use irq::recording::RecordingLine;
 use pci::config::command;
@@ -387,9 +387,13 @@ fn main() -> Result<()> {
         }],
         ..NvmeConfig::default()
     };
+    // The function's DMA as the VMM gives it: its context (Bus Master
+    // Enable on, as the guest's driver leaves it) in front of guest RAM.
+    let ctx = FunctionContext::new(RequesterId::new(0, 3, 0));
+    ctx.set_bus_master(true);
     let mut nvme = Nvme::new(
         cfg,
-        Arc::new(GuestDma::new(mem.clone())),
+        Arc::new(FunctionDma::new(ctx, Arc::new(GuestDma::new(mem.clone())))),
         Arc::new(CountingMsi(interrupts.clone())),
         Arc::new(RecordingLine::new()),
     )

@@ -101,7 +101,7 @@ fn loop_run() -> GuestRun {
         .args(["--device"])
         .arg(format!("pci-serial,output={WORK}/loop-signal"))
         .script(LOOP_SCRIPT.replace("BOOTS", &BOOTS.to_string()))
-        .timeout(std::time::Duration::from_secs(420))
+        .timeout(std::time::Duration::from_secs(720))
 }
 
 /// Waits for the power button, reports the input event the guest's

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
 use benchkit::{Args, DevicePath, Interrupts, Reap, Rw, IO_SIZE};
-use dma::GuestDma;
+use dma::{Dma, FunctionContext, FunctionDma, GuestDma, RequesterId};
 use virtio::blk::{Block, BlockConfig, SECTOR_SIZE, T_IN, T_OUT};
 use virtio::features::{F_RING_EVENT_IDX, F_VERSION_1};
 use virtio::{Activation, Memory, QueueSetup, Signals, VirtioDevice};
@@ -40,7 +40,7 @@ use virtio_queue::desc::split::Descriptor;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::mock::DescriptorTable;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// Guest RAM.
@@ -110,7 +110,7 @@ fn descriptor(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
 /// The synthetic guest driver of one virtio-blk device with one queue.
 struct BlkDriver {
     device: Block,
-    mem: Arc<Memory>,
+    mem: Arc<GuestMemoryMmap>,
     notify: EventFd,
     reap_mode: Reap,
     size: u16,
@@ -343,12 +343,17 @@ fn main() -> Result<()> {
     driver.set_used_event()?;
     // What Linux's virtio_blk accepts of the offer, and the ring features.
     let features = driver.device.features() | F_VERSION_1 | F_RING_EVENT_IDX;
+    // The function's DMA as the VMM gives it: its context (Bus Master
+    // Enable on, as the guest's driver leaves it) in front of guest RAM.
+    let ctx = FunctionContext::new(RequesterId::new(0, 4, 0));
+    ctx.set_bus_master(true);
+    let dma: Arc<dyn Dma> = Arc::new(FunctionDma::new(ctx, Arc::new(GuestDma::new(mem))));
     driver
         .device
         .activate(Activation {
             features,
-            memory: mem.clone(),
-            dma: Arc::new(GuestDma::new(mem)),
+            memory: Arc::new(Memory::new(dma.clone())),
+            dma,
             queues: vec![QueueSetup {
                 index: 0,
                 queue,

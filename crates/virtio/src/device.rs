@@ -19,12 +19,12 @@ use dma::Dma;
 use virtio_queue::Queue;
 use vmm_sys_util::eventfd::EventFd;
 
-/// Guest memory as the queues read it (descriptor tables and rings).
-///
-/// Buffers' contents go through [`Activation::dma`] where a device wants
-/// zero-copy host ranges; with `VIRTIO_F_ACCESS_PLATFORM` both will be
-/// translated by the IOMMU.
-pub type Memory = vm_memory::GuestMemoryMmap<()>;
+/// Guest memory as the queues read it (descriptor tables, indirect
+/// tables, avail and used rings): a view of the function's own DMA handle
+/// ([`dma::DmaMemory`] over [`Activation::dma`]), so rings and buffers
+/// alike go through the function's DMA context (its Bus Master Enable,
+/// its requester ID and, with an IOMMU, its translation).
+pub type Memory = dma::DmaMemory;
 
 /// How a device reaches its driver: the transport's interrupts.
 ///
@@ -62,7 +62,7 @@ pub struct QueueSetup {
 pub struct Activation {
     /// The feature bits both sides accepted.
     pub features: u64,
-    /// Guest memory for the queues.
+    /// Guest memory for the queues: [`Memory`] over `dma`.
     pub memory: Arc<Memory>,
     /// DMA for the buffers' contents.
     pub dma: Arc<dyn Dma>,

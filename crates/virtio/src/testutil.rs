@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dma::{Dma, GuestDma};
+use dma::{
+    Direction, Dma, DmaError, FunctionContext, FunctionDma, GuestDma, HostRange, RequesterId,
+};
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::mock::MockSplitQueue;
@@ -26,6 +28,68 @@ pub const OUTSIDE: u64 = 0x4000_0000;
 pub const F_NEXT: u16 = 1;
 pub const F_WRITE: u16 = 2;
 pub const F_INDIRECT: u16 = 4;
+
+/// Where the fake IOMMU places guest RAM in bus address space: a device
+/// that used a guest-physical address without translating it would fault.
+pub const IOVA_OFFSET: u64 = 0x40_0000_0000;
+/// The requester ID of the function the fake IOMMU serves (03:02.0).
+pub const TEST_RID: RequesterId = RequesterId(0x0310);
+
+/// An IOMMU for one function: bus address = guest-physical address +
+/// [`IOVA_OFFSET`]; anything below the offset is a translation fault.
+/// Records the requester ID and bus address of every access, as the
+/// function's context gives them.
+#[derive(Debug)]
+pub struct FakeIommu {
+    ctx: Arc<FunctionContext>,
+    ram: GuestDma,
+    log: Mutex<Vec<(RequesterId, u64)>>,
+}
+
+impl FakeIommu {
+    fn map(&self, addr: u64) -> Result<u64, DmaError> {
+        let requester = self.ctx.requester();
+        self.log.lock().unwrap().push((requester, addr));
+        addr.checked_sub(IOVA_OFFSET)
+            .ok_or(DmaError::TranslationFault { addr, requester })
+    }
+
+    /// Every access so far: (requester ID, bus address).
+    pub fn accesses(&self) -> Vec<(RequesterId, u64)> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether some access started inside `iova..iova + len`.
+    pub fn touched(&self, iova: u64, len: u64) -> bool {
+        self.accesses()
+            .iter()
+            .any(|&(_, a)| (iova..iova + len).contains(&a))
+    }
+}
+
+impl Dma for FakeIommu {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        self.ram.read(self.map(addr)?, buf)
+    }
+
+    fn write(&self, addr: u64, buf: &[u8]) -> Result<(), DmaError> {
+        self.ram.write(self.map(addr)?, buf)
+    }
+
+    fn host_ranges(
+        &self,
+        addr: u64,
+        len: u64,
+        dir: Direction,
+        out: &mut Vec<HostRange>,
+    ) -> Result<(), DmaError> {
+        self.ram.host_ranges(self.map(addr)?, len, dir, out)
+    }
+
+    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
+        self.ram.translate(self.map(addr)?, len, dir)
+    }
+}
 
 /// Records what the device signalled.
 #[derive(Debug, Default)]
@@ -73,7 +137,9 @@ impl Signals for FakeSignals {
     }
 }
 
-pub fn memory() -> Arc<Memory> {
+/// Guest RAM as the fake driver writes it (the device reaches it through
+/// a `Dma` and [`Memory`] over it).
+pub fn memory() -> Arc<GuestMemoryMmap> {
     Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap())
 }
 
@@ -83,26 +149,43 @@ pub type Desc = (u64, u32, bool);
 /// The driver side of one split queue.
 #[derive(Debug)]
 pub struct FakeQueue {
-    pub mem: Arc<Memory>,
+    pub mem: Arc<GuestMemoryMmap>,
     pub size: u16,
     pub desc_table: u64,
     pub avail: u64,
     pub used: u64,
+    /// Added to every address the device is given (rings, descriptors):
+    /// 0, or [`IOVA_OFFSET`] behind the fake IOMMU.
+    pub iova: u64,
     next_desc: u16,
     avail_idx: u16,
 }
 
 impl FakeQueue {
-    /// Queue `index` of a device: its rings at `index * 0x10000`.
-    pub fn new(mem: &Arc<Memory>, index: u16, size: u16) -> (Self, Queue) {
+    /// Queue `index` of a device: its rings at `index * 0x10000`, the
+    /// device given bus addresses `iova` above the guest-physical ones.
+    pub fn with_iova(
+        mem: &Arc<GuestMemoryMmap>,
+        index: u16,
+        size: u16,
+        iova: u64,
+    ) -> (Self, Queue) {
         let mock = MockSplitQueue::create(&**mem, GuestAddress(u64::from(index) * 0x1_0000), size);
-        let queue: Queue = mock.create_queue().unwrap();
+        let mut queue: Queue = mock.create_queue().unwrap();
+        let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
+        let (lo, hi) = split(mock.desc_table_addr().0 + iova);
+        queue.set_desc_table_address(lo, hi);
+        let (lo, hi) = split(mock.avail_addr().0 + iova);
+        queue.set_avail_ring_address(lo, hi);
+        let (lo, hi) = split(mock.used_addr().0 + iova);
+        queue.set_used_ring_address(lo, hi);
         let fq = Self {
             mem: mem.clone(),
             size,
             desc_table: mock.desc_table_addr().0,
             avail: mock.avail_addr().0,
             used: mock.used_addr().0,
+            iova,
             next_desc: 0,
             avail_idx: 0,
         };
@@ -110,7 +193,12 @@ impl FakeQueue {
     }
 
     pub fn write_desc(&self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let raw = RawDescriptor::from(Descriptor::new(addr, len, flags, next));
+        let raw = RawDescriptor::from(Descriptor::new(
+            addr.wrapping_add(self.iova),
+            len,
+            flags,
+            next,
+        ));
         self.mem
             .write_obj(raw, GuestAddress(self.desc_table + 16 * u64::from(index)))
             .unwrap();
@@ -152,7 +240,8 @@ impl FakeQueue {
             if k + 1 < descs.len() {
                 flags |= F_NEXT;
             }
-            let raw = RawDescriptor::from(Descriptor::new(addr, len, flags, k as u16 + 1));
+            let raw =
+                RawDescriptor::from(Descriptor::new(addr + self.iova, len, flags, k as u16 + 1));
             self.mem
                 .write_obj(raw, GuestAddress(table + 16 * k as u64))
                 .unwrap();
@@ -219,12 +308,56 @@ impl FakeDriver {
     /// hand to the device.
     pub fn new(sizes: &[u16], features: u64, event_idx: bool) -> (Self, Activation) {
         let mem = memory();
+        let dma: Arc<dyn Dma> = Arc::new(GuestDma::new(mem.clone()));
+        Self::build(mem, dma, 0, sizes, features, event_idx)
+    }
+
+    /// As [`FakeDriver::new`], with the device behind a [`FakeIommu`] for
+    /// a function at [`TEST_RID`] with Bus Master Enable on, through that
+    /// function's [`FunctionDma`]: every address it is given is a bus
+    /// address [`IOVA_OFFSET`] above guest-physical.
+    pub fn translated(
+        sizes: &[u16],
+        features: u64,
+        event_idx: bool,
+    ) -> (Self, Activation, Arc<FakeIommu>) {
+        let mem = memory();
+        let ctx = FunctionContext::new(TEST_RID);
+        ctx.set_bus_master(true);
+        let iommu = Arc::new(FakeIommu {
+            ctx: ctx.clone(),
+            ram: GuestDma::new(mem.clone()),
+            log: Mutex::new(Vec::new()),
+        });
+        let dma: Arc<dyn Dma> = Arc::new(FunctionDma::new(ctx, iommu.clone()));
+        let (drv, act) = Self::build(mem, dma, IOVA_OFFSET, sizes, features, event_idx);
+        (drv, act, iommu)
+    }
+
+    /// As [`FakeDriver::new`], the device's DMA through a function
+    /// context whose Bus Master Enable is off (a driver that never set it).
+    pub fn bus_master_off(sizes: &[u16], features: u64) -> (Self, Activation) {
+        let mem = memory();
+        let ctx = FunctionContext::new(TEST_RID);
+        let dma: Arc<dyn Dma> =
+            Arc::new(FunctionDma::new(ctx, Arc::new(GuestDma::new(mem.clone()))));
+        Self::build(mem, dma, 0, sizes, features, false)
+    }
+
+    fn build(
+        mem: Arc<GuestMemoryMmap>,
+        dma: Arc<dyn Dma>,
+        iova: u64,
+        sizes: &[u16],
+        features: u64,
+        event_idx: bool,
+    ) -> (Self, Activation) {
         let signals = Arc::new(FakeSignals::default());
         let mut queues = Vec::new();
         let mut notify = Vec::new();
         let mut setups = Vec::new();
         for (i, &size) in sizes.iter().enumerate() {
-            let (fq, mut q) = FakeQueue::new(&mem, i as u16, size);
+            let (fq, mut q) = FakeQueue::with_iova(&mem, i as u16, size, iova);
             q.set_event_idx(event_idx);
             let fd = EventFd::new(EFD_NONBLOCK).unwrap();
             notify.push(fd.try_clone().unwrap());
@@ -235,10 +368,9 @@ impl FakeDriver {
                 notify: fd,
             });
         }
-        let dma: Arc<dyn Dma> = Arc::new(GuestDma::new(mem.clone()));
         let act = Activation {
             features,
-            memory: mem.clone(),
+            memory: Arc::new(Memory::new(dma.clone())),
             dma,
             queues: setups,
             signals: signals.clone(),

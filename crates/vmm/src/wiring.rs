@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dma::{Dma, GuestDma};
+use dma::{Dma, FunctionContext, GuestDma};
 use irq::ioapic::WirePolarity;
 use irq::msi::MsiVectors;
 use irq::IrqLine;
@@ -34,16 +34,12 @@ impl Wiring for KvmWiring<'_> {
         Ok(Arc::new(pin))
     }
 
-    fn msi_vectors(&mut self) -> Arc<dyn MsiVectors> {
+    fn msi_vectors(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
         Arc::new(KvmMsiVectors::new(self.irqchip.router().clone()))
     }
 
-    fn dma(&mut self) -> Arc<dyn Dma> {
+    fn dma(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn Dma> {
         Arc::new(GuestDma::new(self.memory.clone()))
-    }
-
-    fn memory(&mut self) -> Arc<GuestMemoryMmap> {
-        self.memory.clone()
     }
 
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {

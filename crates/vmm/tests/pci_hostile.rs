@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use dma::{Dma, GuestDma};
+use dma::{Dma, FunctionContext, GuestDma};
 use irq::msi::MsiVectors;
 use irq::recording::{RecordingLine, RecordingVectors};
 use irq::IrqLine;
@@ -57,16 +57,12 @@ impl Wiring for TestWiring {
         Ok(self.pins.entry(gsi).or_default().clone())
     }
 
-    fn msi_vectors(&mut self) -> Arc<dyn MsiVectors> {
+    fn msi_vectors(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
         Arc::new(RecordingVectors::new())
     }
 
-    fn dma(&mut self) -> Arc<dyn Dma> {
+    fn dma(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn Dma> {
         Arc::new(GuestDma::new(self.memory.clone()))
-    }
-
-    fn memory(&mut self) -> Arc<GuestMemoryMmap> {
-        self.memory.clone()
     }
 
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {
@@ -77,6 +73,8 @@ impl Wiring for TestWiring {
 }
 
 struct Machine {
+    /// The owner of the tree (the buses hold it weakly, as in the VMM).
+    _pci: PciRoot,
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
     disks: Vec<std::path::PathBuf>,
@@ -344,6 +342,7 @@ fn machine() -> Machine {
     };
     pci_devices::build(&devices, &pci, &mut wiring, 1).unwrap();
     Machine {
+        _pci: pci,
         pio,
         mmio,
         disks: vec![disk, virtio_disk],

@@ -10,7 +10,7 @@ use backend::{BlockFile, DiskConfig, EngineKind};
 use dma::{Dma, GuestDma};
 
 use super::*;
-use crate::testutil::{memory, Desc, FakeDriver, DATA, OUTSIDE};
+use crate::testutil::{memory, Desc, FakeDriver, FakeIommu, DATA, IOVA_OFFSET, OUTSIDE, TEST_RID};
 use crate::VirtioDevice;
 
 const QSIZE: u16 = 64;
@@ -65,12 +65,24 @@ impl Drop for TempFile {
     }
 }
 
+/// How the device reaches guest memory in a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DmaMode {
+    /// Guest RAM directly.
+    Plain,
+    /// Through the function's context and a translating fake IOMMU.
+    Translated,
+    /// Through a function context whose Bus Master Enable is off.
+    BusMasterOff,
+}
+
 struct Opts {
     readonly: bool,
     queues: u16,
     features: u64,
     event_idx: bool,
     engine: EngineKind,
+    dma: DmaMode,
 }
 
 impl Default for Opts {
@@ -81,6 +93,7 @@ impl Default for Opts {
             features: ALL,
             event_idx: false,
             engine: EngineKind::Sync,
+            dma: DmaMode::Plain,
         }
     }
 }
@@ -89,6 +102,7 @@ struct Harness {
     dev: Block,
     drv: FakeDriver,
     file: TempFile,
+    iommu: Option<Arc<FakeIommu>>,
 }
 
 fn device(file: &TempFile, opts: &Opts) -> Block {
@@ -109,9 +123,27 @@ fn harness(opts: Opts) -> Harness {
     let file = TempFile::new(FILE_LEN);
     let mut dev = device(&file, &opts);
     let sizes = vec![QSIZE; usize::from(opts.queues)];
-    let (drv, act) = FakeDriver::new(&sizes, opts.features, opts.event_idx);
+    let (drv, act, iommu) = match opts.dma {
+        DmaMode::Plain => {
+            let (drv, act) = FakeDriver::new(&sizes, opts.features, opts.event_idx);
+            (drv, act, None)
+        }
+        DmaMode::Translated => {
+            let (drv, act, iommu) = FakeDriver::translated(&sizes, opts.features, opts.event_idx);
+            (drv, act, Some(iommu))
+        }
+        DmaMode::BusMasterOff => {
+            let (drv, act) = FakeDriver::bus_master_off(&sizes, opts.features);
+            (drv, act, None)
+        }
+    };
     dev.activate(act).unwrap();
-    Harness { dev, drv, file }
+    Harness {
+        dev,
+        drv,
+        file,
+        iommu,
+    }
 }
 
 fn header(ty: u32, sector: u64) -> [u8; 16] {
@@ -1090,4 +1122,96 @@ fn test_parse_range_list_not_multiple_of_16_is_ioerr() {
             ..
         }
     ));
+}
+
+// ---- the function's DMA context -----------------------------------------
+
+const TABLE: u64 = DATA + 0x3000;
+const BUF2: u64 = DATA + 0x8000;
+
+#[test]
+fn test_blk_rings_indirect_tables_and_buffers_all_go_through_the_functions_dma() {
+    let mut h = harness(Opts {
+        dma: DmaMode::Translated,
+        ..Opts::default()
+    });
+    let data = pattern(1024, 5);
+    h.mem_write(BUF, &data);
+    assert_eq!(h.simple(T_OUT, 8, 1024), (OK, 1));
+    assert_eq!(h.file.read_at(8 * 512, 1024), data);
+    h.mem_write(HDR, &header(T_IN, 8));
+    h.mem_write(STATUS, &[0xff]);
+    let q = &mut h.drv.queues[0];
+    q.add_indirect_chain(
+        TABLE,
+        &[(HDR, 16, false), (BUF2, 1024, true), (STATUS, 1, true)],
+    );
+    h.drv.kick(0);
+    h.drv.queues[0].wait_used(2);
+    assert_eq!(
+        h.mem_read(BUF2, 1024),
+        data,
+        "read through an indirect table"
+    );
+    assert_eq!(h.mem_read(STATUS, 1), vec![OK]);
+
+    let iommu = h.iommu.as_ref().unwrap();
+    let accesses = iommu.accesses();
+    assert!(
+        accesses
+            .iter()
+            .all(|&(rid, addr)| rid == TEST_RID && addr >= IOVA_OFFSET),
+        "every access with the function's requester ID, at a bus address: {accesses:x?}"
+    );
+    let q = &h.drv.queues[0];
+    let size = u64::from(QSIZE);
+    for (what, gpa, len) in [
+        ("descriptor table", q.desc_table, 16 * size),
+        ("available ring", q.avail, 4 + 2 * size),
+        ("used ring", q.used, 4 + 8 * size),
+        ("indirect table", TABLE, 48),
+        ("header", HDR, 16),
+        ("written data", BUF, 1024),
+        ("read data", BUF2, 1024),
+        ("status", STATUS, 1),
+    ] {
+        assert!(
+            iommu.touched(gpa + IOVA_OFFSET, len),
+            "{what} not reached through the IOMMU"
+        );
+    }
+}
+
+#[test]
+fn test_blk_translation_fault_on_a_data_buffer_is_ioerr() {
+    let mut h = harness(Opts {
+        dma: DmaMode::Translated,
+        ..Opts::default()
+    });
+    h.mem_write(HDR, &header(T_IN, 0));
+    // A bus address the IOMMU has no mapping for (below its window).
+    let unmapped = BUF.wrapping_sub(IOVA_OFFSET);
+    let (status, _) = h.submit(&[(HDR, 16, false), (unmapped, 512, true), (STATUS, 1, true)]);
+    assert_eq!(status, IOERR);
+    h.mem_write(HDR, &header(T_OUT, 0));
+    let (status, _) = h.submit(&[(HDR, 16, false), (unmapped, 512, false), (STATUS, 1, true)]);
+    assert_eq!(status, IOERR);
+    assert_eq!(h.file.read_at(0, 512), vec![0u8; 512], "nothing written");
+}
+
+#[test]
+fn test_blk_with_bus_master_off_reads_no_ring_and_writes_nothing() {
+    let mut h = harness(Opts {
+        dma: DmaMode::BusMasterOff,
+        ..Opts::default()
+    });
+    h.file.write_at(0, &pattern(512, 1));
+    h.mem_write(HDR, &header(T_IN, 0));
+    h.mem_write(STATUS, &[0xff]);
+    h.drv.queues[0].add_chain(&[(HDR, 16, false), (BUF, 512, true), (STATUS, 1, true)]);
+    h.drv.kick(0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(h.drv.queues[0].used_idx(), 0, "nothing used");
+    assert_eq!(h.mem_read(STATUS, 1), vec![0xff], "no status written");
+    assert_eq!(h.mem_read(BUF, 512), vec![0u8; 512], "no data written");
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
-use crate::testutil::{FakeDriver, DATA, OUTSIDE};
+use crate::testutil::{FakeDriver, DATA, IOVA_OFFSET, OUTSIDE, TEST_RID};
 use crate::VirtioDevice;
 
 const QSIZE: u16 = 16;
@@ -251,4 +251,42 @@ fn test_console_parse_skips_wrong_direction() {
 
     assert_eq!(r.buffers, vec![(0x2000, 8)]);
     assert_eq!(r.skipped, 1);
+}
+
+#[test]
+fn test_console_rings_and_buffers_go_through_the_functions_dma() {
+    let (mut dev, out) = console(1024);
+    let (mut drv, act, iommu) = FakeDriver::translated(&[QSIZE, QSIZE], 0, false);
+    dev.activate(act).unwrap();
+    drv.queues[TXQ].write(DATA, b"through the iommu\n");
+    // A buffer the IOMMU has no mapping for sends nothing.
+    drv.queues[TXQ].add_chain(&[(DATA.wrapping_sub(IOVA_OFFSET), 18, false)]);
+    drv.queues[TXQ].add_chain(&[(DATA, 18, false)]);
+    drv.kick(TXQ);
+    drv.queues[TXQ].wait_used(2);
+
+    assert_eq!(out.bytes(), b"through the iommu\n");
+    let q = &drv.queues[TXQ];
+    for (what, gpa, len) in [
+        ("descriptor table", q.desc_table, 16 * u64::from(QSIZE)),
+        ("available ring", q.avail, 4 + 2 * u64::from(QSIZE)),
+        ("used ring", q.used, 4 + 8 * u64::from(QSIZE)),
+        ("buffer", DATA, 18),
+    ] {
+        assert!(iommu.touched(gpa + IOVA_OFFSET, len), "{what}");
+    }
+    assert!(iommu.accesses().iter().all(|&(rid, _)| rid == TEST_RID));
+}
+
+#[test]
+fn test_console_with_bus_master_off_sends_nothing() {
+    let (mut dev, out) = console(1024);
+    let (mut drv, act) = FakeDriver::bus_master_off(&[QSIZE, QSIZE], 0);
+    dev.activate(act).unwrap();
+    drv.queues[TXQ].write(DATA, b"never\n");
+    drv.queues[TXQ].add_chain(&[(DATA, 6, false)]);
+    drv.kick(TXQ);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(out.bytes(), b"");
+    assert_eq!(drv.queues[TXQ].used_idx(), 0);
 }

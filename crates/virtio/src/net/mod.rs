@@ -187,7 +187,23 @@ impl NetConfig {
 #[derive(Debug)]
 pub struct Net {
     cfg: NetConfig,
+    counters: Arc<NetCounters>,
     worker: Option<worker::Worker>,
+}
+
+/// Frames the device dropped because of what the guest gave it (a chain
+/// it could not use, a buffer its DMA could not reach: outside memory,
+/// Bus Master Enable off, an IOMMU fault). Kept across resets.
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    /// Transmit chains dropped.
+    pub tx_dropped: std::sync::atomic::AtomicU64,
+    /// Received frames dropped (whole or, where the fault came midway, the
+    /// rest of them).
+    pub rx_dropped: std::sync::atomic::AtomicU64,
+    /// Receive chains returned unused (malformed, or buffers its DMA could
+    /// not reach); the frame waits for the next chain.
+    pub rx_refused: std::sync::atomic::AtomicU64,
 }
 
 impl Net {
@@ -204,7 +220,16 @@ impl Net {
         if let Some(mtu) = cfg.mtu.filter(|&m| m < 68) {
             return Err(NetError::Mtu(mtu));
         }
-        Ok(Self { cfg, worker: None })
+        Ok(Self {
+            cfg,
+            counters: Arc::default(),
+            worker: None,
+        })
+    }
+
+    /// What it dropped so far.
+    pub fn counters(&self) -> Arc<NetCounters> {
+        self.counters.clone()
     }
 
     /// `max_virtqueue_pairs`: the number of backends.
@@ -280,7 +305,7 @@ impl VirtioDevice for Net {
 
     fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
         self.reset();
-        let core = worker::Core::new(activation, &self.cfg)?;
+        let core = worker::Core::new(activation, &self.cfg, self.counters.clone())?;
         self.worker = Some(worker::Worker::start(core)?);
         Ok(())
     }

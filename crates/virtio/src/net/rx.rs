@@ -12,6 +12,7 @@
 //! until the driver posts more.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 
 use backend::net::FrameIo;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
@@ -145,10 +146,13 @@ impl RxQueue {
             match self.reserve(ctx, len)? {
                 Reserve::Ready(n) => self.deliver(ctx, len, n)?,
                 Reserve::NoBuffers => return Ok(()),
-                Reserve::TooSmall => ctx.log.warn(format_args!(
-                    "rx queue {}: frame of {len} bytes dropped, buffers too small",
-                    self.index
-                )),
+                Reserve::TooSmall => {
+                    ctx.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
+                    ctx.log.warn(format_args!(
+                        "rx queue {}: frame of {len} bytes dropped, buffers too small",
+                        self.index
+                    ))
+                }
             }
             self.pending = None;
         }
@@ -220,6 +224,7 @@ impl RxQueue {
             match check_chain(chain, ctx.dma.as_ref()) {
                 Ok(h) => self.held.push_back(Held { head, ..h }),
                 Err(why) => {
+                    ctx.counters.rx_refused.fetch_add(1, Ordering::Relaxed);
                     ctx.log.warn(format_args!(
                         "rx queue {}: chain {head} returned unused: {why}",
                         self.index
@@ -237,6 +242,7 @@ impl RxQueue {
         let count = u16::try_from(n).unwrap_or(u16::MAX);
         self.buf[10..12].copy_from_slice(&count.to_le_bytes());
         let mut data = &self.buf[..len];
+        let mut faulted = false;
         for _ in 0..n {
             let Some(h) = self.held.pop_front() else {
                 break;
@@ -245,6 +251,7 @@ impl RxQueue {
             let written = match chain::scatter(ctx.dma.as_ref(), &h.segs, &data[..take]) {
                 Ok(w) => w,
                 Err(e) => {
+                    faulted = true;
                     ctx.log.warn(format_args!("rx queue {}: {e}", self.index));
                     0
                 }
@@ -254,6 +261,9 @@ impl RxQueue {
             let used = u32::try_from(written).unwrap_or(u32::MAX);
             self.queue.add_used(&*ctx.mem, h.head, used)?;
             self.used_any = true;
+        }
+        if faulted {
+            ctx.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

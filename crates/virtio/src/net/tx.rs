@@ -3,6 +3,8 @@
 //! the frame goes to the backend straight from guest memory, in one
 //! `writev` (no copy in iovm). The used length is always 0.
 
+use std::sync::atomic::Ordering;
+
 use backend::net::FrameIo;
 use dma::{Direction, HostRange};
 use virtio_queue::desc::split::Descriptor;
@@ -115,7 +117,10 @@ impl TxQueue {
                         ctx.log.warn(format_args!("tx frame not sent: {e}"));
                     }
                 }
-                Err(e) => ctx.log.warn(format_args!("tx chain dropped: {e}")),
+                Err(e) => {
+                    ctx.counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                    ctx.log.warn(format_args!("tx chain dropped: {e}"));
+                }
             }
             0
         });

@@ -61,6 +61,8 @@ pub(crate) struct Ctx {
     pub features: u64,
     /// Guest-caused warnings.
     pub log: GuestLog,
+    /// Frames dropped.
+    pub counters: Arc<super::NetCounters>,
 }
 
 impl Ctx {
@@ -158,7 +160,11 @@ pub(crate) struct Core {
 impl Core {
     /// Takes over the queues of `act` (rx0 and tx0 are required), applies
     /// the negotiated offloads to the backends and enables the first pair.
-    pub fn new(act: Activation, cfg: &NetConfig) -> Result<Self, ActivateError> {
+    pub fn new(
+        act: Activation,
+        cfg: &NetConfig,
+        counters: Arc<super::NetCounters>,
+    ) -> Result<Self, ActivateError> {
         let features = act.features;
         let max_pairs = cfg.backends.len();
         let pairs_on_offer = if features & F_MQ != 0 { max_pairs } else { 1 };
@@ -224,6 +230,7 @@ impl Core {
                 signals: act.signals,
                 features,
                 log: GuestLog::default(),
+                counters,
             },
             pairs,
             ctrl,

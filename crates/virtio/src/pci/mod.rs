@@ -138,9 +138,8 @@ pub enum VirtioPciError {
 pub struct VirtioPciConfig {
     /// The device type behind the transport.
     pub device: Box<dyn VirtioDevice>,
-    /// Guest memory, for the queues.
-    pub memory: Arc<Memory>,
-    /// DMA for the buffers' contents.
+    /// The function's DMA: the queues' rings and the buffers' contents
+    /// both go through it.
     pub dma: Arc<dyn Dma>,
     /// The function's MSI-X vectors.
     pub msi: Arc<dyn MsiVectors>,
@@ -158,7 +157,6 @@ impl VirtioPciConfig {
     /// configuration changes, and without `VIRTIO_F_ACCESS_PLATFORM`.
     pub fn new(
         device: Box<dyn VirtioDevice>,
-        memory: Arc<Memory>,
         dma: Arc<dyn Dma>,
         msi: Arc<dyn MsiVectors>,
         intx: Arc<dyn IrqLine>,
@@ -169,7 +167,6 @@ impl VirtioPciConfig {
             .min(MAX_VECTORS);
         Self {
             device,
-            memory,
             dma,
             msi,
             intx,
@@ -220,7 +217,7 @@ impl VirtioPci {
         let shared = Shared::new(ep, MsiRouting::new(cfg.msi), cfg.intx, usize::from(queues));
         Ok(Self {
             device: cfg.device,
-            memory: cfg.memory,
+            memory: Arc::new(Memory::new(cfg.dma.clone())),
             dma: cfg.dma,
             offered,
             layout,

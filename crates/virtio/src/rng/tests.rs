@@ -1,7 +1,7 @@
 //! virtio-rng driven by a fake guest driver.
 
 use super::*;
-use crate::testutil::{FakeDriver, DATA, OUTSIDE};
+use crate::testutil::{FakeDriver, DATA, IOVA_OFFSET, OUTSIDE, TEST_RID};
 use crate::{Segment, VirtioDevice};
 
 const QSIZE: u16 = 16;
@@ -151,4 +151,52 @@ fn test_rng_parse_counts_readable_and_cuts_at_bound() {
             readable: 1
         }
     );
+}
+
+#[test]
+fn test_rng_ring_and_buffer_go_through_the_functions_dma() {
+    let mut dev = Rng::new(RngConfig {
+        queue_size: QSIZE,
+        ..RngConfig::default()
+    })
+    .unwrap();
+    let (mut drv, act, iommu) = FakeDriver::translated(&[QSIZE], 0, false);
+    dev.activate(act).unwrap();
+    drv.queues[0].write(DATA, &[0u8; 64]);
+    // A buffer the IOMMU has no mapping for, then a good one.
+    drv.queues[0].add_chain(&[(DATA.wrapping_sub(IOVA_OFFSET), 64, true)]);
+    drv.queues[0].add_chain(&[(DATA, 64, true)]);
+    drv.kick(0);
+    drv.queues[0].wait_used(2);
+
+    assert_eq!(drv.queues[0].used_elem(0), (0, 0), "a fault fills nothing");
+    assert_eq!(drv.queues[0].used_elem(1), (1, 64));
+    assert_ne!(drv.queues[0].read(DATA, 64), vec![0u8; 64]);
+    let q = &drv.queues[0];
+    for (what, gpa, len) in [
+        ("descriptor table", q.desc_table, 16 * u64::from(QSIZE)),
+        ("available ring", q.avail, 4 + 2 * u64::from(QSIZE)),
+        ("used ring", q.used, 4 + 8 * u64::from(QSIZE)),
+        ("buffer", DATA, 64),
+    ] {
+        assert!(iommu.touched(gpa + IOVA_OFFSET, len), "{what}");
+    }
+    assert!(iommu.accesses().iter().all(|&(rid, _)| rid == TEST_RID));
+}
+
+#[test]
+fn test_rng_with_bus_master_off_fills_nothing() {
+    let mut dev = Rng::new(RngConfig {
+        queue_size: QSIZE,
+        ..RngConfig::default()
+    })
+    .unwrap();
+    let (mut drv, act) = FakeDriver::bus_master_off(&[QSIZE], 0);
+    dev.activate(act).unwrap();
+    drv.queues[0].write(DATA, &[0u8; 64]);
+    drv.queues[0].add_chain(&[(DATA, 64, true)]);
+    drv.kick(0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(drv.queues[0].used_idx(), 0);
+    assert_eq!(drv.queues[0].read(DATA, 64), vec![0u8; 64]);
 }

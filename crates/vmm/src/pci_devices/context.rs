@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dma::Dma;
+use dma::{Dma, FunctionContext, FunctionDma, RequesterId};
 use irq::msi::MsiVectors;
 use irq::IrqLine;
 use pci::root::SharedFunction;
@@ -55,14 +55,19 @@ impl<'a> BuildContext<'a> {
     /// Builds `device`, which goes at `place`, with the builder of its
     /// kind; `devices` is the config it came with (which holds its parts,
     /// such as an NVMe controller's namespaces). `None` for a kind that is
-    /// no PCI function of its own.
+    /// no PCI function of its own. With the function comes its DMA and
+    /// interrupt context, for the root complex to keep current once the
+    /// function is attached.
     pub(crate) fn build(
         &mut self,
         device: &DeviceConfig,
         place: &Placement,
         devices: &[DeviceConfig],
-    ) -> Result<Option<Built>, PciBuildError> {
-        builders::build(&device.kind, &mut self.device(device, place, devices))
+    ) -> Result<Option<(Built, Arc<FunctionContext>)>, PciBuildError> {
+        let mut dev = self.device(device, place, devices);
+        let built = builders::build(&device.kind, &mut dev)?;
+        let ctx = dev.function.clone();
+        Ok(built.map(|b| (b, ctx)))
     }
 
     /// Counts `device` in and gives its context.
@@ -84,6 +89,7 @@ impl<'a> BuildContext<'a> {
             devices,
             number,
             ordinal,
+            function: FunctionContext::new(RequesterId::default()),
         }
     }
 }
@@ -96,6 +102,9 @@ pub(crate) struct DeviceContext<'c, 'a> {
     devices: &'c [DeviceConfig],
     number: u32,
     ordinal: usize,
+    /// Its requester ID and Bus Master Enable, set by the root complex
+    /// once it is attached.
+    function: Arc<FunctionContext>,
 }
 
 impl DeviceContext<'_, '_> {
@@ -144,17 +153,15 @@ impl DeviceContext<'_, '_> {
 
     /// Its MSI/MSI-X vectors.
     pub(crate) fn msi_vectors(&mut self) -> Arc<dyn MsiVectors> {
-        self.machine.wiring.msi_vectors()
+        self.machine.wiring.msi_vectors(&self.function)
     }
 
-    /// Its view of guest memory for DMA.
+    /// Its DMA: refused while its Bus Master Enable is off, through the
+    /// machine's memory (or IOMMU) for its requester ID otherwise. Every
+    /// access the device makes goes through it, virtio rings included.
     pub(crate) fn dma(&mut self) -> Arc<dyn Dma> {
-        self.machine.wiring.dma()
-    }
-
-    /// Guest memory as its virtqueues read it.
-    pub(crate) fn memory(&mut self) -> Arc<virtio::Memory> {
-        self.machine.wiring.memory()
+        let target = self.machine.wiring.dma(&self.function);
+        Arc::new(FunctionDma::new(self.function.clone(), target))
     }
 
     /// Where a console device's output goes (iovm's console).

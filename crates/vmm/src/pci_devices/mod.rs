@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use dma::Dma;
+use dma::{Dma, FunctionContext};
 use irq::msi::MsiVectors;
 use irq::IrqLine;
 
@@ -47,14 +47,16 @@ pub trait Wiring {
     /// together (wired-OR).
     fn intx_pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError>;
 
-    /// A new function's MSI/MSI-X vectors.
-    fn msi_vectors(&mut self) -> Arc<dyn MsiVectors>;
+    /// The MSI/MSI-X vectors of the function `ctx` describes (interrupt
+    /// remapping will key its translation by the context's requester ID).
+    fn msi_vectors(&mut self, ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors>;
 
-    /// A new function's view of guest memory for DMA.
-    fn dma(&mut self) -> Arc<dyn Dma>;
-
-    /// Guest memory as virtqueues read it.
-    fn memory(&mut self) -> Arc<virtio::Memory>;
+    /// Memory as the function `ctx` describes reaches it: guest RAM as it
+    /// is, or an IOMMU's translation for its requester ID. The builders
+    /// put it behind the function's [`dma::FunctionDma`] (Bus Master
+    /// Enable), and every access of the device (rings included) goes
+    /// through that.
+    fn dma(&mut self, ctx: &Arc<FunctionContext>) -> Arc<dyn Dma>;
 
     /// Where a console device's output goes (iovm's console).
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send>;
@@ -75,8 +77,12 @@ pub fn build(
     let mut machine = BuildContext::new(pci, wiring, cpus);
     let mut tree = Tree::default();
     for place in &plan {
-        if let Some(built) = machine.build(&devices[place.index], place, devices)? {
+        if let Some((built, ctx)) = machine.build(&devices[place.index], place, devices)? {
+            let function = built.endpoint();
             tree.attach(pci, place, built)?;
+            if let Some(function) = function {
+                pci.add_context(&function, ctx);
+            }
         }
     }
     Ok(())

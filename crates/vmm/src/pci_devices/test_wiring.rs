@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dma::{Dma, GuestDma};
+use dma::{Dma, FunctionContext, GuestDma};
 use irq::msi::MsiVectors;
 use irq::recording::{RecordingLine, RecordingVectors};
 use irq::IrqLine;
@@ -46,16 +46,12 @@ impl Wiring for TestWiring {
         Ok(self.pins.entry(gsi).or_default().clone())
     }
 
-    fn msi_vectors(&mut self) -> Arc<dyn MsiVectors> {
+    fn msi_vectors(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
         Arc::new(RecordingVectors::new())
     }
 
-    fn dma(&mut self) -> Arc<dyn Dma> {
+    fn dma(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn Dma> {
         Arc::new(GuestDma::new(self.memory.clone()))
-    }
-
-    fn memory(&mut self) -> Arc<GuestMemoryMmap> {
-        self.memory.clone()
     }
 
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {

@@ -3,6 +3,7 @@
 mod admin;
 mod coalesce;
 mod driver;
+mod function_dma;
 mod hostile;
 mod io;
 mod regs;

@@ -5,6 +5,7 @@
 
 mod ctrl;
 mod device;
+mod function_dma;
 mod hostile;
 mod parse;
 mod rx;
@@ -26,7 +27,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::worker::{Core, Target};
 use super::*;
-use crate::device::{Activation, Memory, QueueSetup, Signals};
+use crate::device::{Activation, QueueSetup, Signals};
 
 /// Size of every test queue.
 const QSIZE: u16 = 64;
@@ -125,7 +126,7 @@ struct QAddr {
 
 /// Guest RAM and the driver's view of the queues.
 struct Guest {
-    mem: Arc<Memory>,
+    mem: Arc<GuestMemoryMmap>,
     signals: Arc<FakeSignals>,
     next_desc: Vec<u16>,
     queues: Vec<Option<QAddr>>,
@@ -181,10 +182,11 @@ impl Guest {
                 notify,
             });
         }
+        let dma: Arc<dyn dma::Dma> = Arc::new(GuestDma::new(self.mem.clone()));
         let act = Activation {
             features,
-            memory: self.mem.clone(),
-            dma: Arc::new(GuestDma::new(self.mem.clone())),
+            memory: Arc::new(crate::Memory::new(dma.clone())),
+            dma,
             queues: setups,
             signals: self.signals.clone(),
         };
@@ -274,7 +276,7 @@ fn one_pair(features: u64) -> (Guest, Core, UnixDatagram, Arc<Pipe>) {
     let (io, peer) = pipe();
     let cfg = NetConfig::new(MAC, vec![io.clone()]);
     let (act, _) = g.activation(features, &[0, 1, 2]);
-    let core = Core::new(act, &cfg).unwrap();
+    let core = Core::new(act, &cfg, Arc::default()).unwrap();
     (g, core, peer, io)
 }
 
@@ -285,7 +287,7 @@ fn two_pairs(features: u64) -> (Guest, Core, [UnixDatagram; 2], [Arc<Pipe>; 2]) 
     let (io1, peer1) = pipe();
     let cfg = NetConfig::new(MAC, vec![io0.clone(), io1.clone()]);
     let (act, _) = g.activation(features | F_MQ, &[0, 1, 2, 3, 4]);
-    let core = Core::new(act, &cfg).unwrap();
+    let core = Core::new(act, &cfg, Arc::default()).unwrap();
     (g, core, [peer0, peer1], [io0, io1])
 }
 

@@ -180,7 +180,6 @@ fn rig_with_result(device: FakeDevice) -> Result<VirtioPci, VirtioPciError> {
     );
     VirtioPci::new(crate::pci::VirtioPciConfig::new(
         Box::new(device),
-        mem.clone(),
         Arc::new(dma::GuestDma::new(mem)),
         Arc::new(irq::recording::RecordingVectors::new()),
         Arc::new(irq::recording::RecordingLine::new()),

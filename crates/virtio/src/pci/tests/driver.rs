@@ -16,7 +16,7 @@ use pci::message::MsiMessage;
 use pci::testing::{BarDriver, ConfigDriver, MsixDriver};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-use crate::device::{ActivateError, Activation, Memory, QueueSetup, Signals, VirtioDevice};
+use crate::device::{ActivateError, Activation, QueueSetup, Signals, VirtioDevice};
 use crate::features::{F_VERSION_1, ID_BLOCK};
 use crate::pci::caps::{cfg_type, field};
 use crate::pci::status::{ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK};
@@ -168,7 +168,7 @@ pub struct Located {
 pub struct Rig {
     pub pci: VirtioPci,
     pub log: Arc<Mutex<DeviceLog>>,
-    pub mem: Arc<Memory>,
+    pub mem: Arc<GuestMemoryMmap>,
     pub vectors: Arc<RecordingVectors>,
     pub intx: Arc<RecordingLine>,
     pub at: Located,
@@ -182,7 +182,6 @@ pub fn rig_with(device: FakeDevice, tweak: impl FnOnce(&mut VirtioPciConfig)) ->
     let log = device.log.clone();
     let mut cfg = VirtioPciConfig::new(
         Box::new(device),
-        mem.clone(),
         Arc::new(GuestDma::new(mem.clone())),
         vectors.clone(),
         intx.clone(),

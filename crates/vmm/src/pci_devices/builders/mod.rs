@@ -43,6 +43,15 @@ pub(crate) enum Built {
 }
 
 impl Built {
+    /// The endpoint it is, if it is one (the function whose DMA context
+    /// the root complex then keeps current).
+    pub(crate) fn endpoint(&self) -> Option<SharedFunction> {
+        match self {
+            Self::Function(f) => Some(f.clone()),
+            Self::Bridge(_) => None,
+        }
+    }
+
     /// `function`, shared with the root complex.
     fn function<F: PciFunction + 'static>(function: F) -> Self {
         Self::Function(Arc::new(Mutex::new(function)))

@@ -22,8 +22,7 @@ pub(super) fn build(
     dev: &mut DeviceContext<'_, '_>,
 ) -> Result<Built, PciBuildError> {
     let intx = dev.intx()?;
-    let mut transport =
-        VirtioPciConfig::new(device, dev.memory(), dev.dma(), dev.msi_vectors(), intx);
+    let mut transport = VirtioPciConfig::new(device, dev.dma(), dev.msi_vectors(), intx);
     if cfg.no_msix {
         transport.msix_vectors = 0;
     }
