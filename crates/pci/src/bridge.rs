@@ -37,10 +37,19 @@ pub trait PciBridgeFunction: PciFunction {
     /// Primary, secondary and subordinate bus numbers as the guest set them.
     fn bus_numbers(&self) -> BusNumbers;
 
-    /// How many device numbers its secondary bus has: 32, or 1 behind a
-    /// PCIe downstream port (PCIe 6.0 §7.3.1: device numbers above 0 are
-    /// not forwarded on a point-to-point link).
+    /// How many device numbers its secondary bus has now: 32, or 1 behind
+    /// a PCIe downstream port (PCIe 6.0 §7.3.1: device numbers above 0 are
+    /// not forwarded on a point-to-point link) unless the guest enabled ARI
+    /// Forwarding, which makes device and function number one 8-bit
+    /// function number (§6.13).
     fn secondary_devices(&self) -> u8;
+
+    /// Whether it can forward ARI functions (functions 8–255 of the device
+    /// behind it, seen as device numbers above 0), so that the VMM may
+    /// place them before the guest enables it.
+    fn may_forward_ari(&self) -> bool {
+        false
+    }
 
     /// Whether a BAR decoding `window` (I/O ports when `io`) on the
     /// secondary side is reachable from the primary side: the bridge
@@ -295,7 +304,14 @@ impl PciBridgeFunction for RootPort {
     }
 
     fn secondary_devices(&self) -> u8 {
-        1
+        match self.caps.pcie() {
+            Some(p) if p.ari_forwarding(self.config.regs()) => BUS_DEVICES,
+            _ => 1,
+        }
+    }
+
+    fn may_forward_ari(&self) -> bool {
+        true
     }
 
     fn forwards(&self, io: bool, window: BarWindow) -> bool {

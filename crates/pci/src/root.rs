@@ -39,10 +39,27 @@ pub type SharedBridge = Arc<Mutex<dyn PciBridgeFunction>>;
 pub struct BridgeId(usize);
 
 /// What sits in a slot of a bridge's secondary bus.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 enum Downstream {
-    Function(usize),
+    Function(SharedFunction),
     Bridge(BridgeId),
+}
+
+/// Where a function was placed: a handle that stays valid whatever bus
+/// numbers the guest programs, for detaching it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    /// On the root bus, at this address.
+    Root(Bdf),
+    /// On the secondary bus of a bridge.
+    Behind {
+        /// The bridge.
+        bridge: BridgeId,
+        /// Device number there.
+        device: u8,
+        /// Function number.
+        function: u8,
+    },
 }
 
 /// A bridge, the same object as a function and as a bridge, and the
@@ -81,7 +98,7 @@ const HEADER_TYPE: usize = 0x0e;
 const MULTI_FUNCTION: u8 = 0x80;
 
 /// Why a function could not be attached.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AttachError {
     /// The slot is taken.
     #[error("PCI address {0} is already taken")]
@@ -108,6 +125,9 @@ pub enum AttachError {
     /// No such bridge.
     #[error("no bridge {0:?}")]
     UnknownBridge(BridgeId),
+    /// Nothing to detach there (or a bridge, which cannot be detached).
+    #[error("no function to detach at {0:?}")]
+    NothingAt(Slot),
 }
 
 /// A BAR that decodes now and that every bridge above it forwards: where
@@ -147,7 +167,6 @@ pub struct RootComplex {
     config_address: u32,
     bridges: Vec<BridgeNode>,
     root_bridges: BTreeMap<Bdf, BridgeId>,
-    behind: Vec<SharedFunction>,
 }
 
 impl std::fmt::Debug for RootComplex {
@@ -156,7 +175,6 @@ impl std::fmt::Debug for RootComplex {
             .field("functions", &self.functions.keys().collect::<Vec<_>>())
             .field("root_bridges", &self.root_bridges)
             .field("bridges", &self.bridges.len())
-            .field("behind_bridges", &self.behind.len())
             .finish()
     }
 }
@@ -207,12 +225,36 @@ impl RootComplex {
         function: SharedFunction,
     ) -> Result<(), AttachError> {
         self.check_slot(parent, device, function_number)?;
-        self.behind.push(function);
-        let entry = Downstream::Function(self.behind.len() - 1);
         self.bridges[parent.0]
             .downstream
-            .insert((device, function_number), entry);
+            .insert((device, function_number), Downstream::Function(function));
         Ok(())
+    }
+
+    /// Takes the function at `slot` off the tree (a hot removal): from now
+    /// on nothing reaches it through the root complex. Bridges stay.
+    pub fn detach(&mut self, slot: Slot) -> Result<SharedFunction, AttachError> {
+        let gone = AttachError::NothingAt(slot);
+        match slot {
+            Slot::Root(bdf) => self.functions.remove(&bdf).ok_or(gone),
+            Slot::Behind {
+                bridge,
+                device,
+                function,
+            } => {
+                let node = self.bridges.get_mut(bridge.0).ok_or(gone.clone())?;
+                if !matches!(
+                    node.downstream.get(&(device, function)),
+                    Some(Downstream::Function(_))
+                ) {
+                    return Err(gone);
+                }
+                match node.downstream.remove(&(device, function)) {
+                    Some(Downstream::Function(f)) => Ok(f),
+                    _ => Err(gone),
+                }
+            }
+        }
     }
 
     /// Places a bridge in a slot of `parent`'s secondary bus.
@@ -256,9 +298,9 @@ impl RootComplex {
         collect_bars(&node.function, path, out);
         path.push(node.bridge.clone());
         for d in node.downstream.values() {
-            match *d {
-                Downstream::Function(i) => collect_bars(&self.behind[i], path, out),
-                Downstream::Bridge(b) => self.collect_bridge(b, path, out),
+            match d {
+                Downstream::Function(f) => collect_bars(f, path, out),
+                Downstream::Bridge(b) => self.collect_bridge(*b, path, out),
             }
         }
         path.pop();
@@ -283,7 +325,15 @@ impl RootComplex {
             .bridges
             .get(parent.0)
             .ok_or(AttachError::UnknownBridge(parent))?;
-        if device >= lock(&node.bridge).secondary_devices() || device > 31 || function > 7 {
+        let devices = {
+            let b = lock(&node.bridge);
+            if b.may_forward_ari() {
+                crate::bridge::BUS_DEVICES
+            } else {
+                b.secondary_devices()
+            }
+        };
+        if device >= devices || device > 31 || function > 7 {
             return Err(AttachError::SlotOutOfRange { device, function });
         }
         if node.downstream.contains_key(&(device, function)) {
@@ -338,11 +388,9 @@ impl RootComplex {
                 device,
                 function,
             };
-            match *entry {
-                Downstream::Function(i) => {
-                    out.push((self.behind[i].clone(), below.unwrap_or(addr)));
-                }
-                Downstream::Bridge(child) => self.bridge_requester_ids(child, addr, below, out),
+            match entry {
+                Downstream::Function(f) => out.push((f.clone(), below.unwrap_or(addr))),
+                Downstream::Bridge(child) => self.bridge_requester_ids(*child, addr, below, out),
             }
         }
     }
@@ -352,8 +400,13 @@ impl RootComplex {
     /// references the root complex had.
     pub fn into_functions(self) -> Vec<SharedFunction> {
         let mut out: Vec<SharedFunction> = self.functions.into_values().collect();
-        out.extend(self.behind);
-        out.extend(self.bridges.into_iter().map(|node| node.function));
+        for node in self.bridges {
+            out.push(node.function);
+            out.extend(node.downstream.into_values().filter_map(|d| match d {
+                Downstream::Function(f) => Some(f),
+                Downstream::Bridge(_) => None,
+            }));
+        }
         out
     }
 
@@ -395,16 +448,16 @@ impl RootComplex {
                 return node
                     .downstream
                     .get(&(bdf.device, bdf.function))
-                    .map(|d| match *d {
-                        Downstream::Function(i) => self.behind[i].clone(),
+                    .map(|d| match d {
+                        Downstream::Function(f) => f.clone(),
                         Downstream::Bridge(b) => self.bridges[b.0].function.clone(),
                     });
             }
             let below = node
                 .downstream
                 .values()
-                .filter_map(|d| match *d {
-                    Downstream::Bridge(b) => Some(b),
+                .filter_map(|d| match d {
+                    Downstream::Bridge(b) => Some(*b),
                     Downstream::Function(_) => None,
                 })
                 .collect();

@@ -210,9 +210,9 @@ fn test_root_port_secondary_bus_has_device_zero_only() {
         );
     }
     assert_eq!(
-        m.rc.attach_behind(m.port_a, 1, 0, endpoint()),
-        Err(AttachError::SlotOutOfRange {
-            device: 1,
+        m.rc.attach_behind(m.port_a, 0, 0, endpoint()),
+        Err(AttachError::SlotTaken {
+            device: 0,
             function: 0
         })
     );
@@ -443,4 +443,100 @@ fn test_requester_ids_follow_bus_numbers_and_conventional_bridges_alias() {
     assert_eq!(rid_of(&rc, &behind_port), bdf(9, 0, 0));
     assert_eq!(rid_of(&rc, &bridge), bdf(7, 0, 0));
     assert_eq!(rid_of(&rc, &behind_bridge), bdf(7, 0, 0));
+}
+
+#[test]
+fn test_root_port_reaches_ari_functions_only_with_ari_forwarding_enabled() {
+    let m = machine();
+    // ARI function 9 of the device behind port B: device 1, function 1 in
+    // the non-ARI view of the secondary bus.
+    let mut rc = m.rc;
+    let port_b = rc.attach_bridge(bdf(0, 0x1e, 0), root_port()).unwrap();
+    rc.attach_behind(port_b, 0, 0, endpoint()).unwrap();
+    let nine = endpoint();
+    rc.attach_behind(port_b, 1, 1, nine.clone()).unwrap();
+    enumerate(&rc);
+    let port = bdf(0, 0x1e, 0);
+    let secondary = (read32(&rc, port, reg::PRIMARY_BUS) >> 8) as u8;
+    assert_eq!(read32(&rc, bdf(secondary, 0, 0), 0), HOST);
+    assert_eq!(
+        read32(&rc, bdf(secondary, 1, 1), 0),
+        u32::MAX,
+        "not forwarded yet"
+    );
+
+    // Device Control 2 (PCIe capability + 0x28), ARI Forwarding Enable.
+    let pcie = find_pcie(&rc, port);
+    let ctl2 = read32(&rc, port, pcie + 0x28);
+    write32(&rc, port, pcie + 0x28, ctl2 | 1 << 5);
+    assert_eq!(read32(&rc, bdf(secondary, 1, 1), 0), HOST, "ARI function 9");
+    assert_eq!(
+        read32(&rc, bdf(secondary, 2, 0), 0),
+        u32::MAX,
+        "nothing there"
+    );
+
+    write32(&rc, port, pcie + 0x28, ctl2);
+    assert_eq!(read32(&rc, bdf(secondary, 1, 1), 0), u32::MAX, "off again");
+}
+
+/// The offset of `b`'s PCI Express capability.
+fn find_pcie(rc: &RootComplex, b: Bdf) -> usize {
+    let mut at = (read32(rc, b, 0x34) & 0xfc) as usize;
+    while at != 0 {
+        let header = read32(rc, b, at);
+        if header & 0xff == 0x10 {
+            return at;
+        }
+        at = ((header >> 8) & 0xfc) as usize;
+    }
+    panic!("no PCI Express capability");
+}
+
+#[test]
+fn test_detached_function_no_longer_answers_and_its_slot_takes_a_new_one() {
+    let mut rc = RootComplex::new();
+    let port = rc.attach_bridge(bdf(0, 1, 0), root_port()).unwrap();
+    let first = endpoint();
+    rc.attach_behind(port, 0, 0, first.clone()).unwrap();
+    let root_card = endpoint();
+    rc.attach(bdf(0, 5, 0), root_card.clone()).unwrap();
+    enumerate(&rc);
+    assert_eq!(read32(&rc, bdf(1, 0, 0), 0), HOST);
+
+    let slot = crate::root::Slot::Behind {
+        bridge: port,
+        device: 0,
+        function: 0,
+    };
+    let gone = rc.detach(slot).unwrap();
+    assert!(Arc::ptr_eq(&gone, &first));
+    assert_eq!(
+        read32(&rc, bdf(1, 0, 0), 0),
+        u32::MAX,
+        "no answer after detach"
+    );
+    assert!(rc
+        .requester_ids()
+        .iter()
+        .all(|(f, _)| !Arc::ptr_eq(f, &first)));
+    assert_eq!(
+        rc.detach(slot).map(|_| ()),
+        Err(AttachError::NothingAt(slot))
+    );
+    assert_eq!(
+        rc.detach(crate::root::Slot::Root(bdf(0, 1, 0))).map(|_| ()),
+        Err(AttachError::NothingAt(crate::root::Slot::Root(bdf(
+            0, 1, 0
+        )))),
+        "a bridge is not detached"
+    );
+
+    let second: SharedFunction = Arc::new(Mutex::new(PciBridge::new().unwrap()));
+    rc.attach_behind(port, 0, 0, second).unwrap();
+    assert_eq!(read32(&rc, bdf(1, 0, 0), 0), BRIDGE, "the new one answers");
+
+    let root_gone = rc.detach(crate::root::Slot::Root(bdf(0, 5, 0))).unwrap();
+    assert!(Arc::ptr_eq(&root_gone, &root_card));
+    assert_eq!(read32(&rc, bdf(0, 5, 0), 0), u32::MAX);
 }

@@ -25,7 +25,9 @@ use pci::address::Bdf;
 use pci::bridge::PciBridgeFunction;
 use pci::config::ConfigWriteEffects;
 use pci::host_bridge::HostBridge;
-use pci::root::{AttachError, BridgeId, DecodedBar, RootComplex, RoutedEffects, SharedFunction};
+use pci::root::{
+    AttachError, BridgeId, DecodedBar, RootComplex, RoutedEffects, SharedFunction, Slot,
+};
 
 use vmm_sys_util::eventfd::EventFd;
 
@@ -319,6 +321,39 @@ impl PciRoot {
     /// [`PciRoot::config_ports`]).
     pub fn ecam(&self) -> Ecam {
         Ecam(Arc::downgrade(&self.0))
+    }
+
+    /// Takes the function at `slot` off the running machine (hot removal):
+    /// its BARs leave the buses and their eventfds are unregistered, its
+    /// context is forgotten, and it is dropped unless the caller holds it
+    /// too (the last reference: its workers are joined and its backend
+    /// drained, its MSI routes released). Configuration cycles for its
+    /// address find nothing from now on.
+    pub fn detach(&self, slot: Slot) -> Result<(), AttachError> {
+        let function = self.lock().detach(slot)?;
+        let key = function_key(&function);
+        {
+            let mut mapped = self.0.mapped.lock().unwrap_or_else(|p| p.into_inner());
+            let mut events = self.0.io_events.lock().unwrap_or_else(|p| p.into_inner());
+            let mine: Vec<_> = mapped
+                .iter()
+                .filter(|(k, _)| k.0 == key)
+                .map(|(k, m)| (*k, *m))
+                .collect();
+            for (k, m) in mine {
+                events.apply(k, m, false);
+                self.bus(m.io).remove(m.base);
+                mapped.remove(&k);
+            }
+            events.sets.remove(&key);
+        }
+        self.0
+            .contexts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        drop(function);
+        Ok(())
     }
 
     /// Takes the whole tree down, in the order nothing can reach a device
@@ -716,6 +751,71 @@ mod tests {
             id, [0xff; 4],
             "the ECAM window outlives the root complex harmlessly"
         );
+    }
+
+    #[test]
+    fn test_detached_function_answers_nothing_and_a_new_one_in_its_place_works() {
+        let (root, _pio, mmio, fake, mut ecam) = setup();
+        let events = Arc::new(RecordingEvents::default());
+        root.set_io_events(events.clone());
+        let function: SharedFunction = fake.clone();
+        let fd = BarEventFd {
+            bar: 0,
+            offset: 0x100,
+            fd: EventFd::new(0).unwrap(),
+        };
+        root.add_bar_eventfds(&function, vec![fd], true);
+        let ctx = FunctionContext::new(RequesterId::default());
+        root.add_context(&function, ctx.clone());
+        drop(function);
+        ecam.write(at(0x10), &0xc000_0000u32.to_le_bytes());
+        ecam.write(
+            at(COMMAND),
+            &(command::MEMORY | command::BUS_MASTER).to_le_bytes(),
+        );
+        assert!(ctx.bus_master());
+        let weak = Arc::downgrade(&fake);
+        drop(fake);
+
+        let slot = Slot::Root(Bdf {
+            bus: 0,
+            device: 3,
+            function: 0,
+        });
+        root.detach(slot).unwrap();
+        assert!(
+            weak.upgrade().is_none(),
+            "dropped: its workers and vectors with it"
+        );
+        let mut d = [0u8; 4];
+        assert!(!mmio.read(0xc000_0010, &mut d[..1]), "BAR gone");
+        ecam.read(at(0), &mut d);
+        assert_eq!(d, [0xff; 4], "config gone");
+        assert_eq!(
+            events.0.lock().unwrap().last(),
+            Some(&(false, false, 0xc000_0100)),
+            "doorbell eventfd unregistered"
+        );
+        ecam.write(at(COMMAND), &0u16.to_le_bytes());
+        assert!(ctx.bus_master(), "the old context no longer follows writes");
+        assert_eq!(root.detach(slot), Err(AttachError::NothingAt(slot)));
+
+        let (_r, _p, _m, other, _e) = setup();
+        root.attach(
+            Bdf {
+                bus: 0,
+                device: 3,
+                function: 0,
+            },
+            other.clone(),
+        )
+        .unwrap();
+        ecam.read(at(0), &mut d);
+        assert_eq!(u32::from_le_bytes(d), 0x5678_1234, "the new one answers");
+        ecam.write(at(0x10), &0xc000_4000u32.to_le_bytes());
+        ecam.write(at(COMMAND), &command::MEMORY.to_le_bytes());
+        assert!(mmio.read(0xc000_4010, &mut d[..1]));
+        assert_eq!(d[0], 0x10, "its BAR maps and answers");
     }
 
     /// Records (register?, io, address) calls.

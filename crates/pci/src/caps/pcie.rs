@@ -284,6 +284,14 @@ impl PciExpress {
         }
     }
 
+    /// Whether ARI Forwarding is enabled (Device Control 2 bit 5, PCIe 4.0
+    /// §7.5.3.16): the port then forwards configuration requests for every
+    /// device number of its secondary bus, so a device there can have
+    /// functions 0–255 (ARI, §6.13).
+    pub fn ari_forwarding(&self, regs: &RegisterMask) -> bool {
+        self.read(regs, DEVCTL2, 2) as u16 & devctl2::ARI_FORWARDING != 0
+    }
+
     /// A root port receives a PME message from `requester` (Root Status,
     /// §7.5.3.14): the first sets PME Status and the requester ID, one
     /// arriving while PME Status is set sets PME Pending. Ignored for other
