@@ -77,6 +77,7 @@ impl FunctionContext {
     }
 
     /// Whether the function may start DMA.
+    #[inline]
     pub fn bus_master(&self) -> bool {
         self.bus_master.load(Ordering::Acquire)
     }
@@ -141,6 +142,15 @@ impl Dma for FunctionDma {
     fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
         self.check(addr)?;
         self.target.translate(addr, len, dir)
+    }
+
+    fn direct(&self) -> Option<crate::Direct> {
+        let d = self.target.direct()?;
+        // One gate only: a target with a gate of its own translates.
+        d.gate.is_none().then(|| crate::Direct {
+            ram: d.ram,
+            gate: Some(self.ctx.clone()),
+        })
     }
 }
 

@@ -119,6 +119,13 @@ impl Dma for GuestDma {
         res
     }
 
+    fn direct(&self) -> Option<crate::Direct> {
+        Some(crate::Direct {
+            ram: self.mem.clone(),
+            gate: None,
+        })
+    }
+
     fn translate(&self, addr: u64, len: u64, _dir: Direction) -> Result<HostRange, DmaError> {
         let out = DmaError::OutOfRange { addr, len };
         checked_end(addr, len)?;

@@ -161,6 +161,24 @@ pub trait Dma: Send + Sync + Debug {
             .copied()
             .ok_or(DmaError::OutOfRange { addr, len })
     }
+
+    /// Guest RAM this handle reaches untranslated (bus address =
+    /// guest-physical address), with the function whose Bus Master Enable
+    /// gates it, if any: lets [`DmaMemory`] read rings without a
+    /// translation per access. `None` (the default) for a handle that
+    /// translates, such as an IOMMU's.
+    fn direct(&self) -> Option<Direct> {
+        None
+    }
+}
+
+/// Guest RAM reached without translation, as [`Dma::direct`] gives it.
+#[derive(Clone, Debug)]
+pub struct Direct {
+    /// The memory.
+    pub ram: Arc<vm_memory::GuestMemoryMmap>,
+    /// The function whose Bus Master Enable every access must find on.
+    pub gate: Option<Arc<FunctionContext>>,
 }
 
 /// `addr..addr+len` as an end address, or [`DmaError::Overflow`].

@@ -4,28 +4,48 @@
 //! through the same seam as the device's buffers: the function's Bus
 //! Master Enable, its requester ID and, later, the IOMMU's translation.
 //!
-//! Each access is resolved piece by piece with [`Dma::translate`] (one
-//! piece for a range that is contiguous on the host, as rings in RAM are),
-//! so reading a descriptor allocates nothing.
+//! Where the handle reaches guest RAM untranslated ([`Dma::direct`]: no
+//! IOMMU), an access checks the function's Bus Master Enable and goes
+//! straight to the memory map, as cheap as reading `GuestMemoryMmap`
+//! itself. Otherwise each access is resolved piece by piece with
+//! [`Dma::translate`] (one piece for a range that is contiguous on the
+//! host, as rings in RAM are), so reading a descriptor allocates nothing.
 
 use std::iter::FusedIterator;
 use std::sync::Arc;
 
-use vm_memory::guest_memory::{Error as MemError, GuestMemorySliceIterator, Result as MemResult};
-use vm_memory::{GuestAddress, GuestMemory, GuestMemoryMmap, Permissions, VolatileSlice};
+use vm_memory::guest_memory::{
+    Error as MemError, GuestMemoryBackendSliceIterator, GuestMemorySliceIterator,
+    Result as MemResult,
+};
+use vm_memory::{
+    GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryMmap, Permissions, VolatileSlice,
+};
 
-use crate::{Direction, Dma};
+use crate::{Direct, Direction, Dma};
 
 /// One function's view of memory for vm-memory users.
 #[derive(Debug, Clone)]
 pub struct DmaMemory {
     dma: Arc<dyn Dma>,
+    direct: Option<Direct>,
 }
 
 impl DmaMemory {
     /// The memory `dma` reaches.
     pub fn new(dma: Arc<dyn Dma>) -> Self {
-        Self { dma }
+        let direct = dma.direct();
+        Self { dma, direct }
+    }
+
+    /// The untranslated memory, if this view has it and its function may
+    /// master the bus now (`Err` when it may not).
+    #[inline]
+    fn direct(&self) -> Option<Result<&GuestMemoryMmap, ()>> {
+        self.direct.as_ref().map(|d| match &d.gate {
+            Some(ctx) if !ctx.bus_master() => Err(()),
+            _ => Ok(&*d.ram),
+        })
     }
 
     /// The DMA handle underneath.
@@ -93,11 +113,42 @@ impl FusedIterator for Slices<'_> {}
 
 impl<'a> GuestMemorySliceIterator<'a, ()> for Slices<'a> {}
 
+/// The pieces of one access: straight from guest RAM, or translated.
+#[derive(Debug)]
+pub enum SliceIter<'a> {
+    /// Untranslated.
+    Direct(GuestMemoryBackendSliceIterator<'a, GuestMemoryMmap>),
+    /// Through [`Dma::translate`].
+    Translated(Slices<'a>),
+}
+
+impl<'a> Iterator for SliceIter<'a> {
+    type Item = MemResult<VolatileSlice<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Direct(i) => i.next(),
+            Self::Translated(i) => i.next(),
+        }
+    }
+}
+
+impl FusedIterator for SliceIter<'_> {}
+
+impl<'a> GuestMemorySliceIterator<'a, ()> for SliceIter<'a> {}
+
 impl GuestMemory for DmaMemory {
     type PhysicalMemory = GuestMemoryMmap;
     type Bitmap = ();
 
+    #[inline]
     fn check_range(&self, addr: GuestAddress, count: usize, access: Permissions) -> bool {
+        match self.direct() {
+            Some(Ok(ram)) => return GuestMemoryBackend::check_range(ram, addr, count),
+            Some(Err(())) => return false,
+            None => {}
+        }
         let mut slices = Slices {
             dma: self.dma.as_ref(),
             addr: addr.0,
@@ -108,6 +159,7 @@ impl GuestMemory for DmaMemory {
         addr.0.checked_add(count as u64).is_some() && slices.all(|s| s.is_ok())
     }
 
+    #[inline]
     fn get_slices<'a>(
         &'a self,
         addr: GuestAddress,
@@ -117,13 +169,19 @@ impl GuestMemory for DmaMemory {
         if addr.0.checked_add(count as u64).is_none() {
             return Err(MemError::GuestAddressOverflow);
         }
-        Ok(Slices {
-            dma: self.dma.as_ref(),
-            addr: addr.0,
-            left: count as u64,
-            dir: direction(access),
-            failed: false,
-        })
+        match self.direct() {
+            Some(Ok(ram)) => Ok(SliceIter::Direct(GuestMemoryBackend::get_slices(
+                ram, addr, count,
+            ))),
+            Some(Err(())) => Err(refused(addr.0)),
+            None => Ok(SliceIter::Translated(Slices {
+                dma: self.dma.as_ref(),
+                addr: addr.0,
+                left: count as u64,
+                dir: direction(access),
+                failed: false,
+            })),
+        }
     }
 }
 
