@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+mod common;
+
+use common::Runs;
 use testkit::{Batch, GuestRun, RunResult};
 
 /// Prints the facts the boot tests check, then the kernel log's problem lines.
@@ -171,7 +174,7 @@ fn runs() -> Vec<GuestRun> {
 }
 
 struct Results {
-    runs: BTreeMap<String, RunResult>,
+    runs: Runs,
     scratch_files: BTreeMap<String, String>,
 }
 
@@ -192,17 +195,15 @@ fn results() -> &'static Results {
             })
             .collect();
         Results {
-            runs: list.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            runs: Runs::new(list),
             scratch_files,
         }
     })
 }
 
+#[track_caller]
 fn run(name: &str) -> &'static RunResult {
-    results()
-        .runs
-        .get(name)
-        .unwrap_or_else(|| panic!("run {name} was not run (IOVM_TEST_RUNS?)"))
+    results().runs.get(name)
 }
 
 /// The value printed by the script as `key=value`.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use common::{disks_in, disks_out};
+use common::{disks_in, disks_out, sparse_disks, Runs};
 use testkit::{Batch, GuestRun, RunResult};
 
 /// Where iovm's disks and signal files live (tmpfs where iovm runs).
@@ -166,7 +166,7 @@ fn runs() -> Vec<GuestRun> {
 }
 
 struct Results {
-    runs: BTreeMap<String, RunResult>,
+    runs: Runs,
     samples: String,
     disks: BTreeMap<String, Vec<u8>>,
 }
@@ -176,14 +176,11 @@ fn results() -> &'static Results {
     RESULTS.get_or_init(|| {
         let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
         let batch = Batch::new().expect("set up the test batch");
-        for d in LOOP_DISKS {
-            let f = std::fs::File::create(batch.scratch_dir().join(d)).unwrap();
-            f.set_len(4 << 20).unwrap();
-        }
+        sparse_disks(batch.scratch_dir(), &LOOP_DISKS.map(|d| (d, 4)));
         let list = batch.run(iovm, &runs()).expect("run the guest batch");
         let scratch = batch.scratch_dir();
         Results {
-            runs: list.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            runs: Runs::new(list),
             samples: std::fs::read_to_string(scratch.join("life-samples.txt")).unwrap_or_default(),
             disks: LOOP_DISKS
                 .iter()
@@ -198,11 +195,9 @@ fn results() -> &'static Results {
     })
 }
 
+#[track_caller]
 fn run(name: &str) -> &'static RunResult {
-    results()
-        .runs
-        .get(name)
-        .unwrap_or_else(|| panic!("run {name} was not run (IOVM_TEST_RUNS?)"))
+    results().runs.get(name)
 }
 
 /// One sample of iovm: (boot, threads, io_uring io-wq threads, fds, RSS KiB).

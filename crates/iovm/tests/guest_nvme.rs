@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use testkit::{Batch, GuestRun, RunResult};
 
 mod common;
-use common::{disks_in, disks_out};
+use common::{disks_in, disks_out, sparse_disks, Runs};
 
 /// Disk images made in the batch's scratch directory before the runs:
 /// (file, size in MiB).
@@ -213,7 +213,7 @@ fn runs() -> Vec<GuestRun> {
 }
 
 struct Results {
-    runs: BTreeMap<String, RunResult>,
+    runs: Runs,
     /// What the host files hold at each marker's offset.
     marks: BTreeMap<String, Vec<u8>>,
     /// The kill run's disk from 2 MiB to 3 MiB.
@@ -227,10 +227,7 @@ fn results() -> &'static Results {
     RESULTS.get_or_init(|| {
         let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
         let batch = Batch::new().expect("set up the test batch");
-        for (name, mib) in DISKS {
-            let f = std::fs::File::create(batch.scratch_dir().join(name)).unwrap();
-            f.set_len(mib << 20).unwrap();
-        }
+        sparse_disks(batch.scratch_dir(), &DISKS);
         let list = batch.run(iovm, &runs()).expect("run the guest batch");
         let scratch = batch.scratch_dir();
         let durable = std::fs::read(scratch.join("nvme-f.img"))
@@ -250,7 +247,7 @@ fn results() -> &'static Results {
             })
             .collect();
         Results {
-            runs: list.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            runs: Runs::new(list),
             marks,
             durable,
             blocks_a,
@@ -258,11 +255,9 @@ fn results() -> &'static Results {
     })
 }
 
+#[track_caller]
 fn run(name: &str) -> &'static RunResult {
-    results()
-        .runs
-        .get(name)
-        .unwrap_or_else(|| panic!("run {name} was not run (IOVM_TEST_RUNS?)"))
+    results().runs.get(name)
 }
 
 /// The value printed by the script as `key=value`.

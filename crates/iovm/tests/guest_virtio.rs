@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use testkit::{Batch, GuestRun, Mode, RunResult};
 
 mod common;
-use common::{disks_in, disks_out};
+use common::{disks_in, disks_out, sparse_disks, Runs};
 
 /// Where a run's disks live while iovm runs: tmpfs (in the test host, its
 /// memory rather than the 9p share).
@@ -240,7 +240,7 @@ fn runs(net_mib: u64) -> Vec<GuestRun> {
 }
 
 struct Results {
-    runs: BTreeMap<String, RunResult>,
+    runs: Runs,
     /// vda's host file at each marker's offset.
     marks: Vec<Vec<u8>>,
     /// The read-only disk's first bytes after its run.
@@ -271,10 +271,7 @@ fn results() -> &'static Results {
         let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
         let batch = Batch::new().expect("set up the test batch");
         let scratch = batch.scratch_dir().to_path_buf();
-        for (name, mib) in DISKS {
-            let f = std::fs::File::create(scratch.join(name)).unwrap();
-            f.set_len(mib << 20).unwrap();
-        }
+        sparse_disks(&scratch, &DISKS);
         let mut ro = std::fs::read(scratch.join("vblk-ro.img")).unwrap();
         ro[..RO_CONTENT.len()].copy_from_slice(RO_CONTENT);
         std::fs::write(scratch.join("vblk-ro.img"), &ro).unwrap();
@@ -294,7 +291,7 @@ fn results() -> &'static Results {
             .unwrap_or_default()
             .to_vec();
         Results {
-            runs: list.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            runs: Runs::new(list),
             marks,
             ro_head,
             blocks_a: std::fs::read_to_string(scratch.join("vblk-a.img.blocks"))
@@ -312,11 +309,9 @@ fn results() -> &'static Results {
     })
 }
 
+#[track_caller]
 fn run(name: &str) -> &'static RunResult {
-    results()
-        .runs
-        .get(name)
-        .unwrap_or_else(|| panic!("run {name} was not run (IOVM_TEST_RUNS?)"))
+    results().runs.get(name)
 }
 
 #[test]

@@ -269,6 +269,9 @@ impl Batch {
         if failure.is_none() && exit_code.is_none() {
             failure = Some(format!("{what} stopped before the script ended"));
         }
+        if let (Some(why), Mode::TestHost) = (&failure, mode) {
+            crate::losses::record(self.scratch_dir(), why, &log_path);
+        }
         Ok(ScriptOutput {
             console,
             exit_code,

@@ -328,6 +328,9 @@ pub(crate) fn run_batch(
         let script_path = scratch.join("batch.sh");
         fs::write(&script_path, script).ctx(|| format!("writing {}", script_path.display()))?;
         let (results, stuck) = boot_once(host, &pending, guest_dir, scratch, &log_path, stream)?;
+        if let Some(why) = &stuck {
+            crate::losses::record(scratch, why, &log_path);
+        }
         let retry = stuck.is_some() && boot < TESTHOST_BOOTS;
         let (unfinished, finished): (Vec<RunResult>, Vec<RunResult>) = results
             .into_iter()

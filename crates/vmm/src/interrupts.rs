@@ -20,6 +20,7 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use dma::FunctionContext;
 use irq::msi::{MsiMessage, MsiSink, MsiVectors};
 use kvm_bindings::{
     kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_msi, kvm_msi,
@@ -159,17 +160,21 @@ struct Vector {
 }
 
 /// One PCI function's MSI/MSI-X vectors, each a GSI route and an irqfd.
+/// It knows the function (its context: the requester ID its messages
+/// carry), which interrupt remapping will key its translation by.
 #[derive(Debug)]
 pub struct KvmMsiVectors {
     router: Arc<GsiRouter>,
+    source: Arc<FunctionContext>,
     vectors: Mutex<BTreeMap<u16, Vector>>,
 }
 
 impl KvmMsiVectors {
-    /// A function with no vectors routed yet.
-    pub fn new(router: Arc<GsiRouter>) -> Self {
+    /// The vectors of the function `source` describes, none routed yet.
+    pub fn new(router: Arc<GsiRouter>, source: Arc<FunctionContext>) -> Self {
         Self {
             router,
+            source,
             vectors: Mutex::new(BTreeMap::new()),
         }
     }
@@ -208,7 +213,7 @@ impl KvmMsiVectors {
 impl MsiVectors for KvmMsiVectors {
     fn update(&self, vector: u16, message: Option<MsiMessage>) {
         if let Err(e) = self.route(vector, message) {
-            tracing::warn!("vector {vector}: {e}");
+            tracing::warn!("{}: vector {vector}: {e}", self.source.requester());
         }
     }
 
@@ -220,12 +225,15 @@ impl MsiVectors for KvmMsiVectors {
             .map(|v| v.irqfd.write(1));
         match routed {
             Some(Ok(())) => {}
-            Some(Err(e)) => tracing::warn!("vector {vector}: irqfd write failed: {e}"),
+            Some(Err(e)) => tracing::warn!(
+                "{}: vector {vector}: irqfd write failed: {e}",
+                self.source.requester()
+            ),
             None => {
                 tracing::debug!("vector {vector} sent before its route was current");
                 self.update(vector, Some(message));
                 if let Err(e) = self.router.signal(message) {
-                    tracing::warn!("vector {vector}: {e}");
+                    tracing::warn!("{}: vector {vector}: {e}", self.source.requester());
                 }
             }
         }

@@ -34,8 +34,8 @@ impl Wiring for KvmWiring<'_> {
         Ok(Arc::new(pin))
     }
 
-    fn msi_vectors(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
-        Arc::new(KvmMsiVectors::new(self.irqchip.router().clone()))
+    fn msi_vectors(&mut self, ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
+        Arc::new(KvmMsiVectors::new(self.irqchip.router().clone(), ctx.clone()))
     }
 
     fn dma(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn Dma> {

@@ -1,4 +1,41 @@
-//! Helpers shared by the guest test files.
+//! Helpers shared by the guest test files: the batch's runs by name, disk
+//! images made in its scratch directory and copied in and out of the test
+//! host's tmpfs. Each test binary uses part of them.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use testkit::RunResult;
+
+/// The runs of a batch, by name.
+pub struct Runs(BTreeMap<String, RunResult>);
+
+impl Runs {
+    /// The results `Batch::run` returned.
+    pub fn new(list: Vec<RunResult>) -> Self {
+        Self(list.into_iter().map(|r| (r.name.clone(), r)).collect())
+    }
+
+    /// The run called `name`; panics (naming `IOVM_TEST_RUNS`, which can
+    /// leave runs out) when there is none.
+    #[track_caller]
+    pub fn get(&self, name: &str) -> &RunResult {
+        self.0
+            .get(name)
+            .unwrap_or_else(|| panic!("run {name} was not run (IOVM_TEST_RUNS?)"))
+    }
+}
+
+/// Makes each `(name, MiB)` disk image in `dir`, sparse.
+pub fn sparse_disks(dir: &Path, disks: &[(&str, u64)]) {
+    for (name, mib) in disks {
+        let f = std::fs::File::create(dir.join(name))
+            .unwrap_or_else(|e| panic!("create {name} in {}: {e}", dir.display()));
+        f.set_len(mib << 20)
+            .unwrap_or_else(|e| panic!("size {name}: {e}"));
+    }
+}
 
 /// Shell commands (for `GuestRun::host_before`) that copy `disks` from the
 /// scratch directory to `work` (tmpfs where iovm runs: in the test host,
