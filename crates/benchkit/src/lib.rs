@@ -22,6 +22,10 @@
 
 #![deny(missing_docs)]
 
+mod figures;
+
+pub use figures::Figures;
+
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -31,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use backend::{BlockFile, DiskConfig, EngineKind};
+use serde::{Deserialize, Serialize};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -38,7 +43,8 @@ use vmm_sys_util::eventfd::EventFd;
 pub const IO_SIZE: u64 = 4096;
 
 /// Which requests the load generator issues.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Rw {
     /// 4 KiB reads at random 4 KiB-aligned offsets.
     RandRead,
@@ -57,7 +63,8 @@ impl Rw {
 }
 
 /// How the driver learns of completions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Reap {
     /// Spin on the completion ring (the driver thread burns a core).
     Poll,
@@ -556,102 +563,6 @@ pub struct RunInfo {
     pub block_size: u32,
 }
 
-fn per_io(ns: u64, ios: u64) -> f64 {
-    if ios == 0 {
-        f64::NAN
-    } else {
-        ns as f64 / ios as f64
-    }
-}
-
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.1}")
-    } else {
-        "null".into()
-    }
-}
-
-/// The report as one JSON object.
-pub fn json(args: &Args, ctx: &RunInfo, m: &Measured) -> String {
-    let ios = m.ios;
-    let iops = if m.seconds > 0.0 {
-        ios as f64 / m.seconds
-    } else {
-        f64::NAN
-    };
-    let mean_latency_us = if ios > 0 {
-        m.latency_ns as f64 / ios as f64 / 1000.0
-    } else {
-        f64::NAN
-    };
-    let worker = m.worker_ns.map_or(f64::NAN, |w| per_io(w, ios));
-    let other = m.worker_ns.map_or(f64::NAN, |w| {
-        per_io(m.process_ns.saturating_sub(w + m.driver_ns), ios)
-    });
-    let busy = |ns: f64| ns / 1e9 / m.seconds * 100.0;
-    let fields = [
-        ("device", format!("\"{}\"", ctx.device)),
-        (
-            "file",
-            format!(
-                "\"{}\"",
-                args.file.display().to_string().replace(['"', '\\'], "_")
-            ),
-        ),
-        ("direct", ctx.direct.to_string()),
-        (
-            "engine",
-            format!(
-                "\"{}\"",
-                match args.engine {
-                    EngineKind::IoUring => "io_uring",
-                    EngineKind::Sync => "sync",
-                }
-            ),
-        ),
-        ("rw", format!("\"{}\"", args.rw.id())),
-        ("depth", args.depth.to_string()),
-        ("block_size", ctx.block_size.to_string()),
-        ("io_size", IO_SIZE.to_string()),
-        ("reap", format!("\"{}\"", args.reap.id())),
-        ("seconds", format!("{:.3}", m.seconds)),
-        ("ios", ios.to_string()),
-        ("iops", num(iops)),
-        ("mean_latency_us", num(mean_latency_us)),
-        ("cpu_ns_per_io", num(per_io(m.process_ns, ios))),
-        ("driver_cpu_ns_per_io", num(per_io(m.driver_ns, ios))),
-        ("device_cpu_ns_per_io", num(worker)),
-        ("other_cpu_ns_per_io", num(other)),
-        ("process_cpu_percent", num(busy(m.process_ns as f64))),
-        (
-            "device_cpu_percent",
-            num(m.worker_ns.map_or(f64::NAN, |w| busy(w as f64))),
-        ),
-        (
-            "interrupts_per_io",
-            format!("{:.3}", per_io(m.interrupts, ios)),
-        ),
-        (
-            "sq_doorbells_per_io",
-            format!("{:.3}", per_io(m.notifies, ios)),
-        ),
-        (
-            "cq_doorbells_per_io",
-            format!("{:.3}", per_io(m.reaps, ios)),
-        ),
-        (
-            "doorbell_wall_us_mean",
-            num(m.doorbell_ns as f64 / (m.notify_calls + m.reaps).max(1) as f64 / 1000.0),
-        ),
-    ];
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| format!("  \"{k}\": {v}"))
-        .collect();
-    format!("{{\n{}\n}}\n", body.join(",\n"))
-}
-
 /// One line for people.
 pub fn summary(args: &Args, ctx: &RunInfo, m: &Measured) -> String {
     let ios = m.ios.max(1) as f64;
@@ -680,7 +591,8 @@ pub fn summary(args: &Args, ctx: &RunInfo, m: &Measured) -> String {
 pub fn report(args: &Args, ctx: &RunInfo, m: &Measured) -> Result<()> {
     println!("{}", summary(args, ctx, m));
     if let Some(out) = &args.json {
-        fs::write(out, json(args, ctx, m)).with_context(|| format!("writing {}", out.display()))?;
+        let text = Figures::new(args, ctx, m).to_json()?;
+        fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
 }
