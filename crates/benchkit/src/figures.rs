@@ -163,6 +163,7 @@ mod engine_name {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
     use std::path::PathBuf;
 
     /// What the hand-written writer this type replaced wrote for
@@ -190,19 +191,16 @@ mod tests {
     }
 
     fn nvme_run() -> (Args, RunInfo) {
-        let args = Args::parse_from(
-            [
-                "--bench",
-                "--file",
-                "/dev/shm/iovm-bench-device-path-123.img",
-                "--seconds",
-                "5",
-                "--reap",
-                "irq",
-            ]
-            .map(String::from)
-            .into_iter(),
-        )
+        let args = Args::try_parse_from([
+            "nvme_path",
+            "--bench",
+            "--file",
+            "/dev/shm/iovm-bench-device-path-123.img",
+            "--seconds",
+            "5",
+            "--reap",
+            "irq",
+        ])
         .unwrap();
         let ctx = RunInfo {
             device: "nvme",

@@ -22,8 +22,13 @@
 
 #![deny(missing_docs)]
 
+mod args;
 mod figures;
 
+pub use args::{Args, Reap, Rw};
+/// clap's parser trait, so that a bench binary calls [`Args::parse`]
+/// without depending on clap itself.
+pub use clap::Parser;
 pub use figures::Figures;
 
 use std::fs;
@@ -34,166 +39,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use backend::{BlockFile, DiskConfig, EngineKind};
-use serde::{Deserialize, Serialize};
+use backend::{BlockFile, DiskConfig};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 /// Bytes per request.
 pub const IO_SIZE: u64 = 4096;
-
-/// Which requests the load generator issues.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Rw {
-    /// 4 KiB reads at random 4 KiB-aligned offsets.
-    RandRead,
-    /// 4 KiB writes at random 4 KiB-aligned offsets.
-    RandWrite,
-}
-
-impl Rw {
-    /// fio's name for it.
-    pub fn id(self) -> &'static str {
-        match self {
-            Rw::RandRead => "randread",
-            Rw::RandWrite => "randwrite",
-        }
-    }
-}
-
-/// How the driver learns of completions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Reap {
-    /// Spin on the completion ring (the driver thread burns a core).
-    Poll,
-    /// Sleep on the interrupt: each MSI the device sends writes an eventfd,
-    /// as KVM's irqfd is written; the driver checks the ring when woken.
-    Irq,
-}
-
-impl Reap {
-    /// Name in the report.
-    pub fn id(self) -> &'static str {
-        match self {
-            Reap::Poll => "poll",
-            Reap::Irq => "irq",
-        }
-    }
-}
-
-/// Command-line options, common to every device path.
-#[derive(Clone, Debug)]
-pub struct Args {
-    /// The backing file (or block device).
-    pub file: PathBuf,
-    /// Seconds measured, after the warm-up.
-    pub seconds: f64,
-    /// Seconds of load before measuring.
-    pub warmup: f64,
-    /// Requests kept in flight.
-    pub depth: u16,
-    /// Reads or writes.
-    pub rw: Rw,
-    /// Where to write the JSON report.
-    pub json: Option<PathBuf>,
-    /// The device's logical block size, where the device lets the bench
-    /// choose it (NVMe: 512 or 4096); `None`: the device's default.
-    pub block_size: Option<u32>,
-    /// Polling or interrupts.
-    pub reap: Reap,
-    /// Backend engine.
-    pub engine: EngineKind,
-    /// Ask for O_DIRECT (the backend falls back to buffered where refused).
-    pub direct: bool,
-}
-
-const USAGE: &str = "\
-usage: cargo bench -p <crate> --bench <path> -- --file PATH [options]
-  --file PATH            backing file or block device (its data is read or overwritten)
-  --seconds N            measured seconds (default 10)
-  --warmup N             seconds of load before measuring (default 1)
-  --depth N              requests in flight (default 32)
-  --rw randread|randwrite               (default randread)
-  --json OUT             write the figures as JSON to OUT
-  --block-size 512|4096  the device's logical block size, where it can be chosen
-                         (NVMe; default 512)
-  --reap poll|irq        spin on the completion ring, or sleep until the MSI (default poll)
-  --engine uring|sync    backend engine (default uring)
-  --buffered             do not ask for O_DIRECT";
-
-impl Args {
-    /// Parses the process's arguments (`--bench`, which `cargo bench`
-    /// passes, is ignored); `--help` prints the usage and exits.
-    pub fn parse() -> Result<Args> {
-        Self::parse_from(std::env::args().skip(1))
-    }
-
-    fn parse_from(mut it: impl Iterator<Item = String>) -> Result<Args> {
-        let mut a = Args {
-            file: PathBuf::new(),
-            seconds: 10.0,
-            warmup: 1.0,
-            depth: 32,
-            rw: Rw::RandRead,
-            json: None,
-            block_size: None,
-            reap: Reap::Poll,
-            engine: EngineKind::IoUring,
-            direct: true,
-        };
-        while let Some(arg) = it.next() {
-            let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
-            match arg.as_str() {
-                "--bench" => {}
-                "--help" | "-h" => {
-                    println!("{USAGE}");
-                    std::process::exit(0);
-                }
-                "--file" => a.file = value()?.into(),
-                "--seconds" => a.seconds = value()?.parse().context("--seconds")?,
-                "--warmup" => a.warmup = value()?.parse().context("--warmup")?,
-                "--depth" => a.depth = value()?.parse().context("--depth")?,
-                "--json" => a.json = Some(value()?.into()),
-                "--block-size" => a.block_size = Some(value()?.parse().context("--block-size")?),
-                "--rw" => {
-                    a.rw = match value()?.as_str() {
-                        "randread" => Rw::RandRead,
-                        "randwrite" => Rw::RandWrite,
-                        v => bail!("--rw {v}: randread or randwrite"),
-                    }
-                }
-                "--reap" => {
-                    a.reap = match value()?.as_str() {
-                        "poll" => Reap::Poll,
-                        "irq" => Reap::Irq,
-                        v => bail!("--reap {v}: poll or irq"),
-                    }
-                }
-                "--engine" => {
-                    a.engine = match value()?.as_str() {
-                        "uring" => EngineKind::IoUring,
-                        "sync" => EngineKind::Sync,
-                        v => bail!("--engine {v}: uring or sync"),
-                    }
-                }
-                "--buffered" => a.direct = false,
-                other => bail!("unknown argument {other}\n{USAGE}"),
-            }
-        }
-        if a.file.as_os_str().is_empty() {
-            bail!("--file is required\n{USAGE}");
-        }
-        if a.depth == 0 {
-            bail!("--depth must be at least 1");
-        }
-        if !(a.seconds > 0.0 && a.warmup >= 0.0) {
-            bail!("--seconds must be positive and --warmup not negative");
-        }
-        Ok(a)
-    }
-}
 
 /// Guest RAM of `bytes` at guest address 0.
 pub fn guest_ram(bytes: u64) -> Result<Arc<GuestMemoryMmap>> {
@@ -600,33 +451,6 @@ pub fn report(args: &Args, ctx: &RunInfo, m: &Measured) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Result<Args> {
-        Args::parse_from(list.iter().map(|s| s.to_string()))
-    }
-
-    #[test]
-    fn test_args_only_file_gives_defaults() {
-        let a = args(&["--bench", "--file", "/tmp/x"]).unwrap();
-
-        assert_eq!(a.file, PathBuf::from("/tmp/x"));
-        assert_eq!((a.depth, a.rw, a.reap), (32, Rw::RandRead, Reap::Poll));
-        assert_eq!(a.block_size, None);
-        assert!(a.direct);
-    }
-
-    #[test]
-    fn test_args_block_size_given_is_kept() {
-        let a = args(&["--file", "f", "--block-size", "4096", "--rw", "randwrite"]).unwrap();
-
-        assert_eq!((a.block_size, a.rw), (Some(4096), Rw::RandWrite));
-    }
-
-    #[test]
-    fn test_args_without_file_or_with_depth_zero_fail() {
-        assert!(args(&["--depth", "4"]).is_err());
-        assert!(args(&["--file", "f", "--depth", "0"]).is_err());
-    }
 
     #[test]
     fn test_rng_offset_is_aligned_and_inside() {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use benchkit::{Args, DevicePath, Interrupts, Rw, IO_SIZE};
+use benchkit::{Args, DevicePath, Interrupts, Parser, Rw, IO_SIZE};
 use devices::nvme::command::Sqe;
 use devices::nvme::regs::{self, cc, csts};
 use devices::nvme::{NamespaceConfig, Nvme, NvmeConfig, DOORBELL_BASE, NVME_BAR};
@@ -356,7 +356,7 @@ impl DevicePath for NvmeDriver {
 
 fn main() -> Result<()> {
     benchkit::init_logging();
-    let args = Args::parse()?;
+    let args = Args::parse();
     let block_size = args.block_size.unwrap_or(512);
     let lba_shift = match block_size {
         512 => 9,

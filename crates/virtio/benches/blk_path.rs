@@ -31,7 +31,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
-use benchkit::{Args, DevicePath, Interrupts, Reap, Rw, IO_SIZE};
+use benchkit::{Args, DevicePath, Interrupts, Parser, Reap, Rw, IO_SIZE};
 use dma::{Dma, FunctionContext, FunctionDma, GuestDma, RequesterId};
 use virtio::blk::{Block, BlockConfig, SECTOR_SIZE, T_IN, T_OUT};
 use virtio::features::{F_RING_EVENT_IDX, F_VERSION_1};
@@ -266,7 +266,7 @@ impl DevicePath for BlkDriver {
 
 fn main() -> Result<()> {
     benchkit::init_logging();
-    let args = Args::parse()?;
+    let args = Args::parse();
     if let Some(b) = args.block_size {
         bail!("--block-size {b}: virtio-blk reports the file's own logical block size");
     }
