@@ -27,6 +27,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::device_json::{self, BenchFigures, FioReport};
 use super::json::{obj, Json};
 use super::stats::{ratio, Summary};
 use crate::paths;
@@ -305,22 +306,7 @@ fn build_benches() -> Result<Benches> {
         cmd.args(["-p", krate, "--bench", bench]);
     }
     cmd.args(["--no-run", "--message-format=json-render-diagnostics"]);
-    let out = run_output(&mut cmd)?;
-    let artifacts: Vec<(String, PathBuf)> = out
-        .lines()
-        .filter_map(|l| Json::parse(l).ok())
-        .filter(|j| j.get("reason") == Some(&Json::from("compiler-artifact")))
-        .filter_map(|j| {
-            let name = match j.get("target")?.get("name")? {
-                Json::Str(s) => s.clone(),
-                _ => return None,
-            };
-            match j.get("executable")? {
-                Json::Str(s) => Some((name, PathBuf::from(s))),
-                _ => None,
-            }
-        })
-        .collect();
+    let artifacts = device_json::executables(&run_output(&mut cmd)?);
     Side::DEVICES
         .iter()
         .map(|&side| {
@@ -392,48 +378,52 @@ fn children_cpu_ns() -> u64 {
     ns(ru.ru_utime) + ns(ru.ru_stime)
 }
 
-fn num(j: &Json, key: &str) -> Result<f64> {
-    j.get(key)
-        .and_then(Json::as_f64)
-        .with_context(|| format!("no number `{key}`"))
+/// `value` of `key`, or an error that names the key.
+fn number(value: Option<f64>, key: &str) -> Result<f64> {
+    value.with_context(|| format!("no number `{key}`"))
 }
 
 /// The figures in a device-path bench's JSON report (nvme_path, blk_path).
-fn iovm_values(j: &Json) -> Result<(Vec<(Metric, f64)>, bool)> {
+fn iovm_values(f: &BenchFigures) -> Result<(Vec<(Metric, f64)>, bool)> {
     let values = vec![
-        (Metric::Iops, num(j, "iops")?),
-        (Metric::LatencyUs, num(j, "mean_latency_us")?),
-        (Metric::ThreadCpuNs, num(j, "device_cpu_ns_per_io")?),
-        (Metric::ProcessCpuNs, num(j, "cpu_ns_per_io")?),
+        (Metric::Iops, number(f.iops, "iops")?),
+        (
+            Metric::LatencyUs,
+            number(f.mean_latency_us, "mean_latency_us")?,
+        ),
+        (
+            Metric::ThreadCpuNs,
+            number(f.device_cpu_ns_per_io, "device_cpu_ns_per_io")?,
+        ),
+        (
+            Metric::ProcessCpuNs,
+            number(f.cpu_ns_per_io, "cpu_ns_per_io")?,
+        ),
     ];
-    let direct = j.get("direct").and_then(Json::as_bool).unwrap_or(false);
-    Ok((values, direct))
+    Ok((values, f.direct))
 }
 
 /// The figures in fio's JSON report; `process_cpu_ns` is the CPU of the whole fio run
 /// (its io-wq workers too), measured around it.
-fn fio_values(j: &Json, pattern: Pattern, process_cpu_ns: u64) -> Result<Vec<(Metric, f64)>> {
-    let job = j
-        .get("jobs")
-        .and_then(|a| a.index(0))
-        .context("no jobs[0]")?;
-    let dir = match pattern {
-        Pattern::RandRead => "read",
-        Pattern::RandWrite => "write",
+fn fio_values(
+    report: &FioReport,
+    pattern: Pattern,
+    process_cpu_ns: u64,
+) -> Result<Vec<(Metric, f64)>> {
+    let job = report.jobs.first().context("no jobs[0]")?;
+    let d = match pattern {
+        Pattern::RandRead => &job.read,
+        Pattern::RandWrite => &job.write,
     };
-    let d = job.get(dir).with_context(|| format!("no `{dir}`"))?;
-    let ios = num(d, "total_ios")?;
-    if ios <= 0.0 {
+    if d.total_ios == 0 {
         bail!("fio completed no I/O");
     }
-    let lat_ns = d
-        .get("lat_ns")
-        .map(|l| num(l, "mean"))
-        .context("no lat_ns")??;
-    let runtime_s = num(job, "job_runtime")? / 1000.0;
-    let cpu_percent = num(job, "usr_cpu")? + num(job, "sys_cpu")?;
+    let ios = d.total_ios as f64;
+    let lat_ns = d.lat_ns.as_ref().context("no lat_ns")?.mean;
+    let runtime_s = job.job_runtime / 1000.0;
+    let cpu_percent = job.usr_cpu + job.sys_cpu;
     Ok(vec![
-        (Metric::Iops, num(d, "iops")?),
+        (Metric::Iops, d.iops),
         (Metric::LatencyUs, lat_ns / 1000.0),
         (
             Metric::ThreadCpuNs,
@@ -494,7 +484,9 @@ fn measure(
             print!("{stdout}");
             let text = fs::read_to_string(&json_path)
                 .with_context(|| format!("reading {}", json_path.display()))?;
-            let (values, direct) = iovm_values(&Json::parse(&text).map_err(anyhow::Error::msg)?)?;
+            let figures = device_json::parse(&text)
+                .with_context(|| format!("reading {}", json_path.display()))?;
+            let (values, direct) = iovm_values(&figures)?;
             run.values = values;
             run.direct = Some(direct);
         }
@@ -503,8 +495,8 @@ fn measure(
             let text = run_output(&mut cmd)?;
             let cpu = children_cpu_ns().saturating_sub(before);
             fs::write(out_dir.join(format!("{}.json", run.name())), &text)?;
-            let j = Json::parse(&text).map_err(anyhow::Error::msg)?;
-            run.values = fio_values(&j, run.pattern, cpu)?;
+            let report = device_json::parse(&text).context("reading fio's JSON report")?;
+            run.values = fio_values(&report, run.pattern, cpu)?;
             let iops = run.value(Metric::Iops).unwrap_or(0.0);
             println!("host fio {}: {iops:.0} IOPS", run.pattern.id());
         }
@@ -812,7 +804,8 @@ mod tests {
             "write": {"iops": 0, "total_ios": 0},
             "job_runtime": 3000, "usr_cpu": 10.0, "sys_cpu": 40.0}]}"#;
 
-        let v = fio_values(&Json::parse(text).unwrap(), Pattern::RandRead, 6_000_000).unwrap();
+        let report = device_json::parse(text).unwrap();
+        let v = fio_values(&report, Pattern::RandRead, 6_000_000).unwrap();
 
         assert_eq!(
             v,
@@ -823,7 +816,29 @@ mod tests {
                 (Metric::ProcessCpuNs, 2000.0),
             ]
         );
-        assert!(fio_values(&Json::parse(text).unwrap(), Pattern::RandWrite, 0).is_err());
+        assert!(fio_values(&report, Pattern::RandWrite, 0).is_err());
+    }
+
+    #[test]
+    fn test_iovm_values_from_a_bench_report() {
+        let text = include_str!("../../../crates/benchkit/testdata/figures-hand-written.json");
+        let no_worker =
+            include_str!("../../../crates/benchkit/testdata/figures-no-worker-hand-written.json");
+
+        let (v, direct) = iovm_values(&device_json::parse(text).unwrap()).unwrap();
+        let err = iovm_values(&device_json::parse(no_worker).unwrap()).unwrap_err();
+
+        assert_eq!(
+            v,
+            vec![
+                (Metric::Iops, 122466.0),
+                (Metric::LatencyUs, 261.2),
+                (Metric::ThreadCpuNs, 3830.6),
+                (Metric::ProcessCpuNs, 8145.2),
+            ]
+        );
+        assert!(!direct);
+        assert_eq!(err.to_string(), "no number `device_cpu_ns_per_io`");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 mod block;
 mod boot;
 mod device;
+mod device_json;
 mod facts;
 mod io_report;
 mod json;
