@@ -12,8 +12,8 @@
 
 use std::path::Path;
 
-use super::json::{obj, Json};
 use super::marks::{self, Snapshot};
+use super::results::{HostFioFigure, HostFioSection};
 use super::stats::Summary;
 use super::vmm::Vmm;
 
@@ -547,22 +547,19 @@ impl HostFio {
     }
 
     /// The `host_fio` member of results.json.
-    pub fn json(&self, summary: impl Fn(Option<Summary>) -> Json) -> Json {
+    pub fn section(&self) -> HostFioSection {
         let mut figures = Vec::new();
         for storage in self.storages() {
             for job in Job::ALL {
                 for &m in job.shown() {
-                    let s = self.samples(storage, job, m);
-                    figures.push(obj([
-                        ("storage", storage.id().into()),
-                        ("job", job.id().into()),
-                        ("figure", m.id().into()),
-                        (
-                            "samples",
-                            Json::Arr(s.iter().map(|v| Json::Num(*v)).collect()),
-                        ),
-                        ("summary", summary(Summary::of(&s))),
-                    ]));
+                    let samples = self.samples(storage, job, m);
+                    figures.push(HostFioFigure {
+                        storage: storage.id().into(),
+                        job: job.id().into(),
+                        figure: m.id().into(),
+                        summary: Summary::of(&samples),
+                        samples,
+                    });
                 }
             }
         }
@@ -577,13 +574,12 @@ impl HostFio {
                     r.as_ref().err()?
                 ))
             })
-            .map(Json::from)
             .collect();
-        obj([
-            ("fio", self.version.clone().into()),
-            ("figures", Json::Arr(figures)),
-            ("problems", Json::Arr(problems)),
-        ])
+        HostFioSection {
+            fio: self.version.clone(),
+            figures,
+            problems,
+        }
     }
 }
 

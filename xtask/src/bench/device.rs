@@ -28,7 +28,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::device_json::{self, BenchFigures, FioReport};
-use super::json::{obj, Json};
+use super::results::{DeviceFigure, DevicePathSection, DeviceRatio, DeviceRun};
 use super::stats::{ratio, Summary};
 use crate::paths;
 use crate::run::{cargo, run_output};
@@ -698,71 +698,57 @@ impl Results {
     }
 
     /// The `device_path` member of results.json.
-    pub fn json(&self, summary: impl Fn(Option<Summary>) -> Json) -> Json {
+    pub fn section(&self) -> DevicePathSection {
         let mut figures = Vec::new();
         let mut ratios = Vec::new();
         for place in Place::ALL {
             for pattern in Pattern::ALL {
                 for m in Metric::ALL {
                     for side in Side::ALL {
-                        let s = self.samples(place, pattern, side, m);
-                        figures.push(obj([
-                            ("file", place.id().into()),
-                            ("pattern", pattern.id().into()),
-                            ("figure", m.id().into()),
-                            ("side", side.id().into()),
-                            (
-                                "samples",
-                                Json::Arr(s.iter().map(|v| Json::Num(*v)).collect()),
-                            ),
-                            ("summary", summary(Summary::of(&s))),
-                        ]));
+                        let samples = self.samples(place, pattern, side, m);
+                        figures.push(DeviceFigure {
+                            file: place.id().into(),
+                            pattern: pattern.id().into(),
+                            figure: m.id().into(),
+                            side: side.id().into(),
+                            summary: Summary::of(&samples),
+                            samples,
+                        });
                     }
                     for side in Side::DEVICES {
-                        ratios.push(obj([
-                            ("file", place.id().into()),
-                            ("pattern", pattern.id().into()),
-                            ("figure", m.id().into()),
-                            ("side", side.id().into()),
-                            ("iovm_over_host", self.ratio(place, pattern, side, m).into()),
-                        ]));
+                        ratios.push(DeviceRatio {
+                            file: place.id().into(),
+                            pattern: pattern.id().into(),
+                            figure: m.id().into(),
+                            side: side.id().into(),
+                            iovm_over_host: self.ratio(place, pattern, side, m),
+                        });
                     }
                 }
             }
         }
-        obj([
-            ("depth", Json::Num(f64::from(DEPTH))),
-            ("block_size", Json::Num(4096.0)),
-            ("seconds", Json::Num(f64::from(self.seconds))),
-            ("repetitions", Json::Num(f64::from(self.reps))),
-            ("fio", self.fio.as_str().into()),
-            ("cpu", Json::Num(self.cpu as f64)),
-            (
-                "files",
-                Json::Obj(
-                    Place::ALL
-                        .iter()
-                        .map(|&p| (p.id().to_owned(), self.place_label(p).into()))
-                        .collect(),
-                ),
-            ),
-            ("figures", Json::Arr(figures)),
-            ("ratios", Json::Arr(ratios)),
-            (
-                "runs",
-                Json::Arr(
-                    self.runs
-                        .iter()
-                        .map(|r| {
-                            obj([
-                                ("name", r.name().into()),
-                                ("problem", r.problem.clone().into()),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ])
+        DevicePathSection {
+            depth: DEPTH,
+            block_size: 4096,
+            seconds: self.seconds,
+            repetitions: self.reps,
+            fio: self.fio.clone(),
+            cpu: self.cpu,
+            files: Place::ALL
+                .iter()
+                .map(|&p| (p.id().to_owned(), self.place_label(p)))
+                .collect(),
+            figures,
+            ratios,
+            runs: self
+                .runs
+                .iter()
+                .map(|r| DeviceRun {
+                    name: r.name(),
+                    problem: r.problem.clone(),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -115,15 +115,16 @@ mod tests {
 
     #[test]
     fn test_parse_skips_notes_and_what_follows() {
-        let text = "note: something\n{\"jobs\": [{\"read\": {\"iops\": 1234.5, \"total_ios\": 7}, \
-                    \"write\": {\"iops\": 0, \"total_ios\": 0}, \"job_runtime\": 1, \
-                    \"usr_cpu\": 0, \"sys_cpu\": 0}]}\nfio: done";
+        let text = r#"note: something
+{"jobs": [{"read": {"iops": 1234.5, "total_ios": 7}, "write": {"iops": 0, "total_ios": 0},
+           "job_runtime": 1, "usr_cpu": 0, "sys_cpu": 0}]}
+fio: done"#;
 
         let r: FioReport = parse(text).unwrap();
 
         assert_eq!(r.jobs[0].read.iops, 1234.5);
         assert_eq!(r.jobs[0].read.lat_ns, None);
-        assert!(parse::<FioReport>("{\"jobs\": }").is_err());
+        assert!(parse::<FioReport>(r#"{"jobs": }"#).is_err());
         assert!(parse::<FioReport>("[1, 2").is_err());
         assert!(parse::<FioReport>("fio: no output").is_err());
     }

@@ -7,8 +7,8 @@
 //! firmware and the probe (this very binary, `xtask bench-probe`) are staged into the
 //! batch, and a generated shell script ([`plan::script`]) runs every measured run under
 //! the probe, which times it ([`probe`]) and appends a [`record::Record`]. Back here the
-//! records and consoles become figures ([`boot`]), summaries ([`stats`]) and the report
-//! ([`report`]).
+//! records and consoles become figures ([`boot`]), summaries ([`stats`]), the report
+//! ([`report`]) and results.json ([`results`]).
 
 mod block;
 mod boot;
@@ -16,7 +16,6 @@ mod device;
 mod device_json;
 mod facts;
 mod io_report;
-mod json;
 mod marks;
 mod net;
 mod plan;
@@ -24,6 +23,9 @@ mod plot;
 pub mod probe;
 mod record;
 mod report;
+mod results;
+#[cfg(test)]
+mod results_compat;
 mod stats;
 mod vmm;
 
@@ -424,10 +426,9 @@ fn write_reports(
         outcomes: &v.outcomes,
         host_fio: v.host_fio.as_ref(),
     });
-    let json = report::json(&command, guests, dev);
+    let json = report::results(&command, guests, dev).to_json()?;
     let json_path = out_dir.join("results.json");
-    fs::write(&json_path, json.pretty())
-        .with_context(|| format!("writing {}", json_path.display()))?;
+    fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
     let md = report::markdown(&command, guests, dev);
     // A smoke run (--quick) or one that left a group out keeps the committed
     // results: its report stays in target/.

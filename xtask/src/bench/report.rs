@@ -7,8 +7,8 @@ use super::block::{HostFio, Storage};
 use super::boot::{samples, summary, Figure, Outcome};
 use super::device;
 use super::io_report;
-use super::json::{obj, Json};
 use super::plan::Kind;
+use super::results::{ResultsFile, VmFigure, VmRatio, VmRun, VmSection};
 use super::stats::{ratio, Summary};
 use super::vmm::Vmm;
 
@@ -297,40 +297,33 @@ fn boot_sections(out: &mut String, env: &Env, outcomes: &[Outcome]) {
     table(out, outcomes, &EXITS);
 }
 
-fn summary_json(s: Option<Summary>) -> Json {
-    match s {
-        Some(s) => obj([
-            ("n", Json::Num(s.n as f64)),
-            ("min", s.min.into()),
-            ("median", s.median.into()),
-            ("max", s.max.into()),
-        ]),
-        None => Json::Null,
-    }
-}
-
 /// `target/bench/results.json`: the VM group's figures if it ran, and the device-path
 /// group's under `device_path` if it ran.
-pub fn json(command: &str, vms: Option<Guests>, dev: Option<&device::Results>) -> Json {
-    let mut out = match vms {
-        Some(g) => vm_json(command, g.env, g.outcomes),
-        None => obj([
-            ("date", super::facts::date().into()),
-            ("command", command.into()),
-            ("machine", super::facts::machine().into()),
-            ("iovm", super::facts::git_commit().into()),
-        ]),
+pub fn results(command: &str, vms: Option<Guests>, dev: Option<&device::Results>) -> ResultsFile {
+    let (date, machine, iovm) = match vms {
+        Some(g) => (
+            g.env.date.clone(),
+            g.env.machine.clone(),
+            g.env.iovm.clone(),
+        ),
+        None => (
+            super::facts::date(),
+            super::facts::machine(),
+            super::facts::git_commit(),
+        ),
     };
-    if let (Json::Obj(items), Some(h)) = (&mut out, vms.and_then(|g| g.host_fio)) {
-        items.push(("host_fio".into(), h.json(summary_json)));
+    ResultsFile {
+        date,
+        command: command.into(),
+        machine,
+        iovm,
+        vms: vms.map(vm_section),
+        device_path: dev.map(device::Results::section),
     }
-    if let (Json::Obj(items), Some(d)) = (&mut out, dev) {
-        items.push(("device_path".into(), d.json(summary_json)));
-    }
-    out
 }
 
-fn vm_json(command: &str, env: &Env, outcomes: &[Outcome]) -> Json {
+fn vm_section(g: Guests) -> VmSection {
+    let (env, outcomes) = (g.env, g.outcomes);
     let mut figures = Vec::new();
     let mut ratios = Vec::new();
     for f in Figure::all() {
@@ -339,66 +332,54 @@ fn vm_json(command: &str, env: &Env, outcomes: &[Outcome]) -> Json {
             if s.is_empty() {
                 continue;
             }
-            figures.push(obj([
-                ("figure", f.id().into()),
-                ("vmm", vmm.id().into()),
-                (
-                    "samples",
-                    Json::Arr(s.iter().map(|v| Json::Num(*v)).collect()),
-                ),
-                ("summary", summary_json(Summary::of(&s))),
-            ]));
+            figures.push(VmFigure {
+                figure: f.id(),
+                vmm: vmm.id().into(),
+                summary: Summary::of(&s),
+                samples: s,
+            });
         }
         for peer in PEERS {
             let r = ratio(summary(outcomes, f, Vmm::Iovm), summary(outcomes, f, peer));
             if let Some(r) = r {
-                ratios.push(obj([
-                    ("figure", f.id().into()),
-                    ("of", Vmm::Iovm.id().into()),
-                    ("to", peer.id().into()),
-                    ("ratio_of_medians", r.into()),
-                ]));
+                ratios.push(VmRatio {
+                    figure: f.id(),
+                    of: Vmm::Iovm.id().into(),
+                    to: peer.id().into(),
+                    ratio_of_medians: r,
+                });
             }
         }
     }
     let runs = outcomes
         .iter()
-        .map(|o| {
-            obj([
-                ("name", o.spec.name().into()),
-                ("record", o.record.as_ref().map(|r| r.to_line()).into()),
-                ("problem", o.problem.clone().into()),
-            ])
+        .map(|o| VmRun {
+            name: o.spec.name(),
+            record: o.record.as_ref().map(|r| r.to_line()),
+            problem: o.problem.clone(),
         })
         .collect();
-    obj([
-        ("date", env.date.as_str().into()),
-        ("command", command.into()),
-        ("mode", env.mode.to_string().into()),
-        ("where", where_ran(env.mode).into()),
-        ("machine", env.machine.as_str().into()),
-        ("run_kernel", env.run_kernel.as_str().into()),
-        ("run_cpu", env.run_cpu.as_str().into()),
-        ("guest", env.guest.as_str().into()),
-        ("iovm", env.iovm.as_str().into()),
-        ("qemu", env.qemu.as_str().into()),
-        ("repetitions", Json::Num(f64::from(env.reps))),
-        ("memory", env.memory.as_str().into()),
-        ("sample_after_ms", Json::Num(env.sample_after_ms as f64)),
-        ("cmdline", env.cmdline.as_str().into()),
-        (
-            "commands",
-            Json::Obj(
-                env.commands
-                    .iter()
-                    .map(|(v, c)| (v.id().to_owned(), c.as_str().into()))
-                    .collect(),
-            ),
-        ),
-        ("figures", Json::Arr(figures)),
-        ("ratios", Json::Arr(ratios)),
-        ("runs", Json::Arr(runs)),
-    ])
+    VmSection {
+        mode: env.mode.to_string(),
+        where_ran: where_ran(env.mode).into(),
+        run_kernel: env.run_kernel.clone(),
+        run_cpu: env.run_cpu.clone(),
+        guest: env.guest.clone(),
+        qemu: env.qemu.clone(),
+        repetitions: env.reps,
+        memory: env.memory.clone(),
+        sample_after_ms: env.sample_after_ms,
+        cmdline: env.cmdline.clone(),
+        commands: env
+            .commands
+            .iter()
+            .map(|(v, c)| (v.id().to_owned(), c.clone()))
+            .collect(),
+        figures,
+        ratios,
+        runs,
+        host_fio: g.host_fio.map(HostFio::section),
+    }
 }
 
 #[cfg(test)]

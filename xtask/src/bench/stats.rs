@@ -1,7 +1,9 @@
 //! Minimum, median and maximum of a figure's samples, and ratios of medians.
 
-/// Summary of one figure's samples.
-#[derive(Debug, Clone, Copy, PartialEq)]
+use serde::{Deserialize, Serialize};
+
+/// Summary of one figure's samples (in results.json as `{n, min, median, max}`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Number of samples.
     pub n: usize,
