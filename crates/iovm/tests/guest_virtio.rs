@@ -4,7 +4,6 @@
 //! iovm in a network namespace the run makes and removes, with the TAP's
 //! other end there. One batch (one test-host boot).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 

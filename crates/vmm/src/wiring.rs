@@ -35,7 +35,10 @@ impl Wiring for KvmWiring<'_> {
     }
 
     fn msi_vectors(&mut self, ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
-        Arc::new(KvmMsiVectors::new(self.irqchip.router().clone(), ctx.clone()))
+        Arc::new(KvmMsiVectors::new(
+            self.irqchip.router().clone(),
+            ctx.clone(),
+        ))
     }
 
     fn dma(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn Dma> {
