@@ -15,11 +15,19 @@ pub fn file_for(scratch: &Path) -> Option<PathBuf> {
 }
 
 /// Records that the test host of the batch in `scratch` was lost:
-/// `why`, and the console that shows it. Best effort: a loss that cannot
-/// be recorded is still reported by the harness on stderr.
+/// `why`, and the console that shows it, copied beside the record so it
+/// outlives the batch's scratch directory (removed after a run unless
+/// `IOVM_TEST_KEEP` is set). Best effort: a loss that cannot be recorded
+/// is still reported by the harness on stderr.
 pub fn record(scratch: &Path, why: &str, console: &Path) {
     let Some(path) = file_for(scratch) else {
         return;
+    };
+    let kept = kept_console(scratch, console);
+    let console = if std::fs::copy(console, &kept).is_ok() {
+        kept.as_path()
+    } else {
+        console
     };
     let line = format!("{why} (console: {})\n", console.display());
     let _ = std::fs::OpenOptions::new()
@@ -27,6 +35,18 @@ pub fn record(scratch: &Path, why: &str, console: &Path) {
         .append(true)
         .open(path)
         .and_then(|mut f| f.write_all(line.as_bytes()));
+}
+
+/// Where the console of a lost test host is kept: beside the record,
+/// named after the batch and the console file.
+fn kept_console(scratch: &Path, console: &Path) -> PathBuf {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let dir = scratch.parent().unwrap_or(scratch);
+    dir.join(format!("lost-{}-{}", name(scratch), name(console)))
 }
 
 /// The losses recorded in `dir` (one line each), oldest first.
@@ -49,11 +69,22 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("batch-a")).unwrap();
         assert!(read(&dir).is_empty());
-        record(&dir.join("batch-a"), "stalled", Path::new("/a.log"));
-        record(&dir.join("batch-b"), "died", Path::new("/b.log"));
+        let console = dir.join("batch-a/testhost-console.log");
+        std::fs::write(&console, "the host's last words").unwrap();
+        record(&dir.join("batch-a"), "stalled", &console);
+        record(&dir.join("batch-b"), "died", Path::new("/nonexistent/b.log"));
+        let kept = dir.join("lost-batch-a-testhost-console.log");
         assert_eq!(
             read(&dir),
-            vec!["stalled (console: /a.log)", "died (console: /b.log)"]
+            vec![
+                format!("stalled (console: {})", kept.display()),
+                "died (console: /nonexistent/b.log)".to_owned()
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(&kept).unwrap(),
+            "the host's last words",
+            "the console outlives the batch"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
