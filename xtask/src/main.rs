@@ -14,6 +14,7 @@ mod libs;
 mod paths;
 mod rootfs;
 mod run;
+mod soak;
 mod stamp;
 mod test;
 mod testhost;
@@ -189,6 +190,27 @@ a group out writes target/bench/RESULTS-partial.md instead). Exit status 1 if an
 not count (it did not reach the marker, power off, or exit 0; a device-path run failed).")]
     Bench(bench::BenchArgs),
 
+    /// The nested test host's stability study: N jobs of guests, losses counted.
+    #[command(long_about = "\
+Run the nested test host's stability study (docs/test-host.md): --jobs jobs, each one
+test-host boot with three guests (NVMe and virtio-blk written and verified by fio with
+crc32c on two vCPUs, and a guest that reboots once), counting the test hosts lost, the
+guests lost and the time per job.
+
+The test host runs as the environment says, so candidates are compared by running this
+once per setting:
+  IOVM_TESTHOST_SMP=1|2...        the test host's vCPUs (default 2)
+  IOVM_TESTHOST_TCG=multi|single  TCG threading (default multi)
+  IOVM_TESTHOST_CPU=MODEL[,FLAGS] QEMU's -cpu (default max)
+  IOVM_TESTHOST_APPEND='WORDS'    extra test-host kernel command line words
+                                  (e.g. transparent_hugepage=never)
+Each job's line goes to target/soak/<label>.tsv; the last line sums them up.
+
+Examples:
+  cargo xtask soak --jobs 20
+  IOVM_TESTHOST_APPEND=transparent_hugepage=never cargo xtask soak --jobs 20 --label thp-never")]
+    Soak(soak::SoakArgs),
+
     /// Time one VMM process (used by the bench script; not for direct use).
     #[command(hide = true)]
     BenchProbe(bench::probe::ProbeArgs),
@@ -204,6 +226,7 @@ fn main() {
         Cmd::Ci(args) => test::ci(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::BenchProbe(args) => bench::probe::run(args),
+        Cmd::Soak(args) => soak::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

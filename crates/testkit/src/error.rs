@@ -19,6 +19,9 @@ pub enum Error {
         /// The xtask subcommand that builds it.
         xtask: &'static str,
     },
+    /// A test-host knob ([`crate::knobs`]) has a value that cannot be used.
+    #[error("{0}")]
+    BadKnob(String),
     /// A [`crate::GuestRun`] cannot be run as given.
     #[error("run {name:?}: {reason}")]
     InvalidRun {

@@ -57,6 +57,7 @@ mod capture;
 mod direct;
 mod error;
 pub mod images;
+pub mod knobs;
 pub mod losses;
 pub mod markers;
 mod mode;

@@ -72,7 +72,11 @@ mod tests {
         let console = dir.join("batch-a/testhost-console.log");
         std::fs::write(&console, "the host's last words").unwrap();
         record(&dir.join("batch-a"), "stalled", &console);
-        record(&dir.join("batch-b"), "died", Path::new("/nonexistent/b.log"));
+        record(
+            &dir.join("batch-b"),
+            "died",
+            Path::new("/nonexistent/b.log"),
+        );
         let kept = dir.join("lost-batch-a-testhost-console.log");
         assert_eq!(
             read(&dir),

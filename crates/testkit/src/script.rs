@@ -205,7 +205,8 @@ impl Batch {
                     self.disk().map(|_| TESTHOST_DISK),
                     &loaders(scratch),
                 );
-                let mut cmd = testhost::command(&host, scratch, &guest_dir);
+                let knobs = crate::knobs::Knobs::from_env().map_err(Error::BadKnob)?;
+                let mut cmd = testhost::command(&host, scratch, &guest_dir, &knobs);
                 if let Some(image) = self.disk() {
                     cmd.arg("-drive").arg(format!(
                         "file={},format=raw,if=virtio,cache=none,aio=io_uring",

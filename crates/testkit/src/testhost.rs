@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::capture::{Capture, Stream};
 use crate::error::{Error, IoContext};
 use crate::images::TestHost;
+use crate::knobs::Knobs;
 use crate::markers::{self, BATCH, GUEST_BOOT_DONE};
 use crate::run::{GuestRun, RunResult, STDIN_DELAY};
 use crate::watch::Watch;
@@ -48,33 +49,37 @@ pub fn shell_quote(s: &str) -> String {
 
 /// The QEMU command that boots the test host with `scratch` and `guest_dir` shared.
 /// Its serial console is QEMU's stdout.
-pub fn command(host: &TestHost, scratch: &Path, guest_dir: &Path) -> Command {
+/// The knobs of [`crate::knobs`] change the CPU, threading, vCPUs and
+/// kernel command line.
+pub fn command(host: &TestHost, scratch: &Path, guest_dir: &Path, knobs: &Knobs) -> Command {
     let mut cmd = Command::new(&host.qemu);
     for fw in &host.firmware {
         cmd.arg("-L").arg(fw);
     }
+    let thread = if knobs.multi_thread {
+        "multi"
+    } else {
+        "single"
+    };
+    let mut append = TESTHOST_CMDLINE.to_owned();
+    if !knobs.append.is_empty() {
+        append.push(' ');
+        append.push_str(&knobs.append);
+    }
     cmd.args([
         "-accel",
-        "tcg,thread=multi",
+        &format!("tcg,thread={thread}"),
         "-cpu",
-        "max",
-        "-M",
-        "q35",
-        "-m",
-        "8G",
-        "-smp",
-        "2",
-        "-nographic",
-        "-no-reboot",
-        "-nic",
-        "none",
+        &knobs.cpu,
     ])
+    .args(["-M", "q35", "-m", "8G", "-smp", &knobs.smp.to_string()])
+    .args(["-nographic", "-no-reboot", "-nic", "none"])
     .arg("-kernel")
     .arg(&host.vmlinuz)
     .arg("-initrd")
     .arg(&host.initramfs)
     .arg("-append")
-    .arg(TESTHOST_CMDLINE)
+    .arg(append)
     .arg("-virtfs")
     .arg(format!(
         "local,path={},mount_tag=scratch,security_model=none",
@@ -383,8 +388,9 @@ fn boot_once(
     let log2 = log
         .try_clone()
         .ctx(|| format!("opening {}", log_path.display()))?;
+    let knobs = Knobs::from_env().map_err(Error::BadKnob)?;
     let start = Instant::now();
-    let mut child = command(host, scratch, guest_dir)
+    let mut child = command(host, scratch, guest_dir, &knobs)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
