@@ -176,6 +176,16 @@ fn test_malformed_memory_is_a_usage_error() {
 }
 
 #[test]
+fn test_malformed_shutdown_timeout_is_a_usage_error() {
+    for bad in ["soon", "0s", "1h"] {
+        let o = iovm(&["run", "--kernel", "k", "--shutdown-timeout", bad]);
+        assert_eq!(o.code, Some(2), "{bad}: {}", o.stderr);
+        assert!(o.stderr.contains(bad), "{}", o.stderr);
+        assert!(!o.stderr.contains("panicked"));
+    }
+}
+
+#[test]
 fn test_unknown_serial_backend_is_a_usage_error() {
     let o = iovm(&["run", "--kernel", "k", "--serial", "tcp:1234"]);
     assert_eq!(o.code, Some(2));
@@ -349,8 +359,11 @@ fn test_help_teaches_usage_and_exit_codes() {
         "--cpus",
         "--serial",
         "--on-reboot",
+        "--shutdown-timeout",
+        "SIGTERM",
         "Exit status",
         "Ctrl-A x",
+        "7  internal error",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
