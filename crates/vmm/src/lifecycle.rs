@@ -59,14 +59,13 @@ impl Vm {
     /// `on_start` learns when vCPU 0 first entered the guest; `signals`
     /// deliver SIGTERM and SIGINT while it runs.
     pub fn run(
-        self,
+        mut self,
         console: &Console,
         signals: &ShutdownSignals,
         on_start: impl FnOnce(Instant),
     ) -> Result<Outcome, VmError> {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        let mut vm = self;
-        for runner in std::mem::take(&mut vm.vcpus) {
+        for runner in std::mem::take(&mut self.vcpus) {
             let name = format!("iovm-vcpu{}", runner.index);
             match std::thread::Builder::new()
                 .name(name)
@@ -74,18 +73,18 @@ impl Vm {
             {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
-                    vm.teardown(threads, console, signals);
+                    self.teardown(threads, console, signals);
                     return Err(VmError::Thread(e));
                 }
             }
         }
-        signals.attach(vm.event_sink.clone());
-        if let Ok(t) = vm.first_entry.recv_timeout(Duration::from_secs(5)) {
+        signals.attach(self.event_sink.clone());
+        if let Ok(t) = self.first_entry.recv_timeout(Duration::from_secs(5)) {
             on_start(t);
         }
-        let outcome = vm.serve();
+        let outcome = self.serve();
         tracing::info!("machine ends: {outcome:?}");
-        let left = vm.teardown(threads, console, signals);
+        let left = self.teardown(threads, console, signals);
         if left != Leftovers::default() {
             tracing::warn!("the machine was not wholly freed: {left:?}");
         }
