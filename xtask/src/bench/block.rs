@@ -1,12 +1,13 @@
 //! The `block` figure group: fio inside the guest on an NVMe or a virtio-blk disk, iovm
-//! against QEMU q35, and KVM exits per I/O read where the VMMs run.
+//! against QEMU q35, and KVM exits and the VMM's CPU time per I/O read where the VMMs
+//! run.
 //!
 //! The disk's image is one of three [`Storage`]s where the VMMs run: a file in `/dev/shm`,
 //! a raw disk taken with `O_DIRECT`, or a RAM block device. It is filled with zeros once
 //! so that every block is backed. Each run boots the guest with the disk and runs four
 //! time-based fio jobs on it ([`Job`], `--ioengine=libaio --direct=1`, terse output), each
-//! between two console marks at which the probe reads KVM's exit counters
-//! ([`super::marks`]); fio writes them (`--exec_prerun`, `--exec_postrun`), so its own
+//! between two console marks at which the probe reads KVM's exit counters and the VMM's
+//! CPU time ([`super::marks`], [`super::vmm_cpu`]); fio writes them (`--exec_prerun`, `--exec_postrun`), so its own
 //! start-up and exit fall outside. The test host's own fio on the same image (staged from this
 //! machine) is the physical limit.
 
@@ -16,6 +17,7 @@ use super::marks::{self, Snapshot};
 use super::results::{HostFioFigure, HostFioSection};
 use super::stats::Summary;
 use super::vmm::Vmm;
+use super::vmm_cpu::{self, CpuFigure};
 
 /// The size of every disk image, in MiB.
 pub const IMAGE_MIB: u32 = 256;
@@ -262,7 +264,8 @@ impl Job {
         }
     }
 
-    fn label(self) -> &'static str {
+    /// Name in tables.
+    pub fn label(self) -> &'static str {
         match self {
             Job::RandReadQd1 => "4k randread QD1",
             Job::RandReadQd32 => "4k randread QD32",
@@ -339,6 +342,8 @@ pub enum Metric {
     EmulatedPerIo,
     /// Interrupts injected into the guest per I/O (the device's, and timer ticks).
     InjectedPerIo,
+    /// The VMM's CPU time (or the guest's) per I/O, µs ([`vmm_cpu`]).
+    Cpu(CpuFigure),
 }
 
 impl Metric {
@@ -354,8 +359,9 @@ impl Metric {
     ];
 
     /// Key part in results.json.
-    pub fn id(self) -> &'static str {
-        match self {
+    pub fn id(self) -> String {
+        let s = match self {
+            Metric::Cpu(c) => return format!("{}_us_per_io", c.id()),
             Metric::P50Us => "clat_p50_us",
             Metric::P99Us => "clat_p99_us",
             Metric::Iops => "iops",
@@ -367,11 +373,13 @@ impl Metric {
             Metric::IrqExitsPerIo => "irq_exits_per_io",
             Metric::EmulatedPerIo => "emulated_insns_per_io",
             Metric::InjectedPerIo => "injected_interrupts_per_io",
-        }
+        };
+        s.to_owned()
     }
 
-    fn label(self) -> &'static str {
-        match self {
+    fn label(self) -> String {
+        let s = match self {
+            Metric::Cpu(c) => return format!("{} per I/O (µs)", c.label()),
             Metric::P50Us => "p50 completion latency (µs)",
             Metric::P99Us => "p99 completion latency (µs)",
             Metric::Iops => "IOPS",
@@ -383,7 +391,8 @@ impl Metric {
             Metric::IrqExitsPerIo => "of which exits for a host interrupt",
             Metric::EmulatedPerIo => "instructions KVM emulated (MMIO writes) per I/O",
             Metric::InjectedPerIo => "interrupts injected per I/O",
-        }
+        };
+        s.to_owned()
     }
 
     /// Whether the figure comes from KVM's counters (none for the host's own fio).
@@ -400,6 +409,14 @@ impl Metric {
 /// A block figure's table label: `<job>: <metric>`.
 pub fn label(job: Job, m: Metric) -> String {
     format!("{}: {}", job.label(), m.label())
+}
+
+/// The CPU figures of one disk, job by job.
+pub fn cpu_rows() -> Vec<(Job, Metric)> {
+    Job::ALL
+        .iter()
+        .flat_map(|&j| CpuFigure::ALL.map(|c| (j, Metric::Cpu(c))))
+        .collect()
 }
 
 /// The table rows of one disk, in order: the fio figures, then the exits.
@@ -461,9 +478,13 @@ pub fn parse_terse(line: &str, job: Job) -> Option<FioResult> {
     })
 }
 
-/// The figures of one guest run from its console and the counters at its marks; an
-/// error if a job has no fio result.
-pub fn figures(console: &str, snaps: &[Snapshot]) -> Result<Vec<(Job, Metric, f64)>, String> {
+/// The figures of one guest run of `vmm` from its console and the counters and CPU times
+/// at its marks; an error if a job has no fio result.
+pub fn figures(
+    vmm: Vmm,
+    console: &str,
+    snaps: &[Snapshot],
+) -> Result<Vec<(Job, Metric, f64)>, String> {
     let mut out = Vec::new();
     for job in Job::ALL {
         let prefix = format!("{FIO_LINE}{} ", job.id());
@@ -481,6 +502,8 @@ pub fn figures(console: &str, snaps: &[Snapshot]) -> Result<Vec<(Job, Metric, f6
                 out.push((job, m, d as f64 / r.ios));
             }
         }
+        let cpu = vmm_cpu::figures(vmm, snaps, job.id(), r.ios, 1e6);
+        out.extend(cpu.into_iter().map(|(c, v)| (job, Metric::Cpu(c), v)));
     }
     Ok(out)
 }
@@ -556,7 +579,7 @@ impl HostFio {
                     figures.push(HostFioFigure {
                         storage: storage.id().into(),
                         job: job.id().into(),
-                        figure: m.id().into(),
+                        figure: m.id(),
                         summary: Summary::of(&samples),
                         samples,
                     });
@@ -653,22 +676,34 @@ mod tests {
             t = terse(false, 320000)
         );
         let snaps = marks::parse_all(
-            "mark=randread-qd1.begin exits=1000 mmio_exits=10\n\
-             mark=randread-qd1.end exits=31000 mmio_exits=20010\n",
+            "mark=randread-qd1.begin exits=1000 mmio_exits=10 clk_tck=100 proc=5:10:20:0 \
+             task=5:10:20:0:iovm\n\
+             mark=randread-qd1.end exits=31000 mmio_exits=20010 clk_tck=100 proc=5:30:40:10 \
+             task=5:10:20:0:iovm task=6:20:20:10:iovm-vcpu0\n",
         );
 
-        let f = figures(&console, &snaps).unwrap();
+        let f = figures(Vmm::Iovm, &console, &snaps).unwrap();
 
         assert!(f.contains(&(Job::RandReadQd1, Metric::ExitsPerIo, 3.0)));
         assert!(f.contains(&(Job::RandReadQd1, Metric::MmioExitsPerIo, 2.0)));
+        // 30 ticks outside the guest and 10 in it, 1/100 s each, over 10000 I/Os.
+        assert!(f.contains(&(Job::RandReadQd1, Metric::Cpu(CpuFigure::Outside), 30.0)));
+        assert!(f.contains(&(Job::RandReadQd1, Metric::Cpu(CpuFigure::Guest), 10.0)));
+        assert!(!f
+            .iter()
+            .any(|(j, m, _)| *j == Job::RandReadQd32 && matches!(m, Metric::Cpu(_))));
         assert!(f.contains(&(Job::RandReadQd32, Metric::Iops, 2000.0)));
         assert!(f.contains(&(Job::RandWriteQd32, Metric::Iops, 2000.0)));
         assert!(!f
             .iter()
             .any(|(j, m, _)| *j == Job::RandReadQd32 && *m == Metric::ExitsPerIo));
-        assert!(figures("IOVM-BENCH: fio randread-qd1 fio: error\n", &snaps)
-            .unwrap_err()
-            .contains("fio randread-qd1 failed"));
+        assert!(figures(
+            Vmm::Iovm,
+            "IOVM-BENCH: fio randread-qd1 fio: error\n",
+            &snaps
+        )
+        .unwrap_err()
+        .contains("fio randread-qd1 failed"));
     }
 
     #[test]

@@ -47,8 +47,8 @@ pub enum Figure {
     /// In the guest: ns per virtio queue notification (the doorbell of a virtio-rng
     /// device's queue, an ioeventfd in the VMMs that register one).
     VirtioNotify,
-    /// A fio figure or exits per I/O of one job on one kind of disk with its image on one
-    /// storage ([`block`]).
+    /// A fio figure, exits or the VMM's CPU per I/O of one job on one kind of disk with
+    /// its image on one storage ([`block`]).
     Block(Disk, Storage, Job, block::Metric),
     /// A network figure ([`net`]).
     Net(net::Metric),
@@ -82,17 +82,23 @@ impl Figure {
                 out.extend(
                     block::rows()
                         .into_iter()
+                        .chain(block::cpu_rows())
                         .map(|(j, m)| Figure::Block(disk, storage, j, m)),
                 );
             }
         }
         out.extend(net::Metric::ALL.map(Figure::Net));
+        out.extend(net::Metric::cpu().map(Figure::Net));
         out
     }
 
-    /// Whether the ratio chart shows it: all but the breakdowns of exits by kind.
+    /// Whether the ratio chart shows it: all but the breakdowns of exits by kind and
+    /// of the VMM's CPU by thread.
     pub fn on_chart(self) -> bool {
         match self {
+            Figure::Block(.., block::Metric::Cpu(c)) | Figure::Net(net::Metric::Cpu(c)) => {
+                c.on_chart()
+            }
             Figure::Block(.., m) => !m.id().contains("_exits"),
             Figure::Net(m) => !m.id().contains("_exits"),
             _ => true,
@@ -140,7 +146,7 @@ impl Figure {
             Figure::Block(d, st, j, m) => {
                 return format!("{} on {} {}", d.label(), st.label(), block::label(j, m))
             }
-            Figure::Net(m) => return m.label().to_owned(),
+            Figure::Net(m) => return m.label(),
             Figure::ToMarker => "process start → init marker (ms)",
             Figure::ToExit => "process start → exit after poweroff (ms)",
             Figure::FirstInstruction => "first guest instruction, iovm `--timing` (ms)",
@@ -295,14 +301,14 @@ fn check(
             }
         }
         Kind::Block(disk, storage) => {
-            let f = block::figures(guest_console(console), snaps)?;
+            let f = block::figures(spec.vmm, guest_console(console), snaps)?;
             out.extend(
                 f.into_iter()
                     .map(|(j, m, v)| (Figure::Block(disk, storage, j, m), v)),
             );
         }
         Kind::Net => {
-            let f = net::figures(guest_console(console), snaps)?;
+            let f = net::figures(spec.vmm, guest_console(console), snaps)?;
             out.extend(f.into_iter().map(|(m, v)| (Figure::Net(m), v)));
         }
     }

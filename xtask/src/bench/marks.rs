@@ -1,17 +1,21 @@
-//! KVM exit counters read where the VMMs run, at marks the guest prints.
+//! KVM exit counters and the VMM's CPU time read where the VMMs run, at marks the guest
+//! prints.
 //!
 //! A guest script prints `IOVM-BENCH: mark <name>` lines on its console around the work
 //! it measures (e.g. `randread-qd32.begin`, `randread-qd32.end`); the probe, reading the
 //! VMM's console as it comes, reads KVM's global exit counters from debugfs
-//! (`/sys/kernel/debug/kvm/`) at each mark and keeps a [`Snapshot`]. Only one VM runs at
-//! a time, so the global counters are that VM's; the difference between a job's two
-//! marks is what the job cost (give or take the few exits of printing the mark line and
-//! of the guest's idle ticks).
+//! (`/sys/kernel/debug/kvm/`) and the VMM process's CPU time, per thread
+//! ([`ProcessCpu`]), at each mark and keeps a [`Snapshot`]. Only one VM runs at a time,
+//! so the global counters are that VM's; the difference between a job's two marks is
+//! what the job cost (give or take the few exits of printing the mark line and of the
+//! guest's idle ticks).
 //!
-//! The probe writes the snapshots one a line (`mark=<name> exits=N io_exits=N …`) to the
-//! file its `--marks` option names.
+//! The probe writes the snapshots one a line (`mark=<name> exits=N io_exits=N …
+//! clk_tck=N proc=… task=…`) to the file its `--marks` option names.
 
 use std::path::Path;
+
+use super::proc_stat::ProcessCpu;
 
 /// What a mark line starts with (after anything else on the console line).
 pub const MARK: &str = "IOVM-BENCH: mark ";
@@ -32,18 +36,21 @@ pub const COUNTERS: [&str; 7] = [
     "insn_emulation",
 ];
 
-/// The counters at one mark.
+/// The counters and the VMM's CPU time at one mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// The mark's name.
     pub name: String,
     /// `(counter, value)` for each of [`COUNTERS`] that could be read.
     pub counters: Vec<(String, u64)>,
+    /// The VMM process's CPU time, if it could be read.
+    pub cpu: Option<ProcessCpu>,
 }
 
 impl Snapshot {
-    /// Reads the counters in the debugfs KVM directory `dir`.
-    pub fn read(name: &str, dir: &Path) -> Snapshot {
+    /// Reads the counters in the debugfs KVM directory `dir` and the CPU time of
+    /// process `pid` (the VMM).
+    pub fn read(name: &str, dir: &Path, pid: u32) -> Snapshot {
         let counters = COUNTERS
             .iter()
             .filter_map(|c| {
@@ -54,29 +61,39 @@ impl Snapshot {
         Snapshot {
             name: name.to_owned(),
             counters,
+            cpu: ProcessCpu::read(pid),
         }
     }
 
-    /// One line: `mark=<name> exits=N …`.
+    /// One line: `mark=<name> exits=N …`, then the CPU time's words.
     pub fn to_line(&self) -> String {
         let mut s = format!("mark={}", self.name);
         for (c, v) in &self.counters {
             s.push_str(&format!(" {c}={v}"));
         }
+        for w in self.cpu.iter().flat_map(ProcessCpu::to_words) {
+            s.push(' ');
+            s.push_str(&w);
+        }
         s
     }
 
-    /// Parses a line of [`Snapshot::to_line`].
+    /// Parses a line of [`Snapshot::to_line`]. Counters are the words of
+    /// [`COUNTERS`]' names.
     pub fn parse(line: &str) -> Option<Snapshot> {
         let mut words = line.split_whitespace();
         let name = words.next()?.strip_prefix("mark=")?.to_owned();
-        let counters = words
-            .filter_map(|w| {
-                let (k, v) = w.split_once('=')?;
-                Some((k.to_owned(), v.parse().ok()?))
-            })
+        let pairs: Vec<(&str, &str)> = words.filter_map(|w| w.split_once('=')).collect();
+        let counters = pairs
+            .iter()
+            .filter(|(k, _)| COUNTERS.contains(k))
+            .filter_map(|(k, v)| Some(((*k).to_owned(), v.parse().ok()?)))
             .collect();
-        Some(Snapshot { name, counters })
+        Some(Snapshot {
+            name,
+            counters,
+            cpu: ProcessCpu::from_words(pairs.into_iter()),
+        })
     }
 
     fn get(&self, counter: &str) -> Option<u64> {
@@ -92,11 +109,16 @@ pub fn parse_all(text: &str) -> Vec<Snapshot> {
     text.lines().filter_map(Snapshot::parse).collect()
 }
 
+/// The snapshots at marks `<job>.begin` and `<job>.end`.
+pub fn window<'a>(snaps: &'a [Snapshot], job: &str) -> Option<(&'a Snapshot, &'a Snapshot)> {
+    let at = |m: String| snaps.iter().find(|s| s.name == m);
+    Some((at(format!("{job}.begin"))?, at(format!("{job}.end"))?))
+}
+
 /// How much `counter` grew from mark `<job>.begin` to mark `<job>.end`.
 pub fn delta(snaps: &[Snapshot], job: &str, counter: &str) -> Option<u64> {
-    let at = |m: String| snaps.iter().find(|s| s.name == m)?.get(counter);
-    let (a, b) = (at(format!("{job}.begin"))?, at(format!("{job}.end"))?);
-    b.checked_sub(a)
+    let (a, b) = window(snaps, job)?;
+    b.get(counter)?.checked_sub(a.get(counter)?)
 }
 
 /// Finds mark lines in a console fed in pieces.
@@ -150,10 +172,12 @@ mod tests {
             Snapshot {
                 name: "j.begin".into(),
                 counters: vec![("exits".into(), 100), ("io_exits".into(), 7)],
+                cpu: None,
             },
             Snapshot {
                 name: "j.end".into(),
                 counters: vec![("exits".into(), 1100), ("io_exits".into(), 7)],
+                cpu: None,
             },
         ];
         let text: String = snaps.iter().map(|s| s.to_line() + "\n").collect();
@@ -174,12 +198,32 @@ mod tests {
         std::fs::write(dir.join("exits"), "12345\n").unwrap();
         std::fs::write(dir.join("mmio_exits"), "67\n").unwrap();
 
-        let s = Snapshot::read("m", &dir);
+        let s = Snapshot::read("m", &dir, std::process::id());
         let _ = std::fs::remove_dir_all(&dir);
 
         assert_eq!(
             s.counters,
             vec![("exits".into(), 12345), ("mmio_exits".into(), 67)]
         );
+        assert_eq!(s.cpu.map(|c| c.pid), Some(std::process::id()));
+    }
+
+    #[test]
+    fn test_snapshot_line_with_cpu_round_trips() {
+        let line = "mark=net.end exits=9 clk_tck=100 proc=7:50:20:30 \
+                    task=7:10:5:0:qemu-system-x86 task=9:40:15:30:CPU%200/KVM";
+
+        let s = Snapshot::parse(line).unwrap();
+        let cpu = s.cpu.as_ref().unwrap();
+
+        assert_eq!(s.counters, vec![("exits".into(), 9)]);
+        assert_eq!((cpu.pid, cpu.ticks_per_second), (7, 100));
+        assert_eq!(cpu.threads[1].comm, "CPU 0/KVM");
+        assert_eq!(cpu.threads[1].times.guest, 30);
+        assert_eq!(
+            s.to_line(),
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        assert_eq!(Snapshot::parse("mark=a exits=1").unwrap().cpu, None);
     }
 }

@@ -21,6 +21,7 @@ mod net;
 mod plan;
 mod plot;
 pub mod probe;
+mod proc_stat;
 mod record;
 mod report;
 mod results;
@@ -28,6 +29,7 @@ mod results;
 mod results_compat;
 mod stats;
 mod vmm;
+mod vmm_cpu;
 
 use std::fs;
 use std::path::Path;

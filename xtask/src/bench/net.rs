@@ -6,11 +6,13 @@
 //! runs inside it (`nsenter`) and opens or creates the TAP `vtap0`, which a background
 //! loop in the namespace gives 10.0.2.1/24 once it exists, with a busybox `nc` sink on
 //! port 5001. The guest sends zeros from `/dev/zero` with busybox `nc` and times the
-//! transfer with its own clock; the probe reads KVM's exit counters around it. No
-//! traffic leaves the namespace; [`after`] removes it.
+//! transfer with its own clock; the probe reads KVM's exit counters and the VMM's CPU
+//! time ([`super::vmm_cpu`]) around it. No traffic leaves the namespace; [`after`]
+//! removes it.
 
 use super::marks::{self, Snapshot};
 use super::vmm::Vmm;
+use super::vmm_cpu::{self, CpuFigure};
 
 /// The namespace file.
 pub const NETNS: &str = "/run/iovm-bench-netns";
@@ -36,10 +38,12 @@ pub enum Metric {
     MmioExitsPerMib,
     /// `hlt` exits per MiB sent.
     HaltExitsPerMib,
+    /// The VMM's CPU time (or the guest's) per MiB sent, ms ([`vmm_cpu`]).
+    Cpu(CpuFigure),
 }
 
 impl Metric {
-    /// In table order.
+    /// The throughput and exit figures, in table order.
     pub const ALL: [Metric; 4] = [
         Metric::MBps,
         Metric::ExitsPerMib,
@@ -47,24 +51,33 @@ impl Metric {
         Metric::HaltExitsPerMib,
     ];
 
+    /// The CPU figures, in table order.
+    pub fn cpu() -> [Metric; 7] {
+        CpuFigure::ALL.map(Metric::Cpu)
+    }
+
     /// Key part in results.json.
-    pub fn id(self) -> &'static str {
-        match self {
+    pub fn id(self) -> String {
+        let s = match self {
+            Metric::Cpu(c) => return format!("{}_ms_per_mib", c.id()),
             Metric::MBps => "tcp_tx_mb_per_s",
             Metric::ExitsPerMib => "exits_per_mib",
             Metric::MmioExitsPerMib => "mmio_exits_per_mib",
             Metric::HaltExitsPerMib => "halt_exits_per_mib",
-        }
+        };
+        s.to_owned()
     }
 
     /// Row title in tables.
-    pub fn label(self) -> &'static str {
-        match self {
+    pub fn label(self) -> String {
+        let s = match self {
+            Metric::Cpu(c) => return format!("{} per MiB sent (ms)", c.label()),
             Metric::MBps => "TCP guest → peer (MB/s)",
             Metric::ExitsPerMib => "KVM exits per MiB sent",
             Metric::MmioExitsPerMib => "of which MMIO exits to user space",
             Metric::HaltExitsPerMib => "of which `hlt` exits",
-        }
+        };
+        s.to_owned()
     }
 
     /// Whether more is better.
@@ -74,7 +87,7 @@ impl Metric {
 
     fn counter(self) -> Option<&'static str> {
         match self {
-            Metric::MBps => None,
+            Metric::MBps | Metric::Cpu(_) => None,
             Metric::ExitsPerMib => Some("exits"),
             Metric::MmioExitsPerMib => Some("mmio_exits"),
             Metric::HaltExitsPerMib => Some("halt_exits"),
@@ -137,8 +150,9 @@ pub fn guest_script(mib: u32) -> String {
     )
 }
 
-/// The figures of one run from its console and the counters at its marks.
-pub fn figures(console: &str, snaps: &[Snapshot]) -> Result<Vec<(Metric, f64)>, String> {
+/// The figures of one run of `vmm` from its console and the counters and CPU times at
+/// its marks.
+pub fn figures(vmm: Vmm, console: &str, snaps: &[Snapshot]) -> Result<Vec<(Metric, f64)>, String> {
     let line = console
         .lines()
         .find_map(|l| l.split_once(NET_LINE).map(|(_, r)| r))
@@ -170,42 +184,66 @@ pub fn figures(console: &str, snaps: &[Snapshot]) -> Result<Vec<(Metric, f64)>, 
             out.push((m, d as f64 / mib));
         }
     }
+    let cpu = vmm_cpu::figures(vmm, snaps, "net", mib, 1e3);
+    out.extend(cpu.into_iter().map(|(c, v)| (Metric::Cpu(c), v)));
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::vmm_cpu::ThreadKind;
 
     #[test]
     fn test_figures_from_the_result_line() {
         let console = "IOVM-BENCH: mark net.begin\n\
                        IOVM-BENCH: net mib=100 start=10.50 end=20.50 rc=0 tx=106000000\n";
         let snaps = marks::parse_all(
-            "mark=net.begin exits=100 halt_exits=0\nmark=net.end exits=5100 halt_exits=200\n",
+            "mark=net.begin exits=100 halt_exits=0 clk_tck=100 proc=3:100:50:60 \
+             task=3:40:50:0:qemu-system-x86 task=4:60:0:60:CPU%200/KVM\n\
+             mark=net.end exits=5100 halt_exits=200 clk_tck=100 proc=3:300:90:160 \
+             task=3:140:80:0:qemu-system-x86 task=4:160:10:160:CPU%200/KVM\n",
         );
 
-        let f = figures(console, &snaps).unwrap();
+        let f = figures(Vmm::QemuQ35, console, &snaps).unwrap();
 
+        // 140 ticks outside the guest (130 main loop, 10 vCPU) and 100 in it, 1/100 s
+        // each, over 100 MiB.
         assert_eq!(
             f,
             vec![
                 (Metric::MBps, 10.48576),
                 (Metric::ExitsPerMib, 50.0),
-                (Metric::HaltExitsPerMib, 2.0)
+                (Metric::HaltExitsPerMib, 2.0),
+                (Metric::Cpu(CpuFigure::Outside), 14.0),
+                (Metric::Cpu(CpuFigure::Kind(ThreadKind::Vcpu)), 1.0),
+                (Metric::Cpu(CpuFigure::Kind(ThreadKind::Io)), 0.0),
+                (Metric::Cpu(CpuFigure::Kind(ThreadKind::MainLoop)), 13.0),
+                (Metric::Cpu(CpuFigure::Kind(ThreadKind::Other)), 0.0),
+                (Metric::Cpu(CpuFigure::Kind(ThreadKind::Ended)), 0.0),
+                (Metric::Cpu(CpuFigure::Guest), 10.0),
             ]
         );
     }
 
     #[test]
     fn test_failed_send_does_not_count() {
-        let e = figures("IOVM-BENCH: net mib=100 start=1 end=2 rc=1\n", &[]).unwrap_err();
+        let e = figures(
+            Vmm::Iovm,
+            "IOVM-BENCH: net mib=100 start=1 end=2 rc=1\n",
+            &[],
+        )
+        .unwrap_err();
 
-        let short = figures("IOVM-BENCH: net mib=100 start=1 end=2 rc=0 tx=9000\n", &[]);
+        let short = figures(
+            Vmm::Iovm,
+            "IOVM-BENCH: net mib=100 start=1 end=2 rc=0 tx=9000\n",
+            &[],
+        );
 
         assert!(e.contains("status 1"), "{e}");
         assert!(short.unwrap_err().contains("sent less"));
-        assert!(figures("nothing\n", &[]).is_err());
+        assert!(figures(Vmm::Iovm, "nothing\n", &[]).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use testkit::testhost::shell_quote;
 use super::block::{self, Disk, Job, Storage};
 use super::net;
 use super::vmm::{Files, Vmm};
+use super::vmm_cpu;
 
 /// The kernel command line every VMM gets, before the guest script word.
 pub const CMDLINE: &str = "console=ttyS0 panic=-1";
@@ -78,14 +79,16 @@ impl Kind {
         }
     }
 
-    /// Whether the probe reads KVM's exit counters at the guest's marks.
+    /// Whether the probe reads KVM's exit counters and the VMM's CPU time at the guest's
+    /// marks.
     fn counts_exits(self) -> bool {
         matches!(self, Kind::Block(..) | Kind::Net)
     }
 
-    /// The VMM arguments this kind adds to a boot run's.
+    /// The VMM arguments this kind adds to a boot run's: its device, and where the
+    /// probe splits the VMM's CPU time by thread, names for QEMU's threads.
     pub fn device_args(self, vmm: Vmm) -> Vec<String> {
-        match self {
+        let mut args = match self {
             Kind::Block(disk, storage) => disk.vmm_args(vmm, storage),
             Kind::Net => net::vmm_args(vmm),
             // exit-probe times a queue notification of a virtio device: a virtio-rng,
@@ -95,7 +98,11 @@ impl Kind {
                 _ => vec!["-device".into(), "virtio-rng-pci,romfile=".into()],
             },
             _ => Vec::new(),
+        };
+        if self.counts_exits() {
+            args.extend(vmm_cpu::thread_name_args(vmm));
         }
+        args
     }
 }
 
@@ -435,7 +442,10 @@ mod tests {
         );
         assert!(s.contains("'--marks' \"$B\"/'marks/block-virtio-blk-ram.iovm.1.txt'"));
         assert!(s.contains("'--device' 'virtio-blk,path=/run/iovm-bench-ram'"));
-        assert!(s.contains("'-device' 'virtio-net-pci,netdev=n,romfile='"));
+        assert!(s.contains(
+            "'-device' 'virtio-net-pci,netdev=n,romfile=' '-name' 'guest=bench,debug-threads=on'"
+        ));
+        assert_eq!(s.matches("debug-threads=on").count(), 2, "QEMU's runs only");
         assert!(s.contains("'--' 'nsenter' '--net=/run/iovm-bench-netns' \"$STAGE\"/'bin/iovm'"));
         assert_eq!(s.matches("unshare --net=").count(), 2);
         assert_eq!(

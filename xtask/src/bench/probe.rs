@@ -54,12 +54,13 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "PATH")]
     pub record: PathBuf,
 
-    /// Read KVM's exit counters in this debugfs directory at every
-    /// `IOVM-BENCH: mark NAME` line of the console (see [`super::marks`]).
+    /// Read KVM's exit counters in this debugfs directory, and the process's CPU time
+    /// per thread from /proc, at every `IOVM-BENCH: mark NAME` line of the console (see
+    /// [`super::marks`]).
     #[arg(long, value_name = "DIR", requires = "marks")]
     pub kvm_stats: Option<PathBuf>,
 
-    /// Where to write the counters read at marks, one line per mark.
+    /// Where to write the counters and CPU times read at marks, one line per mark.
     #[arg(long, value_name = "PATH", requires = "kvm_stats")]
     pub marks: Option<PathBuf>,
 
@@ -114,15 +115,17 @@ enum Event {
     Eof,
 }
 
-/// Where a pump reads KVM's counters at console marks, and what it read.
+/// Where a pump reads KVM's counters and the VMM's CPU time at console marks, and what
+/// it read.
 struct MarkSink {
     dir: PathBuf,
+    pid: u32,
     scan: MarkScan,
     snaps: Arc<Mutex<Vec<Snapshot>>>,
 }
 
 /// Copies `from` into `console` until end of file, reporting the marker and the end,
-/// and snapshotting KVM's counters at marks if `marks` is given.
+/// and snapshotting KVM's counters and the VMM's CPU time at marks if `marks` is given.
 fn pump(
     mut from: impl Read + Send + 'static,
     console: Arc<Mutex<Vec<u8>>>,
@@ -144,7 +147,7 @@ fn pump(
             }
             if let Some(m) = marks.as_mut() {
                 for name in m.scan.feed(&chunk[..n]) {
-                    let snap = Snapshot::read(&name, &m.dir);
+                    let snap = Snapshot::read(&name, &m.dir, m.pid);
                     lock(&m.snaps).push(snap);
                 }
             }
@@ -184,6 +187,7 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
     let snaps = Arc::new(Mutex::new(Vec::new()));
     let sink = args.kvm_stats.as_ref().map(|dir| MarkSink {
         dir: dir.clone(),
+        pid: child.id(),
         scan: MarkScan::default(),
         snaps: Arc::clone(&snaps),
     });
