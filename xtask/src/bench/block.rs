@@ -274,6 +274,11 @@ impl Job {
         }
     }
 
+    /// Requests in flight (`--iodepth`).
+    pub fn depth(self) -> u32 {
+        self.params().1
+    }
+
     /// `--rw`, `--iodepth`, `--bs`.
     fn params(self) -> (&'static str, u32, &'static str) {
         match self {

@@ -1,8 +1,10 @@
 //! The report's block and network sections: iovm against QEMU q35, and for block the
-//! test host's own fio as the physical limit.
+//! test host's own fio as the physical limit; each with the VMMs' CPU per unit of work
+//! ([`super::cpu_report`]).
 
 use super::block::{self, Disk, HostFio, Storage};
 use super::boot::{summary, Figure, Outcome};
+use super::cpu_report;
 use super::net;
 use super::plan::{block_kinds, Kind};
 use super::report::{cell, Env};
@@ -124,6 +126,7 @@ pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) ->
             }
         }
     }
+    out.push_str(&cpu_report::block_tables(outcomes, &storages));
     if let Some(h) = host {
         let failed: Vec<String> = h
             .runs
@@ -169,6 +172,7 @@ pub fn net_section(env: &Env, outcomes: &[Outcome]) -> String {
         }
         out.push_str(&format!(" {} |\n", ratio_cell(outcomes, f)));
     }
+    out.push_str(&cpu_report::net_tables(outcomes));
     commands(&mut out, env, &[Kind::Net]);
     out
 }

@@ -12,9 +12,11 @@
 
 mod block;
 mod boot;
+mod cpu_report;
 mod device;
 mod device_json;
 mod facts;
+mod goals;
 mod io_report;
 mod marks;
 mod net;

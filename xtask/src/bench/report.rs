@@ -6,9 +6,10 @@ use testkit::Mode;
 use super::block::{HostFio, Storage};
 use super::boot::{samples, summary, Figure, Outcome};
 use super::device;
+use super::goals;
 use super::io_report;
 use super::plan::Kind;
-use super::results::{ResultsFile, VmFigure, VmRatio, VmRun, VmSection};
+use super::results::{ResultsFile, VmFigure, VmGoal, VmRatio, VmRun, VmSection};
 use super::stats::{ratio, Summary};
 use super::vmm::Vmm;
 
@@ -77,7 +78,7 @@ const PEERS: [Vmm; 2] = [Vmm::QemuMicrovm, Vmm::QemuQ35];
 
 /// A value for a table: whole numbers from 100 up, one decimal below, two below 10
 /// (exits per I/O are often below 1).
-fn num(v: f64) -> String {
+pub fn num(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
@@ -351,6 +352,17 @@ fn vm_section(g: Guests) -> VmSection {
             }
         }
     }
+    let goals = goals::checks(outcomes)
+        .into_iter()
+        .map(|c| VmGoal {
+            figure: c.figure.id(),
+            of: Vmm::Iovm.id().into(),
+            to: Vmm::QemuQ35.id().into(),
+            max_ratio: c.bound,
+            ratio_of_medians: c.ratio,
+            met: c.met(),
+        })
+        .collect();
     let runs = outcomes
         .iter()
         .map(|o| VmRun {
@@ -377,6 +389,7 @@ fn vm_section(g: Guests) -> VmSection {
             .collect(),
         figures,
         ratios,
+        goals,
         runs,
         host_fio: g.host_fio.map(HostFio::section),
     }
@@ -386,8 +399,11 @@ fn vm_section(g: Guests) -> VmSection {
 mod tests {
     use super::*;
     use crate::bench::boot::evaluate;
+    use crate::bench::net;
     use crate::bench::plan::{Kind, RunSpec};
     use crate::bench::record::{Exit, Record};
+    use crate::bench::results_compat;
+    use crate::bench::vmm_cpu::CpuFigure;
 
     fn outcome(vmm: Vmm, marker: f64) -> Outcome {
         let console = "iovm: timing: first guest instruction 2.0 ms after start\n\
@@ -406,6 +422,47 @@ mod tests {
             rep: 1,
         };
         evaluate(spec, Some(r), Some(console), &[])
+    }
+
+    #[test]
+    fn test_results_carry_the_goals_of_the_runs() {
+        let f = Figure::Net(net::Metric::Cpu(CpuFigure::Outside));
+        let net = |vmm, v| Outcome {
+            spec: RunSpec {
+                kind: Kind::Net,
+                vmm,
+                rep: 1,
+            },
+            record: None,
+            samples: vec![(f, v)],
+            problem: None,
+            warnings: Vec::new(),
+        };
+        let o = [net(Vmm::Iovm, 6.0), net(Vmm::QemuQ35, 10.0)];
+        let env = results_compat::env();
+        let g = Guests {
+            env: &env,
+            outcomes: &o,
+            host_fio: None,
+        };
+
+        let vms = results("c", Some(g), None).vms.unwrap();
+
+        assert_eq!(
+            vms.goals,
+            vec![VmGoal {
+                figure: "net.vmm_cpu_ms_per_mib".into(),
+                of: "iovm".into(),
+                to: "qemu-q35".into(),
+                max_ratio: 0.5,
+                ratio_of_medians: Some(0.6),
+                met: Some(false),
+            }]
+        );
+        assert!(vms
+            .ratios
+            .iter()
+            .any(|r| r.figure == "net.vmm_cpu_ms_per_mib" && r.ratio_of_medians == 0.6));
     }
 
     #[test]

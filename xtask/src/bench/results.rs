@@ -74,6 +74,10 @@ pub struct VmSection {
     pub figures: Vec<VmFigure>,
     /// iovm's median over each peer's, where both exist.
     pub ratios: Vec<VmRatio>,
+    /// The goals of the groups that ran (none for the boot, memory and exit-path
+    /// groups; missing in files of runs before goals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub goals: Vec<VmGoal>,
     /// Every run.
     pub runs: Vec<VmRun>,
     /// The test host's own fio on the block image, if the block group ran.
@@ -105,6 +109,23 @@ pub struct VmRatio {
     pub to: String,
     /// `of`'s median ÷ `to`'s.
     pub ratio_of_medians: f64,
+}
+
+/// A goal on iovm's median of one figure as a share of a peer's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmGoal {
+    /// The figure's id.
+    pub figure: String,
+    /// The VMM the goal is on (iovm).
+    pub of: String,
+    /// The VMM it is measured against.
+    pub to: String,
+    /// The most `of`'s median may be as a share of `to`'s.
+    pub max_ratio: f64,
+    /// `of`'s median ÷ `to`'s, if both exist.
+    pub ratio_of_medians: Option<f64>,
+    /// Whether the ratio is at most `max_ratio`; `null` while a median is missing.
+    pub met: Option<bool>,
 }
 
 /// One run of a VMM.
@@ -318,6 +339,29 @@ mod tests {
         assert!(text.ends_with("}\n"));
         assert!(text.contains(r#""summary": null"#));
         assert!(!text.contains("host_fio"));
+        assert_eq!(parse(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn test_goals_read_back_and_are_left_out_when_none() {
+        let mut r = parse(HAND_WRITTEN).unwrap();
+        let before = r.to_json().unwrap();
+        if let Some(vms) = &mut r.vms {
+            vms.goals.push(VmGoal {
+                figure: "net.vmm_cpu_ms_per_mib".into(),
+                of: "iovm".into(),
+                to: "qemu-q35".into(),
+                max_ratio: 0.5,
+                ratio_of_medians: None,
+                met: None,
+            });
+        }
+
+        let text = r.to_json().unwrap();
+
+        assert!(!before.contains(r#""goals""#));
+        assert!(text.contains(r#""max_ratio": 0.5"#));
+        assert!(text.contains(r#""met": null"#));
         assert_eq!(parse(&text).unwrap(), r);
     }
 

@@ -40,7 +40,8 @@ fn boot_run(vmm: Vmm, rep: u32, marker: f64, ok: bool) -> Outcome {
     evaluate(spec, Some(r), Some(console), &[])
 }
 
-fn env() -> Env {
+/// The environment of the hand-written file's run.
+pub fn env() -> Env {
     Env {
         date: "2025-01-02 03:04 UTC".into(),
         mode: Mode::TestHost,

@@ -1,0 +1,217 @@
+//! The goals the report checks iovm against: its VMM CPU outside the guest per I/O at
+//! most half QEMU q35's on NVMe and virtio-blk at queue depths 1 and 32, and per MiB
+//! sent at most half QEMU q35's (`vhost=off`) on virtio-net. A goal is met when the
+//! ratio of the medians is at most its bound; it is open when a median is missing.
+
+use super::block::{self, Disk, Job, Storage};
+use super::boot::{summary, Figure, Outcome};
+use super::net;
+use super::plan::Kind;
+use super::stats::ratio;
+use super::vmm::Vmm;
+use super::vmm_cpu::CpuFigure;
+
+/// The most iovm's VMM CPU may be, as a share of QEMU q35's.
+pub const CPU_RATIO: f64 = 0.5;
+
+/// The block jobs the CPU goal applies to: those at depth 1 and 32.
+fn goal_jobs() -> impl Iterator<Item = Job> {
+    Job::ALL.into_iter().filter(|j| matches!(j.depth(), 1 | 32))
+}
+
+/// The most iovm's median of `figure` may be as a share of QEMU q35's, if the figure
+/// has a goal.
+pub fn bound(figure: Figure) -> Option<f64> {
+    let outside = match figure {
+        Figure::Block(_, _, job, block::Metric::Cpu(c)) => {
+            goal_jobs().any(|j| j == job).then_some(c)
+        }
+        Figure::Net(net::Metric::Cpu(c)) => Some(c),
+        _ => None,
+    };
+    (outside? == CpuFigure::Outside).then_some(CPU_RATIO)
+}
+
+/// Every figure with a goal.
+fn figures() -> Vec<Figure> {
+    let mut out = Vec::new();
+    for storage in Storage::ALL {
+        for disk in Disk::ALL {
+            for job in goal_jobs() {
+                out.push(Figure::Block(
+                    disk,
+                    storage,
+                    job,
+                    block::Metric::Cpu(CpuFigure::Outside),
+                ));
+            }
+        }
+    }
+    out.push(Figure::Net(net::Metric::Cpu(CpuFigure::Outside)));
+    out
+}
+
+/// The kind of run a figure comes from, for the figures with goals.
+fn kind(figure: Figure) -> Option<Kind> {
+    match figure {
+        Figure::Block(disk, storage, ..) => Some(Kind::Block(disk, storage)),
+        Figure::Net(_) => Some(Kind::Net),
+        _ => None,
+    }
+}
+
+/// A goal as the runs left it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Check {
+    /// The figure.
+    pub figure: Figure,
+    /// The most iovm's median may be as a share of QEMU q35's.
+    pub bound: f64,
+    /// iovm's median ÷ QEMU q35's, if both exist.
+    pub ratio: Option<f64>,
+}
+
+impl Check {
+    /// Whether the goal is met; `None` while a median is missing.
+    pub fn met(&self) -> Option<bool> {
+        self.ratio.map(|r| r <= self.bound)
+    }
+
+    /// A table cell: `met (≤ 0.50)`, `not met (≤ 0.50)` or `open (≤ 0.50)`.
+    pub fn cell(&self) -> String {
+        let what = match self.met() {
+            Some(true) => "met",
+            Some(false) => "**not met**",
+            None => "open",
+        };
+        format!("{what} (≤ {:.2})", self.bound)
+    }
+}
+
+/// The goal of `figure` checked against `outcomes`, if it has one.
+pub fn check(outcomes: &[Outcome], figure: Figure) -> Option<Check> {
+    Some(Check {
+        figure,
+        bound: bound(figure)?,
+        ratio: ratio(
+            summary(outcomes, figure, Vmm::Iovm),
+            summary(outcomes, figure, Vmm::QemuQ35),
+        ),
+    })
+}
+
+/// The goals of the kinds of run among `outcomes`.
+pub fn checks(outcomes: &[Outcome]) -> Vec<Check> {
+    figures()
+        .into_iter()
+        .filter(|&f| kind(f).is_some_and(|k| outcomes.iter().any(|o| o.spec.kind == k)))
+        .filter_map(|f| check(outcomes, f))
+        .collect()
+}
+
+/// One line saying how many of `checks` are met, for the report.
+pub fn tally(checks: &[Check]) -> String {
+    let met = checks.iter().filter(|c| c.met() == Some(true)).count();
+    let open = checks.iter().filter(|c| c.met().is_none()).count();
+    let mut s = format!("Goals met: {met} of {}", checks.len());
+    if open > 0 {
+        s.push_str(&format!(" ({open} open: a VMM's median is missing)"));
+    }
+    s.push('.');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::plan::RunSpec;
+    use crate::bench::vmm_cpu::ThreadKind;
+
+    fn outcome(kind: Kind, vmm: Vmm, samples: Vec<(Figure, f64)>) -> Outcome {
+        Outcome {
+            spec: RunSpec { kind, vmm, rep: 1 },
+            record: None,
+            samples,
+            problem: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn cpu(disk: Disk, job: Job, c: CpuFigure) -> Figure {
+        Figure::Block(disk, Storage::Shm, job, block::Metric::Cpu(c))
+    }
+
+    #[test]
+    fn test_goals_are_vmm_cpu_at_depth_1_and_32_and_per_mib() {
+        let outside = CpuFigure::Outside;
+
+        assert_eq!(bound(cpu(Disk::Nvme, Job::RandReadQd1, outside)), Some(0.5));
+        assert_eq!(
+            bound(cpu(Disk::VirtioBlk, Job::RandWriteQd32, outside)),
+            Some(0.5)
+        );
+        assert_eq!(bound(cpu(Disk::Nvme, Job::SeqReadQd8, outside)), None);
+        assert_eq!(
+            bound(cpu(Disk::Nvme, Job::RandReadQd1, CpuFigure::Guest)),
+            None
+        );
+        assert_eq!(
+            bound(cpu(
+                Disk::Nvme,
+                Job::RandReadQd1,
+                CpuFigure::Kind(ThreadKind::Vcpu)
+            )),
+            None
+        );
+        assert_eq!(bound(Figure::Net(net::Metric::Cpu(outside))), Some(0.5));
+        assert_eq!(bound(Figure::Net(net::Metric::MBps)), None);
+        assert_eq!(figures().len(), 3 * 2 * 3 + 1);
+    }
+
+    #[test]
+    fn test_checks_of_the_kinds_that_ran() {
+        let kind = Kind::Block(Disk::Nvme, Storage::Shm);
+        let qd1 = cpu(Disk::Nvme, Job::RandReadQd1, CpuFigure::Outside);
+        let qd32 = cpu(Disk::Nvme, Job::RandReadQd32, CpuFigure::Outside);
+        let o = vec![
+            outcome(kind, Vmm::Iovm, vec![(qd1, 40.0), (qd32, 30.0)]),
+            outcome(kind, Vmm::QemuQ35, vec![(qd1, 100.0), (qd32, 50.0)]),
+        ];
+
+        let c = checks(&o);
+
+        assert_eq!(c.len(), 3, "three jobs of one disk on one storage: {c:?}");
+        assert_eq!(
+            (c[0].figure, c[0].ratio, c[0].met()),
+            (qd1, Some(0.4), Some(true))
+        );
+        assert_eq!(
+            (c[1].figure, c[1].ratio, c[1].met()),
+            (qd32, Some(0.6), Some(false))
+        );
+        assert_eq!(c[2].met(), None, "randwrite has no samples");
+        assert_eq!(c[0].cell(), "met (≤ 0.50)");
+        assert_eq!(c[1].cell(), "**not met** (≤ 0.50)");
+        assert_eq!(c[2].cell(), "open (≤ 0.50)");
+        assert_eq!(
+            tally(&c),
+            "Goals met: 1 of 3 (1 open: a VMM's median is missing)."
+        );
+    }
+
+    #[test]
+    fn test_goal_at_the_bound_is_met() {
+        let f = Figure::Net(net::Metric::Cpu(CpuFigure::Outside));
+        let o = vec![
+            outcome(Kind::Net, Vmm::Iovm, vec![(f, 5.0)]),
+            outcome(Kind::Net, Vmm::QemuQ35, vec![(f, 10.0)]),
+        ];
+
+        let c = checks(&o);
+
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].met(), Some(true));
+        assert_eq!(tally(&c), "Goals met: 1 of 1.");
+        assert!(checks(&[]).is_empty());
+    }
+}
