@@ -37,6 +37,7 @@
 
 pub mod caps;
 pub mod fault;
+pub mod tables;
 pub mod walk;
 
 #[cfg(test)]
@@ -44,4 +45,5 @@ mod testing;
 
 pub use caps::Capabilities;
 pub use fault::{FaultLog, FaultReason, FaultRecord};
+pub use tables::{ContextEntry, RootEntry, Translation};
 pub use walk::{walk, Levels, Mapping};

@@ -9,6 +9,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::walk::Levels;
 
+/// The root table's address.
+pub(crate) const ROOT: u64 = 0x1_0000;
 /// Guest RAM size: 4 MiB from 0.
 pub(crate) const RAM_SIZE: u64 = 0x40_0000;
 /// Page tables are allocated from here up to 2 MiB.
@@ -54,6 +56,22 @@ impl Machine {
 
     pub(crate) fn read_u64(&self, addr: u64) -> u64 {
         self.mem.read_obj(GuestAddress(addr)).expect("test read")
+    }
+
+    pub(crate) fn set_root_entry(&self, bus: u8, lo: u64, hi: u64) {
+        let addr = ROOT + u64::from(bus) * 16;
+        self.write_u64(addr, lo);
+        self.write_u64(addr + 8, hi);
+    }
+
+    pub(crate) fn set_root(&self, bus: u8, lo: u64) {
+        self.set_root_entry(bus, lo, 0);
+    }
+
+    pub(crate) fn set_context(&self, table: u64, devfn: u8, lo: u64, hi: u64) {
+        let addr = table + u64::from(devfn) * 16;
+        self.write_u64(addr, lo);
+        self.write_u64(addr + 8, hi);
     }
 
     /// Address of the entry at `level` on the walk of `iova` (the tables
