@@ -37,6 +37,8 @@
 
 pub mod caps;
 pub mod fault;
+pub mod iommu_dma;
+pub mod remapper;
 pub mod tables;
 pub mod walk;
 
@@ -45,5 +47,7 @@ mod testing;
 
 pub use caps::Capabilities;
 pub use fault::{FaultLog, FaultReason, FaultRecord};
+pub use iommu_dma::IommuDma;
+pub use remapper::{Piece, Remapper};
 pub use tables::{ContextEntry, RootEntry, Translation};
 pub use walk::{walk, Levels, Mapping};

@@ -58,6 +58,20 @@ impl Machine {
         self.mem.read_obj(GuestAddress(addr)).expect("test read")
     }
 
+    pub(crate) fn write_bytes(&self, addr: u64, bytes: &[u8]) {
+        self.mem
+            .write_slice(bytes, GuestAddress(addr))
+            .expect("test write");
+    }
+
+    pub(crate) fn read_bytes(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0; len];
+        self.mem
+            .read_slice(&mut out, GuestAddress(addr))
+            .expect("test read");
+        out
+    }
+
     pub(crate) fn set_root_entry(&self, bus: u8, lo: u64, hi: u64) {
         let addr = ROOT + u64::from(bus) * 16;
         self.write_u64(addr, lo);

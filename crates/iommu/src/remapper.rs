@@ -1,0 +1,223 @@
+//! The remapping unit's state and its translation of one request (VT-d 4.1
+//! §3.4: legacy mode, root table → context entry → second-level walk).
+//!
+//! The state is what the registers will program: the root-table address
+//! latched by Set Root Table Pointer (RTADDR, §11.4.6, and GCMD.SRTP,
+//! §11.4.4) and Translation Enable (GCMD.TE, §11.4.4). Faults go to a
+//! bounded [`FaultLog`] (§7.1) unless the context entry disables fault
+//! processing.
+//!
+//! Nothing is cached: every request reads the root entry, the context entry
+//! and the page tables from guest RAM again, so a change the guest makes to
+//! its tables takes effect at once and the context-cache and IOTLB
+//! invalidations (§6.5) will have nothing to drop. A cache may come later,
+//! filled only with present translations (§6.2).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dma::{Direction, Dma, RequesterId};
+
+use crate::caps::Capabilities;
+use crate::fault::{FaultLog, FaultReason, FaultRecord};
+use crate::tables::{read_context_entry, read_root_entry, Translation};
+use crate::walk::walk;
+
+/// Part of a translated range (§3.6): `len` bytes at guest-physical `gpa`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Guest-physical address.
+    pub gpa: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Programmed {
+    root_table: u64,
+    enabled: bool,
+}
+
+/// One DMA-remapping hardware unit (a DRHD, VT-d 4.1 §8.3) in legacy mode:
+/// translates requests of any requester, reading its tables from guest RAM.
+#[derive(Debug)]
+pub struct Remapper {
+    ram: Arc<dyn Dma>,
+    caps: Capabilities,
+    state: Mutex<Programmed>,
+    faults: Mutex<FaultLog>,
+}
+
+impl Remapper {
+    /// A unit with translation off and no root table (the reset state:
+    /// GSTS is 0, §11.4.5), reading tables and data through `ram` (guest
+    /// RAM, untranslated), keeping at most `fault_records` faults (CAP.NFR
+    /// + 1, §11.4.2).
+    pub fn new(ram: Arc<dyn Dma>, caps: Capabilities, fault_records: usize) -> Self {
+        Self {
+            ram,
+            caps,
+            state: Mutex::new(Programmed::default()),
+            faults: Mutex::new(FaultLog::new(fault_records)),
+        }
+    }
+
+    /// What the unit supports.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Guest RAM, as the unit reaches it (untranslated).
+    pub fn ram(&self) -> &Arc<dyn Dma> {
+        &self.ram
+    }
+
+    fn state(&self) -> Programmed {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Latches the root-table address, as Set Root Table Pointer does with
+    /// RTADDR (§11.4.4, §11.4.6; bits 11:0 are ignored).
+    pub fn set_root_table(&self, addr: u64) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .root_table = addr & !0xfff;
+    }
+
+    /// The root-table address in use.
+    pub fn root_table(&self) -> u64 {
+        self.state().root_table
+    }
+
+    /// Turns DMA remapping on or off (GCMD.TE, §11.4.4). While it is off,
+    /// requests reach guest RAM untranslated.
+    pub fn set_enabled(&self, on: bool) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .enabled = on;
+    }
+
+    /// Whether DMA remapping is on (GSTS.TES).
+    pub fn enabled(&self) -> bool {
+        self.state().enabled
+    }
+
+    /// A copy of the fault log.
+    pub fn faults(&self) -> FaultLog {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Empties the fault log (software cleared the records and PFO).
+    pub fn clear_faults(&self) {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Translates the address `iova` of a request from `requester` in
+    /// direction `dir` (§3.4): the piece runs from the translated address
+    /// to the end of its page (for an untranslated request, to the end of
+    /// the address space). A fault is recorded (unless the context entry
+    /// has FPD set) and returned.
+    pub fn translate(
+        &self,
+        requester: RequesterId,
+        iova: u64,
+        dir: Direction,
+    ) -> Result<Piece, FaultRecord> {
+        let state = self.state();
+        let identity = Piece {
+            gpa: iova,
+            len: (!iova).saturating_add(1),
+        };
+        if !state.enabled {
+            return Ok(identity);
+        }
+        let mut fpd = false;
+        let result = self.lookup(state.root_table, requester, iova, dir, &mut fpd);
+        result.map(|p| p.unwrap_or(identity)).map_err(|reason| {
+            let record = FaultRecord {
+                requester,
+                addr: iova,
+                reason,
+                write: dir == Direction::FromDevice,
+            };
+            tracing::debug!(
+                "DMA remapping fault {:#x} ({reason}) for {requester} at {iova:#x}{}",
+                reason.code(),
+                if fpd { ", not recorded (FPD)" } else { "" }
+            );
+            if !fpd {
+                self.faults
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record(record);
+            }
+            record
+        })
+    }
+
+    /// The root → context → page walk; `None` for a pass-through context.
+    /// Sets `fpd` once a valid context entry is found (§9.3: FPD covers
+    /// the faults found after it).
+    fn lookup(
+        &self,
+        root_table: u64,
+        requester: RequesterId,
+        iova: u64,
+        dir: Direction,
+        fpd: &mut bool,
+    ) -> Result<Option<Piece>, FaultReason> {
+        let ram = self.ram.as_ref();
+        let root = read_root_entry(ram, root_table, requester.bus(), &self.caps)?;
+        let context = read_context_entry(ram, root.context_table, requester.devfn(), &self.caps)?;
+        *fpd = context.fault_processing_disabled;
+        match context.translation {
+            Translation::PassThrough => Ok(None),
+            Translation::Translated { table, levels } => {
+                let m = walk(ram, table, levels, iova, dir, &self.caps)?;
+                Ok(Some(Piece {
+                    gpa: m.gpa,
+                    len: m.len,
+                }))
+            }
+        }
+    }
+
+    /// Translates `len` bytes from `iova` page by page (a range spanning
+    /// pages is split; adjacent pieces that are contiguous in guest RAM are
+    /// merged). All or nothing: the first fault is returned and no piece.
+    /// A range that would wrap around 2^64 is cut at its end.
+    pub fn translate_range(
+        &self,
+        requester: RequesterId,
+        iova: u64,
+        len: u64,
+        dir: Direction,
+    ) -> Result<Vec<Piece>, FaultRecord> {
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut cur = iova;
+        let mut left = len.min((!iova).saturating_add(1));
+        while left > 0 {
+            let piece = self.translate(requester, cur, dir)?;
+            let take = piece.len.min(left);
+            match pieces.last_mut() {
+                Some(last) if last.gpa.checked_add(last.len) == Some(piece.gpa) => {
+                    last.len += take;
+                }
+                _ => pieces.push(Piece {
+                    gpa: piece.gpa,
+                    len: take,
+                }),
+            }
+            left -= take;
+            cur = cur.wrapping_add(take);
+        }
+        Ok(pieces)
+    }
+}
