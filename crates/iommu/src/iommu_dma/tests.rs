@@ -340,3 +340,98 @@ fn test_remapper_translate_range_merges_contiguous_pages() {
         ])
     );
 }
+
+/// A one-byte DMA in direction `dir`.
+fn access(dma: &IommuDma, dir: Direction, iova: u64) -> Result<(), DmaError> {
+    match dir {
+        Direction::ToDevice => dma.read(iova, &mut [0u8; 1]),
+        Direction::FromDevice => dma.write(iova, &[0u8; 1]),
+    }
+}
+
+/// One hostile table per fault reason, each met by a one-byte read or
+/// write of 00:01.0 at IOVA 0x4000, or 2^48 for 0x4 (mapped read-only to 0x25_0000 through
+/// a 4-level table before the damage).
+#[test]
+fn test_dma_every_fault_reason_is_recorded_with_its_code() {
+    type Damage = fn(&Setup);
+    let cases: [(Damage, Direction, u64, u8); 12] = [
+        (|s| s.m.set_root(0, CT), Direction::ToDevice, 0x4000, 0x1),
+        (
+            |s| s.m.set_context(CT, DEVFN, 0, 0),
+            Direction::ToDevice,
+            0x4000,
+            0x2,
+        ),
+        (
+            |s| s.m.set_context(CT, DEVFN, s.top | 1, 3),
+            Direction::ToDevice,
+            0x4000,
+            0x3,
+        ),
+        (|_| {}, Direction::ToDevice, 1 << 48, 0x4),
+        (|_| {}, Direction::FromDevice, 0x4000, 0x5),
+        (
+            |s| s.m.map(s.top, Levels::Four, 0x4000, 0x25_0000, 1, W),
+            Direction::ToDevice,
+            0x4000,
+            0x6,
+        ),
+        (
+            |s| s.m.set_context(CT, DEVFN, 1 << 40 | 1, 2),
+            Direction::ToDevice,
+            0x4000,
+            0x7,
+        ),
+        (
+            |s| s.remapper.set_root_table(1 << 40),
+            Direction::ToDevice,
+            0x4000,
+            0x8,
+        ),
+        (
+            |s| s.m.set_root(0, 1 << 40 | 1),
+            Direction::ToDevice,
+            0x4000,
+            0x9,
+        ),
+        (
+            |s| s.m.set_root_entry(0, CT | 1, 1),
+            Direction::ToDevice,
+            0x4000,
+            0xA,
+        ),
+        (
+            |s| s.m.set_context(CT, DEVFN, s.top | 1, 2 | 1 << 40),
+            Direction::ToDevice,
+            0x4000,
+            0xB,
+        ),
+        (
+            |s| {
+                s.m.map(s.top, Levels::Four, 0x4000, 0x25_0000 | 1 << 11, 1, R)
+            },
+            Direction::ToDevice,
+            0x4000,
+            0xC,
+        ),
+    ];
+
+    let got: Vec<u8> = cases
+        .iter()
+        .map(|&(damage, dir, iova, _)| {
+            let s = setup();
+            s.m.map(s.top, Levels::Four, 0x4000, 0x25_0000, 1, R);
+            damage(&s);
+            let _ = access(&s.dma, dir, iova);
+            s.remapper
+                .faults()
+                .records()
+                .first()
+                .map_or(0, |f| f.reason.code())
+        })
+        .collect();
+
+    let want: Vec<u8> = cases.iter().map(|&(_, _, _, code)| code).collect();
+    assert_eq!(got, want);
+}
