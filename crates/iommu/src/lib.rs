@@ -15,10 +15,13 @@
 //!            guest RAM (its own table reads are not translated)
 //! ```
 //!
-//! The registers (CAP/ECAP, GCMD/GSTS, RTADDR, fault recording registers)
-//! and the invalidation interfaces come later; this first version caches
-//! nothing and walks the tables on every access, so there is nothing to
-//! invalidate yet.
+//! The register page ([`regs`]: CAP/ECAP, GCMD/GSTS, RTADDR, register-
+//! based invalidation, the fault recording register, the queue and IRTA
+//! registers) records the guest's programming and returns [`Effect`]s; the
+//! VMM applies them ([`regs::apply`] for the remapper's root table and
+//! translation enable). The invalidation queue and interrupt remapping come
+//! later; the remapper caches nothing and walks the tables on every access,
+//! so its invalidations have nothing to drop yet.
 //!
 //! # What a hostile guest can write, and what happens
 //!
@@ -38,6 +41,7 @@
 pub mod caps;
 pub mod fault;
 pub mod iommu_dma;
+pub mod regs;
 pub mod remapper;
 pub mod tables;
 pub mod walk;
@@ -48,6 +52,7 @@ mod testing;
 pub use caps::Capabilities;
 pub use fault::{FaultLog, FaultReason, FaultRecord};
 pub use iommu_dma::IommuDma;
+pub use regs::{Effect, Registers};
 pub use remapper::{Piece, Remapper};
 pub use tables::{ContextEntry, RootEntry, Translation};
 pub use walk::{walk, Levels, Mapping};
