@@ -27,6 +27,7 @@ mod block;
 mod capability;
 mod command;
 mod effect;
+mod invalidate;
 pub mod layout;
 
 pub use apply::apply;
@@ -85,6 +86,12 @@ impl Registers {
         self.block.write(offset, data);
         if let Some((value, mask)) = written(offset, data, GCMD, 4) {
             self.command(value as u32, mask as u32, &mut effects);
+        }
+        if written(offset, data, CCMD, 8).is_some() {
+            self.context_command(&mut effects);
+        }
+        if written(offset, data, IOTLB, 8).is_some() {
+            self.iotlb_command(&mut effects);
         }
         if written(offset, data, IQT, 8).is_some() {
             effects.push(Effect::QueueTail(self.get(IQT, 8)));

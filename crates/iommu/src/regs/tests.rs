@@ -3,6 +3,7 @@
 
 mod capability;
 mod command;
+mod invalidate;
 
 use super::*;
 
