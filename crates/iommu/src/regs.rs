@@ -27,6 +27,7 @@ mod block;
 mod capability;
 mod command;
 mod effect;
+mod fault;
 mod invalidate;
 pub mod layout;
 
@@ -83,6 +84,7 @@ impl Registers {
     /// rest of the VMM must apply them.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Vec<Effect> {
         let mut effects = Vec::new();
+        let fectl_before = self.get32(FECTL);
         self.block.write(offset, data);
         if let Some((value, mask)) = written(offset, data, GCMD, 4) {
             self.command(value as u32, mask as u32, &mut effects);
@@ -96,6 +98,7 @@ impl Registers {
         if written(offset, data, IQT, 8).is_some() {
             effects.push(Effect::QueueTail(self.get(IQT, 8)));
         }
+        self.after_fault_write(fectl_before, &mut effects);
         effects
     }
 

@@ -3,6 +3,7 @@
 
 mod capability;
 mod command;
+mod fault;
 mod invalidate;
 
 use super::*;
