@@ -4,6 +4,7 @@
 mod capability;
 mod command;
 mod fault;
+mod hostile;
 mod invalidate;
 
 use super::*;
