@@ -125,6 +125,13 @@ impl FaultLog {
         self.records.clear();
         self.overflowed = 0;
     }
+
+    /// Returns the log as it is and leaves it empty, with the same
+    /// capacity (the records are handed to the fault recording registers).
+    pub fn take(&mut self) -> Self {
+        let empty = Self::new(self.capacity);
+        std::mem::replace(self, empty)
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +181,20 @@ mod tests {
 
         assert_eq!(log.records(), &[fault(0), fault(0x1000)]);
         assert_eq!(log.overflowed(), 3);
+    }
+
+    #[test]
+    fn test_fault_log_take_returns_it_and_leaves_it_empty() {
+        let mut log = FaultLog::new(1);
+        log.record(fault(0));
+        log.record(fault(0x1000));
+
+        let taken = log.take();
+        log.record(fault(0x2000));
+        log.record(fault(0x3000));
+
+        assert_eq!((taken.records(), taken.overflowed()), (&[fault(0)][..], 1));
+        assert_eq!((log.records(), log.overflowed()), (&[fault(0x2000)][..], 1));
     }
 
     #[test]

@@ -31,7 +31,7 @@ mod fault;
 mod invalidate;
 pub mod layout;
 
-pub use apply::apply;
+pub use apply::{apply, forward_faults};
 pub use block::VERSION;
 pub use capability::{cap_value, ecap_value, Options};
 pub use effect::{ContextInvalidation, Effect, IotlbInvalidation, IotlbScope};

@@ -111,6 +111,15 @@ impl Remapper {
             .clone()
     }
 
+    /// The fault log, emptied in the same step (for the fault recording
+    /// registers: a fault recorded meanwhile is in one or the other).
+    pub fn take_faults(&self) -> FaultLog {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
     /// Empties the fault log (software cleared the records and PFO).
     pub fn clear_faults(&self) {
         self.faults

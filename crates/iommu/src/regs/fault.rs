@@ -45,6 +45,16 @@ impl Registers {
         self.raise()
     }
 
+    /// A fault dropped before it reached the register (the remapper's log
+    /// was full): it found the record busy, so PFO is set if F is (§7.2.1).
+    /// With F clear there was no busy record and nothing changes.
+    pub fn record_overflow(&mut self) {
+        let (_, hi) = self.fault_record();
+        if hi & frcd::F != 0 {
+            self.put(FSTS, 4, u64::from(self.fsts() | fsts::PFO));
+        }
+    }
+
     /// A new interrupt condition: sent now, or held in IP while masked.
     fn raise(&mut self) -> Option<Effect> {
         let fectl = self.fectl();

@@ -1,11 +1,13 @@
 //! Fault recording (§7.2.1, §11.4.14), FSTS (§11.4.9) and the fault event
 //! (§7.3, §11.4.10 to §11.4.13).
 
-use dma::RequesterId;
+use dma::{Direction, RequesterId};
 use irq::msi::MsiMessage;
 
 use super::*;
 use crate::fault::{FaultReason, FaultRecord};
+use crate::remapper::Remapper;
+use crate::testing::{Machine, ROOT};
 use layout::{ectl, fsts, FEADDR, FECTL, FEDATA, FEUADDR, FRCD, FSTS};
 
 fn fault(addr: u64, write: bool) -> FaultRecord {
@@ -154,4 +156,55 @@ fn test_reset_fectl_masked() {
 
     assert_eq!(read32(&r, FECTL), ectl::IM);
     assert_eq!(read32(&r, layout::IECTL), ectl::IM);
+}
+
+/// A remapper with translation on and an empty root table: every request
+/// faults 0x1 (root entry not present). Keeps `kept` faults.
+fn faulting_remapper(kept: usize) -> (Machine, Remapper) {
+    let m = Machine::new();
+    let remapper = Remapper::new(m.ram().clone(), Capabilities::DEFAULT, kept);
+    remapper.set_root_table(ROOT);
+    remapper.set_enabled(true);
+    (m, remapper)
+}
+
+fn fault_at(remapper: &Remapper, iova: u64) {
+    let requester = RequesterId::new(0, 4, 0);
+    let got = remapper.translate(requester, iova, Direction::FromDevice);
+    assert!(got.is_err());
+}
+
+#[test]
+fn test_forwarded_remapper_faults_fill_the_record_and_send_one_event() {
+    let (_m, remapper) = faulting_remapper(4);
+    let mut r = programmed(true);
+    fault_at(&remapper, 0x5000);
+    fault_at(&remapper, 0x6000);
+
+    let events = forward_faults(&remapper, &mut r);
+    let again = forward_faults(&remapper, &mut r);
+
+    assert_eq!(events, [Effect::FaultEvent(MESSAGE)]);
+    assert!(again.is_empty(), "the remapper's log was emptied");
+    assert_eq!(read64(&r, FRCD), 0x5000);
+    assert_eq!(
+        read32(&r, FRCD + 12),
+        1 << 31 | 0x1,
+        "F, a write, reason 0x1"
+    );
+    assert_eq!(r.fsts(), fsts::PFO | fsts::PPF, "the second found it busy");
+}
+
+#[test]
+fn test_faults_the_remapper_dropped_set_pfo() {
+    let (_m, remapper) = faulting_remapper(1);
+    let mut r = programmed(false);
+    fault_at(&remapper, 0x5000);
+    fault_at(&remapper, 0x6000);
+
+    let events = forward_faults(&remapper, &mut r);
+
+    assert!(events.is_empty(), "masked");
+    assert_eq!(r.fsts(), fsts::PFO | fsts::PPF);
+    assert_eq!(r.fectl(), ectl::IM | ectl::IP);
 }
