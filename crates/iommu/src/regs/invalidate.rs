@@ -3,6 +3,8 @@
 //! or IVT with a requested granularity; hardware performs it, reports the
 //! granularity it used (CAIG, IAIG) and clears ICC or IVT before the write
 //! returns. A reserved granularity (00) is not performed and reports 00.
+//! Requests are performed whatever GSTS.QIES says; Linux uses these
+//! registers only when queued invalidation is unavailable.
 
 use dma::RequesterId;
 

@@ -25,7 +25,8 @@ impl Rng {
 }
 
 /// Registers of the default unit whose bits may ever be non-zero
-/// (offset, size, bits).
+/// (offset, size, bits). Bits only the queue processor will set (IQH,
+/// FSTS.IQE/ICE/ITE, ICS.IWC, IECTL.IP) must stay 0 under guest writes.
 const DEFINED: [(usize, usize, u64); 26] = [
     (VER, 4, 0x10),
     (CAP, 8, u64::MAX),
@@ -34,16 +35,16 @@ const DEFINED: [(usize, usize, u64); 26] = [
     (GSTS, 4, 0xc780_0000),
     (RTADDR, 8, !0xfff),
     (CCMD, 8, 0x7800_0003_ffff_ffff),
-    (FSTS, 4, 0x73),
+    (FSTS, 4, 0x3),
     (FECTL, 4, 0xc000_0000),
     (FEDATA, 4, 0xffff),
     (FEADDR, 4, 0xffff_fffc),
     (FEUADDR, 4, 0xffff_ffff),
-    (IQH, 8, 0x7fff0),
+    (IQH, 8, 0),
     (IQT, 8, 0x7fff0),
     (IQA, 8, !0xfff | 0x7),
-    (ICS, 4, 1),
-    (IECTL, 4, 0xc000_0000),
+    (ICS, 4, 0),
+    (IECTL, 4, 0x8000_0000),
     (IEDATA, 4, 0xffff),
     (IEADDR, 4, 0xffff_fffc),
     (IEUADDR, 4, 0xffff_ffff),
