@@ -7,14 +7,14 @@
 //! A write returns the [`Effect`]s the rest of the VMM must carry out (set
 //! the root table, turn translation on, invalidate, send the fault event);
 //! the register state it reports (GSTS, CAIG, IAIG, FSTS) is already
-//! updated when the write returns, as Linux polls for it at once (A3: no
-//! change within about 10 s is "DMAR hardware is malfunctioning").
+//! updated when the write returns, as Linux polls for it at once and
+//! panics ("DMAR hardware is malfunctioning") after about 10 s.
 //!
 //! ```text
 //!  guest MMIO ──▶ Registers::write ──▶ [Effect] ──▶ apply (Remapper: root table, TE)
 //!                   │  GCMD  → GSTS (same write)       invalidation queue (later)
 //!                   │  CCMD/IOTLB → ICC/IVT clear, CAIG/IAIG
-//!  Remapper fault ──▶ Registers::record_fault ──▶ FaultEvent (FEADDR/FEDATA) unless FECTL.IM
+//!  Remapper faults ──▶ forward_faults ──▶ Registers::record_fault ──▶ FaultEvent unless FECTL.IM
 //! ```
 //!
 //! Accesses of any width at any offset are applied byte by byte (Linux
