@@ -185,8 +185,11 @@ latency, CPU per I/O and the ratios iovm / host. It needs fio.
 
 Writes target/bench/results.json (every sample), target/bench/logs/<run>.log (consoles) and
 docs/bench/RESULTS.md (min/median/max per VMM and the ratios iovm / QEMU of the medians,
-with the machine, kernels, versions, date and where it ran; a run with --only that leaves
-a group out writes target/bench/RESULTS-partial.md instead). Exit status 1 if any run did
+with the machine, kernels, versions, date and where it ran) with a figure of the ratios per
+group beside it (docs/bench/<group>.png: boot-memory, exits, block, network, vmm-cpu,
+device-path); a run with --only that leaves a group out writes
+target/bench/RESULTS-partial.md and <group>-partial.png instead, --quick RESULTS-quick.md
+and <group>-quick.png. Exit status 1 if any run did
 not count (it did not reach the marker, power off, or exit 0; a device-path run failed).")]
     Bench(bench::BenchArgs),
 

@@ -92,8 +92,8 @@ impl Figure {
         out
     }
 
-    /// Whether the ratio chart shows it: all but the breakdowns of exits by kind and
-    /// of the VMM's CPU by thread.
+    /// Whether the ratio charts ([`super::plots`]) show it: all but the breakdowns of
+    /// exits by kind and of the VMM's CPU by thread.
     pub fn on_chart(self) -> bool {
         match self {
             Figure::Block(.., block::Metric::Cpu(c)) | Figure::Net(net::Metric::Cpu(c)) => {

@@ -108,7 +108,8 @@ impl Side {
     /// iovm's device paths, each compared with the host.
     pub const DEVICES: [Side; 2] = [Side::Nvme, Side::VirtioBlk];
 
-    fn id(self) -> &'static str {
+    /// Name in results.json.
+    pub fn id(self) -> &'static str {
         match self {
             Side::Nvme => "iovm-nvme",
             Side::VirtioBlk => "iovm-virtio-blk",
@@ -116,7 +117,8 @@ impl Side {
         }
     }
 
-    fn label(self) -> &'static str {
+    /// Name in tables.
+    pub fn label(self) -> &'static str {
         match self {
             Side::Nvme => "NVMe",
             Side::VirtioBlk => "virtio-blk",
@@ -158,7 +160,8 @@ impl Metric {
         Metric::ProcessCpuNs,
     ];
 
-    fn id(self) -> &'static str {
+    /// Name in results.json.
+    pub fn id(self) -> &'static str {
         match self {
             Metric::Iops => "iops",
             Metric::LatencyUs => "mean_latency_us",
@@ -167,7 +170,8 @@ impl Metric {
         }
     }
 
-    fn label(self) -> &'static str {
+    /// Name in tables.
+    pub fn label(self) -> &'static str {
         match self {
             Metric::Iops => "IOPS",
             Metric::LatencyUs => "mean latency (µs)",
@@ -613,8 +617,9 @@ impl Results {
         }
     }
 
-    /// The report section (Markdown, from its `##` heading).
-    pub fn markdown(&self, cell: impl Fn(Option<Summary>) -> String) -> String {
+    /// The report section (Markdown, from its `##` heading), `figure` (Markdown) after
+    /// its table.
+    pub fn markdown(&self, cell: impl Fn(Option<Summary>) -> String, figure: &str) -> String {
         let mut out = format!(
             "\n## Device path (no VM)\n\nRun directly on this machine, no VM, every run \
              confined to one CPU (CPU {cpu}: the process, its threads and io_uring's io-wq \
@@ -683,6 +688,7 @@ impl Results {
                 }
             }
         }
+        out.push_str(figure);
         let failed: Vec<&Run> = self.failures().collect();
         if !failed.is_empty() {
             out.push_str("\nRuns that did not count:\n\n");
@@ -845,7 +851,7 @@ mod tests {
             cpu: 1,
         };
 
-        let md = r.markdown(|s| s.map_or("–".into(), |s| format!("{:.0}", s.median)));
+        let md = r.markdown(|s| s.map_or("–".into(), |s| format!("{:.0}", s.median)), "");
 
         assert_eq!(
             r.ratio(Place::Tmpfs, Pattern::RandRead, Side::Nvme, Metric::Iops),

@@ -7,6 +7,7 @@ use super::boot::{summary, Figure, Outcome};
 use super::cpu_report;
 use super::net;
 use super::plan::{block_kinds, Kind};
+use super::plots::{Figures, Group};
 use super::report::{cell, Env};
 use super::stats::ratio;
 use super::vmm::Vmm;
@@ -50,8 +51,14 @@ fn commands(out: &mut String, env: &Env, kinds: &[Kind]) {
     }
 }
 
-/// The block section (from its `##` heading), for the disks that have outcomes.
-pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) -> String {
+/// The block section (from its `##` heading), for the disks that have outcomes, with
+/// the block figure and the VMM CPU figure.
+pub fn block_section(
+    env: &Env,
+    outcomes: &[Outcome],
+    host: Option<&HostFio>,
+    figures: &Figures,
+) -> String {
     let host_version = host.and_then(|h| h.version.as_deref());
     let ran = |k: Kind| outcomes.iter().any(|o| o.spec.kind == k);
     let storages: Vec<Storage> = Storage::ALL
@@ -126,7 +133,9 @@ pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) ->
             }
         }
     }
+    out.push_str(&figures.markdown(Group::Block));
     out.push_str(&cpu_report::block_tables(outcomes, &storages));
+    out.push_str(&figures.markdown(Group::VmmCpu));
     if let Some(h) = host {
         let failed: Vec<String> = h
             .runs
@@ -149,8 +158,9 @@ pub fn block_section(env: &Env, outcomes: &[Outcome], host: Option<&HostFio>) ->
     out
 }
 
-/// The network section (from its `##` heading).
-pub fn net_section(env: &Env, outcomes: &[Outcome]) -> String {
+/// The network section (from its `##` heading), with its figure, and the VMM CPU
+/// figure if the block section, which shows it first, did not run.
+pub fn net_section(env: &Env, outcomes: &[Outcome], figures: &Figures) -> String {
     let mut out = format!(
         "\n## Network\n\nTCP from the guest (1 vCPU, {mem}, virtio-net over PCI) to a peer \
          over a TAP interface: each run makes a network namespace where the VMMs run and \
@@ -172,7 +182,14 @@ pub fn net_section(env: &Env, outcomes: &[Outcome]) -> String {
         }
         out.push_str(&format!(" {} |\n", ratio_cell(outcomes, f)));
     }
+    out.push_str(&figures.markdown(Group::Network));
     out.push_str(&cpu_report::net_tables(outcomes));
+    if !outcomes
+        .iter()
+        .any(|o| matches!(o.spec.kind, Kind::Block(..)))
+    {
+        out.push_str(&figures.markdown(Group::VmmCpu));
+    }
     commands(&mut out, env, &[Kind::Net]);
     out
 }

@@ -8,7 +8,7 @@
 //! batch, and a generated shell script ([`plan::script`]) runs every measured run under
 //! the probe, which times it ([`probe`]) and appends a [`record::Record`]. Back here the
 //! records and consoles become figures ([`boot`]), summaries ([`stats`]), the report
-//! ([`report`]) and results.json ([`results`]).
+//! ([`report`]), results.json ([`results`]) and a chart per group ([`plots`]).
 
 mod block;
 mod boot;
@@ -21,7 +21,7 @@ mod io_report;
 mod marks;
 mod net;
 mod plan;
-mod plot;
+mod plots;
 pub mod probe;
 mod proc_stat;
 mod record;
@@ -369,14 +369,7 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
         .runs(Group::Block)
         .then(|| block::HostFio::read(&bench_dir, reps, &storages));
 
-    let plot_name = if args.quick {
-        "ratios-quick.png"
-    } else if !args.all_groups() {
-        "ratios-partial.png"
-    } else {
-        "ratios.png"
-    };
-    let env = environment(mode, &settings, &bench_dir, &files, plot_name);
+    let env = environment(mode, &settings, &bench_dir, &files);
     Ok(VmResults {
         env,
         outcomes,
@@ -415,7 +408,8 @@ fn stage_host_fio(batch: &Batch) -> Result<Option<String>> {
     Ok(Some(batch.stage_binary(&fio)?))
 }
 
-/// Writes results.json, the Markdown report and the chart; returns the exit status.
+/// Writes results.json, a chart per group and the Markdown report; returns the exit
+/// status.
 fn write_reports(
     args: &BenchArgs,
     reps: u32,
@@ -430,32 +424,31 @@ fn write_reports(
         outcomes: &v.outcomes,
         host_fio: v.host_fio.as_ref(),
     });
-    let json = report::results(&command, guests, dev).to_json()?;
+    let results = report::results(&command, guests, dev);
     let json_path = out_dir.join("results.json");
-    fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
-    let md = report::markdown(&command, guests, dev);
+    fs::write(&json_path, results.to_json()?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
     // A smoke run (--quick) or one that left a group out keeps the committed
-    // results: its report stays in target/.
-    let md_path = if args.quick {
-        out_dir.join("RESULTS-quick.md")
+    // results: its report and charts stay in target/.
+    let (md_path, suffix) = if args.quick {
+        (out_dir.join("RESULTS-quick.md"), "-quick")
     } else if !args.all_groups() {
-        out_dir.join("RESULTS-partial.md")
+        (out_dir.join("RESULTS-partial.md"), "-partial")
     } else {
-        paths::workspace().join("docs/bench/RESULTS.md")
+        (paths::workspace().join("docs/bench/RESULTS.md"), "")
     };
-    fs::create_dir_all(md_path.parent().unwrap_or(Path::new(".")))
-        .with_context(|| format!("creating {}", md_path.display()))?;
+    let md_dir = md_path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(md_dir).with_context(|| format!("creating {}", md_dir.display()))?;
+    let figures = plots::write_all(md_dir, suffix, &results)?;
+    let md = report::markdown(&command, guests, dev, &figures);
     fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     let mut written = vec![md_path.display().to_string()];
-    if let Some(v) = vms {
-        let png_path = md_path.with_file_name(&v.env.plot);
-        plot::ratios_png(
-            &png_path,
-            &v.outcomes,
-            &format!("iovm and QEMU microvm against QEMU q35 ({})", v.env.date),
-        )?;
-        written.push(png_path.display().to_string());
-    }
+    written.extend(
+        figures
+            .0
+            .iter()
+            .map(|(_, name)| md_dir.join(name).display().to_string()),
+    );
     written.push(json_path.display().to_string());
     println!("\n{md}");
     println!("xtask: bench: wrote {}", written.join(", "));
@@ -514,13 +507,7 @@ fn command_line(args: &BenchArgs, reps: u32, mode: Option<Mode>) -> String {
     command
 }
 
-fn environment(
-    mode: Mode,
-    settings: &Settings,
-    bench_dir: &Path,
-    files: &Files,
-    plot: &str,
-) -> report::Env {
+fn environment(mode: Mode, settings: &Settings, bench_dir: &Path, files: &Files) -> report::Env {
     let (run_kernel, run_cpu) = facts::run_place(bench_dir);
     let cmdline = format!(
         "{} iovm.run=<base64 of the guest script: `{}` for boot runs, `{}` for memory runs, \
@@ -584,6 +571,5 @@ fn environment(
                 (st, found.trim().to_owned())
             })
             .collect(),
-        plot: plot.into(),
     }
 }

@@ -9,6 +9,7 @@ use super::device;
 use super::goals;
 use super::io_report;
 use super::plan::Kind;
+use super::plots::{Figures, Group};
 use super::results::{ResultsFile, VmFigure, VmGoal, VmRatio, VmRun, VmSection};
 use super::stats::{ratio, Summary};
 use super::vmm::Vmm;
@@ -53,8 +54,6 @@ pub struct Env {
     /// Where each storage's block image turned out to be, where the VMMs ran (the link's
     /// target, e.g. `/dev/vda`; empty if unknown).
     pub block_images: Vec<(Storage, String)>,
-    /// File name of the ratio chart next to the report.
-    pub plot: String,
 }
 
 const BOOT: [Figure; 5] = [
@@ -170,11 +169,19 @@ pub struct Guests<'a> {
     pub host_fio: Option<&'a HostFio>,
 }
 
-/// `docs/bench/RESULTS.md`: the tables of the groups that ran.
-pub fn markdown(command: &str, vms: Option<Guests>, dev: Option<&device::Results>) -> String {
-    let dev_section = dev.map(|d| d.markdown(cell)).unwrap_or_default();
+/// `docs/bench/RESULTS.md`: the tables of the groups that ran, each group's figure
+/// (of `figures`) in its section.
+pub fn markdown(
+    command: &str,
+    vms: Option<Guests>,
+    dev: Option<&device::Results>,
+    figures: &Figures,
+) -> String {
+    let dev_section = dev
+        .map(|d| d.markdown(cell, &figures.markdown(Group::DevicePath)))
+        .unwrap_or_default();
     match vms {
-        Some(g) => vm_markdown(command, g, &dev_section),
+        Some(g) => vm_markdown(command, g, &dev_section, figures),
         None => {
             let mut out = format!(
                 "# Benchmark results\n\nWritten by `{command}`: the device-path group \
@@ -198,19 +205,17 @@ fn ran(outcomes: &[Outcome], pick: impl Fn(Kind) -> bool) -> bool {
     outcomes.iter().any(|o| pick(o.spec.kind))
 }
 
-fn vm_markdown(command: &str, g: Guests, dev_section: &str) -> String {
+fn vm_markdown(command: &str, g: Guests, dev_section: &str, figures: &Figures) -> String {
     let (env, outcomes) = (g.env, g.outcomes);
     let mut out = String::from("# Benchmark results\n\n");
     out.push_str(&format!(
         "Written by `{}`. iovm against QEMU 7.2, each booting the same guest kernel and \
          initramfs with the same kernel command line, 1 vCPU and {} of RAM; the VMMs \
          interleaved run by run, {} repetition(s) each. Cells: median (min–max); ratios: \
-         iovm's median ÷ QEMU's (below 1: iovm takes less).\n\n",
+         iovm's median ÷ QEMU's (below 1: iovm takes less). Each group's figure shows \
+         its ratios as bars from 1.0, throughput inverted so that left of 1.0 is iovm \
+         better on every row.\n\n| | |\n|---|---|\n",
         command, env.memory, env.reps
-    ));
-    out.push_str(&format!(
-        "![every figure as a ratio to QEMU q35]({})\n\n| | |\n|---|---|\n",
-        env.plot
     ));
     for (k, v) in [
         ("Date", env.date.as_str()),
@@ -226,13 +231,15 @@ fn vm_markdown(command: &str, g: Guests, dev_section: &str) -> String {
         out.push_str(&format!("| {k} | {} |\n", v.replace('|', "\\|")));
     }
     if ran(outcomes, |k| k == Kind::Boot) {
-        boot_sections(&mut out, env, outcomes);
+        boot_sections(&mut out, env, outcomes, figures);
     }
     if ran(outcomes, |k| matches!(k, Kind::Block(..))) {
-        out.push_str(&io_report::block_section(env, outcomes, g.host_fio));
+        out.push_str(&io_report::block_section(
+            env, outcomes, g.host_fio, figures,
+        ));
     }
     if ran(outcomes, |k| k == Kind::Net) {
-        out.push_str(&io_report::net_section(env, outcomes));
+        out.push_str(&io_report::net_section(env, outcomes, figures));
     }
     warnings(&mut out, outcomes);
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.problem.is_some()).collect();
@@ -265,8 +272,8 @@ fn vm_markdown(command: &str, g: Guests, dev_section: &str) -> String {
     out
 }
 
-/// The boot, memory and exit-path sections.
-fn boot_sections(out: &mut String, env: &Env, outcomes: &[Outcome]) {
+/// The boot, memory and exit-path sections, with their figures.
+fn boot_sections(out: &mut String, env: &Env, outcomes: &[Outcome], figures: &Figures) {
     out.push_str(
         "\n## Boot\n\nFrom just before the VMM process starts (`bench-probe` times it with \
          a monotonic clock where the VMM runs) to the guest `/init`'s marker \
@@ -283,6 +290,7 @@ fn boot_sections(out: &mut String, env: &Env, outcomes: &[Outcome]) {
         env.sample_after_ms
     ));
     table(out, outcomes, &MEMORY);
+    out.push_str(&figures.markdown(Group::BootMemory));
     out.push_str(&format!(
         "\n## Exit paths\n\nTimed inside the guest by `{}` (guest-tools/exit-probe, \
          kernel command line plus `iomem=relaxed` so that it may map ECAM and a BAR): each \
@@ -296,6 +304,7 @@ fn boot_sections(out: &mut String, env: &Env, outcomes: &[Outcome]) {
         super::plan::EXIT_PROBE
     ));
     table(out, outcomes, &EXITS);
+    out.push_str(&figures.markdown(Group::Exits));
 }
 
 /// `target/bench/results.json`: the VM group's figures if it ran, and the device-path
@@ -485,5 +494,30 @@ mod tests {
             t.lines().nth(3).unwrap(),
             "| first guest instruction, iovm `--timing` (ms) | 2.00 (2.00–2.00) | – | – | – | – |"
         );
+    }
+
+    #[test]
+    fn test_each_figure_sits_in_its_groups_section() {
+        let o = [outcome(Vmm::Iovm, 500.0), outcome(Vmm::QemuQ35, 1000.0)];
+        let env = results_compat::env();
+        let g = Guests {
+            env: &env,
+            outcomes: &o,
+            host_fio: None,
+        };
+        let figures = Figures(vec![
+            (Group::BootMemory, "boot-memory-quick.png".into()),
+            (Group::Exits, "exits-quick.png".into()),
+        ]);
+
+        let md = markdown("c", Some(g), None, &figures);
+
+        let at = |s: &str| md.find(s).unwrap_or_else(|| panic!("no `{s}` in {md}"));
+        let boot = at("](boot-memory-quick.png)");
+        let exits = at("](exits-quick.png)");
+        assert!(at("## Memory") < boot && boot < at("## Exit paths"));
+        assert!(at("## Exit paths") < exits);
+        assert!(!md.contains("ratios.png"), "the old chart is gone: {md}");
+        assert!(!markdown("c", Some(g), None, &Figures::default()).contains("!["));
     }
 }

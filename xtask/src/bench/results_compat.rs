@@ -75,7 +75,6 @@ pub fn env() -> Env {
         block_seconds: 10,
         net_mib: 64,
         block_images: vec![],
-        plot: "ratios.png".into(),
     }
 }
 

@@ -219,7 +219,7 @@ impl CpuFigure {
         }
     }
 
-    /// Whether the ratio chart shows it: the VMM's total, which has a goal, not its
+    /// Whether the ratio charts show it: the VMM's total, which has a goal, not its
     /// split by thread nor the guest's time.
     pub fn on_chart(self) -> bool {
         self == CpuFigure::Outside
