@@ -67,7 +67,10 @@ pub fn chart(dev: &DevicePathSection, date: &str) -> Option<Chart> {
     }
     (!sections.is_empty()).then(|| Chart {
         group: Group::DevicePath,
-        title: "Device path, no VM: iovm ÷ host fio on one CPU, below 1 is iovm better".into(),
+        title: format!(
+            "{}: iovm ÷ host fio on one CPU, below 1 is iovm better",
+            Group::DevicePath.name()
+        ),
         notes: vec![format!(
             "Each bar: an iovm device path's median ÷ the host's own fio (io_uring, depth \
              {}) on the same file, from 1.0 (log scale). IOPS (inverted) is shown as host ÷ \

@@ -18,17 +18,23 @@ use super::layout::{
 };
 use super::scale::{tick_label, LogScale};
 
+/// "iovm better", and its side's tint.
 const BETTER: RGBColor = RGBColor(0x1a, 0x7f, 0x37);
-const WORSE: RGBColor = RGBColor(0xb3, 0x26, 0x1e);
 const BETTER_TINT: RGBColor = RGBColor(0xed, 0xf7, 0xee);
+/// "<reference> better", and its side's tint.
+const WORSE: RGBColor = RGBColor(0xb3, 0x26, 0x1e);
 const WORSE_TINT: RGBColor = RGBColor(0xfb, 0xef, 0xee);
+/// Tick lines and the rules above section headings.
 const GRID: RGBColor = RGBColor(0xd0, 0xd0, 0xd0);
+/// The notes under the title and the axis's caption.
 const NOTE: RGBColor = RGBColor(0x44, 0x44, 0x44);
+/// The goals' marks.
 const GOAL: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 
 /// What the drawing steps give: nothing, or the backend's error.
 type Drawn<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
+/// A text style of the charts' font, anchored at `h`, `v`.
 fn text(size: u32, bold: bool, color: RGBColor, h: HPos, v: VPos) -> TextStyle<'static> {
     let style = if bold {
         FontStyle::Bold
@@ -65,6 +71,8 @@ pub fn png(path: &Path, chart: &Chart, layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// The tinted sides, the "better" marks, the ticks, the headings, the rows and the
+/// line at 1.0.
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart, l: &Layout) -> Drawn<DB> {
     root.fill(&WHITE)?;
     let scale = LogScale::fit(

@@ -70,15 +70,15 @@ impl Group {
         format!("{}{suffix}.png", self.id())
     }
 
-    /// The image's text in Markdown.
-    fn alt(self) -> &'static str {
+    /// What it shows, for titles.
+    pub fn name(self) -> &'static str {
         match self {
-            Group::BootMemory => "boot and memory: iovm ÷ QEMU",
-            Group::Exits => "exit paths: iovm ÷ QEMU",
-            Group::Block => "block I/O: iovm ÷ QEMU q35",
-            Group::Network => "network: iovm ÷ QEMU q35",
-            Group::VmmCpu => "VMM CPU per I/O and per MiB: iovm ÷ QEMU q35, with the goals",
-            Group::DevicePath => "device path: iovm ÷ host fio",
+            Group::BootMemory => "Boot and memory",
+            Group::Exits => "Exit paths (ns per access, timed in the guest)",
+            Group::Block => "Block I/O (fio in the guest)",
+            Group::Network => "Network (TCP from the guest)",
+            Group::VmmCpu => "VMM CPU outside the guest, per I/O or per MiB",
+            Group::DevicePath => "Device path, no VM",
         }
     }
 }
@@ -95,7 +95,7 @@ impl Figures {
             .iter()
             .find(|(g, _)| *g == group)
             .map_or_else(String::new, |(g, file)| {
-                format!("\n![{}]({file})\n", g.alt())
+                format!("\n![{}: iovm's ratios]({file})\n", g.name())
             })
     }
 }

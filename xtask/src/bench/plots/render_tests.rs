@@ -74,6 +74,11 @@ fn render_and_check(file: &ResultsFile, dir: &Path, suffix: &str) -> Vec<Group> 
     assert_eq!(figures.0.len(), charts.len());
     for (chart, (group, name)) in charts.iter().zip(&figures.0) {
         assert_eq!(chart.group, *group);
+        assert!(
+            chart.title.contains("below 1 is iovm better"),
+            "the title says which side is better: {}",
+            chart.title
+        );
         assert_eq!(name, &group.file_name(suffix));
         let layout = Layout::new(chart, &font::width);
         assert_eq!(layout.rows.len(), chart.rows().count(), "{name}");

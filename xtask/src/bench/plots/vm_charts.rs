@@ -92,19 +92,6 @@ fn row(vms: &VmSection, f: Figure, label: String) -> Option<Row> {
     Some(Row { label, bars, goal })
 }
 
-/// What a group's chart is called.
-fn title(group: Group) -> String {
-    let what = match group {
-        Group::BootMemory => "Boot and memory",
-        Group::Exits => "Exit paths (ns per access, timed in the guest)",
-        Group::Block => "Block I/O (fio in the guest)",
-        Group::Network => "Network (TCP from the guest)",
-        Group::VmmCpu => "VMM CPU outside the guest, per I/O or per MiB",
-        Group::DevicePath => unreachable!("the device-path chart has its own title"),
-    };
-    format!("{what}: iovm ÷ QEMU, below 1 is iovm better")
-}
-
 /// The charts of the groups with rows, in report order.
 pub fn charts(vms: &VmSection, date: &str) -> Vec<Chart> {
     let mut by_group: Vec<(Group, Vec<Section>)> = Vec::new();
@@ -137,7 +124,7 @@ pub fn charts(vms: &VmSection, date: &str) -> Vec<Chart> {
         .map(|(group, sections)| {
             let mut chart = Chart {
                 group,
-                title: title(group),
+                title: format!("{}: iovm ÷ QEMU, below 1 is iovm better", group.name()),
                 notes: Vec::new(),
                 series: series.clone(),
                 sides: ("iovm".into(), "QEMU".into()),
