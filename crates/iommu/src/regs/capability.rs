@@ -8,6 +8,10 @@ use crate::caps::Capabilities;
 /// What the register page advertises beyond [`Capabilities`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
+    /// Queued invalidation (ECAP.QI, §6.5.2; GCMD.QIE becomes live).
+    /// Without it Linux uses the register-based invalidation of §6.5.1
+    /// ("Using Register based invalidation").
+    pub queued_invalidation: bool,
     /// Interrupt remapping (ECAP.IR, MHMV = 15; GCMD.IRE, SIRTP, CFI and
     /// IRTA become live).
     pub interrupt_remapping: bool,
@@ -22,6 +26,7 @@ impl Options {
     /// The brief's recommendation (A2): interrupt remapping with x2APIC,
     /// DMA draining.
     pub const DEFAULT: Self = Self {
+        queued_invalidation: true,
         interrupt_remapping: true,
         extended_interrupt_mode: true,
         dma_drain: true,
@@ -65,11 +70,11 @@ pub fn cap_value(caps: &Capabilities, opts: &Options) -> u64 {
         | drain
 }
 
-/// The ECAP value (§11.4.3): QI, IR with MHMV and EIM when interrupt
+/// The ECAP value (§11.4.3): QI when queued invalidation is on, IR with MHMV and EIM when interrupt
 /// remapping is on, PT, IRO. Never SMTS (scalable mode), C, DT or SC.
 pub fn ecap_value(caps: &Capabilities, opts: &Options) -> u64 {
     let ir = opts.interrupt_remapping;
-    let mut ecap = 1 << 1 | IRO << 8;
+    let mut ecap = u64::from(opts.queued_invalidation) << 1 | IRO << 8;
     if ir {
         ecap |= 1 << 3 | MHMV << 20;
     }

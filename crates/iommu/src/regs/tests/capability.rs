@@ -113,6 +113,22 @@ fn test_without_interrupt_remapping_no_ir_eim_mhmv() {
 }
 
 #[test]
+fn test_without_queued_invalidation_no_qi_and_qie_ignored() {
+    let opts = Options {
+        queued_invalidation: false,
+        interrupt_remapping: false,
+        ..Options::DEFAULT
+    };
+    let mut r = Registers::new(&Capabilities::DEFAULT, &opts);
+
+    let effects = r.write(layout::GCMD, &(1u32 << 26).to_le_bytes());
+
+    assert_eq!(r.ecap(), 0xf40, "PT, IRO only");
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(r.gsts(), 0);
+}
+
+#[test]
 fn test_ver_and_caps_read_whole_or_in_halves() {
     let r = regs();
 
