@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmm::config::{
-    BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig, LifecycleConfig, MemoryConfig,
-    NvmeConfig, NvmeNamespaceConfig, OnReboot, PciSerialConfig, PciSlot, SerialConfig,
-    VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig,
+    AddressWidth, BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig, IommuConfig,
+    LifecycleConfig, MemoryConfig, NvmeConfig, NvmeNamespaceConfig, OnReboot, PciSerialConfig,
+    PciSlot, SerialConfig, VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -130,14 +130,21 @@ pub struct RunArgs {
     /// what --serial names; it takes the console's input from COM1) and
     /// `virtio-rng`; every virtio device takes `msix=off` (INTx instead).
     ///
+    /// `intel-iommu[,aw-bits=39|48][,intremap=off]` (at most once; not a PCI
+    /// function, so no id/bus/addr) adds an emulated Intel VT-d unit and its
+    /// DMAR ACPI table: DMA remapping for the emulated devices that are not
+    /// virtio (NVMe); virtio devices bypass it (no VIRTIO_F_ACCESS_PLATFORM
+    /// yet). Interrupt remapping and queued invalidation are not implemented
+    /// yet, so `intremap=on` is refused; `aw-bits` defaults to 48.
+    ///
     /// `bus=` puts a device behind a root port or bridge given earlier by its
     /// `id=` (default: the root bus, pcie.0). `addr=` picks the slot and
     /// function in hex as lspci shows them (default: next free slot, function 0);
     /// functions 1-7 of a slot make a multi-function device.
     /// Example: --device root-port,id=rp0 --device nvme,id=nvme0,bus=rp0
     /// --device nvme-ns,bus=nvme0,path=disk.img
-    #[arg(long = "device", value_name = "SPEC", value_parser = parse_device)]
-    pub devices: Vec<DeviceConfig>,
+    #[arg(long = "device", value_name = "SPEC", value_parser = parse_device_spec)]
+    pub devices: Vec<DeviceSpec>,
 
     /// The KVM device node.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
@@ -153,10 +160,31 @@ pub enum RebootAction {
     Restart,
 }
 
+/// One `--device` value: a PCI device (or namespace), or the IOMMU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// A device in the PCI tree.
+    Pci(DeviceConfig),
+    /// `intel-iommu`: the machine's VT-d unit.
+    Iommu(IommuConfig),
+}
+
 impl RunArgs {
-    /// The machine these options describe.
-    pub fn vm_config(&self) -> VmConfig {
-        VmConfig {
+    /// The machine these options describe, or why they describe none
+    /// (`intel-iommu` given twice).
+    pub fn vm_config(&self) -> Result<VmConfig, String> {
+        let mut devices = Vec::new();
+        let mut iommu = None;
+        for spec in &self.devices {
+            match spec {
+                DeviceSpec::Pci(d) => devices.push(d.clone()),
+                DeviceSpec::Iommu(_) if iommu.is_some() => {
+                    return Err("--device intel-iommu is given twice; a machine has one".into())
+                }
+                DeviceSpec::Iommu(c) => iommu = Some(*c),
+            }
+        }
+        Ok(VmConfig {
             boot: BootConfig {
                 kernel: self.kernel.clone(),
                 initramfs: self.initramfs.clone(),
@@ -175,9 +203,48 @@ impl RunArgs {
             host: HostConfig {
                 kvm_device: self.kvm_device.clone(),
             },
-            devices: self.devices.clone(),
+            devices,
+            iommu,
+        })
+    }
+}
+
+/// Parses a `--device` value: `intel-iommu` and its options, or a PCI
+/// device ([`parse_device`]).
+pub fn parse_device_spec(text: &str) -> Result<DeviceSpec, String> {
+    match text.split_once(',').map_or(text, |(kind, _)| kind) {
+        "intel-iommu" => parse_iommu(text).map(DeviceSpec::Iommu),
+        _ => parse_device(text).map(DeviceSpec::Pci),
+    }
+}
+
+/// Parses `intel-iommu[,aw-bits=39|48][,intremap=on|off]`.
+fn parse_iommu(text: &str) -> Result<IommuConfig, String> {
+    let mut cfg = IommuConfig::default();
+    for opt in text.split(',').skip(1) {
+        match opt.split_once('=') {
+            Some(("aw-bits", "39")) => cfg.address_width = AddressWidth::Bits39,
+            Some(("aw-bits", "48")) => cfg.address_width = AddressWidth::Bits48,
+            Some(("aw-bits", v)) => {
+                return Err(format!(
+                    "aw-bits={v}: intel-iommu's address width is 39 or 48"
+                ))
+            }
+            Some(("intremap", "off")) => cfg.interrupt_remapping = false,
+            Some(("intremap", "on")) => {
+                return Err("intremap=on: interrupt remapping is not implemented yet; \
+                     leave it out or give intremap=off"
+                    .into())
+            }
+            Some(("intremap", v)) => return Err(format!("intremap={v}: use on or off")),
+            _ => {
+                return Err(format!(
+                    "'{opt}' is not an intel-iommu option; use aw-bits=39|48, intremap=off"
+                ))
+            }
         }
     }
+    Ok(cfg)
 }
 
 /// Parses `512M`, `5G`, `2GiB`, `1024` (MiB) into bytes.
@@ -259,7 +326,8 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
         _ => {
             return Err(format!(
                 "'{kind_name}' is not a device iovm has; known: pci-serial, root-port, \
-                 pci-bridge, nvme, nvme-ns, virtio-blk, virtio-net, virtio-console, virtio-rng"
+                 pci-bridge, nvme, nvme-ns, virtio-blk, virtio-net, virtio-console, virtio-rng, \
+                 intel-iommu"
             ))
         }
     };
@@ -658,8 +726,9 @@ mod tests {
         ])
         .unwrap();
         let Command::Run(args) = cli.command;
-        let cfg = args.vm_config();
+        let cfg = args.vm_config().unwrap();
         assert_eq!(cfg.memory.size, 5 << 30);
+        assert_eq!(cfg.iommu, None);
         assert_eq!(cfg.cpus.count, 2);
         assert_eq!(cfg.boot.cmdline, DEFAULT_CMDLINE);
         assert_eq!(cfg.lifecycle.on_reboot, OnReboot::Exit);
@@ -667,5 +736,53 @@ mod tests {
             cfg.lifecycle.shutdown_timeout,
             vmm::config::DEFAULT_SHUTDOWN_TIMEOUT
         );
+    }
+
+    #[test]
+    fn test_intel_iommu_defaults_options_and_errors() {
+        let Ok(DeviceSpec::Iommu(c)) = parse_device_spec("intel-iommu") else {
+            panic!("intel-iommu parses");
+        };
+        assert_eq!(c, IommuConfig::default());
+        assert_eq!(c.address_width, AddressWidth::Bits48);
+        assert!(!c.interrupt_remapping);
+        assert_eq!(
+            parse_device_spec("intel-iommu,aw-bits=39,intremap=off"),
+            Ok(DeviceSpec::Iommu(IommuConfig {
+                interrupt_remapping: false,
+                address_width: AddressWidth::Bits39,
+            }))
+        );
+        let err = |t| parse_device_spec(t).unwrap_err();
+        assert!(err("intel-iommu,aw-bits=40").contains("39 or 48"));
+        assert!(err("intel-iommu,intremap=on").contains("not implemented yet"));
+        assert!(err("intel-iommu,intremap=yes").contains("use on or off"));
+        assert!(err("intel-iommu,bus=rp0").contains("not an intel-iommu option"));
+        assert!(matches!(
+            parse_device_spec("nvme"),
+            Ok(DeviceSpec::Pci(DeviceConfig {
+                kind: DeviceKind::Nvme(_),
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn test_intel_iommu_twice_is_refused() {
+        let cli = Cli::try_parse_from([
+            "iovm",
+            "run",
+            "--kernel",
+            "k",
+            "--device",
+            "intel-iommu",
+            "--device",
+            "nvme",
+            "--device",
+            "intel-iommu,aw-bits=39",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        assert!(args.vm_config().unwrap_err().contains("given twice"));
     }
 }

@@ -28,7 +28,7 @@ fn init_logging() {
 }
 
 fn run(args: &RunArgs, start: Instant, signals: &ShutdownSignals) -> anyhow::Result<Outcome> {
-    let cfg = args.vm_config();
+    let cfg = args.vm_config().map_err(anyhow::Error::msg)?;
     vm::validate(&cfg, vm::host_memory())?;
     let interactive = cfg.serial == SerialConfig::Stdio && terminal::stdin_is_tty();
     let console = Console::open(&cfg.serial, interactive)?;

@@ -261,6 +261,49 @@ fn test_taken_slot_and_duplicate_id_are_refused() {
 }
 
 #[test]
+fn test_intel_iommu_bad_options_are_usage_errors() {
+    for (spec, needle) in [
+        (
+            "intel-iommu,aw-bits=40",
+            "aw-bits=40: intel-iommu's address width is 39 or 48",
+        ),
+        (
+            "intel-iommu,intremap=on",
+            "intremap=on: interrupt remapping is not implemented yet",
+        ),
+        (
+            "intel-iommu,intremap=maybe",
+            "intremap=maybe: use on or off",
+        ),
+        (
+            "intel-iommu,addr=3",
+            "'addr=3' is not an intel-iommu option",
+        ),
+    ] {
+        let o = iovm(&["run", "--kernel", "k", "--device", spec]);
+        assert_eq!(o.code, Some(2), "{spec}: {}", o.stderr);
+        assert!(o.stderr.contains(needle), "{spec}: {}", o.stderr);
+        assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    }
+}
+
+#[test]
+fn test_intel_iommu_given_twice_is_refused() {
+    assert_error(
+        &iovm(&[
+            "run",
+            "--kernel",
+            "k",
+            "--device",
+            "intel-iommu",
+            "--device",
+            "intel-iommu,aw-bits=39",
+        ]),
+        "--device intel-iommu is given twice; a machine has one",
+    );
+}
+
+#[test]
 fn test_malformed_pci_address_is_a_usage_error() {
     let o = iovm(&["run", "--kernel", "k", "--device", "pci-serial,addr=3.x"]);
     assert_eq!(o.code, Some(2));
@@ -364,6 +407,8 @@ fn test_help_teaches_usage_and_exit_codes() {
         "Exit status",
         "Ctrl-A x",
         "7  internal error",
+        "intel-iommu",
+        "intremap=on",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }

@@ -20,6 +20,50 @@ pub struct VmConfig {
     pub host: HostConfig,
     /// Extra devices, in the order given.
     pub devices: Vec<DeviceConfig>,
+    /// The emulated Intel VT-d unit (`--device intel-iommu`), if any. It is
+    /// not a PCI function: a register page at a fixed address and a DMAR
+    /// ACPI table, covering every PCI function (see docs/iommu.md).
+    pub iommu: Option<IommuConfig>,
+}
+
+/// The emulated Intel VT-d unit (VT-d 4.1): DMA remapping in legacy mode
+/// for the emulated devices that are not virtio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IommuConfig {
+    /// Interrupt remapping offered (ECAP.IR, the DMAR's INTR_REMAP flag).
+    /// Not implemented yet: the command line refuses `intremap=on`, and the
+    /// machine does not offer it.
+    pub interrupt_remapping: bool,
+    /// The widest guest address width (CAP.MGAW, SAGAW; the DMAR's HAW).
+    pub address_width: AddressWidth,
+}
+
+impl Default for IommuConfig {
+    fn default() -> Self {
+        Self {
+            interrupt_remapping: false,
+            address_width: AddressWidth::Bits48,
+        }
+    }
+}
+
+/// The guest address widths an IOMMU domain can have (`aw-bits=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressWidth {
+    /// 39 bits, 3-level page tables only.
+    Bits39,
+    /// 48 bits: 4-level page tables, and 3-level ones too.
+    Bits48,
+}
+
+impl AddressWidth {
+    /// The width in bits.
+    pub fn bits(self) -> u8 {
+        match self {
+            Self::Bits39 => 39,
+            Self::Bits48 => 48,
+        }
+    }
 }
 
 /// A device the user asked for, and where it goes in the PCI tree.

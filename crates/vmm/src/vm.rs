@@ -126,6 +126,9 @@ impl Outcome {
 /// Why a machine could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
+    /// An IOMMU with interrupt remapping, which is not implemented yet.
+    #[error("intel-iommu: interrupt remapping is not implemented yet (intremap=off)")]
+    IommuInterruptRemapping,
     /// `--memory` below the minimum.
     #[error("--memory {0} MiB is too small: a Linux guest needs at least {min} MiB", min = MIN_MEMORY / MIB)]
     MemoryTooSmall(u64),
@@ -250,6 +253,9 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
         }
     }
     crate::topology::plan(&cfg.devices).map_err(crate::pci_devices::PciBuildError::from)?;
+    if cfg.iommu.is_some_and(|i| i.interrupt_remapping) {
+        return Err(VmError::IommuInterruptRemapping);
+    }
     check_disks(&cfg.devices)?;
     match cfg.cpus.count {
         0 => Err(VmError::NoCpus),
@@ -644,7 +650,23 @@ mod tests {
                 kvm_device: PathBuf::from("/dev/kvm"),
             },
             devices: vec![],
+            iommu: None,
         }
+    }
+
+    #[test]
+    fn test_validate_refuses_iommu_interrupt_remapping() {
+        let mut c = cfg(512 * MIB, 1);
+        c.iommu = Some(crate::config::IommuConfig::default());
+        assert!(validate(&c, None).is_ok());
+        c.iommu = Some(crate::config::IommuConfig {
+            interrupt_remapping: true,
+            ..Default::default()
+        });
+        assert!(matches!(
+            validate(&c, None),
+            Err(VmError::IommuInterruptRemapping)
+        ));
     }
 
     #[test]
