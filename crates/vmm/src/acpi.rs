@@ -7,7 +7,9 @@
 //! reboot through the FADT reset register (both served by
 //! [`devices::legacy::AcpiPowerDevice`]), and the guest uses its local APIC
 //! timer instead of the PIT. Tables are built as bytes at fixed guest
-//! addresses inside the BIOS area the E820 map reserves.
+//! addresses inside the BIOS area the E820 map reserves. With an IOMMU the
+//! XSDT also lists a DMAR (VT-d 4.1 §8.1, `dmar.rs`); without one there is
+//! none, as Debian's kernel turns DMA remapping on whenever a DMAR exists.
 
 use acpi_tables::aml;
 use acpi_tables::fadt::{FADTBuilder, Flags};
@@ -24,6 +26,7 @@ use devices::legacy::cmos::CMOS_PORT;
 use devices::legacy::ged::{GedEvent, GED_IRQ, GED_PORT};
 use devices::legacy::pvpanic::PVPANIC_PORT;
 
+use crate::config::IommuConfig;
 use crate::layout::{
     ACPI_TABLES_START, ECAM_SIZE, ECAM_START, HIGH_MEMORY_START, IOAPIC_START, LAPIC_START,
     PCI_MMIO32_SIZE, PCI_MMIO32_START, PCI_MMIO64_SIZE,
@@ -33,6 +36,8 @@ const OEM_ID: [u8; 6] = *b"IOVM  ";
 const OEM_TABLE_ID: [u8; 8] = *b"IOVMMACH";
 const OEM_REVISION: u32 = 1;
 
+mod dmar;
+
 /// COM1's port and ISA IRQ.
 pub const COM1_PORT: u16 = 0x3f8;
 /// COM1's ISA IRQ (and IOAPIC pin).
@@ -41,6 +46,8 @@ pub const COM1_IRQ: u32 = 4;
 pub const RTC_IRQ: u32 = 8;
 /// Pins of the IOAPIC.
 pub const IOAPIC_PINS: u32 = 24;
+/// The IOAPIC's ID, in the MADT and in the DMAR's IOAPIC device scope.
+const IOAPIC_ID: u8 = 0;
 
 /// MADT flags: none. In particular not PCAT_COMPAT (bit 0): the machine
 /// has no 8259 PICs, only the IOAPIC (KVM's split irqchip).
@@ -62,6 +69,8 @@ pub struct AcpiConfig {
     pub cpus: u32,
     /// Start of the 64-bit PCI memory window (above RAM).
     pub pci_mmio64_start: u64,
+    /// The VT-d unit the DMAR describes, if the machine has one.
+    pub iommu: Option<IommuConfig>,
 }
 
 /// The tables as bytes, each with its guest-physical address.
@@ -101,23 +110,33 @@ pub fn build(cfg: &AcpiConfig) -> AcpiTables {
     let mut mcfg = acpi_tables::mcfg::MCFG::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     mcfg.add_ecam(ECAM_START, 0, 0, (ECAM_SIZE >> 20).saturating_sub(1) as u8);
     let mcfg = bytes(&mcfg);
-    let xsdt_addr = align(mcfg_addr + mcfg.len() as u64, 16);
+    let mut next = align(mcfg_addr + mcfg.len() as u64, 16);
+    let dmar = cfg.iommu.as_ref().map(|c| {
+        let at = next;
+        let table = dmar::build(c);
+        next = align(at + table.len() as u64, 16);
+        (at, table)
+    });
+    let xsdt_addr = next;
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(fadt_addr);
     xsdt.add_entry(madt_addr);
     xsdt.add_entry(mcfg_addr);
+    if let Some((at, _)) = &dmar {
+        xsdt.add_entry(*at);
+    }
     let xsdt = bytes(&xsdt);
     let rsdp = bytes(&Rsdp::new(OEM_ID, xsdt_addr));
-    let tables = AcpiTables {
-        blobs: vec![
-            (rsdp_addr, rsdp),
-            (dsdt_addr, dsdt),
-            (fadt_addr, fadt),
-            (madt_addr, madt),
-            (mcfg_addr, mcfg),
-            (xsdt_addr, xsdt),
-        ],
-    };
+    let mut blobs = vec![
+        (rsdp_addr, rsdp),
+        (dsdt_addr, dsdt),
+        (fadt_addr, fadt),
+        (madt_addr, madt),
+        (mcfg_addr, mcfg),
+    ];
+    blobs.extend(dmar);
+    blobs.push((xsdt_addr, xsdt));
+    let tables = AcpiTables { blobs };
     let (last_addr, last) = tables
         .blobs
         .last()
@@ -161,7 +180,7 @@ fn build_madt(cfg: &AcpiConfig) -> Vec<u8> {
         e.extend_from_slice(&LAPIC_ENABLED.to_le_bytes());
         madt.append_slice(&e);
     }
-    let mut ioapic = vec![MADT_IO_APIC, 12, 0, 0];
+    let mut ioapic = vec![MADT_IO_APIC, 12, IOAPIC_ID, 0];
     ioapic.extend_from_slice(&(IOAPIC_START as u32).to_le_bytes());
     ioapic.extend_from_slice(&0u32.to_le_bytes());
     madt.append_slice(&ioapic);
@@ -359,6 +378,14 @@ mod tests {
         AcpiConfig {
             cpus,
             pci_mmio64_start: 1 << 32,
+            iommu: None,
+        }
+    }
+
+    fn with_iommu(cpus: u32) -> AcpiConfig {
+        AcpiConfig {
+            iommu: Some(IommuConfig::default()),
+            ..test_cfg(cpus)
         }
     }
 
@@ -413,6 +440,44 @@ mod tests {
         let (dsdt_addr, _) = table(&t, b"DSDT");
         assert_eq!(u64_at(fadt, 140), dsdt_addr);
         assert_ne!(u32_at(fadt, 112) & (Flags::HwReducedAcpi as u32), 0);
+    }
+
+    #[test]
+    fn test_acpi_without_iommu_has_no_dmar() {
+        let t = build(&test_cfg(2));
+        let (_, xsdt) = table(&t, b"XSDT");
+
+        assert!(t.blobs.iter().all(|(_, b)| &b[0..4] != b"DMAR"));
+        assert_eq!(xsdt.len(), 36 + 3 * 8, "FADT, MADT, MCFG");
+    }
+
+    #[test]
+    fn test_acpi_with_iommu_lists_a_checksummed_dmar_in_the_xsdt() {
+        let t = build(&with_iommu(254));
+        let (xsdt_addr, xsdt) = table(&t, b"XSDT");
+        let (dmar_addr, dmar) = table(&t, b"DMAR");
+        let (_, madt) = table(&t, b"APIC");
+
+        assert_eq!(u64_at(&t.blobs[0].1, 24), xsdt_addr);
+        assert_eq!(xsdt.len(), 36 + 4 * 8);
+        assert_eq!(u64_at(xsdt, 60), dmar_addr);
+        assert_eq!(sum(dmar), 0);
+        assert_eq!(u32_at(dmar, 4) as usize, dmar.len());
+        let mut off = 44;
+        while madt[off] != MADT_IO_APIC {
+            off += usize::from(madt[off + 1]);
+        }
+        let ioapic = madt[off + 2];
+        assert_eq!(
+            dmar[48 + 16 + 4],
+            ioapic,
+            "scope's enumeration ID is the MADT's IOAPIC ID"
+        );
+        for pair in t.blobs.windows(2) {
+            assert!(pair[0].0 + pair[0].1.len() as u64 <= pair[1].0);
+        }
+        let (last_addr, last) = t.blobs.last().unwrap();
+        assert!(last_addr + last.len() as u64 <= HIGH_MEMORY_START);
     }
 
     #[test]

@@ -49,10 +49,21 @@ pub const PCI_MMIO64_SIZE: u64 = 16 * GIB;
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 /// The local APIC's register window.
 pub const LAPIC_START: u64 = 0xfee0_0000;
+/// Size of the local APIC's register window (one page).
+pub const LAPIC_SIZE: u64 = 0x1000;
+/// The emulated VT-d unit's register page (VT-d 4.1 §11.4, one 4 KiB
+/// page; the DMAR's DRHD names it, §8.3), where QEMU puts it: between the
+/// IOAPIC and the local APIC, clear of both. On the MMIO bus only with
+/// `--device intel-iommu`.
+pub const VTD_START: u64 = 0xfed9_0000;
+/// Size of the VT-d register page.
+pub const VTD_SIZE: u64 = 0x1000;
 
 // The windows inside the 32-bit hole do not overlap.
 const _: () = assert!(PCI_MMIO32_START + PCI_MMIO32_SIZE <= ECAM_START);
 const _: () = assert!(ECAM_START + ECAM_SIZE <= IOAPIC_START);
+const _: () = assert!(IOAPIC_START + crate::irqchip::IOAPIC_WINDOW <= VTD_START);
+const _: () = assert!(VTD_START + VTD_SIZE <= LAPIC_START);
 
 /// Smallest machine iovm builds: room for the kernel to decompress and run.
 pub const MIN_MEMORY: u64 = 64 * MIB;
@@ -237,6 +248,29 @@ mod tests {
         assert_eq!(MemoryLayout::new(512 * MIB).pci_mmio64_start(), 4 * GIB);
         assert_eq!(MemoryLayout::new(5 * GIB).pci_mmio64_start(), 6 * GIB);
         assert_eq!(MemoryLayout::new(3 * GIB + 1).pci_mmio64_start(), 5 * GIB);
+    }
+
+    #[test]
+    fn test_vtd_page_overlaps_no_other_window() {
+        let layout = MemoryLayout::new(5 * GIB);
+        let windows = [
+            (0, layout.low_end()),
+            (RAM_ABOVE_4G_START, layout.ram_end()),
+            (PCI_MMIO32_START, PCI_MMIO32_START + PCI_MMIO32_SIZE),
+            (ECAM_START, ECAM_START + ECAM_SIZE),
+            (IOAPIC_START, IOAPIC_START + crate::irqchip::IOAPIC_WINDOW),
+            (LAPIC_START, LAPIC_START + LAPIC_SIZE),
+            (
+                layout.pci_mmio64_start(),
+                layout.pci_mmio64_start() + PCI_MMIO64_SIZE,
+            ),
+        ];
+        let vtd = (VTD_START, VTD_START + VTD_SIZE);
+        for w in windows {
+            assert!(vtd.1 <= w.0 || w.1 <= vtd.0, "{vtd:x?} overlaps {w:x?}");
+        }
+        assert!(MMIO_HOLE_START <= vtd.0 && vtd.1 <= RAM_ABOVE_4G_START);
+        assert_eq!(VTD_START % VTD_SIZE, 0, "page aligned");
     }
 
     #[test]

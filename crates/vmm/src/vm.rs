@@ -434,6 +434,7 @@ impl Vm {
         let tables = acpi::build(&AcpiConfig {
             cpus: cfg.cpus.count,
             pci_mmio64_start: layout.pci_mmio64_start(),
+            iommu: cfg.iommu,
         });
         for (addr, blob) in &tables.blobs {
             memory.write_slice(blob, GuestAddress(*addr))?;
