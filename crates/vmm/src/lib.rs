@@ -28,4 +28,5 @@ pub mod testing;
 pub mod topology;
 pub mod vcpu;
 pub mod vm;
+pub mod vtd;
 pub mod wiring;

@@ -25,6 +25,7 @@ use devices::legacy::pvpanic::PVPANIC_PORT;
 use devices::legacy::serial::SERIAL_PORT_SIZE;
 use devices::legacy::{AcpiPowerDevice, Cmos, Ged, PvPanic, Serial, I8042};
 use devices::{GuestRequest, LifecycleSink};
+use dma::{Dma, GuestDma};
 use irq::ioapic::WirePolarity;
 use kvm_bindings::{Msrs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -39,13 +40,16 @@ use crate::config::{DeviceConfig, VmConfig};
 use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
-use crate::interrupts::GsiRouter;
+use crate::interrupts::{GsiRouter, KvmMsiSink};
 use crate::ioevents::KvmIoEvents;
 use crate::irqchip::{self, Irqchip, IOAPIC_WINDOW};
-use crate::layout::{MemoryLayout, ECAM_SIZE, ECAM_START, IOAPIC_START, MIB, MIN_MEMORY};
+use crate::layout::{
+    MemoryLayout, ECAM_SIZE, ECAM_START, IOAPIC_START, MIB, MIN_MEMORY, VTD_SIZE, VTD_START,
+};
 use crate::pci_devices;
 use crate::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 use crate::vcpu::{self, VcpuRunner};
+use crate::vtd::Vtd;
 use crate::wiring::KvmWiring;
 use pci::address::CONFIG_ADDRESS_PORT;
 
@@ -491,10 +495,23 @@ impl Vm {
             Arc::new(Mutex::new(pci.config_ports())),
         )?;
         mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))?;
+        let iommu = cfg.iommu.as_ref().map(|c| {
+            let ram: Arc<dyn Dma> = Arc::new(GuestDma::new(memory.clone()));
+            Vtd::new(c, ram, Arc::new(KvmMsiSink(irqchip.router().clone())))
+        });
+        if let Some(unit) = &iommu {
+            mmio.insert(
+                VTD_START,
+                VTD_SIZE,
+                0,
+                Arc::new(Mutex::new(unit.register_page())),
+            )?;
+        }
         let mut wiring = KvmWiring {
             irqchip: irqchip.clone(),
             memory: memory.clone(),
             console,
+            iommu,
         };
         pci_devices::build(&cfg.devices, &pci, &mut wiring, cfg.cpus.count)?;
 

@@ -1,5 +1,7 @@
 //! How a machine's devices reach KVM: INTx into the user-space IOAPIC, MSI
-//! vectors as GSI routes with irqfds, DMA straight onto guest RAM.
+//! vectors as GSI routes with irqfds, DMA straight onto guest RAM or, with
+//! `--device intel-iommu`, through the VT-d unit for the devices that are
+//! not virtio.
 
 use std::sync::Arc;
 
@@ -12,7 +14,8 @@ use vm_memory::GuestMemoryMmap;
 use crate::console::{Console, ConsoleInput};
 use crate::interrupts::KvmMsiVectors;
 use crate::irqchip::Irqchip;
-use crate::pci_devices::{PciBuildError, Wiring};
+use crate::pci_devices::{DmaRoute, PciBuildError, Wiring};
+use crate::vtd::Vtd;
 
 /// The KVM machine's [`Wiring`].
 #[derive(Debug)]
@@ -23,6 +26,8 @@ pub struct KvmWiring<'a> {
     pub memory: Arc<GuestMemoryMmap>,
     /// iovm's console (what `--serial` names).
     pub console: &'a Console,
+    /// The VT-d unit, with `--device intel-iommu`.
+    pub iommu: Option<Arc<Vtd>>,
 }
 
 impl Wiring for KvmWiring<'_> {
@@ -41,8 +46,11 @@ impl Wiring for KvmWiring<'_> {
         ))
     }
 
-    fn dma(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn Dma> {
-        Arc::new(GuestDma::new(self.memory.clone()))
+    fn dma(&mut self, ctx: &Arc<FunctionContext>, route: DmaRoute) -> Arc<dyn Dma> {
+        match (&self.iommu, route) {
+            (Some(unit), DmaRoute::Iommu) => unit.dma(ctx),
+            _ => Arc::new(GuestDma::new(self.memory.clone())),
+        }
     }
 
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {

@@ -23,7 +23,7 @@ use vmm::config::{
 };
 use vmm::console::ConsoleInput;
 use vmm::layout::{ECAM_SIZE, ECAM_START};
-use vmm::pci_devices::{self, PciBuildError, Wiring};
+use vmm::pci_devices::{self, DmaRoute, PciBuildError, Wiring};
 use vmm::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 
 const IO_START: u64 = 0x1000;
@@ -61,7 +61,7 @@ impl Wiring for TestWiring {
         Arc::new(RecordingVectors::new())
     }
 
-    fn dma(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn Dma> {
+    fn dma(&mut self, _ctx: &Arc<FunctionContext>, _route: DmaRoute) -> Arc<dyn Dma> {
         Arc::new(GuestDma::new(self.memory.clone()))
     }
 

@@ -20,7 +20,7 @@ use pci::root::SharedFunction;
 
 use super::builders::{self, Built};
 use super::intx::IntxWires;
-use super::{PciBuildError, Wiring};
+use super::{DmaRoute, PciBuildError, Wiring};
 use crate::config::{DeviceConfig, DeviceKind, PciSlot};
 use crate::console::ConsoleInput;
 use crate::pci_host::{BarEventFd, BarEvents, PciRoot};
@@ -157,10 +157,11 @@ impl DeviceContext<'_, '_> {
     }
 
     /// Its DMA: refused while its Bus Master Enable is off, through the
-    /// machine's memory (or IOMMU) for its requester ID otherwise. Every
-    /// access the device makes goes through it, virtio rings included.
-    pub(crate) fn dma(&mut self) -> Arc<dyn Dma> {
-        let target = self.machine.wiring.dma(&self.function);
+    /// machine's memory (or IOMMU, as `route` says) for its requester ID
+    /// otherwise. Every access the device makes goes through it, virtio
+    /// rings included.
+    pub(crate) fn dma(&mut self, route: DmaRoute) -> Arc<dyn Dma> {
+        let target = self.machine.wiring.dma(&self.function, route);
         Arc::new(FunctionDma::new(self.function.clone(), target))
     }
 

@@ -32,13 +32,27 @@ mod disk;
 mod error;
 mod intx;
 #[cfg(test)]
-mod test_wiring;
+pub(crate) mod test_wiring;
 mod tree;
 
 pub use error::PciBuildError;
 
 use context::BuildContext;
 use tree::Tree;
+
+/// Whether a function's DMA goes through the machine's IOMMU, if it has
+/// one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaRoute {
+    /// Translated by the IOMMU: every emulated device that is not virtio
+    /// (NVMe), whose guest driver maps its buffers through the DMA API.
+    Iommu,
+    /// Guest RAM as it is, IOMMU or not: virtio devices. iovm does not
+    /// offer VIRTIO_F_ACCESS_PLATFORM (virtio 1.2 §6) yet, so their
+    /// drivers hand out guest-physical addresses; QEMU without
+    /// `iommu_platform=on` does the same.
+    Bypass,
+}
 
 /// What the devices are wired to: IOAPIC pins, MSI routes, guest memory.
 /// The VMM's is KVM's ([`crate::vm`]); tests record.
@@ -52,11 +66,11 @@ pub trait Wiring {
     fn msi_vectors(&mut self, ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors>;
 
     /// Memory as the function `ctx` describes reaches it: guest RAM as it
-    /// is, or an IOMMU's translation for its requester ID. The builders
-    /// put it behind the function's [`dma::FunctionDma`] (Bus Master
-    /// Enable), and every access of the device (rings included) goes
-    /// through that.
-    fn dma(&mut self, ctx: &Arc<FunctionContext>) -> Arc<dyn Dma>;
+    /// is, or, for [`DmaRoute::Iommu`] in a machine with an IOMMU, the
+    /// IOMMU's translation for its requester ID. The builders put it
+    /// behind the function's [`dma::FunctionDma`] (Bus Master Enable), and
+    /// every access of the device (rings included) goes through that.
+    fn dma(&mut self, ctx: &Arc<FunctionContext>, route: DmaRoute) -> Arc<dyn Dma>;
 
     /// Where a console device's output goes (iovm's console).
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send>;

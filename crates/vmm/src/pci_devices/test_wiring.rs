@@ -1,5 +1,6 @@
 //! A [`Wiring`] for unit tests: IOAPIC pins and MSI vectors that record,
-//! DMA onto 1 MiB of guest RAM, console output dropped.
+//! DMA onto 1 MiB of guest RAM (through a VT-d unit if the test gives
+//! one), console output dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,10 +11,11 @@ use irq::recording::{RecordingLine, RecordingVectors};
 use irq::IrqLine;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-use super::{PciBuildError, Wiring};
+use super::{DmaRoute, PciBuildError, Wiring};
 use crate::bus::Bus;
 use crate::console::ConsoleInput;
 use crate::pci_host::PciRoot;
+use crate::vtd::Vtd;
 
 /// Records what the devices were wired to.
 pub(crate) struct TestWiring {
@@ -23,10 +25,17 @@ pub(crate) struct TestWiring {
     pub(crate) pin_requests: BTreeMap<u32, u32>,
     /// How many devices took the console's input.
     pub(crate) console_inputs: usize,
+    /// The VT-d unit [`DmaRoute::Iommu`] functions go through, if any.
+    pub(crate) iommu: Option<Arc<Vtd>>,
     memory: Arc<GuestMemoryMmap>,
 }
 
 impl TestWiring {
+    /// Guest RAM, untranslated.
+    pub(crate) fn memory(&self) -> &Arc<GuestMemoryMmap> {
+        &self.memory
+    }
+
     /// Nothing wired yet.
     pub(crate) fn new() -> Self {
         let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)])
@@ -35,6 +44,7 @@ impl TestWiring {
             pins: BTreeMap::new(),
             pin_requests: BTreeMap::new(),
             console_inputs: 0,
+            iommu: None,
             memory: Arc::new(memory),
         }
     }
@@ -50,8 +60,11 @@ impl Wiring for TestWiring {
         Arc::new(RecordingVectors::new())
     }
 
-    fn dma(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn Dma> {
-        Arc::new(GuestDma::new(self.memory.clone()))
+    fn dma(&mut self, ctx: &Arc<FunctionContext>, route: DmaRoute) -> Arc<dyn Dma> {
+        match (&self.iommu, route) {
+            (Some(unit), DmaRoute::Iommu) => unit.dma(ctx),
+            _ => Arc::new(GuestDma::new(self.memory.clone())),
+        }
     }
 
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {

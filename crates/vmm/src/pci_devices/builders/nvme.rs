@@ -12,7 +12,7 @@ use super::Built;
 use crate::config::{DeviceKind, NvmeConfig, NvmeNamespaceConfig};
 use crate::pci_devices::context::DeviceContext;
 use crate::pci_devices::disk::open_disk;
-use crate::pci_devices::PciBuildError;
+use crate::pci_devices::{DmaRoute, PciBuildError};
 
 /// A controller with serial `IOVM` + its number unless given, one I/O
 /// queue pair per vCPU (at most 8) unless given, and its worker running.
@@ -41,7 +41,7 @@ pub(super) fn build(
     };
     let intx = dev.intx()?;
     let msi = dev.msi_vectors();
-    let dma = dev.dma();
+    let dma = dev.dma(DmaRoute::Iommu);
     let mut nvme = Nvme::new(cfg, dma, msi, intx).map_err(|e| PciBuildError::device("nvme", &e))?;
     nvme.start_worker()
         .map_err(|e| PciBuildError::device("nvme", &e))?;

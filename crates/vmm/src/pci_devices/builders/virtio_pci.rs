@@ -11,7 +11,7 @@ use virtio::VirtioDevice;
 use super::Built;
 use crate::config::VirtioConfig;
 use crate::pci_devices::context::DeviceContext;
-use crate::pci_devices::PciBuildError;
+use crate::pci_devices::{DmaRoute, PciBuildError};
 use crate::pci_host::BarEventFd;
 
 /// `device` behind the transport, with the options every virtio kind has
@@ -22,7 +22,10 @@ pub(super) fn build(
     dev: &mut DeviceContext<'_, '_>,
 ) -> Result<Built, PciBuildError> {
     let intx = dev.intx()?;
-    let mut transport = VirtioPciConfig::new(device, dev.dma(), dev.msi_vectors(), intx);
+    // No VIRTIO_F_ACCESS_PLATFORM yet: the driver uses guest-physical
+    // addresses, so the device must not be translated.
+    let dma = dev.dma(DmaRoute::Bypass);
+    let mut transport = VirtioPciConfig::new(device, dma, dev.msi_vectors(), intx);
     if cfg.no_msix {
         transport.msix_vectors = 0;
     }

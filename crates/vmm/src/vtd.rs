@@ -1,0 +1,158 @@
+//! The machine's emulated Intel VT-d unit (`--device intel-iommu`, issue
+//! 18): the `iommu` crate's [`Remapper`] and register page ([`Registers`])
+//! joined to the machine: the page on the MMIO bus at
+//! [`VTD_START`](crate::layout::VTD_START) (`page.rs`), every emulated
+//! non-virtio function's DMA through the remapper (`translated.rs`), and the fault
+//! event sent through the machine's MSI path.
+//!
+//! ```text
+//!  guest MMIO ─▶ RegisterPage ─▶ Registers::write ─▶ apply (SRTP, TE) ─▶ Remapper
+//!                                                  └▶ FaultEvent ─▶ MsiSink
+//!  NVMe ─▶ FunctionDma (BME) ─▶ VtdDma ─▶ IommuDma ─▶ Remapper ─▶ guest RAM
+//!                                 └ on a fault: forward_faults ─▶ FRCD, FSTS, fault event
+//! ```
+//!
+//! What it offers today (VT-d 4.1): DMA remapping in legacy mode with
+//! register-based invalidation (§6.5.1), one fault recording register
+//! (§7.2.1) and the fault event (§7.3). Not yet: queued invalidation
+//! (ECAP.QI is clear, so Linux uses the registers) and interrupt remapping
+//! (ECAP.IR and the DMAR's INTR_REMAP are clear). Virtio devices bypass
+//! the unit: iovm does not offer VIRTIO_F_ACCESS_PLATFORM yet, so their
+//! drivers use guest-physical addresses, as with QEMU without
+//! `iommu_platform=on` (see [`crate::pci_devices::DmaRoute`]).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dma::{Dma, FunctionContext};
+use iommu::regs::{self, Options};
+use iommu::{Capabilities, Effect, Registers, Remapper};
+use irq::msi::MsiSink;
+
+use crate::config::{AddressWidth, IommuConfig};
+
+mod page;
+mod translated;
+
+pub use page::RegisterPage;
+pub use translated::VtdDma;
+
+/// Fault records the remapper keeps until they are forwarded to the
+/// register page: CAP.NFR + 1 (one, §11.4.2). Faults are forwarded as soon
+/// as the access that caused them fails, so this only bounds a burst from
+/// several devices at once; the ones dropped set PFO as hardware would.
+const FAULT_RECORDS: usize = 1;
+
+/// One VT-d unit: its remapper, its register page and where its fault
+/// event goes.
+#[derive(Debug)]
+pub struct Vtd {
+    remapper: Arc<Remapper>,
+    regs: Mutex<Registers>,
+    events: Arc<dyn MsiSink>,
+}
+
+/// What the unit supports for `cfg` (§11.4.2): 39-bit widths always,
+/// 48-bit ones with `aw-bits=48`, a host address width of the same bits.
+fn capabilities(cfg: &IommuConfig) -> Capabilities {
+    Capabilities {
+        width_48: cfg.address_width == AddressWidth::Bits48,
+        host_address_width: cfg.address_width.bits(),
+        ..Capabilities::DEFAULT
+    }
+}
+
+/// The register-level options: no queued invalidation and no interrupt
+/// remapping yet (the command line refuses `intremap=on`).
+fn options(cfg: &IommuConfig) -> Options {
+    Options {
+        queued_invalidation: false,
+        interrupt_remapping: cfg.interrupt_remapping,
+        extended_interrupt_mode: cfg.interrupt_remapping,
+        ..Options::DEFAULT
+    }
+}
+
+impl Vtd {
+    /// A unit at reset (translation off) for `cfg`, reading its tables
+    /// through `ram` (guest RAM, untranslated) and sending its fault event
+    /// to `events`.
+    pub fn new(cfg: &IommuConfig, ram: Arc<dyn Dma>, events: Arc<dyn MsiSink>) -> Arc<Self> {
+        let caps = capabilities(cfg);
+        Arc::new(Self {
+            regs: Mutex::new(Registers::new(&caps, &options(cfg))),
+            remapper: Arc::new(Remapper::new(ram, caps, FAULT_RECORDS)),
+            events,
+        })
+    }
+
+    /// The remapper every translated function's DMA goes through.
+    pub fn remapper(&self) -> &Arc<Remapper> {
+        &self.remapper
+    }
+
+    /// The DMA of the function `ctx` describes, translated by this unit.
+    pub fn dma(self: &Arc<Self>, ctx: &Arc<FunctionContext>) -> Arc<dyn Dma> {
+        Arc::new(VtdDma::new(ctx.clone(), self.clone()))
+    }
+
+    /// The register page, for the MMIO bus.
+    pub fn register_page(self: &Arc<Self>) -> RegisterPage {
+        RegisterPage::new(self.clone())
+    }
+
+    fn regs(&self) -> std::sync::MutexGuard<'_, Registers> {
+        self.regs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A guest read of the register page (faults logged since the last
+    /// access are recorded first, so a guest polling FSTS sees them).
+    pub fn read(&self, offset: usize, data: &mut [u8]) {
+        let events = {
+            let mut regs = self.regs();
+            let events = regs::forward_faults(&self.remapper, &mut regs);
+            regs.read(offset, data);
+            events
+        };
+        self.send(events);
+    }
+
+    /// A guest write of the register page: its effects are carried out
+    /// before it returns (GSTS already says so, §11.4.5).
+    pub fn write(&self, offset: usize, data: &[u8]) {
+        let events = {
+            let mut regs = self.regs();
+            let mut events = regs::forward_faults(&self.remapper, &mut regs);
+            for effect in regs.write(offset, data) {
+                if !regs::apply(&effect, &self.remapper) {
+                    events.push(effect);
+                }
+            }
+            events
+        };
+        self.send(events);
+    }
+
+    /// Moves the remapper's new faults into the fault recording register
+    /// and sends the fault event they raise (§7.3).
+    pub fn forward_faults(&self) {
+        let events = regs::forward_faults(&self.remapper, &mut self.regs());
+        self.send(events);
+    }
+
+    /// Carries out the effects the remapper does not: the fault event goes
+    /// to the MSI sink; invalidations have nothing to drop (the remapper
+    /// caches nothing); the queue and interrupt remapping are not offered,
+    /// so their effects do not occur.
+    fn send(&self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::FaultEvent(msg) => self.events.deliver(msg),
+                Effect::InvalidateContext(_) | Effect::InvalidateIotlb(_) => {}
+                other => tracing::debug!("VT-d: {other:?} is not implemented, ignored"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

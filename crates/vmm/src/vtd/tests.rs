@@ -1,0 +1,325 @@
+//! The VT-d unit in a machine: the register page as a guest programs it
+//! (VT-d 4.1 §11.4), and an NVMe controller built by the machine's own
+//! builders whose DMA it translates and whose faults it records (§7.2.1)
+//! and signals (§7.3).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dma::{Dma, FunctionContext, FunctionDma, GuestDma, RequesterId};
+use irq::msi::MsiMessage;
+use irq::recording::RecordingMsiSink;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::Vtd;
+use crate::bus::Bus;
+use crate::config::{AddressWidth, DeviceConfig, DeviceKind, IommuConfig, NvmeConfig, PciSlot};
+use crate::layout::{ECAM_SIZE, ECAM_START, VTD_SIZE, VTD_START};
+use crate::pci_devices::test_wiring::TestWiring;
+use crate::pci_devices::{DmaRoute, Wiring};
+use crate::pci_host::PciRoot;
+
+// Register offsets (§11.4).
+const VER: u64 = 0x00;
+const CAP: u64 = 0x08;
+const ECAP: u64 = 0x10;
+const GCMD: u64 = 0x18;
+const GSTS: u64 = 0x1c;
+const RTADDR: u64 = 0x20;
+const FSTS: u64 = 0x34;
+const FECTL: u64 = 0x38;
+const FEDATA: u64 = 0x3c;
+const FEADDR: u64 = 0x40;
+const FRCD: u64 = 0x220;
+/// GCMD/GSTS: Translation Enable (bit 31), Set Root Table Pointer (bit 30).
+const TE: u32 = 1 << 31;
+const SRTP: u32 = 1 << 30;
+
+/// Guest RAM layout of the tests (TestWiring's 1 MiB).
+const ROOT: u64 = 0x8_0000;
+const CONTEXT: u64 = 0x8_1000;
+const PAGE_TABLES: u64 = 0x8_2000;
+const ASQ_GPA: u64 = 0x9_0000;
+const ACQ_GPA: u64 = 0x9_1000;
+const DATA_GPA: u64 = 0x9_2000;
+/// The IOVAs the controller is given: far from the guest-physical pages.
+const ASQ_IOVA: u64 = 0x40_0000_0000;
+const ACQ_IOVA: u64 = 0x40_0000_1000;
+const DATA_IOVA: u64 = 0x40_0000_2000;
+const UNMAPPED_IOVA: u64 = 0x50_0000_0000;
+/// The NVMe controller's slot on the root bus, and its BAR 0.
+const NVME_DEV: u8 = 3;
+const BAR0: u64 = 0xc000_0000;
+
+/// A machine's MMIO bus with ECAM, the VT-d page and an NVMe controller
+/// whose DMA goes through the unit.
+struct Machine {
+    _pci: PciRoot,
+    mmio: Arc<Bus>,
+    ram: Arc<GuestMemoryMmap>,
+    events: Arc<RecordingMsiSink>,
+    unit: Arc<Vtd>,
+}
+
+impl Machine {
+    fn new() -> Self {
+        let mut wiring = TestWiring::new();
+        let ram = wiring.memory().clone();
+        let events = Arc::new(RecordingMsiSink::new());
+        let guest: Arc<dyn Dma> = Arc::new(GuestDma::new(ram.clone()));
+        let unit = Vtd::new(&IommuConfig::default(), guest, events.clone());
+        wiring.iommu = Some(unit.clone());
+        let pio = Arc::new(Bus::new());
+        let mmio = Arc::new(Bus::new());
+        let pci = PciRoot::new(pio, mmio.clone()).unwrap();
+        mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))
+            .unwrap();
+        mmio.insert(
+            VTD_START,
+            VTD_SIZE,
+            0,
+            Arc::new(Mutex::new(unit.register_page())),
+        )
+        .unwrap();
+        let nvme = DeviceConfig {
+            kind: DeviceKind::Nvme(NvmeConfig {
+                serial: Some("VTD-TEST".into()),
+                ..Default::default()
+            }),
+            id: Some("nvme0".into()),
+            bus: None,
+            addr: Some(PciSlot {
+                device: NVME_DEV,
+                function: 0,
+            }),
+        };
+        crate::pci_devices::build(&[nvme], &pci, &mut wiring, 1).unwrap();
+        Self {
+            _pci: pci,
+            mmio,
+            ram,
+            events,
+            unit,
+        }
+    }
+
+    fn read(&self, addr: u64, len: usize) -> u64 {
+        let mut d = [0u8; 8];
+        assert!(self.mmio.read(addr, &mut d[..len]), "{addr:#x} unclaimed");
+        u64::from_le_bytes(d)
+    }
+
+    fn write(&self, addr: u64, len: usize, v: u64) {
+        assert!(self.mmio.write(addr, &v.to_le_bytes()[..len]), "{addr:#x}");
+    }
+
+    fn vtd_read(&self, reg: u64, len: usize) -> u64 {
+        self.read(VTD_START + reg, len)
+    }
+
+    fn vtd_write(&self, reg: u64, len: usize, v: u64) {
+        self.write(VTD_START + reg, len, v);
+    }
+
+    fn ram_u64(&self, addr: u64, v: u64) {
+        self.ram.write_obj(v, GuestAddress(addr)).unwrap();
+    }
+
+    /// The tables a guest driver writes for the NVMe function (bus 0,
+    /// device 3): root entry (§9.1), context entry with a 4-level, 48-bit
+    /// domain 1 (§9.3), and second-level leaves (§9.8) with Read and Write
+    /// for the queues and the data page.
+    fn write_tables(&self) {
+        self.ram_u64(ROOT, CONTEXT | 1);
+        let devfn = u64::from(NVME_DEV) << 3;
+        self.ram_u64(CONTEXT + devfn * 16, PAGE_TABLES | 1);
+        self.ram_u64(CONTEXT + devfn * 16 + 8, 1 << 8 | 2);
+        let mut next = PAGE_TABLES + 0x1000;
+        for (iova, gpa) in [
+            (ASQ_IOVA, ASQ_GPA),
+            (ACQ_IOVA, ACQ_GPA),
+            (DATA_IOVA, DATA_GPA),
+        ] {
+            let mut table = PAGE_TABLES;
+            for level in (2..=4).rev() {
+                let entry = table + ((iova >> (12 + 9 * (level - 1))) & 0x1ff) * 8;
+                let current: u64 = self.ram.read_obj(GuestAddress(entry)).unwrap();
+                table = if current & 3 == 0 {
+                    self.ram_u64(entry, next | 3);
+                    next += 0x1000;
+                    next - 0x1000
+                } else {
+                    current & 0x000f_ffff_ffff_f000
+                };
+            }
+            self.ram_u64(table + ((iova >> 12) & 0x1ff) * 8, gpa | 3);
+        }
+    }
+
+    /// Linux's sequence (A4): RTADDR, GCMD.SRTP and wait for RTPS, the
+    /// global invalidations, the fault event's message unmasked, GCMD.TE
+    /// and wait for TES.
+    fn enable_translation(&self) {
+        self.vtd_write(RTADDR, 8, ROOT);
+        self.vtd_write(GCMD, 4, u64::from(SRTP));
+        assert_ne!(self.vtd_read(GSTS, 4) as u32 & SRTP, 0, "RTPS");
+        self.vtd_write(0x28, 8, 1 << 63 | 1 << 61);
+        self.vtd_write(0xf8, 8, 1 << 63 | 1 << 60);
+        self.vtd_write(FEDATA, 4, 0x41);
+        self.vtd_write(FEADDR, 4, 0xfee0_0000);
+        self.vtd_write(FECTL, 4, 0);
+        self.vtd_write(GCMD, 4, u64::from(TE));
+        assert_ne!(self.vtd_read(GSTS, 4) as u32 & TE, 0, "TES");
+    }
+
+    /// Places BAR 0, turns on memory decoding and Bus Master, and enables
+    /// the controller with its admin queues at the IOVAs.
+    fn start_nvme(&self) {
+        let cfg = ECAM_START | u64::from(NVME_DEV) << 15;
+        self.write(cfg + 0x10, 4, BAR0);
+        self.write(cfg + 0x14, 4, 0);
+        self.write(cfg + 0x04, 2, 0x6);
+        self.write(BAR0 + 0x24, 4, 3 << 16 | 3);
+        self.write(BAR0 + 0x28, 8, ASQ_IOVA);
+        self.write(BAR0 + 0x30, 8, ACQ_IOVA);
+        self.write(BAR0 + 0x14, 4, 4 << 20 | 6 << 16 | 1);
+        self.wait("CSTS.RDY", || self.read(BAR0 + 0x1c, 4) & 1 == 1);
+    }
+
+    /// Submits Identify Controller (CNS 1) with PRP1 `prp` as command
+    /// `cid` at admin slot `slot`, and returns its completion's status.
+    fn identify(&self, slot: u64, cid: u16, prp: u64) -> u16 {
+        let sqe = ASQ_GPA + slot * 64;
+        let mut cmd = [0u8; 64];
+        cmd[0] = 0x06;
+        cmd[2..4].copy_from_slice(&cid.to_le_bytes());
+        cmd[24..32].copy_from_slice(&prp.to_le_bytes());
+        cmd[40] = 1;
+        self.ram.write_slice(&cmd, GuestAddress(sqe)).unwrap();
+        self.write(BAR0 + 0x1000, 4, slot + 1);
+        let cqe = ACQ_GPA + slot * 16 + 12;
+        self.wait("the completion", || {
+            let dw3: u32 = self.ram.read_obj(GuestAddress(cqe)).unwrap();
+            dw3 & 0xffff == u32::from(cid) && dw3 & 1 << 16 != 0
+        });
+        let dw3: u32 = self.ram.read_obj(GuestAddress(cqe)).unwrap();
+        (dw3 >> 17) as u16
+    }
+
+    fn wait(&self, what: &str, done: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+#[test]
+fn test_page_reports_dma_remapping_without_queue_or_interrupt_remapping() {
+    let m = Machine::new();
+
+    assert_eq!(m.vtd_read(VER, 4), 0x10);
+    let ecap = m.vtd_read(ECAP, 8);
+    assert_eq!(ecap & 1 << 1, 0, "no QI");
+    assert_eq!(ecap & 1 << 3, 0, "no IR");
+    assert_ne!(ecap & 1 << 6, 0, "PT");
+    let cap = m.vtd_read(CAP, 8);
+    assert_eq!(cap >> 8 & 0x1f, 0b110, "SAGAW 39 and 48 bits");
+    assert_eq!(cap >> 16 & 0x3f, 47, "MGAW");
+    assert_eq!(m.vtd_read(GSTS, 4), 0);
+}
+
+#[test]
+fn test_aw_bits_39_offers_3_level_tables_only() {
+    let ram: Arc<dyn Dma> = Arc::new(GuestDma::new(TestWiring::new().memory().clone()));
+    let cfg = IommuConfig {
+        address_width: AddressWidth::Bits39,
+        ..Default::default()
+    };
+    let unit = Vtd::new(&cfg, ram, Arc::new(RecordingMsiSink::new()));
+    let mut cap = [0u8; 8];
+
+    unit.read(CAP as usize, &mut cap);
+
+    let cap = u64::from_le_bytes(cap);
+    assert_eq!(cap >> 8 & 0x1f, 0b010);
+    assert_eq!(cap >> 16 & 0x3f, 38);
+}
+
+#[test]
+fn test_guest_programming_through_the_page_reaches_the_remapper() {
+    let m = Machine::new();
+
+    m.write_tables();
+    m.enable_translation();
+
+    assert_eq!(m.unit.remapper().root_table(), ROOT);
+    assert!(m.unit.remapper().enabled());
+    m.vtd_write(GCMD, 4, 0);
+    assert!(!m.unit.remapper().enabled());
+    assert_eq!(m.vtd_read(GSTS, 4) as u32 & TE, 0);
+}
+
+#[test]
+fn test_nvme_dma_is_translated_and_an_unmapped_iova_faults_into_frcd() {
+    let m = Machine::new();
+    m.write_tables();
+    m.enable_translation();
+    m.start_nvme();
+
+    let status = m.identify(0, 7, DATA_IOVA);
+
+    assert_eq!(status, 0, "Identify through the IOMMU succeeds");
+    let mut data = [0u8; 8];
+    m.ram
+        .read_slice(&mut data, GuestAddress(DATA_GPA + 4))
+        .unwrap();
+    assert_eq!(&data, b"VTD-TEST", "the serial number at the mapped page");
+    assert_eq!(m.vtd_read(FSTS, 4), 0, "no fault yet");
+    assert!(m.events.messages().is_empty());
+
+    let status = m.identify(1, 8, UNMAPPED_IOVA);
+
+    assert_ne!(status, 0, "the transfer failed");
+    let fsts = m.vtd_read(FSTS, 4);
+    assert_eq!(fsts & 0b10, 0b10, "PPF");
+    let lo = m.vtd_read(FRCD, 8);
+    let hi = m.vtd_read(FRCD + 8, 8);
+    assert_eq!(lo, UNMAPPED_IOVA, "FI: the faulting page");
+    assert_ne!(hi & 1 << 63, 0, "F");
+    assert_eq!(hi & 0xffff, u64::from(NVME_DEV) << 3, "SID 00:03.0");
+    assert_eq!(hi >> 32 & 0xff, 0x5, "FR: write to a non-present page");
+    assert_eq!(hi & 1 << 62, 0, "T: a write");
+    assert_eq!(
+        m.events.messages(),
+        vec![MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x41
+        }],
+        "one fault event"
+    );
+}
+
+#[test]
+fn test_translated_dma_has_no_direct_path_and_virtio_bypasses_the_unit() {
+    let m = Machine::new();
+    let mut wiring = TestWiring::new();
+    wiring.iommu = Some(m.unit.clone());
+    let ctx = FunctionContext::new(RequesterId::new(0, NVME_DEV, 0));
+    ctx.set_bus_master(true);
+    m.write_tables();
+    m.enable_translation();
+
+    let translated = FunctionDma::new(ctx.clone(), wiring.dma(&ctx, DmaRoute::Iommu));
+    let bypass = FunctionDma::new(ctx.clone(), wiring.dma(&ctx, DmaRoute::Bypass));
+
+    assert!(translated.direct().is_none(), "no untranslated fast path");
+    assert!(bypass.direct().is_some(), "virtio keeps guest RAM as it is");
+    let mut buf = [0u8; 4];
+    assert!(
+        translated.read(DATA_GPA, &mut buf).is_err(),
+        "GPA is no IOVA"
+    );
+    assert!(bypass.read(DATA_GPA, &mut buf).is_ok());
+}
