@@ -323,3 +323,30 @@ fn test_translated_dma_has_no_direct_path_and_virtio_bypasses_the_unit() {
     );
     assert!(bypass.read(DATA_GPA, &mut buf).is_ok());
 }
+
+#[test]
+fn test_masked_fault_event_is_held_and_sent_when_software_unmasks() {
+    let m = Machine::new();
+    m.write_tables();
+    m.vtd_write(RTADDR, 8, ROOT);
+    m.vtd_write(GCMD, 4, u64::from(SRTP));
+    m.vtd_write(GCMD, 4, u64::from(TE));
+    m.vtd_write(FEDATA, 4, 0x42);
+    m.vtd_write(FEADDR, 4, 0xfee0_1000);
+    m.start_nvme();
+
+    assert_ne!(m.identify(0, 9, UNMAPPED_IOVA), 0);
+
+    assert!(m.events.messages().is_empty(), "FECTL.IM is set at reset");
+    assert_eq!(m.vtd_read(FECTL, 4), 3 << 30, "IM and IP");
+    m.vtd_write(FECTL, 4, 0);
+    assert_eq!(
+        m.events.messages(),
+        vec![MsiMessage {
+            address: 0xfee0_1000,
+            data: 0x42
+        }],
+        "sent by the write that clears IM"
+    );
+    assert_eq!(m.vtd_read(FECTL, 4), 0);
+}
