@@ -39,13 +39,17 @@ pub fn test(args: &TestArgs) -> Result<i32> {
 
 /// Format check, clippy, [`test`], a short run of every fuzz target, then a smoke run of
 /// the benchmark; stops at the first failing step and returns its exit status. The log
-/// ends with the test hosts the run lost (their deaths and stalls, each retried).
+/// ends with what the run lost to the nested test host (test hosts that died or stalled,
+/// guests killed by its known fault; each retried).
 pub fn ci(args: &TestArgs) -> Result<i32> {
     let dir = crate::paths::target().join("testkit");
     let _ = std::fs::remove_file(dir.join(testkit::losses::LOSSES_FILE));
     let code = ci_steps(args);
     let lost = testkit::losses::read(&dir);
-    println!("xtask: ci: test hosts lost: {}", lost.len());
+    println!(
+        "xtask: ci: lost to the nested test host (test hosts, and guests killed by its known fault): {}",
+        lost.len()
+    );
     for l in &lost {
         println!("xtask: ci:   {l}");
     }

@@ -80,6 +80,16 @@ pub fn kernel_problems(console: &str) -> Vec<String> {
         .collect()
 }
 
+/// The nested test host's known guest fault (docs/test-host.md, "a third
+/// form"), if `console` shows it: the guest kernel died of a double fault on
+/// the first instruction of the system-call entry, where nothing a VMM does
+/// can interrupt it. `None` for every other death.
+pub fn nested_fault(console: &str) -> Option<&'static str> {
+    (console.contains("traps: PANIC: double fault")
+        && console.contains("RIP: 0010:entry_SYSCALL_64+0x0/"))
+    .then_some("the guest died of a double fault at entry_SYSCALL_64+0x0 (the nested test host's known fault)")
+}
+
 /// One run's part of a batch console.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Section {
@@ -170,6 +180,22 @@ pub fn split(console: &str) -> BTreeMap<String, Section> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn test_nested_fault_is_the_double_fault_at_syscall_entry_only() {
+        let seen = "[ 12.98] traps: PANIC: double fault, error_code: 0x0\n\
+                    [ 12.98] RIP: 0010:entry_SYSCALL_64+0x0/0x29\n";
+        assert!(nested_fault(seen).is_some());
+        let elsewhere = "[ 1.0] traps: PANIC: double fault, error_code: 0x0\n\
+                         [ 1.0] RIP: 0010:asm_exc_page_fault+0x1/0x30\n";
+        assert_eq!(
+            nested_fault(elsewhere),
+            None,
+            "a double fault anywhere else is real"
+        );
+        assert_eq!(nested_fault("Kernel panic - not syncing: VFS\n"), None);
+    }
+
     use super::*;
 
     #[test]

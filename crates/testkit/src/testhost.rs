@@ -336,10 +336,20 @@ pub(crate) fn run_batch(
         if let Some(why) = &stuck {
             crate::losses::record(scratch, why, &log_path);
         }
-        let retry = stuck.is_some() && boot < TESTHOST_BOOTS;
-        let (unfinished, finished): (Vec<RunResult>, Vec<RunResult>) = results
-            .into_iter()
-            .partition(|r| retry && r.harness_error.is_some());
+        let more = boot < TESTHOST_BOOTS;
+        let retry = stuck.is_some() && more;
+        // A guest killed by the nested host's known fault is run again too,
+        // on a fresh test host, and the loss recorded (never in direct mode).
+        for r in &results {
+            if let Some(why) = markers::nested_fault(&r.console) {
+                crate::losses::record(scratch, &format!("run {}: {why}", r.name), &log_path);
+            }
+        }
+        let (unfinished, finished): (Vec<RunResult>, Vec<RunResult>) =
+            results.into_iter().partition(|r| {
+                (retry && r.harness_error.is_some())
+                    || (more && markers::nested_fault(&r.console).is_some())
+            });
         done.extend(finished);
         if unfinished.is_empty() {
             break;
@@ -350,7 +360,9 @@ pub(crate) fn run_batch(
             std::io::stderr(),
             "testkit: {}; its console is in {}. Booting test host {} of {} for the {} run(s) \
              that did not finish: {}",
-            stuck.as_deref().unwrap_or("test host failed"),
+            stuck
+                .as_deref()
+                .unwrap_or("a guest died of the nested test host's known fault"),
             log_path.display(),
             boot + 1,
             TESTHOST_BOOTS,
