@@ -41,6 +41,7 @@
 pub mod caps;
 pub mod fault;
 pub mod iommu_dma;
+pub mod qi;
 pub mod regs;
 pub mod remapper;
 pub mod tables;

@@ -14,6 +14,7 @@
 //!  guest MMIO ──▶ Registers::write ──▶ [Effect] ──▶ apply (Remapper: root table, TE)
 //!                   │  GCMD  → GSTS (same write)       invalidation queue (later)
 //!                   │  CCMD/IOTLB → ICC/IVT clear, CAIG/IAIG
+//!                   │  IQT → ProcessQueue ─▶ process_queue (descriptors from RAM) ─▶ [Effect]
 //!  Remapper faults ──▶ forward_faults ──▶ Registers::record_fault ──▶ FaultEvent unless FECTL.IM
 //! ```
 //!
@@ -30,6 +31,7 @@ mod effect;
 mod fault;
 mod invalidate;
 pub mod layout;
+mod queue;
 
 pub use apply::{apply, forward_faults};
 pub use block::VERSION;
@@ -85,6 +87,7 @@ impl Registers {
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Vec<Effect> {
         let mut effects = Vec::new();
         let fectl_before = self.get32(FECTL);
+        let iectl_before = self.get32(IECTL);
         self.block.write(offset, data);
         if let Some((value, mask)) = written(offset, data, GCMD, 4) {
             self.command(value as u32, mask as u32, &mut effects);
@@ -95,10 +98,14 @@ impl Registers {
         if written(offset, data, IOTLB, 8).is_some() {
             self.iotlb_command(&mut effects);
         }
-        if written(offset, data, IQT, 8).is_some() {
-            effects.push(Effect::QueueTail(self.get(IQT, 8)));
-        }
         self.after_fault_write(fectl_before, &mut effects);
+        self.after_invalidation_write(iectl_before, &mut effects);
+        let queue_moved = [(IQT, 8), (FSTS, 4), (GCMD, 4)]
+            .iter()
+            .any(|&(reg, len)| written(offset, data, reg, len).is_some());
+        if queue_moved && self.queue_runnable() && self.iqh() != self.iqt() {
+            effects.push(Effect::ProcessQueue);
+        }
         effects
     }
 

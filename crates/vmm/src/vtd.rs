@@ -13,9 +13,10 @@
 //! ```
 //!
 //! What it offers today (VT-d 4.1): DMA remapping in legacy mode with
-//! register-based invalidation (§6.5.1), one fault recording register
-//! (§7.2.1) and the fault event (§7.3). Not yet: queued invalidation
-//! (ECAP.QI is clear, so Linux uses the registers) and interrupt remapping
+//! register-based (§6.5.1) and queued invalidation (§6.5.2: the queue is
+//! processed within the guest's IQT write, wait statuses included, as
+//! Linux spins on them with interrupts off), one fault recording register
+//! (§7.2.1) and the fault event (§7.3). Not yet: interrupt remapping
 //! (ECAP.IR and the DMAR's INTR_REMAP are clear). Virtio devices bypass
 //! the unit: iovm does not offer VIRTIO_F_ACCESS_PLATFORM yet, so their
 //! drivers use guest-physical addresses, as with QEMU without
@@ -61,11 +62,12 @@ fn capabilities(cfg: &IommuConfig) -> Capabilities {
     }
 }
 
-/// The register-level options: no queued invalidation and no interrupt
-/// remapping yet (the command line refuses `intremap=on`).
+/// The register-level options: queued invalidation always; interrupt
+/// remapping as configured (the command line refuses `intremap=on` until
+/// it is wired to KVM's routes).
 fn options(cfg: &IommuConfig) -> Options {
     Options {
-        queued_invalidation: false,
+        queued_invalidation: true,
         interrupt_remapping: cfg.interrupt_remapping,
         extended_interrupt_mode: cfg.interrupt_remapping,
         ..Options::DEFAULT
@@ -122,7 +124,12 @@ impl Vtd {
         let events = {
             let mut regs = self.regs();
             let mut events = regs::forward_faults(&self.remapper, &mut regs);
-            for effect in regs.write(offset, data) {
+            let mut effects = regs.write(offset, data);
+            if let Some(at) = effects.iter().position(|e| *e == Effect::ProcessQueue) {
+                let queued = regs.process_queue(self.remapper.ram().as_ref());
+                effects.splice(at..=at, queued);
+            }
+            for effect in effects {
                 if !regs::apply(&effect, &self.remapper) {
                     events.push(effect);
                 }
@@ -141,12 +148,14 @@ impl Vtd {
 
     /// Carries out the effects the remapper does not: the fault event goes
     /// to the MSI sink; invalidations have nothing to drop (the remapper
-    /// caches nothing); the queue and interrupt remapping are not offered,
+    /// caches nothing); interrupt remapping is not offered,
     /// so their effects do not occur.
     fn send(&self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::FaultEvent(msg) => self.events.deliver(msg),
+                Effect::FaultEvent(msg) | Effect::InvalidationEvent(msg) => {
+                    self.events.deliver(msg)
+                }
                 Effect::InvalidateContext(_) | Effect::InvalidateIotlb(_) => {}
                 other => tracing::debug!("VT-d: {other:?} is not implemented, ignored"),
             }

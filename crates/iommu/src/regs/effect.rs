@@ -5,6 +5,8 @@
 use dma::RequesterId;
 use irq::msi::MsiMessage;
 
+use crate::qi::InterruptInvalidation;
+
 /// One consequence of a register write or a recorded fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -39,9 +41,19 @@ pub enum Effect {
     /// An IOTLB register write with IVT set (§11.4.8.1): drop cached
     /// translations. IVT is already clear and IAIG reports the granularity.
     InvalidateIotlb(IotlbInvalidation),
-    /// An IQT write: software queued descriptors up to this byte offset
-    /// in the invalidation queue (§6.5.2).
-    QueueTail(u64),
+    /// The invalidation queue has descriptors to carry out (§6.5.2): an
+    /// IQT write moved the tail, or software cleared IQE or turned the
+    /// queue on with descriptors pending. The VMM calls
+    /// [`Registers::process_queue`](super::Registers::process_queue)
+    /// before the write returns.
+    ProcessQueue,
+    /// An interrupt entry cache invalidation from the queue (§6.5.2.7):
+    /// interrupts routed through the covered entries must be translated
+    /// again.
+    InvalidateInterruptEntries(InterruptInvalidation),
+    /// The invalidation completion event to send now (§6.5.2.8, the
+    /// Invalidation Event registers), in compatibility format.
+    InvalidationEvent(MsiMessage),
     /// A fault event interrupt to send now (§7.3, §11.4.10), from FEDATA
     /// and FEUADDR:FEADDR, in compatibility format (never remapped).
     FaultEvent(MsiMessage),

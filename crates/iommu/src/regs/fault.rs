@@ -56,7 +56,7 @@ impl Registers {
     }
 
     /// A new interrupt condition: sent now, or held in IP while masked.
-    fn raise(&mut self) -> Option<Effect> {
+    pub(super) fn raise(&mut self) -> Option<Effect> {
         let fectl = self.fectl();
         if fectl & ectl::IM != 0 {
             self.put(FECTL, 4, u64::from(fectl | ectl::IP));

@@ -6,6 +6,7 @@ mod command;
 mod fault;
 mod hostile;
 mod invalidate;
+mod queue;
 
 use super::*;
 

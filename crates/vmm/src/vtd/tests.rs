@@ -216,12 +216,12 @@ impl Machine {
 }
 
 #[test]
-fn test_page_reports_dma_remapping_without_queue_or_interrupt_remapping() {
+fn test_page_reports_dma_remapping_with_queued_invalidation() {
     let m = Machine::new();
 
     assert_eq!(m.vtd_read(VER, 4), 0x10);
     let ecap = m.vtd_read(ECAP, 8);
-    assert_eq!(ecap & 1 << 1, 0, "no QI");
+    assert_ne!(ecap & 1 << 1, 0, "QI");
     assert_eq!(ecap & 1 << 3, 0, "no IR");
     assert_ne!(ecap & 1 << 6, 0, "PT");
     let cap = m.vtd_read(CAP, 8);
@@ -349,4 +349,45 @@ fn test_masked_fault_event_is_held_and_sent_when_software_unmasks() {
         "sent by the write that clears IM"
     );
     assert_eq!(m.vtd_read(FECTL, 4), 0);
+}
+
+#[test]
+fn test_queued_invalidation_through_the_page_writes_status_before_the_tail_write_returns() {
+    // Linux's qi_submit_sync: a global IOTLB flush, then a wait descriptor
+    // with a status write and the interrupt flag; it spins on the status
+    // with interrupts off, so it must be written by the time IQT returns.
+    const QUEUE: u64 = 0xa_0000;
+    const STATUS: u64 = 0xa_1000;
+    const IQT: u64 = 0x88;
+    const IQA: u64 = 0x90;
+    const IECTL: u64 = 0xa0;
+    const IEDATA: u64 = 0xa4;
+    const IEADDR: u64 = 0xa8;
+    const QIE: u32 = 1 << 26;
+    let m = Machine::new();
+    m.vtd_write(IQA, 8, QUEUE);
+    m.vtd_write(IQT, 4, 0);
+    m.vtd_write(GCMD, 4, u64::from(QIE));
+    m.vtd_write(IEDATA, 4, 0x61);
+    m.vtd_write(IEADDR, 4, 0xfee0_0000);
+    m.vtd_write(IECTL, 4, 0);
+    m.ram_u64(QUEUE, 0x2 | 1 << 4);
+    m.ram_u64(QUEUE + 8, 0);
+    m.ram_u64(QUEUE + 16, 0x5 | 1 << 4 | 1 << 5 | 2 << 32);
+    m.ram_u64(QUEUE + 24, STATUS);
+
+    m.vtd_write(IQT, 4, 32);
+
+    let status: u32 = m.ram.read_obj(GuestAddress(STATUS)).unwrap();
+    assert_eq!(status, 2, "QI_DONE written");
+    assert_eq!(m.vtd_read(GSTS, 4) as u32 & QIE, QIE);
+    assert_eq!(m.vtd_read(0x80, 8), 32, "IQH at the tail");
+    assert_eq!(
+        m.events.messages(),
+        [MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x61
+        }],
+        "the invalidation completion event"
+    );
 }
