@@ -54,6 +54,29 @@ pub enum FaultReason {
     /// model has no device-TLB, so untranslated DMA never does.
     #[error("translation type not allowed")]
     TranslationTypeNotAllowed = 0xD,
+    /// An interrupt request in remappable format with reserved bits set
+    /// (§5.1.4.1, Table 5-2).
+    #[error("reserved bits in an interrupt request")]
+    IrRequestReserved = 0x20,
+    /// The interrupt index is beyond the table IRTA sizes.
+    #[error("interrupt index beyond the remapping table")]
+    IrIndexBeyondTable = 0x21,
+    /// The interrupt remapping table entry has its Present bit clear.
+    #[error("interrupt remapping entry not present")]
+    IrteNotPresent = 0x22,
+    /// The interrupt remapping table entry could not be read.
+    #[error("interrupt remapping table unreadable")]
+    IrteUnreadable = 0x23,
+    /// Reserved bits, or a reserved SVT, in a present IRTE.
+    #[error("reserved bits in an interrupt remapping entry")]
+    IrteReserved = 0x24,
+    /// A compatibility-format request while remapping is on and GCMD.CFI
+    /// is clear.
+    #[error("compatibility-format interrupt blocked")]
+    CompatibilityBlocked = 0x25,
+    /// The requester failed the IRTE's source validation (SVT/SQ/SID).
+    #[error("interrupt request from an unexpected source")]
+    IrSourceMismatch = 0x26,
 }
 
 impl FaultReason {
@@ -163,6 +186,13 @@ mod tests {
             (FaultReason::ContextReserved, 0xB),
             (FaultReason::PteReserved, 0xC),
             (FaultReason::TranslationTypeNotAllowed, 0xD),
+            (FaultReason::IrRequestReserved, 0x20),
+            (FaultReason::IrIndexBeyondTable, 0x21),
+            (FaultReason::IrteNotPresent, 0x22),
+            (FaultReason::IrteUnreadable, 0x23),
+            (FaultReason::IrteReserved, 0x24),
+            (FaultReason::CompatibilityBlocked, 0x25),
+            (FaultReason::IrSourceMismatch, 0x26),
         ];
 
         let got: Vec<u8> = codes.iter().map(|(r, _)| r.code()).collect();

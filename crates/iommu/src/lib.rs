@@ -40,6 +40,7 @@
 
 pub mod caps;
 pub mod fault;
+pub mod intremap;
 pub mod iommu_dma;
 pub mod qi;
 pub mod regs;
@@ -52,6 +53,7 @@ mod testing;
 
 pub use caps::Capabilities;
 pub use fault::{FaultLog, FaultReason, FaultRecord};
+pub use intremap::{InterruptFault, InterruptRemapper, Irte};
 pub use iommu_dma::IommuDma;
 pub use regs::{Effect, Registers};
 pub use remapper::{Piece, Remapper};

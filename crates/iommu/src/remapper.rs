@@ -120,6 +120,15 @@ impl Remapper {
             .take()
     }
 
+    /// Logs a fault another part of the unit found (interrupt remapping,
+    /// §5.1.4.1), to be recorded with the DMA faults.
+    pub fn log_fault(&self, fault: FaultRecord) {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(fault);
+    }
+
     /// Empties the fault log (software cleared the records and PFO).
     pub fn clear_faults(&self) {
         self.faults

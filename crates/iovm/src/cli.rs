@@ -130,12 +130,13 @@ pub struct RunArgs {
     /// what --serial names; it takes the console's input from COM1) and
     /// `virtio-rng`; every virtio device takes `msix=off` (INTx instead).
     ///
-    /// `intel-iommu[,aw-bits=39|48][,intremap=off]` (at most once; not a PCI
-    /// function, so no id/bus/addr) adds an emulated Intel VT-d unit and its
-    /// DMAR ACPI table: DMA remapping for the emulated devices that are not
+    /// `intel-iommu[,aw-bits=39|48][,intremap=on|off]` (at most once; not a
+    /// PCI function, so no id/bus/addr) adds an emulated Intel VT-d unit and
+    /// its DMAR ACPI table: DMA remapping for the emulated devices that are not
     /// virtio (NVMe); virtio devices bypass it (no VIRTIO_F_ACCESS_PLATFORM
-    /// yet). Interrupt remapping and queued invalidation are not implemented
-    /// yet, so `intremap=on` is refused; `aw-bits` defaults to 48.
+    /// yet). Interrupt remapping (default on, with x2APIC destinations) puts
+    /// every MSI and IOAPIC interrupt through the guest's remapping table, which
+    /// vfio-pci in the guest needs; `aw-bits` defaults to 48.
     ///
     /// `bus=` puts a device behind a root port or bridge given earlier by its
     /// `id=` (default: the root bus, pcie.0). `addr=` picks the slot and
@@ -231,11 +232,7 @@ fn parse_iommu(text: &str) -> Result<IommuConfig, String> {
                 ))
             }
             Some(("intremap", "off")) => cfg.interrupt_remapping = false,
-            Some(("intremap", "on")) => {
-                return Err("intremap=on: interrupt remapping is not implemented yet; \
-                     leave it out or give intremap=off"
-                    .into())
-            }
+            Some(("intremap", "on")) => cfg.interrupt_remapping = true,
             Some(("intremap", v)) => return Err(format!("intremap={v}: use on or off")),
             _ => {
                 return Err(format!(
@@ -745,7 +742,7 @@ mod tests {
         };
         assert_eq!(c, IommuConfig::default());
         assert_eq!(c.address_width, AddressWidth::Bits48);
-        assert!(!c.interrupt_remapping);
+        assert!(c.interrupt_remapping);
         assert_eq!(
             parse_device_spec("intel-iommu,aw-bits=39,intremap=off"),
             Ok(DeviceSpec::Iommu(IommuConfig {
@@ -755,7 +752,10 @@ mod tests {
         );
         let err = |t| parse_device_spec(t).unwrap_err();
         assert!(err("intel-iommu,aw-bits=40").contains("39 or 48"));
-        assert!(err("intel-iommu,intremap=on").contains("not implemented yet"));
+        assert_eq!(
+            parse_device_spec("intel-iommu,intremap=on"),
+            Ok(DeviceSpec::Iommu(IommuConfig::default()))
+        );
         assert!(err("intel-iommu,intremap=yes").contains("use on or off"));
         assert!(err("intel-iommu,bus=rp0").contains("not an intel-iommu option"));
         assert!(matches!(

@@ -268,10 +268,6 @@ fn test_intel_iommu_bad_options_are_usage_errors() {
             "aw-bits=40: intel-iommu's address width is 39 or 48",
         ),
         (
-            "intel-iommu,intremap=on",
-            "intremap=on: interrupt remapping is not implemented yet",
-        ),
-        (
             "intel-iommu,intremap=maybe",
             "intremap=maybe: use on or off",
         ),

@@ -27,12 +27,12 @@ pub struct VmConfig {
 }
 
 /// The emulated Intel VT-d unit (VT-d 4.1): DMA remapping in legacy mode
-/// for the emulated devices that are not virtio.
+/// for the emulated devices that are not virtio, and interrupt remapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IommuConfig {
-    /// Interrupt remapping offered (ECAP.IR, the DMAR's INTR_REMAP flag).
-    /// Not implemented yet: the command line refuses `intremap=on`, and the
-    /// machine does not offer it.
+    /// Interrupt remapping offered (ECAP.IR with EIM, the DMAR's
+    /// INTR_REMAP flag): every MSI and IOAPIC message is translated through
+    /// the guest's interrupt remapping table (default on).
     pub interrupt_remapping: bool,
     /// The widest guest address width (CAP.MGAW, SAGAW; the DMAR's HAW).
     pub address_width: AddressWidth,
@@ -41,7 +41,7 @@ pub struct IommuConfig {
 impl Default for IommuConfig {
     fn default() -> Self {
         Self {
-            interrupt_remapping: false,
+            interrupt_remapping: true,
             address_width: AddressWidth::Bits48,
         }
     }

@@ -15,12 +15,22 @@
 //! a message it is given a GSI and an irqfd; a send is then one eventfd
 //! write, which KVM turns into the message without a trip through any lock
 //! of ours.
+//!
+//! With interrupt remapping (the emulated VT-d, [`InterruptRemap`]) every
+//! route keeps the message its source programmed and who sent it (a PCI
+//! function's requester ID, or the IOAPIC's source ID); KVM is given the
+//! translated message. Translated routes are the remapping cache: the
+//! unit calls [`GsiRouter::refresh`] when the guest invalidates its
+//! interrupt entry cache or turns remapping on or off. A blocked message
+//! has no KVM route; sending it records the unit's fault instead.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use dma::FunctionContext;
+use std::sync::OnceLock;
+
+use dma::{FunctionContext, RequesterId};
 use irq::msi::{MsiMessage, MsiSink, MsiVectors};
 use kvm_bindings::{
     kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_msi, kvm_msi,
@@ -62,9 +72,50 @@ fn msi_route(gsi: u32, msg: MsiMessage) -> kvm_irq_routing_entry {
     }
 }
 
+/// Who sends a message: interrupt remapping validates and translates by
+/// it (VT-d 4.1 §5.1, §9.10 SID).
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// The IOAPIC, with the source ID of its DMAR device scope.
+    Ioapic,
+    /// A PCI function, by its requester ID as the guest's bus numbers make
+    /// it now.
+    Function(Arc<FunctionContext>),
+}
+
+/// The source ID the IOAPIC's messages carry (the DMAR's IOAPIC scope).
+pub const IOAPIC_SOURCE_ID: RequesterId = RequesterId(0xff00);
+
+impl Source {
+    /// The requester ID of the source now.
+    pub fn requester(&self) -> RequesterId {
+        match self {
+            Self::Ioapic => IOAPIC_SOURCE_ID,
+            Self::Function(ctx) => ctx.requester(),
+        }
+    }
+}
+
+/// Interrupt remapping hardware the router sends messages through.
+pub trait InterruptRemap: Send + Sync + std::fmt::Debug {
+    /// The message that reaches the local APICs for `msg` from
+    /// `requester`, or `None` if it is blocked. With `record`, a blocked
+    /// message is an interrupt request that happened, and its fault is
+    /// recorded (and signalled); without, it is a route being installed.
+    fn remap(&self, msg: MsiMessage, requester: RequesterId, record: bool) -> Option<MsiMessage>;
+}
+
+#[derive(Clone, Debug)]
+struct Route {
+    msg: MsiMessage,
+    source: Source,
+}
+
 #[derive(Debug, Default)]
 struct Table {
-    routes: BTreeMap<u32, MsiMessage>,
+    routes: BTreeMap<u32, Route>,
+    /// What KVM was given for each route; absent for a blocked one.
+    delivered: BTreeMap<u32, MsiMessage>,
     next: u32,
     free: Vec<u32>,
 }
@@ -74,6 +125,11 @@ struct Table {
 pub struct GsiRouter {
     vm: Arc<VmFd>,
     table: Mutex<Table>,
+    remap: OnceLock<Arc<dyn InterruptRemap>>,
+    /// KVM takes destination bits 31:8 from the upper address
+    /// (`KVM_X2APIC_API_USE_32BIT_IDS`) and refuses a route whose upper
+    /// address has any of bits 7:0 set.
+    x2apic_format: OnceLock<()>,
 }
 
 impl GsiRouter {
@@ -85,7 +141,76 @@ impl GsiRouter {
                 next: reserved,
                 ..Default::default()
             }),
+            remap: OnceLock::new(),
+            x2apic_format: OnceLock::new(),
         }
+    }
+
+    /// Sends every later message through `unit` (set once, before the
+    /// guest runs).
+    pub fn set_remap(&self, unit: Arc<dyn InterruptRemap>) {
+        let _ = self.remap.set(unit);
+    }
+
+    /// KVM has `KVM_X2APIC_API_USE_32BIT_IDS` on (set once, before the
+    /// guest runs).
+    pub fn set_x2apic_format(&self) {
+        let _ = self.x2apic_format.set(());
+    }
+
+    /// The message KVM should deliver for `route`, or `None` if it is
+    /// blocked or one KVM would refuse.
+    fn translate(&self, msg: MsiMessage, source: &Source, record: bool) -> Option<MsiMessage> {
+        let out = match self.remap.get() {
+            Some(unit) => unit.remap(msg, source.requester(), record)?,
+            None => msg,
+        };
+        if self.x2apic_format.get().is_some() && (out.address >> 32) & 0xff != 0 {
+            tracing::debug!("message {out:x?} has reserved upper address bits; not delivered");
+            return None;
+        }
+        Some(out)
+    }
+
+    /// Translates every route again and installs the table (the unit's
+    /// interrupt entry cache was invalidated, or remapping turned on or
+    /// off).
+    pub fn refresh(&self) -> Result<(), RouteError> {
+        let mut t = self.lock();
+        self.install(&mut t)
+    }
+
+    /// Whether `gsi`'s route is blocked by interrupt remapping (no
+    /// message reaches KVM for it).
+    pub fn blocked(&self, gsi: u32) -> bool {
+        let t = self.lock();
+        t.routes.contains_key(&gsi) && !t.delivered.contains_key(&gsi)
+    }
+
+    /// Whether any route may be blocked: remapping is present.
+    pub fn remapping(&self) -> bool {
+        self.remap.get().is_some()
+    }
+
+    /// The vector KVM delivers for `gsi`, if it has a route.
+    pub fn delivered_vector(&self, gsi: u32) -> Option<u8> {
+        self.lock().delivered.get(&gsi).map(|m| m.data as u8)
+    }
+
+    fn install(&self, t: &mut Table) -> Result<(), RouteError> {
+        let delivered: BTreeMap<u32, MsiMessage> = t
+            .routes
+            .iter()
+            .filter_map(|(g, r)| Some((*g, self.translate(r.msg, &r.source, false)?)))
+            .collect();
+        if delivered == t.delivered {
+            return Ok(());
+        }
+        let entries: Vec<_> = delivered.iter().map(|(g, m)| msi_route(*g, *m)).collect();
+        t.delivered = delivered;
+        let table = KvmIrqRouting::from_entries(&entries)
+            .map_err(|_| RouteError::Kvm(kvm_ioctls::Error::new(libc::E2BIG)))?;
+        self.vm.set_gsi_routing(&table).map_err(RouteError::Kvm)
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -105,17 +230,38 @@ impl GsiRouter {
         Ok(t.next - 1)
     }
 
-    /// Routes `gsi` to `msg` (`None`: no route), and installs the table.
-    pub fn set(&self, gsi: u32, msg: Option<MsiMessage>) -> Result<(), RouteError> {
+    /// Routes `gsi` to `msg` from `source` (`None`: no route), and
+    /// installs the table if what KVM delivers changed.
+    pub fn set(
+        &self,
+        gsi: u32,
+        msg: Option<MsiMessage>,
+        source: &Source,
+    ) -> Result<(), RouteError> {
         let mut t = self.lock();
         let old = match msg {
-            Some(m) => t.routes.insert(gsi, m),
+            Some(msg) => t.routes.insert(
+                gsi,
+                Route {
+                    msg,
+                    source: source.clone(),
+                },
+            ),
             None => t.routes.remove(&gsi),
         };
-        if old == msg {
+        if old.map(|r| r.msg) == msg {
             return Ok(());
         }
-        let entries: Vec<_> = t.routes.iter().map(|(g, m)| msi_route(*g, *m)).collect();
+        let before = t.delivered.get(&gsi).copied();
+        let now = msg.and_then(|m| self.translate(m, source, false));
+        if before == now {
+            return Ok(());
+        }
+        match now {
+            Some(m) => t.delivered.insert(gsi, m),
+            None => t.delivered.remove(&gsi),
+        };
+        let entries: Vec<_> = t.delivered.iter().map(|(g, m)| msi_route(*g, *m)).collect();
         let table = KvmIrqRouting::from_entries(&entries)
             .map_err(|_| RouteError::Kvm(kvm_ioctls::Error::new(libc::E2BIG)))?;
         self.vm.set_gsi_routing(&table).map_err(RouteError::Kvm)
@@ -123,12 +269,23 @@ impl GsiRouter {
 
     /// Gives `gsi` back, removing its route.
     pub fn release(&self, gsi: u32) -> Result<(), RouteError> {
-        self.set(gsi, None)?;
+        self.set(gsi, None, &Source::Ioapic)?;
         self.lock().free.push(gsi);
         Ok(())
     }
 
-    /// Sends `msg` once without a route (`KVM_SIGNAL_MSI`).
+    /// Sends `msg` from `source` once without a route (`KVM_SIGNAL_MSI`),
+    /// through interrupt remapping; a blocked message records its fault
+    /// and is not sent.
+    pub fn send(&self, msg: MsiMessage, source: &Source) -> Result<(), RouteError> {
+        match self.translate(msg, source, true) {
+            Some(m) => self.signal(m),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends `msg` once as it is, never remapped (`KVM_SIGNAL_MSI`): the
+    /// remapping unit's own fault and invalidation events.
     pub fn signal(&self, msg: MsiMessage) -> Result<(), RouteError> {
         let msi = kvm_msi {
             address_lo: msg.address as u32,
@@ -140,13 +297,41 @@ impl GsiRouter {
     }
 }
 
-/// Messages sent straight into KVM (`KVM_SIGNAL_MSI`): the IOAPIC's output.
+/// Messages sent straight into KVM (`KVM_SIGNAL_MSI`): the IOAPIC's
+/// output (through interrupt remapping), or the remapping unit's own
+/// events (never remapped).
 #[derive(Debug, Clone)]
-pub struct KvmMsiSink(pub Arc<GsiRouter>);
+pub struct KvmMsiSink {
+    router: Arc<GsiRouter>,
+    source: Option<Source>,
+}
+
+impl KvmMsiSink {
+    /// The IOAPIC's messages.
+    pub fn ioapic(router: Arc<GsiRouter>) -> Self {
+        Self {
+            router,
+            source: Some(Source::Ioapic),
+        }
+    }
+
+    /// Messages interrupt remapping never sees (VT-d 4.1 §7.3: the fault
+    /// and invalidation events).
+    pub fn unremapped(router: Arc<GsiRouter>) -> Self {
+        Self {
+            router,
+            source: None,
+        }
+    }
+}
 
 impl MsiSink for KvmMsiSink {
     fn deliver(&self, msg: MsiMessage) {
-        if let Err(e) = self.0.signal(msg) {
+        let sent = match &self.source {
+            Some(source) => self.router.send(msg, source),
+            None => self.router.signal(msg),
+        };
+        if let Err(e) = sent {
             tracing::warn!("interrupt message {msg:x?} not delivered: {e}");
         }
     }
@@ -165,7 +350,7 @@ struct Vector {
 #[derive(Debug)]
 pub struct KvmMsiVectors {
     router: Arc<GsiRouter>,
-    source: Arc<FunctionContext>,
+    source: Source,
     vectors: Mutex<BTreeMap<u16, Vector>>,
 }
 
@@ -174,7 +359,7 @@ impl KvmMsiVectors {
     pub fn new(router: Arc<GsiRouter>, source: Arc<FunctionContext>) -> Self {
         Self {
             router,
-            source,
+            source: Source::Function(source),
             vectors: Mutex::new(BTreeMap::new()),
         }
     }
@@ -204,7 +389,7 @@ impl KvmMsiVectors {
             Entry::Vacant(_) if message.is_none() => return Ok(()),
             Entry::Vacant(e) => e.insert(self.new_vector()?),
         };
-        self.router.set(v.gsi, message)?;
+        self.router.set(v.gsi, message, &self.source)?;
         v.message = message;
         Ok(())
     }
@@ -222,6 +407,7 @@ impl MsiVectors for KvmMsiVectors {
             .lock()
             .get(&vector)
             .filter(|v| v.message == Some(message))
+            .filter(|v| !self.router.remapping() || !self.router.blocked(v.gsi))
             .map(|v| v.irqfd.write(1));
         match routed {
             Some(Ok(())) => {}
@@ -232,7 +418,7 @@ impl MsiVectors for KvmMsiVectors {
             None => {
                 tracing::debug!("vector {vector} sent before its route was current");
                 self.update(vector, Some(message));
-                if let Err(e) = self.router.signal(message) {
+                if let Err(e) = self.router.send(message, &self.source) {
                     tracing::warn!("{}: vector {vector}: {e}", self.source.requester());
                 }
             }

@@ -15,10 +15,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use devices::BusDevice;
 use irq::ioapic::{Ioapic, IoapicConfig, IoapicError, IoapicLine, IoapicWriteEffect, WirePolarity};
-use kvm_bindings::{kvm_enable_cap, KVM_CAP_SPLIT_IRQCHIP};
+use kvm_bindings::{
+    kvm_enable_cap, KVM_CAP_SPLIT_IRQCHIP, KVM_CAP_X2APIC_API,
+    KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK, KVM_X2APIC_API_USE_32BIT_IDS,
+};
 use kvm_ioctls::VmFd;
 
-use crate::interrupts::{GsiRouter, KvmMsiSink};
+use crate::interrupts::{GsiRouter, KvmMsiSink, Source};
 
 /// The IOAPIC as the machine holds it.
 pub type SharedIoapic = Arc<Mutex<Ioapic<KvmMsiSink>>>;
@@ -33,6 +36,20 @@ pub fn enable_split(vm: &VmFd, pins: u32) -> Result<(), kvm_ioctls::Error> {
         ..Default::default()
     };
     cap.args[0] = u64::from(pins);
+    vm.enable_cap(&cap)
+}
+
+/// Turns on KVM's x2APIC API (before any vCPU exists): message
+/// destinations take 32 bits, bits 31:8 in the upper address
+/// (`USE_32BIT_IDS`), and 0xff is not a broadcast in x2APIC mode. Interrupt
+/// remapping with Extended Interrupt Mode needs it, as Linux then uses
+/// x2APIC cluster destinations above 0xff from the first CPU.
+pub fn enable_x2apic_api(vm: &VmFd) -> Result<(), kvm_ioctls::Error> {
+    let mut cap = kvm_enable_cap {
+        cap: KVM_CAP_X2APIC_API,
+        ..Default::default()
+    };
+    cap.args[0] = u64::from(KVM_X2APIC_API_USE_32BIT_IDS | KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK);
     vm.enable_cap(&cap)
 }
 
@@ -51,7 +68,7 @@ impl Irqchip {
                 pins,
                 ..Default::default()
             },
-            KvmMsiSink(router.clone()),
+            KvmMsiSink::ioapic(router.clone()),
         )?;
         Ok(Self {
             ioapic: Arc::new(Mutex::new(ioapic)),
@@ -78,8 +95,23 @@ impl Irqchip {
     }
 
     /// A vCPU saw the guest's EOI for `vector` (`KVM_EXIT_IOAPIC_EOI`).
+    /// The vector is the one the local APIC received: for a pin whose
+    /// message interrupt remapping translated, that is its remapping
+    /// entry's vector, not the entry's vector field (which then holds a
+    /// subhandle), so pins are matched by what KVM delivers for them.
     pub fn end_of_interrupt(&self, vector: u8) {
-        self.lock().end_of_interrupt(vector);
+        let pins = self.lock().pins();
+        let delivered: Vec<Option<u8>> = (0..pins)
+            .map(|pin| self.router.delivered_vector(pin as u32))
+            .collect();
+        self.lock().end_of_interrupt_where(|pin, entry| {
+            delivered
+                .get(pin)
+                .copied()
+                .flatten()
+                .unwrap_or(entry.vector())
+                == vector
+        });
     }
 
     /// The register window, for the MMIO bus.
@@ -100,7 +132,7 @@ impl BusDevice for IoapicMmio {
     fn write(&mut self, offset: u64, data: &[u8]) {
         let mut ioapic = self.0.lock();
         if let IoapicWriteEffect::RouteChanged { pin, route } = ioapic.mmio_write(offset, data) {
-            if let Err(e) = self.0.router.set(pin as u32, route) {
+            if let Err(e) = self.0.router.set(pin as u32, route, &Source::Ioapic) {
                 tracing::warn!("IOAPIC pin {pin}: {e}");
             }
             ioapic.service(pin);

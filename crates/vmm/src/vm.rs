@@ -130,9 +130,9 @@ impl Outcome {
 /// Why a machine could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
-    /// An IOMMU with interrupt remapping, which is not implemented yet.
-    #[error("intel-iommu: interrupt remapping is not implemented yet (intremap=off)")]
-    IommuInterruptRemapping,
+    /// Interrupt remapping needs x2APIC destinations in KVM's routes.
+    #[error("intel-iommu: interrupt remapping needs KVM_CAP_X2APIC_API, which this host's KVM lacks; give intremap=off")]
+    IommuNeedsX2apicApi(#[source] kvm_ioctls::Error),
     /// `--memory` below the minimum.
     #[error("--memory {0} MiB is too small: a Linux guest needs at least {min} MiB", min = MIN_MEMORY / MIB)]
     MemoryTooSmall(u64),
@@ -257,9 +257,6 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
         }
     }
     crate::topology::plan(&cfg.devices).map_err(crate::pci_devices::PciBuildError::from)?;
-    if cfg.iommu.is_some_and(|i| i.interrupt_remapping) {
-        return Err(VmError::IommuInterruptRemapping);
-    }
     check_disks(&cfg.devices)?;
     match cfg.cpus.count {
         0 => Err(VmError::NoCpus),
@@ -412,6 +409,10 @@ impl Vm {
         irqchip::enable_split(&vm, IOAPIC_PINS)
             .map_err(kvm_err("enable the split irqchip (local APICs in KVM)"))?;
         let router = Arc::new(GsiRouter::new(vm.clone(), IOAPIC_PINS));
+        if cfg.iommu.is_some_and(|i| i.interrupt_remapping) {
+            irqchip::enable_x2apic_api(&vm).map_err(VmError::IommuNeedsX2apicApi)?;
+            router.set_x2apic_format();
+        }
         let irqchip = Irqchip::new(router, IOAPIC_PINS as usize)
             .map_err(|e| VmError::Pci(format!("IOAPIC: {e}")))?;
 
@@ -497,7 +498,15 @@ impl Vm {
         mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))?;
         let iommu = cfg.iommu.as_ref().map(|c| {
             let ram: Arc<dyn Dma> = Arc::new(GuestDma::new(memory.clone()));
-            Vtd::new(c, ram, Arc::new(KvmMsiSink(irqchip.router().clone())))
+            let unit = Vtd::new(
+                c,
+                ram,
+                Arc::new(KvmMsiSink::unremapped(irqchip.router().clone())),
+            );
+            if c.interrupt_remapping {
+                unit.remap_interrupts_of(irqchip.router());
+            }
+            unit
         });
         if let Some(unit) = &iommu {
             mmio.insert(
@@ -673,18 +682,15 @@ mod tests {
     }
 
     #[test]
-    fn test_validate_refuses_iommu_interrupt_remapping() {
+    fn test_validate_accepts_iommu_with_and_without_interrupt_remapping() {
         let mut c = cfg(512 * MIB, 1);
-        c.iommu = Some(crate::config::IommuConfig::default());
-        assert!(validate(&c, None).is_ok());
-        c.iommu = Some(crate::config::IommuConfig {
-            interrupt_remapping: true,
-            ..Default::default()
-        });
-        assert!(matches!(
-            validate(&c, None),
-            Err(VmError::IommuInterruptRemapping)
-        ));
+        for interrupt_remapping in [true, false] {
+            c.iommu = Some(crate::config::IommuConfig {
+                interrupt_remapping,
+                ..Default::default()
+            });
+            assert!(validate(&c, None).is_ok());
+        }
     }
 
     #[test]

@@ -22,14 +22,15 @@
 //! drivers use guest-physical addresses, as with QEMU without
 //! `iommu_platform=on` (see [`crate::pci_devices::DmaRoute`]).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
-use dma::{Dma, FunctionContext};
+use dma::{Dma, FunctionContext, RequesterId};
 use iommu::regs::{self, Options};
-use iommu::{Capabilities, Effect, Registers, Remapper};
-use irq::msi::MsiSink;
+use iommu::{Capabilities, Effect, FaultRecord, InterruptRemapper, Registers, Remapper};
+use irq::msi::{MsiMessage, MsiSink};
 
 use crate::config::{AddressWidth, IommuConfig};
+use crate::interrupts::{GsiRouter, InterruptRemap};
 
 mod page;
 mod translated;
@@ -48,8 +49,10 @@ const FAULT_RECORDS: usize = 1;
 #[derive(Debug)]
 pub struct Vtd {
     remapper: Arc<Remapper>,
+    interrupts: InterruptRemapper,
     regs: Mutex<Registers>,
     events: Arc<dyn MsiSink>,
+    routes: OnceLock<Weak<GsiRouter>>,
 }
 
 /// What the unit supports for `cfg` (§11.4.2): 39-bit widths always,
@@ -82,9 +85,46 @@ impl Vtd {
         let caps = capabilities(cfg);
         Arc::new(Self {
             regs: Mutex::new(Registers::new(&caps, &options(cfg))),
+            interrupts: InterruptRemapper::new(ram.clone()),
             remapper: Arc::new(Remapper::new(ram, caps, FAULT_RECORDS)),
             events,
+            routes: OnceLock::new(),
         })
+    }
+
+    /// Puts the machine's interrupt routes behind this unit's interrupt
+    /// remapping (with `intremap=on`): every message is translated by it,
+    /// and the routes are translated again when the guest changes the
+    /// remapping state or invalidates its interrupt entry cache.
+    pub fn remap_interrupts_of(self: &Arc<Self>, router: &Arc<GsiRouter>) {
+        let _ = self.routes.set(Arc::downgrade(router));
+        router.set_remap(self.clone());
+    }
+
+    /// Carries out an interrupt remapping effect; returns whether it was
+    /// one (and the routes must be translated again).
+    fn apply_interrupt_effect(&self, effect: &Effect) -> bool {
+        match *effect {
+            Effect::InterruptRemapping(on) => self.interrupts.set_enabled(on),
+            Effect::SetInterruptTable {
+                addr,
+                entries,
+                eime,
+            } => self.interrupts.set_table(addr, entries, eime),
+            Effect::CompatibilityFormat(allowed) => self.interrupts.set_compatibility(allowed),
+            Effect::InvalidateInterruptEntries(_) => {}
+            _ => return false,
+        }
+        true
+    }
+
+    /// Translates every interrupt route again.
+    fn refresh_routes(&self) {
+        if let Some(router) = self.routes.get().and_then(Weak::upgrade) {
+            if let Err(e) = router.refresh() {
+                tracing::warn!("VT-d: interrupt routes not updated: {e}");
+            }
+        }
     }
 
     /// The remapper every translated function's DMA goes through.
@@ -121,6 +161,7 @@ impl Vtd {
     /// A guest write of the register page: its effects are carried out
     /// before it returns (GSTS already says so, §11.4.5).
     pub fn write(&self, offset: usize, data: &[u8]) {
+        let mut refresh = false;
         let events = {
             let mut regs = self.regs();
             let mut events = regs::forward_faults(&self.remapper, &mut regs);
@@ -130,12 +171,17 @@ impl Vtd {
                 effects.splice(at..=at, queued);
             }
             for effect in effects {
-                if !regs::apply(&effect, &self.remapper) {
+                if self.apply_interrupt_effect(&effect) {
+                    refresh = true;
+                } else if !regs::apply(&effect, &self.remapper) {
                     events.push(effect);
                 }
             }
             events
         };
+        if refresh {
+            self.refresh_routes();
+        }
         self.send(events);
     }
 
@@ -146,10 +192,9 @@ impl Vtd {
         self.send(events);
     }
 
-    /// Carries out the effects the remapper does not: the fault event goes
-    /// to the MSI sink; invalidations have nothing to drop (the remapper
-    /// caches nothing); interrupt remapping is not offered,
-    /// so their effects do not occur.
+    /// Carries out the effects left: the fault and invalidation events go
+    /// to the MSI sink (never remapped); DMA invalidations have nothing to
+    /// drop (the remapper caches nothing).
     fn send(&self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
@@ -158,6 +203,27 @@ impl Vtd {
                 }
                 Effect::InvalidateContext(_) | Effect::InvalidateIotlb(_) => {}
                 other => tracing::debug!("VT-d: {other:?} is not implemented, ignored"),
+            }
+        }
+    }
+}
+
+impl InterruptRemap for Vtd {
+    fn remap(&self, msg: MsiMessage, requester: RequesterId, record: bool) -> Option<MsiMessage> {
+        match self.interrupts.remap(msg, requester) {
+            Ok(m) => Some(m),
+            Err(f) => {
+                if record && !f.suppressed {
+                    tracing::debug!("VT-d: interrupt {msg:x?} from {requester} blocked: {f:?}");
+                    self.remapper.log_fault(FaultRecord {
+                        requester,
+                        addr: u64::from(f.index.unwrap_or(0)) << 48,
+                        reason: f.reason,
+                        write: true,
+                    });
+                    self.forward_faults();
+                }
+                None
             }
         }
     }

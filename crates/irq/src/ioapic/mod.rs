@@ -55,7 +55,7 @@
 //! |   (0x03–0x0F, entries past the last pin)   |                                          |
 //! | read-only or reserved bits (IOAPICVER,     | writable masks drop them                 |
 //! |   IOAPICARB, delivery status, Remote IRR,  |                                          |
-//! |   entry bits 55..17, ID bits but 27..24)   |                                          |
+//! |   entry bits 47..17, ID bits but 27..24)   |                                          |
 //! | reserved delivery mode (0b011, 0b110)      | pin sends nothing, has no route, never   |
 //! |                                            |   sets Remote IRR                        |
 //! | SMI/NMI/INIT/ExtINT programmed level       | treated as edge (§3.2.4): no Remote IRR  |
@@ -249,9 +249,17 @@ impl<S: MsiSink> Ioapic<S> {
     /// `KVM_EXIT_IOAPIC_EOI`): every entry with that vector and Remote IRR
     /// set leaves service, and is sent again if its pin is still asserted.
     pub fn end_of_interrupt(&mut self, vector: u8) {
+        self.end_of_interrupt_where(|_, entry| entry.vector() == vector);
+    }
+
+    /// An EOI that concerns the pins `matches` picks (by pin number and
+    /// entry): each with Remote IRR set leaves service and is sent again
+    /// if still asserted. The VMM uses it when interrupt remapping makes
+    /// the vector the local APIC saw differ from the entry's.
+    pub fn end_of_interrupt_where(&mut self, matches: impl Fn(usize, RedirectionEntry) -> bool) {
         for pin in 0..self.pins() {
             let entry = self.state.redirection[pin];
-            if entry.remote_irr() && entry.vector() == vector {
+            if entry.remote_irr() && matches(pin, entry) {
                 self.state.redirection[pin] = entry.with_remote_irr(false);
                 self.service(pin);
             }

@@ -47,8 +47,12 @@ pub const ID_WRITABLE: u32 = 0x0F00_0000;
 /// destination mode, polarity, trigger mode, mask; not delivery status
 /// (bit 12) nor Remote IRR (bit 14).
 pub const RTE_LOW_WRITABLE: u32 = 0x0001_AFFF;
-/// Writable bits of a redirection entry's high dword: the destination.
-pub const RTE_HIGH_WRITABLE: u32 = 0xFF00_0000;
+/// Writable bits of a redirection entry's high dword: the destination
+/// (63..56) and the extended destination (55..48), which an IOAPIC behind
+/// interrupt remapping uses for the remappable format (VT-d 4.1 §5.1.5.1:
+/// bit 48 format, 63..49 the interrupt index bits 14..0, bit 11 index bit
+/// 15).
+pub const RTE_HIGH_WRITABLE: u32 = 0xFFFF_0000;
 
 const _: () = assert!(RTE_LOW_WRITABLE & (DELIVERY_STATUS | REMOTE_IRR) as u32 == 0);
 
@@ -71,6 +75,9 @@ pub const LEVEL_TRIGGERED: u64 = 1 << 15;
 pub const MASKED: u64 = 1 << 16;
 /// Shift of bits 63..56: destination.
 pub const DESTINATION_SHIFT: u32 = 56;
+/// Shift of bits 55..48: extended destination (the remappable format's
+/// format bit and index bits 6..0).
+pub const EXTENDED_DESTINATION_SHIFT: u32 = 48;
 
 /// Applies a guest write to a register: the `writable` bits take `value`,
 /// the others keep `old`.
@@ -127,7 +134,7 @@ impl Register {
 }
 
 /// One 64-bit redirection table entry (§3.2.4), with typed accessors for the
-/// bits that drive behaviour. Bits 55..17 are reserved and always 0.
+/// bits that drive behaviour. Bits 47..17 are reserved and always 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RedirectionEntry(pub u64);
 
@@ -252,19 +259,25 @@ impl RedirectionEntry {
 
     /// The message this entry sends, built as KVM's split irqchip expects it
     /// ([`ApicMessage::to_msi`]); `None` for a reserved delivery mode. The
-    /// mask does not change the message.
+    /// mask does not change the message. Bits 63..48 land in address bits
+    /// 19..4 and bit 11 in address bit 2, as an IOAPIC behind interrupt
+    /// remapping sends them: a compatibility entry gives its destination
+    /// (and extended destination, 0 from Linux), a remappable one (bit 48)
+    /// its interrupt index, which the remapping unit reads.
     pub const fn message(self) -> Option<MsiMessage> {
         match self.delivery_mode() {
-            Some(delivery_mode) => Some(
-                ApicMessage {
+            Some(delivery_mode) => {
+                let mut msg = ApicMessage {
                     destination: self.destination(),
                     logical_destination: self.logical_destination(),
                     vector: self.vector(),
                     delivery_mode,
                     level_triggered: self.level_sensitive(),
                 }
-                .to_msi(),
-            ),
+                .to_msi();
+                msg.address |= ((self.0 >> EXTENDED_DESTINATION_SHIFT) & 0xFF) << 4;
+                Some(msg)
+            }
             None => None,
         }
     }
@@ -311,7 +324,7 @@ mod tests {
 
         let entry = entry.written(false, u32::MAX).written(true, u32::MAX);
 
-        assert_eq!(entry.0, 0xFF00_0000_0001_AFFF);
+        assert_eq!(entry.0, 0xFFFF_0000_0001_AFFF);
     }
 
     #[test]
@@ -339,6 +352,6 @@ mod tests {
 
         let entry = entry.sanitized();
 
-        assert_eq!(entry.0, 0xFF00_0000_0001_2FFF);
+        assert_eq!(entry.0, 0xFFFF_0000_0001_2FFF);
     }
 }

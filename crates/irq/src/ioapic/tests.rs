@@ -93,7 +93,7 @@ fn test_redirection_entry_write_all_ones_sets_only_writable_bits() {
 
     program(&mut io, 3, u64::MAX);
 
-    assert_eq!(read_entry(&mut io, 3), 0xFF00_0000_0001_AFFF);
+    assert_eq!(read_entry(&mut io, 3), 0xFFFF_0000_0001_AFFF);
 }
 
 #[test]
@@ -609,7 +609,7 @@ fn test_from_state_sanitizes_hostile_entries_and_id() {
     let io = Ioapic::from_state(state, RecordingMsiSink::new()).unwrap();
 
     assert_eq!(io.state().id, 0x0F);
-    assert_eq!(io.state().redirection[0].0, 0xFF00_0000_0001_2FFF);
+    assert_eq!(io.state().redirection[0].0, 0xFFFF_0000_0001_2FFF);
 }
 
 #[test]
@@ -730,4 +730,41 @@ fn test_hostile_sweep_leaves_level_pin_usable_after_linux_style_clear() {
     io.end_of_interrupt(0x49);
 
     assert_eq!(io.sink().messages(), vec![msg(0xFEE0_1000, 0xC049); 2]);
+}
+
+#[test]
+fn test_remappable_entry_sends_its_interrupt_index_in_the_address() {
+    // Linux behind VT-d interrupt remapping: format bit 48, index 0x1234
+    // (bits 14..0 at 63..49, bit 15 at 11), subhandle 5 in the vector
+    // field, level-triggered.
+    let index: u64 = 0x9234;
+    let raw = 5 | LEVEL_TRIGGERED | (index >> 15) << 11 | 1 << 48 | (index & 0x7fff) << 49;
+
+    let msg = RedirectionEntry(raw).message().expect("fixed delivery");
+
+    assert_eq!(
+        msg.address,
+        0xFEE0_0000 | (index & 0x7fff) << 5 | 1 << 4 | 1 << 2,
+        "remappable request with the index, SHV clear"
+    );
+    assert_eq!(msg.data & 0xff, 5);
+}
+
+#[test]
+fn test_end_of_interrupt_where_matches_by_pin() {
+    let mut io = ioapic();
+    program(&mut io, 2, entry(0x02, 0, LEVEL_TRIGGERED));
+    io.set_irq(2, true).unwrap();
+    assert!(io.state().redirection[2].remote_irr());
+
+    io.end_of_interrupt(0x41);
+    let still = io.state().redirection[2].remote_irr();
+    io.end_of_interrupt_where(|pin, _| pin == 2);
+
+    assert!(still, "a plain EOI for another vector leaves it");
+    assert_eq!(
+        io.sink().vectors(),
+        vec![0x02, 0x02],
+        "resent: still asserted"
+    );
 }

@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(t[8], 1, "revision");
         assert_eq!(t.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
         assert_eq!(t[36], 47, "HAW is 48 - 1");
-        assert_eq!(t[37], 0, "no INTR_REMAP, no X2APIC_OPT_OUT");
+        assert_eq!(
+            t[37], INTR_REMAP,
+            "INTR_REMAP by default, no X2APIC_OPT_OUT"
+        );
         assert!(t[38..48].iter().all(|&b| b == 0));
     }
 
@@ -115,6 +118,11 @@ mod tests {
 
         assert_eq!(t[36], 38);
         assert_eq!(t[37], INTR_REMAP);
+        let off = build(&IommuConfig {
+            interrupt_remapping: false,
+            address_width: AddressWidth::Bits39,
+        });
+        assert_eq!(off[37], 0);
     }
 
     #[test]

@@ -216,13 +216,14 @@ impl Machine {
 }
 
 #[test]
-fn test_page_reports_dma_remapping_with_queued_invalidation() {
+fn test_page_reports_queued_invalidation_and_interrupt_remapping_with_x2apic() {
     let m = Machine::new();
 
     assert_eq!(m.vtd_read(VER, 4), 0x10);
     let ecap = m.vtd_read(ECAP, 8);
     assert_ne!(ecap & 1 << 1, 0, "QI");
-    assert_eq!(ecap & 1 << 3, 0, "no IR");
+    assert_ne!(ecap & 1 << 3, 0, "IR");
+    assert_ne!(ecap & 1 << 4, 0, "EIM");
     assert_ne!(ecap & 1 << 6, 0, "PT");
     let cap = m.vtd_read(CAP, 8);
     assert_eq!(cap >> 8 & 0x1f, 0b110, "SAGAW 39 and 48 bits");
@@ -390,4 +391,94 @@ fn test_queued_invalidation_through_the_page_writes_status_before_the_tail_write
         }],
         "the invalidation completion event"
     );
+}
+
+/// Interrupt remapping as Linux's intel_setup_irq_remapping programs it:
+/// IRTA with EIME and S = 0xF (65 536 entries), SIRTP, then IRE; the
+/// fault event unmasked.
+fn remapping_machine() -> Machine {
+    const IRTA: u64 = 0xb8;
+    const SIRTP: u32 = 1 << 24;
+    const IRE: u32 = 1 << 25;
+    let m = Machine::new();
+    m.vtd_write(FEDATA, 4, 0x70);
+    m.vtd_write(FEADDR, 4, 0xfee0_0000);
+    m.vtd_write(FECTL, 4, 0);
+    m.vtd_write(IRTA, 8, IR_TABLE | 1 << 11 | 0xf);
+    m.vtd_write(GCMD, 4, u64::from(SIRTP));
+    m.vtd_write(GCMD, 4, u64::from(IRE));
+    assert_eq!(m.vtd_read(GSTS, 4) as u32 & (IRE | SIRTP), IRE | SIRTP);
+    m
+}
+
+const IR_TABLE: u64 = 0xb_0000;
+const NVME_RID: RequesterId = RequesterId(NVME_DEV as u16 * 8);
+
+/// Linux's remappable MSI for IRTE `index`.
+fn remappable(index: u64) -> MsiMessage {
+    MsiMessage {
+        address: 0xfee0_0000 | index << 5 | 1 << 4 | 1 << 3,
+        data: 0,
+    }
+}
+
+#[test]
+fn test_interrupt_remapping_translates_through_the_guests_table() {
+    use crate::interrupts::InterruptRemap;
+    let m = remapping_machine();
+    // IRTE 3: present, vector 0x45, x2APIC destination 0x10002 (cluster 1,
+    // CPU bit 1), logical; source NVMe function exactly.
+    m.ram_u64(IR_TABLE + 3 * 16, 1 | 1 << 2 | 0x45 << 16 | 0x1_0002 << 32);
+    m.ram_u64(IR_TABLE + 3 * 16 + 8, 1 << 18 | u64::from(NVME_RID.0));
+
+    let msg = m.unit.remap(remappable(3), NVME_RID, true);
+
+    assert_eq!(
+        msg,
+        Some(MsiMessage {
+            address: 0x0001_0000_fee0_2004,
+            data: 0x45
+        })
+    );
+    assert!(m.events.messages().is_empty(), "no fault");
+}
+
+#[test]
+fn test_blocked_interrupt_records_its_fault_with_the_index_and_signals_it() {
+    use crate::interrupts::InterruptRemap;
+    let m = remapping_machine();
+
+    let installing = m.unit.remap(remappable(7), NVME_RID, false);
+    let quiet = m.vtd_read(FSTS, 4);
+    let sent = m.unit.remap(remappable(7), NVME_RID, true);
+
+    assert_eq!((installing, sent), (None, None));
+    assert_eq!(quiet, 0, "a route being installed records nothing");
+    let lo = m.vtd_read(FRCD, 8);
+    let hi = m.vtd_read(FRCD + 8, 8);
+    assert_eq!(lo >> 48, 7, "FI holds the interrupt index");
+    assert_eq!((hi >> 32) & 0xff, 0x22, "IRTE not present");
+    assert_eq!(hi & 0xffff, u64::from(NVME_RID.0));
+    assert_eq!(
+        m.events.messages(),
+        [MsiMessage {
+            address: 0xfee0_0000,
+            data: 0x70
+        }]
+    );
+}
+
+#[test]
+fn test_compatibility_interrupts_blocked_once_remapping_is_on() {
+    use crate::interrupts::InterruptRemap;
+    let m = remapping_machine();
+    let compat = MsiMessage {
+        address: 0xfee0_1000,
+        data: 0x31,
+    };
+
+    assert_eq!(m.unit.remap(compat, NVME_RID, true), None);
+    assert_eq!((m.vtd_read(FRCD + 8, 8) >> 32) & 0xff, 0x25);
+    m.vtd_write(GCMD, 4, u64::from(1u32 << 25 | 1 << 23)); // IRE | CFI
+    assert_eq!(m.unit.remap(compat, NVME_RID, true), Some(compat));
 }
