@@ -20,6 +20,12 @@ const SCRIPT: &str = r#"
 dmesg > /tmp/dmesg
 echo "dmar_unit=$(grep -c 'DMAR: dmar0: reg_base_addr fed90000' /tmp/dmesg)"
 echo "strict=$(grep -c 'strict mode' /tmp/dmesg)"
+echo "ir_x2apic=$(grep -c 'Enabled IRQ remapping in x2apic mode' /tmp/dmesg)"
+echo "queued=$(grep -c 'dmar0: Using Queued invalidation' /tmp/dmesg)"
+echo "ir_msi=$(grep -c 'IR-PCI-MSI' /proc/interrupts)"
+grep -E 'IR-|PCI-MSI' /proc/interrupts | head -4 | sed 's/^/irq-line: /'
+echo "ir_ioapic=$(grep -c 'IR-IO-APIC' /proc/interrupts)"
+echo "firmware_bug=$(grep -ci 'firmware bug' /tmp/dmesg)"
 echo "groups=$(ls /sys/kernel/iommu_groups | wc -l)"
 echo "nvme_group=$(basename $(readlink /sys/class/nvme/nvme0/device/iommu_group) 2>/dev/null)"
 i=0; until [ -b /dev/nvme0n1 ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
@@ -70,6 +76,18 @@ fn test_guest_intel_iommu_finds_the_unit_and_groups_its_devices() {
     let groups: u32 = r.fact("groups").parse().unwrap_or(0);
     assert!(groups >= 2, "NVMe and virtio-blk in groups\n{}", r.dump());
     assert!(!r.fact("nvme_group").is_empty(), "{}", r.dump());
+    assert_eq!(r.fact("firmware_bug"), "0", "{}", r.dump());
+}
+
+#[test]
+fn test_guest_remaps_its_interrupts_in_x2apic_mode_with_queued_invalidation() {
+    let r = run("iommu-strict");
+    assert_eq!(r.fact("ir_x2apic"), "1", "{}", r.dump());
+    assert_eq!(r.fact("queued"), "1", "{}", r.dump());
+    let msix: u32 = r.fact("ir_msi").parse().unwrap_or(0);
+    assert!(msix >= 2, "NVMe and virtio MSI-X through IR\n{}", r.dump());
+    let ioapic: u32 = r.fact("ir_ioapic").parse().unwrap_or(0);
+    assert!(ioapic >= 1, "IOAPIC pins through IR\n{}", r.dump());
 }
 
 #[test]
