@@ -19,23 +19,31 @@ use crate::fault::FaultRecord;
 impl Registers {
     /// Records `fault` in the fault recording register as hardware does
     /// (§7.2.1): SID, FR, T (0 write, 1 read) and the faulting page, F and
-    /// FSTS.PPF set, FRI 0. Returns the fault event to send now, if the
-    /// fault is a new interrupt condition and FECTL.IM is clear.
+    /// FSTS.PPF set, FRI 0. A fault that finds the record busy sets PFO,
+    /// unless it repeats the pending one exactly (same source, page, reason
+    /// and type): that one is collapsed into it. Returns the fault event to
+    /// send now, if the fault is a new interrupt condition and FECTL.IM is
+    /// clear.
     pub fn record_fault(&mut self, fault: &FaultRecord) -> Option<Effect> {
         let status = self.fsts();
         let (_, hi) = self.fault_record();
         if status & fsts::PFO != 0 {
             return None;
         }
-        if hi & frcd::F != 0 {
-            self.put(FSTS, 4, u64::from(status | fsts::PFO));
-            return None;
-        }
         let t = if fault.write { 0 } else { frcd::T };
-        let hi = frcd::F
+        let new_hi = frcd::F
             | t
             | u64::from(fault.reason.code()) << frcd::FR_SHIFT
             | u64::from(fault.requester.0) << frcd::SID_SHIFT;
+        if hi & frcd::F != 0 {
+            let (lo, _) = self.fault_record();
+            let repeat = hi == new_hi && lo == fault.addr & frcd::FI;
+            if !repeat {
+                self.put(FSTS, 4, u64::from(status | fsts::PFO));
+            }
+            return None;
+        }
+        let hi = new_hi;
         self.put(FRCD, 8, fault.addr & frcd::FI);
         self.put(FRCD + 8, 8, hi);
         self.put(FSTS, 4, u64::from(status | fsts::PPF));

@@ -85,6 +85,20 @@ fn test_busy_record_sets_pfo_and_keeps_the_first() {
     assert_eq!(read64(&r, FRCD), 0x1000);
 }
 
+#[test]
+fn test_repeat_of_the_pending_fault_is_collapsed_without_pfo() {
+    let mut r = programmed(true);
+    r.record_fault(&fault(0x1000, true));
+
+    let repeat = r.record_fault(&fault(0x1000, true));
+    let other_type = r.record_fault(&fault(0x1000, false));
+
+    assert_eq!(repeat, None);
+    assert_eq!(other_type, None);
+    assert_eq!(r.fsts(), fsts::PPF | fsts::PFO, "only the read overflowed");
+    assert_eq!(read64(&r, FRCD), 0x1000);
+}
+
 fn service_record_only(r: &mut Registers) {
     write32(r, FRCD + 12, 1 << 31);
 }
