@@ -85,7 +85,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
     pub memory: u64,
 
-    /// Number of vCPUs (one socket, one core each).
+    /// Number of vCPUs (one socket, one core each): 1 to 254, or up to 1024
+    /// with `--device intel-iommu` and its interrupt remapping (x2APIC IDs).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cpus: u32,
 

@@ -56,6 +56,10 @@ const MADT_FLAGS: u32 = 0;
 const MADT_LOCAL_APIC: u8 = 0;
 const MADT_IO_APIC: u8 = 1;
 const MADT_LOCAL_APIC_NMI: u8 = 4;
+/// MADT structure type: Processor Local x2APIC (ACPI 6.5 §5.2.12.12).
+const MADT_LOCAL_X2APIC: u8 = 9;
+/// MADT structure type: Local x2APIC NMI (ACPI 6.5 §5.2.12.13).
+const MADT_LOCAL_X2APIC_NMI: u8 = 0xa;
 /// Local APIC flags: enabled.
 const LAPIC_ENABLED: u32 = 1;
 
@@ -176,9 +180,19 @@ fn build_madt(cfg: &AcpiConfig) -> Vec<u8> {
     madt.write_u32(36, LAPIC_START as u32);
     madt.write_u32(40, MADT_FLAGS);
     for id in 0..cfg.cpus {
-        let mut e = vec![MADT_LOCAL_APIC, 8, id as u8, id as u8];
-        e.extend_from_slice(&LAPIC_ENABLED.to_le_bytes());
-        madt.append_slice(&e);
+        if let Some(small) = u8::try_from(id).ok().filter(|&i| i != 0xff) {
+            let mut e = vec![MADT_LOCAL_APIC, 8, small, small];
+            e.extend_from_slice(&LAPIC_ENABLED.to_le_bytes());
+            madt.append_slice(&e);
+        } else {
+            // ACPI 6.5 §5.2.12.12: APIC IDs from 255 up need a Processor
+            // Local x2APIC structure (interrupt remapping's x2APIC mode).
+            let mut e = vec![MADT_LOCAL_X2APIC, 16, 0, 0];
+            e.extend_from_slice(&id.to_le_bytes());
+            e.extend_from_slice(&LAPIC_ENABLED.to_le_bytes());
+            e.extend_from_slice(&id.to_le_bytes());
+            madt.append_slice(&e);
+        }
     }
     let mut ioapic = vec![MADT_IO_APIC, 12, IOAPIC_ID, 0];
     ioapic.extend_from_slice(&(IOAPIC_START as u32).to_le_bytes());
@@ -188,6 +202,24 @@ fn build_madt(cfg: &AcpiConfig) -> Vec<u8> {
     // reach the IOAPIC pins of the same number.
     // LINT1 of every processor is wired to NMI.
     madt.append_slice(&[MADT_LOCAL_APIC_NMI, 6, 0xff, 0, 0, 1]);
+    if cfg.cpus > 0xff {
+        // The same for the x2APIC processors (ACPI 6.5 §5.2.12.13): every
+        // processor UID, LINT1.
+        madt.append_slice(&[
+            MADT_LOCAL_X2APIC_NMI,
+            12,
+            0,
+            0,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            1,
+            0,
+            0,
+            0,
+        ]);
+    }
     madt.as_slice().to_vec()
 }
 
@@ -524,6 +556,32 @@ mod tests {
             0,
             "no PCAT_COMPAT: there are no 8259s"
         );
+    }
+
+    #[test]
+    fn test_madt_lists_apic_ids_from_255_as_x2apic_processors() {
+        let t = build(&with_iommu(300));
+        let (_, madt) = table(&t, b"APIC");
+        let mut off = 44;
+        let (mut xapic, mut x2apic, mut x2apic_nmi) = (vec![], vec![], 0);
+        while off < madt.len() {
+            let (kind, len) = (madt[off], usize::from(madt[off + 1]));
+            match kind {
+                MADT_LOCAL_APIC => xapic.push(u32::from(madt[off + 3])),
+                MADT_LOCAL_X2APIC => {
+                    assert_eq!(len, 16);
+                    assert_eq!(u32_at(madt, off + 8), LAPIC_ENABLED);
+                    assert_eq!(u32_at(madt, off + 12), u32_at(madt, off + 4), "UID");
+                    x2apic.push(u32_at(madt, off + 4));
+                }
+                MADT_LOCAL_X2APIC_NMI => x2apic_nmi += 1,
+                _ => {}
+            }
+            off += len;
+        }
+        assert_eq!(xapic, (0..255).collect::<Vec<_>>());
+        assert_eq!(x2apic, (255..300).collect::<Vec<_>>());
+        assert_eq!(x2apic_nmi, 1);
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub const EXIT_INTERNAL: i32 = 7;
 /// The most vCPUs a machine may have: xAPIC IDs are 8 bits, 255 is broadcast,
 /// and without interrupt remapping the guest cannot address more.
 pub const MAX_CPUS: u32 = 254;
+/// The most vCPUs with `intel-iommu` and interrupt remapping: x2APIC
+/// destinations through the remapping table reach 32-bit APIC IDs, so
+/// KVM's own limit (`KVM_MAX_VCPUS`, 1024 on x86) is the bound.
+pub const MAX_CPUS_REMAPPED: u32 = 1024;
 
 /// TSS area Intel VMX needs below 4 GiB, inside the MMIO hole.
 const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
@@ -258,12 +262,20 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
     }
     crate::topology::plan(&cfg.devices).map_err(crate::pci_devices::PciBuildError::from)?;
     check_disks(&cfg.devices)?;
+    let (max, why) = if cfg.iommu.is_some_and(|i| i.interrupt_remapping) {
+        (MAX_CPUS_REMAPPED, "KVM creates")
+    } else {
+        (
+            MAX_CPUS,
+            "an x86 machine without interrupt remapping (intel-iommu) can address",
+        )
+    };
     match cfg.cpus.count {
         0 => Err(VmError::NoCpus),
-        n if n > MAX_CPUS => Err(VmError::TooManyCpus {
+        n if n > max => Err(VmError::TooManyCpus {
             requested: n,
-            max: MAX_CPUS,
-            why: "an x86 machine without interrupt remapping can address",
+            max,
+            why,
         }),
         _ => Ok(()),
     }
@@ -691,6 +703,28 @@ mod tests {
             });
             assert!(validate(&c, None).is_ok());
         }
+    }
+
+    #[test]
+    fn test_interrupt_remapping_lifts_the_254_vcpu_cap() {
+        let mut c = cfg(512 * MIB, 300);
+        assert!(matches!(
+            validate(&c, None),
+            Err(VmError::TooManyCpus { max: 254, .. })
+        ));
+        c.iommu = Some(crate::config::IommuConfig::default());
+        assert!(validate(&c, None).is_ok());
+        c.cpus.count = 1025;
+        assert!(matches!(
+            validate(&c, None),
+            Err(VmError::TooManyCpus { max: 1024, .. })
+        ));
+        c.iommu = Some(crate::config::IommuConfig {
+            interrupt_remapping: false,
+            ..Default::default()
+        });
+        c.cpus.count = 255;
+        assert!(validate(&c, None).is_err());
     }
 
     #[test]
