@@ -18,10 +18,11 @@
 //! The register page ([`regs`]: CAP/ECAP, GCMD/GSTS, RTADDR, register-
 //! based invalidation, the fault recording register, the queue and IRTA
 //! registers) records the guest's programming and returns [`Effect`]s; the
-//! VMM applies them ([`regs::apply`] for the remapper's root table and
-//! translation enable). The invalidation queue and interrupt remapping come
-//! later; the remapper caches nothing and walks the tables on every access,
-//! so its invalidations have nothing to drop yet.
+//! VMM applies them ([`regs::apply`] for the remapper's root table,
+//! translation enable and invalidations; [`regs::Registers::process_queue`]
+//! for the invalidation queue, [`qi`]). The remapper caches present context
+//! entries and translations ([`cache`]) until the matching invalidation;
+//! [`intremap`] translates interrupt requests.
 //!
 //! # What a hostile guest can write, and what happens
 //!
@@ -38,6 +39,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod caps;
 pub mod fault;
 pub mod intremap;

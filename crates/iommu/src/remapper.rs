@@ -7,18 +7,19 @@
 //! bounded [`FaultLog`] (§7.1) unless the context entry disables fault
 //! processing.
 //!
-//! Nothing is cached: every request reads the root entry, the context entry
-//! and the page tables from guest RAM again, so a change the guest makes to
-//! its tables takes effect at once and the context-cache and IOTLB
-//! invalidations (§6.5) will have nothing to drop. A cache may come later,
-//! filled only with present translations (§6.2).
+//! Present context entries and present translations are cached
+//! ([`crate::cache`], §6.2) and dropped by the matching invalidations
+//! ([`Remapper::invalidate`], §6.5); a request that misses reads the root
+//! entry, the context entry and the page tables from guest RAM.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dma::{Direction, Dma, RequesterId};
 
+use crate::cache::{CachedPage, Caches};
 use crate::caps::Capabilities;
 use crate::fault::{FaultLog, FaultReason, FaultRecord};
+use crate::regs::Effect;
 use crate::tables::{read_context_entry, read_root_entry, Translation};
 use crate::walk::walk;
 
@@ -45,6 +46,7 @@ pub struct Remapper {
     caps: Capabilities,
     state: Mutex<Programmed>,
     faults: Mutex<FaultLog>,
+    caches: Mutex<Caches>,
 }
 
 impl Remapper {
@@ -58,6 +60,7 @@ impl Remapper {
             caps,
             state: Mutex::new(Programmed::default()),
             faults: Mutex::new(FaultLog::new(fault_records)),
+            caches: Mutex::new(Caches::default()),
         }
     }
 
@@ -82,6 +85,7 @@ impl Remapper {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .root_table = addr & !0xfff;
+        self.caches().clear();
     }
 
     /// The root-table address in use.
@@ -96,11 +100,31 @@ impl Remapper {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .enabled = on;
+        self.caches().clear();
     }
 
     /// Whether DMA remapping is on (GSTS.TES).
     pub fn enabled(&self) -> bool {
         self.state().enabled
+    }
+
+    fn caches(&self) -> std::sync::MutexGuard<'_, Caches> {
+        self.caches.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Carries out a context-cache or IOTLB invalidation (§6.5), from the
+    /// registers or the queue; other effects are not its business.
+    pub fn invalidate(&self, effect: &Effect) {
+        match effect {
+            Effect::InvalidateContext(scope) => self.caches().invalidate_contexts(scope),
+            Effect::InvalidateIotlb(i) => self.caches().invalidate_pages(&i.scope),
+            _ => {}
+        }
+    }
+
+    /// Cached context entries and pages (for tests and measurements).
+    pub fn cached(&self) -> (usize, usize) {
+        self.caches().len()
     }
 
     /// A copy of the fault log.
@@ -192,19 +216,50 @@ impl Remapper {
         fpd: &mut bool,
     ) -> Result<Option<Piece>, FaultReason> {
         let ram = self.ram.as_ref();
-        let root = read_root_entry(ram, root_table, requester.bus(), &self.caps)?;
-        let context = read_context_entry(ram, root.context_table, requester.devfn(), &self.caps)?;
-        *fpd = context.fault_processing_disabled;
-        match context.translation {
-            Translation::PassThrough => Ok(None),
-            Translation::Translated { table, levels } => {
-                let m = walk(ram, table, levels, iova, dir, &self.caps)?;
-                Ok(Some(Piece {
-                    gpa: m.gpa,
-                    len: m.len,
-                }))
+        let (cached, generation) = {
+            let caches = self.caches();
+            let context = caches.context(requester);
+            if let Some(c) = context {
+                *fpd = c.fault_processing_disabled;
+                match c.translation {
+                    Translation::PassThrough => return Ok(None),
+                    Translation::Translated { .. } => {
+                        if let Some(piece) = caches.piece(c.domain, iova, dir) {
+                            return Ok(Some(piece));
+                        }
+                    }
+                }
             }
-        }
+            (context, caches.generation())
+        };
+        let context = match cached {
+            Some(c) => c,
+            None => {
+                let root = read_root_entry(ram, root_table, requester.bus(), &self.caps)?;
+                let c = read_context_entry(ram, root.context_table, requester.devfn(), &self.caps)?;
+                self.caches().put_context(generation, requester, c);
+                c
+            }
+        };
+        *fpd = context.fault_processing_disabled;
+        let Translation::Translated { table, levels } = context.translation else {
+            return Ok(None);
+        };
+        let m = walk(ram, table, levels, iova, dir, &self.caps)?;
+        self.caches().put_page(
+            generation,
+            context.domain,
+            iova,
+            CachedPage {
+                frame: m.gpa >> 12,
+                read: m.read,
+                write: m.write,
+            },
+        );
+        Ok(Some(Piece {
+            gpa: m.gpa,
+            len: m.len,
+        }))
     }
 
     /// Translates `len` bytes from `iova` page by page (a range spanning

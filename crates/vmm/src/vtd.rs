@@ -193,15 +193,13 @@ impl Vtd {
     }
 
     /// Carries out the effects left: the fault and invalidation events go
-    /// to the MSI sink (never remapped); DMA invalidations have nothing to
-    /// drop (the remapper caches nothing).
+    /// to the MSI sink (never remapped).
     fn send(&self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::FaultEvent(msg) | Effect::InvalidationEvent(msg) => {
                     self.events.deliver(msg)
                 }
-                Effect::InvalidateContext(_) | Effect::InvalidateIotlb(_) => {}
                 other => tracing::debug!("VT-d: {other:?} is not implemented, ignored"),
             }
         }

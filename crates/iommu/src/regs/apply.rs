@@ -1,5 +1,6 @@
 //! The seam between the register page and a [`Remapper`]: carrying out
-//! the effects that concern DMA remapping (VT-d 4.1 §11.4.4: SRTP, TE),
+//! the effects that concern DMA remapping (VT-d 4.1 §11.4.4: SRTP, TE;
+//! §6.5: invalidations),
 //! and moving the remapper's faults into the fault recording register
 //! (§7.2.1).
 
@@ -7,14 +8,14 @@ use super::{Effect, Registers};
 use crate::remapper::Remapper;
 
 /// Applies `effect` to `remapper` if it is one the remapper implements
-/// (the root table latched by SRTP, translation enable); returns whether
-/// it was. The others (invalidations, queue, interrupt remapping, fault
-/// events) are for parts that come later or live elsewhere; the
-/// remapper caches nothing, so skipping its invalidations is correct.
+/// (the root table latched by SRTP, translation enable, context-cache and
+/// IOTLB invalidations); returns whether it was. The others (the queue,
+/// interrupt remapping, fault events) live elsewhere.
 pub fn apply(effect: &Effect, remapper: &Remapper) -> bool {
     match *effect {
         Effect::SetRootTable(addr) => remapper.set_root_table(addr),
         Effect::Translation(on) => remapper.set_enabled(on),
+        Effect::InvalidateContext(_) | Effect::InvalidateIotlb(_) => remapper.invalidate(effect),
         _ => return false,
     }
     true

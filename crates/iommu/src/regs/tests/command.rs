@@ -73,10 +73,15 @@ fn test_apply_leaves_other_effects() {
     let applied = [
         apply(&Effect::SetRootTable(0x5000), &remapper),
         apply(&Effect::Translation(true), &remapper),
+        apply(
+            &Effect::InvalidateContext(ContextInvalidation::Global),
+            &remapper,
+        ),
         apply(&Effect::ProcessQueue, &remapper),
+        apply(&Effect::InterruptRemapping(true), &remapper),
     ];
 
-    assert_eq!(applied, [true, true, false]);
+    assert_eq!(applied, [true, true, true, false, false]);
     assert_eq!((remapper.root_table(), remapper.enabled()), (0x5000, true));
 }
 
