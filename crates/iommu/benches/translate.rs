@@ -84,7 +84,7 @@ fn main() {
         Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM)]).expect("bench RAM"));
     let ram: Arc<dyn Dma> = Arc::new(GuestDma::new(mem.clone()));
     let mut buf = vec![0u8; 4096];
-    let mut report = |case: &str, (med, min): (f64, f64)| {
+    let report = |case: &str, (med, min): (f64, f64)| {
         println!("translate_4k_ns case={case} median={med:.1} min={min:.1}");
     };
 

@@ -42,7 +42,7 @@ pub struct CachedPage {
 /// page numbers): a multiply-xorshift mix, much cheaper than SipHash on
 /// the per-access path. The keys come from the guest, but a guest that
 /// makes them collide only slows its own DMA (the map stays bounded).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
