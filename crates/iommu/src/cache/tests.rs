@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dma::{Direction, Dma, FunctionContext, RequesterId};
+use dma::{Dma, FunctionContext, RequesterId};
 
 use super::*;
 use crate::caps::Capabilities;
