@@ -1,0 +1,238 @@
+//! A host PCI function as the guest sees it (issue 19): the identity, BARs
+//! and interrupt capabilities of the host function in a configuration
+//! space iovm emulates, so that no guest write to the header or a
+//! capability reaches the device except the command register's decode and
+//! bus-master bits. BAR accesses go to the device, except the MSI-X table
+//! and PBA, which iovm emulates: VFIO programs the device's own table from
+//! the eventfds it is given (`VFIO_DEVICE_SET_IRQS`), one per vector, each
+//! the vector's KVM irqfd, so an interrupt reaches the guest without
+//! passing through iovm.
+//!
+//! ```text
+//!  guest config write ─▶ EndpointConfig (shadow) ─▶ MSI/MSI-X routes (MsiVectors)
+//!                          │ command: MEM/IO/BME/INTx-disable ─▶ device config
+//!                          └ MSI-X or MSI enabled ─▶ set_irqs(irqfds of the vectors)
+//!  guest BAR access ─▶ MSI-X table/PBA? emulated : device region (VFIO)
+//!  device interrupt ─▶ eventfd = irqfd ─▶ KVM GSI route ─▶ guest
+//! ```
+//!
+//! What the guest does not see of the host function: its other
+//! capabilities and every extended capability (so no ARI, SR-IOV or
+//! Resizable BAR reaches the guest; it gets iovm's own power management
+//! and PCI Express capabilities), its expansion ROM, and its INTx pin
+//! (interrupt pin 0: assigned functions interrupt by MSI-X or MSI only).
+//! A masked vector's interrupt is delivered anyway, as its route stays
+//! installed (the pending bit array reads as zero).
+
+use std::sync::Arc;
+
+use irq::msi::MsiVectors;
+use pci::bar::BarSpec;
+use pci::caps::endpoint::EndpointConfig;
+use pci::caps::pcie::{LinkConfig, LinkSpeed, LinkWidth, MaxPayload, PcieConfig, PcieDevice};
+use pci::caps::pm::PmConfig;
+use pci::caps::routing::MsiRouting;
+use pci::caps::CapError;
+use pci::config::{command, BarWindow, ConfigError, ConfigWriteEffects, Type0Config};
+use pci::function::PciFunction;
+
+use crate::host::{HostDevice, IrqKind, VectorTriggers, CONFIG_REGION};
+use crate::scan::{scan, HostConfig, ScanError};
+
+/// The command register bits that reach the device: its decoders, its
+/// bus mastering and its INTx disable.
+const FORWARDED_COMMAND: u16 =
+    command::IO | command::MEMORY | command::BUS_MASTER | command::INTX_DISABLE;
+/// Offset of the command register.
+const COMMAND: usize = 0x04;
+
+/// Why a host function cannot be assigned.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    /// Its configuration space is not one iovm can present.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// The emulated header could not be built.
+    #[error("building its configuration header: {0}")]
+    Header(#[from] ConfigError),
+    /// The emulated capabilities could not be built.
+    #[error("building its capabilities: {0}")]
+    Caps(#[from] CapError),
+}
+
+/// One assigned host function.
+#[derive(Debug)]
+pub struct AssignedFunction {
+    host: Arc<dyn HostDevice>,
+    host_config: HostConfig,
+    ep: EndpointConfig,
+    routing: MsiRouting,
+    triggers: Arc<dyn VectorTriggers>,
+    /// What VFIO signals now: the kind and how many vectors.
+    signalling: Option<(IrqKind, u16)>,
+}
+
+impl AssignedFunction {
+    /// The host function `host`, reset and with its decoders and bus
+    /// mastering off, presented with routes through `vectors` and device
+    /// interrupts on `triggers`' eventfds.
+    pub fn new(
+        host: Arc<dyn HostDevice>,
+        vectors: Arc<dyn MsiVectors>,
+        triggers: Arc<dyn VectorTriggers>,
+    ) -> Result<Self, AssignError> {
+        host.reset();
+        let mut raw = [0u8; 256];
+        host.read(CONFIG_REGION, 0, &mut raw);
+        let host_config = scan(&raw, |i| host.region(i as u32).map_or(0, |r| r.size))?;
+        let header = Type0Config::new(host_config.identity, &host_config.bars, 0)?;
+        let (msi, msix) = (host_config.msi, host_config.msix);
+        let ep = EndpointConfig::new(header, |list| {
+            list.power_management(PmConfig::default())?;
+            if let Some(m) = msi {
+                list.msi(m)?;
+            }
+            if let Some(m) = msix {
+                list.msix(m)?;
+            }
+            list.pci_express(PcieConfig {
+                device: PcieDevice::Endpoint {
+                    link: LinkConfig {
+                        max_speed: LinkSpeed::Gen3,
+                        max_width: LinkWidth::X4,
+                        speed: LinkSpeed::Gen3,
+                        width: LinkWidth::X4,
+                    },
+                },
+                max_payload: MaxPayload::B256,
+            })
+        })?;
+        let f = Self {
+            host,
+            host_config,
+            ep,
+            routing: MsiRouting::new(vectors),
+            triggers,
+            signalling: None,
+        };
+        f.forward_command();
+        Ok(f)
+    }
+
+    /// What was read from the host function.
+    pub fn host_config(&self) -> &HostConfig {
+        &self.host_config
+    }
+
+    /// Copies the forwarded command bits of the emulated header to the
+    /// device, keeping its other bits.
+    fn forward_command(&self) {
+        let mut raw = [0u8; 2];
+        self.host.read(CONFIG_REGION, COMMAND as u64, &mut raw);
+        let device = u16::from_le_bytes(raw);
+        let wanted =
+            (device & !FORWARDED_COMMAND) | (self.ep.config().command() & FORWARDED_COMMAND);
+        if wanted != device {
+            self.host
+                .write(CONFIG_REGION, COMMAND as u64, &wanted.to_le_bytes());
+        }
+    }
+
+    /// What the guest's programming asks VFIO to signal.
+    fn wanted_irqs(&self) -> Option<(IrqKind, u16)> {
+        let caps = self.ep.caps();
+        if let Some(t) = caps.msix_table().filter(|t| t.control().enabled) {
+            return Some((IrqKind::Msix, t.vectors()));
+        }
+        caps.msi()
+            .map(|m| m.state(self.ep.config().regs()))
+            .filter(|s| s.enabled)
+            .map(|s| (IrqKind::Msi, u16::from(s.vectors)))
+    }
+
+    /// Brings VFIO's interrupt eventfds in line with the guest's MSI-X or
+    /// MSI enable.
+    fn sync_irqs(&mut self) {
+        let wanted = self.wanted_irqs();
+        if wanted == self.signalling {
+            return;
+        }
+        if let Some((kind, _)) = self.signalling.take() {
+            if let Err(e) = self.host.set_irqs(kind, &[]) {
+                tracing::warn!("assigned device: cannot disable {kind:?}: {e}");
+            }
+        }
+        let Some((kind, count)) = wanted else {
+            return;
+        };
+        let fds: Result<Vec<_>, _> = (0..count).map(|v| self.triggers.trigger(v)).collect();
+        let result = fds.and_then(|fds| self.host.set_irqs(kind, &fds.iter().collect::<Vec<_>>()));
+        match result {
+            Ok(()) => self.signalling = Some((kind, count)),
+            Err(e) => {
+                tracing::warn!("assigned device: cannot enable {count} {kind:?} vectors: {e}")
+            }
+        }
+    }
+
+    /// Stops the device's interrupts and DMA (teardown).
+    pub fn quiesce(&mut self) {
+        if let Some((kind, _)) = self.signalling.take() {
+            let _ = self.host.set_irqs(kind, &[]);
+        }
+        let mut raw = [0u8; 2];
+        self.host.read(CONFIG_REGION, COMMAND as u64, &mut raw);
+        let off = u16::from_le_bytes(raw) & !FORWARDED_COMMAND;
+        self.host
+            .write(CONFIG_REGION, COMMAND as u64, &off.to_le_bytes());
+        self.host.reset();
+    }
+}
+
+impl PciFunction for AssignedFunction {
+    fn config_read(&self, offset: usize, data: &mut [u8]) {
+        self.ep.read(offset, data);
+    }
+
+    fn config_write(&mut self, offset: usize, data: &[u8]) -> ConfigWriteEffects {
+        let effects = self.ep.write(offset, data);
+        self.routing.after_config_write(&self.ep, &effects);
+        let end = offset.saturating_add(data.len());
+        if offset < COMMAND + 2 && end > COMMAND {
+            self.forward_command();
+        }
+        self.sync_irqs();
+        effects.config
+    }
+
+    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        if !self.ep.bar_read(bar, offset, data) {
+            self.host.read(bar as u32, offset, data);
+        }
+    }
+
+    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        match self.ep.bar_write(bar, offset, data) {
+            Some(effects) => self.routing.after_table_write(&self.ep, &effects),
+            None if self
+                .ep
+                .caps()
+                .msix_table()
+                .is_some_and(|t| t.contains(bar, offset)) => {}
+            None => self.host.write(bar as u32, offset, data),
+        }
+    }
+
+    fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
+        self.ep.config().bar_windows()
+    }
+}
+
+impl Drop for AssignedFunction {
+    fn drop(&mut self) {
+        self.quiesce();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! The assigned function driven as Linux's PCI core and nvme driver drive
+//! it, against a fake host function.
+
+use std::sync::Arc;
+
+use irq::msi::MsiMessage;
+use irq::recording::RecordingVectors;
+
+use super::*;
+use crate::testing::{nvme_config, FakeHost, FakeTriggers, IrqCall};
+
+struct Rig {
+    host: Arc<FakeHost>,
+    vectors: Arc<RecordingVectors>,
+    triggers: Arc<FakeTriggers>,
+    f: AssignedFunction,
+}
+
+fn rig() -> Rig {
+    let host = Arc::new(FakeHost::new(nvme_config()));
+    let vectors = Arc::new(RecordingVectors::new());
+    let triggers = Arc::new(FakeTriggers::default());
+    let f = AssignedFunction::new(host.clone(), vectors.clone(), triggers.clone()).unwrap();
+    Rig {
+        host,
+        vectors,
+        triggers,
+        f,
+    }
+}
+
+fn read32(f: &AssignedFunction, offset: usize) -> u32 {
+    let mut b = [0u8; 4];
+    f.config_read(offset, &mut b);
+    u32::from_le_bytes(b)
+}
+
+fn write32(f: &mut AssignedFunction, offset: usize, v: u32) -> ConfigWriteEffects {
+    f.config_write(offset, &v.to_le_bytes())
+}
+
+/// Read-modify-write of a dword: `(old & !clear) | set`.
+fn update32(f: &mut AssignedFunction, offset: usize, clear: u32, set: u32) {
+    let old = read32(f, offset);
+    write32(f, offset, (old & !clear) | set);
+}
+
+/// The offset of capability `id` in the guest's view.
+fn cap(f: &AssignedFunction, id: u8) -> Option<usize> {
+    let mut at = (read32(f, 0x34) & 0xfc) as usize;
+    for _ in 0..48 {
+        if at < 0x40 {
+            return None;
+        }
+        let h = read32(f, at);
+        if h as u8 == id {
+            return Some(at);
+        }
+        at = ((h >> 8) & 0xfc) as usize;
+    }
+    None
+}
+
+#[test]
+fn test_guest_sees_the_host_identity_with_header_and_extras_virtualized() {
+    let r = rig();
+
+    assert_eq!(read32(&r.f, 0x00), 0x0010_1b36);
+    assert_eq!(read32(&r.f, 0x08) >> 8, 0x01_08_02);
+    assert_eq!(read32(&r.f, 0x2c), 0x1100_1af4);
+    assert_eq!(
+        (read32(&r.f, 0x0c) >> 16) as u8,
+        0,
+        "multi-function bit masked"
+    );
+    assert_eq!(read32(&r.f, 0x30), 0, "no expansion ROM");
+    assert_eq!((read32(&r.f, 0x3c) >> 8) as u8, 0, "no INTx pin");
+    assert_eq!(read32(&r.f, 0x100), 0, "no extended capability");
+    assert!(cap(&r.f, 0x11).is_some() && cap(&r.f, 0x05).is_some());
+    assert_eq!(*r.host.resets.lock().unwrap(), 1, "reset when assigned");
+}
+
+#[test]
+fn test_bar_sizing_stays_in_the_shadow_and_never_reaches_the_device() {
+    let mut r = rig();
+    r.host.config_writes.lock().unwrap().clear();
+
+    write32(&mut r.f, 0x10, 0xffff_ffff);
+    write32(&mut r.f, 0x14, 0xffff_ffff);
+    let (lo, hi) = (read32(&r.f, 0x10), read32(&r.f, 0x14));
+    write32(&mut r.f, 0x10, 0xfebf_0000);
+
+    assert_eq!((lo, hi), (0xffff_c004, 0xffff_ffff), "16 KiB, 64-bit");
+    assert!(r.host.config_writes.lock().unwrap().is_empty());
+}
+
+#[test]
+fn test_command_decode_and_bus_master_reach_the_device() {
+    let mut r = rig();
+
+    let effects = write32(&mut r.f, 0x04, 0x0546); // MEM | BME | PARITY | SERR | INTx-disable
+
+    assert_eq!(effects.bus_master, Some(true));
+    let device = u16::from_le_bytes(r.host.config.lock().unwrap()[4..6].try_into().unwrap());
+    assert_eq!(
+        device, 0x0406,
+        "MEM, BME and INTx-disable; parity and SERR stay ours"
+    );
+}
+
+#[test]
+fn test_bar_accesses_reach_the_device_but_not_the_msix_table() {
+    let mut r = rig();
+    r.f.bar_write(0, 0x14, &0x0046_0001u32.to_le_bytes()); // CC
+    r.f.bar_write(0, 0x2000, &0xfee0_0000u32.to_le_bytes()); // table entry 0
+
+    let mut cc = [0u8; 4];
+    r.f.bar_read(0, 0x14, &mut cc);
+    let mut entry = [0u8; 4];
+    r.f.bar_read(0, 0x2000, &mut entry);
+
+    assert_eq!(u32::from_le_bytes(cc), 0x0046_0001);
+    assert_eq!(
+        &r.host.bar0.lock().unwrap()[0x14..0x18],
+        &0x0046_0001u32.to_le_bytes()
+    );
+    assert_eq!(u32::from_le_bytes(entry), 0xfee0_0000, "emulated table");
+    assert_eq!(
+        &r.host.bar0.lock().unwrap()[0x2000..0x2004],
+        &[0; 4],
+        "device table untouched"
+    );
+}
+
+#[test]
+fn test_msix_enable_hands_every_vectors_irqfd_to_vfio_and_routes_the_table() {
+    let mut r = rig();
+    let msix = cap(&r.f, 0x11).unwrap();
+    write32(&mut r.f, 0x04, 0x0006);
+    // Linux: entry 1 programmed, then MSI-X enabled with the function masked, then unmasked.
+    r.f.bar_write(0, 0x2010, &0xfee0_1000u32.to_le_bytes());
+    r.f.bar_write(0, 0x2018, &0x0000_0031u32.to_le_bytes());
+    r.f.bar_write(0, 0x201c, &0u32.to_le_bytes());
+    update32(&mut r.f, msix, 0, 0xc000 << 16);
+    update32(&mut r.f, msix, 0x4000 << 16, 0x8000 << 16);
+
+    assert_eq!(
+        *r.host.irqs.lock().unwrap(),
+        [IrqCall::Set(IrqKind::Msix, 65)]
+    );
+    assert_eq!(r.triggers.asked.lock().unwrap().len(), 65);
+    assert_eq!(
+        r.vectors.route(1),
+        Some(MsiMessage {
+            address: 0xfee0_1000,
+            data: 0x31
+        })
+    );
+
+    update32(&mut r.f, msix, 0x8000 << 16, 0);
+    assert_eq!(
+        r.host.irqs.lock().unwrap().last(),
+        Some(&IrqCall::Disable(IrqKind::Msix))
+    );
+    assert_eq!(r.vectors.route(1), None);
+}
+
+#[test]
+fn test_msi_enable_signals_the_enabled_vector_count() {
+    let mut r = rig();
+    let msi = cap(&r.f, 0x05).unwrap();
+    write32(&mut r.f, msi + 4, 0xfee0_0000);
+    write32(&mut r.f, msi + 8, 0);
+    r.f.config_write(msi + 12, &0x41u16.to_le_bytes());
+
+    // Multiple Message Enable 2 (4 vectors), MSI Enable.
+    r.f.config_write(
+        msi + 2,
+        &(0x80u16 | 0x100 | 5 << 1 | 2 << 4 | 1).to_le_bytes(),
+    );
+
+    assert_eq!(
+        *r.host.irqs.lock().unwrap(),
+        [IrqCall::Set(IrqKind::Msi, 4)]
+    );
+    assert_eq!(
+        r.vectors.route(3).map(|m| m.data),
+        Some(0x43),
+        "data 0x41 with vector 3 in its low 2 bits"
+    );
+}
+
+#[test]
+fn test_dropping_the_function_quiesces_the_device() {
+    let mut r = rig();
+    let msix = cap(&r.f, 0x11).unwrap();
+    write32(&mut r.f, 0x04, 0x0006);
+    update32(&mut r.f, msix, 0, 0x8000 << 16);
+    let host = r.host.clone();
+
+    drop(r);
+
+    assert_eq!(
+        host.irqs.lock().unwrap().last(),
+        Some(&IrqCall::Disable(IrqKind::Msix))
+    );
+    let command = u16::from_le_bytes(host.config.lock().unwrap()[4..6].try_into().unwrap());
+    assert_eq!(command & 0x7, 0, "decoders and bus mastering off");
+    assert_eq!(*host.resets.lock().unwrap(), 2);
+}

@@ -1,0 +1,63 @@
+//! What an assigned function needs of the host device: its regions (the
+//! BARs and the configuration space, as VFIO numbers them: `vfio.h`,
+//! `VFIO_PCI_*_REGION_INDEX`), its interrupts and its reset. The VMM
+//! implements it over a VFIO device file; the tests with a fake device.
+
+use std::fmt::Debug;
+use std::io;
+
+use vmm_sys_util::eventfd::EventFd;
+
+/// VFIO's region index of BAR 0 (BARs 0–5 are regions 0–5).
+pub const BAR0_REGION: u32 = 0;
+/// VFIO's region index of the expansion ROM.
+pub const ROM_REGION: u32 = 6;
+/// VFIO's region index of the configuration space.
+pub const CONFIG_REGION: u32 = 7;
+
+/// One region as VFIO describes it (`VFIO_DEVICE_GET_REGION_INFO`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegionInfo {
+    /// Bytes; 0 for a region the device does not implement.
+    pub size: u64,
+    /// The region may be mapped into the process (`VFIO_REGION_INFO_FLAG_MMAP`).
+    pub mmap: bool,
+}
+
+/// The interrupt kinds VFIO signals through eventfds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqKind {
+    /// MSI (`VFIO_PCI_MSI_IRQ_INDEX`).
+    Msi,
+    /// MSI-X (`VFIO_PCI_MSIX_IRQ_INDEX`).
+    Msix,
+}
+
+/// A host PCI function under VFIO.
+pub trait HostDevice: Send + Sync + Debug {
+    /// The region `index`, or `None` if there is none.
+    fn region(&self, index: u32) -> Option<RegionInfo>;
+
+    /// Reads `data.len()` bytes at `offset` of region `index` (on failure,
+    /// all ones, as a PCI read that nobody answers).
+    fn read(&self, index: u32, offset: u64, data: &mut [u8]);
+
+    /// Writes `data` at `offset` of region `index` (a failure is logged).
+    fn write(&self, index: u32, offset: u64, data: &[u8]);
+
+    /// Signals vector `i` of `kind` on `fds[i]` (`VFIO_DEVICE_SET_IRQS`,
+    /// DATA_EVENTFD | ACTION_TRIGGER); VFIO enables the capability on the
+    /// device. An empty `fds` disables `kind`.
+    fn set_irqs(&self, kind: IrqKind, fds: &[&EventFd]) -> io::Result<()>;
+
+    /// Resets the function (`VFIO_DEVICE_RESET`), if it can be.
+    fn reset(&self);
+}
+
+/// The eventfds that deliver a function's message-signalled vectors
+/// without a trip through the VMM (KVM: each vector's irqfd on its GSI
+/// route), so a host device's interrupt reaches the guest directly.
+pub trait VectorTriggers: Send + Sync + Debug {
+    /// An eventfd whose signal delivers vector `vector`'s current route.
+    fn trigger(&self, vector: u16) -> io::Result<EventFd>;
+}
