@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmm::config::{
     AddressWidth, BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig, IommuConfig,
     LifecycleConfig, MemoryConfig, NvmeConfig, NvmeNamespaceConfig, OnReboot, PciSerialConfig,
-    PciSlot, SerialConfig, VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig,
+    PciSlot, SerialConfig, VfioPciConfig, VirtioBlkConfig, VirtioConfig, VirtioKind,
+    VirtioNetConfig, VmConfig,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -321,11 +322,12 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
         "virtio-net" => virtio(VirtioKind::Net(VirtioNetConfig::default())),
         "virtio-console" => virtio(VirtioKind::Console),
         "virtio-rng" => virtio(VirtioKind::Rng),
+        "vfio-pci" => DeviceKind::VfioPci(VfioPciConfig::default()),
         _ => {
             return Err(format!(
                 "'{kind_name}' is not a device iovm has; known: pci-serial, root-port, \
                  pci-bridge, nvme, nvme-ns, virtio-blk, virtio-net, virtio-console, virtio-rng, \
-                 intel-iommu"
+                 vfio-pci, intel-iommu"
             ))
         }
     };
@@ -375,6 +377,12 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                 };
             }
             (Some(("msix", v @ ("on" | "off"))), DeviceKind::Virtio(c)) => c.no_msix = v == "off",
+            (Some(("host", bdf)), DeviceKind::VfioPci(c)) => {
+                c.sysfs = PathBuf::from("/sys/bus/pci/devices").join(parse_host_bdf(bdf)?);
+            }
+            (Some(("sysfs", p)), DeviceKind::VfioPci(c)) if !p.is_empty() => {
+                c.sysfs = PathBuf::from(p);
+            }
             (
                 Some(("path", p)),
                 DeviceKind::Virtio(VirtioConfig {
@@ -471,6 +479,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                     DeviceKind::NvmeNamespace(_) => {
                         "; and path=FILE, readonly=on|off, block-size=512|4096"
                     }
+                    DeviceKind::VfioPci(_) => "; and host=DDDD:BB:DD.F or sysfs=PATH",
                 };
                 return Err(format!(
                     "'{opt}' is not a {kind_name} option; use id=ID, bus=ID, addr=SLOT[.FN]{own}"
@@ -487,6 +496,15 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             return Err("virtio-blk needs path=FILE (a disk image or a block device)".into());
         }
     }
+    if let DeviceKind::VfioPci(v) = &kind {
+        if v.sysfs.as_os_str().is_empty() {
+            return Err(
+                "vfio-pci needs host=DDDD:BB:DD.F (the host function, bound to vfio-pci) \
+                 or sysfs=PATH"
+                    .into(),
+            );
+        }
+    }
     if let DeviceKind::NvmeNamespace(ns) = &kind {
         if ns.path.as_os_str().is_empty() {
             return Err("nvme-ns needs path=FILE (a disk image or a block device)".into());
@@ -497,6 +515,36 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
     }
     device.kind = kind;
     Ok(device)
+}
+
+/// Parses a host PCI address `[DDDD:]BB:DD.F` (hex, as lspci prints it)
+/// into sysfs's spelling `DDDD:BB:DD.F`.
+fn parse_host_bdf(text: &str) -> Result<String, String> {
+    let bad = || {
+        format!("host={text} is not a PCI address; write DDDD:BB:DD.F in hex, e.g. 0000:01:00.0")
+    };
+    let (rest, function) = text.rsplit_once('.').ok_or_else(bad)?;
+    let mut parts: Vec<&str> = rest.split(':').collect();
+    if parts.len() == 2 {
+        parts.insert(0, "0");
+    }
+    let [domain, bus, device] = parts[..] else {
+        return Err(bad());
+    };
+    let hex = |s: &str, max: u32| {
+        u32::from_str_radix(s, 16)
+            .ok()
+            .filter(|&v| v <= max && !s.is_empty())
+    };
+    match (
+        hex(domain, 0xffff),
+        hex(bus, 0xff),
+        hex(device, 0x1f),
+        hex(function, 7),
+    ) {
+        (Some(d), Some(b), Some(s), Some(f)) => Ok(format!("{d:04x}:{b:02x}:{s:02x}.{f}")),
+        _ => Err(bad()),
+    }
 }
 
 /// A virtio device of type `device` with MSI-X.
@@ -734,6 +782,36 @@ mod tests {
             cfg.lifecycle.shutdown_timeout,
             vmm::config::DEFAULT_SHUTDOWN_TIMEOUT
         );
+    }
+
+    #[test]
+    fn test_vfio_pci_host_address_and_errors() {
+        let Ok(DeviceSpec::Pci(d)) = parse_device_spec("vfio-pci,host=01:00.0,addr=5") else {
+            panic!("vfio-pci parses");
+        };
+        assert_eq!(
+            d.kind,
+            DeviceKind::VfioPci(VfioPciConfig {
+                sysfs: PathBuf::from("/sys/bus/pci/devices/0000:01:00.0")
+            })
+        );
+        let Ok(DeviceSpec::Pci(d)) = parse_device_spec("vfio-pci,sysfs=/x/y") else {
+            panic!("sysfs= parses");
+        };
+        assert_eq!(
+            d.kind,
+            DeviceKind::VfioPci(VfioPciConfig {
+                sysfs: PathBuf::from("/x/y")
+            })
+        );
+        let err = |t| match parse_device_spec(t) {
+            Err(e) => e,
+            Ok(d) => panic!("{t} parsed as {d:?}"),
+        };
+        assert!(err("vfio-pci").contains("needs host=DDDD:BB:DD.F"));
+        assert!(err("vfio-pci,host=01:20.0").contains("is not a PCI address"));
+        assert!(err("vfio-pci,host=zz:00.0").contains("is not a PCI address"));
+        assert!(err("vfio-pci,path=/x").contains("host=DDDD:BB:DD.F or sysfs=PATH"));
     }
 
     #[test]

@@ -14,8 +14,8 @@
 pub mod function;
 pub mod host;
 pub mod scan;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "fake-host"))]
+pub mod testing;
 
 pub use function::{AssignError, AssignedFunction};
 pub use host::{HostDevice, IrqKind, RegionInfo, VectorTriggers};

@@ -13,7 +13,7 @@ use crate::host::{HostDevice, IrqKind, RegionInfo, VectorTriggers, CONFIG_REGION
 /// BAR 0 64-bit 16 KiB, MSI-X with 65 vectors (table at BAR 0 0x2000, PBA
 /// at 0x3000) at 0x40, MSI at 0x60, a PCIe capability at 0x80, an
 /// extended capability at 0x100 (it must not show), an expansion ROM.
-pub(crate) fn nvme_config() -> [u8; 256] {
+pub fn nvme_config() -> [u8; 256] {
     let mut c = [0u8; 256];
     c[0..2].copy_from_slice(&0x1b36u16.to_le_bytes());
     c[2..4].copy_from_slice(&0x0010u16.to_le_bytes());
@@ -40,26 +40,36 @@ pub(crate) fn nvme_config() -> [u8; 256] {
     c
 }
 
-/// The fake's interrupt programming, as VFIO would have received it.
+/// The fake's interrupt programming, as VFIO would have received it:
+/// vectors set, or the kind disabled.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum IrqCall {
+pub enum IrqCall {
+    /// So many eventfds for the kind.
     Set(IrqKind, usize),
+    /// The kind off.
     Disable(IrqKind),
 }
 
 /// A host function in memory.
 #[derive(Debug)]
-pub(crate) struct FakeHost {
-    pub(crate) config: Mutex<[u8; 256]>,
-    pub(crate) bar0: Mutex<Vec<u8>>,
-    pub(crate) config_writes: Mutex<Vec<(u64, Vec<u8>)>>,
-    pub(crate) irqs: Mutex<Vec<IrqCall>>,
-    pub(crate) resets: Mutex<u32>,
-    pub(crate) sizes: BTreeMap<u32, u64>,
+pub struct FakeHost {
+    /// Its configuration space.
+    pub config: Mutex<[u8; 256]>,
+    /// BAR 0's bytes.
+    pub bar0: Mutex<Vec<u8>>,
+    /// Every configuration write: offset and bytes.
+    pub config_writes: Mutex<Vec<(u64, Vec<u8>)>>,
+    /// Every `set_irqs`.
+    pub irqs: Mutex<Vec<IrqCall>>,
+    /// How many resets.
+    pub resets: Mutex<u32>,
+    /// Region sizes by index.
+    pub sizes: BTreeMap<u32, u64>,
 }
 
 impl FakeHost {
-    pub(crate) fn new(config: [u8; 256]) -> Self {
+    /// A function with `config` and [`FakeHost`]'s regions.
+    pub fn new(config: [u8; 256]) -> Self {
         Self {
             config: Mutex::new(config),
             bar0: Mutex::new(vec![0; 0x4000]),
@@ -128,8 +138,9 @@ impl HostDevice for FakeHost {
 
 /// Eventfds per vector, kept so a test can signal one.
 #[derive(Debug, Default)]
-pub(crate) struct FakeTriggers {
-    pub(crate) asked: Mutex<Vec<u16>>,
+pub struct FakeTriggers {
+    /// The vectors asked for, in order.
+    pub asked: Mutex<Vec<u16>>,
 }
 
 impl VectorTriggers for FakeTriggers {

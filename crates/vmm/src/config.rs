@@ -118,6 +118,15 @@ pub enum DeviceKind {
     NvmeNamespace(NvmeNamespaceConfig),
     /// A virtio-pci device.
     Virtio(VirtioConfig),
+    /// A host PCI function assigned to the guest through VFIO.
+    VfioPci(VfioPciConfig),
+}
+
+/// A host PCI function to assign (`vfio-pci,host=...`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VfioPciConfig {
+    /// Its sysfs directory (`/sys/bus/pci/devices/DDDD:BB:DD.F`).
+    pub sysfs: PathBuf,
 }
 
 /// A virtio-pci device: its type and what every type shares.
@@ -206,6 +215,7 @@ impl DeviceKind {
                 VirtioKind::Console => "virtio-console",
                 VirtioKind::Rng => "virtio-rng",
             },
+            Self::VfioPci(_) => "vfio-pci",
         }
     }
 
@@ -230,7 +240,11 @@ impl DeviceKind {
                 VirtioKind::Blk(b) => Some((&b.path, b.readonly)),
                 VirtioKind::Net(_) | VirtioKind::Console | VirtioKind::Rng => None,
             },
-            Self::PciSerial(_) | Self::RootPort | Self::PciBridge | Self::Nvme(_) => None,
+            Self::PciSerial(_)
+            | Self::RootPort
+            | Self::PciBridge
+            | Self::Nvme(_)
+            | Self::VfioPci(_) => None,
         }
     }
 }

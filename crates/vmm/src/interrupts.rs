@@ -426,6 +426,17 @@ impl MsiVectors for KvmMsiVectors {
     }
 }
 
+impl vfio::VectorTriggers for KvmMsiVectors {
+    fn trigger(&self, vector: u16) -> std::io::Result<EventFd> {
+        let mut vectors = self.lock();
+        let v = match vectors.entry(vector) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.new_vector().map_err(std::io::Error::other)?),
+        };
+        v.irqfd.try_clone()
+    }
+}
+
 impl Drop for KvmMsiVectors {
     fn drop(&mut self) {
         let vectors = std::mem::take(&mut *self.lock());

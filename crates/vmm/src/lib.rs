@@ -27,6 +27,7 @@ pub mod signals;
 pub mod testing;
 pub mod topology;
 pub mod vcpu;
+pub mod vfio;
 pub mod vm;
 pub mod vtd;
 pub mod wiring;

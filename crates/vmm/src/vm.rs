@@ -533,6 +533,8 @@ impl Vm {
             memory: memory.clone(),
             console,
             iommu,
+            vm: vm.clone(),
+            vfio: None,
         };
         pci_devices::build(&cfg.devices, &pci, &mut wiring, cfg.cpus.count)?;
 

@@ -3,18 +3,22 @@
 //! `--device intel-iommu`, through the VT-d unit for the devices that are
 //! not virtio.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use dma::{Dma, FunctionContext, GuestDma};
 use irq::ioapic::WirePolarity;
 use irq::msi::MsiVectors;
 use irq::IrqLine;
+use kvm_ioctls::VmFd;
+use vfio::{HostDevice, VectorTriggers};
 use vm_memory::GuestMemoryMmap;
 
 use crate::console::{Console, ConsoleInput};
 use crate::interrupts::KvmMsiVectors;
 use crate::irqchip::Irqchip;
 use crate::pci_devices::{DmaRoute, PciBuildError, Wiring};
+use crate::vfio::VfioMachine;
 use crate::vtd::Vtd;
 
 /// The KVM machine's [`Wiring`].
@@ -28,6 +32,10 @@ pub struct KvmWiring<'a> {
     pub console: &'a Console,
     /// The VT-d unit, with `--device intel-iommu`.
     pub iommu: Option<Arc<Vtd>>,
+    /// The VM (for its VFIO device).
+    pub vm: Arc<VmFd>,
+    /// The VFIO container, once a host function is assigned.
+    pub vfio: Option<Arc<VfioMachine>>,
 }
 
 impl Wiring for KvmWiring<'_> {
@@ -59,5 +67,36 @@ impl Wiring for KvmWiring<'_> {
 
     fn console_input(&mut self, input: Arc<dyn ConsoleInput>) {
         self.console.redirect_input(input);
+    }
+
+    fn host_device(&mut self, sysfs: &Path) -> Result<Arc<dyn HostDevice>, PciBuildError> {
+        let fail = |e: crate::vfio::VfioError| PciBuildError::Device(format!("vfio-pci: {e}"));
+        if self.iommu.is_some() {
+            return Err(PciBuildError::Device(
+                "vfio-pci: a host function behind iovm's own intel-iommu is not supported yet \
+                 (it needs caching mode); leave out --device intel-iommu"
+                    .into(),
+            ));
+        }
+        let machine = match &self.vfio {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(VfioMachine::new(&self.vm, self.memory.clone()).map_err(fail)?);
+                self.vfio = Some(m.clone());
+                m
+            }
+        };
+        Ok(Arc::new(machine.open(sysfs).map_err(fail)?))
+    }
+
+    fn triggered_vectors(
+        &mut self,
+        ctx: &Arc<FunctionContext>,
+    ) -> (Arc<dyn MsiVectors>, Arc<dyn VectorTriggers>) {
+        let v = Arc::new(KvmMsiVectors::new(
+            self.irqchip.router().clone(),
+            ctx.clone(),
+        ));
+        (v.clone(), v)
     }
 }

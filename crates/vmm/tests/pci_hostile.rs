@@ -70,6 +70,26 @@ impl Wiring for TestWiring {
     }
 
     fn console_input(&mut self, _input: Arc<dyn ConsoleInput>) {}
+
+    fn host_device(
+        &mut self,
+        sysfs: &std::path::Path,
+    ) -> Result<Arc<dyn vfio::HostDevice>, PciBuildError> {
+        Err(PciBuildError::Device(format!(
+            "no host functions here: {}",
+            sysfs.display()
+        )))
+    }
+
+    fn triggered_vectors(
+        &mut self,
+        _ctx: &Arc<FunctionContext>,
+    ) -> (Arc<dyn MsiVectors>, Arc<dyn vfio::VectorTriggers>) {
+        (
+            Arc::new(RecordingVectors::new()),
+            Arc::new(vfio::testing::FakeTriggers::default()),
+        )
+    }
 }
 
 struct Machine {

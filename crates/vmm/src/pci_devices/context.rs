@@ -165,6 +165,21 @@ impl DeviceContext<'_, '_> {
         Arc::new(FunctionDma::new(self.function.clone(), target))
     }
 
+    /// The host function at `sysfs`, opened for assignment.
+    pub(crate) fn host_device(
+        &mut self,
+        sysfs: &std::path::Path,
+    ) -> Result<Arc<dyn vfio::HostDevice>, PciBuildError> {
+        self.machine.wiring.host_device(sysfs)
+    }
+
+    /// Its MSI/MSI-X vectors, each with an eventfd that delivers it.
+    pub(crate) fn triggered_vectors(
+        &mut self,
+    ) -> (Arc<dyn MsiVectors>, Arc<dyn vfio::VectorTriggers>) {
+        self.machine.wiring.triggered_vectors(&self.function)
+    }
+
     /// Where a console device's output goes (iovm's console).
     pub(crate) fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {
         self.machine.wiring.console_output()

@@ -15,11 +15,13 @@
 //! in `tree.rs`. Helpers builders share: INTx wired-OR per IOAPIC pin
 //! (`intx.rs`), error text (`error.rs`), opening disks (`disk.rs`).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use dma::{Dma, FunctionContext};
 use irq::msi::MsiVectors;
 use irq::IrqLine;
+use vfio::{HostDevice, VectorTriggers};
 
 use crate::config::DeviceConfig;
 use crate::console::ConsoleInput;
@@ -77,6 +79,18 @@ pub trait Wiring {
 
     /// Sends the console's input to `input` (a virtio console) instead of COM1.
     fn console_input(&mut self, input: Arc<dyn ConsoleInput>);
+
+    /// Opens the host function at `sysfs` for assignment (KVM: through the
+    /// machine's VFIO container, guest RAM mapped for its DMA).
+    fn host_device(&mut self, sysfs: &Path) -> Result<Arc<dyn HostDevice>, PciBuildError>;
+
+    /// The MSI/MSI-X vectors of the function `ctx` describes, and for each
+    /// vector an eventfd whose signal delivers it (KVM: its irqfd), for a
+    /// host function that interrupts through eventfds.
+    fn triggered_vectors(
+        &mut self,
+        ctx: &Arc<FunctionContext>,
+    ) -> (Arc<dyn MsiVectors>, Arc<dyn VectorTriggers>);
 }
 
 /// Places every device of `devices` on `pci`, wired by `wiring`, in a

@@ -3,12 +3,14 @@
 //! one), console output dropped.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dma::{Dma, FunctionContext, GuestDma};
 use irq::msi::MsiVectors;
 use irq::recording::{RecordingLine, RecordingVectors};
 use irq::IrqLine;
+use vfio::{HostDevice, VectorTriggers};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use super::{DmaRoute, PciBuildError, Wiring};
@@ -27,7 +29,34 @@ pub(crate) struct TestWiring {
     pub(crate) console_inputs: usize,
     /// The VT-d unit [`DmaRoute::Iommu`] functions go through, if any.
     pub(crate) iommu: Option<Arc<Vtd>>,
+    /// Host functions `vfio-pci` devices get, by sysfs path.
+    pub(crate) hosts: BTreeMap<PathBuf, Arc<dyn HostDevice>>,
+    /// The vectors each assigned function got, in build order.
+    pub(crate) assigned_vectors: Vec<Arc<RecordingTriggers>>,
     memory: Arc<GuestMemoryMmap>,
+}
+
+/// Recording vectors whose triggers are plain eventfds.
+#[derive(Debug, Default)]
+pub(crate) struct RecordingTriggers {
+    /// The routes.
+    pub(crate) vectors: RecordingVectors,
+}
+
+impl VectorTriggers for RecordingTriggers {
+    fn trigger(&self, _vector: u16) -> std::io::Result<vmm_sys_util::eventfd::EventFd> {
+        vmm_sys_util::eventfd::EventFd::new(0)
+    }
+}
+
+impl MsiVectors for RecordingTriggers {
+    fn update(&self, vector: u16, message: Option<irq::msi::MsiMessage>) {
+        self.vectors.update(vector, message);
+    }
+
+    fn send(&self, vector: u16, message: irq::msi::MsiMessage) {
+        self.vectors.send(vector, message);
+    }
 }
 
 impl TestWiring {
@@ -45,6 +74,8 @@ impl TestWiring {
             pin_requests: BTreeMap::new(),
             console_inputs: 0,
             iommu: None,
+            hosts: BTreeMap::new(),
+            assigned_vectors: Vec::new(),
             memory: Arc::new(memory),
         }
     }
@@ -73,6 +104,21 @@ impl Wiring for TestWiring {
 
     fn console_input(&mut self, _input: Arc<dyn ConsoleInput>) {
         self.console_inputs += 1;
+    }
+
+    fn host_device(&mut self, sysfs: &Path) -> Result<Arc<dyn HostDevice>, PciBuildError> {
+        self.hosts.get(sysfs).cloned().ok_or_else(|| {
+            PciBuildError::Device(format!("vfio-pci: no test host at {}", sysfs.display()))
+        })
+    }
+
+    fn triggered_vectors(
+        &mut self,
+        _ctx: &Arc<FunctionContext>,
+    ) -> (Arc<dyn MsiVectors>, Arc<dyn VectorTriggers>) {
+        let v = Arc::new(RecordingTriggers::default());
+        self.assigned_vectors.push(v.clone());
+        (v.clone(), v)
     }
 }
 

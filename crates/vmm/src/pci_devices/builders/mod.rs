@@ -28,6 +28,7 @@ mod pci_serial;
 mod root_port;
 #[cfg(test)]
 mod tests;
+mod vfio_pci;
 mod virtio_blk;
 mod virtio_console;
 mod virtio_net;
@@ -77,6 +78,7 @@ pub(crate) fn build(
         DeviceKind::PciSerial(c) => pci_serial::build(c, dev)?,
         DeviceKind::Nvme(c) => nvme::build(c, dev)?,
         DeviceKind::NvmeNamespace(_) => return Ok(None),
+        DeviceKind::VfioPci(c) => vfio_pci::build(c, dev)?,
         DeviceKind::Virtio(v) => {
             let device = match &v.device {
                 VirtioKind::Blk(c) => virtio_blk::build(c, dev)?,

@@ -12,7 +12,7 @@ use virtio::pci::caps::{DEVICE_ID_BASE, VENDOR_VIRTIO};
 
 use crate::config::{
     DeviceConfig, DeviceKind, NvmeConfig, NvmeNamespaceConfig, PciSerialConfig, PciSlot,
-    VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig,
+    VfioPciConfig, VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig,
 };
 use crate::pci_devices::test_wiring::{self, TestWiring};
 use crate::pci_devices::{self as pci_devices, PciBuildError};
@@ -30,6 +30,7 @@ fn identity(kind: &DeviceKind) -> Option<(u16, u16)> {
         DeviceKind::PciSerial(_) => Some((VENDOR_REDHAT, DEVICE_PCI_SERIAL)),
         DeviceKind::Nvme(_) => Some((VENDOR_REDHAT, DEVICE_NVME)),
         DeviceKind::NvmeNamespace(_) => None,
+        DeviceKind::VfioPci(_) => Some((0x1b36, 0x0010)),
         DeviceKind::Virtio(v) => match v.device {
             VirtioKind::Net(_) => virtio(1),
             VirtioKind::Blk(_) => virtio(2),
@@ -98,9 +99,16 @@ fn id_at(pci: &PciRoot, slot: u8) -> (u16, u16) {
     )
 }
 
+/// Where the fake host function of `vfio-pci` devices is.
+const FAKE_HOST: &str = "/sys/bus/pci/devices/0000:07:00.0";
+
 fn build(devices: &[DeviceConfig]) -> Result<(PciRoot, TestWiring), PciBuildError> {
     let pci = test_wiring::root();
     let mut wiring = TestWiring::new();
+    wiring.hosts.insert(
+        FAKE_HOST.into(),
+        std::sync::Arc::new(vfio::testing::FakeHost::new(vfio::testing::nvme_config())),
+    );
     pci_devices::build(devices, &pci, &mut wiring, 2)?;
     Ok((pci, wiring))
 }
@@ -137,6 +145,12 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
         ),
         on_slot(virtio(VirtioKind::Console), 6),
         on_slot(virtio(VirtioKind::Rng), 7),
+        on_slot(
+            DeviceKind::VfioPci(VfioPciConfig {
+                sysfs: FAKE_HOST.into(),
+            }),
+            8,
+        ),
     ];
     let (pci, wiring) = build(&devices).unwrap();
     for d in &devices {
