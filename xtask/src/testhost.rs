@@ -36,6 +36,11 @@ pub const MODULES: &[&str] = &[
     // The benchmark's disk: a virtio disk the test host's QEMU backs with a raw image on
     // this machine's disk (Batch::with_disk).
     "virtio_blk",
+    // Device assignment: the test host gives its emulated NVMe to vfio-pci, and iovm
+    // assigns it (Batch::with_assignable_nvme; loaded by the tests that need them).
+    "vfio",
+    "vfio_iommu_type1",
+    "vfio-pci",
 ];
 
 /// The Debian packages of the outer QEMU.

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::capture::{verbose_env, Stream};
 use crate::error::{Error, IoContext};
+use crate::host_devices::HostDevices;
 use crate::images;
 use crate::mode::Mode;
 use crate::run::{GuestRun, RunResult};
@@ -28,6 +29,7 @@ pub struct Batch {
     stream: Stream,
     disk: Option<PathBuf>,
     silence: Option<Duration>,
+    devices: HostDevices,
 }
 
 impl Batch {
@@ -58,6 +60,7 @@ impl Batch {
             },
             disk: None,
             silence: None,
+            devices: HostDevices::default(),
         })
     }
 
@@ -80,6 +83,21 @@ impl Batch {
     pub fn with_disk(mut self, image: impl Into<PathBuf>) -> Self {
         self.disk = Some(image.into());
         self
+    }
+
+    /// Gives the test host an NVMe controller it can assign, backed by the
+    /// raw image `image` on this machine, under an emulated VT-d
+    /// ([`HostDevices`]; at [`crate::host_devices::ASSIGNABLE_NVME_BDF`]
+    /// there). Directly on a machine with hardware KVM there is no such
+    /// device: tests that need it run in the test host only.
+    pub fn with_assignable_nvme(mut self, image: impl Into<PathBuf>) -> Self {
+        self.devices.assignable_nvme = Some(image.into());
+        self
+    }
+
+    /// The test host's extra devices.
+    pub(crate) fn devices(&self) -> &HostDevices {
+        &self.devices
     }
 
     /// Makes [`Batch::run_script`] give up on a script (and its test host) that prints
@@ -166,7 +184,15 @@ impl Batch {
                     runs.len(),
                     self.scratch.join("testhost-console.log").display()
                 );
-                testhost::run_batch(&host, iovm, runs, &guest_dir, &self.scratch, self.stream)
+                testhost::run_batch(
+                    &host,
+                    iovm,
+                    runs,
+                    &guest_dir,
+                    &self.scratch,
+                    self.stream,
+                    &self.devices,
+                )
             }
         }
     }

@@ -206,7 +206,7 @@ impl Batch {
                     &loaders(scratch),
                 );
                 let knobs = crate::knobs::Knobs::from_env().map_err(Error::BadKnob)?;
-                let mut cmd = testhost::command(&host, scratch, &guest_dir, &knobs);
+                let mut cmd = testhost::command(&host, scratch, &guest_dir, &knobs, self.devices());
                 if let Some(image) = self.disk() {
                     cmd.arg("-drive").arg(format!(
                         "file={},format=raw,if=virtio,cache=none,aio=io_uring",

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::capture::{Capture, Stream};
 use crate::error::{Error, IoContext};
+use crate::host_devices::HostDevices;
 use crate::images::TestHost;
 use crate::knobs::Knobs;
 use crate::markers::{self, BATCH, GUEST_BOOT_DONE};
@@ -51,7 +52,13 @@ pub fn shell_quote(s: &str) -> String {
 /// Its serial console is QEMU's stdout.
 /// The knobs of [`crate::knobs`] change the CPU, threading, vCPUs and
 /// kernel command line.
-pub fn command(host: &TestHost, scratch: &Path, guest_dir: &Path, knobs: &Knobs) -> Command {
+pub fn command(
+    host: &TestHost,
+    scratch: &Path,
+    guest_dir: &Path,
+    knobs: &Knobs,
+    devices: &HostDevices,
+) -> Command {
     let mut cmd = Command::new(&host.qemu);
     for fw in &host.firmware {
         cmd.arg("-L").arg(fw);
@@ -62,9 +69,11 @@ pub fn command(host: &TestHost, scratch: &Path, guest_dir: &Path, knobs: &Knobs)
         "single"
     };
     let mut append = TESTHOST_CMDLINE.to_owned();
-    if !knobs.append.is_empty() {
-        append.push(' ');
-        append.push_str(&knobs.append);
+    for extra in [knobs.append.as_str(), devices.append()] {
+        if !extra.is_empty() {
+            append.push(' ');
+            append.push_str(extra);
+        }
     }
     cmd.args([
         "-accel",
@@ -90,6 +99,7 @@ pub fn command(host: &TestHost, scratch: &Path, guest_dir: &Path, knobs: &Knobs)
         "local,path={},mount_tag=guest,security_model=none,readonly=on",
         guest_dir.display()
     ));
+    cmd.args(devices.qemu_args());
     cmd
 }
 
@@ -288,6 +298,7 @@ pub(crate) fn run_batch(
     guest_dir: &Path,
     scratch: &Path,
     stream: Stream,
+    devices: &HostDevices,
 ) -> Result<Vec<RunResult>, Error> {
     // The iovm binary and its libraries (from this host, which is Debian 12 like the test
     // host's user space would be).
@@ -332,7 +343,9 @@ pub(crate) fn run_batch(
         let script = batch_script(&pending, &iovm_in_host, loader.as_deref());
         let script_path = scratch.join("batch.sh");
         fs::write(&script_path, script).ctx(|| format!("writing {}", script_path.display()))?;
-        let (results, stuck) = boot_once(host, &pending, guest_dir, scratch, &log_path, stream)?;
+        let (results, stuck) = boot_once(
+            host, &pending, guest_dir, scratch, &log_path, stream, devices,
+        )?;
         if let Some(why) = &stuck {
             crate::losses::record(scratch, why, &log_path);
         }
@@ -390,6 +403,7 @@ fn boot_once(
     scratch: &Path,
     log_path: &Path,
     stream: Stream,
+    devices: &HostDevices,
 ) -> Result<(Vec<RunResult>, Option<String>), Error> {
     let limit = BOOT_ALLOWANCE
         + runs
@@ -402,7 +416,7 @@ fn boot_once(
         .ctx(|| format!("opening {}", log_path.display()))?;
     let knobs = Knobs::from_env().map_err(Error::BadKnob)?;
     let start = Instant::now();
-    let mut child = command(host, scratch, guest_dir, &knobs)
+    let mut child = command(host, scratch, guest_dir, &knobs, devices)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -663,6 +677,7 @@ echo "@@IOVM-BATCH done@@"
             &dir,
             &scratch,
             Stream::Off,
+            &HostDevices::default(),
         )
         .unwrap();
 

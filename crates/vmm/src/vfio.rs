@@ -200,7 +200,8 @@ impl VfioMachine {
         let kvm_dev = vm.create_device(&mut dev).map_err(VfioError::KvmDevice)?;
         let handle = Arc::new(VfioDeviceFd::new_from_kvm(kvm_dev));
         let container = VfioContainer::new(Some(handle)).map_err(|source| VfioError::Vfio {
-            what: "opening /dev/vfio/vfio".into(),
+            what: "opening /dev/vfio/vfio (is vfio_iommu_type1 loaded? modprobe vfio_iommu_type1)"
+                .into(),
             source,
         })?;
         Ok(Self {

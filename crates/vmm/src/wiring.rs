@@ -78,6 +78,7 @@ impl Wiring for KvmWiring<'_> {
                     .into(),
             ));
         }
+        crate::vfio::check_host_function(sysfs).map_err(fail)?;
         let machine = match &self.vfio {
             Some(m) => m.clone(),
             None => {

@@ -1,0 +1,141 @@
+//! Device assignment through VFIO (issue 19), in the nested test host: its
+//! QEMU gives the test host an emulated NVMe controller under an emulated
+//! VT-d (`Batch::with_assignable_nvme`), the test host gives it to
+//! `vfio-pci`, and iovm assigns it to its guest, whose own `nvme` driver
+//! binds it with MSI-X and moves data: guest → iovm → VFIO → the test
+//! host's device → a raw image on this machine. The bad-input runs of the
+//! same boot check that a missing function and one bound to another driver
+//! are refused with one line. One batch, one test-host boot; always in the
+//! test host (a machine with hardware KVM has no assignable device to
+//! offer, the test host does).
+
+mod common;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use common::Runs;
+use testkit::host_devices::{ASSIGNABLE_NVME_BDF, ASSIGNABLE_NVME_SERIAL};
+use testkit::{Batch, GuestRun, Mode, RunResult};
+
+/// The assigned disk's size.
+const IMAGE_BYTES: u64 = 64 << 20;
+/// Where the guest writes its marker (bytes) and what it writes.
+const MARK_OFFSET: u64 = 48 << 20;
+const MARK: &str = "IOVM-VFIO-ASSIGNED-MARK";
+
+/// Moves the test host's NVMe controller to vfio-pci.
+fn bind_vfio() -> String {
+    format!(
+        "modprobe vfio_iommu_type1; modprobe vfio-pci; d=/sys/bus/pci/devices/{ASSIGNABLE_NVME_BDF}; \
+         echo vfio-pci > $d/driver_override; \
+         [ -e $d/driver ] && echo {ASSIGNABLE_NVME_BDF} > $d/driver/unbind; \
+         echo {ASSIGNABLE_NVME_BDF} > /sys/bus/pci/drivers_probe; \
+         echo \"assign-driver=$(basename $(readlink $d/driver))\"; \
+         echo \"assign-group=$(basename $(readlink $d/iommu_group))\""
+    )
+}
+
+const SCRIPT: &str = r#"
+i=0; until [ -b /dev/nvme0n1 ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
+echo "serial=$(cat /sys/class/nvme/nvme0/serial 2>/dev/null | tr -d ' ')"
+echo "msix=$(grep -c 'nvme0q' /proc/interrupts)"
+echo "irq_kind=$(cat /sys/class/nvme/nvme0/device/msi_irqs/* | sort -u | tr '\n' ' ')"
+fio --name=v --filename=/dev/nvme0n1 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
+    --iodepth=8 --size=16m --verify=crc32c --do_verify=1 \
+    --output-format=terse --terse-version=3 > /tmp/fio 2>&1
+echo "fio=$? errors=$(cut -d';' -f5 /tmp/fio | head -1)"
+printf '@MARK@' | dd of=/dev/nvme0n1 bs=512 seek=@SEEK@ conv=fsync 2>/dev/null
+echo "mark=$?"
+"#;
+
+fn runs() -> Vec<GuestRun> {
+    let script = SCRIPT
+        .replace("@MARK@", MARK)
+        .replace("@SEEK@", &(MARK_OFFSET / 512).to_string());
+    vec![
+        GuestRun::new("vfio-nvme")
+            .host_before(bind_vfio())
+            .args(["--cpus", "2", "--memory", "1G", "--device"])
+            .arg(format!("vfio-pci,host={ASSIGNABLE_NVME_BDF}"))
+            .script(script),
+        GuestRun::new("vfio-missing")
+            .args(["--memory", "256M", "--device", "vfio-pci,host=0000:00:1f.6"])
+            .script("true"),
+        GuestRun::new("vfio-wrong-driver")
+            .host_before("echo \"driver9p=$(basename $(readlink /sys/bus/pci/devices/0000:00:02.0/driver))\"")
+            .args(["--memory", "256M", "--device", "vfio-pci,host=0000:00:02.0"])
+            .script("true"),
+    ]
+}
+
+/// The runs, and the bytes at [`MARK_OFFSET`] of the assigned disk's
+/// image on this machine after them.
+fn results() -> &'static (Runs, Vec<u8>) {
+    static RESULTS: OnceLock<(Runs, Vec<u8>)> = OnceLock::new();
+    RESULTS.get_or_init(|| {
+        let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
+        let batch = Batch::with_mode(Mode::TestHost).expect("set up the test batch");
+        let img = batch.scratch_dir().join("assigned-nvme.img");
+        let f = std::fs::File::create(&img).expect("create the assigned disk's image");
+        f.set_len(IMAGE_BYTES).expect("size the image");
+        let batch = batch.with_assignable_nvme(&img);
+        let runs = Runs::new(batch.run(iovm, &runs()).expect("run the guest batch"));
+        let data = std::fs::read(&img).expect("read the assigned disk's image");
+        let at = MARK_OFFSET as usize;
+        (runs, data[at..at + MARK.len()].to_vec())
+    })
+}
+
+#[track_caller]
+fn run(name: &str) -> &'static RunResult {
+    results().0.get(name)
+}
+
+#[test]
+fn test_guest_nvme_driver_binds_the_assigned_controller_with_msix_and_verifies() {
+    let r = run("vfio-nvme");
+    r.assert_success();
+    assert_eq!(r.fact("serial"), ASSIGNABLE_NVME_SERIAL, "{}", r.dump());
+    let vectors: u32 = r.fact("msix").parse().unwrap_or(0);
+    assert!(vectors >= 2, "admin and I/O queues on MSI-X\n{}", r.dump());
+    assert_eq!(r.fact("irq_kind").trim(), "msix", "{}", r.dump());
+    assert_eq!(r.fact("fio"), "0", "{}", r.dump());
+    assert_eq!(r.fact("mark"), "0", "{}", r.dump());
+}
+
+#[test]
+fn test_guest_write_reaches_the_image_on_this_machine() {
+    let r = run("vfio-nvme");
+    r.assert_success();
+    assert_eq!(
+        String::from_utf8_lossy(&results().1),
+        MARK,
+        "the guest's marker, through iovm, VFIO and the test host's NVMe\n{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn test_missing_and_wrongly_bound_functions_are_refused_in_one_line() {
+    let missing = run("vfio-missing");
+    assert_eq!(missing.exit_code, Some(1), "{}", missing.dump());
+    assert!(
+        missing
+            .console
+            .contains("0000:00:1f.6: no such PCI function"),
+        "{}",
+        missing.dump()
+    );
+    let wrong = run("vfio-wrong-driver");
+    assert_eq!(wrong.exit_code, Some(1), "{}", wrong.dump());
+    assert!(
+        wrong.console.contains("0000:00:02.0 is bound to")
+            && wrong.console.contains("not vfio-pci"),
+        "{}",
+        wrong.dump()
+    );
+    for r in [missing, wrong] {
+        assert!(!r.console.contains("panicked"), "{}", r.dump());
+    }
+}
