@@ -46,6 +46,24 @@ const FORWARDED_COMMAND: u16 =
 /// Offset of the command register.
 const COMMAND: usize = 0x04;
 
+/// Page size of BAR mappings: the MSI-X table and PBA are trapped at
+/// this granularity.
+pub const PAGE: u64 = 0x1000;
+
+/// Part of a BAR the guest may reach directly (the VMM maps the device's
+/// region there: KVM, a memory slot), so its accesses never exit: every
+/// page of a mappable memory BAR except those holding the MSI-X table or
+/// PBA, which iovm emulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectRange {
+    /// The BAR index.
+    pub bar: usize,
+    /// Page-aligned offset in the BAR.
+    pub offset: u64,
+    /// Bytes, whole pages.
+    pub len: u64,
+}
+
 /// Why a host function cannot be assigned.
 #[derive(Debug, thiserror::Error)]
 pub enum AssignError {
@@ -122,6 +140,52 @@ impl AssignedFunction {
     /// What was read from the host function.
     pub fn host_config(&self) -> &HostConfig {
         &self.host_config
+    }
+
+    /// The parts of its BARs the guest may reach directly: mappable memory
+    /// BARs of whole pages, minus the pages of the MSI-X table and PBA.
+    pub fn direct_ranges(&self) -> Vec<DirectRange> {
+        let trapped: Vec<(usize, u64, u64)> = self
+            .host_config
+            .msix
+            .iter()
+            .flat_map(|m| {
+                [
+                    (m.table.bar, u64::from(m.table.offset), m.table_size()),
+                    (m.pba.bar, u64::from(m.pba.offset), m.pba_size()),
+                ]
+            })
+            .map(|(bar, off, len)| {
+                let first = off / PAGE * PAGE;
+                let end = (off + len).div_ceil(PAGE) * PAGE;
+                (bar, first, end)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for b in &self.host_config.bars {
+            let mappable = self.host.region(b.index as u32).is_some_and(|r| r.mmap);
+            if b.is_io() || !mappable || b.size < PAGE {
+                continue;
+            }
+            let mut start = 0;
+            let mut holes: Vec<(u64, u64)> = trapped
+                .iter()
+                .filter(|t| t.0 == b.index)
+                .map(|t| (t.1, t.2.min(b.size)))
+                .collect();
+            holes.sort_unstable();
+            for (first, end) in holes.into_iter().chain([(b.size, b.size)]) {
+                if first > start {
+                    out.push(DirectRange {
+                        bar: b.index,
+                        offset: start,
+                        len: first - start,
+                    });
+                }
+                start = start.max(end);
+            }
+        }
+        out
     }
 
     /// Copies the forwarded command bits of the emulated header to the

@@ -65,6 +65,8 @@ pub struct FakeHost {
     pub resets: Mutex<u32>,
     /// Region sizes by index.
     pub sizes: BTreeMap<u32, u64>,
+    /// Whether the BARs may be mapped.
+    pub mmap: bool,
 }
 
 impl FakeHost {
@@ -77,6 +79,7 @@ impl FakeHost {
             irqs: Mutex::new(Vec::new()),
             resets: Mutex::new(0),
             sizes: BTreeMap::from([(0, 0x4000), (6, 0x1_0000), (CONFIG_REGION, 0x1000)]),
+            mmap: true,
         }
     }
 }
@@ -85,7 +88,7 @@ impl HostDevice for FakeHost {
     fn region(&self, index: u32) -> Option<RegionInfo> {
         self.sizes.get(&index).map(|&size| RegionInfo {
             size,
-            mmap: index < 6,
+            mmap: self.mmap && index < 6,
         })
     }
 

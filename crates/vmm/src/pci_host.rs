@@ -14,7 +14,9 @@
 //! mapped, each is registered through [`IoEvents`] (KVM: an ioeventfd), so a
 //! guest write there wakes the device's worker without a vCPU exit to user
 //! space. They follow the BAR: unregistered before it moves or stops
-//! decoding, registered again at the new place.
+//! decoding, registered again at the new place. Host memory inside a BAR
+//! (an assigned device's registers) follows it the same way as memory
+//! slots ([`BarMemory`], `bar_memory.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -32,6 +34,11 @@ use pci::root::{
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::bus::Bus;
+
+mod bar_memory;
+
+use bar_memory::BarMemoryTable;
+pub use bar_memory::{BarMemory, MemorySlots};
 
 /// Where the VMM installs eventfds that guest writes signal directly (KVM:
 /// `KVM_IOEVENTFD`, any access width, no data match).
@@ -74,6 +81,7 @@ struct Inner {
     mmio: Arc<Bus>,
     mapped: Mutex<BTreeMap<MappingKey, Mapping>>,
     io_events: Mutex<IoEventTable>,
+    memory: Mutex<BarMemoryTable>,
     contexts: Mutex<BTreeMap<usize, Arc<FunctionContext>>>,
 }
 
@@ -213,6 +221,7 @@ impl PciRoot {
             mmio,
             mapped: Mutex::new(BTreeMap::new()),
             io_events: Mutex::new(IoEventTable::default()),
+            memory: Mutex::new(BarMemoryTable::default()),
             contexts: Mutex::new(BTreeMap::new()),
         })))
     }
@@ -224,6 +233,22 @@ impl PciRoot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .port = Some(port);
+    }
+
+    /// Installs BAR memory through `port` from now on.
+    pub fn set_memory_slots(&self, port: Arc<dyn MemorySlots>) {
+        self.memory().port = Some(port);
+    }
+
+    /// Hands over `function`'s BAR memory (once per function, at build
+    /// time, before the guest can enable decoding): each range is mapped
+    /// into the guest wherever its BAR is mapped.
+    pub fn add_bar_memory(&self, function: &SharedFunction, ranges: Vec<BarMemory>) {
+        self.memory().sets.insert(function_key(function), ranges);
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, BarMemoryTable> {
+        self.0.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Hands over `function`'s eventfds (once per function, at build time,
@@ -340,12 +365,15 @@ impl PciRoot {
                 .filter(|(k, _)| k.0 == key)
                 .map(|(k, m)| (*k, *m))
                 .collect();
+            let mut memory = self.memory();
             for (k, m) in mine {
                 events.apply(k, m, false);
+                memory.apply(k, m, false);
                 self.bus(m.io).remove(m.base);
                 mapped.remove(&k);
             }
             events.sets.remove(&key);
+            memory.remove(key);
         }
         self.0
             .contexts
@@ -367,12 +395,15 @@ impl PciRoot {
         {
             let mut mapped = self.0.mapped.lock().unwrap_or_else(|p| p.into_inner());
             let mut events = self.0.io_events.lock().unwrap_or_else(|p| p.into_inner());
+            let mut memory = self.memory();
             for (key, m) in std::mem::take(&mut *mapped) {
                 events.apply(key, m, false);
+                memory.apply(key, m, false);
                 self.bus(m.io).remove(m.base);
             }
             events.sets.clear();
             events.port = None;
+            memory.clear();
         }
         self.0
             .contexts
@@ -435,6 +466,7 @@ impl PciRoot {
         }
         let mut mapped = self.0.mapped.lock().unwrap_or_else(|p| p.into_inner());
         let events = self.0.io_events.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memory = self.memory();
         let stale: Vec<_> = mapped
             .iter()
             .filter(|(k, m)| {
@@ -446,6 +478,7 @@ impl PciRoot {
             .collect();
         for (key, m) in stale {
             events.apply(key, m, false);
+            memory.apply(key, m, false);
             self.bus(m.io).remove(m.base);
             mapped.remove(&key);
         }
@@ -455,6 +488,7 @@ impl PciRoot {
                 Some(m) if m.base == want.base => continue,
                 Some(m) => {
                     events.apply(*key, *m, false);
+                    memory.apply(*key, *m, false);
                     bus.relocate(m.base, want.base)
                 }
                 None => {
@@ -469,6 +503,7 @@ impl PciRoot {
                 Ok(()) => {
                     mapped.insert(*key, *want);
                     events.apply(*key, *want, true);
+                    memory.apply(*key, *want, true);
                 }
                 Err(e) => {
                     if let Some(m) = mapped.remove(key) {
@@ -871,6 +906,72 @@ mod tests {
                 (false, true, 0xc104),
             ]
         );
+    }
+
+    /// Records (map?, gpa, len, host address) calls; slots count up.
+    #[derive(Default)]
+    struct RecordingSlots(Mutex<Vec<(bool, u64, u64, u64)>>);
+
+    impl MemorySlots for RecordingSlots {
+        fn map(&self, gpa: u64, len: u64, host_addr: u64) -> std::io::Result<u32> {
+            let mut calls = self.0.lock().unwrap();
+            calls.push((true, gpa, len, host_addr));
+            Ok(calls.len() as u32)
+        }
+        fn unmap(&self, slot: u32) {
+            let mut calls = self.0.lock().unwrap();
+            let (_, gpa, len, host) = calls[slot as usize - 1];
+            calls.push((false, gpa, len, host));
+        }
+    }
+
+    #[test]
+    fn test_bar_memory_follows_its_bar_and_leaves_before_the_function() {
+        let (root, _pio, _mmio, fake, mut ecam) = setup();
+        let slots = Arc::new(RecordingSlots::default());
+        root.set_memory_slots(slots.clone());
+        let function: SharedFunction = fake.clone();
+        let page = BarMemory {
+            bar: 0,
+            offset: 0,
+            len: 0x1000,
+            host_addr: 0x7f00_0000_0000,
+        };
+        let beyond = BarMemory {
+            offset: 0x1000,
+            ..page
+        };
+        root.add_bar_memory(&function, vec![page, beyond]);
+        drop(function);
+        drop(fake);
+
+        ecam.write(at(0x10), &0xc000_0000u32.to_le_bytes());
+        ecam.write(at(COMMAND), &command::MEMORY.to_le_bytes());
+        ecam.write(at(0x10), &0xc000_2000u32.to_le_bytes());
+        ecam.write(at(COMMAND), &0u16.to_le_bytes());
+        ecam.write(at(COMMAND), &command::MEMORY.to_le_bytes());
+        let before_detach = slots.0.lock().unwrap().len();
+        root.detach(Slot::Root(Bdf {
+            bus: 0,
+            device: 3,
+            function: 0,
+        }))
+        .unwrap();
+
+        let host = 0x7f00_0000_0000;
+        assert_eq!(
+            *slots.0.lock().unwrap(),
+            vec![
+                (true, 0xc000_0000, 0x1000, host),
+                (false, 0xc000_0000, 0x1000, host),
+                (true, 0xc000_2000, 0x1000, host),
+                (false, 0xc000_2000, 0x1000, host),
+                (true, 0xc000_2000, 0x1000, host),
+                (false, 0xc000_2000, 0x1000, host),
+            ],
+            "the range past the 4 KiB BAR is never mapped"
+        );
+        assert_eq!(before_detach, 5, "detach removed the last slot");
     }
 
     #[test]

@@ -191,6 +191,65 @@ fn test_msi_enable_signals_the_enabled_vector_count() {
 }
 
 #[test]
+fn test_direct_ranges_skip_the_msix_table_and_pba_pages() {
+    let r = rig();
+
+    assert_eq!(
+        r.f.direct_ranges(),
+        [DirectRange {
+            bar: 0,
+            offset: 0,
+            len: 0x2000
+        }],
+        "registers and doorbells direct; table (0x2000) and PBA (0x3000) trapped"
+    );
+}
+
+#[test]
+fn test_direct_ranges_with_table_and_pba_sharing_a_page_mid_bar() {
+    let mut c = nvme_config();
+    c[0x44..0x48].copy_from_slice(&0x1000u32.to_le_bytes()); // table at 0x1000
+    c[0x48..0x4c].copy_from_slice(&0x1800u32.to_le_bytes()); // PBA at 0x1800
+    let host = Arc::new(FakeHost::new(c));
+    let f = AssignedFunction::new(
+        host,
+        Arc::new(RecordingVectors::new()),
+        Arc::new(FakeTriggers::default()),
+    )
+    .unwrap();
+
+    assert_eq!(
+        f.direct_ranges(),
+        [
+            DirectRange {
+                bar: 0,
+                offset: 0,
+                len: 0x1000
+            },
+            DirectRange {
+                bar: 0,
+                offset: 0x2000,
+                len: 0x2000
+            },
+        ]
+    );
+}
+
+#[test]
+fn test_unmappable_region_has_no_direct_range() {
+    let mut host = FakeHost::new(nvme_config());
+    host.mmap = false;
+    let f = AssignedFunction::new(
+        Arc::new(host),
+        Arc::new(RecordingVectors::new()),
+        Arc::new(FakeTriggers::default()),
+    )
+    .unwrap();
+
+    assert_eq!(f.direct_ranges(), []);
+}
+
+#[test]
 fn test_dropping_the_function_quiesces_the_device() {
     let mut r = rig();
     let msix = cap(&r.f, 0x11).unwrap();
