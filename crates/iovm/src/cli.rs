@@ -383,6 +383,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             (Some(("sysfs", p)), DeviceKind::VfioPci(c)) if !p.is_empty() => {
                 c.sysfs = PathBuf::from(p);
             }
+            (Some(("msix", v @ ("on" | "off"))), DeviceKind::VfioPci(c)) => c.no_msix = v == "off",
             (
                 Some(("path", p)),
                 DeviceKind::Virtio(VirtioConfig {
@@ -479,7 +480,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                     DeviceKind::NvmeNamespace(_) => {
                         "; and path=FILE, readonly=on|off, block-size=512|4096"
                     }
-                    DeviceKind::VfioPci(_) => "; and host=DDDD:BB:DD.F or sysfs=PATH",
+                    DeviceKind::VfioPci(_) => "; and host=DDDD:BB:DD.F or sysfs=PATH, msix=on|off",
                 };
                 return Err(format!(
                     "'{opt}' is not a {kind_name} option; use id=ID, bus=ID, addr=SLOT[.FN]{own}"
@@ -792,16 +793,18 @@ mod tests {
         assert_eq!(
             d.kind,
             DeviceKind::VfioPci(VfioPciConfig {
-                sysfs: PathBuf::from("/sys/bus/pci/devices/0000:01:00.0")
+                sysfs: PathBuf::from("/sys/bus/pci/devices/0000:01:00.0"),
+                no_msix: false,
             })
         );
-        let Ok(DeviceSpec::Pci(d)) = parse_device_spec("vfio-pci,sysfs=/x/y") else {
+        let Ok(DeviceSpec::Pci(d)) = parse_device_spec("vfio-pci,sysfs=/x/y,msix=off") else {
             panic!("sysfs= parses");
         };
         assert_eq!(
             d.kind,
             DeviceKind::VfioPci(VfioPciConfig {
-                sysfs: PathBuf::from("/x/y")
+                sysfs: PathBuf::from("/x/y"),
+                no_msix: true,
             })
         );
         let err = |t| match parse_device_spec(t) {

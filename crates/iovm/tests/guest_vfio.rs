@@ -3,9 +3,11 @@
 //! VT-d (`Batch::with_assignable_nvme`), the test host gives it to
 //! `vfio-pci`, and iovm assigns it to its guest, whose own `nvme` driver
 //! binds it with MSI-X and moves data: guest → iovm → VFIO → the test
-//! host's device → a raw image on this machine. The bad-input runs of the
-//! same boot check that a missing function and one bound to another driver
-//! are refused with one line. One batch, one test-host boot; always in the
+//! host's device → a raw image on this machine. The same device with its
+//! MSI-X hidden moves data over MSI; iovm killed with SIGKILL in the
+//! middle of I/O leaves it to the next run, which assigns it again and
+//! verifies. The bad-input runs of the same boot check that a missing
+//! function and one bound to another driver are refused with one line. One batch, one test-host boot; always in the
 //! test host (a machine with hardware KVM has no assignable device to
 //! offer, the test host does).
 
@@ -45,20 +47,47 @@ fio --name=v --filename=/dev/nvme0n1 --direct=1 --ioengine=io_uring --rw=randwri
     --iodepth=8 --size=16m --verify=crc32c --do_verify=1 \
     --output-format=terse --terse-version=3 > /tmp/fio 2>&1
 echo "fio=$? errors=$(cut -d';' -f5 /tmp/fio | head -1)"
+"#;
+
+/// Writes the marker the test finds in the image.
+const MARK_SCRIPT: &str = r#"
 printf '@MARK@' | dd of=/dev/nvme0n1 bs=512 seek=@SEEK@ conv=fsync 2>/dev/null
 echo "mark=$?"
 "#;
 
+/// Keeps I/O going until iovm is killed under it.
+const KILLED_SCRIPT: &str = r#"
+i=0; until [ -b /dev/nvme0n1 ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
+echo "io-running"
+fio --name=k --filename=/dev/nvme0n1 --direct=1 --ioengine=io_uring --rw=randrw --bs=4k \
+    --iodepth=16 --size=32m --time_based --runtime=600 > /dev/null 2>&1
+echo "io-ended"
+"#;
+
+/// Seconds after iovm starts that the killed run's iovm gets SIGKILL (the
+/// guest boots in about 20 s in the test host, then does I/O).
+const KILL_AFTER: u32 = 45;
+
 fn runs() -> Vec<GuestRun> {
-    let script = SCRIPT
+    let mark = MARK_SCRIPT
         .replace("@MARK@", MARK)
         .replace("@SEEK@", &(MARK_OFFSET / 512).to_string());
-    vec![
-        GuestRun::new("vfio-nvme")
-            .host_before(bind_vfio())
+    let assigned = |name: &str, options: &str| {
+        GuestRun::new(name)
             .args(["--cpus", "2", "--memory", "1G", "--device"])
-            .arg(format!("vfio-pci,host={ASSIGNABLE_NVME_BDF}"))
-            .script(script),
+            .arg(format!("vfio-pci,host={ASSIGNABLE_NVME_BDF}{options}"))
+    };
+    vec![
+        assigned("vfio-nvme", "")
+            .host_before(bind_vfio())
+            .script(format!("{SCRIPT}{mark}")),
+        assigned("vfio-msi", ",msix=off").script(SCRIPT),
+        assigned("vfio-killed", "")
+            .host_before(format!(
+                "(sleep {KILL_AFTER}; pkill -KILL -x iovm) >/dev/null 2>&1 &"
+            ))
+            .script(KILLED_SCRIPT),
+        assigned("vfio-after-kill", "").script(SCRIPT),
         GuestRun::new("vfio-missing")
             .args(["--memory", "256M", "--device", "vfio-pci,host=0000:00:1f.6"])
             .script("true"),
@@ -102,6 +131,34 @@ fn test_guest_nvme_driver_binds_the_assigned_controller_with_msix_and_verifies()
     assert_eq!(r.fact("irq_kind").trim(), "msix", "{}", r.dump());
     assert_eq!(r.fact("fio"), "0", "{}", r.dump());
     assert_eq!(r.fact("mark"), "0", "{}", r.dump());
+}
+
+#[test]
+fn test_with_msix_hidden_the_guest_uses_msi_and_verifies() {
+    let r = run("vfio-msi");
+    r.assert_success();
+    assert_eq!(r.fact("irq_kind").trim(), "msi", "{}", r.dump());
+    assert_eq!(r.fact("fio"), "0", "{}", r.dump());
+}
+
+#[test]
+fn test_sigkill_mid_io_leaves_the_device_to_the_next_run() {
+    let killed = run("vfio-killed");
+    assert!(
+        killed.console.contains("io-running") && !killed.console.contains("io-ended"),
+        "killed in the middle of I/O\n{}",
+        killed.dump()
+    );
+    assert_eq!(killed.exit_code, Some(137), "SIGKILL\n{}", killed.dump());
+    let after = run("vfio-after-kill");
+    after.assert_success();
+    assert_eq!(
+        after.fact("serial"),
+        ASSIGNABLE_NVME_SERIAL,
+        "{}",
+        after.dump()
+    );
+    assert_eq!(after.fact("fio"), "0", "{}", after.dump());
 }
 
 #[test]

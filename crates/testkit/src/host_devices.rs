@@ -44,10 +44,14 @@ impl HostDevices {
         .collect()
     }
 
-    /// What the test host's kernel command line needs for them.
+    /// What the test host's kernel command line needs for them: the
+    /// IOMMU on, and no check of the timer interrupt through the
+    /// remapped IOAPIC, which under TCG is sometimes too slow to pass and
+    /// panics the test host ("timer doesn't work through
+    /// Interrupt-remapped IO-APIC", docs/test-host.md).
     pub fn append(&self) -> &'static str {
         if self.assignable_nvme.is_some() {
-            "intel_iommu=on"
+            "intel_iommu=on no_timer_check"
         } else {
             ""
         }
@@ -77,6 +81,6 @@ mod tests {
             args.contains("nvme,drive=assign-nvme,serial=IOVMASSIGNED,bus=assign-rp"),
             "{args}"
         );
-        assert_eq!(d.append(), "intel_iommu=on");
+        assert!(d.append().starts_with("intel_iommu=on"));
     }
 }

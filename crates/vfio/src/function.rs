@@ -64,9 +64,30 @@ pub struct DirectRange {
     pub len: u64,
 }
 
+/// Which of the device's interrupt capabilities the guest sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interrupts {
+    /// MSI-X, if the device has it.
+    pub msix: bool,
+    /// MSI, if the device has it.
+    pub msi: bool,
+}
+
+impl Default for Interrupts {
+    fn default() -> Self {
+        Self {
+            msix: true,
+            msi: true,
+        }
+    }
+}
+
 /// Why a host function cannot be assigned.
 #[derive(Debug, thiserror::Error)]
 pub enum AssignError {
+    /// The guest would see no way to interrupt.
+    #[error("the function has no MSI-X or MSI left for the guest (INTx is not offered)")]
+    NoInterrupts,
     /// Its configuration space is not one iovm can present.
     #[error(transparent)]
     Scan(#[from] ScanError),
@@ -99,10 +120,30 @@ impl AssignedFunction {
         vectors: Arc<dyn MsiVectors>,
         triggers: Arc<dyn VectorTriggers>,
     ) -> Result<Self, AssignError> {
+        Self::with_interrupts(host, vectors, triggers, Interrupts::default())
+    }
+
+    /// [`AssignedFunction::new`] showing the guest only the interrupt
+    /// capabilities `shown` keeps (a test switch: MSI-X hidden leaves MSI).
+    pub fn with_interrupts(
+        host: Arc<dyn HostDevice>,
+        vectors: Arc<dyn MsiVectors>,
+        triggers: Arc<dyn VectorTriggers>,
+        shown: Interrupts,
+    ) -> Result<Self, AssignError> {
         host.reset();
         let mut raw = [0u8; 256];
         host.read(CONFIG_REGION, 0, &mut raw);
-        let host_config = scan(&raw, |i| host.region(i as u32).map_or(0, |r| r.size))?;
+        let mut host_config = scan(&raw, |i| host.region(i as u32).map_or(0, |r| r.size))?;
+        if !shown.msix {
+            host_config.msix = None;
+        }
+        if !shown.msi {
+            host_config.msi = None;
+        }
+        if host_config.msix.is_none() && host_config.msi.is_none() {
+            return Err(AssignError::NoInterrupts);
+        }
         let header = Type0Config::new(host_config.identity, &host_config.bars, 0)?;
         let (msi, msix) = (host_config.msi, host_config.msix);
         let ep = EndpointConfig::new(header, |list| {

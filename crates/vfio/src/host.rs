@@ -33,8 +33,26 @@ pub enum IrqKind {
     Msix,
 }
 
+/// Part of a region mapped into iovm's address space (VFIO: an `mmap` of
+/// the device file), unmapped when dropped.
+pub trait MappedRegion: Send + Sync + Debug {
+    /// Where it is mapped.
+    fn host_addr(&self) -> u64;
+}
+
 /// A host PCI function under VFIO.
 pub trait HostDevice: Send + Sync + Debug {
+    /// Maps `len` bytes at `offset` of region `index` into iovm, if the
+    /// region allows it (`Ok(None)`: it cannot be mapped here).
+    fn map(
+        &self,
+        _index: u32,
+        _offset: u64,
+        _len: u64,
+    ) -> io::Result<Option<Box<dyn MappedRegion>>> {
+        Ok(None)
+    }
+
     /// The region `index`, or `None` if there is none.
     fn region(&self, index: u32) -> Option<RegionInfo>;
 

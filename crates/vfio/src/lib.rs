@@ -17,6 +17,6 @@ pub mod scan;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod testing;
 
-pub use function::{AssignError, AssignedFunction, DirectRange};
-pub use host::{HostDevice, IrqKind, RegionInfo, VectorTriggers};
+pub use function::{AssignError, AssignedFunction, DirectRange, Interrupts};
+pub use host::{HostDevice, IrqKind, MappedRegion, RegionInfo, VectorTriggers};
 pub use scan::{HostConfig, ScanError};

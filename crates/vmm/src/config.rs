@@ -127,6 +127,8 @@ pub enum DeviceKind {
 pub struct VfioPciConfig {
     /// Its sysfs directory (`/sys/bus/pci/devices/DDDD:BB:DD.F`).
     pub sysfs: PathBuf,
+    /// Hide the device's MSI-X capability (the guest then uses MSI).
+    pub no_msix: bool,
 }
 
 /// A virtio-pci device: its type and what every type shares.

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use kvm_bindings::{kvm_create_device, kvm_device_type_KVM_DEV_TYPE_VFIO};
 use kvm_ioctls::VmFd;
-use vfio::{HostDevice, IrqKind, RegionInfo};
+use std::os::fd::AsRawFd;
+
+use vfio::{HostDevice, IrqKind, MappedRegion, RegionInfo};
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioDeviceFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
@@ -247,7 +249,64 @@ pub struct VfioHost {
     bdf: String,
 }
 
+/// A range of a VFIO region mapped into iovm (shared, read-write).
+#[derive(Debug)]
+struct MappedBar {
+    addr: usize,
+    len: usize,
+}
+
+impl MappedRegion for MappedBar {
+    fn host_addr(&self) -> u64 {
+        self.addr as u64
+    }
+}
+
+impl Drop for MappedBar {
+    fn drop(&mut self) {
+        // SAFETY: `addr..addr+len` is the mapping `VfioHost::map` made,
+        // unmapped once, here; the machine removed its memory slot first.
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
+    }
+}
+
 impl HostDevice for VfioHost {
+    fn map(&self, index: u32, offset: u64, len: u64) -> io::Result<Option<Box<dyn MappedRegion>>> {
+        if self.device.get_region_flags(index) & REGION_MMAP == 0 {
+            return Ok(None);
+        }
+        let size = self.device.get_region_size(index);
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Ok(None);
+        }
+        let file_offset = self.device.get_region_offset(index) + offset;
+        let (Ok(len), Ok(file_offset)) = (usize::try_from(len), libc::off_t::try_from(file_offset))
+        else {
+            return Ok(None);
+        };
+        // SAFETY: a fresh shared mapping of the device file at a region's
+        // offset, which VFIO allows for regions with FLAG_MMAP; nothing
+        // else in iovm uses that address range, and it is only reached by
+        // the guest (through its memory slot) until `MappedBar` unmaps it.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.device.as_raw_fd(),
+                file_offset,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(Box::new(MappedBar {
+            addr: addr as usize,
+            len,
+        })))
+    }
+
     fn region(&self, index: u32) -> Option<RegionInfo> {
         let size = self.device.get_region_size(index);
         (size > 0).then(|| RegionInfo {

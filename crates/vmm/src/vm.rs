@@ -46,6 +46,7 @@ use crate::irqchip::{self, Irqchip, IOAPIC_WINDOW};
 use crate::layout::{
     MemoryLayout, ECAM_SIZE, ECAM_START, IOAPIC_START, MIB, MIN_MEMORY, VTD_SIZE, VTD_START,
 };
+use crate::memory_slots::KvmMemorySlots;
 use crate::pci_devices;
 use crate::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 use crate::vcpu::{self, VcpuRunner};
@@ -501,6 +502,10 @@ impl Vm {
         let pci =
             PciRoot::new(pio.clone(), mmio.clone()).map_err(|e| VmError::Pci(e.to_string()))?;
         pci.set_io_events(Arc::new(KvmIoEvents::new(vm.clone())));
+        pci.set_memory_slots(Arc::new(KvmMemorySlots::new(
+            vm.clone(),
+            memory.num_regions() as u32,
+        )));
         pio.insert(
             u64::from(CONFIG_ADDRESS_PORT),
             CONFIG_PORTS_SIZE,

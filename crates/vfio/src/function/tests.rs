@@ -250,6 +250,41 @@ fn test_unmappable_region_has_no_direct_range() {
 }
 
 #[test]
+fn test_hidden_msix_leaves_msi_and_hiding_both_is_refused() {
+    let host = Arc::new(FakeHost::new(nvme_config()));
+    let new = |shown| {
+        AssignedFunction::with_interrupts(
+            host.clone(),
+            Arc::new(RecordingVectors::new()),
+            Arc::new(FakeTriggers::default()),
+            shown,
+        )
+    };
+
+    let msi_only = new(Interrupts {
+        msix: false,
+        msi: true,
+    })
+    .unwrap();
+    let none = new(Interrupts {
+        msix: false,
+        msi: false,
+    });
+
+    assert!(cap(&msi_only, 0x11).is_none() && cap(&msi_only, 0x05).is_some());
+    assert!(matches!(none, Err(AssignError::NoInterrupts)));
+    // The MSI-X table's pages are ordinary BAR pages now.
+    assert_eq!(
+        msi_only.direct_ranges(),
+        [DirectRange {
+            bar: 0,
+            offset: 0,
+            len: 0x4000
+        }]
+    );
+}
+
+#[test]
 fn test_dropping_the_function_quiesces_the_device() {
     let mut r = rig();
     let msix = cap(&r.f, 0x11).unwrap();

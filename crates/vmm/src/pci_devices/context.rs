@@ -190,6 +190,16 @@ impl DeviceContext<'_, '_> {
         self.machine.wiring.console_input(input);
     }
 
+    /// Hands `function`'s BAR memory to the root complex (see
+    /// [`PciRoot::add_bar_memory`]).
+    pub(crate) fn bar_memory(
+        &self,
+        function: &SharedFunction,
+        ranges: Vec<crate::pci_host::BarMemory>,
+    ) {
+        self.machine.pci.add_bar_memory(function, ranges);
+    }
+
     /// Hands `function`'s BAR eventfds `fds` to the root complex (see
     /// [`PciRoot::add_bar_eventfds`]); the result switches them.
     pub(crate) fn bar_eventfds(

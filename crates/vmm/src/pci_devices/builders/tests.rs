@@ -148,6 +148,7 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
         on_slot(
             DeviceKind::VfioPci(VfioPciConfig {
                 sysfs: FAKE_HOST.into(),
+                no_msix: false,
             }),
             8,
         ),
