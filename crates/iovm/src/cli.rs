@@ -384,6 +384,8 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                 c.sysfs = PathBuf::from(p);
             }
             (Some(("msix", v @ ("on" | "off"))), DeviceKind::VfioPci(c)) => c.no_msix = v == "off",
+            (Some(("msi", v @ ("on" | "off"))), DeviceKind::VfioPci(c)) => c.no_msi = v == "off",
+            (Some(("mmap", v @ ("on" | "off"))), DeviceKind::VfioPci(c)) => c.no_mmap = v == "off",
             (
                 Some(("path", p)),
                 DeviceKind::Virtio(VirtioConfig {
@@ -480,7 +482,9 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                     DeviceKind::NvmeNamespace(_) => {
                         "; and path=FILE, readonly=on|off, block-size=512|4096"
                     }
-                    DeviceKind::VfioPci(_) => "; and host=DDDD:BB:DD.F or sysfs=PATH, msix=on|off",
+                    DeviceKind::VfioPci(_) => {
+                        "; and host=DDDD:BB:DD.F or sysfs=PATH, msix=on|off, msi=on|off, mmap=on|off"
+                    }
                 };
                 return Err(format!(
                     "'{opt}' is not a {kind_name} option; use id=ID, bus=ID, addr=SLOT[.FN]{own}"
@@ -795,6 +799,8 @@ mod tests {
             DeviceKind::VfioPci(VfioPciConfig {
                 sysfs: PathBuf::from("/sys/bus/pci/devices/0000:01:00.0"),
                 no_msix: false,
+                no_msi: false,
+                no_mmap: false,
             })
         );
         let Ok(DeviceSpec::Pci(d)) = parse_device_spec("vfio-pci,sysfs=/x/y,msix=off") else {
@@ -805,6 +811,8 @@ mod tests {
             DeviceKind::VfioPci(VfioPciConfig {
                 sysfs: PathBuf::from("/x/y"),
                 no_msix: true,
+                no_msi: false,
+                no_mmap: false,
             })
         );
         let err = |t| match parse_device_spec(t) {

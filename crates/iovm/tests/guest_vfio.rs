@@ -72,10 +72,13 @@ fn runs() -> Vec<GuestRun> {
     let mark = MARK_SCRIPT
         .replace("@MARK@", MARK)
         .replace("@SEEK@", &(MARK_OFFSET / 512).to_string());
+    let mmap = std::env::var("IOVM_TEST_VFIO_MMAP").unwrap_or_else(|_| "on".into());
     let assigned = |name: &str, options: &str| {
         GuestRun::new(name)
             .args(["--cpus", "2", "--memory", "1G", "--device"])
-            .arg(format!("vfio-pci,host={ASSIGNABLE_NVME_BDF}{options}"))
+            .arg(format!(
+                "vfio-pci,host={ASSIGNABLE_NVME_BDF},mmap={mmap}{options}"
+            ))
     };
     vec![
         assigned("vfio-nvme", "")

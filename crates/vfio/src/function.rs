@@ -36,7 +36,7 @@ use pci::caps::CapError;
 use pci::config::{command, BarWindow, ConfigError, ConfigWriteEffects, Type0Config};
 use pci::function::PciFunction;
 
-use crate::host::{HostDevice, IrqKind, VectorTriggers, CONFIG_REGION};
+use crate::host::{HostDevice, IntxRelay, IrqKind, VectorTriggers, CONFIG_REGION};
 use crate::scan::{scan, HostConfig, ScanError};
 
 /// The command register bits that reach the device: its decoders, its
@@ -64,13 +64,15 @@ pub struct DirectRange {
     pub len: u64,
 }
 
-/// Which of the device's interrupt capabilities the guest sees.
+/// Which of the device's interrupts the guest sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interrupts {
     /// MSI-X, if the device has it.
     pub msix: bool,
     /// MSI, if the device has it.
     pub msi: bool,
+    /// INTx (as INTA), if the device has a pin and the VMM relays it.
+    pub intx: bool,
 }
 
 impl Default for Interrupts {
@@ -78,6 +80,7 @@ impl Default for Interrupts {
         Self {
             msix: true,
             msi: true,
+            intx: true,
         }
     }
 }
@@ -86,7 +89,7 @@ impl Default for Interrupts {
 #[derive(Debug, thiserror::Error)]
 pub enum AssignError {
     /// The guest would see no way to interrupt.
-    #[error("the function has no MSI-X or MSI left for the guest (INTx is not offered)")]
+    #[error("the function has no MSI-X, MSI or INTx left for the guest")]
     NoInterrupts,
     /// Its configuration space is not one iovm can present.
     #[error(transparent)]
@@ -107,6 +110,7 @@ pub struct AssignedFunction {
     ep: EndpointConfig,
     routing: MsiRouting,
     triggers: Arc<dyn VectorTriggers>,
+    intx: Option<Arc<dyn IntxRelay>>,
     /// What VFIO signals now: the kind and how many vectors.
     signalling: Option<(IrqKind, u16)>,
 }
@@ -120,15 +124,17 @@ impl AssignedFunction {
         vectors: Arc<dyn MsiVectors>,
         triggers: Arc<dyn VectorTriggers>,
     ) -> Result<Self, AssignError> {
-        Self::with_interrupts(host, vectors, triggers, Interrupts::default())
+        Self::with_interrupts(host, vectors, triggers, None, Interrupts::default())
     }
 
-    /// [`AssignedFunction::new`] showing the guest only the interrupt
-    /// capabilities `shown` keeps (a test switch: MSI-X hidden leaves MSI).
+    /// [`AssignedFunction::new`] with INTx relayed by `intx`, showing the
+    /// guest only the interrupts `shown` keeps (a test switch: MSI-X hidden
+    /// leaves MSI; both hidden leave INTx).
     pub fn with_interrupts(
         host: Arc<dyn HostDevice>,
         vectors: Arc<dyn MsiVectors>,
         triggers: Arc<dyn VectorTriggers>,
+        intx: Option<Arc<dyn IntxRelay>>,
         shown: Interrupts,
     ) -> Result<Self, AssignError> {
         host.reset();
@@ -141,10 +147,12 @@ impl AssignedFunction {
         if !shown.msi {
             host_config.msi = None;
         }
-        if host_config.msix.is_none() && host_config.msi.is_none() {
+        let intx = intx.filter(|_| shown.intx && host_config.pin != 0);
+        if host_config.msix.is_none() && host_config.msi.is_none() && intx.is_none() {
             return Err(AssignError::NoInterrupts);
         }
-        let header = Type0Config::new(host_config.identity, &host_config.bars, 0)?;
+        let pin = if intx.is_some() { 1 } else { 0 };
+        let header = Type0Config::new(host_config.identity, &host_config.bars, pin)?;
         let (msi, msix) = (host_config.msi, host_config.msix);
         let ep = EndpointConfig::new(header, |list| {
             list.power_management(PmConfig::default())?;
@@ -172,6 +180,7 @@ impl AssignedFunction {
             ep,
             routing: MsiRouting::new(vectors),
             triggers,
+            intx,
             signalling: None,
         };
         f.forward_command();
@@ -249,10 +258,26 @@ impl AssignedFunction {
         if let Some(t) = caps.msix_table().filter(|t| t.control().enabled) {
             return Some((IrqKind::Msix, t.vectors()));
         }
-        caps.msi()
+        let msi = caps
+            .msi()
             .map(|m| m.state(self.ep.config().regs()))
             .filter(|s| s.enabled)
-            .map(|s| (IrqKind::Msi, u16::from(s.vectors)))
+            .map(|s| (IrqKind::Msi, u16::from(s.vectors)));
+        let intx_on = self.ep.config().command() & command::INTX_DISABLE == 0;
+        msi.or_else(|| (self.intx.is_some() && intx_on).then_some((IrqKind::Intx, 1)))
+    }
+
+    /// The eventfds VFIO is given for `count` vectors of `kind`.
+    fn eventfds(
+        &self,
+        kind: IrqKind,
+        count: u16,
+    ) -> std::io::Result<Vec<vmm_sys_util::eventfd::EventFd>> {
+        match (kind, &self.intx) {
+            (IrqKind::Intx, Some(relay)) => Ok(relay.eventfds()?.into()),
+            (IrqKind::Intx, None) => Err(std::io::Error::other("no INTx relay")),
+            _ => (0..count).map(|v| self.triggers.trigger(v)).collect(),
+        }
     }
 
     /// Brings VFIO's interrupt eventfds in line with the guest's MSI-X or
@@ -270,7 +295,7 @@ impl AssignedFunction {
         let Some((kind, count)) = wanted else {
             return;
         };
-        let fds: Result<Vec<_>, _> = (0..count).map(|v| self.triggers.trigger(v)).collect();
+        let fds = self.eventfds(kind, count);
         let result = fds.and_then(|fds| self.host.set_irqs(kind, &fds.iter().collect::<Vec<_>>()));
         match result {
             Ok(()) => self.signalling = Some((kind, count)),

@@ -31,6 +31,10 @@ pub enum IrqKind {
     Msi,
     /// MSI-X (`VFIO_PCI_MSIX_IRQ_INDEX`).
     Msix,
+    /// INTx (`VFIO_PCI_INTX_IRQ_INDEX`): `fds` are the trigger and the
+    /// unmask (resample) eventfd. VFIO masks the line when it fires; a
+    /// write to the unmask eventfd unmasks it.
+    Intx,
 }
 
 /// Part of a region mapped into iovm's address space (VFIO: an `mmap` of
@@ -70,6 +74,16 @@ pub trait HostDevice: Send + Sync + Debug {
 
     /// Resets the function (`VFIO_DEVICE_RESET`), if it can be.
     fn reset(&self);
+}
+
+/// The VMM side of an assigned function's INTx: VFIO signals `trigger`
+/// when the device raises its line (and masks it); the VMM drives the
+/// guest's IOAPIC pin, and when the guest ends the interrupt (its EOI) it
+/// lowers the pin and signals `unmask`, so VFIO unmasks the device's
+/// line and, if it is still raised, signals again.
+pub trait IntxRelay: Send + Sync + Debug {
+    /// The trigger and the unmask eventfds, to give VFIO.
+    fn eventfds(&self) -> io::Result<[EventFd; 2]>;
 }
 
 /// The eventfds that deliver a function's message-signalled vectors

@@ -18,5 +18,5 @@ pub mod scan;
 pub mod testing;
 
 pub use function::{AssignError, AssignedFunction, DirectRange, Interrupts};
-pub use host::{HostDevice, IrqKind, MappedRegion, RegionInfo, VectorTriggers};
+pub use host::{HostDevice, IntxRelay, IrqKind, MappedRegion, RegionInfo, VectorTriggers};
 pub use scan::{HostConfig, ScanError};

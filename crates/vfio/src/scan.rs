@@ -28,6 +28,8 @@ pub struct HostConfig {
     pub msi: Option<MsiConfig>,
     /// MSI-X, if the device has it.
     pub msix: Option<MsixConfig>,
+    /// Its interrupt pin (0: none, 1-4: INTA-INTD).
+    pub pin: u8,
 }
 
 fn u16_at(c: &[u8], off: usize) -> u16 {
@@ -142,6 +144,7 @@ pub fn scan(config: &[u8; 256], bar_size: impl Fn(usize) -> u64) -> Result<HostC
         bars,
         msi,
         msix,
+        pin: if config[0x3d] <= 4 { config[0x3d] } else { 0 },
     })
 }
 

@@ -129,6 +129,11 @@ pub struct VfioPciConfig {
     pub sysfs: PathBuf,
     /// Hide the device's MSI-X capability (the guest then uses MSI).
     pub no_msix: bool,
+    /// Hide the device's MSI capability (with `no_msix`: INTx only).
+    pub no_msi: bool,
+    /// Trap every BAR access instead of mapping the device's pages into
+    /// the guest (slower; for diagnosis).
+    pub no_mmap: bool,
 }
 
 /// A virtio-pci device: its type and what every type shares.

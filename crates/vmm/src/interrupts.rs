@@ -125,7 +125,8 @@ struct Table {
 pub struct GsiRouter {
     vm: Arc<VmFd>,
     table: Mutex<Table>,
-    remap: OnceLock<Arc<dyn InterruptRemap>>,
+    /// Held weakly: the unit's own events go out through this router.
+    remap: OnceLock<std::sync::Weak<dyn InterruptRemap>>,
     /// KVM takes destination bits 31:8 from the upper address
     /// (`KVM_X2APIC_API_USE_32BIT_IDS`) and refuses a route whose upper
     /// address has any of bits 7:0 set.
@@ -147,9 +148,11 @@ impl GsiRouter {
     }
 
     /// Sends every later message through `unit` (set once, before the
-    /// guest runs).
-    pub fn set_remap(&self, unit: Arc<dyn InterruptRemap>) {
-        let _ = self.remap.set(unit);
+    /// guest runs). The router holds it weakly (the unit sends its fault
+    /// events through the router); once it is gone, remapped messages are
+    /// blocked.
+    pub fn set_remap(&self, unit: &Arc<dyn InterruptRemap>) {
+        let _ = self.remap.set(Arc::downgrade(unit));
     }
 
     /// KVM has `KVM_X2APIC_API_USE_32BIT_IDS` on (set once, before the
@@ -162,7 +165,7 @@ impl GsiRouter {
     /// blocked or one KVM would refuse.
     fn translate(&self, msg: MsiMessage, source: &Source, record: bool) -> Option<MsiMessage> {
         let out = match self.remap.get() {
-            Some(unit) => unit.remap(msg, source.requester(), record)?,
+            Some(unit) => unit.upgrade()?.remap(msg, source.requester(), record)?,
             None => msg,
         };
         if self.x2apic_format.get().is_some() && (out.address >> 32) & 0xff != 0 {

@@ -11,7 +11,8 @@
 //! routes `0..pins` carries it, so every pin's message is kept installed as
 //! GSI `pin` ([`crate::interrupts::GsiRouter`]), masked or not.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use devices::BusDevice;
 use irq::ioapic::{Ioapic, IoapicConfig, IoapicError, IoapicLine, IoapicWriteEffect, WirePolarity};
@@ -53,11 +54,22 @@ pub fn enable_x2apic_api(vm: &VmFd) -> Result<(), kvm_ioctls::Error> {
     vm.enable_cap(&cap)
 }
 
+/// Told when the guest ends a level-triggered interrupt on a pin (its
+/// EOI), before the IOAPIC looks at the pin again: a relayed line (an
+/// assigned device's INTx) is lowered and its source unmasked here.
+pub trait EoiListener: Send + Sync + std::fmt::Debug {
+    /// The guest ended the interrupt of the pin this listener is on.
+    fn end_of_interrupt(&self);
+}
+
+type Listeners = Arc<Mutex<BTreeMap<usize, Vec<Weak<dyn EoiListener>>>>>;
+
 /// The user-space interrupt controllers of a machine.
 #[derive(Debug, Clone)]
 pub struct Irqchip {
     ioapic: SharedIoapic,
     router: Arc<GsiRouter>,
+    listeners: Listeners,
 }
 
 impl Irqchip {
@@ -73,6 +85,7 @@ impl Irqchip {
         Ok(Self {
             ioapic: Arc::new(Mutex::new(ioapic)),
             router,
+            listeners: Listeners::default(),
         })
     }
 
@@ -94,6 +107,16 @@ impl Irqchip {
         IoapicLine::new(self.ioapic.clone(), pin as usize, polarity)
     }
 
+    /// Tells `listener` (held weakly) about every EOI of pin `pin`.
+    pub fn add_eoi_listener(&self, pin: u32, listener: &Arc<dyn EoiListener>) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(pin as usize)
+            .or_default()
+            .push(Arc::downgrade(listener));
+    }
+
     /// A vCPU saw the guest's EOI for `vector` (`KVM_EXIT_IOAPIC_EOI`).
     /// The vector is the one the local APIC received: for a pin whose
     /// message interrupt remapping translated, that is its remapping
@@ -104,14 +127,39 @@ impl Irqchip {
         let delivered: Vec<Option<u8>> = (0..pins)
             .map(|pin| self.router.delivered_vector(pin as u32))
             .collect();
-        self.lock().end_of_interrupt_where(|pin, entry| {
+        let matches = |pin: usize, entry: irq::ioapic::RedirectionEntry| {
             delivered
                 .get(pin)
                 .copied()
                 .flatten()
                 .unwrap_or(entry.vector())
                 == vector
-        });
+        };
+        let ended: Vec<usize> = {
+            let ioapic = self.lock();
+            (0..pins)
+                .filter(|&p| {
+                    let e = ioapic.state().redirection[p];
+                    e.remote_irr() && matches(p, e)
+                })
+                .collect()
+        };
+        let listeners: Vec<Arc<dyn EoiListener>> = {
+            let map = self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            ended
+                .iter()
+                .filter_map(|p| map.get(p))
+                .flatten()
+                .filter_map(Weak::upgrade)
+                .collect()
+        };
+        for l in listeners {
+            l.end_of_interrupt();
+        }
+        self.lock().end_of_interrupt_where(matches);
     }
 
     /// The register window, for the MMIO bus.

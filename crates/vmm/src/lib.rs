@@ -29,6 +29,7 @@ pub mod testing;
 pub mod topology;
 pub mod vcpu;
 pub mod vfio;
+pub mod vfio_intx;
 pub mod vm;
 pub mod vtd;
 pub mod wiring;

@@ -26,6 +26,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 /// `VFIO_REGION_INFO_FLAG_MMAP`.
 const REGION_MMAP: u32 = 1 << 2;
+/// `VFIO_PCI_INTX_IRQ_INDEX`.
+const INTX: u32 = 0;
 
 /// Why a host function cannot be assigned.
 #[derive(Debug, thiserror::Error)]
@@ -330,6 +332,11 @@ impl HostDevice for VfioHost {
             (IrqKind::Msix, false) => self.device.enable_msix(fds.to_vec()),
             (IrqKind::Msi, true) => self.device.disable_msi(),
             (IrqKind::Msi, false) => self.device.enable_msi(fds.to_vec()),
+            (IrqKind::Intx, true) => self.device.disable_irq(INTX),
+            (IrqKind::Intx, false) => self
+                .device
+                .enable_irq(INTX, vec![fds[0]])
+                .and_then(|()| self.device.set_irq_resample_fd(INTX, fds[1..].to_vec())),
         };
         result.map_err(|e| io::Error::other(format!("{}: {e}", self.bdf)))
     }

@@ -98,7 +98,8 @@ impl Vtd {
     /// remapping state or invalidates its interrupt entry cache.
     pub fn remap_interrupts_of(self: &Arc<Self>, router: &Arc<GsiRouter>) {
         let _ = self.routes.set(Arc::downgrade(router));
-        router.set_remap(self.clone());
+        let unit: Arc<dyn InterruptRemap> = self.clone();
+        router.set_remap(&unit);
     }
 
     /// Carries out an interrupt remapping effect; returns whether it was

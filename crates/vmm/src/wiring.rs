@@ -90,6 +90,16 @@ impl Wiring for KvmWiring<'_> {
         Ok(Arc::new(machine.open(sysfs).map_err(fail)?))
     }
 
+    fn intx_relay(
+        &mut self,
+        line: Arc<dyn IrqLine>,
+        gsi: u32,
+    ) -> Result<Option<Arc<dyn vfio::IntxRelay>>, PciBuildError> {
+        let relay = crate::vfio_intx::KvmIntxRelay::new(line, gsi, &self.irqchip)
+            .map_err(|e| PciBuildError::Device(format!("vfio-pci INTx relay: {e}")))?;
+        Ok(Some(relay))
+    }
+
     fn triggered_vectors(
         &mut self,
         ctx: &Arc<FunctionContext>,

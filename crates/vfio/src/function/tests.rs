@@ -257,6 +257,7 @@ fn test_hidden_msix_leaves_msi_and_hiding_both_is_refused() {
             host.clone(),
             Arc::new(RecordingVectors::new()),
             Arc::new(FakeTriggers::default()),
+            None,
             shown,
         )
     };
@@ -264,11 +265,13 @@ fn test_hidden_msix_leaves_msi_and_hiding_both_is_refused() {
     let msi_only = new(Interrupts {
         msix: false,
         msi: true,
+        intx: true,
     })
     .unwrap();
     let none = new(Interrupts {
         msix: false,
         msi: false,
+        intx: true,
     });
 
     assert!(cap(&msi_only, 0x11).is_none() && cap(&msi_only, 0x05).is_some());
@@ -301,4 +304,104 @@ fn test_dropping_the_function_quiesces_the_device() {
     let command = u16::from_le_bytes(host.config.lock().unwrap()[4..6].try_into().unwrap());
     assert_eq!(command & 0x7, 0, "decoders and bus mastering off");
     assert_eq!(*host.resets.lock().unwrap(), 2);
+}
+
+/// An INTx relay that hands out plain eventfds.
+#[derive(Debug)]
+struct FakeRelay;
+
+impl crate::host::IntxRelay for FakeRelay {
+    fn eventfds(&self) -> std::io::Result<[vmm_sys_util::eventfd::EventFd; 2]> {
+        Ok([
+            vmm_sys_util::eventfd::EventFd::new(0)?,
+            vmm_sys_util::eventfd::EventFd::new(0)?,
+        ])
+    }
+}
+
+fn intx_only(host: &Arc<FakeHost>) -> AssignedFunction {
+    AssignedFunction::with_interrupts(
+        host.clone(),
+        Arc::new(RecordingVectors::new()),
+        Arc::new(FakeTriggers::default()),
+        Some(Arc::new(FakeRelay)),
+        Interrupts {
+            msix: false,
+            msi: false,
+            intx: true,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn test_intx_relayed_while_not_disabled_and_no_message_interrupt_is_on() {
+    let host = Arc::new(FakeHost::new(nvme_config()));
+    let mut f = intx_only(&host);
+
+    let pin = (read32(&f, 0x3c) >> 8) as u8;
+    write32(&mut f, 0x04, 0x0006);
+    write32(&mut f, 0x04, 0x0406); // INTx disabled
+    write32(&mut f, 0x04, 0x0006);
+
+    assert_eq!(pin, 1, "INTA");
+    assert_eq!(
+        *host.irqs.lock().unwrap(),
+        [
+            IrqCall::Set(IrqKind::Intx, 2),
+            IrqCall::Disable(IrqKind::Intx),
+            IrqCall::Set(IrqKind::Intx, 2),
+        ],
+        "trigger and unmask eventfds"
+    );
+}
+
+#[test]
+fn test_intx_gives_way_to_msix_and_comes_back() {
+    let host = Arc::new(FakeHost::new(nvme_config()));
+    let mut f = AssignedFunction::with_interrupts(
+        host.clone(),
+        Arc::new(RecordingVectors::new()),
+        Arc::new(FakeTriggers::default()),
+        Some(Arc::new(FakeRelay)),
+        Interrupts::default(),
+    )
+    .unwrap();
+    let msix = cap(&f, 0x11).unwrap();
+
+    write32(&mut f, 0x04, 0x0006);
+    update32(&mut f, msix, 0, 0x8000 << 16);
+    update32(&mut f, msix, 0x8000 << 16, 0);
+
+    assert_eq!(
+        *host.irqs.lock().unwrap(),
+        [
+            IrqCall::Set(IrqKind::Intx, 2),
+            IrqCall::Disable(IrqKind::Intx),
+            IrqCall::Set(IrqKind::Msix, 65),
+            IrqCall::Disable(IrqKind::Msix),
+            IrqCall::Set(IrqKind::Intx, 2),
+        ],
+        "VFIO takes one kind at a time"
+    );
+}
+
+#[test]
+fn test_without_a_pin_or_relay_there_is_no_intx() {
+    let mut c = nvme_config();
+    c[0x3d] = 0;
+    let host = Arc::new(FakeHost::new(c));
+    let none = AssignedFunction::with_interrupts(
+        host,
+        Arc::new(RecordingVectors::new()),
+        Arc::new(FakeTriggers::default()),
+        Some(Arc::new(FakeRelay)),
+        Interrupts {
+            msix: false,
+            msi: false,
+            intx: true,
+        },
+    );
+
+    assert!(matches!(none, Err(AssignError::NoInterrupts)));
 }

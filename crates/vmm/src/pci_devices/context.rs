@@ -173,6 +173,14 @@ impl DeviceContext<'_, '_> {
         self.machine.wiring.host_device(sysfs)
     }
 
+    /// A relay of a host function's INTx onto its INTA wire, if the
+    /// machine has one.
+    pub(crate) fn intx_relay(&mut self) -> Result<Option<Arc<dyn vfio::IntxRelay>>, PciBuildError> {
+        let line = self.intx()?;
+        let gsi = self.place.gsi(1);
+        self.machine.wiring.intx_relay(line, gsi)
+    }
+
     /// Its MSI/MSI-X vectors, each with an eventfd that delivers it.
     pub(crate) fn triggered_vectors(
         &mut self,

@@ -84,6 +84,14 @@ pub trait Wiring {
     /// machine's VFIO container, guest RAM mapped for its DMA).
     fn host_device(&mut self, sysfs: &Path) -> Result<Arc<dyn HostDevice>, PciBuildError>;
 
+    /// A relay of an assigned function's INTx onto `line`, the wire into
+    /// IOAPIC pin `gsi` (`None`: the machine relays none).
+    fn intx_relay(
+        &mut self,
+        line: Arc<dyn IrqLine>,
+        gsi: u32,
+    ) -> Result<Option<Arc<dyn vfio::IntxRelay>>, PciBuildError>;
+
     /// The MSI/MSI-X vectors of the function `ctx` describes, and for each
     /// vector an eventfd whose signal delivers it (KVM: its irqfd), for a
     /// host function that interrupts through eventfds.

@@ -112,6 +112,14 @@ impl Wiring for TestWiring {
         })
     }
 
+    fn intx_relay(
+        &mut self,
+        _line: Arc<dyn IrqLine>,
+        _gsi: u32,
+    ) -> Result<Option<Arc<dyn vfio::IntxRelay>>, PciBuildError> {
+        Ok(None)
+    }
+
     fn triggered_vectors(
         &mut self,
         _ctx: &Arc<FunctionContext>,

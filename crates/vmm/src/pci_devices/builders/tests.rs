@@ -149,6 +149,8 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
             DeviceKind::VfioPci(VfioPciConfig {
                 sysfs: FAKE_HOST.into(),
                 no_msix: false,
+                no_msi: false,
+                no_mmap: false,
             }),
             8,
         ),

@@ -63,13 +63,20 @@ pub(super) fn build(
     let (vectors, triggers) = dev.triggered_vectors();
     let shown = Interrupts {
         msix: !c.no_msix,
-        msi: true,
+        msi: !c.no_msi,
+        intx: true,
     };
-    let function = AssignedFunction::with_interrupts(host.clone(), vectors, triggers, shown)
+    let intx = dev.intx_relay()?;
+    let function = AssignedFunction::with_interrupts(host.clone(), vectors, triggers, intx, shown)
         .map_err(|e| PciBuildError::Device(format!("vfio-pci {}: {e}", c.sysfs.display())))?;
     let mut mapped = Vec::new();
     let mut memory = Vec::new();
-    for r in function.direct_ranges() {
+    let direct = if c.no_mmap {
+        Vec::new()
+    } else {
+        function.direct_ranges()
+    };
+    for r in direct {
         match host.map(r.bar as u32, r.offset, r.len) {
             Ok(Some(m)) => {
                 memory.push(BarMemory {
