@@ -19,8 +19,9 @@
 //! | OUT, DISCARD or WRITE_ZEROES on a read-only disk | status IOERR, nothing written |
 //! | unknown request type; unknown range flags; UNMAP on DISCARD | status UNSUPP |
 //! | header under 16 bytes, data in the wrong direction, data not a multiple of 512, readable after writable | status IOERR |
-//! | buffers outside guest memory | status IOERR (DMA refuses the whole range) |
-//! | no writable status byte, or status outside memory | chain returned with used length 0, no status written |
+//! | buffers outside guest memory, or not mapped by the IOMMU (`ACCESS_PLATFORM`) | status IOERR (DMA refuses the whole range; the IOMMU records the fault) |
+//! | no writable status descriptor | chain returned with used length 0, no status written |
+//! | status byte outside memory, or not mapped writable by the IOMMU | chain returned with used length 0, `DEVICE_NEEDS_RESET` + configuration change |
 //! | looping chain, bad next index, bad indirect table, too many descriptors | chain returned with used length 0 |
 //! | head index past the queue, avail index jumping ahead | nothing can be returned: `needs_reset` |
 //! | flood of bad requests | each is answered; warnings rate-limited (10/min) |

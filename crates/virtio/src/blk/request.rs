@@ -19,7 +19,7 @@
 //! mistake becomes [`RequestKind::Fail`] with the status the spec asks for,
 //! so the guest sees an I/O error, never the VMM.
 
-use dma::Dma;
+use dma::{Direction, Dma};
 use virtio_queue::DescriptorChain;
 use vm_memory::GuestMemory;
 
@@ -155,8 +155,9 @@ pub enum ParseError {
     /// The last descriptor is not device-writable, or is empty.
     #[error("the last descriptor is not a device-writable status byte")]
     NoStatus,
-    /// The status byte is not inside guest memory.
-    #[error("the status byte at {0:#x} is outside guest memory")]
+    /// The device may not write the status byte: it is outside guest
+    /// memory, or the IOMMU does not map it writable.
+    #[error("the status byte at {0:#x} is not writable by the device")]
     StatusOutsideMemory(u64),
 }
 
@@ -239,7 +240,9 @@ pub fn parse_segments(
         .addr
         .checked_add(u64::from(last.len) - 1)
         .ok_or(ParseError::NoStatus)?;
-    if dma.read(status, &mut [0u8]).is_err() {
+    // A write check, not a read: behind an IOMMU the driver maps the
+    // status byte for the device to write only (DMA_FROM_DEVICE).
+    if dma.translate(status, 1, Direction::FromDevice).is_err() {
         return Err(ParseError::StatusOutsideMemory(status));
     }
     let kind = match request_kind(segments, dma, limits) {

@@ -591,13 +591,14 @@ fn test_blk_missing_status_descriptor_returns_chain_with_zero_len() {
 }
 
 #[test]
-fn test_blk_status_outside_memory_returns_chain_with_zero_len() {
+fn test_blk_status_outside_memory_returns_chain_with_zero_len_and_needs_reset() {
     let mut h = harness(Opts::default());
     h.mem_write(HDR, &header(T_FLUSH, 0));
 
     let (len, _) = unanswered(&mut h, &[(HDR, 16, false), (OUTSIDE, 1, true)]);
 
     assert_eq!(len, 0);
+    assert_eq!(h.drv.signals.needs_reset.load(Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -1197,6 +1198,27 @@ fn test_blk_translation_fault_on_a_data_buffer_is_ioerr() {
     let (status, _) = h.submit(&[(HDR, 16, false), (unmapped, 512, false), (STATUS, 1, true)]);
     assert_eq!(status, IOERR);
     assert_eq!(h.file.read_at(0, 512), vec![0u8; 512], "nothing written");
+}
+
+#[test]
+fn test_blk_translation_fault_on_the_status_byte_needs_reset() {
+    let mut h = harness(Opts {
+        dma: DmaMode::Translated,
+        ..Opts::default()
+    });
+    h.file.write_at(0, &pattern(512, 3));
+    h.mem_write(HDR, &header(T_IN, 0));
+    let unmapped = STATUS.wrapping_sub(IOVA_OFFSET);
+
+    let (len, status) = unanswered(
+        &mut h,
+        &[(HDR, 16, false), (BUF, 512, true), (unmapped, 1, true)],
+    );
+
+    assert_eq!((len, status), (0, 0xff), "returned unanswered");
+    assert_eq!(h.drv.signals.needs_reset.load(Ordering::SeqCst), 1);
+    assert_eq!(h.mem_read(BUF, 512), vec![0u8; 512], "nothing read for it");
+    assert_eq!(h.simple(T_IN, 0, 512), (OK, 513), "the queue still serves");
 }
 
 #[test]

@@ -200,6 +200,9 @@ impl BlkWorker {
         for (head, parsed) in requests {
             match parsed {
                 Ok(req) => self.execute(i, head, req.status, req.kind),
+                Err(e @ request::ParseError::StatusOutsideMemory(_)) => {
+                    self.status_lost(i, head, format_args!("{e}"));
+                }
                 Err(e) => {
                     self.warnings
                         .warn(format_args!("queue {i} chain {head} dropped: {e}"));
@@ -312,15 +315,24 @@ impl BlkWorker {
 
     /// Writes the status byte and returns the chain.
     fn complete(&mut self, i: usize, head: u16, status_addr: u64, status: Status, len: u32) {
-        let len = match self.dma.write(status_addr, &[status as u8]) {
-            Ok(()) => len,
-            Err(e) => {
-                self.warnings
-                    .warn(format_args!("queue {i} request {head}: status byte: {e}"));
-                0
-            }
-        };
-        self.add_used(i, head, len);
+        match self.dma.write(status_addr, &[status as u8]) {
+            Ok(()) => self.add_used(i, head, len),
+            Err(e) => self.status_lost(i, head, format_args!("status byte: {e}")),
+        }
+    }
+
+    /// The request's status byte cannot be written (outside memory, or an
+    /// IOMMU fault): the driver cannot learn how it ended, so the device
+    /// asks to be reset (§2.1.2: `DEVICE_NEEDS_RESET` and a configuration
+    /// change) and returns the chain with used length 0.
+    fn status_lost(&mut self, i: usize, head: u16, why: std::fmt::Arguments<'_>) {
+        self.warnings.warn(format_args!(
+            "queue {i} request {head}: {why}; device needs reset"
+        ));
+        if !std::mem::replace(&mut self.reset_requested, true) {
+            self.signals.needs_reset();
+        }
+        self.add_used(i, head, 0);
     }
 
     fn add_used(&mut self, i: usize, head: u16, len: u32) {
