@@ -47,6 +47,15 @@ pub struct FakeIommu {
 }
 
 impl FakeIommu {
+    /// The IOMMU of the function `ctx` describes, over `mem`.
+    pub fn new(ctx: Arc<FunctionContext>, mem: Arc<GuestMemoryMmap>) -> Arc<Self> {
+        Arc::new(Self {
+            ctx,
+            ram: GuestDma::new(mem),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
     fn map(&self, addr: u64) -> Result<u64, DmaError> {
         let requester = self.ctx.requester();
         self.log.lock().unwrap().push((requester, addr));
@@ -324,11 +333,7 @@ impl FakeDriver {
         let mem = memory();
         let ctx = FunctionContext::new(TEST_RID);
         ctx.set_bus_master(true);
-        let iommu = Arc::new(FakeIommu {
-            ctx: ctx.clone(),
-            ram: GuestDma::new(mem.clone()),
-            log: Mutex::new(Vec::new()),
-        });
+        let iommu = FakeIommu::new(ctx.clone(), mem.clone());
         let dma: Arc<dyn Dma> = Arc::new(FunctionDma::new(ctx, iommu.clone()));
         let (drv, act) = Self::build(mem, dma, IOVA_OFFSET, sizes, features, event_idx);
         (drv, act, iommu)

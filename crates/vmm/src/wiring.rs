@@ -1,7 +1,7 @@
 //! How a machine's devices reach KVM: INTx into the user-space IOAPIC, MSI
 //! vectors as GSI routes with irqfds, DMA straight onto guest RAM or, with
-//! `--device intel-iommu`, through the VT-d unit for the devices that are
-//! not virtio.
+//! `--device intel-iommu`, through the VT-d unit (NVMe always; virtio
+//! when its driver accepts VIRTIO_F_ACCESS_PLATFORM).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -59,6 +59,10 @@ impl Wiring for KvmWiring<'_> {
             (Some(unit), DmaRoute::Iommu) => unit.dma(ctx),
             _ => Arc::new(GuestDma::new(self.memory.clone())),
         }
+    }
+
+    fn has_iommu(&self) -> bool {
+        self.iommu.is_some()
     }
 
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {

@@ -65,6 +65,10 @@ impl Wiring for TestWiring {
         Arc::new(GuestDma::new(self.memory.clone()))
     }
 
+    fn has_iommu(&self) -> bool {
+        false
+    }
+
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {
         Box::new(std::io::sink())
     }

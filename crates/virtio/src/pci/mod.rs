@@ -17,6 +17,19 @@
 //!        ─▶ MSI-X vector of N (pci::caps::routing::MsiRouting), or ISR + INTx
 //! ```
 //!
+//! # DMA with and without an IOMMU
+//! A transport built with [`VirtioPciConfig::platform_dma`] (the machine
+//! has an IOMMU) offers `VIRTIO_F_ACCESS_PLATFORM` (virtio 1.2 §6). The
+//! route is picked once, at `DRIVER_OK`, from the features the driver
+//! accepted: with the bit, every access of the device (descriptor tables,
+//! avail and used rings with their event-index fields, buffers) goes
+//! through the translated handle, whose faults the IOMMU records;
+//! without it, through [`VirtioPciConfig::dma`] at guest-physical
+//! addresses, as QEMU does for a driver that did not accept it. Either
+//! way the device's worker gets one [`Activation::memory`] and
+//! [`Activation::dma`] over the same handle, and a machine without an
+//! IOMMU keeps the untranslated fast path ([`dma::Dma::direct`]).
+//!
 //! # What the VMM does
 //! 1. Builds a [`VirtioPci`] from a [`VirtioPciConfig`] and places it on
 //!    the PCI tree like any [`PciFunction`].
@@ -59,6 +72,7 @@
 //! | `queue_select` past the last queue                 | its fields read 0, writes ignored                  |
 //! | `queue_size` 0, above the maximum, or not a power of two | 0 / too big: ignored; not a power of two: no activation, `DEVICE_NEEDS_RESET` |
 //! | rings misaligned or outside guest memory           | no activation, `DEVICE_NEEDS_RESET` + config interrupt |
+//! | rings at addresses its IOMMU does not map (`ACCESS_PLATFORM`) | the same; the IOMMU records the fault |
 //! | MSI-X vectors beyond the table                     | read back `NO_VECTOR`, nothing is sent             |
 //! | notifications of missing queues, odd addresses     | dropped                                            |
 //! | PCI_CFG access with another BAR, bad length or offset | no BAR access                                  |
@@ -133,13 +147,32 @@ pub enum VirtioPciError {
     Eventfd(#[source] std::io::Error),
 }
 
+/// One way the device may reach memory: a DMA handle and the queues'
+/// [`Memory`] view of it, made once when the transport is built so that
+/// activation only picks one.
+#[derive(Debug)]
+struct DmaRoute {
+    dma: Arc<dyn Dma>,
+    memory: Arc<Memory>,
+}
+
+impl DmaRoute {
+    fn new(dma: Arc<dyn Dma>) -> Self {
+        Self {
+            memory: Arc::new(Memory::new(dma.clone())),
+            dma,
+        }
+    }
+}
+
 /// How a transport is built.
 #[derive(Debug)]
 pub struct VirtioPciConfig {
     /// The device type behind the transport.
     pub device: Box<dyn VirtioDevice>,
-    /// The function's DMA: the queues' rings and the buffers' contents
-    /// both go through it.
+    /// The function's DMA at guest-physical addresses: the queues' rings
+    /// and the buffers' contents both go through it, unless the driver
+    /// negotiates `VIRTIO_F_ACCESS_PLATFORM`.
     pub dma: Arc<dyn Dma>,
     /// The function's MSI-X vectors.
     pub msi: Arc<dyn MsiVectors>,
@@ -147,14 +180,17 @@ pub struct VirtioPciConfig {
     pub intx: Arc<dyn IrqLine>,
     /// MSI-X table entries (0: no MSI-X, INTx only).
     pub msix_vectors: u16,
-    /// Offer `VIRTIO_F_ACCESS_PLATFORM` (the device's DMA is translated
-    /// by the platform's IOMMU).
-    pub access_platform: bool,
+    /// The function's DMA through the platform's IOMMU, in a machine that
+    /// has one. With it the transport offers `VIRTIO_F_ACCESS_PLATFORM`
+    /// (virtio 1.2 §6), and a driver that accepts it gets rings and
+    /// buffers translated through this handle instead of `dma`.
+    pub platform_dma: Option<Arc<dyn Dma>>,
 }
 
 impl VirtioPciConfig {
     /// A configuration with one MSI-X vector per queue plus one for
-    /// configuration changes, and without `VIRTIO_F_ACCESS_PLATFORM`.
+    /// configuration changes, and without an IOMMU (no
+    /// `VIRTIO_F_ACCESS_PLATFORM`).
     pub fn new(
         device: Box<dyn VirtioDevice>,
         dma: Arc<dyn Dma>,
@@ -171,7 +207,7 @@ impl VirtioPciConfig {
             msi,
             intx,
             msix_vectors,
-            access_platform: false,
+            platform_dma: None,
         }
     }
 }
@@ -180,8 +216,8 @@ impl VirtioPciConfig {
 #[derive(Debug)]
 pub struct VirtioPci {
     device: Box<dyn VirtioDevice>,
-    memory: Arc<Memory>,
-    dma: Arc<dyn Dma>,
+    bypass: DmaRoute,
+    platform: Option<DmaRoute>,
     offered: u64,
     layout: Layout,
     common: CommonState,
@@ -211,14 +247,14 @@ impl VirtioPci {
         let layout = Layout::new(queues, cfg.msix_vectors);
         let (ep, pci_cfg) = caps::endpoint(cfg.device.device_id(), &layout)?;
         let mut offered = cfg.device.features() | TRANSPORT_FEATURES;
-        if cfg.access_platform {
+        if cfg.platform_dma.is_some() {
             offered |= F_ACCESS_PLATFORM;
         }
         let shared = Shared::new(ep, MsiRouting::new(cfg.msi), cfg.intx, usize::from(queues));
         Ok(Self {
             device: cfg.device,
-            memory: Arc::new(Memory::new(cfg.dma.clone())),
-            dma: cfg.dma,
+            bypass: DmaRoute::new(cfg.dma),
+            platform: cfg.platform_dma.map(DmaRoute::new),
             offered,
             layout,
             common: CommonState::new(&max_sizes),
@@ -499,15 +535,24 @@ impl VirtioPci {
         self.shared.update_intx(&mut st);
     }
 
+    /// Where the device's DMA goes for a driver that accepted `features`:
+    /// through the IOMMU if it accepted `VIRTIO_F_ACCESS_PLATFORM` (it
+    /// hands out I/O virtual addresses), at guest-physical addresses
+    /// otherwise, as QEMU does.
+    fn route(&self, features: u64) -> &DmaRoute {
+        match &self.platform {
+            Some(platform) if features & F_ACCESS_PLATFORM != 0 => platform,
+            _ => &self.bypass,
+        }
+    }
+
     fn activate(&mut self) {
         let features = self.common.driver_features;
         let event_idx = features & F_RING_EVENT_IDX != 0;
-        let queues = match queues::setups(
-            &self.common.queues,
-            &self.memory,
-            event_idx,
-            &self.notifiers,
-        ) {
+        let route = self.route(features);
+        let (memory, dma) = (route.memory.clone(), route.dma.clone());
+        let queues = match queues::setups(&self.common.queues, &memory, event_idx, &self.notifiers)
+        {
             Ok(queues) => queues,
             Err(e) => {
                 self.shared
@@ -521,8 +566,8 @@ impl VirtioPci {
         let signals: Arc<dyn Signals> = Arc::new(DeviceSignals::new(self.shared.clone(), epoch));
         let activation = Activation {
             features,
-            memory: self.memory.clone(),
-            dma: self.dma.clone(),
+            memory,
+            dma,
             queues,
             signals,
         };

@@ -2,7 +2,7 @@
 //! [`virtio_queue::Queue`]s at `DRIVER_OK` (virtio 1.2 §2.7 split
 //! virtqueues: size a power of two up to 32768, descriptor table 16-byte,
 //! available ring 2-byte and used ring 4-byte aligned, every ring inside
-//! guest memory).
+//! the memory the device reaches).
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddress;
@@ -30,8 +30,9 @@ pub enum QueueError {
         /// Queue index.
         index: u16,
     },
-    /// A ring lies (partly) outside guest memory.
-    #[error("queue {index}: a ring is outside guest memory")]
+    /// A ring lies (partly) outside the memory the device reaches: guest
+    /// memory, or with `VIRTIO_F_ACCESS_PLATFORM` what the IOMMU maps.
+    #[error("queue {index}: a ring is outside the memory the device reaches")]
     OutsideMemory {
         /// Queue index.
         index: u16,

@@ -188,6 +188,18 @@ impl DeviceContext<'_, '_> {
         self.machine.wiring.triggered_vectors(&self.function)
     }
 
+    /// Its DMA through the machine's IOMMU, if the machine has one (for
+    /// a virtio device, whose driver may or may not accept
+    /// VIRTIO_F_ACCESS_PLATFORM): [`DeviceContext::dma`] with
+    /// [`DmaRoute::Iommu`].
+    pub(crate) fn platform_dma(&mut self) -> Option<Arc<dyn Dma>> {
+        if self.machine.wiring.has_iommu() {
+            Some(self.dma(DmaRoute::Iommu))
+        } else {
+            None
+        }
+    }
+
     /// Where a console device's output goes (iovm's console).
     pub(crate) fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {
         self.machine.wiring.console_output()

@@ -47,12 +47,14 @@ use tree::Tree;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DmaRoute {
     /// Translated by the IOMMU: every emulated device that is not virtio
-    /// (NVMe), whose guest driver maps its buffers through the DMA API.
+    /// (NVMe), whose guest driver maps its buffers through the DMA API,
+    /// and a virtio device whose driver accepted VIRTIO_F_ACCESS_PLATFORM
+    /// (virtio 1.2 §6), which iovm offers when the machine has an IOMMU.
     Iommu,
-    /// Guest RAM as it is, IOMMU or not: virtio devices. iovm does not
-    /// offer VIRTIO_F_ACCESS_PLATFORM (virtio 1.2 §6) yet, so their
-    /// drivers hand out guest-physical addresses; QEMU without
-    /// `iommu_platform=on` does the same.
+    /// Guest RAM as it is, IOMMU or not: a virtio device whose driver did
+    /// not accept VIRTIO_F_ACCESS_PLATFORM hands out guest-physical
+    /// addresses, so the device must not translate them (QEMU does the
+    /// same).
     Bypass,
 }
 
@@ -73,6 +75,10 @@ pub trait Wiring {
     /// behind the function's [`dma::FunctionDma`] (Bus Master Enable), and
     /// every access of the device (rings included) goes through that.
     fn dma(&mut self, ctx: &Arc<FunctionContext>, route: DmaRoute) -> Arc<dyn Dma>;
+
+    /// Whether the machine has an IOMMU ([`DmaRoute::Iommu`] translates):
+    /// virtio devices then offer VIRTIO_F_ACCESS_PLATFORM.
+    fn has_iommu(&self) -> bool;
 
     /// Where a console device's output goes (iovm's console).
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send>;

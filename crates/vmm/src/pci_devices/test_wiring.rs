@@ -98,6 +98,10 @@ impl Wiring for TestWiring {
         }
     }
 
+    fn has_iommu(&self) -> bool {
+        self.iommu.is_some()
+    }
+
     fn console_output(&mut self) -> Box<dyn std::io::Write + Send> {
         Box::new(std::io::sink())
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use dma::GuestDma;
+use dma::{Dma, FunctionContext, GuestDma};
 use irq::recording::{RecordingLine, RecordingVectors};
 use pci::caps::id;
 use pci::config::command;
@@ -16,11 +16,12 @@ use pci::message::MsiMessage;
 use pci::testing::{BarDriver, ConfigDriver, MsixDriver};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-use crate::device::{ActivateError, Activation, QueueSetup, Signals, VirtioDevice};
+use crate::device::{ActivateError, Activation, Memory, QueueSetup, Signals, VirtioDevice};
 use crate::features::{F_VERSION_1, ID_BLOCK};
 use crate::pci::caps::{cfg_type, field};
 use crate::pci::status::{ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK};
 use crate::pci::{VirtioPci, VirtioPciConfig};
+pub use crate::testutil::{FakeIommu, IOVA_OFFSET, TEST_RID};
 
 /// Guest RAM size.
 pub const RAM: u64 = 1 << 20;
@@ -61,6 +62,8 @@ pub struct DeviceLog {
     pub queues: Vec<QueueSetup>,
     /// The signals of the last activation.
     pub signals: Option<Arc<dyn Signals>>,
+    /// The queues' memory and the buffers' DMA of the last activation.
+    pub dma: Option<(Arc<Memory>, Arc<dyn Dma>)>,
     /// Number of resets.
     pub resets: usize,
     /// Every config write.
@@ -137,6 +140,7 @@ impl VirtioDevice for FakeDevice {
         log.activations.push(activation.features);
         log.queues = activation.queues;
         log.signals = Some(activation.signals);
+        log.dma = Some((activation.memory, activation.dma));
         Ok(())
     }
 
@@ -149,6 +153,7 @@ impl VirtioDevice for FakeDevice {
         log.resets += 1;
         log.queues.clear();
         log.signals = None;
+        log.dma = None;
     }
 }
 
@@ -176,7 +181,34 @@ pub struct Rig {
 
 /// Builds a transport for `device`, letting `tweak` edit the config.
 pub fn rig_with(device: FakeDevice, tweak: impl FnOnce(&mut VirtioPciConfig)) -> Rig {
-    let mem = Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM as usize)]).unwrap());
+    rig_on(ram(), device, tweak)
+}
+
+/// Guest RAM of [`RAM`] bytes.
+fn ram() -> Arc<GuestMemoryMmap> {
+    Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM as usize)]).unwrap())
+}
+
+/// A transport around a two-queue fake device in a machine with an
+/// IOMMU: its platform DMA is a [`FakeIommu`] (bus address = guest
+/// address + [`IOVA_OFFSET`]) for a function with Bus Master Enable on.
+pub fn rig_with_iommu() -> (Rig, Arc<FakeIommu>) {
+    let mem = ram();
+    let ctx = FunctionContext::new(TEST_RID);
+    ctx.set_bus_master(true);
+    let iommu = FakeIommu::new(ctx, mem.clone());
+    let platform: Arc<dyn Dma> = iommu.clone();
+    let rig = rig_on(mem, FakeDevice::new(vec![16, 8]), |c| {
+        c.platform_dma = Some(platform);
+    });
+    (rig, iommu)
+}
+
+fn rig_on(
+    mem: Arc<GuestMemoryMmap>,
+    device: FakeDevice,
+    tweak: impl FnOnce(&mut VirtioPciConfig),
+) -> Rig {
     let vectors = Arc::new(RecordingVectors::new());
     let intx = Arc::new(RecordingLine::new());
     let log = device.log.clone();

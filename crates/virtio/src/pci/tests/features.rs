@@ -1,6 +1,6 @@
 //! Feature negotiation (§2.2, §3.1.1 steps 4–6).
 
-use super::driver::{cc, rig, rig_with, FakeDevice, DEVICE_FEATURES};
+use super::driver::{cc, rig, rig_with_iommu, DEVICE_FEATURES};
 use crate::features::{F_ACCESS_PLATFORM, F_RING_EVENT_IDX, F_VERSION_1, TRANSPORT_FEATURES};
 use crate::pci::status::{ACKNOWLEDGE, DRIVER, FEATURES_OK};
 
@@ -20,8 +20,8 @@ fn test_device_features_offer_device_and_transport_bits() {
 }
 
 #[test]
-fn test_access_platform_when_configured_is_offered() {
-    let mut r = rig_with(FakeDevice::new(vec![16]), |c| c.access_platform = true);
+fn test_access_platform_with_an_iommu_is_offered() {
+    let (mut r, _) = rig_with_iommu();
     r.place_bar();
 
     let offered = r.device_features();

@@ -6,5 +6,6 @@ mod features;
 mod hostile;
 mod interrupts;
 mod pci_cfg;
+mod platform;
 mod queues;
 mod reset;

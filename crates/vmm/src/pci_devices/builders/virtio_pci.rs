@@ -1,6 +1,8 @@
 //! The virtio-pci transport every virtio kind sits behind: the device
 //! type a `virtio_*` builder made, its queues' notify addresses handed to
-//! the root complex as ioeventfds.
+//! the root complex as ioeventfds, and its two DMA routes: guest RAM as
+//! it is, and in a machine with an IOMMU the translated one, which the
+//! transport takes when the driver accepts VIRTIO_F_ACCESS_PLATFORM.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,10 +24,9 @@ pub(super) fn build(
     dev: &mut DeviceContext<'_, '_>,
 ) -> Result<Built, PciBuildError> {
     let intx = dev.intx()?;
-    // No VIRTIO_F_ACCESS_PLATFORM yet: the driver uses guest-physical
-    // addresses, so the device must not be translated.
     let dma = dev.dma(DmaRoute::Bypass);
     let mut transport = VirtioPciConfig::new(device, dma, dev.msi_vectors(), intx);
+    transport.platform_dma = dev.platform_dma();
     if cfg.no_msix {
         transport.msix_vectors = 0;
     }
