@@ -36,6 +36,8 @@ mod intx;
 #[cfg(test)]
 pub(crate) mod test_wiring;
 mod tree;
+#[cfg(test)]
+mod virtio_vtd_tests;
 
 pub use error::PciBuildError;
 
