@@ -1,11 +1,12 @@
-//! A virtio-blk function built by the machine's own builders behind the
-//! VT-d unit, driven as Linux drives it: with VIRTIO_F_ACCESS_PLATFORM
+//! Virtio functions built by the machine's own builders behind the VT-d
+//! unit, driven as Linux drives them. virtio-blk: with VIRTIO_F_ACCESS_PLATFORM
 //! accepted, rings and buffers are I/O virtual addresses the guest's page
 //! tables map (the status byte write-only, as `DMA_FROM_DEVICE` maps it),
 //! an unmapped buffer fails the request with IOERR and is recorded in the
 //! fault recording register (VT-d 4.1 §7.2.1), an unwritable status byte
 //! sets DEVICE_NEEDS_RESET (virtio 1.2 §2.1.2); without the feature the
-//! addresses are guest-physical and the unit is not asked.
+//! addresses are guest-physical and the unit is not asked. virtio-rng
+//! fills a buffer at an IOVA, and one it cannot reach is a recorded fault.
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -118,11 +119,11 @@ fn pattern() -> Vec<u8> {
         .collect()
 }
 
-/// A machine's MMIO bus with ECAM, the VT-d page and a virtio-blk
-/// function whose DMA the unit translates when its driver asks.
+/// A machine's MMIO bus with ECAM, the VT-d page and one virtio function
+/// whose DMA the unit translates when its driver asks.
 struct Machine {
     _pci: PciRoot,
-    _disk: Disk,
+    _disk: Option<Disk>,
     mmio: Arc<Bus>,
     ram: Arc<GuestMemoryMmap>,
     unit: Arc<Vtd>,
@@ -130,7 +131,18 @@ struct Machine {
 }
 
 impl Machine {
+    /// With a virtio-blk disk.
     fn new() -> Self {
+        let disk = Disk::new();
+        let blk = VirtioKind::Blk(VirtioBlkConfig {
+            path: disk.0.clone(),
+            ..Default::default()
+        });
+        Self::with(blk, Some(disk))
+    }
+
+    /// With the virtio device `kind` (its `disk` kept until the end).
+    fn with(kind: VirtioKind, disk: Option<Disk>) -> Self {
         let mut wiring = TestWiring::new();
         let ram = wiring.memory().clone();
         let guest: Arc<dyn Dma> = Arc::new(GuestDma::new(ram.clone()));
@@ -143,21 +155,17 @@ impl Machine {
             .unwrap();
         let page = Arc::new(Mutex::new(unit.register_page()));
         mmio.insert(VTD_START, VTD_SIZE, 0, page).unwrap();
-        let disk = Disk::new();
-        let blk = DeviceConfig {
+        let device = DeviceConfig {
             addr: Some(PciSlot {
                 device: DEV,
                 function: 0,
             }),
             ..DeviceConfig::new(DeviceKind::Virtio(VirtioConfig {
-                device: VirtioKind::Blk(VirtioBlkConfig {
-                    path: disk.0.clone(),
-                    ..Default::default()
-                }),
+                device: kind,
                 no_msix: false,
             }))
         };
-        crate::pci_devices::build(&[blk], &pci, &mut wiring, 1).unwrap();
+        crate::pci_devices::build(&[device], &pci, &mut wiring, 1).unwrap();
         Self {
             _pci: pci,
             _disk: disk,
@@ -265,9 +273,8 @@ impl Machine {
         self.common(STATUS, 1, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     }
 
-    /// Writes a read of sector 0 into `data` (512 bytes) with its status
-    /// at `status`, makes it available, notifies the queue, waits for the
-    /// device to return it; returns its used length.
+    /// Submits a read of sector 0 into `data` (512 bytes) with its status
+    /// at `status`; returns its used length.
     fn read_sector(&mut self, hdr: u64, data: u64, status: u64) -> u32 {
         let mut header = [0u8; 16];
         header[..4].copy_from_slice(&T_IN.to_le_bytes());
@@ -275,9 +282,15 @@ impl Machine {
             .write_slice(&header, GuestAddress(HDR_GPA))
             .unwrap();
         self.ram_write(STATUS_GPA, 0xffu8);
+        self.submit(&[(hdr, 16, 1), (data, 512, 3), (status, 1, 2)])
+    }
+
+    /// Writes the chain `descs` (address, length, flags), at most three
+    /// descriptors, makes it available, notifies queue 0 and waits for
+    /// the device to return it; returns its used length.
+    fn submit(&mut self, descs: &[(u64, u32, u16)]) -> u32 {
         let head = u64::from(self.requests % 5) * 3;
-        let descs = [(hdr, 16u32, 1u16), (data, 512, 3), (status, 1, 2)];
-        for (k, (addr, len, flags)) in descs.into_iter().enumerate() {
+        for (k, &(addr, len, flags)) in descs.iter().enumerate() {
             let at = RING_GPA + (head + k as u64) * 16;
             self.ram_write(at, addr);
             self.ram_write(at + 8, len);
@@ -412,4 +425,44 @@ fn test_virtio_blk_without_access_platform_uses_guest_physical_addresses() {
     assert_eq!(m.ram_bytes(DATA_GPA, SECTOR), pattern());
     assert_eq!(m.read(VTD_START + FSTS, 4), 0, "the unit was not asked");
     assert!(m.unit.remapper().enabled(), "though translation is on");
+}
+
+/// A virtio-rng machine with the driver's buffer page mapped writable.
+fn rng() -> Machine {
+    let m = Machine::with(VirtioKind::Rng, None);
+    m.write_tables(&[(RING_IOVA, RING_GPA, R | W), (DATA_IOVA, DATA_GPA, W)]);
+    m.enable_translation();
+    m.bring_up(F_VERSION_1 | F_ACCESS_PLATFORM, RING_IOVA);
+    m
+}
+
+#[test]
+fn test_virtio_rng_with_access_platform_fills_a_buffer_at_an_iova() {
+    let mut m = rng();
+
+    let len = m.submit(&[(DATA_IOVA, 64, 2)]);
+
+    assert_eq!(len, 64);
+    assert_ne!(m.ram_bytes(DATA_GPA, 64), vec![0u8; 64], "entropy arrived");
+    assert_eq!(m.read(VTD_START + FSTS, 4), 0, "no fault");
+}
+
+#[test]
+fn test_virtio_rng_buffer_at_an_unmapped_iova_is_unfilled_and_a_recorded_fault() {
+    let mut m = rng();
+
+    let len = m.submit(&[(UNMAPPED_IOVA, 64, 2)]);
+
+    assert_eq!(len, 0, "nothing written");
+    assert_eq!(m.device_status() & NEEDS_RESET, 0);
+    let (fi, sid, reason, read) = m.fault();
+    assert_eq!(
+        (fi, sid, reason, read),
+        (UNMAPPED_IOVA, u64::from(DEV) << 3, 5, false)
+    );
+    assert_eq!(
+        m.submit(&[(DATA_IOVA, 16, 2)]),
+        16,
+        "the next one is served"
+    );
 }
