@@ -134,11 +134,12 @@ pub struct RunArgs {
     ///
     /// `intel-iommu[,aw-bits=39|48][,intremap=on|off]` (at most once; not a
     /// PCI function, so no id/bus/addr) adds an emulated Intel VT-d unit and
-    /// its DMAR ACPI table: DMA remapping for the emulated devices that are not
-    /// virtio (NVMe); virtio devices bypass it (no VIRTIO_F_ACCESS_PLATFORM
-    /// yet). Interrupt remapping (default on, with x2APIC destinations) puts
-    /// every MSI and IOAPIC interrupt through the guest's remapping table, which
-    /// vfio-pci in the guest needs; `aw-bits` defaults to 48.
+    /// its DMAR ACPI table: DMA remapping for every emulated device; virtio
+    /// devices offer VIRTIO_F_ACCESS_PLATFORM and are translated when their
+    /// driver accepts it (guest-physical otherwise). Interrupt remapping
+    /// (default on, with x2APIC destinations) puts every MSI and IOAPIC
+    /// interrupt through the guest's remapping table, which vfio-pci in the
+    /// guest needs; `aw-bits` defaults to 48.
     ///
     /// `bus=` puts a device behind a root port or bridge given earlier by its
     /// `id=` (default: the root bus, pcie.0). `addr=` picks the slot and

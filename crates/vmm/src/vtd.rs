@@ -2,7 +2,7 @@
 //! 18): the `iommu` crate's [`Remapper`] and register page ([`Registers`])
 //! joined to the machine: the page on the MMIO bus at
 //! [`VTD_START`](crate::layout::VTD_START) (`page.rs`), every emulated
-//! non-virtio function's DMA through the remapper (`translated.rs`), and the fault
+//! function's DMA through the remapper (`translated.rs`), and the fault
 //! event sent through the machine's MSI path.
 //!
 //! ```text
@@ -17,10 +17,11 @@
 //! processed within the guest's IQT write, wait statuses included, as
 //! Linux spins on them with interrupts off), one fault recording register
 //! (§7.2.1) and the fault event (§7.3). Not yet: interrupt remapping
-//! (ECAP.IR and the DMAR's INTR_REMAP are clear). Virtio devices bypass
-//! the unit: iovm does not offer VIRTIO_F_ACCESS_PLATFORM yet, so their
-//! drivers use guest-physical addresses, as with QEMU without
-//! `iommu_platform=on` (see [`crate::pci_devices::DmaRoute`]).
+//! (ECAP.IR and the DMAR's INTR_REMAP are clear). Virtio devices offer
+//! VIRTIO_F_ACCESS_PLATFORM and go through the unit once their driver
+//! accepts it; a driver that does not gets guest-physical addresses
+//! that bypass the unit, as QEMU does (see
+//! [`crate::pci_devices::DmaRoute`]).
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
