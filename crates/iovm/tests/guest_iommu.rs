@@ -43,6 +43,7 @@ const SCRIPT: &str = r#"
 dmesg > /tmp/dmesg
 echo "dmar_unit=$(grep -c 'DMAR: dmar0: reg_base_addr fed90000' /tmp/dmesg)"
 echo "strict=$(grep -c 'strict mode' /tmp/dmesg)"
+echo "domain=$(grep -o 'Default domain type: [A-Za-z]*' /tmp/dmesg | cut -d' ' -f4)"
 echo "ir_x2apic=$(grep -c 'Enabled IRQ remapping in x2apic mode' /tmp/dmesg)"
 echo "queued=$(grep -c 'dmar0: Using Queued invalidation' /tmp/dmesg)"
 echo "ir_msi=$(grep -c 'IR-PCI-MSI' /proc/interrupts)"
@@ -163,6 +164,7 @@ fn test_guest_intel_iommu_finds_the_unit_and_groups_its_devices() {
     r.assert_success();
     assert_eq!(r.fact("dmar_unit"), "1", "{}", r.dump());
     assert_ne!(r.fact("strict"), "0", "strict invalidation\n{}", r.dump());
+    assert_eq!(r.fact("domain"), "Translated", "{}", r.dump());
     let groups: u32 = r.fact("groups").parse().unwrap_or(0);
     assert!(
         groups >= 3,
@@ -203,5 +205,7 @@ fn test_devices_move_data_with_the_guests_iommu_off() {
 
 #[test]
 fn test_devices_move_data_with_pass_through_contexts() {
+    let r = run("iommu-pt");
+    assert_eq!(r.fact("domain"), "Passthrough", "{}", r.dump());
     assert_devices_move_data(2);
 }
