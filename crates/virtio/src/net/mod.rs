@@ -32,7 +32,7 @@
 //! | tx chain longer than 12 B + 64 KiB + 64 B           | drops it, used length 0, warning                        |
 //! | tx chain with a device-writable descriptor          | drops it, used length 0, warning                        |
 //! | looping chain, `next` past the table, bad indirect  | drops it (chain cut short by the queue), warning        |
-//! | buffer outside guest memory                         | drops it (DMA refused before any access), warning       |
+//! | buffer outside guest memory, or unmapped by the IOMMU | drops it (DMA refused before any access), warning     |
 //! | tx header with flags/GSO not negotiated             | drops it, warning                                       |
 //! | rx chain with a device-readable descriptor, < 12 B, outside memory | returns it unused (length 0), warning    |
 //! | rx buffers too small for a frame (no MRG_RXBUF)     | drops the frame, keeps the buffer, warning              |

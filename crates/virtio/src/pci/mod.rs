@@ -151,12 +151,12 @@ pub enum VirtioPciError {
 /// [`Memory`] view of it, made once when the transport is built so that
 /// activation only picks one.
 #[derive(Debug)]
-struct DmaRoute {
+struct DmaView {
     dma: Arc<dyn Dma>,
     memory: Arc<Memory>,
 }
 
-impl DmaRoute {
+impl DmaView {
     fn new(dma: Arc<dyn Dma>) -> Self {
         Self {
             memory: Arc::new(Memory::new(dma.clone())),
@@ -216,8 +216,8 @@ impl VirtioPciConfig {
 #[derive(Debug)]
 pub struct VirtioPci {
     device: Box<dyn VirtioDevice>,
-    bypass: DmaRoute,
-    platform: Option<DmaRoute>,
+    bypass: DmaView,
+    platform: Option<DmaView>,
     offered: u64,
     layout: Layout,
     common: CommonState,
@@ -253,8 +253,8 @@ impl VirtioPci {
         let shared = Shared::new(ep, MsiRouting::new(cfg.msi), cfg.intx, usize::from(queues));
         Ok(Self {
             device: cfg.device,
-            bypass: DmaRoute::new(cfg.dma),
-            platform: cfg.platform_dma.map(DmaRoute::new),
+            bypass: DmaView::new(cfg.dma),
+            platform: cfg.platform_dma.map(DmaView::new),
             offered,
             layout,
             common: CommonState::new(&max_sizes),
@@ -539,7 +539,7 @@ impl VirtioPci {
     /// through the IOMMU if it accepted `VIRTIO_F_ACCESS_PLATFORM` (it
     /// hands out I/O virtual addresses), at guest-physical addresses
     /// otherwise, as QEMU does.
-    fn route(&self, features: u64) -> &DmaRoute {
+    fn route(&self, features: u64) -> &DmaView {
         match &self.platform {
             Some(platform) if features & F_ACCESS_PLATFORM != 0 => platform,
             _ => &self.bypass,

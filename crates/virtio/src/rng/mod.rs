@@ -14,7 +14,7 @@
 //! |---|---|
 //! | huge buffers | at most `max_bytes` (64 KiB by default) filled per chain, used length says how many |
 //! | device-readable descriptors | skipped, rate-limited warning |
-//! | buffers outside guest memory | filling stops at that buffer; used length counts what was written |
+//! | buffers outside guest memory, or unmapped by the IOMMU | filling stops at that buffer; used length counts what was written |
 //! | looping / broken / too long chain | returned with used length 0 |
 //! | head index past the queue, bad avail index | `needs_reset`, queue no longer served |
 //! | flood of requests | one worker thread; the vCPU never blocks on it |
