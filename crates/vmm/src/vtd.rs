@@ -6,7 +6,9 @@
 //! event sent through the machine's MSI path.
 //!
 //! ```text
-//!  guest MMIO ─▶ RegisterPage ─▶ Registers::write ─▶ apply (SRTP, TE) ─▶ Remapper
+//!  guest MMIO ─▶ RegisterPage ─▶ Registers::write ─▶ apply (SRTP, TE, invalidations) ─▶ Remapper
+//!                                                  ├▶ ProcessQueue ─▶ descriptors ─▶ the same
+//!                                                  ├▶ IRE/SIRTP/CFI/IEC ─▶ InterruptRemapper, GsiRouter::refresh
 //!                                                  └▶ FaultEvent ─▶ MsiSink
 //!  NVMe ─▶ FunctionDma (BME) ─▶ VtdDma ─▶ IommuDma ─▶ Remapper ─▶ guest RAM
 //!                                 └ on a fault: forward_faults ─▶ FRCD, FSTS, fault event
@@ -15,9 +17,13 @@
 //! What it offers today (VT-d 4.1): DMA remapping in legacy mode with
 //! register-based (§6.5.1) and queued invalidation (§6.5.2: the queue is
 //! processed within the guest's IQT write, wait statuses included, as
-//! Linux spins on them with interrupts off), one fault recording register
-//! (§7.2.1) and the fault event (§7.3). Not yet: interrupt remapping
-//! (ECAP.IR and the DMAR's INTR_REMAP are clear). Virtio devices offer
+//! Linux spins on them with interrupts off), a context cache and IOTLB
+//! dropped by the matching invalidations, one fault recording register
+//! (§7.2.1) and the fault event (§7.3); and interrupt remapping (chapter
+//! 5, unless `intremap=off`): the machine's GSI router sends every MSI and
+//! IOAPIC message through [`InterruptRemap`], and the routes are
+//! translated again when the guest changes remapping or invalidates its
+//! interrupt entry cache. Virtio devices offer
 //! VIRTIO_F_ACCESS_PLATFORM and go through the unit once their driver
 //! accepts it; a driver that does not gets guest-physical addresses
 //! that bypass the unit, as QEMU does (see

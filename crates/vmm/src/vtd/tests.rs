@@ -303,7 +303,7 @@ fn test_nvme_dma_is_translated_and_an_unmapped_iova_faults_into_frcd() {
 }
 
 #[test]
-fn test_translated_dma_has_no_direct_path_and_virtio_bypasses_the_unit() {
+fn test_translated_dma_has_no_direct_path_and_bypass_route_skips_the_unit() {
     let m = Machine::new();
     let mut wiring = TestWiring::new();
     wiring.iommu = Some(m.unit.clone());
