@@ -4,7 +4,8 @@
 //! `vfio-pci`, and iovm assigns it to its guest, whose own `nvme` driver
 //! binds it with MSI-X and moves data: guest → iovm → VFIO → the test
 //! host's device → a raw image on this machine. The same device with its
-//! MSI-X hidden moves data over MSI; iovm killed with SIGKILL in the
+//! MSI-X hidden moves data over INTx (QEMU's NVMe has no MSI capability,
+//! so MSI is shown by the unit tests only); iovm killed with SIGKILL in the
 //! middle of I/O leaves it to the next run, which assigns it again and
 //! verifies. The bad-input runs of the same boot check that a missing
 //! function and one bound to another driver are refused with one line. One batch, one test-host boot; always in the
@@ -42,7 +43,8 @@ const SCRIPT: &str = r#"
 i=0; until [ -b /dev/nvme0n1 ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
 echo "serial=$(cat /sys/class/nvme/nvme0/serial 2>/dev/null | tr -d ' ')"
 echo "msix=$(grep -c 'nvme0q' /proc/interrupts)"
-echo "irq_kind=$(cat /sys/class/nvme/nvme0/device/msi_irqs/* | sort -u | tr '\n' ' ')"
+echo "irq_kind=$(cat /sys/class/nvme/nvme0/device/msi_irqs/* 2>/dev/null | sort -u | tr '\n' ' ')"
+echo "ioapic=$(grep 'nvme0q0' /proc/interrupts | grep -c 'IO-APIC')"
 fio --name=v --filename=/dev/nvme0n1 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
     --iodepth=8 --size=16m --verify=crc32c --do_verify=1 \
     --output-format=terse --terse-version=3 > /tmp/fio 2>&1
@@ -65,7 +67,9 @@ echo "io-ended"
 "#;
 
 /// Seconds after iovm starts that the killed run's iovm gets SIGKILL (the
-/// guest boots in about 20 s in the test host, then does I/O).
+/// guest boots in about 20 s in the test host, then does I/O). iovm runs
+/// under the staged dynamic loader there, so it is found by its command
+/// line (the bracket keeps the pattern from matching its own shell).
 const KILL_AFTER: u32 = 45;
 
 fn runs() -> Vec<GuestRun> {
@@ -84,10 +88,10 @@ fn runs() -> Vec<GuestRun> {
         assigned("vfio-nvme", "")
             .host_before(bind_vfio())
             .script(format!("{SCRIPT}{mark}")),
-        assigned("vfio-msi", ",msix=off").script(SCRIPT),
+        assigned("vfio-intx", ",msix=off,msi=off").script(SCRIPT),
         assigned("vfio-killed", "")
             .host_before(format!(
-                "(sleep {KILL_AFTER}; pkill -KILL -x iovm) >/dev/null 2>&1 &"
+                "(sleep {KILL_AFTER}; pkill -KILL -f '[b]in/iovm run') >/dev/null 2>&1 &"
             ))
             .script(KILLED_SCRIPT),
         assigned("vfio-after-kill", "").script(SCRIPT),
@@ -137,10 +141,21 @@ fn test_guest_nvme_driver_binds_the_assigned_controller_with_msix_and_verifies()
 }
 
 #[test]
-fn test_with_msix_hidden_the_guest_uses_msi_and_verifies() {
-    let r = run("vfio-msi");
+fn test_with_message_interrupts_hidden_intx_is_relayed_and_verifies() {
+    let r = run("vfio-intx");
     r.assert_success();
-    assert_eq!(r.fact("irq_kind").trim(), "msi", "{}", r.dump());
+    assert_eq!(
+        r.fact("irq_kind").trim(),
+        "",
+        "no MSI or MSI-X\n{}",
+        r.dump()
+    );
+    assert_eq!(
+        r.fact("ioapic"),
+        "1",
+        "INTA through the IOAPIC\n{}",
+        r.dump()
+    );
     assert_eq!(r.fact("fio"), "0", "{}", r.dump());
 }
 
