@@ -93,23 +93,43 @@ pub struct GuestArgs {
 /// The source of the guest's `exit-probe`, so that changing it rebuilds the image.
 const EXIT_PROBE_SOURCE: &str = include_str!("../../guest-tools/exit-probe/src/main.rs");
 
+/// The sources of the guest's `vfio-nvme`, so that changing them rebuilds the image.
+const VFIO_NVME_SOURCES: &[&str] = &[
+    include_str!("../../guest-tools/vfio-nvme/src/main.rs"),
+    include_str!("../../guest-tools/vfio-nvme/src/controller.rs"),
+    include_str!("../../guest-tools/vfio-nvme/src/dma.rs"),
+    include_str!("../../guest-tools/vfio-nvme/src/nvme.rs"),
+    include_str!("../../guest-tools/vfio-nvme/src/sysfs.rs"),
+    include_str!("../../guest-tools/vfio-nvme/src/vfio.rs"),
+];
+
+/// The guest's own tools: (cargo package, path in the image).
+const GUEST_TOOLS: &[(&str, &str)] = &[
+    ("exit-probe", "usr/bin/exit-probe"),
+    ("vfio-nvme", "usr/bin/vfio-nvme"),
+];
+
 /// Builds the guest's own tools (`guest-tools/`) as static executables and
 /// returns `(path in the image, host file)` for each.
 fn guest_tools() -> Result<Vec<(&'static str, std::path::PathBuf)>> {
     let triple = "x86_64-unknown-linux-gnu";
-    let status = run_status(
-        cargo()
-            .args(["build", "--release", "-p", "exit-probe", "--target", triple])
-            .env(
-                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
-                "-C target-feature=+crt-static -C strip=symbols",
-            ),
-    )?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--target", triple]);
+    for (package, _) in GUEST_TOOLS {
+        build.args(["-p", package]);
+    }
+    let status = run_status(build.env(
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+        "-C target-feature=+crt-static -C strip=symbols",
+    ))?;
     if !status.success() {
         bail!("building the guest tools failed: {status}");
     }
-    let bin = paths::target().join(triple).join("release/exit-probe");
-    Ok(vec![("usr/bin/exit-probe", bin)])
+    let release = paths::target().join(triple).join("release");
+    Ok(GUEST_TOOLS
+        .iter()
+        .map(|(package, path)| (*path, release.join(package)))
+        .collect())
 }
 
 /// Files of the guest image that the harness needs.
@@ -118,6 +138,7 @@ const FILES: &[&str] = &["vmlinuz", "initramfs.cpio.gz"];
 /// Fingerprint of what the image is made from, besides the Debian packages.
 fn inputs() -> String {
     let mut parts = vec![INIT, EXIT_PROBE_SOURCE];
+    parts.extend_from_slice(VFIO_NVME_SOURCES);
     for list in [MODULES, PACKAGES, PROGRAMS] {
         parts.extend_from_slice(list);
         parts.push("\n");
