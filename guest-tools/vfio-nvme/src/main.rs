@@ -531,7 +531,7 @@ fn main() -> ExitCode {
         code = ExitCode::FAILURE;
     }
     if !o.keep_bound {
-        match sysfs::release(Path::new(sysfs::SYSFS), &bdf) {
+        match sysfs::release(Path::new(sysfs::SYSFS), &bdf, Duration::from_secs(10)) {
             Ok(d) => fact("driver_after", d.as_deref().unwrap_or("none")),
             Err(e) => {
                 println!("vfio-nvme: error: release: {e}");

@@ -129,8 +129,9 @@ pub fn rebind(sys: &Path, bdf: &str, to: &str) -> Result<Option<String>, String>
 }
 
 /// Gives `bdf` back to the kernel's choice of driver: clears
-/// `driver_override`, unbinds the current driver and probes.
-pub fn release(sys: &Path, bdf: &str) -> Result<Option<String>, String> {
+/// `driver_override`, unbinds the current driver and probes. Returns the
+/// driver bound within `timeout` (drivers such as nvme probe asynchronously).
+pub fn release(sys: &Path, bdf: &str, timeout: Duration) -> Result<Option<String>, String> {
     let dev = device_dir(sys, bdf);
     write_attr(&dev.join("driver_override"), "\n")?;
     if driver(sys, bdf).is_some() {
@@ -138,6 +139,10 @@ pub fn release(sys: &Path, bdf: &str) -> Result<Option<String>, String> {
         wait_driver(sys, bdf, None, Duration::from_secs(10))?;
     }
     write_attr(&sys.join("bus/pci/drivers_probe"), bdf)?;
+    let start = Instant::now();
+    while driver(sys, bdf).is_none() && start.elapsed() < timeout {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(driver(sys, bdf))
 }
 
