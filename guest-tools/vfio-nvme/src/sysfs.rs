@@ -243,6 +243,41 @@ mod tests {
     }
 
     #[test]
+    fn test_rebind_leaves_a_function_already_on_the_driver_alone() {
+        let s = Scratch::new("bound");
+        add_function(&s.0, "0000:00:03.0", "0x010802\n");
+        let drv = s.0.join("bus/pci/drivers/vfio-pci");
+        fs::create_dir_all(&drv).unwrap();
+        symlink(&drv, device_dir(&s.0, "0000:00:03.0").join("driver")).unwrap();
+        assert_eq!(
+            rebind(&s.0, "0000:00:03.0", "vfio-pci").unwrap().as_deref(),
+            Some("vfio-pci")
+        );
+        assert!(!device_dir(&s.0, "0000:00:03.0")
+            .join("driver_override")
+            .exists());
+    }
+
+    #[test]
+    fn test_release_clears_the_override_and_probes() {
+        let s = Scratch::new("release");
+        add_function(&s.0, "0000:00:03.0", "0x010802\n");
+        let dev = device_dir(&s.0, "0000:00:03.0");
+        fs::write(dev.join("driver_override"), "vfio-pci\n").unwrap();
+        fs::write(s.0.join("bus/pci/drivers_probe"), "").unwrap();
+        // nothing binds in a fake tree: the driver stays none
+        assert_eq!(release(&s.0, "0000:00:03.0", Duration::ZERO), Ok(None));
+        assert_eq!(
+            fs::read_to_string(dev.join("driver_override")).unwrap(),
+            "\n"
+        );
+        assert_eq!(
+            fs::read_to_string(s.0.join("bus/pci/drivers_probe")).unwrap(),
+            "0000:00:03.0"
+        );
+    }
+
+    #[test]
     fn test_a_group_link_that_is_not_a_number_is_refused() {
         let s = Scratch::new("badgroup");
         add_function(&s.0, "0000:00:03.0", "0x010802\n");
