@@ -20,12 +20,6 @@ use std::time::Duration;
 use common::{disks_in, disks_out, sparse_disks, Runs};
 use testkit::{Batch, GuestRun, RunResult};
 
-/// vfio_iommu_type1 refuses a group whose IOMMU cannot remap interrupts
-/// unless its `allow_unsafe_interrupts` parameter is set. iovm's VT-d does
-/// not remap interrupts yet; turn this off once `--device intel-iommu`
-/// offers interrupt remapping (the test fails while both are on).
-const ALLOW_UNSAFE_INTERRUPTS: bool = true;
-
 const WORK: &str = "/dev/shm/iovm-vfio";
 const DISKS: [(&str, u64); 2] = [("vfio-nvme.img", 64), ("vfio-vblk.img", 64)];
 /// The serial number the NVMe controller reports.
@@ -35,15 +29,14 @@ const LBA: u64 = 2048;
 
 /// The guest script: the tool, the kernel's DMAR lines, the kernel's
 /// driver reading the tool's pattern back, virtio-blk under fio.
+///
+/// vfio_iommu_type1 refuses a group whose IOMMU cannot remap interrupts
+/// unless its `allow_unsafe_interrupts` parameter is set; iovm's VT-d
+/// remaps them, so the tool runs without that escape hatch.
 fn script() -> String {
-    let unsafe_irqs = if ALLOW_UNSAFE_INTERRUPTS {
-        " --allow-unsafe-interrupts"
-    } else {
-        ""
-    };
     format!(
         r#"
-vfio-nvme --lba {LBA} --pattern-out /tmp/pattern{unsafe_irqs}
+vfio-nvme --lba {LBA} --pattern-out /tmp/pattern
 echo "tool_exit=$?"
 dmesg > /tmp/dmesg
 grep 'DMAR: \[DMA' /tmp/dmesg | sed 's/^/dmar-fault: /'
@@ -125,16 +118,16 @@ fn test_io_completions_arrive_as_msix_interrupts_through_vfio() {
     // completion came before the previous was waited for, which the tool
     // never allows).
     assert_eq!(r.fact("msix_irqs"), "4", "{}", r.dump());
-    let ir = r.fact("interrupt_remapping") == "1";
-    assert!(
-        !(ir && ALLOW_UNSAFE_INTERRUPTS),
-        "the IOMMU remaps interrupts now: set ALLOW_UNSAFE_INTERRUPTS to false\n{}",
+    assert_eq!(
+        r.fact("interrupt_remapping"),
+        "1",
+        "the guest's IOMMU remaps interrupts\n{}",
         r.dump()
     );
     assert_eq!(
         r.fact("allow_unsafe_interrupts"),
-        if ALLOW_UNSAFE_INTERRUPTS { "1" } else { "0" },
-        "{}",
+        "0",
+        "vfio_iommu_type1 took the group without unsafe interrupts\n{}",
         r.dump()
     );
 }
