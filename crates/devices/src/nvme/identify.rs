@@ -33,10 +33,13 @@ fn put(b: &mut [u8], at: usize, v: &[u8]) {
     b[at..at + v.len()].copy_from_slice(v);
 }
 
+/// An ASCII string field (NVMe 2.0 §1.5: left-justified, padded with
+/// spaces): printable characters and spaces kept, anything else dropped.
 fn ascii(b: &mut [u8], at: usize, len: usize, s: &str) {
     let field = &mut b[at..at + len];
     field.fill(b' ');
-    for (d, c) in field.iter_mut().zip(s.bytes().filter(u8::is_ascii_graphic)) {
+    let printable = s.bytes().filter(|c| c.is_ascii_graphic() || *c == b' ');
+    for (d, c) in field.iter_mut().zip(printable) {
         *d = c;
     }
 }

@@ -11,6 +11,11 @@ fn test_nvme_identify_controller_fields_linux_reads() {
     assert!(c.ok());
     assert_eq!(&id[0..2], &0x1b36u16.to_le_bytes(), "VID");
     assert_eq!(&id[4..12], b"IOVM0001");
+    assert!(
+        id[24..64].starts_with(b"iovm NVMe "),
+        "MN keeps its space, padded with spaces: {:?}",
+        String::from_utf8_lossy(&id[24..64])
+    );
     assert_eq!(id[77], 5, "MDTS");
     assert_eq!(&id[80..84], &0x0001_0400u32.to_le_bytes(), "VER");
     assert_eq!(id[111], 1, "CNTRLTYPE I/O");
