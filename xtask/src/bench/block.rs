@@ -205,10 +205,10 @@ impl Disk {
         args
     }
 
-    /// The guest script: each [`Job`] between its marks, then its terse line. fio runs
+    /// The guest script: each of `jobs` between its marks, then its terse line. fio runs
     /// `exec_prerun`/`exec_postrun` as `CMD > job.prerun.txt 2>&1`, so each command ends
     /// in one that takes that redirection instead of the mark's `echo`.
-    pub fn guest_script(self, seconds: u32) -> String {
+    pub fn guest_script(self, seconds: u32, jobs: &[Job]) -> String {
         let mut s = format!(
             "d={}\n[ -b $d ] || {{ echo \"IOVM-BENCH: no $d\"; exit 1; }}\n\
              j(){{ r=$(fio --name=$1 --filename=$d {common} --direct=1 --rw=$2 --iodepth=$3 \
@@ -220,7 +220,7 @@ impl Disk {
             m = marks::MARK,
             common = FIO_COMMON,
         );
-        for job in Job::ALL {
+        for job in jobs {
             let (rw, depth, bs) = job.params();
             s.push_str(&format!("j {} {rw} {depth} {bs}\n", job.id()));
         }
@@ -483,15 +483,16 @@ pub fn parse_terse(line: &str, job: Job) -> Option<FioResult> {
     })
 }
 
-/// The figures of one guest run of `vmm` from its console and the counters and CPU times
-/// at its marks; an error if a job has no fio result.
+/// The figures of `jobs` in one guest run of `vmm` from its console and the counters and
+/// CPU times at its marks; an error if a job has no fio result.
 pub fn figures(
     vmm: Vmm,
     console: &str,
     snaps: &[Snapshot],
+    jobs: &[Job],
 ) -> Result<Vec<(Job, Metric, f64)>, String> {
     let mut out = Vec::new();
-    for job in Job::ALL {
+    for &job in jobs {
         let prefix = format!("{FIO_LINE}{} ", job.id());
         let line = console
             .lines()
@@ -687,7 +688,7 @@ mod tests {
              task=5:10:20:0:iovm task=6:20:20:10:iovm-vcpu0\n",
         );
 
-        let f = figures(Vmm::Iovm, &console, &snaps).unwrap();
+        let f = figures(Vmm::Iovm, &console, &snaps, &Job::ALL).unwrap();
 
         assert!(f.contains(&(Job::RandReadQd1, Metric::ExitsPerIo, 3.0)));
         assert!(f.contains(&(Job::RandReadQd1, Metric::MmioExitsPerIo, 2.0)));
@@ -705,7 +706,8 @@ mod tests {
         assert!(figures(
             Vmm::Iovm,
             "IOVM-BENCH: fio randread-qd1 fio: error\n",
-            &snaps
+            &snaps,
+            &Job::ALL
         )
         .unwrap_err()
         .contains("fio randread-qd1 failed"));
@@ -755,7 +757,7 @@ mod tests {
 
     #[test]
     fn test_guest_script_fits_the_command_line() {
-        let s = Disk::Nvme.guest_script(3);
+        let s = Disk::Nvme.guest_script(3, &Job::ALL);
 
         assert!(s.contains("j randread-qd1 randread 1 4k\n"));
         assert!(s.contains("--runtime=3"));

@@ -4,6 +4,7 @@
 use testkit::markers;
 
 use super::block::{self, Disk, Job, Storage};
+use super::iommu::{self, Translation};
 use super::marks::Snapshot;
 use super::net;
 use super::plan::{Kind, RunSpec};
@@ -52,6 +53,9 @@ pub enum Figure {
     Block(Disk, Storage, Job, block::Metric),
     /// A network figure ([`net`]).
     Net(net::Metric),
+    /// A fio figure, exits or the VMM's CPU per I/O of one job on one kind of disk
+    /// without or with the emulated IOMMU ([`iommu`]).
+    Iommu(Disk, Translation, Job, block::Metric),
 }
 
 impl Figure {
@@ -89,13 +93,24 @@ impl Figure {
         }
         out.extend(net::Metric::ALL.map(Figure::Net));
         out.extend(net::Metric::cpu().map(Figure::Net));
+        for disk in Disk::ALL {
+            for t in Translation::ALL {
+                out.extend(
+                    iommu::rows()
+                        .into_iter()
+                        .map(|(j, m)| Figure::Iommu(disk, t, j, m)),
+                );
+            }
+        }
         out
     }
 
     /// Whether the ratio charts ([`super::plots`]) show it: all but the breakdowns of
-    /// exits by kind and of the VMM's CPU by thread.
+    /// exits by kind and of the VMM's CPU by thread, and the IOMMU group's figures (its
+    /// report compares each VMM with itself, which the charts' bars do not show).
     pub fn on_chart(self) -> bool {
         match self {
+            Figure::Iommu(..) => false,
             Figure::Block(.., block::Metric::Cpu(c)) | Figure::Net(net::Metric::Cpu(c)) => {
                 c.on_chart()
             }
@@ -108,7 +123,7 @@ impl Figure {
     /// Whether more is better (throughput); for the rest, less is.
     pub fn higher_is_better(self) -> bool {
         match self {
-            Figure::Block(.., m) => m.higher_is_better(),
+            Figure::Block(.., m) | Figure::Iommu(.., m) => m.higher_is_better(),
             Figure::Net(m) => m.higher_is_better(),
             _ => false,
         }
@@ -121,6 +136,9 @@ impl Figure {
                 return format!("block.{}.{}.{}.{}", d.id(), st.id(), j.id(), m.id())
             }
             Figure::Net(m) => return format!("net.{}", m.id()),
+            Figure::Iommu(d, t, j, m) => {
+                return format!("iommu.{}.{}.{}.{}", d.id(), t.id(), j.id(), m.id())
+            }
             Figure::ToMarker => "boot.start_to_init_marker_ms",
             Figure::ToExit => "boot.start_to_exit_ms",
             Figure::FirstInstruction => "boot.iovm_first_guest_instruction_ms",
@@ -147,6 +165,9 @@ impl Figure {
                 return format!("{} on {} {}", d.label(), st.label(), block::label(j, m))
             }
             Figure::Net(m) => return m.label(),
+            Figure::Iommu(d, t, j, m) => {
+                return format!("{}, {}: {}", d.label(), t.label(), block::label(j, m))
+            }
             Figure::ToMarker => "process start → init marker (ms)",
             Figure::ToExit => "process start → exit after poweroff (ms)",
             Figure::FirstInstruction => "first guest instruction, iovm `--timing` (ms)",
@@ -301,7 +322,7 @@ fn check(
             }
         }
         Kind::Block(disk, storage) => {
-            let f = block::figures(spec.vmm, guest_console(console), snaps)?;
+            let f = block::figures(spec.vmm, guest_console(console), snaps, &Job::ALL)?;
             out.extend(
                 f.into_iter()
                     .map(|(j, m, v)| (Figure::Block(disk, storage, j, m), v)),
@@ -310,6 +331,13 @@ fn check(
         Kind::Net => {
             let f = net::figures(spec.vmm, guest_console(console), snaps)?;
             out.extend(f.into_iter().map(|(m, v)| (Figure::Net(m), v)));
+        }
+        Kind::Iommu(disk, t) => {
+            let f = block::figures(spec.vmm, guest_console(console), snaps, &iommu::JOBS)?;
+            out.extend(
+                f.into_iter()
+                    .map(|(j, m, v)| (Figure::Iommu(disk, t, j, m), v)),
+            );
         }
     }
     Ok(out)

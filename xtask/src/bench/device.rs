@@ -235,7 +235,7 @@ pub struct Results {
 
 /// The CPU the runs are confined to: the highest-numbered one this process may use
 /// (CPU 0 tends to take more of the host's interrupts).
-fn bench_cpu() -> Result<usize> {
+pub(super) fn bench_cpu() -> Result<usize> {
     // SAFETY: an all-zero cpu_set_t is the empty set, a valid value.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: sched_getaffinity writes at most the given size into the set, which is
@@ -252,7 +252,7 @@ fn bench_cpu() -> Result<usize> {
 }
 
 /// Makes `cmd`'s process run on `cpu` only, from before it executes.
-fn confine(cmd: &mut Command, cpu: usize) {
+pub(super) fn confine(cmd: &mut Command, cpu: usize) {
     // SAFETY: the closure runs between fork and exec and only makes the
     // sched_setaffinity system call on a set on its own stack, which is
     // async-signal-safe.

@@ -23,7 +23,9 @@ fn ratio_cell(outcomes: &[Outcome], f: Figure) -> String {
     .map_or_else(|| "–".into(), |r| format!("{r:.2}"))
 }
 
-fn commands(out: &mut String, env: &Env, kinds: &[Kind]) {
+/// The command lines of `kinds`' runs as run, then their guest scripts (one per
+/// distinct script).
+pub fn commands(out: &mut String, env: &Env, kinds: &[Kind]) {
     out.push_str("\nAs run (`$STAGE`: the staged binaries, firmware and guest images):\n\n```\n");
     for (k, _, c) in &env.io_commands {
         if kinds.contains(k) {

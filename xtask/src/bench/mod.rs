@@ -18,6 +18,7 @@ mod device_json;
 mod facts;
 mod goals;
 mod io_report;
+mod iommu;
 mod marks;
 mod net;
 mod plan;
@@ -60,7 +61,9 @@ pub struct BenchArgs {
     /// target/bench/RESULTS-quick.md (docs/bench/RESULTS.md is kept), and only iovm's
     /// runs must all count (what `cargo xtask ci` runs). Of the block and net groups
     /// it runs only NVMe with 1 s fio jobs (unless --only names them: then NVMe and
-    /// virtio-blk, 1 s jobs, and 16 MiB sent), to stay well under five minutes.
+    /// virtio-blk, 1 s jobs, and 16 MiB sent), to stay well under five minutes. The
+    /// iommu group runs only when --only names it: then with QEMU q35, 1 s fio jobs and
+    /// a shorter translate bench.
     #[arg(long, conflicts_with = "reps")]
     pub quick: bool,
 
@@ -106,6 +109,10 @@ pub enum Group {
     /// iovm's NVMe and virtio-blk device paths without a VM against the host's fio,
     /// directly on this machine.
     DevicePath,
+    /// fio in the guest on NVMe and virtio-blk without and with the emulated VT-d
+    /// (`intel_iommu=on iommu.strict=1`), iovm against QEMU q35 with its intel-iommu;
+    /// then one translated 4 KiB DMA in process, on this machine.
+    Iommu,
 }
 
 impl BenchArgs {
@@ -138,13 +145,22 @@ impl BenchArgs {
         if self.runs(Group::Net) && !smoke_all {
             out.push(Kind::Net);
         }
+        if self.runs(Group::Iommu) && !smoke_all {
+            out.extend(plan::iommu_kinds());
+        }
         out
     }
 }
 
 impl Group {
     /// All, in run order.
-    const ALL: [Group; 4] = [Group::Vm, Group::Block, Group::Net, Group::DevicePath];
+    const ALL: [Group; 5] = [
+        Group::Vm,
+        Group::Block,
+        Group::Net,
+        Group::DevicePath,
+        Group::Iommu,
+    ];
 
     /// Name on the command line.
     fn id(self) -> &'static str {
@@ -153,6 +169,7 @@ impl Group {
             Group::Block => "block",
             Group::Net => "net",
             Group::DevicePath => "device-path",
+            Group::Iommu => "iommu",
         }
     }
 }
@@ -161,6 +178,8 @@ impl Group {
 const DEVICE_SECONDS: (u32, u32) = (5, 2);
 /// Seconds per fio job in the guest: full and `--quick`.
 const BLOCK_SECONDS: (u32, u32) = (3, 1);
+/// Accesses per timed run of the in-process translate bench: full and `--quick`.
+const TRANSLATE_ITERS: (u32, u32) = (200_000, 20_000);
 /// MiB the guest sends in a net run: full and `--quick`.
 const NET_MIB: (u32, u32) = (200, 16);
 
@@ -189,11 +208,24 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         device::check_fio()?;
     }
     let kinds = args.kinds();
-    let vms = if kinds.is_empty() {
+    let mut vms = if kinds.is_empty() {
         None
     } else {
         Some(run_vms(args, reps, &kinds)?)
     };
+    // The in-process translate bench, on this machine after the guests (a smoke run of
+    // everything leaves the IOMMU group out, like the net group).
+    if let Some(v) = vms
+        .as_mut()
+        .filter(|_| kinds.iter().any(|k| matches!(k, Kind::Iommu(..))))
+    {
+        let iters = if args.quick {
+            TRANSLATE_ITERS.1
+        } else {
+            TRANSLATE_ITERS.0
+        };
+        v.translate = Some(iommu::run_translate(iters)?);
+    }
     let dev = if args.runs(Group::DevicePath) {
         let secs = if args.quick {
             DEVICE_SECONDS.1
@@ -213,6 +245,8 @@ struct VmResults {
     outcomes: Vec<boot::Outcome>,
     /// The test host's own fio on the block image, if the block group ran.
     host_fio: Option<block::HostFio>,
+    /// The in-process translate bench, if the IOMMU group ran.
+    translate: Option<iommu::Translate>,
     /// Why the bench script did not finish, if it did not.
     script_failure: Option<String>,
 }
@@ -282,8 +316,9 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
     if args.quick {
         // The smoke run keeps the harness working for every kind of run; it
         // leaves out QEMU q35, which now and then hangs the TCG test host
-        // (docs/test-host.md) and would make CI fail for QEMU's sake.
-        runs.retain(|r| r.vmm != Vmm::QemuQ35);
+        // (docs/test-host.md) and would make CI fail for QEMU's sake. The IOMMU
+        // group keeps it: its figures are ratios to QEMU (and CI does not run it).
+        runs.retain(|r| r.vmm != Vmm::QemuQ35 || matches!(r.kind, Kind::Iommu(..)));
     }
     let script = plan::script(&runs, &settings, &files, &probe);
     let limit = Duration::from_secs((args.timeout + 20) * runs.len() as u64 + 120);
@@ -374,6 +409,7 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
         env,
         outcomes,
         host_fio,
+        translate: None,
         script_failure: out.failure.map(|f| f.to_string()),
     })
 }
@@ -423,6 +459,7 @@ fn write_reports(
         env: &v.env,
         outcomes: &v.outcomes,
         host_fio: v.host_fio.as_ref(),
+        translate: v.translate.as_ref(),
     });
     let results = report::results(&command, guests, dev);
     let json_path = out_dir.join("results.json");
@@ -461,6 +498,10 @@ fn write_reports(
             .iter()
             .filter(|o| o.problem.is_some() && o.spec.vmm == Vmm::Iovm)
             .count();
+        if let Some(Err(e)) = v.translate.as_ref().map(|t| &t.cases) {
+            println!("xtask: bench: iommu: the translate bench failed: {e}");
+            status = 1;
+        }
         if failed > 0 || v.script_failure.is_some() {
             println!(
                 "xtask: bench: {failed} of {} runs did not count ({iovm_failed} of them iovm's)",
@@ -522,12 +563,20 @@ fn environment(mode: Mode, settings: &Settings, bench_dir: &Path, files: &Files)
     let shown_cmdline = format!("{} iovm.run=<base64 of the guest script>", plan::CMDLINE);
     let mut io_kinds = plan::block_kinds(&block::Storage::ALL);
     io_kinds.push(Kind::Net);
+    io_kinds.extend(plan::iommu_kinds());
     let io_commands = io_kinds
         .iter()
         .flat_map(|&k| k.vmms().iter().map(move |&v| (k, v)))
         .map(|(k, v)| {
-            let mut c = v.command(files, &shown_cmdline, MEMORY);
-            c.extend(k.device_args(v));
+            let shown = match k {
+                Kind::Iommu(_, t) => format!(
+                    "{}{} iovm.run=<base64 of the guest script>",
+                    plan::CMDLINE,
+                    t.cmdline_extra()
+                ),
+                _ => shown_cmdline.clone(),
+            };
+            let c = k.vmm_command(v, files, &shown, MEMORY);
             (k, v, facts::display_command(&c))
         })
         .collect();
@@ -571,5 +620,37 @@ fn environment(mode: Mode, settings: &Settings, bench_dir: &Path, files: &Files)
                 (st, found.trim().to_owned())
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(quick: bool, only: Vec<Group>) -> BenchArgs {
+        BenchArgs {
+            quick,
+            reps: 1,
+            mode: ModeChoice::Auto,
+            timeout: 180,
+            only,
+            storage: block::Storage::DEFAULT.to_vec(),
+        }
+    }
+
+    #[test]
+    fn test_iommu_group_runs_its_kinds_unless_a_smoke_run_of_everything() {
+        let iommu = |a: &BenchArgs| {
+            a.kinds()
+                .into_iter()
+                .filter(|k| matches!(k, Kind::Iommu(..)))
+                .count()
+        };
+
+        assert_eq!(iommu(&args(true, vec![Group::Iommu])), 4);
+        assert_eq!(args(false, vec![Group::Iommu]).kinds(), plan::iommu_kinds());
+        assert_eq!(iommu(&args(false, Vec::new())), 4);
+        assert_eq!(iommu(&args(true, Vec::new())), 0, "not in ci's smoke run");
+        assert!(command_line(&args(false, vec![Group::Iommu]), 1, None).ends_with(" --only iommu"));
     }
 }

@@ -5,6 +5,7 @@ use testkit::guest_script_word;
 use testkit::testhost::shell_quote;
 
 use super::block::{self, Disk, Job, Storage};
+use super::iommu::{self, Translation};
 use super::net;
 use super::vmm::{Files, Vmm};
 use super::vmm_cpu;
@@ -33,6 +34,9 @@ pub enum Kind {
     Block(Disk, Storage),
     /// The guest sends TCP to a peer over a TAP ([`net`]; iovm and QEMU q35).
     Net,
+    /// The guest runs fio on a disk of this kind, without or with the emulated IOMMU
+    /// ([`iommu`]; iovm and QEMU q35).
+    Iommu(Disk, Translation),
 }
 
 impl Kind {
@@ -44,6 +48,7 @@ impl Kind {
             Kind::Exits => "exits".into(),
             Kind::Block(disk, storage) => format!("block-{}-{}", disk.id(), storage.id()),
             Kind::Net => "net".into(),
+            Kind::Iommu(disk, t) => format!("iommu-{}-{}", disk.id(), t.id()),
         }
     }
 
@@ -53,8 +58,9 @@ impl Kind {
             Kind::Boot => ":".into(),
             Kind::Memory => "sleep 2".into(),
             Kind::Exits => EXIT_PROBE.into(),
-            Kind::Block(disk, _) => disk.guest_script(s.block_seconds),
+            Kind::Block(disk, _) => disk.guest_script(s.block_seconds, &Job::ALL),
             Kind::Net => net::guest_script(s.net_mib),
+            Kind::Iommu(disk, _) => disk.guest_script(s.block_seconds, &iommu::JOBS),
         }
     }
 
@@ -62,8 +68,9 @@ impl Kind {
     pub fn cmdline(self, s: &Settings) -> String {
         let extra = match self {
             // exit-probe maps the ECAM window from /dev/mem.
-            Kind::Exits => " iomem=relaxed",
-            _ => "",
+            Kind::Exits => " iomem=relaxed".into(),
+            Kind::Iommu(_, t) => t.cmdline_extra(),
+            _ => String::new(),
         };
         format!(
             "{CMDLINE}{extra} {}",
@@ -75,14 +82,40 @@ impl Kind {
     pub fn vmms(self) -> &'static [Vmm] {
         match self {
             Kind::Boot | Kind::Memory => &Vmm::ALL,
-            Kind::Exits | Kind::Block(..) | Kind::Net => &[Vmm::Iovm, Vmm::QemuQ35],
+            Kind::Exits | Kind::Block(..) | Kind::Net | Kind::Iommu(..) => {
+                &[Vmm::Iovm, Vmm::QemuQ35]
+            }
         }
     }
 
     /// Whether the probe reads KVM's exit counters and the VMM's CPU time at the guest's
     /// marks.
     fn counts_exits(self) -> bool {
-        matches!(self, Kind::Block(..) | Kind::Net)
+        matches!(self, Kind::Block(..) | Kind::Net | Kind::Iommu(..))
+    }
+
+    /// Where the disk's image of a block or IOMMU run lives.
+    fn storage(self) -> Option<Storage> {
+        match self {
+            Kind::Block(_, st) => Some(st),
+            Kind::Iommu(..) => Some(iommu::STORAGE),
+            _ => None,
+        }
+    }
+
+    /// The full command line of `vmm` for this kind of run: the boot run's with this
+    /// kind's devices, and QEMU's machine as the kind needs it.
+    pub fn vmm_command(self, vmm: Vmm, files: &Files, cmdline: &str, memory: &str) -> Vec<String> {
+        let mut c = vmm.command(files, cmdline, memory);
+        if let (Kind::Iommu(_, t), Vmm::QemuQ35) = (self, vmm) {
+            if let Some(machine) = iommu::qemu_machine(t) {
+                if let Some(at) = c.iter().position(|a| a == "-M") {
+                    c[at + 1] = machine.into();
+                }
+            }
+        }
+        c.extend(self.device_args(vmm));
+        c
     }
 
     /// The VMM arguments this kind adds to a boot run's: its device, and where the
@@ -91,6 +124,7 @@ impl Kind {
         let mut args = match self {
             Kind::Block(disk, storage) => disk.vmm_args(vmm, storage),
             Kind::Net => net::vmm_args(vmm),
+            Kind::Iommu(disk, t) => iommu::vmm_args(disk, vmm, t),
             // exit-probe times a queue notification of a virtio device: a virtio-rng,
             // the simplest with a queue the guest keeps live.
             Kind::Exits => match vmm {
@@ -126,6 +160,14 @@ impl RunSpec {
 
 /// The kinds of the VM group: boot, memory, exit paths.
 pub const VM_KINDS: [Kind; 3] = [Kind::Boot, Kind::Memory, Kind::Exits];
+/// The kinds of the IOMMU group: disk by disk, without then with the IOMMU.
+pub fn iommu_kinds() -> Vec<Kind> {
+    Disk::ALL
+        .iter()
+        .flat_map(|&d| Translation::ALL.map(|t| Kind::Iommu(d, t)))
+        .collect()
+}
+
 /// The kinds of the block group on `storages`: storage by storage, NVMe then virtio-blk.
 pub fn block_kinds(storages: &[Storage]) -> Vec<Kind> {
     storages
@@ -201,11 +243,11 @@ fn setup(runs: &[RunSpec], s: &Settings) -> String {
 /// The debugfs directory of KVM's counters.
 const KVM_STATS: &str = "/sys/kernel/debug/kvm";
 
-/// The storages of the block runs among `runs`, in order of first use.
+/// The storages of the block and IOMMU runs among `runs`, in order of first use.
 fn storages(runs: &[RunSpec]) -> Vec<Storage> {
     let mut out = Vec::new();
     for r in runs {
-        if let Kind::Block(_, st) = r.kind {
+        if let Some(st) = r.kind.storage() {
             if !out.contains(&st) {
                 out.push(st);
             }
@@ -336,8 +378,9 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
             probe_cmd.extend(["nsenter".into(), format!("--net={}", net::NETNS)]);
             out.push_str(&net::before());
         }
-        let mut vmm_cmd = run.vmm.command(files, &run.kind.cmdline(s), &s.memory);
-        vmm_cmd.extend(run.kind.device_args(run.vmm));
+        let vmm_cmd = run
+            .kind
+            .vmm_command(run.vmm, files, &run.kind.cmdline(s), &s.memory);
         out.push_str(&format!(
             "echo {}\n{} {}\n",
             shell_quote(&format!(
@@ -509,5 +552,38 @@ mod tests {
         ));
         assert_eq!(s.matches(" 'bench-probe' ").count(), 8);
         assert!(s.contains("'exits.qemu-q35.1'"));
+    }
+
+    #[test]
+    fn test_iommu_runs_add_the_unit_the_guest_options_and_qemus_split_irqchip() {
+        let r = runs(1, &iommu_kinds());
+
+        let s = script(&r, &settings(), &files(), "$STAGE/bin/xtask");
+
+        assert_eq!(r.len(), 8, "two disks, with and without, two VMMs");
+        assert_eq!(s.matches(" 'bench-probe' ").count(), 8);
+        assert_eq!(s.matches("'--device' 'intel-iommu'").count(), 2);
+        assert_eq!(
+            s.matches("'-M' 'q35,kernel-irqchip=split' ").count(),
+            2,
+            "QEMU's runs with the IOMMU"
+        );
+        assert_eq!(s.matches("'-M' 'q35' ").count(), 2);
+        assert_eq!(s.matches("'-device' 'intel-iommu,intremap=on'").count(), 2);
+        assert_eq!(s.matches("iommu_platform=on,disable-legacy=on").count(), 1);
+        assert_eq!(
+            s.matches(" intel_iommu=on iommu.strict=1 iovm.run=")
+                .count(),
+            4
+        );
+        assert!(s.contains("'--name' 'iommu-virtio-blk-strict.qemu-q35.1'"));
+        assert!(s.contains("modprobe brd"), "the image is made: {s}");
+        assert!(
+            !s.contains("--name=randread-qd1 "),
+            "the host's fio jobs are the block group's"
+        );
+        let guest = Kind::Iommu(Disk::Nvme, Translation::Off).guest_script(&settings());
+        assert!(guest.contains("j randread-qd1 randread 1 4k\nj randread-qd32 randread 32 4k\n"));
+        assert!(!guest.contains("randwrite"));
     }
 }

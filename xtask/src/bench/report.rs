@@ -8,9 +8,10 @@ use super::boot::{samples, summary, Figure, Outcome};
 use super::device;
 use super::goals;
 use super::io_report;
+use super::iommu;
 use super::plan::Kind;
 use super::plots::{Figures, Group};
-use super::results::{ResultsFile, VmFigure, VmGoal, VmRatio, VmRun, VmSection};
+use super::results::{ResultsFile, VmFigure, VmGoal, VmIommuGoal, VmRatio, VmRun, VmSection};
 use super::stats::{ratio, Summary};
 use super::vmm::Vmm;
 
@@ -167,6 +168,8 @@ pub struct Guests<'a> {
     pub outcomes: &'a [Outcome],
     /// The host's own fio on the block image, if the block group ran.
     pub host_fio: Option<&'a HostFio>,
+    /// The in-process translate bench, if the IOMMU group ran.
+    pub translate: Option<&'a iommu::Translate>,
 }
 
 /// `docs/bench/RESULTS.md`: the tables of the groups that ran, each group's figure
@@ -240,6 +243,10 @@ fn vm_markdown(command: &str, g: Guests, dev_section: &str, figures: &Figures) -
     }
     if ran(outcomes, |k| k == Kind::Net) {
         out.push_str(&io_report::net_section(env, outcomes, figures));
+    }
+    if ran(outcomes, |k| matches!(k, Kind::Iommu(..))) {
+        out.push_str(&iommu::section(outcomes, g.translate, cell));
+        io_report::commands(&mut out, env, &super::plan::iommu_kinds());
     }
     warnings(&mut out, outcomes);
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.problem.is_some()).collect();
@@ -372,6 +379,15 @@ fn vm_section(g: Guests) -> VmSection {
             met: c.met(),
         })
         .collect();
+    let iommu_goals = goals::iommu_checks(outcomes)
+        .into_iter()
+        .map(|c| VmIommuGoal {
+            goal: c.id(),
+            min_ratio: c.goal.min(),
+            ratio: c.ratio,
+            met: c.met(),
+        })
+        .collect();
     let runs = outcomes
         .iter()
         .map(|o| VmRun {
@@ -399,8 +415,10 @@ fn vm_section(g: Guests) -> VmSection {
         figures,
         ratios,
         goals,
+        iommu_goals,
         runs,
         host_fio: g.host_fio.map(HostFio::section),
+        iommu_translate: g.translate.map(iommu::Translate::section),
     }
 }
 
@@ -453,6 +471,7 @@ mod tests {
             env: &env,
             outcomes: &o,
             host_fio: None,
+            translate: None,
         };
 
         let vms = results("c", Some(g), None).vms.unwrap();
@@ -504,6 +523,7 @@ mod tests {
             env: &env,
             outcomes: &o,
             host_fio: None,
+            translate: None,
         };
         let figures = Figures(vec![
             (Group::BootMemory, "boot-memory-quick.png".into()),

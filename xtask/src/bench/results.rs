@@ -78,11 +78,46 @@ pub struct VmSection {
     /// groups; missing in files of runs before goals).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub goals: Vec<VmGoal>,
+    /// The IOMMU group's goals, if it ran (missing in files of runs before it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iommu_goals: Vec<VmIommuGoal>,
     /// Every run.
     pub runs: Vec<VmRun>,
     /// The test host's own fio on the block image, if the block group ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_fio: Option<HostFioSection>,
+    /// The in-process translate bench on this machine, if the IOMMU group ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_translate: Option<TranslateSection>,
+}
+
+/// A goal of the IOMMU group: a ratio that must be at least its bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmIommuGoal {
+    /// `iommu.<disk>.cost_of_strict_translation` (iovm's QD32 IOPS with ÷ without its
+    /// IOMMU, over QEMU q35's) or `iommu.<disk>.iops_with_iommu` (iovm's QD32 IOPS with
+    /// its IOMMU ÷ QEMU q35's with its own).
+    pub goal: String,
+    /// The least the ratio may be.
+    pub min_ratio: f64,
+    /// The ratio, if every median it needs exists.
+    pub ratio: Option<f64>,
+    /// Whether the ratio is at least `min_ratio`; `null` while a median is missing.
+    pub met: Option<bool>,
+}
+
+/// `cargo bench -p iommu --bench translate` on this machine, pinned to one CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranslateSection {
+    /// Accesses per timed run.
+    pub iters: u32,
+    /// The CPU it ran on.
+    pub cpu: usize,
+    /// Per case, ns per translated 4 KiB read: `(case, median, fastest run)`.
+    pub cases: Vec<(String, f64, f64)>,
+    /// Why there are no cases, if there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// The samples of one figure of one VMM.

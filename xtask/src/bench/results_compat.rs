@@ -185,6 +185,7 @@ fn test_serde_writer_gives_the_hand_written_file() {
         env: &env,
         outcomes: &outcomes,
         host_fio: Some(&host),
+        translate: None,
     };
 
     let r = report::results(

@@ -27,6 +27,7 @@ fn everything() -> ResultsFile {
         env: &env,
         outcomes: &[],
         host_fio: None,
+        translate: None,
     };
     let mut file = report::results("c", Some(g), None);
     let vms = file.vms.as_mut().unwrap();

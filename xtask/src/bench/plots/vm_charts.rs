@@ -56,6 +56,7 @@ fn place(f: Figure) -> Option<(Group, Option<String>, String)> {
             "TCP guest → peer".into(),
         ),
         Figure::Net(_) => (Group::Network, None, label),
+        Figure::Iommu(..) => return None,
     };
     Some(placed)
 }
@@ -160,6 +161,7 @@ mod tests {
             env: &env,
             outcomes: &[],
             host_fio: None,
+            translate: None,
         };
         let mut vms = report::results("c", Some(g), None).vms.unwrap();
         vms.ratios = ratios
