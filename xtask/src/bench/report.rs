@@ -540,4 +540,83 @@ mod tests {
         assert!(!md.contains("ratios.png"), "the old chart is gone: {md}");
         assert!(!markdown("c", Some(g), None, &Figures::default()).contains("!["));
     }
+
+    #[test]
+    fn test_iommu_runs_get_their_section_goals_and_translate_bench() {
+        use crate::bench::block::{Disk, Job, Metric, Storage};
+        use crate::bench::iommu::{parse_translate, Translate, Translation};
+        let f = |t| Figure::Iommu(Disk::Nvme, t, Job::RandReadQd32, Metric::Iops);
+        let run = |t, vmm, v| Outcome {
+            spec: RunSpec {
+                kind: Kind::Iommu(Disk::Nvme, t),
+                vmm,
+                rep: 1,
+            },
+            record: None,
+            samples: vec![(f(t), v)],
+            problem: None,
+            warnings: Vec::new(),
+        };
+        let o = [
+            run(Translation::Off, Vmm::Iovm, 1000.0),
+            run(Translation::Strict, Vmm::Iovm, 900.0),
+            run(Translation::Off, Vmm::QemuQ35, 1000.0),
+            run(Translation::Strict, Vmm::QemuQ35, 600.0),
+        ];
+        let mut env = results_compat::env();
+        env.io_commands = vec![
+            (
+                Kind::Iommu(Disk::Nvme, Translation::Strict),
+                Vmm::QemuQ35,
+                "qemu -M q35,kernel-irqchip=split".into(),
+            ),
+            (
+                Kind::Block(Disk::Nvme, Storage::Shm),
+                Vmm::Iovm,
+                "iovm block".into(),
+            ),
+        ];
+        let t = Translate {
+            iters: 10,
+            cpu: 0,
+            cases: Ok(parse_translate(
+                "translate_4k_ns case=cold median=150.0 min=149.0\n",
+            )),
+        };
+        let g = Guests {
+            env: &env,
+            outcomes: &o,
+            host_fio: None,
+            translate: Some(&t),
+        };
+
+        let md = markdown("c", Some(g), None, &Figures::default());
+        let vms = results("c", Some(g), None).vms.unwrap();
+
+        assert!(md.contains("## IOMMU (emulated VT-d, issue 18)"), "{md}");
+        assert!(md
+            .contains("| 4k randread QD32: IOPS | 1000 | 900 | 1000 | 600 | 0.90 | 0.60 | 1.50 |"));
+        assert!(md.contains("qemu -M q35,kernel-irqchip=split\n"));
+        assert!(
+            !md.contains("iovm block"),
+            "the block group did not run: {md}"
+        );
+        assert!(!md.contains("## Block I/O"));
+        assert_eq!(
+            vms.iommu_goals
+                .iter()
+                .map(|g| (g.goal.as_str(), g.met))
+                .collect::<Vec<_>>(),
+            [
+                ("iommu.nvme.cost_of_strict_translation", Some(true)),
+                ("iommu.nvme.iops_with_iommu", Some(true)),
+            ]
+        );
+        assert!((vms.iommu_goals[0].ratio.unwrap() - 1.5).abs() < 1e-9);
+        assert_eq!(
+            vms.iommu_translate.unwrap().cases,
+            vec![("cold".to_owned(), 150.0, 149.0)]
+        );
+        assert!(vms.goals.is_empty(), "no CPU goal for the IOMMU runs");
+    }
 }
