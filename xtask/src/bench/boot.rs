@@ -333,6 +333,7 @@ fn check(
             out.extend(f.into_iter().map(|(m, v)| (Figure::Net(m), v)));
         }
         Kind::Iommu(disk, t) => {
+            iommu::check_console(t, guest_console(console))?;
             let f = block::figures(spec.vmm, guest_console(console), snaps, &iommu::JOBS)?;
             out.extend(
                 f.into_iter()
@@ -576,6 +577,25 @@ mod tests {
         assert_eq!(
             summary(&o, Figure::ToMarker, Vmm::Iovm).unwrap().median,
             910.0
+        );
+    }
+
+    #[test]
+    fn test_iommu_run_without_the_guests_remapping_does_not_count() {
+        let console = "IOVM-GUEST: boot done uptime=1\nIOVM-GUEST: exit status=0\n";
+        let kind = Kind::Iommu(Disk::Nvme, Translation::Strict);
+        let r = record("iommu-nvme-strict.iovm.1", Exit::Code(0), None);
+
+        let o = evaluate(spec(kind, Vmm::Iovm), Some(r), Some(console), &[]);
+
+        assert!(o.samples.is_empty());
+        assert!(
+            o.problem
+                .as_deref()
+                .unwrap()
+                .contains("did not take the IOMMU"),
+            "{:?}",
+            o.problem
         );
     }
 }

@@ -101,6 +101,30 @@ pub fn qemu_machine(t: Translation) -> Option<&'static str> {
     (t == Translation::Strict).then_some(QEMU_MACHINE)
 }
 
+/// What the guest kernel prints when its `intel_iommu` driver has taken the unit.
+const DMAR_ENABLED: &str = "DMAR: Intel(R) Virtualization Technology for Directed I/O";
+/// What it prints when unmaps invalidate the IOTLB before they return.
+const STRICT_POLICY: &str = "DMA domain TLB invalidation policy: strict mode";
+
+/// Checks that a run's guest (its console) translated as `t` says: with the IOMMU, the
+/// guest's driver took the unit in strict mode; without, no DMA remapping at all. A run
+/// that measured something else does not count.
+pub fn check_console(t: Translation, console: &str) -> Result<(), String> {
+    let enabled = console.contains(DMAR_ENABLED);
+    match t {
+        Translation::Strict if !enabled => Err(
+            "the guest's intel_iommu did not take the IOMMU (no `DMAR: Intel(R) \
+                 Virtualization Technology for Directed I/O` line)"
+                .into(),
+        ),
+        Translation::Strict if !console.contains(STRICT_POLICY) => {
+            Err("the guest's IOMMU is not in strict mode".into())
+        }
+        Translation::Off if enabled => Err("the guest remaps DMA in a run without an IOMMU".into()),
+        _ => Ok(()),
+    }
+}
+
 /// The figures of one disk and translation kept in results.json and the report: the fio
 /// figures of each job, the KVM exits and the VMM's CPU outside the guest per I/O.
 pub fn rows() -> Vec<(Job, Metric)> {
@@ -510,5 +534,26 @@ mod tests {
         };
         assert!(section(&o, Some(&failed), crate::bench::report::cell)
             .contains("The bench did not run: no line"));
+    }
+
+    #[test]
+    fn test_check_console_wants_strict_translation_exactly_with_the_iommu() {
+        let strict = "[ 2.4] DMAR: IOMMU enabled\n\
+                      [ 8.8] iommu: DMA domain TLB invalidation policy: strict mode (set via kernel command line)\n\
+                      [ 8.9] DMAR: Intel(R) Virtualization Technology for Directed I/O\n";
+        let lazy = strict.replace("strict mode", "lazy mode");
+        let off = "[ 8.8] iommu: DMA domain TLB invalidation policy: lazy mode\n";
+
+        assert_eq!(check_console(Translation::Strict, strict), Ok(()));
+        assert_eq!(check_console(Translation::Off, off), Ok(()));
+        assert!(check_console(Translation::Strict, &lazy)
+            .unwrap_err()
+            .contains("not in strict mode"));
+        assert!(check_console(Translation::Strict, off)
+            .unwrap_err()
+            .contains("did not take the IOMMU"));
+        assert!(check_console(Translation::Off, strict)
+            .unwrap_err()
+            .contains("without an IOMMU"));
     }
 }
