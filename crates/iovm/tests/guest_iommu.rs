@@ -17,7 +17,9 @@ use common::{disks_in, disks_out, sparse_disks, Runs};
 use testkit::{Batch, GuestRun, RunResult};
 
 const WORK: &str = "/dev/shm/iovm-iommu";
-const DISKS: [(&str, u64); 2] = [("iommu-nvme.img", 64), ("iommu-vblk.img", 64)];
+/// 16 MiB each: fio moves 8 MiB at most, and every run copies both disks
+/// through 9p into the test host and out again.
+const DISKS: [(&str, u64); 2] = [("iommu-nvme.img", 16), ("iommu-vblk.img", 16)];
 /// The runs: the strict one, then the same machine with the guest's
 /// IOMMU off and in pass-through.
 const RUNS: [(&str, &str); 3] = [
