@@ -28,6 +28,7 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use dma::{FunctionContext, RequesterId};
@@ -131,6 +132,8 @@ pub struct GsiRouter {
     /// (`KVM_X2APIC_API_USE_32BIT_IDS`) and refuses a route whose upper
     /// address has any of bits 7:0 set.
     x2apic_format: OnceLock<()>,
+    /// How many routes are blocked by interrupt remapping.
+    blocked_routes: AtomicUsize,
 }
 
 impl GsiRouter {
@@ -144,6 +147,7 @@ impl GsiRouter {
             }),
             remap: OnceLock::new(),
             x2apic_format: OnceLock::new(),
+            blocked_routes: AtomicUsize::new(0),
         }
     }
 
@@ -180,19 +184,36 @@ impl GsiRouter {
     /// off).
     pub fn refresh(&self) -> Result<(), RouteError> {
         let mut t = self.lock();
-        self.install(&mut t)
+        let result = self.install(&mut t);
+        self.count_blocked(&t);
+        result
     }
 
     /// Whether `gsi`'s route is blocked by interrupt remapping (no
-    /// message reaches KVM for it).
+    /// message reaches KVM for it). Lock-free while no route is blocked,
+    /// which is the case on every send of a machine without remapping
+    /// and of a guest whose remapping table is in order.
     pub fn blocked(&self, gsi: u32) -> bool {
+        if self.blocked_routes.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let t = self.lock();
         t.routes.contains_key(&gsi) && !t.delivered.contains_key(&gsi)
     }
 
-    /// Whether any route may be blocked: remapping is present.
-    pub fn remapping(&self) -> bool {
-        self.remap.get().is_some()
+    /// Records how many routes KVM was not given (every delivered route
+    /// has a route, so the difference is the blocked ones).
+    fn count_blocked(&self, t: &Table) {
+        let blocked = t.routes.len().saturating_sub(t.delivered.len());
+        self.blocked_routes.store(blocked, Ordering::Release);
+    }
+
+    /// Installs `delivered` as KVM's routing table.
+    fn push(&self, delivered: &BTreeMap<u32, MsiMessage>) -> Result<(), RouteError> {
+        let entries: Vec<_> = delivered.iter().map(|(g, m)| msi_route(*g, *m)).collect();
+        let table = KvmIrqRouting::from_entries(&entries)
+            .map_err(|_| RouteError::Kvm(kvm_ioctls::Error::new(libc::E2BIG)))?;
+        self.vm.set_gsi_routing(&table).map_err(RouteError::Kvm)
     }
 
     /// The vector KVM delivers for `gsi`, if it has a route.
@@ -209,11 +230,8 @@ impl GsiRouter {
         if delivered == t.delivered {
             return Ok(());
         }
-        let entries: Vec<_> = delivered.iter().map(|(g, m)| msi_route(*g, *m)).collect();
         t.delivered = delivered;
-        let table = KvmIrqRouting::from_entries(&entries)
-            .map_err(|_| RouteError::Kvm(kvm_ioctls::Error::new(libc::E2BIG)))?;
-        self.vm.set_gsi_routing(&table).map_err(RouteError::Kvm)
+        self.push(&t.delivered)
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -242,6 +260,18 @@ impl GsiRouter {
         source: &Source,
     ) -> Result<(), RouteError> {
         let mut t = self.lock();
+        let result = self.set_locked(&mut t, gsi, msg, source);
+        self.count_blocked(&t);
+        result
+    }
+
+    fn set_locked(
+        &self,
+        t: &mut Table,
+        gsi: u32,
+        msg: Option<MsiMessage>,
+        source: &Source,
+    ) -> Result<(), RouteError> {
         let old = match msg {
             Some(msg) => t.routes.insert(
                 gsi,
@@ -264,10 +294,7 @@ impl GsiRouter {
             Some(m) => t.delivered.insert(gsi, m),
             None => t.delivered.remove(&gsi),
         };
-        let entries: Vec<_> = t.delivered.iter().map(|(g, m)| msi_route(*g, *m)).collect();
-        let table = KvmIrqRouting::from_entries(&entries)
-            .map_err(|_| RouteError::Kvm(kvm_ioctls::Error::new(libc::E2BIG)))?;
-        self.vm.set_gsi_routing(&table).map_err(RouteError::Kvm)
+        self.push(&t.delivered)
     }
 
     /// Gives `gsi` back, removing its route.
@@ -410,7 +437,7 @@ impl MsiVectors for KvmMsiVectors {
             .lock()
             .get(&vector)
             .filter(|v| v.message == Some(message))
-            .filter(|v| !self.router.remapping() || !self.router.blocked(v.gsi))
+            .filter(|v| !self.router.blocked(v.gsi))
             .map(|v| v.irqfd.write(1));
         match routed {
             Some(Ok(())) => {}
