@@ -405,3 +405,36 @@ fn test_without_a_pin_or_relay_there_is_no_intx() {
 
     assert!(matches!(none, Err(AssignError::NoInterrupts)));
 }
+
+#[test]
+fn test_hostile_config_writes_of_every_width_reach_only_the_command_bits() {
+    let mut r = rig();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    r.host.config_writes.lock().unwrap().clear();
+
+    for offset in 0..0x1000 {
+        for width in [1, 2, 4] {
+            let v = next().to_le_bytes();
+            r.f.config_write(offset, &v[..width]);
+            let mut back = [0u8; 4];
+            r.f.config_read(offset, &mut back[..width]);
+        }
+    }
+
+    let writes = r.host.config_writes.lock().unwrap();
+    assert!(
+        writes
+            .iter()
+            .all(|(off, bytes)| *off == 0x04 && bytes.len() == 2),
+        "only the command register reaches the device"
+    );
+    let device = u16::from_le_bytes(r.host.config.lock().unwrap()[4..6].try_into().unwrap());
+    assert_eq!(device & !0x0407, 0, "and only its forwarded bits");
+    assert_eq!(read32(&r.f, 0x00), 0x0010_1b36, "identity unchanged");
+}
