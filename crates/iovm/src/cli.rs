@@ -141,6 +141,13 @@ pub struct RunArgs {
     /// interrupt through the guest's remapping table, which vfio-pci in the
     /// guest needs; `aw-bits` defaults to 48.
     ///
+    /// `vfio-pci,host=DDDD:BB:DD.F` (or `sysfs=PATH`) assigns a host PCI
+    /// function bound to the host's vfio-pci driver: the guest's own driver
+    /// drives it, its BAR pages are mapped into the guest and its MSI-X/MSI
+    /// reach the guest through KVM directly (docs/vfio.md); `msix=off` and
+    /// `msi=off` hide those capabilities (INTx, relayed through iovm, is
+    /// left), `mmap=off` traps every BAR access.
+    ///
     /// `bus=` puts a device behind a root port or bridge given earlier by its
     /// `id=` (default: the root bus, pcie.0). `addr=` picks the slot and
     /// function in hex as lspci shows them (default: next free slot, function 0);

@@ -405,6 +405,8 @@ fn test_help_teaches_usage_and_exit_codes() {
         "7  internal error",
         "intel-iommu",
         "intremap=on",
+        "vfio-pci,host=DDDD:BB:DD.F",
+        "mmap=off",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }

@@ -19,8 +19,10 @@
 //! What the guest does not see of the host function: its other
 //! capabilities and every extended capability (so no ARI, SR-IOV or
 //! Resizable BAR reaches the guest; it gets iovm's own power management
-//! and PCI Express capabilities), its expansion ROM, and its INTx pin
-//! (interrupt pin 0: assigned functions interrupt by MSI-X or MSI only).
+//! and PCI Express capabilities) and its expansion ROM. Its INTx pin is
+//! shown as INTA when the VMM relays it ([`IntxRelay`]); VFIO takes one
+//! interrupt kind at a time, so INTx is handed over only while neither
+//! MSI-X nor MSI is enabled and the guest has not disabled INTx.
 //! A masked vector's interrupt is delivered anyway, as its route stays
 //! installed (the pending bit array reads as zero).
 
