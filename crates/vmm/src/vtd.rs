@@ -236,4 +236,6 @@ impl InterruptRemap for Vtd {
 }
 
 #[cfg(test)]
+pub(crate) mod test_regs;
+#[cfg(test)]
 mod tests;

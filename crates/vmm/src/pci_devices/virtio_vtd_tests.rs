@@ -28,17 +28,10 @@ use crate::pci_devices::test_wiring::TestWiring;
 use crate::pci_host::PciRoot;
 use crate::vtd::Vtd;
 
-// VT-d registers (§11.4) and GCMD/GSTS bits.
-const GCMD: u64 = 0x18;
-const GSTS: u64 = 0x1c;
-const RTADDR: u64 = 0x20;
-const FSTS: u64 = 0x34;
-const FECTL: u64 = 0x38;
-const FEDATA: u64 = 0x3c;
-const FEADDR: u64 = 0x40;
-const FRCD: u64 = 0x220;
-const TE: u64 = 1 << 31;
-const SRTP: u64 = 1 << 30;
+use crate::vtd::test_regs::{FEADDR, FECTL, FEDATA, FRCD, FSTS, GCMD, GSTS, RTADDR};
+/// GCMD/GSTS bits as the MMIO helpers take them.
+const TE: u64 = crate::vtd::test_regs::TE as u64;
+const SRTP: u64 = crate::vtd::test_regs::SRTP as u64;
 /// Second-level PTE permissions (§9.8).
 const R: u64 = 1;
 const W: u64 = 2;

@@ -19,21 +19,7 @@ use crate::pci_devices::test_wiring::TestWiring;
 use crate::pci_devices::{DmaRoute, Wiring};
 use crate::pci_host::PciRoot;
 
-// Register offsets (§11.4).
-const VER: u64 = 0x00;
-const CAP: u64 = 0x08;
-const ECAP: u64 = 0x10;
-const GCMD: u64 = 0x18;
-const GSTS: u64 = 0x1c;
-const RTADDR: u64 = 0x20;
-const FSTS: u64 = 0x34;
-const FECTL: u64 = 0x38;
-const FEDATA: u64 = 0x3c;
-const FEADDR: u64 = 0x40;
-const FRCD: u64 = 0x220;
-/// GCMD/GSTS: Translation Enable (bit 31), Set Root Table Pointer (bit 30).
-const TE: u32 = 1 << 31;
-const SRTP: u32 = 1 << 30;
+use super::test_regs::*;
 
 /// Guest RAM layout of the tests (TestWiring's 1 MiB).
 const ROOT: u64 = 0x8_0000;
