@@ -23,8 +23,10 @@
 //! shown as INTA when the VMM relays it ([`IntxRelay`]); VFIO takes one
 //! interrupt kind at a time, so INTx is handed over only while neither
 //! MSI-X nor MSI is enabled and the guest has not disabled INTx.
-//! A masked vector's interrupt is delivered anyway, as its route stays
-//! installed (the pending bit array reads as zero).
+//! A masked vector (an MSI-X entry's Mask bit, the Function Mask, MSI's
+//! per-vector Mask bits) is held by its [`VectorTriggers`]: the device's
+//! signal waits in the eventfd, shows as the vector's pending bit (in the
+//! PBA, or MSI's Pending Bits), and is delivered when the guest unmasks it.
 
 use std::sync::Arc;
 
@@ -115,6 +117,8 @@ pub struct AssignedFunction {
     intx: Option<Arc<dyn IntxRelay>>,
     /// What VFIO signals now: the kind and how many vectors.
     signalling: Option<(IrqKind, u16)>,
+    /// Which vectors are masked now, by vector.
+    masked: Vec<bool>,
 }
 
 impl AssignedFunction {
@@ -184,6 +188,7 @@ impl AssignedFunction {
             triggers,
             intx,
             signalling: None,
+            masked: Vec::new(),
         };
         f.forward_command();
         Ok(f)
@@ -282,6 +287,61 @@ impl AssignedFunction {
         }
     }
 
+    /// Which vectors of the kind the guest enabled it masks (none when
+    /// neither MSI-X nor MSI is on).
+    fn wanted_masks(&self) -> Vec<bool> {
+        let caps = self.ep.caps();
+        match self.wanted_irqs() {
+            Some((IrqKind::Msix, n)) => match caps.msix_table() {
+                Some(t) => {
+                    let all = t.control().function_masked;
+                    (0..n)
+                        .map(|v| all || t.entry(v).is_none_or(|e| e.masked))
+                        .collect()
+                }
+                None => Vec::new(),
+            },
+            Some((IrqKind::Msi, n)) => match caps.msi() {
+                Some(m) => {
+                    let mask = m.state(self.ep.config().regs()).mask;
+                    (0..n).map(|v| mask & (1 << v) != 0).collect()
+                }
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    /// Holds or resumes the vectors whose mask the guest changed. Runs
+    /// before VFIO is given the eventfds, so a vector the guest enables
+    /// masked never delivers.
+    fn sync_masks(&mut self) {
+        let wanted = self.wanted_masks();
+        let len = wanted.len().max(self.masked.len());
+        for v in 0..len {
+            let want = wanted.get(v).copied().unwrap_or(false);
+            if self.masked.get(v).copied().unwrap_or(false) != want {
+                if let Err(e) = self.triggers.set_masked(v as u16, want) {
+                    tracing::warn!("assigned device: vector {v}: cannot change its mask: {e}");
+                }
+            }
+        }
+        self.masked = wanted;
+    }
+
+    /// The pending bits of vectors `first..first + 8 * data.len()`, byte by
+    /// byte, ORed into `data`.
+    fn or_pending(&self, first: usize, data: &mut [u8]) {
+        for (i, byte) in data.iter_mut().enumerate() {
+            for bit in 0..8 {
+                let v = first + i * 8 + bit;
+                if self.masked.get(v).copied().unwrap_or(false) && self.triggers.pending(v as u16) {
+                    *byte |= 1 << bit;
+                }
+            }
+        }
+    }
+
     /// Brings VFIO's interrupt eventfds in line with the guest's MSI-X or
     /// MSI enable.
     fn sync_irqs(&mut self) {
@@ -324,6 +384,16 @@ impl AssignedFunction {
 impl PciFunction for AssignedFunction {
     fn config_read(&self, offset: usize, data: &mut [u8]) {
         self.ep.read(offset, data);
+        let msi = self.ep.caps().msi().filter(|_| {
+            self.host_config.msi.is_some_and(|m| m.per_vector_mask)
+                && self.signalling.is_some_and(|(k, _)| k == IrqKind::Msi)
+        });
+        if let Some(m) = msi {
+            let pending = m.mask_offset() + 4;
+            overlap_or(offset, data, pending, 4, |first, out| {
+                self.or_pending(first * 8, out)
+            });
+        }
     }
 
     fn config_write(&mut self, offset: usize, data: &[u8]) -> ConfigWriteEffects {
@@ -333,6 +403,7 @@ impl PciFunction for AssignedFunction {
         if offset < COMMAND + 2 && end > COMMAND {
             self.forward_command();
         }
+        self.sync_masks();
         self.sync_irqs();
         effects.config
     }
@@ -340,12 +411,25 @@ impl PciFunction for AssignedFunction {
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         if !self.ep.bar_read(bar, offset, data) {
             self.host.read(bar as u32, offset, data);
+            return;
+        }
+        let pba = self.host_config.msix.filter(|m| m.pba.bar == bar);
+        if let Some(m) = pba {
+            let start = u64::from(m.pba.offset);
+            if let Some(rel) = offset.checked_sub(start) {
+                if rel < m.pba_size() {
+                    self.or_pending(rel as usize * 8, data);
+                }
+            }
         }
     }
 
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
         match self.ep.bar_write(bar, offset, data) {
-            Some(effects) => self.routing.after_table_write(&self.ep, &effects),
+            Some(effects) => {
+                self.routing.after_table_write(&self.ep, &effects);
+                self.sync_masks();
+            }
             None if self
                 .ep
                 .caps()
@@ -363,6 +447,23 @@ impl PciFunction for AssignedFunction {
 impl Drop for AssignedFunction {
     fn drop(&mut self) {
         self.quiesce();
+    }
+}
+
+/// Calls `f` with the part of `data` (read at `offset`) that overlaps the
+/// register of `len` bytes at `reg`, and the byte index in the register
+/// where that part starts.
+fn overlap_or(
+    offset: usize,
+    data: &mut [u8],
+    reg: usize,
+    len: usize,
+    f: impl FnOnce(usize, &mut [u8]),
+) {
+    let start = offset.max(reg);
+    let end = offset.saturating_add(data.len()).min(reg + len);
+    if start < end {
+        f(start - reg, &mut data[start - offset..end - offset]);
     }
 }
 

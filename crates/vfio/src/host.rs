@@ -89,7 +89,20 @@ pub trait IntxRelay: Send + Sync + Debug {
 /// The eventfds that deliver a function's message-signalled vectors
 /// without a trip through the VMM (KVM: each vector's irqfd on its GSI
 /// route), so a host device's interrupt reaches the guest directly.
+///
+/// A masked vector (PCI 3.0 §6.8.2.9: the MSI-X entry's Mask bit or the
+/// Function Mask; §6.8.1.8: MSI's per-vector Mask bits) is not delivered:
+/// its eventfd stops delivering and keeps the device's signal, which is
+/// the vector's pending bit, until the vector is unmasked and the signal
+/// goes out then.
 pub trait VectorTriggers: Send + Sync + Debug {
     /// An eventfd whose signal delivers vector `vector`'s current route.
     fn trigger(&self, vector: u16) -> io::Result<EventFd>;
+
+    /// Holds (`masked`) or resumes delivery of `vector`'s signals; a signal
+    /// held while masked is delivered when the vector is unmasked.
+    fn set_masked(&self, vector: u16, masked: bool) -> io::Result<()>;
+
+    /// Whether `vector` is masked and holds a signal (its pending bit).
+    fn pending(&self, vector: u16) -> bool;
 }

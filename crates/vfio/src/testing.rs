@@ -139,16 +139,56 @@ impl HostDevice for FakeHost {
     }
 }
 
-/// Eventfds per vector, kept so a test can signal one.
+/// Eventfds per vector, kept so a test can signal one, and their masks.
 #[derive(Debug, Default)]
 pub struct FakeTriggers {
     /// The vectors asked for, in order.
     pub asked: Mutex<Vec<u16>>,
+    /// Each vector's eventfd, created when first asked for.
+    pub fds: Mutex<BTreeMap<u16, EventFd>>,
+    /// The vectors masked now.
+    pub masked: Mutex<std::collections::BTreeSet<u16>>,
+    /// Signals delivered on unmask, by vector.
+    pub delivered_on_unmask: Mutex<Vec<u16>>,
+}
+
+impl FakeTriggers {
+    /// Signals `vector` as the device would (its eventfd must exist).
+    pub fn fire(&self, vector: u16) {
+        self.fds.lock().unwrap()[&vector].write(1).unwrap();
+    }
 }
 
 impl VectorTriggers for FakeTriggers {
     fn trigger(&self, vector: u16) -> io::Result<EventFd> {
         self.asked.lock().unwrap().push(vector);
-        EventFd::new(0)
+        let mut fds = self.fds.lock().unwrap();
+        if let std::collections::btree_map::Entry::Vacant(e) = fds.entry(vector) {
+            e.insert(EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)?);
+        }
+        fds[&vector].try_clone()
+    }
+
+    fn set_masked(&self, vector: u16, masked: bool) -> io::Result<()> {
+        let mut set = self.masked.lock().unwrap();
+        if masked {
+            set.insert(vector);
+        } else if set.remove(&vector) {
+            let fds = self.fds.lock().unwrap();
+            if fds.get(&vector).is_some_and(|fd| fd.read().is_ok()) {
+                self.delivered_on_unmask.lock().unwrap().push(vector);
+            }
+        }
+        Ok(())
+    }
+
+    fn pending(&self, vector: u16) -> bool {
+        self.masked.lock().unwrap().contains(&vector)
+            && self
+                .fds
+                .lock()
+                .unwrap()
+                .get(&vector)
+                .is_some_and(|fd| fd.read().and_then(|n| fd.write(n)).is_ok())
     }
 }

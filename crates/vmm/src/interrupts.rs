@@ -372,6 +372,8 @@ struct Vector {
     gsi: u32,
     irqfd: EventFd,
     message: Option<MsiMessage>,
+    /// Its irqfd is off KVM: signals wait in the eventfd.
+    masked: bool,
 }
 
 /// One PCI function's MSI/MSI-X vectors, each a GSI route and an irqfd.
@@ -409,6 +411,7 @@ impl KvmMsiVectors {
             gsi,
             irqfd,
             message: None,
+            masked: false,
         })
     }
 
@@ -465,6 +468,52 @@ impl vfio::VectorTriggers for KvmMsiVectors {
         };
         v.irqfd.try_clone()
     }
+
+    /// Masking takes the vector's irqfd off KVM, so the device's signals
+    /// stay in the eventfd; unmasking gives it back, and KVM delivers a
+    /// signal that waited (`KVM_IRQFD` injects at once when the eventfd
+    /// is already signalled). Taking it off consumes what KVM had not yet
+    /// delivered, so the pending bit starts clear.
+    fn set_masked(&self, vector: u16, masked: bool) -> std::io::Result<()> {
+        let mut vectors = self.lock();
+        let v = match vectors.entry(vector) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(_) if !masked => return Ok(()),
+            Entry::Vacant(e) => e.insert(self.new_vector().map_err(std::io::Error::other)?),
+        };
+        if v.masked == masked {
+            return Ok(());
+        }
+        let vm = &self.router.vm;
+        if masked {
+            vm.unregister_irqfd(&v.irqfd, v.gsi)
+        } else {
+            vm.register_irqfd(&v.irqfd, v.gsi)
+        }
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+        v.masked = masked;
+        Ok(())
+    }
+
+    fn pending(&self, vector: u16) -> bool {
+        self.lock()
+            .get(&vector)
+            .is_some_and(|v| v.masked && signalled(&v.irqfd))
+    }
+}
+
+/// Whether `fd` holds a signal, without consuming it.
+fn signalled(fd: &EventFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd for the duration of the call, and a
+    // zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & libc::POLLIN != 0
 }
 
 impl Drop for KvmMsiVectors {

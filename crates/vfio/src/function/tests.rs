@@ -438,3 +438,109 @@ fn test_hostile_config_writes_of_every_width_reach_only_the_command_bits() {
     assert_eq!(device & !0x0407, 0, "and only its forwarded bits");
     assert_eq!(read32(&r.f, 0x00), 0x0010_1b36, "identity unchanged");
 }
+
+/// MSI-X enabled the way Linux does it, with table entry 1 programmed and
+/// unmasked and every other entry left masked as reset leaves them.
+fn msix_on_with_vector_1(r: &mut Rig) -> usize {
+    let msix = cap(&r.f, 0x11).unwrap();
+    write32(&mut r.f, 0x04, 0x0006);
+    r.f.bar_write(0, 0x2010, &0xfee0_1000u32.to_le_bytes());
+    r.f.bar_write(0, 0x2018, &0x0000_0031u32.to_le_bytes());
+    update32(&mut r.f, msix, 0, 0xc000 << 16);
+    r.f.bar_write(0, 0x201c, &0u32.to_le_bytes());
+    update32(&mut r.f, msix, 0x4000 << 16, 0x8000 << 16);
+    msix
+}
+
+fn pba(f: &mut AssignedFunction) -> u64 {
+    let mut b = [0u8; 8];
+    f.bar_read(0, 0x3000, &mut b);
+    u64::from_le_bytes(b)
+}
+
+#[test]
+fn test_masked_msix_vector_holds_its_signal_as_pending_until_unmasked() {
+    let mut r = rig();
+    msix_on_with_vector_1(&mut r);
+    let masked = r.triggers.masked.lock().unwrap().clone();
+    assert!(!masked.contains(&1), "the unmasked entry delivers");
+    assert_eq!(masked.len(), 64, "the 64 entries left masked hold");
+
+    // The guest masks entry 1; the device signals it.
+    r.f.bar_write(0, 0x201c, &1u32.to_le_bytes());
+    assert!(r.triggers.masked.lock().unwrap().contains(&1));
+    assert_eq!(pba(&mut r.f) & 0b10, 0, "nothing pending before the signal");
+    r.triggers.fire(1);
+    assert_eq!(
+        pba(&mut r.f) & 0b10,
+        0b10,
+        "the held signal is its pending bit"
+    );
+    assert!(r.triggers.delivered_on_unmask.lock().unwrap().is_empty());
+
+    // Unmasking delivers it once and the pending bit clears.
+    r.f.bar_write(0, 0x201c, &0u32.to_le_bytes());
+    assert_eq!(*r.triggers.delivered_on_unmask.lock().unwrap(), [1]);
+    assert_eq!(pba(&mut r.f), 0);
+    assert!(!r.triggers.masked.lock().unwrap().contains(&1));
+}
+
+#[test]
+fn test_function_mask_holds_every_vector_and_clearing_it_restores_entry_masks() {
+    let mut r = rig();
+    let msix = msix_on_with_vector_1(&mut r);
+    update32(&mut r.f, msix, 0, 0x4000 << 16);
+    assert_eq!(r.triggers.masked.lock().unwrap().len(), 65);
+    r.triggers.fire(1);
+    assert_eq!(pba(&mut r.f), 0b10);
+
+    update32(&mut r.f, msix, 0x4000 << 16, 0);
+    let masked = r.triggers.masked.lock().unwrap().clone();
+    assert_eq!(masked.len(), 64);
+    assert!(!masked.contains(&1));
+    assert_eq!(*r.triggers.delivered_on_unmask.lock().unwrap(), [1]);
+}
+
+#[test]
+fn test_disabling_msix_releases_every_held_vector() {
+    let mut r = rig();
+    let msix = msix_on_with_vector_1(&mut r);
+    update32(&mut r.f, msix, 0x8000 << 16, 0);
+    assert!(r.triggers.masked.lock().unwrap().is_empty());
+    assert_eq!(
+        r.host.irqs.lock().unwrap().last(),
+        Some(&IrqCall::Disable(IrqKind::Msix))
+    );
+}
+
+#[test]
+fn test_msi_per_vector_mask_holds_the_vector_and_shows_in_pending_bits() {
+    let mut r = rig();
+    let msi = cap(&r.f, 0x05).unwrap();
+    write32(&mut r.f, msi + 4, 0xfee0_0000);
+    write32(&mut r.f, msi + 8, 0);
+    r.f.config_write(msi + 12, &0x41u16.to_le_bytes());
+    // Vector 2 masked, then MSI enabled with 4 vectors.
+    write32(&mut r.f, msi + 0x10, 0b100);
+    r.f.config_write(msi + 2, &(0x80u16 | 0x100 | 2 << 4 | 1).to_le_bytes());
+    assert_eq!(
+        r.triggers
+            .masked
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        [2]
+    );
+
+    r.triggers.fire(2);
+    assert_eq!(read32(&r.f, msi + 0x14), 0b100);
+    let mut byte = [0u8; 1];
+    r.f.config_read(msi + 0x14, &mut byte);
+    assert_eq!(byte[0], 0b100, "a byte read sees it too");
+
+    write32(&mut r.f, msi + 0x10, 0);
+    assert_eq!(*r.triggers.delivered_on_unmask.lock().unwrap(), [2]);
+    assert_eq!(read32(&r.f, msi + 0x14), 0);
+}

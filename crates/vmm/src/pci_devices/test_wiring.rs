@@ -47,6 +47,14 @@ impl VectorTriggers for RecordingTriggers {
     fn trigger(&self, _vector: u16) -> std::io::Result<vmm_sys_util::eventfd::EventFd> {
         vmm_sys_util::eventfd::EventFd::new(0)
     }
+
+    fn set_masked(&self, _vector: u16, _masked: bool) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn pending(&self, _vector: u16) -> bool {
+        false
+    }
 }
 
 impl MsiVectors for RecordingTriggers {
