@@ -4,13 +4,18 @@
 //! `vfio-pci`, and iovm assigns it to its guest, whose own `nvme` driver
 //! binds it with MSI-X and moves data: guest → iovm → VFIO → the test
 //! host's device → a raw image on this machine. The same device with its
-//! MSI-X hidden moves data over INTx (QEMU's NVMe has no MSI capability,
-//! so MSI is shown by the unit tests only); iovm killed with SIGKILL in the
+//! MSI-X hidden moves data over INTx; iovm killed with SIGKILL in the
 //! middle of I/O leaves it to the next run, which assigns it again and
-//! verifies. The bad-input runs of the same boot check that a missing
-//! function and one bound to another driver are refused with one line. One batch, one test-host boot; always in the
-//! test host (a machine with hardware KVM has no assignable device to
-//! offer, the test host does).
+//! verifies. QEMU's NVMe has no MSI capability, so MSI is shown with the
+//! test host's emulated AHCI controller (`Batch::with_assignable_ahci`),
+//! which has only MSI: the guest's `ahci` driver binds it and its disk
+//! moves data to a second image on this machine. That controller shares
+//! its IOMMU group with a function the test host's `virtio_pci` holds,
+//! which first makes the group not viable. The bad-input runs of the same
+//! boot check that a missing function, one bound to another driver and a
+//! non-viable group are refused with one line. One batch, one test-host
+//! boot; always in the test host (a machine with hardware KVM has no
+//! assignable device to offer, the test host does).
 
 mod common;
 
@@ -19,7 +24,7 @@ use std::sync::OnceLock;
 
 use common::Runs;
 use testkit::host_devices::{ASSIGNABLE_NVME_BDF, ASSIGNABLE_NVME_SERIAL};
-use testkit::{Batch, GuestRun, Mode, RunResult};
+use testkit::{Batch, GuestRun, HostDevices, Mode, RunResult};
 
 /// The assigned disk's size.
 const IMAGE_BYTES: u64 = 64 << 20;
@@ -27,17 +32,36 @@ const IMAGE_BYTES: u64 = 64 << 20;
 const MARK_OFFSET: u64 = 48 << 20;
 const MARK: &str = "IOVM-VFIO-ASSIGNED-MARK";
 
-/// Moves the test host's NVMe controller to vfio-pci.
-fn bind_vfio() -> String {
+/// Moves the test host's function `bdf` to vfio-pci.
+fn bind_vfio(bdf: &str) -> String {
     format!(
-        "modprobe vfio_iommu_type1; modprobe vfio-pci; d=/sys/bus/pci/devices/{ASSIGNABLE_NVME_BDF}; \
+        "modprobe vfio_iommu_type1; modprobe vfio-pci; d=/sys/bus/pci/devices/{bdf}; \
          echo vfio-pci > $d/driver_override; \
-         [ -e $d/driver ] && echo {ASSIGNABLE_NVME_BDF} > $d/driver/unbind; \
-         echo {ASSIGNABLE_NVME_BDF} > /sys/bus/pci/drivers_probe; \
+         [ -e $d/driver ] && echo {bdf} > $d/driver/unbind; \
+         echo {bdf} > /sys/bus/pci/drivers_probe; \
          echo \"assign-driver=$(basename $(readlink $d/driver))\"; \
          echo \"assign-group=$(basename $(readlink $d/iommu_group))\""
     )
 }
+
+/// The assigned AHCI controller's disk in the guest: its driver, its
+/// interrupt kind, a verified fio run and the marker.
+const AHCI_SCRIPT: &str = r#"
+i=0; until [ -b /dev/sda ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
+d=$(ls -d /sys/bus/pci/drivers/ahci/0000:* 2>/dev/null | head -1)
+echo "ahci_model=$(cat /sys/block/sda/device/model 2>/dev/null | tr -d ' ')"
+echo "irq_kind=$(cat $d/msi_irqs/* 2>/dev/null | sort -u | tr '\n' ' ')"
+echo "ahci_msi=$(grep 'ahci' /proc/interrupts | grep -c 'PCI-MSI')"
+fio --name=v --filename=/dev/sda --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
+    --iodepth=8 --size=16m --verify=crc32c --do_verify=1 \
+    --output-format=terse --terse-version=3 > /tmp/fio 2>&1
+echo "fio=$? errors=$(cut -d';' -f5 /tmp/fio | head -1)"
+printf '@MARK@' | dd of=/dev/sda bs=512 seek=@SEEK@ conv=fsync 2>/dev/null
+echo "mark=$?"
+"#;
+
+/// The AHCI controller's marker.
+const AHCI_MARK: &str = "IOVM-VFIO-AHCI-MSI-MARK";
 
 const SCRIPT: &str = r#"
 i=0; until [ -b /dev/nvme0n1 ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
@@ -78,7 +102,9 @@ const KILL_AFTER_SCRIPT: &str = "sleep @SECS@; for p in /proc/[0-9]*; do \
      c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); \
      case \"$c\" in *sleep*) ;; *'bin/iovm run'*) kill -9 ${p#/proc/} ;; esac; done";
 
-fn runs() -> Vec<GuestRun> {
+fn runs(devices: &HostDevices) -> Vec<GuestRun> {
+    let ahci = devices.ahci_bdf();
+    let companion = devices.ahci_companion_bdf();
     let mark = MARK_SCRIPT
         .replace("@MARK@", MARK)
         .replace("@SEEK@", &(MARK_OFFSET / 512).to_string());
@@ -94,13 +120,30 @@ fn runs() -> Vec<GuestRun> {
     };
     vec![
         assigned("vfio-nvme", "")
-            .host_before(bind_vfio())
+            .host_before(bind_vfio(ASSIGNABLE_NVME_BDF))
             .script(format!("{SCRIPT}{mark}")),
         assigned("vfio-intx", ",msix=off,msi=off").script(SCRIPT),
         assigned("vfio-killed", "")
             .host_before(format!("({KILL_AFTER_SCRIPT}) >/dev/null 2>&1 &").replace("@SECS@", &KILL_AFTER.to_string()))
             .script(KILLED_SCRIPT),
         assigned("vfio-after-kill", "").script(SCRIPT),
+        GuestRun::new("vfio-ahci-not-viable")
+            .host_before(bind_vfio(&ahci))
+            .args(["--memory", "256M", "--device"])
+            .arg(format!("vfio-pci,host={ahci}"))
+            .script("true"),
+        GuestRun::new("vfio-ahci-msi")
+            .host_before(format!(
+                "echo {companion} > /sys/bus/pci/devices/{companion}/driver/unbind; \
+                 echo \"companion-driver=$(basename $(readlink /sys/bus/pci/devices/{companion}/driver 2>/dev/null) 2>/dev/null)\""
+            ))
+            .args(["--cpus", "1", "--memory", "1G", "--device"])
+            .arg(format!("vfio-pci,host={ahci},mmap={mmap}"))
+            .script(
+                AHCI_SCRIPT
+                    .replace("@MARK@", AHCI_MARK)
+                    .replace("@SEEK@", &(MARK_OFFSET / 512).to_string()),
+            ),
         GuestRun::new("vfio-missing")
             .args(["--memory", "256M", "--device", "vfio-pci,host=0000:00:1f.6"])
             .script("true"),
@@ -111,27 +154,52 @@ fn runs() -> Vec<GuestRun> {
     ]
 }
 
-/// The runs, and the bytes at [`MARK_OFFSET`] of the assigned disk's
-/// image on this machine after them.
-fn results() -> &'static (Runs, Vec<u8>) {
-    static RESULTS: OnceLock<(Runs, Vec<u8>)> = OnceLock::new();
+/// The runs, and the bytes at [`MARK_OFFSET`] of the assigned NVMe's and
+/// AHCI disk's images on this machine after them.
+struct Results {
+    runs: Runs,
+    nvme_mark: Vec<u8>,
+    ahci_mark: Vec<u8>,
+}
+
+/// A new empty image of [`IMAGE_BYTES`] in `dir`.
+fn image(dir: &Path, name: &str) -> std::path::PathBuf {
+    let img = dir.join(name);
+    let f = std::fs::File::create(&img).expect("create an assigned disk's image");
+    f.set_len(IMAGE_BYTES).expect("size the image");
+    img
+}
+
+/// `len` bytes at [`MARK_OFFSET`] of `img`.
+fn mark_in(img: &Path, len: usize) -> Vec<u8> {
+    let data = std::fs::read(img).expect("read an assigned disk's image");
+    let at = MARK_OFFSET as usize;
+    data[at..at + len].to_vec()
+}
+
+fn results() -> &'static Results {
+    static RESULTS: OnceLock<Results> = OnceLock::new();
     RESULTS.get_or_init(|| {
         let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
         let batch = Batch::with_mode(Mode::TestHost).expect("set up the test batch");
-        let img = batch.scratch_dir().join("assigned-nvme.img");
-        let f = std::fs::File::create(&img).expect("create the assigned disk's image");
-        f.set_len(IMAGE_BYTES).expect("size the image");
-        let batch = batch.with_assignable_nvme(&img);
-        let runs = Runs::new(batch.run(iovm, &runs()).expect("run the guest batch"));
-        let data = std::fs::read(&img).expect("read the assigned disk's image");
-        let at = MARK_OFFSET as usize;
-        (runs, data[at..at + MARK.len()].to_vec())
+        let nvme = image(batch.scratch_dir(), "assigned-nvme.img");
+        let sata = image(batch.scratch_dir(), "assigned-sata.img");
+        let batch = batch
+            .with_assignable_nvme(&nvme)
+            .with_assignable_ahci(&sata);
+        let runs = runs(batch.devices());
+        let runs = Runs::new(batch.run(iovm, &runs).expect("run the guest batch"));
+        Results {
+            runs,
+            nvme_mark: mark_in(&nvme, MARK.len()),
+            ahci_mark: mark_in(&sata, AHCI_MARK.len()),
+        }
     })
 }
 
 #[track_caller]
 fn run(name: &str) -> &'static RunResult {
-    results().0.get(name)
+    results().runs.get(name)
 }
 
 #[test]
@@ -190,7 +258,7 @@ fn test_guest_write_reaches_the_image_on_this_machine() {
     let r = run("vfio-nvme");
     r.assert_success();
     assert_eq!(
-        String::from_utf8_lossy(&results().1),
+        String::from_utf8_lossy(&results().nvme_mark),
         MARK,
         "the guest's marker, through iovm, VFIO and the test host's NVMe\n{}",
         r.dump()
@@ -219,4 +287,33 @@ fn test_missing_and_wrongly_bound_functions_are_refused_in_one_line() {
     for r in [missing, wrong] {
         assert!(!r.console.contains("panicked"), "{}", r.dump());
     }
+}
+
+#[test]
+fn test_guest_ahci_driver_binds_the_assigned_controller_with_msi_and_verifies() {
+    let r = run("vfio-ahci-msi");
+    r.assert_success();
+    assert_eq!(r.fact("ahci_model"), "QEMUHARDDISK", "{}", r.dump());
+    assert_eq!(r.fact("irq_kind").trim(), "msi", "{}", r.dump());
+    assert_eq!(r.fact("ahci_msi"), "1", "one MSI vector\n{}", r.dump());
+    assert_eq!(r.fact("fio"), "0", "{}", r.dump());
+    assert_eq!(r.fact("mark"), "0", "{}", r.dump());
+    assert_eq!(
+        String::from_utf8_lossy(&results().ahci_mark),
+        AHCI_MARK,
+        "the guest's marker, through iovm, VFIO and the test host's AHCI\n{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn test_a_group_with_a_function_on_a_host_driver_is_refused_in_one_line() {
+    let r = run("vfio-ahci-not-viable");
+    assert_eq!(r.exit_code, Some(1), "{}", r.dump());
+    assert!(
+        r.console.contains("is not viable") && r.console.contains("is bound to virtio-pci"),
+        "{}",
+        r.dump()
+    );
+    assert!(!r.console.contains("panicked"), "{}", r.dump());
 }

@@ -95,8 +95,18 @@ impl Batch {
         self
     }
 
+    /// Gives the test host an AHCI controller it can assign, its disk backed
+    /// by the raw image `image` on this machine, in an IOMMU group with a
+    /// function the test host keeps ([`HostDevices`]; at
+    /// [`Batch::devices`]`().ahci_bdf()` there). Test host only, like
+    /// [`Batch::with_assignable_nvme`].
+    pub fn with_assignable_ahci(mut self, image: impl Into<PathBuf>) -> Self {
+        self.devices.assignable_ahci = Some(image.into());
+        self
+    }
+
     /// The test host's extra devices.
-    pub(crate) fn devices(&self) -> &HostDevices {
+    pub fn devices(&self) -> &HostDevices {
         &self.devices
     }
 
