@@ -21,7 +21,7 @@ use crate::caps::Capabilities;
 use crate::fault::{FaultLog, FaultReason, FaultRecord};
 use crate::regs::Effect;
 use crate::tables::{read_context_entry, read_root_entry, Translation};
-use crate::walk::walk;
+use crate::walk::{walk, Levels};
 
 /// Part of a translated range (§3.6): `len` bytes at guest-physical `gpa`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,26 @@ pub struct Piece {
     pub gpa: u64,
     /// Length in bytes.
     pub len: u64,
+}
+
+/// What a function's DMA reaches now, read from the tables themselves
+/// (not the caches): for mirroring into a host IOMMU ([`crate::mirror`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Translation is off, or the context entry passes requests through:
+    /// all of guest RAM at IOVA = guest-physical address.
+    Untranslated,
+    /// No valid context entry: every request faults.
+    Blocked,
+    /// Requests go through domain `did`'s second-level table.
+    Domain {
+        /// The context entry's DID.
+        did: u16,
+        /// The table's guest-physical address.
+        table: u64,
+        /// Its depth.
+        levels: Levels,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -119,6 +139,30 @@ impl Remapper {
             Effect::InvalidateContext(scope) => self.caches().invalidate_contexts(scope),
             Effect::InvalidateIotlb(i) => self.caches().invalidate_pages(&i.scope),
             _ => {}
+        }
+    }
+
+    /// What `requester`'s DMA reaches now, from the tables in guest RAM.
+    pub fn view(&self, requester: RequesterId) -> View {
+        let state = self.state();
+        if !state.enabled {
+            return View::Untranslated;
+        }
+        let ram = self.ram.as_ref();
+        let context =
+            read_root_entry(ram, state.root_table, requester.bus(), &self.caps).and_then(|root| {
+                read_context_entry(ram, root.context_table, requester.devfn(), &self.caps)
+            });
+        match context {
+            Ok(c) => match c.translation {
+                Translation::PassThrough => View::Untranslated,
+                Translation::Translated { table, levels } => View::Domain {
+                    did: c.domain,
+                    table,
+                    levels,
+                },
+            },
+            Err(_) => View::Blocked,
         }
     }
 

@@ -14,18 +14,18 @@ use crate::caps::Capabilities;
 use crate::fault::FaultReason;
 
 /// Read bit of a second-level entry (§9.8).
-const R: u64 = 1 << 0;
+pub(crate) const R: u64 = 1 << 0;
 /// Write bit of a second-level entry (§9.8).
-const W: u64 = 1 << 1;
+pub(crate) const W: u64 = 1 << 1;
 /// Page Size bit: the entry maps a superpage (§9.8, levels 2 and 3).
-const PS: u64 = 1 << 7;
+pub(crate) const PS: u64 = 1 << 7;
 /// Bit 11 (SNP in a leaf) is reserved without ECAP.SC, and so in every
 /// entry here (§9.8).
 const RESERVED_LOW: u64 = 1 << 11;
 /// TM, bit 62, is reserved without ECAP.DT (§9.8).
 const TM: u64 = 1 << 62;
 /// Address bits 51:12 (§9.8); bits 63 and 61:52 are ignored.
-const ADDR_FIELD: u64 = 0x000f_ffff_ffff_f000;
+pub(crate) const ADDR_FIELD: u64 = 0x000f_ffff_ffff_f000;
 
 /// Depth of a second-level page table, from the context entry's AW field
 /// (§9.3) as CAP.SAGAW allows it (§11.4.2).
@@ -83,7 +83,7 @@ pub struct Mapping {
 /// address bits at and above the host address width, PS at level 4 or where
 /// the superpage size is unsupported, and the low address bits of a
 /// superpage.
-fn reserved(entry: u64, level: u32, caps: &Capabilities) -> bool {
+pub(crate) fn entry_is_reserved(entry: u64, level: u32, caps: &Capabilities) -> bool {
     let mut mask = RESERVED_LOW | TM | (caps.above_haw() & ADDR_FIELD);
     let superpage = entry & PS != 0;
     match (level, superpage) {
@@ -135,7 +135,7 @@ pub fn walk(
         if entry & (R | W) == 0 {
             return Err(denied);
         }
-        if reserved(entry, level, caps) {
+        if entry_is_reserved(entry, level, caps) {
             return Err(FaultReason::PteReserved);
         }
         if entry & needed == 0 {

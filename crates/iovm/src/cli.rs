@@ -146,7 +146,9 @@ pub struct RunArgs {
     /// drives it, its BAR pages are mapped into the guest and its MSI-X/MSI
     /// reach the guest through KVM directly (docs/vfio.md); `msix=off` and
     /// `msi=off` hide those capabilities (INTx, relayed through iovm, is
-    /// left), `mmap=off` traps every BAR access.
+    /// left), `mmap=off` traps every BAR access. With intel-iommu in the
+    /// same machine the function is behind it: the unit runs in caching
+    /// mode and the guest's translations are mirrored into the host IOMMU.
     ///
     /// `bus=` puts a device behind a root port or bridge given earlier by its
     /// `id=` (default: the root bus, pcie.0). `addr=` picks the slot and
@@ -846,6 +848,7 @@ mod tests {
             Ok(DeviceSpec::Iommu(IommuConfig {
                 interrupt_remapping: false,
                 address_width: AddressWidth::Bits39,
+                ..IommuConfig::default()
             }))
         );
         let err = |t| parse_device_spec(t).unwrap_err();

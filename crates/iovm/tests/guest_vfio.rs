@@ -13,7 +13,10 @@
 //! its IOMMU group with a function the test host's `virtio_pci` holds,
 //! which first makes the group not viable. The bad-input runs of the same
 //! boot check that a missing function, one bound to another driver and a
-//! non-viable group are refused with one line. One batch, one test-host
+//! non-viable group are refused with one line. The NVMe assigned behind
+//! iovm's own VT-d (`--device intel-iommu`, which then runs in caching
+//! mode) gets exactly the guest's strict translations, mirrored into its
+//! own VFIO container, and verifies. One batch, one test-host
 //! boot; always in the test host (a machine with hardware KVM has no
 //! assignable device to offer, the test host does).
 
@@ -75,6 +78,14 @@ fio --name=v --filename=/dev/nvme0n1 --direct=1 --ioengine=io_uring --rw=randwri
 echo "fio=$? errors=$(cut -d';' -f5 /tmp/fio | head -1)"
 "#;
 
+/// What the guest's `intel_iommu` says of the unit the assigned function
+/// is behind.
+const VTD_SCRIPT: &str = r#"
+echo "cm=$(dmesg | grep -c 'batching disallowed due to virtualization')"
+echo "dmar_faults=$(dmesg | grep -c 'DMAR: \[DMA')"
+echo "group=$(ls /sys/bus/pci/drivers/nvme/*/iommu_group >/dev/null 2>&1 && echo yes)"
+"#;
+
 /// Writes the marker the test finds in the image.
 const MARK_SCRIPT: &str = r#"
 printf '@MARK@' | dd of=/dev/nvme0n1 bs=512 seek=@SEEK@ conv=fsync 2>/dev/null
@@ -127,6 +138,10 @@ fn runs(devices: &HostDevices) -> Vec<GuestRun> {
             .host_before(format!("({KILL_AFTER_SCRIPT}) >/dev/null 2>&1 &").replace("@SECS@", &KILL_AFTER.to_string()))
             .script(KILLED_SCRIPT),
         assigned("vfio-after-kill", "").script(SCRIPT),
+        assigned("vfio-behind-vtd", "")
+            .args(["--device", "intel-iommu"])
+            .cmdline("intel_iommu=on iommu.strict=1")
+            .script(format!("{SCRIPT}{VTD_SCRIPT}")),
         GuestRun::new("vfio-ahci-not-viable")
             .host_before(bind_vfio(&ahci))
             .args(["--memory", "256M", "--device"])
@@ -316,4 +331,21 @@ fn test_a_group_with_a_function_on_a_host_driver_is_refused_in_one_line() {
         r.dump()
     );
     assert!(!r.console.contains("panicked"), "{}", r.dump());
+}
+
+#[test]
+fn test_assigned_function_behind_iovms_vtd_gets_the_guests_translations() {
+    let r = run("vfio-behind-vtd");
+    r.assert_success();
+    assert_eq!(r.fact("serial"), ASSIGNABLE_NVME_SERIAL, "{}", r.dump());
+    assert_eq!(
+        r.fact("cm"),
+        "1",
+        "caching mode seen by intel_iommu\n{}",
+        r.dump()
+    );
+    assert_eq!(r.fact("group"), "yes", "{}", r.dump());
+    assert_eq!(r.fact("irq_kind").trim(), "msix", "{}", r.dump());
+    assert_eq!(r.fact("fio"), "0", "{}", r.dump());
+    assert_eq!(r.fact("dmar_faults"), "0", "{}", r.dump());
 }

@@ -36,6 +36,10 @@ pub struct IommuConfig {
     pub interrupt_remapping: bool,
     /// The widest guest address width (CAP.MGAW, SAGAW; the DMAR's HAW).
     pub address_width: AddressWidth,
+    /// Caching Mode (CAP.CM): the guest invalidates every change to its
+    /// tables, so that iovm can mirror them into the host IOMMU of an
+    /// assigned function. On whenever the machine assigns a host function.
+    pub caching_mode: bool,
 }
 
 impl Default for IommuConfig {
@@ -43,6 +47,7 @@ impl Default for IommuConfig {
         Self {
             interrupt_remapping: true,
             address_width: AddressWidth::Bits48,
+            caching_mode: false,
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod topology;
 pub mod vcpu;
 pub mod vfio;
 pub mod vfio_intx;
+pub mod vfio_mirror;
 pub mod vm;
 pub mod vtd;
 pub mod wiring;

@@ -24,6 +24,8 @@ use vfio_ioctls::{VfioContainer, VfioDevice, VfioDeviceFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
+pub use crate::vfio_mirror::MirroredContainer;
+
 /// `VFIO_REGION_INFO_FLAG_MMAP`.
 const REGION_MMAP: u32 = 1 << 2;
 /// `VFIO_PCI_INTX_IRQ_INDEX`.
@@ -175,6 +177,7 @@ fn check_memlock(bytes: u64) -> Result<(), VfioError> {
 
 /// The machine's VFIO container, created with its first assigned device.
 pub struct VfioMachine {
+    kvm_device: Arc<VfioDeviceFd>,
     container: Arc<VfioContainer>,
     memory: Arc<GuestMemoryMmap>,
     mapped: std::sync::atomic::AtomicBool,
@@ -203,16 +206,47 @@ impl VfioMachine {
         };
         let kvm_dev = vm.create_device(&mut dev).map_err(VfioError::KvmDevice)?;
         let handle = Arc::new(VfioDeviceFd::new_from_kvm(kvm_dev));
-        let container = VfioContainer::new(Some(handle)).map_err(|source| VfioError::Vfio {
-            what: "opening /dev/vfio/vfio (is vfio_iommu_type1 loaded? modprobe vfio_iommu_type1)"
-                .into(),
-            source,
-        })?;
+        let container = Self::new_container(&handle)?;
         Ok(Self {
-            container: Arc::new(container),
+            kvm_device: handle,
+            container,
             memory,
             mapped: false.into(),
         })
+    }
+
+    fn new_container(handle: &Arc<VfioDeviceFd>) -> Result<Arc<VfioContainer>, VfioError> {
+        let container =
+            VfioContainer::new(Some(handle.clone())).map_err(|source| VfioError::Vfio {
+                what:
+                    "opening /dev/vfio/vfio (is vfio_iommu_type1 loaded? modprobe vfio_iommu_type1)"
+                        .into(),
+                source,
+            })?;
+        Ok(Arc::new(container))
+    }
+
+    /// Opens the host function at `sysfs` in a container of its own whose
+    /// DMA mappings the caller keeps (the function is behind iovm's
+    /// emulated VT-d: [`MirroredContainer`] mirrors the guest's tables);
+    /// it maps nothing yet.
+    pub fn open_mirrored(
+        &self,
+        sysfs: &Path,
+    ) -> Result<(VfioHost, Arc<MirroredContainer>), VfioError> {
+        check_host_function(sysfs)?;
+        let bdf = bdf_of(sysfs);
+        let ram: u64 = self.memory.iter().map(GuestMemoryRegion::len).sum();
+        check_memlock(ram)?;
+        let container = Self::new_container(&self.kvm_device)?;
+        let device = VfioDevice::new(sysfs, container.clone(), false).map_err(|source| {
+            VfioError::Vfio {
+                what: format!("opening {bdf} through VFIO (is another function of its IOMMU group assigned too? behind intel-iommu each group needs a container of its own)"),
+                source,
+            }
+        })?;
+        let mirrored = Arc::new(MirroredContainer::new(container, self.memory.clone()));
+        Ok((VfioHost { device, bdf }, mirrored))
     }
 
     /// Opens the host function at `sysfs` in this container; the first one

@@ -515,6 +515,14 @@ impl Vm {
         mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))?;
         let iommu = cfg.iommu.as_ref().map(|c| {
             let ram: Arc<dyn Dma> = Arc::new(GuestDma::new(memory.clone()));
+            let assigns = cfg
+                .devices
+                .iter()
+                .any(|d| matches!(d.kind, crate::config::DeviceKind::VfioPci(_)));
+            let c = &crate::config::IommuConfig {
+                caching_mode: c.caching_mode || assigns,
+                ..*c
+            };
             let unit = Vtd::new(
                 c,
                 ram,

@@ -33,7 +33,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use dma::{Dma, FunctionContext, RequesterId};
 use iommu::regs::{self, Options};
-use iommu::{Capabilities, Effect, FaultRecord, InterruptRemapper, Registers, Remapper};
+use iommu::{
+    Capabilities, Effect, FaultRecord, HostMapper, InterruptRemapper, Mirror, Registers, Remapper,
+    SyncScope,
+};
 use irq::msi::{MsiMessage, MsiSink};
 
 use crate::config::{AddressWidth, IommuConfig};
@@ -60,6 +63,9 @@ pub struct Vtd {
     regs: Mutex<Registers>,
     events: Arc<dyn MsiSink>,
     routes: OnceLock<Weak<GsiRouter>>,
+    /// Assigned host functions behind the unit, each with the mirror of
+    /// its address space in its own host IOMMU container.
+    mirrors: Mutex<Vec<(Arc<FunctionContext>, Mirror)>>,
 }
 
 /// What the unit supports for `cfg` (§11.4.2): 39-bit widths always,
@@ -80,6 +86,7 @@ fn options(cfg: &IommuConfig) -> Options {
         queued_invalidation: true,
         interrupt_remapping: cfg.interrupt_remapping,
         extended_interrupt_mode: cfg.interrupt_remapping,
+        caching_mode: cfg.caching_mode,
         ..Options::DEFAULT
     }
 }
@@ -96,6 +103,7 @@ impl Vtd {
             remapper: Arc::new(Remapper::new(ram, caps, FAULT_RECORDS)),
             events,
             routes: OnceLock::new(),
+            mirrors: Mutex::new(Vec::new()),
         })
     }
 
@@ -145,6 +153,31 @@ impl Vtd {
         Arc::new(VtdDma::new(ctx.clone(), self.clone()))
     }
 
+    /// Gives the DMA of an assigned host function (`ctx`) the translations
+    /// the guest programs for it, through `host`, its own host IOMMU
+    /// container: mapped now as the unit stands, then again at each
+    /// invalidation that covers it (the unit is in caching mode, so every
+    /// change is invalidated).
+    pub fn mirror(&self, ctx: Arc<FunctionContext>, host: Arc<dyn HostMapper>) {
+        let mut mirror = Mirror::new(host);
+        mirror.sync(&self.remapper, ctx.requester(), &SyncScope::All);
+        self.mirrors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((ctx, mirror));
+    }
+
+    /// Brings the mirrors `effect` concerns in line with the tables.
+    fn sync_mirrors(&self, effect: &Effect) {
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(PoisonError::into_inner);
+        for (ctx, mirror) in mirrors.iter_mut() {
+            let requester = ctx.requester();
+            if let Some(scope) = SyncScope::of(effect, requester, mirror.domain()) {
+                mirror.sync(&self.remapper, requester, &scope);
+            }
+        }
+    }
+
     /// The register page, for the MMIO bus.
     pub fn register_page(self: &Arc<Self>) -> RegisterPage {
         RegisterPage::new(self.clone())
@@ -181,7 +214,9 @@ impl Vtd {
             for effect in effects {
                 if self.apply_interrupt_effect(&effect) {
                     refresh = true;
-                } else if !regs::apply(&effect, &self.remapper) {
+                } else if regs::apply(&effect, &self.remapper) {
+                    self.sync_mirrors(&effect);
+                } else {
                     events.push(effect);
                 }
             }

@@ -73,15 +73,12 @@ impl Wiring for KvmWiring<'_> {
         self.console.redirect_input(input);
     }
 
-    fn host_device(&mut self, sysfs: &Path) -> Result<Arc<dyn HostDevice>, PciBuildError> {
+    fn host_device(
+        &mut self,
+        sysfs: &Path,
+        ctx: &Arc<FunctionContext>,
+    ) -> Result<Arc<dyn HostDevice>, PciBuildError> {
         let fail = |e: crate::vfio::VfioError| PciBuildError::Device(format!("vfio-pci: {e}"));
-        if self.iommu.is_some() {
-            return Err(PciBuildError::Device(
-                "vfio-pci: a host function behind iovm's own intel-iommu is not supported yet \
-                 (it needs caching mode); leave out --device intel-iommu"
-                    .into(),
-            ));
-        }
         crate::vfio::check_host_function(sysfs).map_err(fail)?;
         let machine = match &self.vfio {
             Some(m) => m.clone(),
@@ -91,7 +88,14 @@ impl Wiring for KvmWiring<'_> {
                 m
             }
         };
-        Ok(Arc::new(machine.open(sysfs).map_err(fail)?))
+        match &self.iommu {
+            Some(unit) => {
+                let (host, container) = machine.open_mirrored(sysfs).map_err(fail)?;
+                unit.mirror(ctx.clone(), container);
+                Ok(Arc::new(host))
+            }
+            None => Ok(Arc::new(machine.open(sysfs).map_err(fail)?)),
+        }
     }
 
     fn intx_relay(

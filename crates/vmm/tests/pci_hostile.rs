@@ -78,6 +78,7 @@ impl Wiring for TestWiring {
     fn host_device(
         &mut self,
         sysfs: &std::path::Path,
+        _ctx: &Arc<dma::FunctionContext>,
     ) -> Result<Arc<dyn vfio::HostDevice>, PciBuildError> {
         Err(PciBuildError::Device(format!(
             "no host functions here: {}",

@@ -20,6 +20,10 @@ pub struct Options {
     pub extended_interrupt_mode: bool,
     /// Read and write draining (CAP.DRD, CAP.DWD; IOTLB.DR/DW writable).
     pub dma_drain: bool,
+    /// Caching Mode (CAP.CM, §6.1): software invalidates every change to
+    /// its tables, not-present to present included, so the VMM can mirror
+    /// them into a host IOMMU for an assigned device ([`crate::mirror`]).
+    pub caching_mode: bool,
 }
 
 impl Options {
@@ -30,6 +34,7 @@ impl Options {
         interrupt_remapping: true,
         extended_interrupt_mode: true,
         dma_drain: true,
+        caching_mode: false,
     };
 }
 
@@ -53,8 +58,8 @@ pub const IRO: u64 = 0xf;
 pub const MHMV: u64 = 0xf;
 
 /// The CAP value (§11.4.2): ND, SAGAW and MGAW from the widths, FRO and
-/// NFR for the one record at 0x220, SLLPS, PSI, MAMV, DWD/DRD. RWBF, PLMR,
-/// PHMR, CM, ZLR, PI, ESRTPS and ESIRTPS stay 0 (A2).
+/// NFR for the one record at 0x220, SLLPS, PSI, MAMV, DWD/DRD, and CM when
+/// asked for. RWBF, PLMR, PHMR, ZLR, PI, ESRTPS and ESIRTPS stay 0 (A2).
 pub fn cap_value(caps: &Capabilities, opts: &Options) -> u64 {
     let sagaw = u64::from(caps.width_39) << 1 | u64::from(caps.width_48) << 2;
     let mgaw = u64::from(caps.max_guest_address_width() - 1);
@@ -68,6 +73,7 @@ pub fn cap_value(caps: &Capabilities, opts: &Options) -> u64 {
         | NFR << 40
         | MAMV << 48
         | drain
+        | u64::from(opts.caching_mode) << 7
 }
 
 /// The ECAP value (§11.4.3): QI when queued invalidation is on, IR with MHMV and EIM when interrupt

@@ -114,6 +114,7 @@ mod tests {
         let t = build(&IommuConfig {
             interrupt_remapping: true,
             address_width: AddressWidth::Bits39,
+            ..IommuConfig::default()
         });
 
         assert_eq!(t[36], 38);
@@ -121,6 +122,7 @@ mod tests {
         let off = build(&IommuConfig {
             interrupt_remapping: false,
             address_width: AddressWidth::Bits39,
+            ..IommuConfig::default()
         });
         assert_eq!(off[37], 0);
     }

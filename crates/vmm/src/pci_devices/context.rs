@@ -170,7 +170,7 @@ impl DeviceContext<'_, '_> {
         &mut self,
         sysfs: &std::path::Path,
     ) -> Result<Arc<dyn vfio::HostDevice>, PciBuildError> {
-        self.machine.wiring.host_device(sysfs)
+        self.machine.wiring.host_device(sysfs, &self.function)
     }
 
     /// A relay of a host function's INTx onto its INTA wire, if the

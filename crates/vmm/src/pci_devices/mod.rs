@@ -88,9 +88,15 @@ pub trait Wiring {
     /// Sends the console's input to `input` (a virtio console) instead of COM1.
     fn console_input(&mut self, input: Arc<dyn ConsoleInput>);
 
-    /// Opens the host function at `sysfs` for assignment (KVM: through the
-    /// machine's VFIO container, guest RAM mapped for its DMA).
-    fn host_device(&mut self, sysfs: &Path) -> Result<Arc<dyn HostDevice>, PciBuildError>;
+    /// Opens the host function at `sysfs`, described by `ctx`, for
+    /// assignment (KVM: through the machine's VFIO container, guest RAM
+    /// mapped for its DMA; behind the machine's VT-d, through a container
+    /// of its own that mirrors the guest's IOMMU tables for it).
+    fn host_device(
+        &mut self,
+        sysfs: &Path,
+        ctx: &Arc<FunctionContext>,
+    ) -> Result<Arc<dyn HostDevice>, PciBuildError>;
 
     /// A relay of an assigned function's INTx onto `line`, the wire into
     /// IOAPIC pin `gsi` (`None`: the machine relays none).

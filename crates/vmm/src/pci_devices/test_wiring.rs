@@ -118,7 +118,11 @@ impl Wiring for TestWiring {
         self.console_inputs += 1;
     }
 
-    fn host_device(&mut self, sysfs: &Path) -> Result<Arc<dyn HostDevice>, PciBuildError> {
+    fn host_device(
+        &mut self,
+        sysfs: &Path,
+        _ctx: &Arc<FunctionContext>,
+    ) -> Result<Arc<dyn HostDevice>, PciBuildError> {
         self.hosts.get(sysfs).cloned().ok_or_else(|| {
             PciBuildError::Device(format!("vfio-pci: no test host at {}", sysfs.display()))
         })

@@ -468,3 +468,91 @@ fn test_compatibility_interrupts_blocked_once_remapping_is_on() {
     m.vtd_write(GCMD, 4, u64::from(1u32 << 25 | 1 << 23)); // IRE | CFI
     assert_eq!(m.unit.remap(compat, NVME_RID, true), Some(compat));
 }
+
+/// A host IOMMU that records what is mapped (input address → guest
+/// address, length, write).
+#[derive(Debug, Default)]
+struct RecordingHost {
+    mapped: Mutex<std::collections::BTreeMap<u64, (u64, u64, bool)>>,
+    identity: Mutex<bool>,
+}
+
+impl iommu::HostMapper for RecordingHost {
+    fn map(&self, iova: u64, gpa: u64, len: u64, _read: bool, write: bool) -> std::io::Result<()> {
+        self.mapped.lock().unwrap().insert(iova, (gpa, len, write));
+        Ok(())
+    }
+
+    fn unmap(&self, iova: u64, _len: u64) -> std::io::Result<()> {
+        self.mapped.lock().unwrap().remove(&iova);
+        Ok(())
+    }
+
+    fn map_identity(&self) -> std::io::Result<()> {
+        *self.identity.lock().unwrap() = true;
+        Ok(())
+    }
+
+    fn unmap_identity(&self) -> std::io::Result<()> {
+        *self.identity.lock().unwrap() = false;
+        Ok(())
+    }
+}
+
+#[test]
+fn test_caching_mode_is_advertised_when_asked_for() {
+    let caps = |caching_mode| {
+        let unit = Vtd::new(
+            &IommuConfig {
+                caching_mode,
+                ..IommuConfig::default()
+            },
+            Arc::new(GuestDma::new(TestWiring::new().memory().clone())),
+            Arc::new(RecordingMsiSink::new()),
+        );
+        let mut cap = [0u8; 8];
+        unit.read(CAP as usize, &mut cap);
+        u64::from_le_bytes(cap)
+    };
+    assert_eq!(caps(false) & 1 << 7, 0);
+    assert_ne!(caps(true) & 1 << 7, 0, "CAP.CM");
+}
+
+#[test]
+fn test_a_mirrored_function_follows_translation_and_page_invalidations() {
+    let m = Machine::new();
+    let host = Arc::new(RecordingHost::default());
+    let ctx = FunctionContext::new(RequesterId::new(0, NVME_DEV, 0));
+    m.unit.mirror(ctx, host.clone());
+    assert!(
+        *host.identity.lock().unwrap(),
+        "translation off: all of RAM"
+    );
+
+    m.write_tables();
+    m.enable_translation();
+    assert!(!*host.identity.lock().unwrap());
+    let iovas: Vec<u64> = host.mapped.lock().unwrap().keys().copied().collect();
+    assert_eq!(iovas, [ASQ_IOVA, ACQ_IOVA, DATA_IOVA]);
+    assert_eq!(
+        host.mapped.lock().unwrap()[&DATA_IOVA],
+        (DATA_GPA, 0x1000, true)
+    );
+
+    // The guest unmaps the data page and invalidates it through IVA and
+    // the IOTLB register: page-selective (IIRG 11b), domain 1.
+    let leaf = {
+        let mut table = PAGE_TABLES;
+        for level in (2..=4).rev() {
+            let entry = table + ((DATA_IOVA >> (12 + 9 * (level - 1))) & 0x1ff) * 8;
+            let e: u64 = m.ram.read_obj(GuestAddress(entry)).unwrap();
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+        table + ((DATA_IOVA >> 12) & 0x1ff) * 8
+    };
+    m.ram_u64(leaf, 0);
+    m.vtd_write(0xf0, 8, DATA_IOVA);
+    m.vtd_write(0xf8, 8, 1 << 63 | 3 << 60 | 1 << 32);
+    let iovas: Vec<u64> = host.mapped.lock().unwrap().keys().copied().collect();
+    assert_eq!(iovas, [ASQ_IOVA, ACQ_IOVA]);
+}
