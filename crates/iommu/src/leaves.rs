@@ -11,7 +11,8 @@
 //! again, never followed further), and at most `limit` leaves, after which
 //! it stops and says so. Entries a request would fault on (reserved bits,
 //! unreadable tables, Read and Write clear) are left out, as a request to
-//! them would fail.
+//! them would fail, and so are leaves whose levels together grant neither
+//! Read nor Write.
 
 use std::ops::Range;
 
@@ -115,6 +116,10 @@ impl Lister<'_> {
             }
             let iova = base + index * span;
             let rights = rights & entry;
+            if rights & (R | W) == 0 {
+                // Present at each level, but the levels grant nothing together.
+                continue;
+            }
             if level == 1 || entry & PS != 0 {
                 if self.left == 0 {
                     return Err(TooManyLeaves { limit: self.limit });
@@ -249,6 +254,20 @@ mod tests {
 
         assert_eq!(r, Err(TooManyLeaves { limit: 1000 }));
         assert_eq!(got.len(), 1000);
+    }
+
+    #[test]
+    fn test_a_leaf_whose_levels_grant_nothing_together_is_left_out() {
+        let m = Machine::new();
+        let top = m.alloc_table();
+        m.map(top, Levels::Three, 0x1000, 0x30_0000, 1, W);
+        // Its level-3 and level-2 entries grant Read only.
+        for level in [3, 2] {
+            let e = m.entry_at(top, Levels::Three, 0x1000, level);
+            m.write_u64(e, m.read_u64(e) & !W);
+        }
+        let (got, r) = list(&m, top, Levels::Three, 0..1 << 39, 10);
+        assert_eq!((got.len(), r), (0, Ok(())));
     }
 
     #[test]

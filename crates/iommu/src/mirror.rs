@@ -82,12 +82,15 @@ impl SyncScope {
                 IotlbScope::Pages {
                     did, addr, mask, ..
                 } => {
-                    let size = 1u64 << (12 + u32::from(mask.min(52)));
-                    let start = addr & !(size - 1);
-                    Some(Self::Range {
-                        did,
-                        range: start..start.saturating_add(size),
-                    })
+                    // An address mask of 52 or more covers the whole space.
+                    let range = match 1u64.checked_shl(12 + u32::from(mask)) {
+                        Some(size) if mask < 52 => {
+                            let start = addr & !(size - 1);
+                            start..start.saturating_add(size)
+                        }
+                        _ => 0..u64::MAX,
+                    };
+                    Some(Self::Range { did, range })
                 }
             },
             _ => None,

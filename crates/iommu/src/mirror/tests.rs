@@ -290,3 +290,28 @@ fn test_a_hostile_looping_table_is_bounded_and_clear_unmaps_what_it_mapped() {
     r.mirror.clear();
     assert!(r.mapped().is_empty());
 }
+
+#[test]
+fn test_an_address_mask_past_the_width_covers_everything_without_overflow() {
+    for mask in [51u8, 52, 63, 255] {
+        let scope = SyncScope::of(
+            &Effect::InvalidateIotlb(IotlbInvalidation {
+                scope: IotlbScope::Pages {
+                    did: 1,
+                    addr: 0x1000,
+                    mask,
+                    leaf_only: false,
+                },
+                drain_reads: false,
+                drain_writes: false,
+            }),
+            rid(),
+            Some(1),
+        );
+        let Some(SyncScope::Range { range, .. }) = scope else {
+            panic!("a range for mask {mask}");
+        };
+        assert_eq!(range.start, 0, "mask {mask}");
+        assert!(range.end >= 1 << 63, "mask {mask}");
+    }
+}
