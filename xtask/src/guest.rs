@@ -1,6 +1,7 @@
 //! `cargo xtask guest`: the test guest's kernel and initramfs from Debian packages.
 //!
-//! Output: `target/guest/vmlinuz`, `target/guest/initramfs.cpio.gz`,
+//! Output: `target/guest/vmlinuz` (and `vmlinux`, its ELF kernel, for PVH
+//! boot), `target/guest/initramfs.cpio.gz`,
 //! `target/guest/BUILD-INFO` (kernel release, packages, modules) and
 //! `target/guest/INPUTS` (see [`crate::stamp`]).
 
@@ -152,7 +153,7 @@ pub fn ensure() -> Result<()> {
     let kernel_version = match stamp::state(&dir, FILES, &inputs()) {
         State::Current => {
             println!("xtask: guest image is up to date: {}", dir.display());
-            return Ok(());
+            return crate::vmlinux::ensure(&dir.join("vmlinuz"), &dir.join("vmlinux"));
         }
         State::Missing(path) => {
             println!(
@@ -227,6 +228,7 @@ pub fn build(args: &GuestArgs) -> Result<()> {
         info.push_str(&format!("  {name} (built in)\n"));
     }
     fs::write(out.join("BUILD-INFO"), info)?;
+    crate::vmlinux::ensure(&out.join("vmlinuz"), &out.join("vmlinux"))?;
     Stamp {
         inputs: inputs(),
         kernel: kernel.release.clone(),

@@ -18,6 +18,7 @@ mod soak;
 mod stamp;
 mod test;
 mod testhost;
+mod vmlinux;
 
 use clap::{Parser, Subcommand};
 

@@ -18,7 +18,8 @@ const ABOUT: &str = "iovm: a KVM virtual machine monitor built around I/O virtua
 const LONG_ABOUT: &str = "\
 iovm: a KVM virtual machine monitor built around I/O virtualization.
 
-It boots an unmodified Linux kernel (a bzImage such as Debian's vmlinuz) with
+It boots an unmodified Linux kernel (a bzImage such as Debian's vmlinuz, or
+its ELF vmlinux through the PVH entry) with
 an initramfs on /dev/kvm, with a 16550 serial console, ACPI, and as many vCPUs
 and as much RAM as you give it.";
 
@@ -69,7 +70,10 @@ pub enum Command {
 /// `iovm run` options.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Linux kernel to boot, as a bzImage (e.g. Debian's /boot/vmlinuz-*).
+    /// Linux kernel to boot: a bzImage (e.g. Debian's /boot/vmlinuz-*), or
+    /// an uncompressed ELF vmlinux, which starts through its PVH entry and
+    /// skips the bzImage's self-decompression (cargo xtask guest writes
+    /// target/guest/vmlinux).
     #[arg(long, value_name = "PATH")]
     pub kernel: PathBuf,
 

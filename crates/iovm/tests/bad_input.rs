@@ -129,12 +129,12 @@ fn test_kernel_that_is_not_a_bzimage_is_refused() {
     let kernel = dir.join("vmlinuz");
     std::fs::write(&kernel, vec![0x7fu8; 8192]).unwrap();
     let o = iovm(&["run", "--kernel", s(&kernel)]);
-    assert_error(&o, "is not a Linux bzImage");
+    assert_error(&o, "is not a Linux kernel iovm can boot");
     let tiny = dir.join("tiny");
     std::fs::write(&tiny, b"#!/bin/sh\n").unwrap();
     assert_error(
         &iovm(&["run", "--kernel", s(&tiny)]),
-        "is not a Linux bzImage",
+        "is not a Linux kernel iovm can boot",
     );
     std::fs::remove_dir_all(dir).unwrap();
 }

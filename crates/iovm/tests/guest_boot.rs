@@ -12,6 +12,14 @@ mod common;
 use common::Runs;
 use testkit::{Batch, GuestRun, RunResult};
 
+/// How the kernel was started: `type_of_loader` of the boot parameters it
+/// kept (0xff: iovm's 64-bit boot; 0x90: the PVH entry, which Linux
+/// records as a Xen loader), and its initramfs.
+const PVH: &str = r#"
+echo "loader=$(dd if=/sys/kernel/boot_params/data bs=1 skip=528 count=1 2>/dev/null | od -An -tx1 | tr -d ' ')"
+echo "initramfs=$([ -x /init ] && echo yes)"
+"#;
+
 /// Prints the facts the boot tests check, then the kernel log's problem lines.
 const INSPECT: &str = r#"
 echo "cpus=$(grep -c ^processor /proc/cpuinfo)"
@@ -134,10 +142,23 @@ fn runs() -> Vec<GuestRun> {
     vec![
         GuestRun::new("boot-1cpu")
             .args(["--cpus", "1", "--memory", "512M", "--timing"])
-            .script(INSPECT),
+            .script(format!("{PVH}{INSPECT}")),
         GuestRun::new("boot-2cpu")
             .args(["--cpus", "2", "--memory", "512M"])
             .script(INSPECT),
+        // The same kernel as an ELF vmlinux (cargo xtask guest extracts it),
+        // started through its PVH entry.
+        GuestRun::new("boot-pvh")
+            .args([
+                "--kernel",
+                "{guest}/vmlinux",
+                "--cpus",
+                "2",
+                "--memory",
+                "512M",
+            ])
+            .args(["--timing"])
+            .script(format!("{PVH}{INSPECT}")),
         GuestRun::new("boot-5g")
             .args(["--cpus", "2", "--memory", "5G"])
             .script(INSPECT),
@@ -547,4 +568,28 @@ fn test_exit_probe_times_every_access_kind_in_the_guest() {
         assert!(ns > 0, "{figure}\n{}", r.dump());
     }
     assert!(!r.console.contains("exit-probe: problem"), "{}", r.dump());
+}
+
+#[test]
+fn test_elf_vmlinux_boots_through_its_pvh_entry() {
+    let r = run("boot-pvh");
+    assert_clean_boot(r);
+    assert_eq!(
+        fact(r, "loader"),
+        "90",
+        "PVH entry (Xen loader type)\n{}",
+        r.dump()
+    );
+    assert_eq!(fact(r, "initramfs"), "yes", "{}", r.dump());
+    assert_eq!(fact(r, "cpus"), "2");
+    assert_eq!(fact(r, "apicids"), "0,1,");
+    assert_memtotal_near(r, 512);
+    assert_eq!(
+        fact(r, "ecam"),
+        "1",
+        "ACPI found through the start info's RSDP\n{}",
+        r.dump()
+    );
+    let bz = run("boot-1cpu");
+    assert_eq!(fact(bz, "loader"), "ff", "the bzImage path\n{}", bz.dump());
 }

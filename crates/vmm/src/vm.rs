@@ -393,9 +393,13 @@ impl Vm {
             path: kernel_path.clone(),
             source,
         })?;
-        let header = loader::read_setup_header(&mut kernel)
+        let elf = crate::boot::pvh::is_elf(&mut kernel)
             .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
-        loader::check_bzimage(&header, &kernel_path)?;
+        if !elf {
+            let header = loader::read_setup_header(&mut kernel)
+                .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
+            loader::check_bzimage(&header, &kernel_path)?;
+        }
         let initramfs_path = cfg.boot.initramfs.as_ref().map(|p| p.display().to_string());
         let mut initramfs = match (&cfg.boot.initramfs, &initramfs_path) {
             (Some(p), Some(name)) => Some(File::open(p).map_err(|source| VmError::Initramfs {
@@ -563,13 +567,20 @@ impl Vm {
                 .map_err(kvm_err("create a vCPU"))?;
             setup_vcpu(&fd, index, cfg.cpus.count, &supported)?;
             if index == 0 {
-                fd.set_sregs(&cpu_state::long_mode_sregs(
-                    fd.get_sregs().map_err(kvm_err("read sregs"))?,
-                    cr3,
-                ))
-                .map_err(kvm_err("set up long mode"))?;
-                fd.set_regs(&cpu_state::entry_regs(entry))
-                    .map_err(kvm_err("set the entry point"))?;
+                let sregs = fd.get_sregs().map_err(kvm_err("read sregs"))?;
+                let (sregs, regs) = match entry {
+                    loader::Entry::Linux64(rip) => (
+                        cpu_state::long_mode_sregs(sregs, cr3),
+                        cpu_state::entry_regs(rip),
+                    ),
+                    loader::Entry::Pvh(p) => (
+                        cpu_state::pvh_sregs(sregs),
+                        cpu_state::pvh_regs(p.entry, p.start_info),
+                    ),
+                };
+                fd.set_sregs(&sregs)
+                    .map_err(kvm_err("set up the entry mode"))?;
+                fd.set_regs(&regs).map_err(kvm_err("set the entry point"))?;
             }
             vcpus.push(VcpuRunner {
                 index,

@@ -1,4 +1,5 @@
-//! The register state vCPU 0 starts `startup_64` with, and the boot GDT.
+//! The register state vCPU 0 starts `startup_64` with (or the PVH entry:
+//! [`pvh_sregs`], [`pvh_regs`]), and the boot GDT.
 //!
 //! Segment descriptors follow Intel SDM Vol. 3A §3.4.5; the selectors are the
 //! ones the 64-bit boot protocol names (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18).
@@ -98,6 +99,48 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
     sregs.cr4 |= CR4_PAE;
     sregs.efer |= EFER_LME | EFER_LMA;
     sregs
+}
+
+/// A flat 4 GiB 32-bit code segment (D = 1, L = 0) for the PVH entry,
+/// with the boot code selector (the kernel loads its own GDT at once).
+const PVH_CODE: u64 = gdt_entry(0xc09b, 0, 0xfffff);
+
+/// 32-bit protected mode with paging off and flat segments: the PVH entry
+/// state (Xen's HVM direct boot ABI, which Linux's `pvh_start_xen` expects).
+pub fn pvh_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
+    let data = segment_from_gdt(BOOT_GDT[usize::from(DATA_INDEX)], DATA_INDEX);
+    sregs.cs = segment_from_gdt(PVH_CODE, CODE_INDEX);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = segment_from_gdt(BOOT_GDT[usize::from(TSS_INDEX)], TSS_INDEX);
+    sregs.gdt = kvm_dtable {
+        base: BOOT_GDT_START,
+        limit: (BOOT_GDT.len() * 8 - 1) as u16,
+        ..Default::default()
+    };
+    sregs.idt = kvm_dtable {
+        base: BOOT_IDT_START,
+        limit: 7,
+        ..Default::default()
+    };
+    sregs.cr0 = (sregs.cr0 | CR0_PE | CR0_ET) & !CR0_PG;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    sregs
+}
+
+/// General registers at the PVH entry: `%ebx` holds the start-of-day
+/// structure's address.
+pub fn pvh_regs(entry: u64, start_info: u64) -> kvm_regs {
+    kvm_regs {
+        rflags: RFLAGS_RESERVED,
+        rip: entry,
+        rbx: start_info,
+        ..Default::default()
+    }
 }
 
 /// General registers at the 64-bit entry point.

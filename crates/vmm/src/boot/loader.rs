@@ -1,4 +1,6 @@
-//! Puts the kernel, initramfs, command line and zero page into guest RAM.
+//! Puts the kernel, initramfs, command line and zero page into guest RAM: a
+//! bzImage through the 64-bit boot protocol, an ELF `vmlinux` through its
+//! PVH entry ([`super::pvh`]).
 
 use std::fs::File;
 
@@ -25,8 +27,11 @@ const PAGE_SIZE: u64 = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The kernel file is not a bzImage.
-    #[error("{0} is not a Linux bzImage kernel (no 'HdrS' boot header); pass a bzImage such as Debian's /boot/vmlinuz-*")]
+    #[error("{0} is not a Linux kernel iovm can boot (neither a bzImage with a 'HdrS' boot header nor an ELF vmlinux); pass a bzImage such as Debian's /boot/vmlinuz-* or its vmlinux")]
     NotBzImage(String),
+    /// An ELF kernel without the PVH entry note.
+    #[error("{0} is an ELF kernel without a PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY: Linux's CONFIG_PVH); pass its bzImage instead")]
+    NoPvhEntry(String),
     /// The kernel predates the 64-bit entry point.
     #[error("{path} uses boot protocol {major}.{minor:02} without a 64-bit entry point; iovm needs protocol 2.12 or newer (Linux 3.8+)")]
     TooOld {
@@ -123,8 +128,33 @@ pub fn read_setup_header(kernel: &mut File) -> std::io::Result<setup_header> {
         .unwrap_or_default())
 }
 
-/// Loads everything; returns the 64-bit entry point.
+/// Where and how vCPU 0 starts the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// `startup_64` of a bzImage, in long mode, `%rsi` at the zero page.
+    Linux64(u64),
+    /// The PVH entry of an ELF `vmlinux`, in 32-bit protected mode.
+    Pvh(super::pvh::PvhEntry),
+}
+
+/// Loads everything, the kernel as its format asks (ELF: PVH; otherwise
+/// the bzImage's 64-bit protocol); returns where vCPU 0 starts.
 pub fn load(
+    mem: &GuestMemoryMmap,
+    layout: &MemoryLayout,
+    src: BootSource<'_>,
+) -> Result<Entry, LoadError> {
+    let elf = super::pvh::is_elf(src.kernel)
+        .map_err(|_| LoadError::NotBzImage(src.kernel_path.into()))?;
+    if elf {
+        super::pvh::load(mem, layout, src).map(Entry::Pvh)
+    } else {
+        load_bzimage(mem, layout, src).map(Entry::Linux64)
+    }
+}
+
+/// Loads a bzImage and its zero page; returns the 64-bit entry point.
+fn load_bzimage(
     mem: &GuestMemoryMmap,
     layout: &MemoryLayout,
     src: BootSource<'_>,
@@ -195,12 +225,24 @@ fn load_initramfs(
     file: &mut File,
     path: &str,
 ) -> Result<(u64, u64), LoadError> {
+    let limit = layout.low_end().min(u64::from(hdr.initrd_addr_max) + 1);
+    place_initramfs(mem, limit, kernel_end, file, path)
+}
+
+/// Reads the initramfs `file` into guest RAM as high as possible below
+/// `limit`, page aligned and above `kernel_end`; returns its address and size.
+pub(super) fn place_initramfs(
+    mem: &GuestMemoryMmap,
+    limit: u64,
+    kernel_end: u64,
+    file: &mut File,
+    path: &str,
+) -> Result<(u64, u64), LoadError> {
     let io_err = |source| LoadError::Initramfs {
         path: path.to_string(),
         source,
     };
     let size = file.metadata().map_err(io_err)?.len();
-    let limit = layout.low_end().min(u64::from(hdr.initrd_addr_max) + 1);
     let addr = limit
         .checked_sub(size)
         .map(|a| a & !(PAGE_SIZE - 1))
@@ -233,7 +275,8 @@ mod tests {
     fn test_check_bzimage_rejects_missing_magic() {
         let err = check_bzimage(&header(0, 0x020f, 1), "/tmp/x").unwrap_err();
         assert!(
-            err.to_string().contains("/tmp/x is not a Linux bzImage"),
+            err.to_string()
+                .contains("/tmp/x is not a Linux kernel iovm can boot"),
             "{err}"
         );
     }

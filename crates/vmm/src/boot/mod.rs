@@ -5,14 +5,16 @@
 //! guest RAM, and vCPU 0 entering `startup_64` with paging on, an identity map
 //! and `%rsi` pointing at the zero page.
 //!
-//! Why the 64-bit protocol with the bzImage and not PVH: PVH needs the ELF
-//! `vmlinux` with a `XEN_ELFNOTE_PHYS32_ENTRY` note, and distributions such as
-//! Debian ship only the compressed bzImage (`vmlinuz`). Booting the bzImage
-//! directly takes the distribution's file as it is and skips the 16/32-bit
-//! setup code and any firmware, which is the fastest path available for it.
+//! Two ways in, chosen by the kernel file: a bzImage (what distributions
+//! such as Debian ship as `vmlinuz`) through the 64-bit boot protocol, which
+//! skips the 16/32-bit setup code and any firmware; and an uncompressed ELF
+//! `vmlinux` through its PVH entry point ([`pvh`]), which also skips the
+//! bzImage's self-decompression (`cargo xtask guest` extracts one from the
+//! Debian kernel).
 
 pub mod addresses;
 pub mod cpu_state;
 pub mod loader;
 pub mod page_tables;
+pub mod pvh;
 pub mod reset_vector;
