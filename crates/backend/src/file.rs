@@ -1,5 +1,6 @@
 //! Opening host storage: a regular file or a block device, its size, and
-//! the alignment `O_DIRECT` needs.
+//! the alignment `O_DIRECT` needs; raw images only, locked while open
+//! ([`crate::image`]).
 //!
 //! `O_DIRECT` is tried first; a filesystem that refuses it (`EINVAL`, e.g.
 //! tmpfs before Linux 6.6) gets buffered I/O and one log line. A second,
@@ -84,6 +85,21 @@ impl BlockFile {
         } else {
             return Err(BackendError::NotADisk { path: name });
         };
+        if let Some(format) = crate::image::container_format(&buffered).map_err(geometry)? {
+            return Err(BackendError::NotRaw { path: name, format });
+        }
+        match crate::image::lock(&buffered, !cfg.readonly) {
+            Ok(()) => {}
+            Err(crate::image::LockError::Busy) => {
+                return Err(BackendError::Locked {
+                    path: name,
+                    readonly: cfg.readonly,
+                })
+            }
+            Err(crate::image::LockError::Io(source)) => {
+                return Err(BackendError::Lock { path: name, source })
+            }
+        }
         let size = match kind {
             FileKind::Regular => meta.len(),
             FileKind::BlockDevice => block_device_size(&buffered).map_err(geometry)?,

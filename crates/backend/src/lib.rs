@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod file;
+pub mod image;
 pub mod net;
 mod sync;
 #[cfg(test)]
@@ -61,6 +62,41 @@ pub enum BackendError {
     #[error("cannot read the geometry of {path}")]
     Geometry {
         /// What was opened.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A container format (qcow2, VMDK, ...) where a raw image was expected.
+    #[error(
+        "{path} is a {format} image, not a raw one; iovm reads raw images only \
+         (convert it: qemu-img convert -O raw {path} {path}.raw)"
+    )]
+    NotRaw {
+        /// The image.
+        path: String,
+        /// What it is.
+        format: &'static str,
+    },
+    /// Another process holds a conflicting lock on the image.
+    #[error(
+        "{path} is in use by another process (another VM?); {}",
+        if *readonly {
+            "a read-only disk cannot share an image a writer holds"
+        } else {
+            "a writable image backs one disk at a time"
+        }
+    )]
+    Locked {
+        /// The image.
+        path: String,
+        /// Whether this disk asked for read-only use.
+        readonly: bool,
+    },
+    /// The image lock could not be taken for another reason.
+    #[error("cannot lock {path}")]
+    Lock {
+        /// The image.
         path: String,
         /// The cause.
         #[source]

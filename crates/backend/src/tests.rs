@@ -121,6 +121,82 @@ fn test_block_file_directory_is_not_a_disk() {
     ));
 }
 
+fn try_open(t: &TempFile, readonly: bool) -> Result<BlockFile, BackendError> {
+    BlockFile::open(&DiskConfig {
+        path: t.0.clone(),
+        readonly,
+        direct: false,
+    })
+}
+
+#[test]
+fn test_a_writable_image_backs_one_disk_at_a_time() {
+    let t = TempFile::new("/tmp", 1 << 20);
+    let first = try_open(&t, false).unwrap();
+    let err = try_open(&t, false).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::Locked {
+                readonly: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    assert!(
+        matches!(
+            try_open(&t, true),
+            Err(BackendError::Locked { readonly: true, .. })
+        ),
+        "a reader waits for the writer too"
+    );
+    drop(first);
+    let again = try_open(&t, false);
+    assert!(again.is_ok(), "the lock goes with the disk");
+}
+
+#[test]
+fn test_read_only_disks_share_an_image_and_keep_writers_out() {
+    let t = TempFile::new("/tmp", 1 << 20);
+    let a = try_open(&t, true).unwrap();
+    let b = try_open(&t, true).unwrap();
+    assert!(matches!(
+        try_open(&t, false),
+        Err(BackendError::Locked { .. })
+    ));
+    drop((a, b));
+    assert!(try_open(&t, false).is_ok());
+}
+
+#[test]
+fn test_container_formats_are_refused_by_name() {
+    for (magic, name) in [
+        (&b"QFI\xfb\0\0\0\x03"[..], "qcow2"),
+        (&b"KDMV\x01\0\0\0"[..], "VMDK"),
+        (&b"vhdxfile"[..], "VHDX"),
+    ] {
+        let t = TempFile::new("/tmp", 1 << 16);
+        std::fs::write(&t.0, magic).unwrap();
+        let err = try_open(&t, false).unwrap_err();
+        assert!(
+            matches!(err, BackendError::NotRaw { format, .. } if format == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("qemu-img convert -O raw"), "{err}");
+    }
+    let raw = TempFile::new("/tmp", 4);
+    std::fs::write(&raw.0, b"QFI").unwrap();
+    assert!(
+        try_open(&raw, false).is_ok(),
+        "a short raw image is still raw"
+    );
+}
+
 #[test]
 fn test_engines_write_then_read_round_trip_through_guest_memory() {
     for direct in [true, false] {

@@ -152,6 +152,49 @@ fn test_missing_initramfs_names_the_path() {
 }
 
 #[test]
+fn test_a_disk_image_in_use_by_another_process_is_refused() {
+    let dir = temp_dir("locked");
+    let img = dir.join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    // Another VM's disk: the same lock iovm's devices take.
+    let held = backend::BlockFile::open(&backend::DiskConfig {
+        path: img.clone(),
+        readonly: false,
+        direct: false,
+    })
+    .unwrap();
+    let device = format!("virtio-blk,path={}", s(&img));
+    let o = iovm(&as_strs(&run_guest_with(&["--device", &device])));
+    assert_error(&o, "is in use by another process");
+    let ro = format!("{device},readonly=on");
+    let o = iovm(&as_strs(&run_guest_with(&["--device", &ro])));
+    assert_error(&o, "a read-only disk cannot share an image a writer holds");
+    drop(held);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn test_a_qcow2_image_given_as_a_raw_disk_is_refused() {
+    let dir = temp_dir("qcow2");
+    let img = dir.join("disk.qcow2");
+    let mut header = b"QFI\xfb\0\0\0\x03".to_vec();
+    header.resize(1 << 16, 0);
+    std::fs::write(&img, header).unwrap();
+    let device = format!("nvme-ns,bus=n0,path={}", s(&img));
+    let o = iovm(&as_strs(&run_guest_with(&[
+        "--device",
+        "nvme,id=n0",
+        "--device",
+        &device,
+    ])));
+    assert_error(&o, "is a qcow2 image, not a raw one");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn test_memory_too_small() {
     assert_error(
         &iovm(&["run", "--kernel", "k", "--memory", "16M"]),

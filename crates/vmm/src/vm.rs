@@ -224,6 +224,9 @@ pub enum VmError {
     /// A disk path that is neither a file nor a block device.
     #[error("disk {0} is neither a regular file nor a block device")]
     NotADisk(String),
+    /// A disk image iovm must not use: not raw, or in use elsewhere.
+    #[error(transparent)]
+    Image(backend::BackendError),
     /// One disk behind two namespaces.
     #[error("disk {0} backs two namespaces; give each its own file")]
     DiskTwice(String),
@@ -309,6 +312,30 @@ fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
         }
         if !seen.insert((meta.dev(), meta.ino())) {
             return Err(VmError::DiskTwice(path));
+        }
+        // Raw images only, and none another process holds (the device takes
+        // the same lock again when it opens the disk, and keeps it).
+        let format = backend::image::container_format(&file).map_err(|source| VmError::Disk {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(format) = format {
+            return Err(VmError::Image(backend::BackendError::NotRaw {
+                path,
+                format,
+            }));
+        }
+        match backend::image::lock(&file, !readonly) {
+            Ok(()) => {}
+            Err(backend::image::LockError::Busy) => {
+                return Err(VmError::Image(backend::BackendError::Locked {
+                    path,
+                    readonly,
+                }))
+            }
+            Err(backend::image::LockError::Io(source)) => {
+                return Err(VmError::Disk { path, source })
+            }
         }
     }
     Ok(())
