@@ -13,8 +13,8 @@ use common::Runs;
 use testkit::{Batch, GuestRun, RunResult};
 
 /// How the kernel was started: `type_of_loader` of the boot parameters it
-/// kept (0xff: iovm's 64-bit boot; 0x90: the PVH entry, which Linux
-/// records as a Xen loader), and its initramfs.
+/// kept (0xff: iovm's 64-bit boot; 0xb0: the PVH entry outside Xen, which
+/// Linux's PVH code records as loader type 0xB), and its initramfs.
 const PVH: &str = r#"
 echo "loader=$(dd if=/sys/kernel/boot_params/data bs=1 skip=528 count=1 2>/dev/null | od -An -tx1 | tr -d ' ')"
 echo "initramfs=$([ -x /init ] && echo yes)"
@@ -576,8 +576,8 @@ fn test_elf_vmlinux_boots_through_its_pvh_entry() {
     assert_clean_boot(r);
     assert_eq!(
         fact(r, "loader"),
-        "90",
-        "PVH entry (Xen loader type)\n{}",
+        "b0",
+        "the PVH entry (loader type 0xB)\n{}",
         r.dump()
     );
     assert_eq!(fact(r, "initramfs"), "yes", "{}", r.dump());
