@@ -308,14 +308,26 @@ impl Job {
     /// The host fio command (where the VMMs run) on `storage`'s image for one repetition,
     /// its terse line into `out`.
     pub fn host_command(self, fio: &str, storage: Storage, seconds: u32, out: &str) -> String {
+        self.host_command_on(fio, storage.image(), storage.direct(), seconds, out)
+    }
+
+    /// The host fio command of this job on `file` (a shell word), `--direct` as
+    /// `direct` says, its terse line into `out`; killed 60 s after its run time.
+    pub fn host_command_on(
+        self,
+        fio: &str,
+        file: &str,
+        direct: bool,
+        seconds: u32,
+        out: &str,
+    ) -> String {
         let (rw, depth, bs) = self.params();
         format!(
-            "timeout {} {fio} --name={} --filename={} {FIO_COMMON} --direct={} --rw={rw} \
+            "timeout {} {fio} --name={} --filename={file} {FIO_COMMON} --direct={} --rw={rw} \
              --iodepth={depth} --bs={bs} --runtime={seconds} >{out} 2>&1",
             seconds + 60,
             self.id(),
-            storage.image(),
-            u8::from(storage.direct())
+            u8::from(direct)
         )
     }
 }
