@@ -11,6 +11,7 @@ use super::plan::{Kind, RunSpec};
 use super::probe::STDERR_HEADING;
 use super::record::{Exit, Record};
 use super::stats::Summary;
+use super::vfio;
 use super::vmm::Vmm;
 
 /// A measured figure.
@@ -56,6 +57,8 @@ pub enum Figure {
     /// A fio figure, exits or the VMM's CPU per I/O of one job on one kind of disk
     /// without or with the emulated IOMMU ([`iommu`]).
     Iommu(Disk, Translation, Job, block::Metric),
+    /// A fio figure or exits per I/O of one job on the assigned NVMe ([`vfio`]).
+    Vfio(Job, block::Metric),
 }
 
 impl Figure {
@@ -102,15 +105,17 @@ impl Figure {
                 );
             }
         }
+        out.extend(vfio::rows().into_iter().map(|(j, m)| Figure::Vfio(j, m)));
         out
     }
 
     /// Whether the ratio charts ([`super::plots`]) show it: all but the breakdowns of
     /// exits by kind and of the VMM's CPU by thread, and the IOMMU group's figures (its
-    /// report compares each VMM with itself, which the charts' bars do not show).
+    /// report compares each VMM with itself, which the charts' bars do not show) and the
+    /// VFIO group's (its report sets them beside the test host's own fio).
     pub fn on_chart(self) -> bool {
         match self {
-            Figure::Iommu(..) => false,
+            Figure::Iommu(..) | Figure::Vfio(..) => false,
             Figure::Block(.., block::Metric::Cpu(c)) | Figure::Net(net::Metric::Cpu(c)) => {
                 c.on_chart()
             }
@@ -123,7 +128,9 @@ impl Figure {
     /// Whether more is better (throughput); for the rest, less is.
     pub fn higher_is_better(self) -> bool {
         match self {
-            Figure::Block(.., m) | Figure::Iommu(.., m) => m.higher_is_better(),
+            Figure::Block(.., m) | Figure::Iommu(.., m) | Figure::Vfio(_, m) => {
+                m.higher_is_better()
+            }
             Figure::Net(m) => m.higher_is_better(),
             _ => false,
         }
@@ -139,6 +146,7 @@ impl Figure {
             Figure::Iommu(d, t, j, m) => {
                 return format!("iommu.{}.{}.{}.{}", d.id(), t.id(), j.id(), m.id())
             }
+            Figure::Vfio(j, m) => return format!("vfio.nvme.{}.{}", j.id(), m.id()),
             Figure::ToMarker => "boot.start_to_init_marker_ms",
             Figure::ToExit => "boot.start_to_exit_ms",
             Figure::FirstInstruction => "boot.iovm_first_guest_instruction_ms",
@@ -168,6 +176,7 @@ impl Figure {
             Figure::Iommu(d, t, j, m) => {
                 return format!("{}, {}: {}", d.label(), t.label(), block::label(j, m))
             }
+            Figure::Vfio(j, m) => return format!("assigned NVMe: {}", block::label(j, m)),
             Figure::ToMarker => "process start → init marker (ms)",
             Figure::ToExit => "process start → exit after poweroff (ms)",
             Figure::FirstInstruction => "first guest instruction, iovm `--timing` (ms)",
@@ -339,6 +348,15 @@ fn check(
                 f.into_iter()
                     .map(|(j, m, v)| (Figure::Iommu(disk, t, j, m), v)),
             );
+        }
+        Kind::Vfio => {
+            vfio::check_console(guest_console(console))?;
+            let f = block::figures(spec.vmm, guest_console(console), snaps, &vfio::JOBS)?;
+            out.extend(f.into_iter().filter_map(|(j, m, v)| {
+                vfio::rows()
+                    .contains(&(j, m))
+                    .then_some((Figure::Vfio(j, m), v))
+            }));
         }
     }
     Ok(out)

@@ -7,6 +7,11 @@
 //! their bound: on each disk at QD32, iovm's cost of strict translation (its IOPS with
 //! the IOMMU ÷ without) ÷ QEMU q35's at least 1, and iovm with its IOMMU at least 1.2×
 //! QEMU q35 with its own.
+//!
+//! The VFIO group's goals ([`VfioCheck`], issue 19) are on iovm's runs with the test
+//! host's NVMe assigned: its QD32 IOPS at least QEMU q35's with the same device and at
+//! least 0.9× the test host's own fio on it, and, at each queue depth, at most 0.1 MMIO
+//! exits to user space per I/O (with the BARs mapped, no doorbell write reaches iovm).
 
 use super::block::{self, Disk, Job, Storage};
 use super::boot::{summary, Figure, Outcome};
@@ -14,6 +19,8 @@ use super::iommu::{self, Translation};
 use super::net;
 use super::plan::Kind;
 use super::stats::ratio;
+use super::vfio;
+use super::vfio_host::HostLimit;
 use super::vmm::Vmm;
 use super::vmm_cpu::CpuFigure;
 
@@ -237,6 +244,120 @@ pub fn iommu_checks(outcomes: &[Outcome]) -> Vec<IommuCheck> {
     out
 }
 
+/// A goal of the VFIO group ([`vfio`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VfioGoal {
+    /// iovm's QD32 IOPS at least QEMU q35's, each with the device assigned.
+    OverQemu,
+    /// iovm's QD32 IOPS at least 0.9× the test host's own fio on the device.
+    OverLimit,
+    /// iovm's MMIO exits to user space per I/O of a job at most 0.1: with the BARs
+    /// mapped into the guest, doorbell writes go to the device without an exit (one
+    /// that exited would make it about 1 or more).
+    DoorbellExits(Job),
+}
+
+impl VfioGoal {
+    /// Every goal, in report order.
+    pub fn all() -> Vec<VfioGoal> {
+        let mut out = vec![VfioGoal::OverQemu, VfioGoal::OverLimit];
+        out.extend(vfio::JOBS.map(VfioGoal::DoorbellExits));
+        out
+    }
+
+    /// The goal's bound: the least the ratio may be, or the most the exits may be.
+    pub fn bound(self) -> f64 {
+        match self {
+            VfioGoal::OverQemu => 1.0,
+            VfioGoal::OverLimit => 0.9,
+            VfioGoal::DoorbellExits(_) => 0.1,
+        }
+    }
+
+    /// Whether the value must be at least the bound (else at most).
+    pub fn at_least(self) -> bool {
+        !matches!(self, VfioGoal::DoorbellExits(_))
+    }
+
+    /// Key in results.json: `vfio.<goal>`.
+    pub fn id(self) -> String {
+        match self {
+            VfioGoal::OverQemu => "vfio.iops_over_qemu".into(),
+            VfioGoal::OverLimit => "vfio.iops_over_host_limit".into(),
+            VfioGoal::DoorbellExits(j) => format!("vfio.{}.mmio_exits_per_io", j.id()),
+        }
+    }
+
+    /// What the value is, for the report.
+    pub fn label(self) -> String {
+        match self {
+            VfioGoal::OverQemu => "iovm ÷ QEMU q35, QD32 IOPS".into(),
+            VfioGoal::OverLimit => "iovm ÷ the test host's own fio, QD32 IOPS".into(),
+            VfioGoal::DoorbellExits(j) => {
+                format!("iovm's MMIO exits to user space per I/O, {}", j.label())
+            }
+        }
+    }
+}
+
+/// A VFIO goal as the runs left it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VfioCheck {
+    /// The goal.
+    pub goal: VfioGoal,
+    /// Its ratio or exits, if every median it needs exists.
+    pub value: Option<f64>,
+}
+
+impl VfioCheck {
+    /// Whether the goal is met; `None` while a median is missing.
+    pub fn met(&self) -> Option<bool> {
+        let b = self.goal.bound();
+        self.value
+            .map(|v| if self.goal.at_least() { v >= b } else { v <= b })
+    }
+
+    /// A table cell: `met (≥ 0.90)`, `**not met** (≤ 0.10)`, `open (≥ 1.00)`.
+    pub fn cell(&self) -> String {
+        let what = match self.met() {
+            Some(true) => "met",
+            Some(false) => "**not met**",
+            None => "open",
+        };
+        let op = if self.goal.at_least() { '≥' } else { '≤' };
+        format!("{what} ({op} {:.2})", self.goal.bound())
+    }
+}
+
+/// The VFIO goals, if the group ran: iovm's QD32 IOPS over QEMU q35's and over the test
+/// host's own fio (`host`), and iovm's MMIO exits per I/O of each job.
+pub fn vfio_checks(outcomes: &[Outcome], host: Option<&HostLimit>) -> Vec<VfioCheck> {
+    if !outcomes.iter().any(|o| o.spec.kind == Kind::Vfio) {
+        return Vec::new();
+    }
+    let qd32 = Figure::Vfio(Job::RandReadQd32, block::Metric::Iops);
+    let iovm = summary(outcomes, qd32, Vmm::Iovm);
+    VfioGoal::all()
+        .into_iter()
+        .map(|goal| {
+            let value = match goal {
+                VfioGoal::OverQemu => ratio(iovm, summary(outcomes, qd32, Vmm::QemuQ35)),
+                VfioGoal::OverLimit => ratio(
+                    iovm,
+                    host.and_then(|h| h.summary(Job::RandReadQd32, block::Metric::Iops)),
+                ),
+                VfioGoal::DoorbellExits(job) => summary(
+                    outcomes,
+                    Figure::Vfio(job, block::Metric::MmioExitsPerIo),
+                    Vmm::Iovm,
+                )
+                .map(|s| s.median),
+            };
+            VfioCheck { goal, value }
+        })
+        .collect()
+}
+
 /// `a ÷ b`, if both exist and `b` is positive.
 fn ratio_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     let (a, b) = (a?, b?);
@@ -376,5 +497,38 @@ mod tests {
         );
         assert!(iommu_checks(&o[..4]).iter().all(|c| c.disk == Disk::Nvme));
         assert!(iommu_checks(&[]).is_empty());
+    }
+
+    #[test]
+    fn test_vfio_goals_compare_with_qemu_and_the_limit_and_count_doorbell_exits() {
+        let iops = Figure::Vfio(Job::RandReadQd32, block::Metric::Iops);
+        let mmio = |j| Figure::Vfio(j, block::Metric::MmioExitsPerIo);
+        let o = vec![
+            outcome(
+                Kind::Vfio,
+                Vmm::Iovm,
+                vec![
+                    (iops, 900.0),
+                    (mmio(Job::RandReadQd1), 0.02),
+                    (mmio(Job::RandReadQd32), 1.1),
+                ],
+            ),
+            outcome(Kind::Vfio, Vmm::QemuQ35, vec![(iops, 1000.0)]),
+        ];
+
+        let c = vfio_checks(&o, None);
+
+        assert_eq!(c.len(), 4);
+        assert_eq!((c[0].goal, c[0].value), (VfioGoal::OverQemu, Some(0.9)));
+        assert_eq!(c[0].cell(), "**not met** (≥ 1.00)");
+        assert_eq!((c[1].goal, c[1].met()), (VfioGoal::OverLimit, None));
+        assert_eq!(c[1].cell(), "open (≥ 0.90)");
+        assert_eq!(c[2].goal.id(), "vfio.randread-qd1.mmio_exits_per_io");
+        assert_eq!(
+            (c[2].met(), c[2].cell()),
+            (Some(true), "met (≤ 0.10)".into())
+        );
+        assert_eq!(c[3].met(), Some(false), "a doorbell exit per I/O");
+        assert!(vfio_checks(&[], None).is_empty());
     }
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: boot time, memory, exit paths, block and network I/O of iovm
-//! against QEMU 7.2 (`-M microvm` and `-M q35`), booting the same guest in the same
+//! against QEMU 7.2 (`-M microvm` and `-M q35`), and of the emulated IOMMU and device
+//! assignment through VFIO against QEMU q35's, booting the same guest in the same
 //! place: inside the nested test host where `/dev/kvm` is not hardware KVM, directly
 //! where it is.
 //!
@@ -31,6 +32,9 @@ mod results;
 #[cfg(test)]
 mod results_compat;
 mod stats;
+mod vfio;
+mod vfio_host;
+mod vfio_report;
 mod vmm;
 mod vmm_cpu;
 
@@ -63,7 +67,8 @@ pub struct BenchArgs {
     /// it runs only NVMe with 1 s fio jobs (unless --only names them: then NVMe and
     /// virtio-blk, 1 s jobs, and 16 MiB sent), to stay well under five minutes. The
     /// iommu group runs only when --only names it: then with QEMU q35, 1 s fio jobs and
-    /// a shorter translate bench.
+    /// a shorter translate bench. So does the vfio group: then with QEMU q35, one
+    /// repetition of 1 s fio jobs.
     #[arg(long, conflicts_with = "reps")]
     pub quick: bool,
 
@@ -113,6 +118,10 @@ pub enum Group {
     /// (`intel_iommu=on iommu.strict=1`), iovm against QEMU q35 with its intel-iommu;
     /// then one translated 4 KiB DMA in process, on this machine.
     Iommu,
+    /// fio in the guest on the test host's NVMe assigned through VFIO, iovm
+    /// (`--device vfio-pci`) against QEMU q35 (`-device vfio-pci`), and the test host's
+    /// own fio on it with its nvme driver as the limit; in the test host only.
+    Vfio,
 }
 
 impl BenchArgs {
@@ -148,18 +157,22 @@ impl BenchArgs {
         if self.runs(Group::Iommu) && !smoke_all {
             out.extend(plan::iommu_kinds());
         }
+        if self.runs(Group::Vfio) && !smoke_all {
+            out.push(Kind::Vfio);
+        }
         out
     }
 }
 
 impl Group {
     /// All, in run order.
-    const ALL: [Group; 5] = [
+    const ALL: [Group; 6] = [
         Group::Vm,
         Group::Block,
         Group::Net,
         Group::DevicePath,
         Group::Iommu,
+        Group::Vfio,
     ];
 
     /// Name on the command line.
@@ -170,6 +183,7 @@ impl Group {
             Group::Net => "net",
             Group::DevicePath => "device-path",
             Group::Iommu => "iommu",
+            Group::Vfio => "vfio",
         }
     }
 }
@@ -247,6 +261,8 @@ struct VmResults {
     host_fio: Option<block::HostFio>,
     /// The in-process translate bench, if the IOMMU group ran.
     translate: Option<iommu::Translate>,
+    /// The test host's own fio on the assignable NVMe, if the VFIO group ran.
+    vfio_host: Option<vfio_host::HostLimit>,
     /// Why the bench script did not finish, if it did not.
     script_failure: Option<String>,
 }
@@ -261,6 +277,8 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
             Mode::TestHost => "running the VMMs inside the nested test host (one boot of it)",
         }
     );
+    let kinds = direct_kinds(mode, kinds)?;
+    let kinds = kinds.as_slice();
     guest::ensure()?;
     // QEMU 7.2 comes unpacked with the test host, needed in both modes.
     testhost::ensure()?;
@@ -288,6 +306,9 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
     {
         batch = batch.with_disk(disk_image()?);
     }
+    if kinds.contains(&Kind::Vfio) {
+        batch = batch.with_assignable_nvme(vfio_image()?);
+    }
     let probe_bin = std::env::current_exe().context("finding the xtask binary")?;
     let probe = batch.stage_binary(&probe_bin)?;
     let files = Files {
@@ -298,7 +319,7 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
         initramfs: "$STAGE/guest/initramfs.cpio.gz".into(),
     };
     let pick = |(full, quick): (u32, u32)| if args.quick { quick } else { full };
-    let host_fio = if args.runs(Group::Block) {
+    let host_fio = if args.runs(Group::Block) || kinds.contains(&Kind::Vfio) {
         stage_host_fio(&batch)?
     } else {
         None
@@ -317,8 +338,9 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
         // The smoke run keeps the harness working for every kind of run; it
         // leaves out QEMU q35, which now and then hangs the TCG test host
         // (docs/test-host.md) and would make CI fail for QEMU's sake. The IOMMU
-        // group keeps it: its figures are ratios to QEMU (and CI does not run it).
-        runs.retain(|r| r.vmm != Vmm::QemuQ35 || matches!(r.kind, Kind::Iommu(..)));
+        // and VFIO groups keep it: their figures are ratios to QEMU (and CI does not
+        // run them).
+        runs.retain(|r| r.vmm != Vmm::QemuQ35 || matches!(r.kind, Kind::Iommu(..) | Kind::Vfio));
     }
     let script = plan::script(&runs, &settings, &files, &probe);
     let limit = Duration::from_secs((args.timeout + 20) * runs.len() as u64 + 120);
@@ -403,6 +425,9 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
     let host_fio = args
         .runs(Group::Block)
         .then(|| block::HostFio::read(&bench_dir, reps, &storages));
+    let vfio_host = kinds
+        .contains(&Kind::Vfio)
+        .then(|| vfio_host::HostLimit::read(&bench_dir, reps));
 
     let env = environment(mode, &settings, &bench_dir, &files);
     Ok(VmResults {
@@ -410,8 +435,49 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
         outcomes,
         host_fio,
         translate: None,
+        vfio_host,
         script_failure: out.failure.map(|f| f.to_string()),
     })
+}
+
+/// The kinds of `kinds` that can run in `mode`: directly on this machine there is no
+/// assignable NVMe, so the VFIO group is left out (an error if nothing is left).
+fn direct_kinds(mode: Mode, kinds: &[Kind]) -> Result<Vec<Kind>> {
+    if mode == Mode::TestHost || !kinds.contains(&Kind::Vfio) {
+        return Ok(kinds.to_vec());
+    }
+    println!(
+        "xtask: bench: vfio: left out: its assignable NVMe is the nested test host's \
+         (--mode testhost)"
+    );
+    let left: Vec<Kind> = kinds.iter().copied().filter(|&k| k != Kind::Vfio).collect();
+    if left.is_empty() {
+        bail!("the vfio group runs in the nested test host only: use --mode testhost");
+    }
+    Ok(left)
+}
+
+/// The raw image behind the test host's assignable NVMe of the VFIO group, on this
+/// machine's disk (`target/bench/vfio-nvme.img`), written with zeros once so that every
+/// block is allocated (reads of holes would not reach the disk).
+fn vfio_image() -> Result<std::path::PathBuf> {
+    let dir = paths::target().join("bench");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(vfio::IMAGE);
+    let size = u64::from(block::IMAGE_MIB) << 20;
+    if fs::metadata(&path).is_ok_and(|m| m.len() == size) {
+        return Ok(path);
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut file =
+        fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    for _ in 0..block::IMAGE_MIB {
+        std::io::Write::write_all(&mut file, &zeros)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    file.sync_all()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// The raw image behind the `disk` storage, on this machine's disk
@@ -460,6 +526,7 @@ fn write_reports(
         outcomes: &v.outcomes,
         host_fio: v.host_fio.as_ref(),
         translate: v.translate.as_ref(),
+        vfio_host: v.vfio_host.as_ref(),
     });
     let results = report::results(&command, guests, dev);
     let json_path = out_dir.join("results.json");
@@ -564,6 +631,7 @@ fn environment(mode: Mode, settings: &Settings, bench_dir: &Path, files: &Files)
     let mut io_kinds = plan::block_kinds(&block::Storage::ALL);
     io_kinds.push(Kind::Net);
     io_kinds.extend(plan::iommu_kinds());
+    io_kinds.push(Kind::Vfio);
     let io_commands = io_kinds
         .iter()
         .flat_map(|&k| k.vmms().iter().map(move |&v| (k, v)))
@@ -652,5 +720,25 @@ mod tests {
         assert_eq!(iommu(&args(false, Vec::new())), 4);
         assert_eq!(iommu(&args(true, Vec::new())), 0, "not in ci's smoke run");
         assert!(command_line(&args(false, vec![Group::Iommu]), 1, None).ends_with(" --only iommu"));
+    }
+
+    #[test]
+    fn test_vfio_group_runs_when_named_or_in_a_full_run_and_only_in_the_test_host() {
+        let vfio = |a: &BenchArgs| a.kinds().contains(&Kind::Vfio);
+
+        assert_eq!(args(true, vec![Group::Vfio]).kinds(), [Kind::Vfio]);
+        assert!(vfio(&args(false, Vec::new())));
+        assert!(!vfio(&args(true, Vec::new())), "not in ci's smoke run");
+        assert!(!vfio(&args(false, vec![Group::Block])));
+        assert!(command_line(&args(false, vec![Group::Vfio]), 3, None).ends_with(" --only vfio"));
+        assert_eq!(
+            direct_kinds(Mode::Direct, &[Kind::Boot, Kind::Vfio]).unwrap(),
+            [Kind::Boot]
+        );
+        assert!(direct_kinds(Mode::Direct, &[Kind::Vfio]).is_err());
+        assert_eq!(
+            direct_kinds(Mode::TestHost, &[Kind::Vfio]).unwrap(),
+            [Kind::Vfio]
+        );
     }
 }

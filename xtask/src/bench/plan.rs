@@ -7,6 +7,8 @@ use testkit::testhost::shell_quote;
 use super::block::{self, Disk, Job, Storage};
 use super::iommu::{self, Translation};
 use super::net;
+use super::vfio;
+use super::vfio_host;
 use super::vmm::{Files, Vmm};
 use super::vmm_cpu;
 
@@ -37,6 +39,10 @@ pub enum Kind {
     /// The guest runs fio on a disk of this kind, without or with the emulated IOMMU
     /// ([`iommu`]; iovm and QEMU q35).
     Iommu(Disk, Translation),
+    /// The guest runs fio on the test host's NVMe controller assigned to it through VFIO
+    /// ([`vfio`]; iovm and QEMU q35; the test host's own fio on it before each
+    /// repetition).
+    Vfio,
 }
 
 impl Kind {
@@ -49,6 +55,7 @@ impl Kind {
             Kind::Block(disk, storage) => format!("block-{}-{}", disk.id(), storage.id()),
             Kind::Net => "net".into(),
             Kind::Iommu(disk, t) => format!("iommu-{}-{}", disk.id(), t.id()),
+            Kind::Vfio => "vfio".into(),
         }
     }
 
@@ -61,6 +68,7 @@ impl Kind {
             Kind::Block(disk, _) => disk.guest_script(s.block_seconds, &Job::ALL),
             Kind::Net => net::guest_script(s.net_mib),
             Kind::Iommu(disk, _) => disk.guest_script(s.block_seconds, &iommu::JOBS),
+            Kind::Vfio => vfio::guest_script(s.block_seconds),
         }
     }
 
@@ -82,7 +90,7 @@ impl Kind {
     pub fn vmms(self) -> &'static [Vmm] {
         match self {
             Kind::Boot | Kind::Memory => &Vmm::ALL,
-            Kind::Exits | Kind::Block(..) | Kind::Net | Kind::Iommu(..) => {
+            Kind::Exits | Kind::Block(..) | Kind::Net | Kind::Iommu(..) | Kind::Vfio => {
                 &[Vmm::Iovm, Vmm::QemuQ35]
             }
         }
@@ -91,7 +99,10 @@ impl Kind {
     /// Whether the probe reads KVM's exit counters and the VMM's CPU time at the guest's
     /// marks.
     fn counts_exits(self) -> bool {
-        matches!(self, Kind::Block(..) | Kind::Net | Kind::Iommu(..))
+        matches!(
+            self,
+            Kind::Block(..) | Kind::Net | Kind::Iommu(..) | Kind::Vfio
+        )
     }
 
     /// Where the disk's image of a block or IOMMU run lives.
@@ -125,6 +136,7 @@ impl Kind {
             Kind::Block(disk, storage) => disk.vmm_args(vmm, storage),
             Kind::Net => net::vmm_args(vmm),
             Kind::Iommu(disk, t) => iommu::vmm_args(disk, vmm, t),
+            Kind::Vfio => vfio::vmm_args(vmm),
             // exit-probe times a queue notification of a virtio device: a virtio-rng,
             // the simplest with a queue the guest keeps live.
             Kind::Exits => match vmm {
@@ -210,11 +222,13 @@ pub struct Settings {
     pub block_seconds: u32,
     /// MiB sent by net runs.
     pub net_mib: u32,
-    /// fio staged for the host's own runs on the block image, as the script names it.
+    /// fio staged for the host's own runs on the block image and on the assignable
+    /// NVMe, as the script names it.
     pub host_fio: Option<String>,
 }
 
-/// Where the VMMs run: debugfs KVM counters (block and net runs) and the block image.
+/// Where the VMMs run: debugfs KVM counters (block and net runs), the block image and
+/// the VFIO group's drivers and functions.
 fn setup(runs: &[RunSpec], s: &Settings) -> String {
     let mut out = String::new();
     if runs.iter().any(|r| r.kind.counts_exits()) {
@@ -236,6 +250,11 @@ fn setup(runs: &[RunSpec], s: &Settings) -> String {
                 word(fio)
             ));
         }
+    }
+    if runs.iter().any(|r| r.kind == Kind::Vfio) {
+        out.push_str(&vfio_host::setup(
+            s.host_fio.as_deref().map(word).as_deref(),
+        ));
     }
     out
 }
@@ -328,6 +347,7 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
         s.reps
     ));
     let mut host_fio_done = Vec::new();
+    let mut vfio_limit_done = Vec::new();
     for run in runs {
         let name = run.name();
         if let Kind::Block(_, st) = run.kind {
@@ -339,6 +359,12 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
                     block::host_fio_file(st, last, run.rep),
                     host_fio(s, st, run.rep)
                 ));
+            }
+        }
+        if run.kind == Kind::Vfio && !vfio_limit_done.contains(&run.rep) {
+            vfio_limit_done.push(run.rep);
+            if let Some(fio) = &s.host_fio {
+                out.push_str(&vfio_host::host_fio(&word(fio), s.block_seconds, run.rep));
             }
         }
         let mut probe_cmd = vec![
@@ -377,6 +403,9 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
         if run.kind == Kind::Net {
             probe_cmd.extend(["nsenter".into(), format!("--net={}", net::NETNS)]);
             out.push_str(&net::before());
+        }
+        if run.kind == Kind::Vfio {
+            out.push_str(&vfio_host::bind_vfio());
         }
         let vmm_cmd = run
             .kind
@@ -585,5 +614,40 @@ mod tests {
         let guest = Kind::Iommu(Disk::Nvme, Translation::Off).guest_script(&settings());
         assert!(guest.contains("j randread-qd1 randread 1 4k\nj randread-qd32 randread 32 4k\n"));
         assert!(!guest.contains("randwrite"));
+    }
+
+    #[test]
+    fn test_vfio_runs_assign_the_function_after_the_host_limit_of_their_repetition() {
+        let r = runs(2, &[Kind::Vfio]);
+
+        let s = script(&r, &settings(), &files(), "$STAGE/bin/xtask");
+
+        assert_eq!(r.len(), 4, "two repetitions, two VMMs");
+        assert_eq!(
+            s.matches("'--kvm-stats' '/sys/kernel/debug/kvm'").count(),
+            4
+        );
+        assert_eq!(
+            s.matches("'--device' 'vfio-pci,host=0000:01:00.0'").count(),
+            2
+        );
+        assert_eq!(
+            s.matches("'-device' 'vfio-pci,host=0000:01:00.0'").count(),
+            2
+        );
+        assert_eq!(s.matches("bench_vfio_bind vfio-pci ||").count(), 4);
+        assert_eq!(
+            s.matches("--name=randread-qd32 ").count(),
+            2,
+            "once per rep"
+        );
+        let limit2 = s
+            .find("if [ ! -s \"$B\"/vfio-host/randread-qd32.2.txt ]")
+            .unwrap();
+        assert!(s.find("'vfio.iovm.1'").unwrap() < limit2);
+        assert!(limit2 < s.find("'vfio.qemu-q35.2'").unwrap());
+        assert!(s.find("modprobe vfio-pci").unwrap() < s.find("'bench-probe'").unwrap());
+        assert!(s.contains("\"$STAGE\"/'bin/fio' --version >\"$B/vfio-host/version.txt\""));
+        assert!(!s.contains("modprobe brd"), "no block image");
     }
 }

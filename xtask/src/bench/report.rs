@@ -11,8 +11,12 @@ use super::io_report;
 use super::iommu;
 use super::plan::Kind;
 use super::plots::{Figures, Group};
-use super::results::{ResultsFile, VmFigure, VmGoal, VmIommuGoal, VmRatio, VmRun, VmSection};
+use super::results::{
+    ResultsFile, VmFigure, VmGoal, VmIommuGoal, VmRatio, VmRun, VmSection, VmVfioGoal,
+};
 use super::stats::{ratio, Summary};
+use super::vfio_host::HostLimit;
+use super::vfio_report;
 use super::vmm::Vmm;
 
 /// Where and with what the benchmark ran.
@@ -170,6 +174,8 @@ pub struct Guests<'a> {
     pub host_fio: Option<&'a HostFio>,
     /// The in-process translate bench, if the IOMMU group ran.
     pub translate: Option<&'a iommu::Translate>,
+    /// The test host's own fio on the assignable NVMe, if the VFIO group ran.
+    pub vfio_host: Option<&'a HostLimit>,
 }
 
 /// `docs/bench/RESULTS.md`: the tables of the groups that ran, each group's figure
@@ -247,6 +253,15 @@ fn vm_markdown(command: &str, g: Guests, dev_section: &str, figures: &Figures) -
     if ran(outcomes, |k| matches!(k, Kind::Iommu(..))) {
         out.push_str(&iommu::section(outcomes, g.translate, cell));
         io_report::commands(&mut out, env, &super::plan::iommu_kinds());
+    }
+    if ran(outcomes, |k| k == Kind::Vfio) {
+        out.push_str(&vfio_report::section(
+            outcomes,
+            g.vfio_host,
+            env.block_seconds,
+            cell,
+        ));
+        io_report::commands(&mut out, env, &[Kind::Vfio]);
     }
     warnings(&mut out, outcomes);
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.problem.is_some()).collect();
@@ -388,6 +403,24 @@ fn vm_section(g: Guests) -> VmSection {
             met: c.met(),
         })
         .collect();
+    let vfio_goals = goals::vfio_checks(outcomes, g.vfio_host)
+        .into_iter()
+        .map(|c| {
+            let b = c.goal.bound();
+            let (min, max) = if c.goal.at_least() {
+                (Some(b), None)
+            } else {
+                (None, Some(b))
+            };
+            VmVfioGoal {
+                goal: c.goal.id(),
+                min,
+                max,
+                value: c.value,
+                met: c.met(),
+            }
+        })
+        .collect();
     let runs = outcomes
         .iter()
         .map(|o| VmRun {
@@ -416,9 +449,11 @@ fn vm_section(g: Guests) -> VmSection {
         ratios,
         goals,
         iommu_goals,
+        vfio_goals,
         runs,
         host_fio: g.host_fio.map(HostFio::section),
         iommu_translate: g.translate.map(iommu::Translate::section),
+        vfio_host_fio: g.vfio_host.map(HostLimit::section),
     }
 }
 
@@ -472,6 +507,7 @@ mod tests {
             outcomes: &o,
             host_fio: None,
             translate: None,
+            vfio_host: None,
         };
 
         let vms = results("c", Some(g), None).vms.unwrap();
@@ -524,6 +560,7 @@ mod tests {
             outcomes: &o,
             host_fio: None,
             translate: None,
+            vfio_host: None,
         };
         let figures = Figures(vec![
             (Group::BootMemory, "boot-memory-quick.png".into()),
@@ -588,6 +625,7 @@ mod tests {
             outcomes: &o,
             host_fio: None,
             translate: Some(&t),
+            vfio_host: None,
         };
 
         let md = markdown("c", Some(g), None, &Figures::default());
@@ -618,5 +656,78 @@ mod tests {
             vec![("cold".to_owned(), 150.0, 149.0)]
         );
         assert!(vms.goals.is_empty(), "no CPU goal for the IOMMU runs");
+    }
+
+    #[test]
+    fn test_vfio_runs_get_their_section_goals_and_host_limit_in_results() {
+        use crate::bench::block::{FioResult, Job, Metric};
+        use crate::bench::vfio_host::HostLimit;
+        let f = Figure::Vfio(Job::RandReadQd32, Metric::Iops);
+        let run = |vmm, v| Outcome {
+            spec: RunSpec {
+                kind: Kind::Vfio,
+                vmm,
+                rep: 1,
+            },
+            record: None,
+            samples: vec![(f, v)],
+            problem: None,
+            warnings: Vec::new(),
+        };
+        let o = [run(Vmm::Iovm, 1000.0), run(Vmm::QemuQ35, 800.0)];
+        let r = FioResult {
+            ios: 100.0,
+            values: [
+                (Metric::P50Us, 50.0),
+                (Metric::P99Us, 90.0),
+                (Metric::Iops, 1250.0),
+                (Metric::MBps, 5.0),
+            ],
+        };
+        let h = HostLimit {
+            version: Some("fio-3.33".into()),
+            runs: vec![(Job::RandReadQd32, 1, Ok(r))],
+        };
+        let mut env = results_compat::env();
+        env.io_commands = vec![(
+            Kind::Vfio,
+            Vmm::QemuQ35,
+            "qemu -device vfio-pci,host=0000:01:00.0".into(),
+        )];
+        let g = Guests {
+            env: &env,
+            outcomes: &o,
+            host_fio: None,
+            translate: None,
+            vfio_host: Some(&h),
+        };
+
+        let md = markdown("c", Some(g), None, &Figures::default());
+        let vms = results("c", Some(g), None).vms.unwrap();
+
+        assert!(md.contains("## Device assignment (VFIO, issue 19)"), "{md}");
+        assert!(md.contains("| 4k randread QD32: IOPS | 1000 | 800 | 1250 | 1.25 | 0.80 |"));
+        assert!(md.contains("qemu -device vfio-pci,host=0000:01:00.0\n"));
+        assert!(!md.contains("## IOMMU"));
+        let goals: Vec<_> = vms
+            .vfio_goals
+            .iter()
+            .map(|g| (g.goal.as_str(), g.min, g.max, g.met))
+            .collect();
+        assert_eq!(
+            goals[..2],
+            [
+                ("vfio.iops_over_qemu", Some(1.0), None, Some(true)),
+                ("vfio.iops_over_host_limit", Some(0.9), None, Some(false)),
+            ]
+        );
+        assert_eq!(goals[3].2, Some(0.1));
+        let host = vms.vfio_host_fio.unwrap();
+        assert_eq!(host.fio.as_deref(), Some("fio-3.33"));
+        assert!(host
+            .figures
+            .iter()
+            .any(|f| f.job == "randread-qd32" && f.figure == "iops" && f.samples == [1250.0]));
+        assert!(vms.iommu_goals.is_empty() && vms.goals.is_empty());
     }
 }

@@ -81,6 +81,9 @@ pub struct VmSection {
     /// The IOMMU group's goals, if it ran (missing in files of runs before it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub iommu_goals: Vec<VmIommuGoal>,
+    /// The VFIO group's goals, if it ran (missing in files of runs before it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vfio_goals: Vec<VmVfioGoal>,
     /// Every run.
     pub runs: Vec<VmRun>,
     /// The test host's own fio on the block image, if the block group ran.
@@ -89,6 +92,28 @@ pub struct VmSection {
     /// The in-process translate bench on this machine, if the IOMMU group ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iommu_translate: Option<TranslateSection>,
+    /// The test host's own fio on the assignable NVMe (storage `assigned-nvme`), if the
+    /// VFIO group ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vfio_host_fio: Option<HostFioSection>,
+}
+
+/// A goal of the VFIO group: a value that must be at least or at most its bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmVfioGoal {
+    /// `vfio.iops_over_qemu`, `vfio.iops_over_host_limit` (iovm's QD32 IOPS ÷ QEMU q35's,
+    /// ÷ the test host's own fio's) or `vfio.<job>.mmio_exits_per_io` (iovm's).
+    pub goal: String,
+    /// The least the value may be, for ratios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The most the value may be, for exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// The value, if every median it needs exists.
+    pub value: Option<f64>,
+    /// Whether the value is within its bound; `null` while a median is missing.
+    pub met: Option<bool>,
 }
 
 /// A goal of the IOMMU group: a ratio that must be at least its bound.

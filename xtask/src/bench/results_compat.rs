@@ -186,6 +186,7 @@ fn test_serde_writer_gives_the_hand_written_file() {
         outcomes: &outcomes,
         host_fio: Some(&host),
         translate: None,
+        vfio_host: None,
     };
 
     let r = report::results(

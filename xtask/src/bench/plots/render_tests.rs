@@ -28,6 +28,7 @@ fn everything() -> ResultsFile {
         outcomes: &[],
         host_fio: None,
         translate: None,
+        vfio_host: None,
     };
     let mut file = report::results("c", Some(g), None);
     let vms = file.vms.as_mut().unwrap();

@@ -56,7 +56,7 @@ fn place(f: Figure) -> Option<(Group, Option<String>, String)> {
             "TCP guest → peer".into(),
         ),
         Figure::Net(_) => (Group::Network, None, label),
-        Figure::Iommu(..) => return None,
+        Figure::Iommu(..) | Figure::Vfio(..) => return None,
     };
     Some(placed)
 }
@@ -162,6 +162,7 @@ mod tests {
             outcomes: &[],
             host_fio: None,
             translate: None,
+            vfio_host: None,
         };
         let mut vms = report::results("c", Some(g), None).vms.unwrap();
         vms.ratios = ratios
