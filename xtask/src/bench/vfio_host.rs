@@ -4,8 +4,9 @@
 //! that fio's results back.
 //!
 //! The controller is named by its address ([`BDF`]); its namespace, once `nvme` has it, is
-//! found by the controller's serial number among `/sys/block/nvme*`, so that another NVMe
-//! of the test host is never the one measured.
+//! found by the controller's serial number among `/sys/block/nvme*` (the sysfs file pads
+//! it with spaces to the field's 20 bytes), so that another NVMe of the test host is never
+//! the one measured.
 
 use std::path::Path;
 
@@ -42,7 +43,7 @@ pub fn setup(fio: Option<&str>) -> String {
          \ti=0\n\
          \twhile [ $i -lt 300 ]; do\n\
          \t\tfor n in /sys/block/nvme*; do\n\
-         \t\t\tgrep -qx {SERIAL} $n/device/serial 2>/dev/null && \
+         \t\t\tgrep -q '^{SERIAL} *$' $n/device/serial 2>/dev/null && \
          [ -b /dev/${{n##*/}} ] && {{ echo /dev/${{n##*/}}; return 0; }}\n\
          \t\tdone\n\
          \t\tsleep 0.1; i=$((i+1))\n\
@@ -184,7 +185,7 @@ mod tests {
         assert!(s.contains("d=/sys/bus/pci/devices/0000:01:00.0\n"));
         assert!(s.contains("echo \"$1\" >$d/driver_override\n"));
         assert!(s.contains("echo 0000:01:00.0 >$d/driver/unbind\n"));
-        assert!(s.contains("grep -qx IOVMASSIGNED $n/device/serial"));
+        assert!(s.contains("grep -q '^IOVMASSIGNED *$' $n/device/serial"));
         assert!(s.contains("\"$STAGE\"/'bin/fio' --version >\"$B/vfio-host/version.txt\""));
         assert!(!setup(None).contains("--version"));
     }
