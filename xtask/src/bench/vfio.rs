@@ -16,6 +16,7 @@ use testkit::host_devices::{ASSIGNABLE_NVME_BDF, ASSIGNABLE_NVME_SERIAL};
 
 use super::block::{Disk, Job, Metric};
 use super::vmm::Vmm;
+use super::vmm_cpu::CpuFigure;
 
 /// The fio jobs of the group.
 pub const JOBS: [Job; 2] = [Job::RandReadQd1, Job::RandReadQd32];
@@ -97,8 +98,15 @@ const EXITS: [Metric; 3] = [
     Metric::EmulatedPerIo,
 ];
 
+/// The CPU figures of each job: the VMM's process outside the guest (an I/O that
+/// needed the VMM would show here) and the guest's own time, each per I/O.
+const CPU: [Metric; 2] = [
+    Metric::Cpu(CpuFigure::Outside),
+    Metric::Cpu(CpuFigure::Guest),
+];
+
 /// The figures kept in results.json and shown in the report, in order: the fio figures
-/// of each job, then the exits of each.
+/// of each job, then the exits of each, then the CPU time of each.
 pub fn rows() -> Vec<(Job, Metric)> {
     let mut out = Vec::new();
     for job in JOBS {
@@ -106,6 +114,9 @@ pub fn rows() -> Vec<(Job, Metric)> {
     }
     for job in JOBS {
         out.extend(EXITS.map(|m| (job, m)));
+    }
+    for job in JOBS {
+        out.extend(CPU.map(|m| (job, m)));
     }
     out
 }
@@ -158,9 +169,10 @@ mod tests {
     fn test_rows_are_fio_figures_then_exits_of_both_jobs() {
         let r = rows();
 
-        assert_eq!(r.len(), 4 + 6);
+        assert_eq!(r.len(), 4 + 6 + 4);
         assert_eq!(r[0], (Job::RandReadQd1, Metric::P50Us));
         assert_eq!(r[3], (Job::RandReadQd32, Metric::Iops));
         assert!(r.contains(&(Job::RandReadQd32, Metric::MmioExitsPerIo)));
+        assert_eq!(r[13], (Job::RandReadQd32, Metric::Cpu(CpuFigure::Guest)));
     }
 }

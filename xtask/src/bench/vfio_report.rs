@@ -48,7 +48,9 @@ pub fn section(
          runs at a time) at marks fio writes, divided by the I/Os fio completed. \
          `mmio_exits` counts the MMIO accesses KVM handed to user space: a doorbell write \
          that trapped would be one, so with the BARs mapped it should stay near 0; \
-         `insn_emulation` counts instructions KVM emulated itself. The device is itself \
+         `insn_emulation` counts instructions KVM emulated itself. **CPU per I/O**: the VMM \
+         process's time outside the guest and the guest's own time (`/proc/PID/stat`, \
+         10 ms ticks) between the same marks, as for the block group. The device is itself \
          emulated by the test host's QEMU (TCG), so absolute figures are an emulator's: \
          compare the ratios. Ratios: iovm's median ÷ QEMU q35's and ÷ the limit's (for \
          IOPS above 1 favours iovm, for latency and exits below 1 does).\n\n\
@@ -119,6 +121,7 @@ mod tests {
     use crate::bench::block::FioResult;
     use crate::bench::plan::{Kind, RunSpec};
     use crate::bench::report::cell;
+    use crate::bench::vmm_cpu::CpuFigure;
 
     fn outcome(vmm: Vmm, samples: Vec<(Figure, f64)>) -> Outcome {
         Outcome {
@@ -162,8 +165,12 @@ mod tests {
         let iops = Figure::Vfio(Job::RandReadQd32, Metric::Iops);
         let mmio = Figure::Vfio(Job::RandReadQd32, Metric::MmioExitsPerIo);
         let exits = Figure::Vfio(Job::RandReadQd32, Metric::ExitsPerIo);
+        let vmm_cpu = Figure::Vfio(Job::RandReadQd32, Metric::Cpu(CpuFigure::Outside));
         let o = vec![
-            outcome(Vmm::Iovm, vec![(iops, 950.0), (mmio, 0.0), (exits, 2.0)]),
+            outcome(
+                Vmm::Iovm,
+                vec![(iops, 950.0), (mmio, 0.0), (exits, 2.0), (vmm_cpu, 4.0)],
+            ),
             outcome(
                 Vmm::QemuQ35,
                 vec![(iops, 900.0), (mmio, 0.01), (exits, 2.5)],
@@ -181,6 +188,12 @@ mod tests {
         assert!(
             md.contains(
                 "| 4k randread QD32: of which MMIO exits to user space | 0.00 | 0.01 | – | 0.00 | – |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 4k randread QD32: VMM CPU outside the guest per I/O (µs) | 4.00 | – | – | – | – |"
             ),
             "{md}"
         );
