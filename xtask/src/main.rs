@@ -172,6 +172,13 @@ it is. The VMMs are interleaved run by run, N repetitions each:
                I/O from the test host's counters; the host's own fio as the limit
   net          TCP throughput guest -> a peer in a network namespace over virtio-net and
                a TAP (against QEMU's virtio-net-pci, vhost=off), exits per MiB
+  iommu        fio in the guest on NVMe and virtio-blk without and with the emulated VT-d
+               (iovm --device intel-iommu, QEMU q35 -device intel-iommu) and
+               intel_iommu=on iommu.strict=1: each VMM's cost of strict translation
+  vfio         fio in the guest on the test host's NVMe assigned through VFIO (iovm
+               --device vfio-pci against QEMU q35 -device vfio-pci; test host only): 4k
+               randread QD1 latency, QD32 IOPS, MMIO exits per I/O; the test host's own
+               fio on the same controller with its nvme driver as the limit
 Each run is timed where it runs by `xtask bench-probe` (this binary), with a monotonic
 clock. Progress lines are printed as it goes (a few minutes per repetition in the test host).
 
@@ -182,7 +189,8 @@ device's interrupt), 32 4 KiB requests in flight, through their worker threads a
 backend, against `fio --ioengine=io_uring --direct=1 --iodepth=32` on the same 1 GiB file
 (in /dev/shm and under target/bench/), each run confined to the same single CPU: IOPS,
 latency, CPU per I/O and the ratios iovm / host. It needs fio.
-`--only GROUP[,GROUP]` (vm: boot, memory and exits; block; net; device-path) runs only those.
+`--only GROUP[,GROUP]` (vm: boot, memory and exits; block; net; device-path; iommu; vfio)
+runs only those; --quick runs iommu and vfio only when --only names them.
 
 Writes target/bench/results.json (every sample), target/bench/logs/<run>.log (consoles) and
 docs/bench/RESULTS.md (min/median/max per VMM and the ratios iovm / QEMU of the medians,
