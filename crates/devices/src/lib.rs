@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod ahci;
 pub mod bus;
 pub mod legacy;
 pub mod lifecycle;

@@ -1,0 +1,7 @@
+//! The fake AHCI driver and the tests it runs, by subject.
+
+mod bringup;
+mod driver;
+mod errors;
+mod hostile;
+mod io;
