@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmm::config::{
-    AddressWidth, BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig, IommuConfig,
-    LifecycleConfig, MemoryConfig, NvmeConfig, NvmeNamespaceConfig, OnReboot, PciSerialConfig,
-    PciSlot, SerialConfig, VfioPciConfig, VirtioBlkConfig, VirtioConfig, VirtioKind,
-    VirtioNetConfig, VmConfig,
+    AddressWidth, AhciConfig, BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig,
+    IommuConfig, LifecycleConfig, MemoryConfig, NvmeConfig, NvmeNamespaceConfig, OnReboot,
+    PciSerialConfig, PciSlot, SataDiskConfig, SerialConfig, VfioPciConfig, VirtioBlkConfig,
+    VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -129,6 +129,12 @@ pub struct RunArgs {
     /// `nvme-ns` (a namespace of the nvme controller `bus=` names:
     /// `path=FILE` a disk image or block device, `readonly=on`,
     /// `block-size=512|4096`),
+    /// `ahci` (an Intel ICH9 AHCI SATA controller, docs/ahci.md: `ports=N`
+    /// 1-6, default 6; `msi=off` makes the driver use INTx),
+    /// `sata-disk` (a disk on a port of the ahci controller `bus=` names:
+    /// `path=FILE` a disk image or block device, `port=N` default the lowest
+    /// free one, `readonly=on`, `serial=TEXT`, `model=TEXT`, `discard=off`
+    /// to offer no TRIM),
     /// `virtio-blk` (`path=FILE`, `readonly=on`, `queues=N` default one per
     /// vCPU, `serial=TEXT`), `virtio-net` (`tap=NAME` opens that TAP interface
     /// or creates it, default a new `tapN`; `mac=52:54:00:12:34:56`;
@@ -160,6 +166,7 @@ pub struct RunArgs {
     /// functions 1-7 of a slot make a multi-function device.
     /// Example: --device root-port,id=rp0 --device nvme,id=nvme0,bus=rp0
     /// --device nvme-ns,bus=nvme0,path=disk.img
+    /// --device ahci,id=sata0 --device sata-disk,bus=sata0,path=disk2.img
     #[arg(long = "device", value_name = "SPEC", value_parser = parse_device_spec)]
     pub devices: Vec<DeviceSpec>,
 
@@ -332,6 +339,8 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             readonly: false,
             block_size: 512,
         }),
+        "ahci" => DeviceKind::Ahci(AhciConfig::default()),
+        "sata-disk" => DeviceKind::SataDisk(SataDiskConfig::default()),
         "virtio-blk" => virtio(VirtioKind::Blk(VirtioBlkConfig::default())),
         "virtio-net" => virtio(VirtioKind::Net(VirtioNetConfig::default())),
         "virtio-console" => virtio(VirtioKind::Console),
@@ -340,7 +349,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
         _ => {
             return Err(format!(
                 "'{kind_name}' is not a device iovm has; known: pci-serial, root-port, \
-                 pci-bridge, nvme, nvme-ns, virtio-blk, virtio-net, virtio-console, virtio-rng, \
+                 pci-bridge, nvme, nvme-ns, ahci, sata-disk, virtio-blk, virtio-net, virtio-console, virtio-rng, \
                  vfio-pci, intel-iommu"
             ))
         }
@@ -389,6 +398,38 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                     "4096" => 4096,
                     _ => return Err(format!("block-size={v}: use 512 or 4096")),
                 };
+            }
+            (Some(("ports", v)), DeviceKind::Ahci(c)) => {
+                c.ports = Some(
+                    v.parse::<u8>()
+                        .ok()
+                        .filter(|n| (1..=6).contains(n))
+                        .ok_or_else(|| format!("ports={v}: an ahci controller has 1-6 ports"))?,
+                );
+            }
+            (Some(("msi", v @ ("on" | "off"))), DeviceKind::Ahci(c)) => c.no_msi = v == "off",
+            (Some(("path", p)), DeviceKind::SataDisk(c)) if !p.is_empty() => {
+                c.path = PathBuf::from(p);
+            }
+            (Some(("port", v)), DeviceKind::SataDisk(c)) => {
+                c.port = Some(
+                    v.parse::<u8>()
+                        .ok()
+                        .filter(|n| *n < 6)
+                        .ok_or_else(|| format!("port={v}: ahci ports are 0-5"))?,
+                );
+            }
+            (Some(("readonly", v @ ("on" | "off"))), DeviceKind::SataDisk(c)) => {
+                c.readonly = v == "on";
+            }
+            (Some(("discard", v @ ("on" | "off"))), DeviceKind::SataDisk(c)) => {
+                c.discard = v == "on";
+            }
+            (Some(("serial", v)), DeviceKind::SataDisk(c)) => {
+                c.serial = Some(ata_string(v, "serial", 20)?);
+            }
+            (Some(("model", v)), DeviceKind::SataDisk(c)) => {
+                c.model = Some(ata_string(v, "model", 40)?);
             }
             (Some(("msix", v @ ("on" | "off"))), DeviceKind::Virtio(c)) => c.no_msix = v == "off",
             (Some(("host", bdf)), DeviceKind::VfioPci(c)) => {
@@ -496,6 +537,11 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                     DeviceKind::NvmeNamespace(_) => {
                         "; and path=FILE, readonly=on|off, block-size=512|4096"
                     }
+                    DeviceKind::Ahci(_) => ", ports=1-6, msi=on|off",
+                    DeviceKind::SataDisk(_) => {
+                        "; and path=FILE, port=0-5, readonly=on|off, serial=TEXT, model=TEXT, \
+                         discard=on|off"
+                    }
                     DeviceKind::VfioPci(_) => {
                         "; and host=DDDD:BB:DD.F or sysfs=PATH, msix=on|off, msi=on|off, mmap=on|off"
                     }
@@ -524,6 +570,14 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             );
         }
     }
+    if let DeviceKind::SataDisk(d) = &kind {
+        if d.path.as_os_str().is_empty() {
+            return Err("sata-disk needs path=FILE (a disk image or a block device)".into());
+        }
+        if device.bus.is_none() {
+            return Err("sata-disk needs bus=ID, the id of its ahci controller".into());
+        }
+    }
     if let DeviceKind::NvmeNamespace(ns) = &kind {
         if ns.path.as_os_str().is_empty() {
             return Err("nvme-ns needs path=FILE (a disk image or a block device)".into());
@@ -534,6 +588,17 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
     }
     device.kind = kind;
     Ok(device)
+}
+
+/// An ATA IDENTIFY string option (`serial=`, `model=`): 1 to `max`
+/// printable ASCII characters (spaces allowed inside, as drives pad).
+fn ata_string(v: &str, what: &str, max: usize) -> Result<String, String> {
+    if v.is_empty() || v.len() > max || !v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(format!(
+            "{what}={v} is not an ATA {what}: 1-{max} printable ASCII characters"
+        ));
+    }
+    Ok(v.to_string())
 }
 
 /// Parses a host PCI address `[DDDD:]BB:DD.F` (hex, as lspci prints it)
@@ -801,6 +866,49 @@ mod tests {
             cfg.lifecycle.shutdown_timeout,
             vmm::config::DEFAULT_SHUTDOWN_TIMEOUT
         );
+    }
+
+    #[test]
+    fn test_ahci_and_sata_disk_options_and_errors() {
+        let Ok(DeviceSpec::Pci(d)) = parse_device_spec("ahci,id=s0,ports=2,msi=off") else {
+            panic!("ahci parses");
+        };
+        assert_eq!(
+            d.kind,
+            DeviceKind::Ahci(AhciConfig {
+                ports: Some(2),
+                no_msi: true,
+            })
+        );
+        let spec = "sata-disk,bus=s0,port=1,path=/d.img,readonly=on,serial=S 1,model=M,discard=off";
+        let Ok(DeviceSpec::Pci(d)) = parse_device_spec(spec) else {
+            panic!("sata-disk parses");
+        };
+        assert_eq!(d.bus.as_deref(), Some("s0"));
+        assert_eq!(
+            d.kind,
+            DeviceKind::SataDisk(SataDiskConfig {
+                path: PathBuf::from("/d.img"),
+                port: Some(1),
+                readonly: true,
+                serial: Some("S 1".into()),
+                model: Some("M".into()),
+                discard: false,
+            })
+        );
+        let err = |t| match parse_device_spec(t) {
+            Err(e) => e,
+            Ok(d) => panic!("{t} parsed as {d:?}"),
+        };
+        assert!(err("ahci,ports=7").contains("an ahci controller has 1-6 ports"));
+        assert!(err("ahci,ports=0").contains("1-6 ports"));
+        assert!(err("ahci,queues=2").contains("ports=1-6, msi=on|off"));
+        assert!(err("sata-disk,bus=s0").contains("sata-disk needs path=FILE"));
+        assert!(err("sata-disk,path=/d.img").contains("needs bus=ID, the id of its ahci"));
+        assert!(err("sata-disk,bus=s0,path=/d,port=6").contains("ahci ports are 0-5"));
+        let long = format!("sata-disk,bus=s0,path=/d,serial={}", "x".repeat(21));
+        assert!(err(&long).contains("1-20 printable ASCII"));
+        assert!(err("sata-disk,bus=s0,path=/d,block-size=4096").contains("discard=on|off"));
     }
 
     #[test]

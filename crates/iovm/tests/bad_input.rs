@@ -450,6 +450,9 @@ fn test_help_teaches_usage_and_exit_codes() {
         "intremap=on",
         "vfio-pci,host=DDDD:BB:DD.F",
         "mmap=off",
+        "`ahci`",
+        "`sata-disk`",
+        "discard=off",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }

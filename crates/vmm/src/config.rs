@@ -121,6 +121,12 @@ pub enum DeviceKind {
     Nvme(NvmeConfig),
     /// A namespace of an NVMe controller, backed by a file or block device.
     NvmeNamespace(NvmeNamespaceConfig),
+    /// An AHCI SATA controller; its disks are `SataDisk` devices whose
+    /// `bus` is the controller's id.
+    Ahci(AhciConfig),
+    /// A SATA disk on a port of an AHCI controller, backed by a file or
+    /// block device.
+    SataDisk(SataDiskConfig),
     /// A virtio-pci device.
     Virtio(VirtioConfig),
     /// A host PCI function assigned to the guest through VFIO.
@@ -201,6 +207,46 @@ pub struct NvmeConfig {
     pub no_msi: bool,
 }
 
+/// An AHCI SATA controller (Intel ICH9 AHCI, docs/ahci.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AhciConfig {
+    /// Ports (1-6); default 6.
+    pub ports: Option<u8>,
+    /// Leave out the MSI capability (the driver then uses INTx).
+    pub no_msi: bool,
+}
+
+/// A SATA disk on an AHCI controller's port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SataDiskConfig {
+    /// A regular file or a block device.
+    pub path: PathBuf,
+    /// The port (0-5); default the lowest free one.
+    pub port: Option<u8>,
+    /// The guest may not write.
+    pub readonly: bool,
+    /// Serial number IDENTIFY reports (up to 20 ASCII characters);
+    /// default `IOVM` + controller and port numbers.
+    pub serial: Option<String>,
+    /// Model number IDENTIFY reports (up to 40); default `iovm SATA disk`.
+    pub model: Option<String>,
+    /// Offer TRIM and punch holes in the file for it (default on).
+    pub discard: bool,
+}
+
+impl Default for SataDiskConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            port: None,
+            readonly: false,
+            serial: None,
+            model: None,
+            discard: true,
+        }
+    }
+}
+
 /// One namespace of an NVMe controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NvmeNamespaceConfig {
@@ -221,6 +267,8 @@ impl DeviceKind {
             Self::PciBridge => "pci-bridge",
             Self::Nvme(_) => "nvme",
             Self::NvmeNamespace(_) => "nvme-ns",
+            Self::Ahci(_) => "ahci",
+            Self::SataDisk(_) => "sata-disk",
             Self::Virtio(v) => match v.device {
                 VirtioKind::Blk(_) => "virtio-blk",
                 VirtioKind::Net(_) => "virtio-net",
@@ -231,10 +279,26 @@ impl DeviceKind {
         }
     }
 
-    /// Whether it is a PCI function (namespaces are not: they live inside
-    /// their controller).
+    /// Whether it is a PCI function (namespaces and SATA disks are not:
+    /// they live inside their controller).
     pub fn is_pci(&self) -> bool {
-        !matches!(self, Self::NvmeNamespace(_))
+        self.controller_kind().is_none()
+    }
+
+    /// For a part of a controller (an NVMe namespace, a SATA disk), the
+    /// kind of controller its `bus=` must name; `None` for a PCI function.
+    pub fn controller_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::NvmeNamespace(_) => Some("nvme"),
+            Self::SataDisk(_) => Some("ahci"),
+            Self::PciSerial(_)
+            | Self::RootPort
+            | Self::PciBridge
+            | Self::Nvme(_)
+            | Self::Ahci(_)
+            | Self::Virtio(_)
+            | Self::VfioPci(_) => None,
+        }
     }
 
     /// Whether other devices can sit behind it.
@@ -248,6 +312,7 @@ impl DeviceKind {
     pub fn disk(&self) -> Option<(&Path, bool)> {
         match self {
             Self::NvmeNamespace(ns) => Some((&ns.path, ns.readonly)),
+            Self::SataDisk(d) => Some((&d.path, d.readonly)),
             Self::Virtio(v) => match &v.device {
                 VirtioKind::Blk(b) => Some((&b.path, b.readonly)),
                 VirtioKind::Net(_) | VirtioKind::Console | VirtioKind::Rng => None,
@@ -256,6 +321,7 @@ impl DeviceKind {
             | Self::RootPort
             | Self::PciBridge
             | Self::Nvme(_)
+            | Self::Ahci(_)
             | Self::VfioPci(_) => None,
         }
     }

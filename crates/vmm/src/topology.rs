@@ -98,19 +98,23 @@ pub enum TopologyError {
         /// The bus.
         bus: String,
     },
-    /// A namespace whose `bus=` is not an NVMe controller.
-    #[error("{device}: bus='{bus}' must be the id of an nvme controller given before it")]
+    /// A namespace or disk whose `bus=` is not a controller of its kind.
+    #[error("{device}: bus='{bus}' must be the id of an {controller} controller given before it")]
     NamespaceController {
-        /// The namespace.
+        /// The namespace or disk.
         device: String,
         /// What `bus=` said (empty: nothing).
         bus: String,
+        /// The controller kind it needs (`nvme`, `ahci`).
+        controller: &'static str,
     },
-    /// A namespace with a PCI address.
-    #[error("{device}: a namespace lives in its controller and takes no addr=")]
+    /// A namespace or disk with a PCI address.
+    #[error("{device}: it lives in its {controller} controller and takes no addr=")]
     NamespaceAddress {
-        /// The namespace.
+        /// The namespace or disk.
         device: String,
+        /// The controller kind it lives in.
+        controller: &'static str,
     },
     /// Functions without function 0.
     #[error("bus '{bus}' slot {slot:02x} has function {function} but no function 0, which Linux scans first")]
@@ -189,22 +193,28 @@ fn register_id<'a>(
     Ok(())
 }
 
-/// A namespace names its controller with `bus=` and has no PCI address.
+/// A namespace or disk names its controller (of `controller` kind) with
+/// `bus=` and has no PCI address.
 fn check_namespace(
     devices: &[DeviceConfig],
     ids: &BTreeMap<&str, usize>,
     d: &DeviceConfig,
     me: String,
+    controller: &'static str,
 ) -> Result<(), TopologyError> {
     if d.addr.is_some() {
-        return Err(TopologyError::NamespaceAddress { device: me });
+        return Err(TopologyError::NamespaceAddress {
+            device: me,
+            controller,
+        });
     }
-    let controller = d.bus.as_deref().and_then(|b| ids.get(b));
-    match controller {
-        Some(&c) if matches!(devices[c].kind, DeviceKind::Nvme(_)) => Ok(()),
+    let found = d.bus.as_deref().and_then(|b| ids.get(b));
+    match found {
+        Some(&c) if devices[c].kind.name() == controller => Ok(()),
         _ => Err(TopologyError::NamespaceController {
             device: me,
             bus: d.bus.clone().unwrap_or_default(),
+            controller,
         }),
     }
 }
@@ -216,8 +226,8 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
     let mut placed: Vec<Placement> = Vec::new();
     for (index, d) in devices.iter().enumerate() {
         let me = label(d, index);
-        if !d.kind.is_pci() {
-            check_namespace(devices, &ids, d, me)?;
+        if let Some(controller) = d.kind.controller_kind() {
+            check_namespace(devices, &ids, d, me, controller)?;
             register_id(&mut ids, d, index)?;
             continue;
         }
@@ -340,7 +350,9 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeviceKind, NvmeConfig, NvmeNamespaceConfig, PciSerialConfig};
+    use crate::config::{
+        AhciConfig, DeviceKind, NvmeConfig, NvmeNamespaceConfig, PciSerialConfig, SataDiskConfig,
+    };
 
     fn dev(
         kind: DeviceKind,
@@ -542,6 +554,41 @@ mod tests {
             dev(serial(), None, Some("n0"), None),
         ];
         assert!(plan_err(&behind_nvme).contains("of kind nvme, which has no bus"));
+    }
+
+    #[test]
+    fn test_sata_disks_take_no_slot_and_need_an_ahci_controller() {
+        let disk = || DeviceKind::SataDisk(SataDiskConfig::default());
+        let ahci = || DeviceKind::Ahci(AhciConfig::default());
+        let devices = [
+            dev(ahci(), Some("a0"), None, None),
+            dev(disk(), None, Some("a0"), None),
+            dev(serial(), None, None, None),
+        ];
+        assert_eq!(
+            slots(&plan(&devices).unwrap()),
+            vec![(Parent::Root, 1, 0), (Parent::Root, 2, 0)]
+        );
+        let on_nvme = [
+            dev(
+                DeviceKind::Nvme(NvmeConfig::default()),
+                Some("n0"),
+                None,
+                None,
+            ),
+            dev(disk(), None, Some("n0"), None),
+        ];
+        assert!(plan_err(&on_nvme).contains("bus='n0' must be the id of an ahci controller"));
+        let ns_on_ahci = [
+            dev(ahci(), Some("a0"), None, None),
+            dev(ns(), None, Some("a0"), None),
+        ];
+        assert!(plan_err(&ns_on_ahci).contains("must be the id of an nvme controller"));
+        let with_addr = [
+            dev(ahci(), Some("a0"), None, None),
+            dev(disk(), None, Some("a0"), Some((1, 0))),
+        ];
+        assert!(plan_err(&with_addr).contains("lives in its ahci controller and takes no addr="));
     }
 
     fn plan_err(d: &[DeviceConfig]) -> String {

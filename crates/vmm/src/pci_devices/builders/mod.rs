@@ -21,6 +21,7 @@ use super::tree::NewBridge;
 use super::PciBuildError;
 use crate::config::{DeviceKind, VirtioKind};
 
+mod ahci;
 mod nvme;
 mod nvme_doorbells;
 mod pci_bridge;
@@ -65,8 +66,8 @@ impl Built {
 }
 
 /// Builds a device of `kind` with the builder of that kind, or `None` for
-/// a kind that is no PCI function of its own (an NVMe namespace, which its
-/// controller's builder opens). The match has no catch-all: a kind added
+/// a kind that is no PCI function of its own (an NVMe namespace or a SATA
+/// disk, which its controller's builder opens). The match has no catch-all: a kind added
 /// to [`DeviceKind`] does not compile until it has a line here.
 pub(crate) fn build(
     kind: &DeviceKind,
@@ -77,7 +78,8 @@ pub(crate) fn build(
         DeviceKind::PciBridge => pci_bridge::build()?,
         DeviceKind::PciSerial(c) => pci_serial::build(c, dev)?,
         DeviceKind::Nvme(c) => nvme::build(c, dev)?,
-        DeviceKind::NvmeNamespace(_) => return Ok(None),
+        DeviceKind::NvmeNamespace(_) | DeviceKind::SataDisk(_) => return Ok(None),
+        DeviceKind::Ahci(c) => ahci::build(c, dev)?,
         DeviceKind::VfioPci(c) => vfio_pci::build(c, dev)?,
         DeviceKind::Virtio(v) => {
             let device = match &v.device {

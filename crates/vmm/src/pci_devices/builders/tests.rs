@@ -5,14 +5,16 @@
 
 use std::path::PathBuf;
 
+use devices::ahci::{DEVICE_ICH9_AHCI, VENDOR_INTEL};
 use devices::nvme::DEVICE_NVME;
 use devices::pci_serial::{DEVICE_PCI_SERIAL, VENDOR_REDHAT};
 use pci::bridge::{DEVICE_PCI_BRIDGE, DEVICE_ROOT_PORT};
 use virtio::pci::caps::{DEVICE_ID_BASE, VENDOR_VIRTIO};
 
 use crate::config::{
-    DeviceConfig, DeviceKind, NvmeConfig, NvmeNamespaceConfig, PciSerialConfig, PciSlot,
-    VfioPciConfig, VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig,
+    AhciConfig, DeviceConfig, DeviceKind, NvmeConfig, NvmeNamespaceConfig, PciSerialConfig,
+    PciSlot, SataDiskConfig, VfioPciConfig, VirtioBlkConfig, VirtioConfig, VirtioKind,
+    VirtioNetConfig,
 };
 use crate::pci_devices::test_wiring::{self, TestWiring};
 use crate::pci_devices::{self as pci_devices, PciBuildError};
@@ -29,7 +31,8 @@ fn identity(kind: &DeviceKind) -> Option<(u16, u16)> {
         DeviceKind::PciBridge => Some((VENDOR_REDHAT, DEVICE_PCI_BRIDGE)),
         DeviceKind::PciSerial(_) => Some((VENDOR_REDHAT, DEVICE_PCI_SERIAL)),
         DeviceKind::Nvme(_) => Some((VENDOR_REDHAT, DEVICE_NVME)),
-        DeviceKind::NvmeNamespace(_) => None,
+        DeviceKind::NvmeNamespace(_) | DeviceKind::SataDisk(_) => None,
+        DeviceKind::Ahci(_) => Some((VENDOR_INTEL, DEVICE_ICH9_AHCI)),
         DeviceKind::VfioPci(_) => Some((0x1b36, 0x0010)),
         DeviceKind::Virtio(v) => match v.device {
             VirtioKind::Net(_) => virtio(1),
@@ -76,6 +79,30 @@ fn virtio(device: VirtioKind) -> DeviceKind {
         device,
         no_msix: false,
     })
+}
+
+fn sata_disk(path: PathBuf, port: Option<u8>) -> DeviceConfig {
+    DeviceConfig {
+        bus: Some("a0".into()),
+        ..DeviceConfig::new(DeviceKind::SataDisk(SataDiskConfig {
+            path,
+            port,
+            ..Default::default()
+        }))
+    }
+}
+
+fn ahci(ports: Option<u8>, slot: u8) -> DeviceConfig {
+    DeviceConfig {
+        id: Some("a0".into()),
+        ..on_slot(
+            DeviceKind::Ahci(AhciConfig {
+                ports,
+                no_msi: false,
+            }),
+            slot,
+        )
+    }
 }
 
 fn namespace(path: PathBuf) -> DeviceConfig {
@@ -126,6 +153,7 @@ fn build_error(devices: &[DeviceConfig]) -> String {
 fn test_one_device_of_every_kind_builds_as_that_kind() {
     let nvme_disk = Disk::new("nvme");
     let blk_disk = Disk::new("blk");
+    let sata_disk_file = Disk::new("sata");
     let nvme = DeviceConfig {
         id: Some("n0".into()),
         ..on_slot(DeviceKind::Nvme(NvmeConfig::default()), 4)
@@ -154,6 +182,8 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
             }),
             8,
         ),
+        ahci(None, 9),
+        sata_disk(sata_disk_file.0.clone(), None),
     ];
     let (pci, wiring) = build(&devices).unwrap();
     for d in &devices {
@@ -203,6 +233,44 @@ fn test_missing_disks_name_the_kind_and_file() {
     }));
     let e = build_error(&[DeviceConfig::new(blk)]);
     assert!(e.starts_with("virtio-blk /nonexistent/disk.img: "), "{e}");
+}
+
+#[test]
+fn test_sata_disk_ports_are_checked() {
+    let a = Disk::new("sata-a");
+    let b = Disk::new("sata-b");
+    let e = build_error(&[ahci(Some(2), 3), sata_disk(a.0.clone(), Some(2))]);
+    assert!(
+        e.contains("port=2, but its ahci controller has ports 0-1"),
+        "{e}"
+    );
+    let e = build_error(&[
+        ahci(Some(2), 3),
+        sata_disk(a.0.clone(), Some(1)),
+        sata_disk(b.0.clone(), Some(1)),
+    ]);
+    assert!(e.contains("port 1 already has a disk"), "{e}");
+    let e = build_error(&[
+        ahci(Some(1), 3),
+        sata_disk(a.0.clone(), None),
+        sata_disk(b.0.clone(), None),
+    ]);
+    assert!(
+        e.contains("all 1 ports of its ahci controller are taken"),
+        "{e}"
+    );
+    let e = build_error(&[
+        ahci(None, 3),
+        sata_disk("/nonexistent/disk.img".into(), None),
+    ]);
+    assert!(e.starts_with("sata-disk /nonexistent/disk.img: "), "{e}");
+    // Port given, then the lowest free one.
+    build(&[
+        ahci(Some(2), 3),
+        sata_disk(a.0.clone(), Some(0)),
+        sata_disk(b.0.clone(), None),
+    ])
+    .unwrap();
 }
 
 #[test]
