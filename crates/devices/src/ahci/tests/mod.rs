@@ -5,3 +5,4 @@ mod driver;
 mod errors;
 mod hostile;
 mod io;
+mod worker;
