@@ -40,6 +40,8 @@ pub const MODULES: &[&str] = &[
     "ahci",
     "libahci",
     "libata",
+    // SCSI disks (sd_mod) for libata's disks; loaded by the script that needs them
+    "sd_mod",
     // network
     "e1000",
     "igb",
