@@ -50,6 +50,7 @@ fn bind_vfio(bdf: &str) -> String {
 /// The assigned AHCI controller's disk in the guest: its driver, its
 /// interrupt kind, a verified fio run and the marker.
 const AHCI_SCRIPT: &str = r#"
+modprobe sd_mod 2>/dev/null
 i=0; until [ -b /dev/sda ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
 d=$(ls -d /sys/bus/pci/drivers/ahci/0000:* 2>/dev/null | head -1)
 echo "ahci_model=$(cat /sys/block/sda/device/model 2>/dev/null | tr -d ' ')"
