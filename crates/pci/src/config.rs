@@ -108,13 +108,21 @@ pub struct ConfigWriteEffects {
     pub intx_disabled: Option<bool>,
     /// Forwarding changes of a bridge (type 1 header); empty for type 0.
     pub bridge: crate::type1::BridgeWriteEffects,
+    /// What changed in a physical function's SR-IOV capability (VFs
+    /// enabled or disabled, VF memory decoding, VF BARs moved).
+    pub sriov: Option<crate::caps::sriov::SriovEffect>,
 }
 
-/// A type 0 configuration space.
+/// A type 0 configuration space: a function's own header, or an SR-IOV
+/// virtual function's ([`Type0Config::virtual_function`], `vf.rs`), whose
+/// BARs are its PF's to place.
 #[derive(Clone, Debug)]
 pub struct Type0Config {
-    regs: RegisterMask,
-    bars: Vec<BarSpec>,
+    pub(crate) regs: RegisterMask,
+    pub(crate) bars: Vec<BarSpec>,
+    /// A VF's BAR windows, as its PF's SR-IOV capability places them;
+    /// `None` for a function that decodes its own BARs.
+    pub(crate) vf_windows: Option<Vec<(BarSpec, Option<BarWindow>)>>,
 }
 
 impl Type0Config {
@@ -128,6 +136,7 @@ impl Type0Config {
         Ok(Self {
             regs,
             bars: bars.to_vec(),
+            vf_windows: None,
         })
     }
 
@@ -165,9 +174,13 @@ impl Type0Config {
         header::command(&self.regs)
     }
 
-    /// The decoded window of every BAR, given the command register.
+    /// The decoded window of every BAR, given the command register (for a
+    /// VF: as its PF last placed them).
     pub fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {
-        header::decoded_bar_windows(&self.regs, &self.bars)
+        match &self.vf_windows {
+            Some(windows) => windows.clone(),
+            None => header::decoded_bar_windows(&self.regs, &self.bars),
+        }
     }
 
     /// Applies a guest write and says what changed.

@@ -161,6 +161,7 @@ impl CommonState {
             bus_master: bit_change(self.command, after.command, command::BUS_MASTER),
             intx_disabled: bit_change(self.command, after.command, command::INTX_DISABLE),
             bridge: Default::default(),
+            sriov: None,
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod root;
 #[cfg(any(test, feature = "test-driver"))]
 pub mod testing;
 pub mod type1;
+pub mod vf;
 
 #[cfg(test)]
 mod topology_tests;

@@ -4,7 +4,8 @@
 
 use super::msix_table::MsixTableEffects;
 use super::{CapError, CapWriteEffects, Capabilities, CapabilityList};
-use crate::config::{ConfigWriteEffects, Type0Config};
+use crate::bar::BarSpec;
+use crate::config::{BarWindow, ConfigWriteEffects, Type0Config};
 use crate::message::Trigger;
 
 /// What a guest configuration write changed, header and capabilities.
@@ -60,8 +61,9 @@ impl EndpointConfig {
     /// A guest configuration write.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> EndpointWriteEffects {
         let before = self.caps.snapshot(self.config.regs());
-        let config = self.config.write(offset, data);
+        let mut config = self.config.write(offset, data);
         let caps = self.caps.after_write(before, self.config.regs_mut());
+        config.sriov = caps.sriov;
         EndpointWriteEffects { config, caps }
     }
 
@@ -77,6 +79,23 @@ impl EndpointConfig {
         self.caps
             .msix_table_mut()
             .and_then(|t| t.write(bar, offset, data))
+    }
+
+    /// Where the BARs of this PF's VF `vf` (0-based) decode now (empty
+    /// without an SR-IOV capability), for [`Type0Config::set_vf_bar_windows`]
+    /// of that VF.
+    pub fn vf_bar_windows(&self, vf: u16) -> Vec<(BarSpec, Option<BarWindow>)> {
+        self.caps
+            .sriov()
+            .map(|s| s.vf_bar_windows(self.config.regs(), vf))
+            .unwrap_or_default()
+    }
+
+    /// A reset of this PF's SR-IOV capability (FLR or conventional reset):
+    /// the VFs go away; returns the effect to apply, if there were any.
+    pub fn reset_sriov(&mut self) -> Option<super::sriov::SriovEffect> {
+        let regs = self.config.regs_mut();
+        self.caps.sriov_mut().and_then(|s| s.reset(regs))
     }
 
     /// The device signals `vector` (MSI-X if enabled, else MSI).

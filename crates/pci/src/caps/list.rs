@@ -8,8 +8,8 @@
 //! 19:16, next offset in 31:20 (0: end).
 
 use super::{
-    id, msi, msix, msix_table, pcie, pm, CapError, Capabilities, Capability, ExtendedCapability,
-    CAPABILITIES_POINTER, CONVENTIONAL_END, FIRST_CAPABILITY, FIRST_EXTENDED,
+    id, msi, msix, msix_table, pcie, pm, sriov, sriov_regs, CapError, Capabilities, Capability,
+    ExtendedCapability, CAPABILITIES_POINTER, CONVENTIONAL_END, FIRST_CAPABILITY, FIRST_EXTENDED,
 };
 use crate::config::{status, STATUS};
 use crate::regs::RegisterMask;
@@ -108,7 +108,19 @@ impl<'a> CapabilityList<'a> {
         let size = cap.size().max(4);
         let offset = self.reserve(cap.id(), size, true)?;
         cap.install(self.regs, offset)?;
-        let header = u64::from(cap.id()) | (u64::from(cap.version() & 0xf) << 16);
+        self.link_extended(cap.id(), cap.version(), offset, size)?;
+        Ok(offset)
+    }
+
+    /// Writes an extended capability's header and links it after the last.
+    fn link_extended(
+        &mut self,
+        id: u16,
+        version: u8,
+        offset: usize,
+        size: usize,
+    ) -> Result<(), CapError> {
+        let header = u64::from(id) | (u64::from(version & 0xf) << 16);
         self.regs.set_value(offset, 4, header)?;
         self.regs.set_masks(offset, 4, 0, 0)?;
         if let Some(prev) = self.last_ext {
@@ -117,7 +129,7 @@ impl<'a> CapabilityList<'a> {
         }
         self.last_ext = Some(offset);
         self.next_ext = align4(offset + size);
-        Ok(offset)
+        Ok(())
     }
 
     /// Adds the Power Management capability.
@@ -167,6 +179,31 @@ impl<'a> CapabilityList<'a> {
         })?;
         self.caps.pcie = Some(placed);
         Ok(())
+    }
+
+    /// Offers Function Level Reset in the PCI Express capability (added
+    /// before): a guest write of Initiate Function Level Reset then comes
+    /// back as [`super::CapWriteEffects::flr`].
+    pub fn function_level_reset(&mut self) -> Result<(), CapError> {
+        let regs = &mut *self.regs;
+        match self.caps.pcie.as_mut() {
+            Some(p) => p.enable_flr(regs),
+            None => Err(CapError::Sriov("FLR needs the PCI Express capability")),
+        }
+    }
+
+    /// Adds the SR-IOV extended capability of a physical function; its
+    /// guest writes come back as [`super::CapWriteEffects::sriov`].
+    pub fn sriov(&mut self, config: sriov::SriovConfig) -> Result<usize, CapError> {
+        if self.caps.sriov.is_some() {
+            return Err(CapError::Duplicate { id: 0x10 });
+        }
+        let size = sriov_regs::SIZE;
+        let offset = self.reserve(sriov_regs::SRIOV_ID, size, true)?;
+        let placed = sriov::Sriov::install(config, self.regs, offset)?;
+        self.link_extended(sriov_regs::SRIOV_ID, sriov_regs::VERSION, offset, size)?;
+        self.caps.sriov = Some(placed);
+        Ok(offset)
     }
 
     /// The placed capabilities, to drive them from now on.

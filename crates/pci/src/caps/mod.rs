@@ -1,7 +1,8 @@
 //! PCI capabilities as data: the capability lists (PCI Local Bus 3.0 §6.7,
 //! PCIe 6.0 §7.6) and the capabilities a virtual function needs — Power
-//! Management ([`pm`]), MSI ([`msi`]), MSI-X ([`msix`], [`msix_table`]) and
-//! PCI Express ([`pcie`]).
+//! Management ([`pm`]), MSI ([`msi`]), MSI-X ([`msix`], [`msix_table`]),
+//! PCI Express ([`pcie`], with Function Level Reset), and for SR-IOV
+//! physical functions ARI ([`ari`]) and SR-IOV ([`sriov`], [`sriov_regs`]).
 //!
 //! ```text
 //!  0x06 Status.CapabilitiesList = 1
@@ -29,7 +30,10 @@
 //! | PCIe Max_Payload_Size above supported      | discarded (PCIe 6.0 §7.5.3.4)                  |
 //! | PCIe reserved MRRS, unsupported link speed | discarded                                      |
 //! | any W1C status bit                         | writing 1 clears it, 0 leaves it               |
+//! | PCIe Initiate FLR                          | reads 0; reported as `flr` if FLR is offered   |
+//! | SR-IOV fields (see [`sriov`])              | NumVFs > TotalVFs enables nothing; locked fields kept |
 
+pub mod ari;
 pub mod endpoint;
 pub mod list;
 pub mod ltr;
@@ -40,6 +44,8 @@ pub mod pcie;
 pub mod pcie_regs;
 pub mod pm;
 pub mod routing;
+pub mod sriov;
+pub mod sriov_regs;
 
 #[cfg(test)]
 mod tests;
@@ -117,6 +123,10 @@ pub enum CapError {
     /// A negotiated link speed or width exceeds what the link is capable of.
     #[error("negotiated link exceeds the link's capabilities")]
     LinkAboveMax,
+    /// An SR-IOV capability description is invalid (TotalVFs, page
+    /// sizes, VF BARs).
+    #[error("invalid SR-IOV capability: {0}")]
+    Sriov(&'static str),
     /// A register mask is invalid.
     #[error(transparent)]
     Mask(#[from] MaskError),
@@ -158,6 +168,12 @@ pub struct CapWriteEffects {
     pub msix: Option<msix::MsixControl>,
     /// Pending vectors that the write made deliverable: send them now.
     pub deliver: Vec<Delivery>,
+    /// The guest initiated a Function Level Reset (PCIe capability, Device
+    /// Control bit 15): the device resets the function now (PCIe 6.0
+    /// §6.6.2).
+    pub flr: bool,
+    /// What changed in the SR-IOV capability of a PF.
+    pub sriov: Option<sriov::SriovEffect>,
 }
 
 /// The behaviour-bearing capabilities of one function, as placed by a
@@ -169,6 +185,7 @@ pub struct Capabilities {
     msi: Option<msi::Msi>,
     msix: Option<(msix::MsixCapability, msix_table::MsixTable)>,
     pcie: Option<pcie::PciExpress>,
+    sriov: Option<sriov::Sriov>,
 }
 
 /// Register values before a guest write, for [`Capabilities::after_write`].
@@ -177,6 +194,7 @@ pub struct CapSnapshot {
     pm: Option<u16>,
     msi: Option<msi::MsiState>,
     pcie: Option<pcie::PcieSnapshot>,
+    sriov: Option<sriov::SriovState>,
 }
 
 impl Capabilities {
@@ -210,6 +228,16 @@ impl Capabilities {
         self.pcie.as_ref()
     }
 
+    /// The SR-IOV capability of a physical function, if present.
+    pub fn sriov(&self) -> Option<&sriov::Sriov> {
+        self.sriov.as_ref()
+    }
+
+    /// The SR-IOV capability, for a reset of the PF ([`sriov::Sriov::reset`]).
+    pub fn sriov_mut(&mut self) -> Option<&mut sriov::Sriov> {
+        self.sriov.as_mut()
+    }
+
     /// Takes the values [`Capabilities::after_write`] compares against; call
     /// it just before applying a guest write to `regs`.
     pub fn snapshot(&self, regs: &RegisterMask) -> CapSnapshot {
@@ -217,6 +245,7 @@ impl Capabilities {
             pm: self.pm.as_ref().map(|p| p.snapshot(regs)),
             msi: self.msi.as_ref().map(|m| m.state(regs)),
             pcie: self.pcie.as_ref().map(|p| p.snapshot(regs)),
+            sriov: self.sriov.as_ref().map(|s| s.state(regs)),
         }
     }
 
@@ -240,7 +269,10 @@ impl Capabilities {
             }
         }
         if let (Some(p), Some(old)) = (&self.pcie, before.pcie) {
-            p.after_write(old, regs);
+            effects.flr = p.after_write(old, regs);
+        }
+        if let (Some(s), Some(old)) = (&mut self.sriov, before.sriov) {
+            effects.sriov = s.after_write(old, regs);
         }
         effects
     }

@@ -125,6 +125,7 @@ pub struct PcieSnapshot {
 pub struct PciExpress {
     offset: usize,
     config: PcieConfig,
+    flr: bool,
 }
 
 fn link_of(device: &PcieDevice) -> Option<LinkConfig> {
@@ -235,7 +236,37 @@ impl PciExpress {
             regs.set_masks(r(RTCTL), 2, rtctl::WRITABLE.into(), 0)?;
             regs.set_masks(r(RTSTA), 4, 0, rtsta::PME_STATUS.into())?;
         }
-        Ok(Self { offset, config })
+        Ok(Self {
+            offset,
+            config,
+            flr: false,
+        })
+    }
+
+    /// Offers Function Level Reset (§6.6.2): Device Capabilities reports
+    /// it and Initiate Function Level Reset becomes writable (it reads 0).
+    pub(super) fn enable_flr(&mut self, regs: &mut RegisterMask) -> Result<(), CapError> {
+        let devcap = get(regs, self.offset + DEVCAP, 4) | u64::from(devcap::FLR);
+        regs.set_value(self.offset + DEVCAP, 4, devcap)?;
+        let devctl = self.offset + DEVCTL;
+        let writable = u64::from(self.devctl_writable() | devctl::INITIATE_FLR);
+        regs.set_masks(devctl, 2, writable, 0)?;
+        self.flr = true;
+        Ok(())
+    }
+
+    fn devctl_writable(&self) -> u16 {
+        devctl::ERROR_REPORTING
+            | devctl::RELAXED_ORDERING
+            | devctl::MPS
+            | devctl::EXT_TAG
+            | devctl::NO_SNOOP
+            | devctl::MRRS
+    }
+
+    /// Whether the function offers Function Level Reset.
+    pub fn flr_capable(&self) -> bool {
+        self.flr
     }
 
     /// Offset of the capability header.
@@ -317,8 +348,20 @@ impl PciExpress {
     }
 
     /// Discards a Max_Payload_Size above the supported one, a reserved
-    /// Max_Read_Request_Size and an unsupported Target Link Speed.
-    pub(super) fn after_write(&self, old: PcieSnapshot, regs: &mut RegisterMask) {
+    /// Max_Read_Request_Size and an unsupported Target Link Speed; returns
+    /// whether the write initiated a Function Level Reset (the bit then
+    /// reads 0 again, §7.5.3.4).
+    pub(super) fn after_write(&self, old: PcieSnapshot, regs: &mut RegisterMask) -> bool {
+        let devctl_now = self.read(regs, DEVCTL, 2) as u16;
+        let flr = devctl_now & devctl::INITIATE_FLR != 0;
+        if flr {
+            put(
+                regs,
+                self.offset + DEVCTL,
+                2,
+                (devctl_now & !devctl::INITIATE_FLR).into(),
+            );
+        }
         let max_mps = self.config.max_payload as u64;
         let devctl = self.offset + DEVCTL;
         refuse_field(
@@ -349,5 +392,6 @@ impl PciExpress {
                 |v| (1..=max).contains(&v),
             );
         }
+        flr
     }
 }

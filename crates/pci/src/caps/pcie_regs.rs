@@ -64,6 +64,8 @@ pub mod devcap {
     pub const EP_LATENCY_NO_LIMIT: u32 = 0b111_111 << 6;
     /// Role-Based Error Reporting (required since PCIe 1.1).
     pub const RBER: u32 = 1 << 15;
+    /// Function Level Reset Capability (§7.5.3.3).
+    pub const FLR: u32 = 1 << 28;
 }
 
 /// Device Control bits.
@@ -82,6 +84,9 @@ pub mod devctl {
     pub const MRRS: u16 = 0b111 << 12;
     /// MRRS reset value: 512 bytes.
     pub const MRRS_512: u16 = 0b010 << 12;
+    /// Initiate Function Level Reset: writing 1 resets the function; it
+    /// always reads 0 (§7.5.3.4).
+    pub const INITIATE_FLR: u16 = 1 << 15;
 }
 
 /// Device Status bits.

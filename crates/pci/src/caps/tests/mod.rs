@@ -9,4 +9,5 @@ mod msi;
 mod msix;
 mod pcie;
 mod routing;
+mod sriov;
 mod util;
