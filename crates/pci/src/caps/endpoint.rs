@@ -6,6 +6,7 @@ use super::msix_table::MsixTableEffects;
 use super::{CapError, CapWriteEffects, Capabilities, CapabilityList};
 use crate::bar::BarSpec;
 use crate::config::{BarWindow, ConfigWriteEffects, Type0Config};
+use crate::header::CommonState;
 use crate::message::Trigger;
 
 /// What a guest configuration write changed, header and capabilities.
@@ -18,10 +19,18 @@ pub struct EndpointWriteEffects {
 }
 
 /// A type 0 header and its capabilities.
+///
+/// A function that offers Function Level Reset keeps a copy of itself as
+/// built: a guest write of Initiate Function Level Reset (PCIe 6.0 §6.6.2)
+/// puts header and capabilities (MSI-X table included) back to it, and the
+/// write's effects are those of the whole reset (decoding and bus
+/// mastering off, VFs disabled), with `caps.flr` set so the device resets
+/// its own state too. A VF keeps the BAR windows its PF gives it.
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
     config: Type0Config,
     caps: Capabilities,
+    pristine: Option<Box<(Type0Config, Capabilities)>>,
 }
 
 impl EndpointConfig {
@@ -33,7 +42,13 @@ impl EndpointConfig {
         let mut list = CapabilityList::new(config.regs_mut());
         build(&mut list)?;
         let caps = list.finish();
-        Ok(Self { config, caps })
+        let flr = caps.pcie().is_some_and(|p| p.flr_capable());
+        let pristine = flr.then(|| Box::new((config.clone(), caps.clone())));
+        Ok(Self {
+            config,
+            caps,
+            pristine,
+        })
     }
 
     /// The header.
@@ -60,11 +75,30 @@ impl EndpointConfig {
 
     /// A guest configuration write.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> EndpointWriteEffects {
+        let header = CommonState::of(self.config.regs(), &self.config.bars);
         let before = self.caps.snapshot(self.config.regs());
         let mut config = self.config.write(offset, data);
         let caps = self.caps.after_write(before, self.config.regs_mut());
         config.sriov = caps.sriov;
+        if caps.flr {
+            config = self.function_level_reset(header);
+        }
         EndpointWriteEffects { config, caps }
+    }
+
+    /// Puts header and capabilities back as built; returns what changed
+    /// since `before` (the header as it was before the write that asked).
+    fn function_level_reset(&mut self, before: CommonState) -> ConfigWriteEffects {
+        let sriov = self.reset_sriov();
+        if let Some(pristine) = &self.pristine {
+            let (mut config, caps) = (**pristine).clone();
+            config.vf_windows = self.config.vf_windows.take();
+            self.config = config;
+            self.caps = caps;
+        }
+        let mut effects = before.effects(&CommonState::of(self.config.regs(), &self.config.bars));
+        effects.sriov = sriov;
+        effects
     }
 
     /// A guest read of a BAR; `false` when it is not the MSI-X table's or PBA's.

@@ -501,3 +501,60 @@ fn test_flr_without_capability_is_ignored() {
     assert!(!f.last_caps.flr);
     assert_eq!(f.config_read32(pcie + DEVCAP) & devcap::FLR, 0);
 }
+
+#[test]
+fn test_flr_of_a_pf_restores_the_header_and_disables_its_vfs() {
+    let mut f = pf();
+    let pcie = f.capability(id::PCIE).unwrap();
+    let msix = f.capability(id::MSIX).unwrap();
+    f.config_write32(0x10, 0xfebf_0000);
+    f.config_write16(crate::config::COMMAND, 0x6);
+    f.config_write16(msix + 2, 0x8000);
+    num_vfs(&mut f, 2);
+    ctl(&mut f, control::VF_ENABLE | control::VF_MSE);
+
+    let e = f.config_write16(pcie + DEVCTL, devctl::INITIATE_FLR);
+
+    assert!(f.last_caps.flr);
+    assert_eq!(e.bus_master, Some(false));
+    assert_eq!(e.bars.len(), 1);
+    assert_eq!(e.bars[0].new, None, "memory decoding off");
+    assert_eq!(e.sriov.unwrap().vfs, Some(VfChange::Disabled));
+    assert_eq!(f.config_read16(crate::config::COMMAND), 0);
+    assert_eq!(f.config_read16(msix + 2) & 0x8000, 0, "MSI-X disabled");
+    assert_eq!(f.config_read32(0x10), 0x4, "BAR back to reset");
+    assert_eq!(r16(&f, CONTROL), 0);
+}
+
+#[test]
+fn test_flr_of_a_vf_keeps_the_windows_its_pf_gave_it() {
+    let id = Identity {
+        vendor: 0x1b36,
+        device: 0x0010,
+        class: 0x01_08_02,
+        revision: 2,
+        subsystem_vendor: 0x1b36,
+        subsystem: 0x0010,
+    };
+    let config = Type0Config::virtual_function(id, &vf_bars()).unwrap();
+    let mut ep = EndpointConfig::new(config, |list| {
+        list.msix(msix_config(4))?;
+        list.pci_express(endpoint_pcie())?;
+        list.function_level_reset()
+    })
+    .unwrap();
+    let window = Some(BarWindow {
+        addr: 0x1_0000_4000,
+        size: VF_BAR_SIZE,
+    });
+    ep.config_mut()
+        .set_vf_bar_windows(vec![(vf_bars()[0], window)]);
+    ep.write(crate::config::COMMAND, &4u16.to_le_bytes());
+    let mut f = FakeFunction::new(ep);
+    let pcie = f.capability(id::PCIE).unwrap();
+
+    let e = f.config_write16(pcie + DEVCTL, devctl::INITIATE_FLR);
+
+    assert_eq!(e.bus_master, Some(false));
+    assert_eq!(f.bar_windows(), vec![(vf_bars()[0], window)]);
+}
