@@ -67,6 +67,14 @@ pub struct Limits {
     pub mdts: u8,
     /// PCI vendor and subsystem vendor IDs.
     pub vendor: (u16, u16),
+    /// NSID of the first namespace (the others follow).
+    pub first_nsid: u32,
+    /// NN: the largest NSID of the subsystem.
+    pub max_nsid: u32,
+    /// SUBNQN, CNTLID, CMIC.
+    pub subsystem: super::SubsystemConfig,
+    /// The kind of PCI function.
+    pub role: super::PciRole,
 }
 
 /// What originated a backend request.
@@ -190,6 +198,8 @@ pub struct Controller {
     doorbell_mode: Option<bool>,
     reaped: Vec<Completion>,
     warn_budget: u32,
+    /// The registers as built, for a Function Level Reset.
+    regs_at_reset: Registers,
 }
 
 fn get<T>(v: &[Option<T>], qid: u16) -> Option<&T> {
@@ -212,6 +222,7 @@ impl Controller {
         intx: Arc<dyn IrqLine>,
     ) -> Self {
         let queues = usize::from(limits.max_io_queues) + 1;
+        let regs_at_reset = regs.clone();
         let st = ControllerState {
             regs,
             phase: Phase::Disabled,
@@ -244,6 +255,7 @@ impl Controller {
             doorbell_mode: None,
             reaped: Vec::new(),
             warn_budget: WARN_BUDGET,
+            regs_at_reset,
         }
     }
 
@@ -252,10 +264,17 @@ impl Controller {
         &self.dma
     }
 
-    /// Namespace `nsid` (1-based).
+    /// Namespace `nsid`, if it is one of this controller's.
     pub(super) fn namespace(&self, nsid: u32) -> Option<&Namespace> {
-        let i = usize::try_from(nsid).ok()?.checked_sub(1)?;
-        self.namespaces.get(i)
+        self.namespace_index(nsid).map(|i| &self.namespaces[i])
+    }
+
+    /// Index in `namespaces` of namespace `nsid`, if it is one of this
+    /// controller's (they have consecutive NSIDs from
+    /// [`Limits::first_nsid`]).
+    pub(super) fn namespace_index(&self, nsid: u32) -> Option<usize> {
+        let i = usize::try_from(nsid.checked_sub(self.limits.first_nsid)?).ok()?;
+        (i < self.namespaces.len()).then_some(i)
     }
 
     /// Backend requests (guest commands and shutdown flushes) outstanding.
@@ -350,6 +369,21 @@ impl Controller {
             self.st.phase = Phase::Resetting;
         } else {
             self.st.phase = Phase::Disabled;
+        }
+    }
+
+    /// Function Level Reset (PCIe 6.0 §6.6.2), after the PCI side put its
+    /// configuration space back: every queue goes as in a controller reset,
+    /// and the registers (CC, AQA, ASQ, ACQ included) return to their
+    /// values as built. I/O already handed to the backend completes into
+    /// nothing: CSTS.RDY stays set until it has, as after a controller
+    /// reset, so the driver's wait for RDY = 0 covers it.
+    pub(super) fn function_level_reset(&mut self) {
+        let in_flight = self.inflight_count > 0;
+        self.reset();
+        self.st.regs = self.regs_at_reset.clone();
+        if in_flight {
+            self.st.regs.set_csts(csts::RDY);
         }
     }
 

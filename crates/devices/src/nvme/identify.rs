@@ -92,7 +92,7 @@ fn ns_lookup(c: &Controller, nsid: u32) -> Result<Option<&Namespace>, Status> {
     }
     match c.namespace(nsid) {
         Some(ns) => Ok(Some(ns)),
-        None if nsid <= c.namespaces.len() as u32 => Ok(None),
+        None if nsid <= c.limits.max_nsid => Ok(None),
         None => Err(Status::INVALID_NAMESPACE),
     }
 }
@@ -108,7 +108,8 @@ fn controller(c: &Controller) -> Vec<u8> {
     b[72] = 6; // RAB
     put(&mut b, 73, &[0x00, 0x54, 0x52]); // IEEE OUI
     b[77] = l.mdts; // MDTS
-    put(&mut b, 78, &0u16.to_le_bytes()); // CNTLID
+    b[76] = cmic(l); // CMIC
+    put(&mut b, 78, &l.subsystem.cntlid.to_le_bytes()); // CNTLID
     put(&mut b, 80, &VERSION.to_le_bytes()); // VER
     b[111] = 1; // CNTRLTYPE: I/O controller
     put(&mut b, 256, &OACS_DBBUF.to_le_bytes()); // OACS
@@ -122,14 +123,36 @@ fn controller(c: &Controller) -> Vec<u8> {
     b[512] = 0x66; // SQES: 64 bytes
     b[513] = 0x44; // CQES: 16 bytes
     put(&mut b, 514, &0u16.to_le_bytes()); // MAXCMD
-    put(&mut b, 516, &(c.namespaces.len() as u32).to_le_bytes()); // NN
+    put(&mut b, 516, &l.max_nsid.to_le_bytes()); // NN
     put(&mut b, 520, &ONCS.to_le_bytes()); // ONCS
     b[525] = 0x07; // VWC present; Flush accepts NSID FFFFFFFFh
-    let nqn = format!("nqn.2024-01.dev.iovm:nvme:{}", l.serial);
+    let nqn = l
+        .subsystem
+        .nqn
+        .clone()
+        .unwrap_or_else(|| format!("nqn.2024-01.dev.iovm:nvme:{}", l.serial));
     put(&mut b, 768, &nqn.as_bytes()[..nqn.len().min(255)]); // SUBNQN
                                                              // Power state 0: 25 W, no entry/exit latency worth reporting.
     put(&mut b, 2048, &2500u16.to_le_bytes());
     b
+}
+
+/// CMIC bit 1: the subsystem may have more than one controller.
+pub const CMIC_MULTI_CONTROLLER: u8 = 1 << 1;
+/// CMIC bit 2: the controller is an SR-IOV virtual function's.
+pub const CMIC_SRIOV_VF: u8 = 1 << 2;
+
+/// Controller Multi-Path I/O and Namespace Sharing Capabilities (NVMe 1.4
+/// §5.15.2.2, byte 76).
+fn cmic(l: &super::controller::Limits) -> u8 {
+    let mut v = 0;
+    if l.subsystem.multi_controller {
+        v |= CMIC_MULTI_CONTROLLER;
+    }
+    if l.role == super::PciRole::VirtualFunction {
+        v |= CMIC_SRIOV_VF;
+    }
+    v
 }
 
 fn namespace(ns: &Namespace) -> Vec<u8> {

@@ -27,9 +27,7 @@ pub fn submit(c: &mut Controller, sqid: u16, sqe: &Sqe) -> Outcome {
 }
 
 fn ns_index(c: &Controller, nsid: u32) -> Result<usize, Status> {
-    c.namespace(nsid)
-        .map(|_| nsid as usize - 1)
-        .ok_or(Status::INVALID_NAMESPACE)
+    c.namespace_index(nsid).ok_or(Status::INVALID_NAMESPACE)
 }
 
 fn start(c: &mut Controller, sqid: u16, sqe: &Sqe) -> Result<Outcome, Status> {

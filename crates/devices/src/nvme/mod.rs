@@ -37,6 +37,18 @@
 //! completion eventfd. Without a worker, doorbells run the queues inline
 //! (unit tests).
 //!
+//! # SR-IOV
+//! A controller built as [`PciRole::PhysicalFunction`] carries the SR-IOV
+//! and ARI capabilities (PCIe 6.0 §9.3.3, §7.8.7) and offers FLR; its VF
+//! BAR0 has this BAR0's layout. Each VF is a whole controller of its own
+//! ([`PciRole::VirtualFunction`]: own queues, doorbells, MSI-X vectors and
+//! worker) with a VF header (IDs FFFFh, BAR placed by the PF, no INTx),
+//! in the PF's NVM subsystem: same SUBNQN and serial, its own CNTLID, CMIC
+//! bits 1 (several controllers) and 2 (a VF's), and private namespaces
+//! whose NSIDs no other controller of the subsystem has
+//! ([`SubsystemConfig`]). Creating and removing VFs when the guest sets
+//! VF Enable is the VMM's ([`pci::caps::sriov::SriovEffect`]).
+//!
 //! # Threat table
 //!
 //! | the guest writes                              | the device                                      |
@@ -53,6 +65,8 @@
 //! | endless AERs, CQ never consumed, deep queues | AER limit 4; a full CQ holds entries and stops fetching; at most 4096 commands in flight per controller |
 //! | bus mastering off                            | nothing is fetched until it is back on            |
 //! | anything that ends in a host-side warning    | at most 16 warnings per controller, then debug level |
+//! | Initiate FLR (PF or VF), I/O in flight       | PCI state and registers as built, queues gone; RDY stays 1 until the backend drained, nothing completes into the old queues |
+//! | a VF's NSID on another controller            | Invalid Namespace for I/O; Identify returns zeroes (valid, inactive) |
 //!
 //! Interrupt Coalescing (feature 08h) is recorded and reported; the
 //! aggregation it asks for is approximated by sending at most one message
@@ -66,7 +80,7 @@ mod coalesce;
 pub mod command;
 pub mod controller;
 mod features;
-mod identify;
+pub mod identify;
 mod io;
 mod log;
 pub mod namespace;
@@ -87,6 +101,7 @@ use dma::Dma;
 use irq::msi::MsiVectors;
 use irq::IrqLine;
 use pci::bar::{BarKind, BarSpec};
+use pci::caps::ari::Ari;
 use pci::caps::endpoint::EndpointConfig;
 use pci::caps::ltr::Ltr;
 use pci::caps::msi::MsiConfig;
@@ -94,6 +109,8 @@ use pci::caps::msix::{BarLocation, MsixConfig};
 use pci::caps::pcie::{LinkConfig, LinkSpeed, LinkWidth, MaxPayload, PcieConfig, PcieDevice};
 use pci::caps::pm::PmConfig;
 use pci::caps::routing::MsiRouting;
+use pci::caps::sriov::SriovConfig;
+use pci::caps::sriov_regs::page_size;
 use pci::config::{BarWindow, ConfigWriteEffects, Identity, Type0Config};
 use pci::function::PciFunction;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -176,7 +193,65 @@ pub struct NvmeConfig {
     /// Offer an MSI-X capability (off: the driver falls back to MSI).
     pub msix: bool,
     /// Offer an MSI capability (off with MSI-X off: the driver uses INTx).
+    /// A VF never has one.
     pub msi: bool,
+    /// Where the controller sits in its NVM subsystem.
+    pub subsystem: SubsystemConfig,
+    /// What kind of PCI function it is.
+    pub role: PciRole,
+}
+
+/// Where a controller sits in an NVM subsystem (NVMe 1.4 §1.4.2): the
+/// subsystem's name, the controller's ID in it, and the NSIDs its private
+/// namespaces have. Linux's nvme core refuses a second controller with the
+/// same SUBNQN unless CMIC says the subsystem has several and the CNTLIDs
+/// differ, and a namespace ID that two controllers report unless the
+/// namespace is shared: a subsystem of several controllers with private
+/// namespaces gives each controller NSIDs of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubsystemConfig {
+    /// SUBNQN (Identify Controller bytes 768–1023); `None`: one made from
+    /// the serial number.
+    pub nqn: Option<String>,
+    /// CNTLID (Identify Controller bytes 79:78).
+    pub cntlid: u16,
+    /// CMIC bit 1: the subsystem may contain more than one controller.
+    pub multi_controller: bool,
+    /// NSID of the controller's first namespace; the others follow it.
+    pub first_nsid: u32,
+    /// NN, the largest NSID in the subsystem (at least this controller's
+    /// last); `None`: this controller's last.
+    pub max_nsid: Option<u32>,
+}
+
+impl Default for SubsystemConfig {
+    fn default() -> Self {
+        Self {
+            nqn: None,
+            cntlid: 0,
+            multi_controller: false,
+            first_nsid: 1,
+            max_nsid: None,
+        }
+    }
+}
+
+/// What kind of PCI function a controller is (PCIe 6.0 §9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PciRole {
+    /// An ordinary function.
+    #[default]
+    Function,
+    /// An SR-IOV physical function (§9.3.3) offering `total_vfs` virtual
+    /// functions, each an NVMe controller with the same BAR0 layout; with
+    /// ARI (§7.8.7) and Function Level Reset.
+    PhysicalFunction {
+        /// TotalVFs (1–255).
+        total_vfs: u16,
+    },
+    /// A virtual function (§9.3.4): its PF places its BAR
+    /// ([`Nvme::set_vf_bar_windows`]); MSI-X only, no INTx; FLR; CMIC bit 2.
+    VirtualFunction,
 }
 
 impl Default for NvmeConfig {
@@ -192,6 +267,8 @@ impl Default for NvmeConfig {
             namespaces: Vec::new(),
             msix: true,
             msi: true,
+            subsystem: SubsystemConfig::default(),
+            role: PciRole::Function,
         }
     }
 }
@@ -227,7 +304,25 @@ pub struct Nvme {
     worker: Option<Worker>,
 }
 
-fn endpoint(vectors: u16, msix: bool, msi: bool) -> Result<EndpointConfig, NvmeError> {
+/// The VF Device ID of an SR-IOV PF: the same controller.
+pub const VF_DEVICE_NVME: u16 = DEVICE_NVME;
+
+fn bar0() -> BarSpec {
+    BarSpec {
+        index: NVME_BAR,
+        kind: BarKind::Mem64 {
+            prefetchable: false,
+        },
+        size: BAR0_SIZE,
+    }
+}
+
+fn endpoint(
+    vectors: u16,
+    msix: bool,
+    msi: bool,
+    role: PciRole,
+) -> Result<EndpointConfig, NvmeError> {
     let id = Identity {
         vendor: VENDOR_REDHAT,
         device: DEVICE_NVME,
@@ -236,24 +331,24 @@ fn endpoint(vectors: u16, msix: bool, msi: bool) -> Result<EndpointConfig, NvmeE
         subsystem_vendor: VENDOR_REDHAT,
         subsystem: DEVICE_NVME,
     };
-    let bar = BarSpec {
-        index: NVME_BAR,
-        kind: BarKind::Mem64 {
-            prefetchable: false,
-        },
-        size: BAR0_SIZE,
+    let vf = role == PciRole::VirtualFunction;
+    let config = if vf {
+        Type0Config::virtual_function(id, &[bar0()])?
+    } else {
+        Type0Config::new(id, &[bar0()], 1)?
     };
-    let config = Type0Config::new(id, &[bar], 1)?;
     Ok(EndpointConfig::new(config, |list| {
-        list.power_management(PmConfig::default())?;
-        if msi {
+        if !vf {
+            list.power_management(PmConfig::default())?;
+        }
+        if msi && !vf {
             list.msi(MsiConfig {
                 vectors: 32,
                 address64: true,
                 per_vector_mask: true,
             })?;
         }
-        if msix {
+        if msix || vf {
             list.msix(MsixConfig {
                 vectors,
                 table: BarLocation {
@@ -277,6 +372,19 @@ fn endpoint(vectors: u16, msix: bool, msi: bool) -> Result<EndpointConfig, NvmeE
             },
             max_payload: MaxPayload::B256,
         })?;
+        if role != PciRole::Function {
+            list.function_level_reset()?;
+            list.add_extended(&Ari { next_function: 0 })?;
+        }
+        if let PciRole::PhysicalFunction { total_vfs } = role {
+            list.sriov(SriovConfig {
+                total_vfs,
+                pf_function: 0,
+                vf_device_id: VF_DEVICE_NVME,
+                vf_bars: vec![bar0()],
+                supported_page_sizes: page_size::REQUIRED,
+            })?;
+        }
         list.add_extended(&Ltr).map(|_| ())
     })?)
 }
@@ -299,6 +407,17 @@ impl Nvme {
         if !(1..=9).contains(&cfg.mdts) {
             return Err(NvmeError::Config("mdts must be 1-9"));
         }
+        let first_nsid = cfg.subsystem.first_nsid;
+        let count = u32::try_from(cfg.namespaces.len()).unwrap_or(u32::MAX);
+        let last_nsid = first_nsid
+            .checked_add(count)
+            .and_then(|n| n.checked_sub(1))
+            .filter(|&n| first_nsid >= 1 && n < identify::NSID_ALL - 1)
+            .ok_or(NvmeError::Config("namespace IDs must lie in 1-FFFFFFFDh"))?;
+        let max_nsid = cfg.subsystem.max_nsid.unwrap_or(last_nsid);
+        if max_nsid < last_nsid || max_nsid >= identify::NSID_ALL - 1 {
+            return Err(NvmeError::Config("NN must hold every namespace ID"));
+        }
         let new_fd = || EventFd::new(EFD_NONBLOCK).map_err(NvmeError::Worker);
         let completions = new_fd()?;
         let depth = cfg.max_queue_entries.min(1024);
@@ -308,7 +427,7 @@ impl Nvme {
             .enumerate()
             .map(|(i, ns)| {
                 namespace::Namespace::new(
-                    i as u32 + 1,
+                    first_nsid + i as u32,
                     &cfg.serial,
                     ns,
                     cfg.engine,
@@ -328,6 +447,10 @@ impl Nvme {
             firmware: cfg.firmware,
             mdts: cfg.mdts,
             vendor: (VENDOR_REDHAT, VENDOR_REDHAT),
+            first_nsid,
+            max_nsid,
+            subsystem: cfg.subsystem,
+            role: cfg.role,
         };
         let regs = Registers::new(Capabilities {
             mqes: (cfg.max_queue_entries - 1) as u16,
@@ -338,7 +461,7 @@ impl Nvme {
             regs,
             dma,
             namespaces,
-            endpoint(vectors, cfg.msix, cfg.msi)?,
+            endpoint(vectors, cfg.msix, cfg.msi, cfg.role)?,
             MsiRouting::new(msi),
             intx,
         );
@@ -408,6 +531,31 @@ impl Nvme {
         worker::lock(&self.shared).wait_idle();
     }
 
+    /// Where the BARs of this PF's VF `vf` (0-based) decode now, as its
+    /// SR-IOV capability says (empty for a controller that is no PF): for
+    /// [`Nvme::set_vf_bar_windows`] of that VF.
+    pub fn vf_bar_windows(&self, vf: u16) -> Vec<(BarSpec, Option<BarWindow>)> {
+        worker::lock(&self.shared).pci.vf_bar_windows(vf)
+    }
+
+    /// The function number VF `vf` (0-based) of this PF has on its bus
+    /// (ARI numbering: 0–255), if it is a PF and the number fits.
+    pub fn vf_function(&self, vf: u16) -> Option<u8> {
+        let c = worker::lock(&self.shared);
+        let sriov = c.pci.caps().sriov()?;
+        sriov.vf_function(c.pci.config().regs(), vf)
+    }
+
+    /// A VF: sets where its BAR decodes, as its PF says now; returns
+    /// whether that changed (the VMM then maps it anew). Ignored for a
+    /// controller that is no VF.
+    pub fn set_vf_bar_windows(&self, windows: Vec<(BarSpec, Option<BarWindow>)>) -> bool {
+        worker::lock(&self.shared)
+            .pci
+            .config_mut()
+            .set_vf_bar_windows(windows)
+    }
+
     /// Runs `f` on the controller core (tests and diagnostics).
     pub fn with_controller<R>(&self, f: impl FnOnce(&mut Controller) -> R) -> R {
         f(&mut worker::lock(&self.shared))
@@ -423,6 +571,9 @@ impl PciFunction for Nvme {
         let mut guard = worker::lock(&self.shared);
         let c = &mut *guard;
         let effects = c.pci.write(offset, data);
+        if effects.caps.flr {
+            c.function_level_reset();
+        }
         c.routing.after_config_write(&c.pci, &effects);
         c.update_intx();
         effects.config

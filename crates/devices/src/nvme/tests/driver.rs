@@ -158,6 +158,8 @@ pub struct Setup {
     pub engine: EngineKind,
     pub max_io_queues: u16,
     pub mdts: u8,
+    /// Last changes to the controller's config (subsystem, PCI role).
+    pub configure: fn(&mut NvmeConfig),
 }
 
 impl Default for Setup {
@@ -168,6 +170,7 @@ impl Default for Setup {
             engine: EngineKind::Sync,
             max_io_queues: 4,
             mdts: 5,
+            configure: |_| {},
         }
     }
 }
@@ -197,13 +200,14 @@ impl Driver {
             });
             files.push(f);
         }
-        let cfg = NvmeConfig {
+        let mut cfg = NvmeConfig {
             max_io_queues: setup.max_io_queues,
             mdts: setup.mdts,
             engine: setup.engine,
             namespaces,
             ..NvmeConfig::default()
         };
+        (setup.configure)(&mut cfg);
         let vectors = Arc::new(RecordingVectors::new());
         let line = Arc::new(RecordingLine::new());
         let device_dma = setup.wrap_dma.map_or(dma.clone(), |w| w(dma.clone()));

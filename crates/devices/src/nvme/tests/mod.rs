@@ -8,4 +8,5 @@ mod hostile;
 mod io;
 mod regs;
 mod shadow;
+mod sriov;
 mod worker;
