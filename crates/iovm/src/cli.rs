@@ -7,7 +7,7 @@ use vmm::config::{
     AddressWidth, AhciConfig, BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig,
     IommuConfig, LifecycleConfig, MemoryConfig, NvmeConfig, NvmeNamespaceConfig, OnReboot,
     PciSerialConfig, PciSlot, SataDiskConfig, SerialConfig, VfioPciConfig, VirtioBlkConfig,
-    VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig,
+    VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig, MAX_SRIOV_VFS,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -125,10 +125,14 @@ pub struct RunArgs {
     /// (a PCI 16550 card using INTx; `loopback=on` echoes what the guest sends,
     /// `output=PATH` writes it to a file), `nvme` (an NVMe controller;
     /// `serial=TEXT`, `queues=N` I/O queues, default one per vCPU up to 8;
-    /// `msix=off` makes the driver use MSI, `msix=off,msi=off` INTx),
+    /// `msix=off` makes the driver use MSI, `msix=off,msi=off` INTx;
+    /// `sriov-vfs=N` makes it an SR-IOV physical function with N virtual
+    /// functions, each a controller of its own that the guest enables with
+    /// `echo N > /sys/bus/pci/devices/<PF>/sriov_numvfs`; it must sit behind
+    /// a root port: docs/sriov.md),
     /// `nvme-ns` (a namespace of the nvme controller `bus=` names:
     /// `path=FILE` a disk image or block device, `readonly=on`,
-    /// `block-size=512|4096`),
+    /// `block-size=512|4096`, `vf=K` makes it private to VF K, from 0),
     /// `ahci` (an Intel ICH9 AHCI SATA controller, docs/ahci.md: `ports=N`
     /// 1-6, default 6; `msi=off` makes the driver use INTx),
     /// `sata-disk` (a disk on a port of the ahci controller `bus=` names:
@@ -338,6 +342,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             path: PathBuf::new(),
             readonly: false,
             block_size: 512,
+            vf: None,
         }),
         "ahci" => DeviceKind::Ahci(AhciConfig::default()),
         "sata-disk" => DeviceKind::SataDisk(SataDiskConfig::default()),
@@ -386,6 +391,26 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             }
             (Some(("msix", v @ ("on" | "off"))), DeviceKind::Nvme(c)) => c.no_msix = v == "off",
             (Some(("msi", v @ ("on" | "off"))), DeviceKind::Nvme(c)) => c.no_msi = v == "off",
+            (Some(("sriov-vfs", v)), DeviceKind::Nvme(c)) => {
+                c.sriov_vfs = v
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|n| (1..=MAX_SRIOV_VFS).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "sriov-vfs={v}: an SR-IOV NVMe controller has 1-{MAX_SRIOV_VFS} \
+                             virtual functions"
+                        )
+                    })?;
+            }
+            (Some(("vf", v)), DeviceKind::NvmeNamespace(c)) => {
+                c.vf = Some(v.parse::<u16>().map_err(|_| {
+                    format!(
+                        "vf={v}: the number of a virtual function of the controller, \
+                         from 0 (as the guest's virtfnK)"
+                    )
+                })?);
+            }
             (Some(("path", p)), DeviceKind::NvmeNamespace(c)) if !p.is_empty() => {
                 c.path = PathBuf::from(p);
             }
@@ -533,9 +558,11 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                     },
                     DeviceKind::PciSerial(_) => ", loopback=on|off, output=PATH",
                     DeviceKind::RootPort | DeviceKind::PciBridge => "",
-                    DeviceKind::Nvme(_) => ", serial=TEXT, queues=N, msix=on|off, msi=on|off",
+                    DeviceKind::Nvme(_) => {
+                        ", serial=TEXT, queues=N, msix=on|off, msi=on|off, sriov-vfs=N"
+                    }
                     DeviceKind::NvmeNamespace(_) => {
-                        "; and path=FILE, readonly=on|off, block-size=512|4096"
+                        "; and path=FILE, readonly=on|off, block-size=512|4096, vf=K"
                     }
                     DeviceKind::Ahci(_) => ", ports=1-6, msi=on|off",
                     DeviceKind::SataDisk(_) => {
@@ -978,6 +1005,30 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn test_nvme_sriov_options_parse_and_refuse_bad_values() {
+        let Ok(DeviceSpec::Pci(pf)) = parse_device_spec("nvme,id=n0,bus=rp0,sriov-vfs=8") else {
+            panic!("an SR-IOV nvme parses");
+        };
+        let Ok(DeviceSpec::Pci(ns)) = parse_device_spec("nvme-ns,bus=n0,vf=3,path=/d") else {
+            panic!("a VF namespace parses");
+        };
+        let err = |t| parse_device_spec(t).unwrap_err();
+
+        assert!(matches!(
+            pf.kind,
+            DeviceKind::Nvme(NvmeConfig { sriov_vfs: 8, .. })
+        ));
+        assert!(matches!(
+            ns.kind,
+            DeviceKind::NvmeNamespace(NvmeNamespaceConfig { vf: Some(3), .. })
+        ));
+        assert!(err("nvme,sriov-vfs=0").contains("1-255"));
+        assert!(err("nvme,sriov-vfs=x").contains("1-255"));
+        assert!(err("nvme-ns,bus=n0,vf=-1,path=/d").contains("from 0"));
+        assert!(err("virtio-blk,path=/d,sriov-vfs=2").contains("not a virtio-blk option"));
     }
 
     #[test]

@@ -258,6 +258,31 @@ fn test_device_on_an_unknown_bus_names_it() {
 }
 
 #[test]
+fn test_sriov_controller_off_a_root_port_and_a_missing_vf_are_named() {
+    assert_error(
+        &iovm(&["run", "--kernel", "k", "--device", "nvme,id=n0,sriov-vfs=2"]),
+        "nvme 'n0': an nvme with sriov-vfs= must sit behind a root port",
+    );
+    assert_error(
+        &iovm(&[
+            "run",
+            "--kernel",
+            "k",
+            "--device",
+            "root-port,id=rp0",
+            "--device",
+            "nvme,id=n0,bus=rp0,sriov-vfs=2",
+            "--device",
+            "nvme-ns,bus=n0,vf=2,path=/dev/null",
+        ]),
+        "vf=2 but nvme 'n0' has 2 VFs",
+    );
+    let o = iovm(&["run", "--kernel", "k", "--device", "nvme,sriov-vfs=256"]);
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("1-255 virtual functions"), "{}", o.stderr);
+}
+
+#[test]
 fn test_second_device_behind_a_root_port_is_refused() {
     assert_error(
         &iovm(&[
@@ -453,6 +478,8 @@ fn test_help_teaches_usage_and_exit_codes() {
         "`ahci`",
         "`sata-disk`",
         "discard=off",
+        "sriov-vfs=N",
+        "vf=K",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }

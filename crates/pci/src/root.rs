@@ -306,6 +306,27 @@ impl RootComplex {
         path.pop();
     }
 
+    /// Where `function` is attached (the same object, by address), if it
+    /// is.
+    pub fn slot_of(&self, function: &SharedFunction) -> Option<Slot> {
+        let same = |f: &SharedFunction| std::ptr::addr_eq(Arc::as_ptr(f), Arc::as_ptr(function));
+        if let Some((bdf, _)) = self.functions.iter().find(|(_, f)| same(f)) {
+            return Some(Slot::Root(*bdf));
+        }
+        self.bridges.iter().enumerate().find_map(|(i, node)| {
+            node.downstream
+                .iter()
+                .find_map(|(&(device, number), d)| match d {
+                    Downstream::Function(f) if same(f) => Some(Slot::Behind {
+                        bridge: BridgeId(i),
+                        device,
+                        function: number,
+                    }),
+                    _ => None,
+                })
+        })
+    }
+
     /// The bridge `id`, if attached.
     pub fn bridge(&self, id: BridgeId) -> Option<SharedBridge> {
         self.bridges.get(id.0).map(|n| n.bridge.clone())

@@ -205,6 +205,10 @@ pub struct NvmeConfig {
     pub no_msix: bool,
     /// Leave out the MSI capability (with no MSI-X: INTx).
     pub no_msi: bool,
+    /// Make it an SR-IOV physical function with this many virtual
+    /// functions (TotalVFs; 0: an ordinary controller). It must sit behind
+    /// a root port, at function 0 of its link.
+    pub sriov_vfs: u16,
 }
 
 /// An AHCI SATA controller (Intel ICH9 AHCI, docs/ahci.md).
@@ -247,6 +251,9 @@ impl Default for SataDiskConfig {
     }
 }
 
+/// Most VFs an NVMe PF can have: every ARI function number after the PF's.
+pub const MAX_SRIOV_VFS: u16 = 255;
+
 /// One namespace of an NVMe controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NvmeNamespaceConfig {
@@ -256,6 +263,10 @@ pub struct NvmeNamespaceConfig {
     pub readonly: bool,
     /// Logical block size, 512 or 4096.
     pub block_size: u32,
+    /// The virtual function (0-based, as the guest's `virtfnK`) of an
+    /// SR-IOV controller whose private namespace it is; `None`: the
+    /// controller's own (the PF's).
+    pub vf: Option<u16>,
 }
 
 impl DeviceKind {
@@ -415,6 +426,7 @@ mod tests {
             path: "/ns.img".into(),
             readonly: true,
             block_size: 512,
+            vf: None,
         });
         assert_eq!(ns.disk(), Some((Path::new("/ns.img"), true)));
         let blk = DeviceKind::Virtio(VirtioConfig {

@@ -25,6 +25,7 @@ use devices::BusDevice;
 use dma::{FunctionContext, RequesterId};
 use pci::address::Bdf;
 use pci::bridge::PciBridgeFunction;
+use pci::caps::sriov::{SriovEffect, VfChange};
 use pci::config::ConfigWriteEffects;
 use pci::host_bridge::HostBridge;
 use pci::root::{
@@ -61,6 +62,18 @@ pub struct BarEventFd {
     pub fd: EventFd,
 }
 
+/// What creates and removes an SR-IOV physical function's virtual
+/// functions while the machine runs: the guest's writes to the PF's SR-IOV
+/// capability come back as an [`SriovEffect`] (PCIe 6.0 §9.3.3.3), which
+/// [`PciRoot`] hands to the handler registered for that PF once no lock of
+/// the tree is held.
+pub trait SriovHandler: Send + Sync {
+    /// Applies `effect` of a write to the PF: VFs enabled (build and attach
+    /// them) or disabled (detach them), VF memory decoding switched or VF
+    /// BARs moved (give the VFs their new windows and resync the buses).
+    fn apply(&self, root: &PciRoot, effect: SriovEffect);
+}
+
 /// Ports of the legacy configuration mechanism (CONFIG_ADDRESS and CONFIG_DATA).
 pub const CONFIG_PORTS_SIZE: u64 = 8;
 
@@ -83,6 +96,7 @@ struct Inner {
     io_events: Mutex<IoEventTable>,
     memory: Mutex<BarMemoryTable>,
     contexts: Mutex<BTreeMap<usize, Arc<FunctionContext>>>,
+    sriov: Mutex<BTreeMap<usize, Arc<dyn SriovHandler>>>,
 }
 
 /// The eventfds functions handed over, by function key.
@@ -223,6 +237,7 @@ impl PciRoot {
             io_events: Mutex::new(IoEventTable::default()),
             memory: Mutex::new(BarMemoryTable::default()),
             contexts: Mutex::new(BTreeMap::new()),
+            sriov: Mutex::new(BTreeMap::new()),
         })))
     }
 
@@ -285,6 +300,22 @@ impl PciRoot {
             .unwrap_or_else(|p| p.into_inner())
             .insert(function_key(function), ctx);
         self.refresh_requester_ids();
+    }
+
+    /// Hands the SR-IOV effects of writes to `function` (a PF) to
+    /// `handler` from now on.
+    pub fn add_sriov_handler(&self, function: &SharedFunction, handler: Arc<dyn SriovHandler>) {
+        self.sriov_handlers()
+            .insert(function_key(function), handler);
+    }
+
+    fn sriov_handlers(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Arc<dyn SriovHandler>>> {
+        self.0.sriov.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where `function` is attached now, if it is.
+    pub fn slot_of(&self, function: &SharedFunction) -> Option<Slot> {
+        self.lock().slot_of(function)
     }
 
     /// Gives every function's context the requester ID it has now.
@@ -380,6 +411,17 @@ impl PciRoot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
+        let handler = self.sriov_handlers().remove(&key);
+        if let Some(h) = handler {
+            // A PF leaving takes its VFs with it.
+            h.apply(
+                self,
+                SriovEffect {
+                    vfs: Some(VfChange::Disabled),
+                    ..Default::default()
+                },
+            );
+        }
         drop(function);
         Ok(())
     }
@@ -410,6 +452,8 @@ impl PciRoot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        let handlers = std::mem::take(&mut *self.sriov_handlers());
+        drop(handlers);
         let old = std::mem::replace(&mut *self.lock(), RootComplex::new());
         let functions = old.into_functions();
         let shared = functions
@@ -445,6 +489,15 @@ impl PciRoot {
             self.refresh_requester_ids();
         }
         self.resync();
+        if let Some(effect) = routed.effects.sriov {
+            let function = self.lock().function(bdf);
+            let handler =
+                function.and_then(|f| self.sriov_handlers().get(&function_key(&f)).cloned());
+            match handler {
+                Some(h) => h.apply(self, effect),
+                None => tracing::debug!("SR-IOV effect at {bdf} with no handler: {effect:?}"),
+            }
+        }
     }
 
     /// Brings the bus mappings in line with what decodes now

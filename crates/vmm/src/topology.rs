@@ -116,6 +116,26 @@ pub enum TopologyError {
         /// The controller kind it lives in.
         controller: &'static str,
     },
+    /// A namespace's `vf=` names no VF of its controller.
+    #[error(
+        "{device}: vf={vf} but nvme '{bus}' has {vfs} VFs (sriov-vfs=N; VFs are numbered from 0)"
+    )]
+    NamespaceVf {
+        /// The namespace.
+        device: String,
+        /// Its controller.
+        bus: String,
+        /// The VF asked for.
+        vf: u16,
+        /// How many VFs the controller has.
+        vfs: u16,
+    },
+    /// An SR-IOV controller not at function 0 behind a root port.
+    #[error("{device}: an nvme with sriov-vfs= must sit behind a root port (bus=ID of a root-port), at addr=0.0, so its VFs can be functions of its link (ARI)")]
+    SriovPlacement {
+        /// The controller.
+        device: String,
+    },
     /// Functions without function 0.
     #[error("bus '{bus}' slot {slot:02x} has function {function} but no function 0, which Linux scans first")]
     NoFunctionZero {
@@ -210,7 +230,23 @@ fn check_namespace(
     }
     let found = d.bus.as_deref().and_then(|b| ids.get(b));
     match found {
-        Some(&c) if devices[c].kind.name() == controller => Ok(()),
+        Some(&c) if devices[c].kind.name() == controller => {
+            let vfs = match &devices[c].kind {
+                DeviceKind::Nvme(n) => n.sriov_vfs,
+                _ => 0,
+            };
+            match &d.kind {
+                DeviceKind::NvmeNamespace(ns) if ns.vf.is_some_and(|k| k >= vfs) => {
+                    Err(TopologyError::NamespaceVf {
+                        device: me,
+                        bus: d.bus.clone().unwrap_or_default(),
+                        vf: ns.vf.unwrap_or_default(),
+                        vfs,
+                    })
+                }
+                _ => Ok(()),
+            }
+        }
         _ => Err(TopologyError::NamespaceController {
             device: me,
             bus: d.bus.clone().unwrap_or_default(),
@@ -301,6 +337,10 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
                 }
             }
         };
+        let sriov = matches!(&d.kind, DeviceKind::Nvme(n) if n.sriov_vfs > 0);
+        if sriov && !(is_link && slot.device == 0 && slot.function == 0) {
+            return Err(TopologyError::SriovPlacement { device: me });
+        }
         if !used.insert((parent, slot.device, slot.function)) {
             return Err(TopologyError::SlotTaken {
                 device: me,
@@ -503,6 +543,7 @@ mod tests {
             path: "disk.img".into(),
             readonly: false,
             block_size: 512,
+            vf: None,
         })
     }
 

@@ -17,7 +17,7 @@ use vm_memory::GuestMemoryMmap;
 use crate::console::{Console, ConsoleInput};
 use crate::interrupts::KvmMsiVectors;
 use crate::irqchip::Irqchip;
-use crate::pci_devices::{DmaRoute, PciBuildError, Wiring};
+use crate::pci_devices::{DmaRoute, FunctionWiring, PciBuildError, Wiring};
 use crate::vfio::VfioMachine;
 use crate::vtd::Vtd;
 
@@ -38,7 +38,37 @@ pub struct KvmWiring<'a> {
     pub vfio: Option<Arc<VfioMachine>>,
 }
 
+/// The KVM machine's [`FunctionWiring`]: GSI routes with irqfds, guest
+/// RAM or the VT-d unit.
+#[derive(Debug)]
+pub struct KvmFunctionWiring {
+    router: Arc<crate::interrupts::GsiRouter>,
+    memory: Arc<GuestMemoryMmap>,
+    iommu: Option<Arc<Vtd>>,
+}
+
+impl FunctionWiring for KvmFunctionWiring {
+    fn msi_vectors(&self, ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
+        Arc::new(KvmMsiVectors::new(self.router.clone(), ctx.clone()))
+    }
+
+    fn dma(&self, ctx: &Arc<FunctionContext>, route: DmaRoute) -> Arc<dyn Dma> {
+        match (&self.iommu, route) {
+            (Some(unit), DmaRoute::Iommu) => unit.dma(ctx),
+            _ => Arc::new(GuestDma::new(self.memory.clone())),
+        }
+    }
+}
+
 impl Wiring for KvmWiring<'_> {
+    fn function_wiring(&mut self) -> Arc<dyn FunctionWiring> {
+        Arc::new(KvmFunctionWiring {
+            router: self.irqchip.router().clone(),
+            memory: self.memory.clone(),
+            iommu: self.iommu.clone(),
+        })
+    }
+
     fn intx_pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
         let pin = self
             .irqchip

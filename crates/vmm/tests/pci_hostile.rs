@@ -23,7 +23,7 @@ use vmm::config::{
 };
 use vmm::console::ConsoleInput;
 use vmm::layout::{ECAM_SIZE, ECAM_START};
-use vmm::pci_devices::{self, DmaRoute, PciBuildError, Wiring};
+use vmm::pci_devices::{self, DmaRoute, FunctionWiring, PciBuildError, Wiring};
 use vmm::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
 
 const IO_START: u64 = 0x1000;
@@ -52,7 +52,29 @@ struct TestWiring {
     memory: Arc<GuestMemoryMmap>,
 }
 
+/// Run-time wiring (SR-IOV VFs): recording vectors, the same RAM.
+#[derive(Debug)]
+struct TestFunctionWiring {
+    memory: Arc<GuestMemoryMmap>,
+}
+
+impl FunctionWiring for TestFunctionWiring {
+    fn msi_vectors(&self, _ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
+        Arc::new(RecordingVectors::new())
+    }
+
+    fn dma(&self, _ctx: &Arc<FunctionContext>, _route: DmaRoute) -> Arc<dyn Dma> {
+        Arc::new(GuestDma::new(self.memory.clone()))
+    }
+}
+
 impl Wiring for TestWiring {
+    fn function_wiring(&mut self) -> Arc<dyn FunctionWiring> {
+        Arc::new(TestFunctionWiring {
+            memory: self.memory.clone(),
+        })
+    }
+
     fn intx_pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
         Ok(self.pins.entry(gsi).or_default().clone())
     }
@@ -356,6 +378,7 @@ fn machine() -> Machine {
                 path: disk.clone(),
                 readonly: false,
                 block_size: 512,
+                vf: None,
             }),
             id: None,
             bus: Some("nvme0".into()),

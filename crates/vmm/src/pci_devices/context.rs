@@ -220,6 +220,22 @@ impl DeviceContext<'_, '_> {
         self.machine.pci.add_bar_memory(function, ranges);
     }
 
+    /// The wiring a function built later, while the machine runs, needs
+    /// (an SR-IOV PF's VFs).
+    pub(crate) fn function_wiring(&mut self) -> Arc<dyn super::FunctionWiring> {
+        self.machine.wiring.function_wiring()
+    }
+
+    /// Hands the SR-IOV effects of writes to `function` (a PF) to
+    /// `handler` (see [`PciRoot::add_sriov_handler`]).
+    pub(crate) fn sriov_handler(
+        &self,
+        function: &SharedFunction,
+        handler: Arc<dyn crate::pci_host::SriovHandler>,
+    ) {
+        self.machine.pci.add_sriov_handler(function, handler);
+    }
+
     /// Hands `function`'s BAR eventfds `fds` to the root complex (see
     /// [`PciRoot::add_bar_eventfds`]); the result switches them.
     pub(crate) fn bar_eventfds(
@@ -255,6 +271,7 @@ mod tests {
                 path: "/disk".into(),
                 readonly: false,
                 block_size: 512,
+                vf: None,
             }))
         }
     }

@@ -113,6 +113,23 @@ pub trait Wiring {
         &mut self,
         ctx: &Arc<FunctionContext>,
     ) -> (Arc<dyn MsiVectors>, Arc<dyn VectorTriggers>);
+
+    /// The part of the wiring a function built while the machine runs
+    /// needs (an SR-IOV VF the guest enabled): kept by whoever builds it.
+    fn function_wiring(&mut self) -> Arc<dyn FunctionWiring>;
+}
+
+/// What a function built while the machine runs is wired to: its MSI/MSI-X
+/// vectors and its DMA, as [`Wiring::msi_vectors`] and [`Wiring::dma`]
+/// give them at boot. It holds no borrow of the machine's build-time
+/// state, so an SR-IOV PF's VF builder can keep it.
+pub trait FunctionWiring: Send + Sync + std::fmt::Debug {
+    /// The MSI/MSI-X vectors of the function `ctx` describes.
+    fn msi_vectors(&self, ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors>;
+
+    /// Memory as the function `ctx` describes reaches it (see
+    /// [`Wiring::dma`]).
+    fn dma(&self, ctx: &Arc<FunctionContext>, route: DmaRoute) -> Arc<dyn Dma>;
 }
 
 /// Places every device of `devices` on `pci`, wired by `wiring`, in a

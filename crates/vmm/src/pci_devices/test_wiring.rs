@@ -13,7 +13,7 @@ use irq::IrqLine;
 use vfio::{HostDevice, VectorTriggers};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-use super::{DmaRoute, PciBuildError, Wiring};
+use super::{DmaRoute, FunctionWiring, PciBuildError, Wiring};
 use crate::bus::Bus;
 use crate::console::ConsoleInput;
 use crate::pci_host::PciRoot;
@@ -33,6 +33,8 @@ pub(crate) struct TestWiring {
     pub(crate) hosts: BTreeMap<PathBuf, Arc<dyn HostDevice>>,
     /// The vectors each assigned function got, in build order.
     pub(crate) assigned_vectors: Vec<Arc<RecordingTriggers>>,
+    /// The run-time wirings handed out (SR-IOV PFs keep one each).
+    pub(crate) function_wirings: Vec<Arc<TestFunctionWiring>>,
     memory: Arc<GuestMemoryMmap>,
 }
 
@@ -84,12 +86,51 @@ impl TestWiring {
             iommu: None,
             hosts: BTreeMap::new(),
             assigned_vectors: Vec::new(),
+            function_wirings: Vec::new(),
             memory: Arc::new(memory),
         }
     }
 }
 
+/// The [`FunctionWiring`] of a [`TestWiring`]: recording vectors (each
+/// function's kept, in build order), DMA onto the same test memory.
+#[derive(Debug)]
+pub(crate) struct TestFunctionWiring {
+    /// The vectors of every function built through it, in build order.
+    pub(crate) vectors: std::sync::Mutex<Vec<Arc<RecordingVectors>>>,
+    memory: Arc<GuestMemoryMmap>,
+    iommu: Option<Arc<Vtd>>,
+}
+
+impl FunctionWiring for TestFunctionWiring {
+    fn msi_vectors(&self, _ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
+        let v = Arc::new(RecordingVectors::new());
+        self.vectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(v.clone());
+        v
+    }
+
+    fn dma(&self, ctx: &Arc<FunctionContext>, route: DmaRoute) -> Arc<dyn Dma> {
+        match (&self.iommu, route) {
+            (Some(unit), DmaRoute::Iommu) => unit.dma(ctx),
+            _ => Arc::new(GuestDma::new(self.memory.clone())),
+        }
+    }
+}
+
 impl Wiring for TestWiring {
+    fn function_wiring(&mut self) -> Arc<dyn FunctionWiring> {
+        let w = Arc::new(TestFunctionWiring {
+            vectors: Default::default(),
+            memory: self.memory.clone(),
+            iommu: self.iommu.clone(),
+        });
+        self.function_wirings.push(w.clone());
+        w
+    }
+
     fn intx_pin(&mut self, gsi: u32) -> Result<Arc<dyn IrqLine>, PciBuildError> {
         *self.pin_requests.entry(gsi).or_insert(0) += 1;
         Ok(self.pins.entry(gsi).or_default().clone())

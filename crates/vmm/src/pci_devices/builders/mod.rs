@@ -24,9 +24,12 @@ use crate::config::{DeviceKind, VirtioKind};
 mod ahci;
 mod nvme;
 mod nvme_doorbells;
+mod nvme_vfs;
 mod pci_bridge;
 mod pci_serial;
 mod root_port;
+#[cfg(test)]
+mod sriov_tests;
 #[cfg(test)]
 mod tests;
 mod vfio_pci;

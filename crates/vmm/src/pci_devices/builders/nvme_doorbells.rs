@@ -49,6 +49,11 @@ impl NvmeFunction {
             .collect()
     }
 
+    /// The controller.
+    pub fn nvme(&self) -> &Nvme {
+        &self.nvme
+    }
+
     /// The switch [`crate::pci_host::PciRoot::add_bar_eventfds`] returned.
     pub fn set_doorbells(&mut self, doorbells: BarEvents) {
         self.doorbells = Some(doorbells);

@@ -112,6 +112,7 @@ fn namespace(path: PathBuf) -> DeviceConfig {
             path,
             readonly: false,
             block_size: 512,
+            vf: None,
         }))
     }
 }
