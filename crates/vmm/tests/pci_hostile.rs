@@ -344,19 +344,7 @@ fn machine() -> Machine {
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
     let virtio_disk = disk.with_extension("virtio.img");
     std::fs::write(&virtio_disk, vec![0u8; 1 << 20]).unwrap();
-    let pio = Arc::new(Bus::new());
-    let mmio = Arc::new(Bus::new());
-    let pci = PciRoot::new(pio.clone(), mmio.clone()).unwrap();
-    pio.insert(
-        CONFIG_PORTS,
-        CONFIG_PORTS_SIZE,
-        0,
-        Arc::new(Mutex::new(pci.config_ports())),
-    )
-    .unwrap();
-    mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))
-        .unwrap();
-    let devices = [
+    let devices = vec![
         bridge(DeviceKind::RootPort, "rp0", None),
         bridge(DeviceKind::RootPort, "rp1", None),
         bridge(DeviceKind::PciBridge, "br0", Some("rp1")),
@@ -373,17 +361,7 @@ fn machine() -> Machine {
                 function: 0,
             }),
         },
-        DeviceConfig {
-            kind: DeviceKind::NvmeNamespace(NvmeNamespaceConfig {
-                path: disk.clone(),
-                readonly: false,
-                block_size: 512,
-                vf: None,
-            }),
-            id: None,
-            bus: Some("nvme0".into()),
-            addr: None,
-        },
+        namespace(&disk, "nvme0", None),
         virtio(VirtioKind::Blk(VirtioBlkConfig {
             path: virtio_disk.clone(),
             ..Default::default()
@@ -391,17 +369,49 @@ fn machine() -> Machine {
         virtio(VirtioKind::Rng),
         virtio(VirtioKind::Console),
     ];
+    machine_of(&devices, vec![disk, virtio_disk])
+}
+
+fn namespace(disk: &std::path::Path, bus: &str, vf: Option<u16>) -> DeviceConfig {
+    DeviceConfig {
+        kind: DeviceKind::NvmeNamespace(NvmeNamespaceConfig {
+            path: disk.to_path_buf(),
+            readonly: false,
+            block_size: 512,
+            vf,
+        }),
+        id: None,
+        bus: Some(bus.into()),
+        addr: None,
+    }
+}
+
+/// The tree of `devices` on buses of its own, reached through ECAM and
+/// the configuration ports; `disks` are removed with it.
+fn machine_of(devices: &[DeviceConfig], disks: Vec<std::path::PathBuf>) -> Machine {
+    let pio = Arc::new(Bus::new());
+    let mmio = Arc::new(Bus::new());
+    let pci = PciRoot::new(pio.clone(), mmio.clone()).unwrap();
+    pio.insert(
+        CONFIG_PORTS,
+        CONFIG_PORTS_SIZE,
+        0,
+        Arc::new(Mutex::new(pci.config_ports())),
+    )
+    .unwrap();
+    mmio.insert(ECAM_START, ECAM_SIZE, 0, Arc::new(Mutex::new(pci.ecam())))
+        .unwrap();
     let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
     let mut wiring = TestWiring {
         pins: BTreeMap::new(),
         memory: Arc::new(memory),
     };
-    pci_devices::build(&devices, &pci, &mut wiring, 1).unwrap();
+    pci_devices::build(devices, &pci, &mut wiring, 1).unwrap();
     Machine {
         _pci: pci,
         pio,
         mmio,
-        disks: vec![disk, virtio_disk],
+        disks,
     }
 }
 
@@ -553,4 +563,107 @@ fn test_a_bar_moved_onto_another_cards_leaves_that_card_working() {
     m.pio.write(victim_port + 7, &[0x11]);
     m.pio.read(victim_port + 7, &mut d);
     assert_eq!(d, [0x11], "the victim still owns its ports");
+}
+
+/// A root port with an SR-IOV NVMe PF (4 VFs, a namespace each) behind
+/// it, and a serial card on the root bus.
+fn sriov_machine() -> Machine {
+    let disks: Vec<std::path::PathBuf> = (0..5)
+        .map(|i| {
+            let d = std::env::temp_dir().join(format!(
+                "iovm-pci-hostile-sriov-{}-{:?}-{i}.img",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            std::fs::write(&d, vec![0u8; 1 << 20]).unwrap();
+            d
+        })
+        .collect();
+    let mut devices = vec![
+        bridge(DeviceKind::RootPort, "rp0", None),
+        DeviceConfig {
+            kind: DeviceKind::Nvme(NvmeConfig {
+                sriov_vfs: 4,
+                ..NvmeConfig::default()
+            }),
+            id: Some("pf".into()),
+            bus: Some("rp0".into()),
+            addr: None,
+        },
+        namespace(&disks[0], "pf", None),
+        serial(None, None, Some((5, 0))),
+    ];
+    for (k, d) in disks.iter().enumerate().skip(1) {
+        devices.push(namespace(d, "pf", Some(k as u16 - 1)));
+    }
+    machine_of(&devices, disks)
+}
+
+/// The SR-IOV capability's offset in the PF at `pf`.
+fn sriov_cap(m: &Machine, pf: Bdf) -> u64 {
+    pci::caps::list::walk_extended(|o| m.read(pf, o as u64, 4))
+        .into_iter()
+        .find(|c| c.id == pci::caps::sriov_regs::SRIOV_ID)
+        .expect("SR-IOV capability")
+        .offset as u64
+}
+
+#[test]
+fn test_hostile_writes_to_an_sriov_pf_and_its_vfs_spare_the_rest_and_it_comes_back() {
+    use pci::caps::sriov_regs::{control, CONTROL, NUM_VFS, SIZE};
+    let m = sriov_machine();
+    let mut rng = Rng(0x5eed_0020_0000_0001);
+    let found = m.enumerate();
+    let pf = Bdf(1, 0, 0);
+    assert_eq!(m.read(pf, 0x08, 4) >> 8, CLASS_NVME, "{found:?}");
+    let port = found.iter().find(|f| f.bdf == Bdf(0, 1, 0)).unwrap().bdf;
+    let pcie = pci::caps::list::walk(|o| m.read(port, o as u64, 4))
+        .into_iter()
+        .find(|c| c.id == 0x10)
+        .unwrap()
+        .offset as u64;
+    // ARI Forwarding, so VFs past function 7 are reachable too.
+    m.write(port, pcie + 0x28, 2, 1 << 5);
+    let at = sriov_cap(&m, pf);
+
+    for _ in 0..20 {
+        for _ in 0..500 {
+            let len = [1usize, 2, 4][rng.below(3) as usize];
+            let reg = if rng.below(2) == 0 {
+                at + rng.below(SIZE as u64)
+            } else {
+                rng.below(4096)
+            };
+            m.write(pf, reg & !(len as u64 - 1), len, rng.next() as u32);
+        }
+        for f in 1..=5u8 {
+            let vf = Bdf(1, f >> 3, f & 7);
+            for _ in 0..50 {
+                let len = [1usize, 2, 4][rng.below(3) as usize];
+                let reg = rng.below(4096) & !(len as u64 - 1);
+                m.write(vf, reg, len, rng.next() as u32);
+            }
+        }
+        let (card, io) = cards(&found)[0];
+        assert!(m.card_works(io, 0x5a), "{card:?} broken by the PF's writes");
+    }
+
+    let again = m.enumerate();
+    m.write(port, pcie + 0x28, 2, 1 << 5);
+    let at = sriov_cap(&m, pf);
+    m.write(pf, at + CONTROL as u64, 2, 0);
+    m.write(pf, at + NUM_VFS as u64, 2, 2);
+    let on = control::VF_ENABLE | control::VF_MSE | control::ARI_CAPABLE_HIERARCHY;
+    m.write(pf, at + CONTROL as u64, 2, u32::from(on));
+    let vf_classes: Vec<u32> = (1..=3).map(|f| m.read(Bdf(1, 0, f), 0x08, 4)).collect();
+    m.write(pf, at + CONTROL as u64, 2, 0);
+    let after: Vec<u32> = (1..=3).map(|f| m.read(Bdf(1, 0, f), 0, 4)).collect();
+
+    let (card, port_io) = cards(&again)[0];
+    assert!(m.card_works(port_io, 0xa5), "{card:?}");
+    assert!(nvme_answers(&m, nvme_bar(&again).unwrap()), "the PF");
+    assert_eq!(vf_classes[0] >> 8, CLASS_NVME);
+    assert_eq!(vf_classes[1] >> 8, CLASS_NVME);
+    assert_eq!(vf_classes[2], u32::MAX, "NumVFs 2: no third VF");
+    assert_eq!(after, vec![u32::MAX; 3], "all gone after VF Enable clears");
 }
