@@ -277,3 +277,38 @@ fn test_vf_hostile_config_sweep_keeps_ids_and_never_decodes_on_its_own() {
     assert_eq!(d.nvme.config_read8(0x3d), 0);
     assert!(d.nvme.bar_windows()[0].1.is_none());
 }
+
+#[test]
+fn test_vf_dropped_with_io_in_flight_drains_it_into_its_file() {
+    let mut d = Driver::with(Setup {
+        configure: as_vf0,
+        engine: EngineKind::IoUring,
+        ..Setup::default()
+    });
+    d.nvme.start_worker().unwrap();
+    d.bring_up_with_queues(1);
+    d.dma.write(DATA, &[0x3c; 4096]).unwrap();
+    for i in 0..16u64 {
+        d.push(1, rw(true, 2, i * 8, 8, (DATA, 0)));
+    }
+    d.ring_sq(1);
+    let Driver { nvme, files, .. } = d;
+    // What the VMM does when the guest clears VF Enable: the VF's last
+    // reference goes (worker joined, backend drained).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while files[0].read_at(0, 1)[0] != 0x3c && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+
+    drop(nvme);
+
+    let data = files[0].read_at(0, 16 * 4096);
+    for (i, block) in data.chunks(4096).enumerate() {
+        let whole = block.iter().all(|&b| b == 0x3c) || block.iter().all(|&b| b == 0);
+        assert!(whole, "write {i} is all there or not at all");
+    }
+    assert!(
+        data[..4096].iter().all(|&b| b == 0x3c),
+        "the first write landed"
+    );
+}
