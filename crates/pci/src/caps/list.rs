@@ -188,7 +188,7 @@ impl<'a> CapabilityList<'a> {
         let regs = &mut *self.regs;
         match self.caps.pcie.as_mut() {
             Some(p) => p.enable_flr(regs),
-            None => Err(CapError::Sriov("FLR needs the PCI Express capability")),
+            None => Err(CapError::FlrWithoutPcie),
         }
     }
 

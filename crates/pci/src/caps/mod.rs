@@ -123,6 +123,10 @@ pub enum CapError {
     /// A negotiated link speed or width exceeds what the link is capable of.
     #[error("negotiated link exceeds the link's capabilities")]
     LinkAboveMax,
+    /// Function Level Reset asked of a function without the PCI Express
+    /// capability, where it is advertised.
+    #[error("Function Level Reset needs the PCI Express capability, added before")]
+    FlrWithoutPcie,
     /// An SR-IOV capability description is invalid (TotalVFs, page
     /// sizes, VF BARs).
     #[error("invalid SR-IOV capability: {0}")]
