@@ -209,7 +209,9 @@ pub struct RootPortWriteEffects {
 }
 
 /// A PCIe root port: type 1 header (32-bit I/O), PCI Express, PM and MSI
-/// capabilities, INTA for the legacy fallback, device 0 only behind it.
+/// capabilities, Access Control Services (so an IOMMU driver may isolate
+/// what lies behind it: [`crate::caps::acs`]), INTA for the legacy
+/// fallback, device 0 only behind it (functions 0-255 with ARI).
 #[derive(Clone, Debug)]
 pub struct RootPort {
     config: Type1Config,
@@ -247,6 +249,7 @@ impl RootPort {
             address64: true,
             per_vector_mask: false,
         })?;
+        list.add_extended(&crate::caps::acs::Acs)?;
         let caps = list.finish();
         Ok(Self { config, caps })
     }

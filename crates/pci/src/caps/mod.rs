@@ -33,6 +33,7 @@
 //! | PCIe Initiate FLR                          | reads 0; reported as `flr` if FLR is offered   |
 //! | SR-IOV fields (see [`sriov`])              | NumVFs > TotalVFs enables nothing; locked fields kept |
 
+pub mod acs;
 pub mod ari;
 pub mod endpoint;
 pub mod list;

@@ -558,3 +558,22 @@ fn test_flr_of_a_vf_keeps_the_windows_its_pf_gave_it() {
     assert_eq!(e.bus_master, Some(false));
     assert_eq!(f.bar_windows(), vec![(vf_bars()[0], window)]);
 }
+
+#[test]
+fn test_root_port_offers_acs_whose_enables_read_back() {
+    use crate::bridge::{RootPort, RootPortConfig};
+    use crate::caps::acs::{bits, ACS_ID, CAPABILITY, CONTROL};
+    let mut port = RootPort::new(RootPortConfig::default()).unwrap();
+    let at = port.extended_capability(ACS_ID).expect("ACS capability");
+
+    port.config_write16(at + CAPABILITY, 0);
+    port.config_write16(at + CONTROL, 0xffff);
+
+    assert_eq!(port.config_read16(at + CAPABILITY), bits::OFFERED);
+    assert_eq!(
+        port.config_read16(at + CONTROL),
+        bits::OFFERED,
+        "only offered bits"
+    );
+    assert_eq!(bits::OFFERED & bits::TRANSLATION_BLOCKING, 0);
+}
