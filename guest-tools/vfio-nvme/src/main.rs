@@ -26,7 +26,9 @@
 //!    to the kernel's driver.
 //!
 //! Usage: `vfio-nvme [--bdf 0000:00:03.0] [--allow-unsafe-interrupts]
-//! [--lba N] [--pattern-out FILE] [--keep-bound]`.
+//! [--lba N] [--nsid N] [--pattern-out FILE] [--keep-bound]`.
+//! `--nsid` picks the namespace written and read (default 1; an SR-IOV
+//! VF's private namespace has an NSID of its own in the PF's subsystem).
 //! `--allow-unsafe-interrupts` sets vfio_iommu_type1's parameter of that
 //! name, which it needs while the IOMMU has no interrupt remapping.
 //! `--pattern-out` writes the pattern the run left at `--lba`, to compare
@@ -67,6 +69,7 @@ struct Options {
     bdf: Option<String>,
     allow_unsafe_interrupts: bool,
     lba: u64,
+    nsid: u32,
     pattern_out: Option<String>,
     keep_bound: bool,
 }
@@ -75,6 +78,7 @@ struct Options {
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut o = Options {
         lba: 2048,
+        nsid: 1,
         ..Options::default()
     };
     let mut it = args.into_iter();
@@ -88,6 +92,14 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
                 o.lba = v
                     .parse()
                     .map_err(|_| format!("--lba {v:?} is not a number"))?;
+            }
+            "--nsid" => {
+                let v = value("--nsid")?;
+                o.nsid = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n != 0 && n != u32::MAX)
+                    .ok_or_else(|| format!("--nsid {v:?} is not a namespace ID"))?;
             }
             "--pattern-out" => o.pattern_out = Some(value("--pattern-out")?),
             "--keep-bound" => o.keep_bound = true,
@@ -375,8 +387,8 @@ fn drive(
             q,
             bar,
             cap,
-            Sqe::identify(0, 0, 1, ident.iova),
-            "Identify Namespace 1",
+            Sqe::identify(0, 0, o.nsid, ident.iova),
+            "Identify Namespace",
         ),
     )?;
     ident.pages.read(0, &mut buf);
@@ -414,7 +426,7 @@ fn drive(
     let pattern = nvme::pattern(len as usize, PATTERN_SEED);
     let mut io_cmd = |write: bool, irq: &mut IrqEvent| -> Result<nvme::Cqe, String> {
         let cid = io.cid();
-        let sqe = Sqe::read_write(write, cid, 1, o.lba, blocks, prp);
+        let sqe = Sqe::read_write(write, cid, o.nsid, o.lba, blocks, prp);
         io.submit(bar, cap, &sqe)?;
         wait_interrupt(&mut io, bar, cap, irq, cid, COMMAND_TIMEOUT)
     };
@@ -557,7 +569,10 @@ mod tests {
     fn test_arguments() {
         let o = parse_args(args(&[])).unwrap();
         assert_eq!(o.lba, 2048);
+        assert_eq!(o.nsid, 1);
         assert!(!o.allow_unsafe_interrupts && !o.keep_bound);
+        assert_eq!(parse_args(args(&["--nsid", "3"])).unwrap().nsid, 3);
+        assert!(parse_args(args(&["--nsid", "0"])).is_err());
         let o = parse_args(args(&[
             "--bdf",
             "0000:00:04.0",
