@@ -30,31 +30,40 @@ fn disk_names(run: &str, vfs: usize) -> Vec<String> {
     (0..=vfs).map(|i| format!("{run}-{i}.img")).collect()
 }
 
-/// Enables `$1` VFs, checks them, writes each VF's marker, runs fio with
-/// verification on each VF's namespace (found by its NSID, VF k's is
-/// k + 2), rescans, and disables them again. `sig` tells the watcher on
-/// the host to count iovm's threads and descriptors.
+/// Enables `$1` VFs, checks them, rescans, writes each VF's marker, runs
+/// fio with verification on each VF's namespace (found by its NSID: VF
+/// k's is k + 2), and disables them again; the second time VF 1 is reset
+/// (FLR) while VF 0 runs fio. Between the two, a NumVFs above TotalVFs
+/// then VF Enable written straight to the PF (`setpci`) must leave VF
+/// Enable clear. `sig` tells the watcher on the host to count iovm's
+/// threads and descriptors.
 const SCRIPT: &str = r#"
 pf=$(dirname $(ls -d /sys/bus/pci/devices/*/sriov_totalvfs | head -1))
 t=$(ls /sys/bus/pci/devices/*/tty | grep ttyS | head -1)
 sig() { echo $1 > /dev/$t; sleep 3; }
+ns() { grep -lx $(($1+2)) /sys/block/nvme*/nsid | grep -v 'c[0-9]*n' | head -1 | cut -d/ -f4; }
+v() { fio --name=v --filename=/dev/$1 --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+ --offset=$2 --size=2m --verify=crc32c --do_verify=1 --output-format=terse \
+ --terse-version=3 >/tmp/f$1 2>&1; echo "$? errors=$(cut -d';' -f5 /tmp/f$1 | head -1)"; }
 echo "pf=$(basename $pf) total=$(cat $pf/sriov_totalvfs)"
 cycle() {
  echo $1 > $pf/sriov_numvfs; echo "enable$2=$?"
  i=0; until [ $(ls /sys/block | grep -c nvme) -gt $1 ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done
+ sig during$2
  echo "vfs$2=$(ls -d $pf/virtfn* | wc -l) lspci$2=$(lspci -n | grep -c ' 0108: 1b36:0010')"
  echo "class$2=$(cat $pf/virtfn*/class | sort -u | tr '\n' ,)"
  echo "drv$2=$(for v in $pf/virtfn*; do basename $(readlink $v/driver); done | sort -u | tr '\n' ,)"
  echo "msix$2=$(cat $pf/virtfn*/msi_irqs/* | sort -u | tr '\n' ,)"
  n=$(ls /sys/bus/pci/devices | wc -l); echo 1 > /sys/bus/pci/rescan; sleep 1
  echo "rescan$2=$(( $(ls /sys/bus/pci/devices | wc -l) - n ))"
+ if [ $2 = b ]; then
+  v $(ns 0) 8m > /tmp/bg & sleep 1
+  echo 1 > $pf/virtfn1/reset; echo "flr=$?"; wait; echo "fio_during_flr=$(cat /tmp/bg)"
+ fi
  k=0; while [ $k -lt $1 ]; do
-  b=$(grep -lx $((k+2)) /sys/block/nvme*/nsid | grep -v 'c[0-9]*n' | head -1 | cut -d/ -f4)
+  b=$(ns $k)
   printf IOVM-VF$k-MARK | dd of=/dev/$b bs=512 seek=2048 conv=notrunc,fsync 2>/dev/null
-  fio --name=v --filename=/dev/$b --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
-   --offset=4m --size=2m --verify=crc32c --do_verify=1 --output-format=terse \
-   --terse-version=3 >/tmp/f 2>&1
-  echo "fio$2_$k=$? errors=$(cut -d';' -f5 /tmp/f | head -1)"
+  echo "fio$2_$k=$(v $b 4m)"
   k=$((k+1)); done
  echo 0 > $pf/sriov_numvfs; echo "disable$2=$?"; sleep 1
  echo "left$2=$(ls -d $pf/virtfn* 2>/dev/null | wc -l) ctrls$2=$(ls /sys/class/nvme | wc -l)"
@@ -62,7 +71,11 @@ cycle() {
 sig base
 cycle @N@ a
 sig after
+s="setpci -s $(basename $pf) ECAP0010"
+$s+10.w=$(printf %x $((@N@+1))); $s+8.w=19
+echo "hostile_ctl=$($s+8.w)"; $s+8.w=10
 cycle @N@ b
+sig end
 echo "nvme_errors=$(dmesg | grep -ci 'nvme.*\(error\|fail\|timeout\|duplicate\)')"
 "#;
 
@@ -182,6 +195,11 @@ fn check_cycle(r: &RunResult, vfs: usize, round: &str) {
     assert_eq!(f("drv"), "nvme,", "every VF bound by nvme\n{}", r.dump());
     assert_eq!(f("msix"), "msix,", "{}", r.dump());
     assert_eq!(f("rescan"), "0", "a rescan finds no phantom\n{}", r.dump());
+    if round == "b" {
+        assert_eq!(r.fact("flr"), "0", "FLR of VF 1\n{}", r.dump());
+        let bg = r.fact("fio_during_flr");
+        assert_eq!(bg, "0", "VF 0's fio through VF 1's FLR\n{}", r.dump());
+    }
     for k in 0..vfs {
         let fio = r.fact(&format!("fio{round}_{k}"));
         assert_eq!(fio, "0", "fio on VF {k}\n{}", r.dump());
@@ -198,6 +216,13 @@ fn check_run(name: &str, vfs: usize) {
     r.assert_clean_dmesg();
     assert_eq!(r.fact("total"), vfs.to_string(), "{}", r.dump());
     check_cycle(r, vfs, "a");
+    let ctl = u16::from_str_radix(r.fact("hostile_ctl"), 16).unwrap_or(u16::MAX);
+    assert_eq!(
+        ctl & 1,
+        0,
+        "NumVFs > TotalVFs: VF Enable refused\n{}",
+        r.dump()
+    );
     check_cycle(r, vfs, "b");
     assert_eq!(r.fact("nvme_errors"), "0", "{}", r.dump());
 }
@@ -248,8 +273,18 @@ fn test_each_vf_writes_its_own_host_file_only() {
 fn test_disabling_vfs_leaves_no_thread_or_descriptor_behind() {
     for name in ["sriov2", "sriov8"] {
         let base = counts(name, "base");
-        let after = counts(name, "after");
+        let during = counts(name, "duringa");
         assert!(base.is_some(), "no counts for {name}\n{}", run(name).dump());
-        assert_eq!(base, after, "{name}: threads and fds before VFs and after");
+        assert!(
+            during.unwrap_or_default().0 > base.unwrap_or_default().0,
+            "{name}: the VFs' workers are counted ({base:?} -> {during:?})"
+        );
+        for line in ["after", "end"] {
+            let now = counts(name, line);
+            assert_eq!(
+                base, now,
+                "{name}: threads and fds before VFs and at {line}"
+            );
+        }
     }
 }
