@@ -405,3 +405,34 @@ fn test_hostile_dma_with_bus_master_off_waits() {
     d.ahci.wait_idle();
     assert_eq!(d.pr(0, port::CI), 0, "fetched once bus mastering is back");
 }
+
+#[test]
+fn test_hostile_srst_during_ncq_abandons_the_queued_commands() {
+    let mut d = Driver::with(Setup {
+        engine: backend::EngineKind::IoUring,
+        ..Setup::default()
+    });
+    d.bring_up();
+    for slot in 0..4u8 {
+        d.prepare_ncq(0, slot, false, u64::from(slot) * 8, 8, DATA);
+    }
+    d.pw(0, port::SACT, 0xf);
+    d.pw(0, port::CI, 0xf);
+    let mut tf = cmd(0, 0, 0, 0);
+    tf.is_command = false;
+    tf.control = 0x04;
+    d.prepare(0, 5, &tf, &[], false);
+    d.pw(0, port::CI, 1 << 5);
+    d.pw(0, port::IS, u32::MAX);
+    d.ahci.wait_idle();
+    assert_eq!(d.pr(0, port::IS) & pis::SDBS, 0, "no completion posted");
+    assert_eq!(d.pr(0, port::CI) & (1 << 5), 0, "the control FIS completed");
+    d.stop_port(0);
+    assert_eq!(d.pr(0, port::SACT), 0);
+    let c = d.pr(0, port::CMD);
+    d.pw(0, port::CMD, c | pcmd::ST);
+    tf.control = 0;
+    d.run(0, &tf, &[], false);
+    assert_eq!(d.pr(0, port::TFD), 0x150);
+    assert_eq!(d.identify(0).0 & 0xff, TFD_OK);
+}
