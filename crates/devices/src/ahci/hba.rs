@@ -65,6 +65,10 @@ pub struct Hba {
     free_tags: Vec<usize>,
     reaped: Vec<Completion>,
     warn_budget: u32,
+    /// PxCI writes leave fetching to the worker ([`Hba::set_defer_issue`]).
+    defer_issue: bool,
+    /// A PxCI write found work the worker has not fetched yet.
+    issue_pending: bool,
 }
 
 impl Hba {
@@ -91,6 +95,8 @@ impl Hba {
             free_tags: Vec::new(),
             reaped: Vec::new(),
             warn_budget: WARN_BUDGET,
+            defer_issue: false,
+            issue_pending: false,
         };
         for p in 0..h.ports.len() {
             h.link_up(p);
@@ -116,6 +122,28 @@ impl Hba {
     /// A port's register (tests and diagnostics).
     pub fn port_reg(&self, p: usize, offset: usize) -> u32 {
         self.ports.get(p).map_or(0, |port| port.get(offset))
+    }
+
+    /// With `on`, a PxCI write only records that there is work and the
+    /// caller wakes the worker ([`Hba::take_issue_pending`]), which fetches
+    /// the commands ([`Hba::run_lists`]): the vCPU's exit then ends at once.
+    pub fn set_defer_issue(&mut self, on: bool) {
+        self.defer_issue = on;
+    }
+
+    /// Whether a PxCI write left work for the worker since the last call.
+    pub fn take_issue_pending(&mut self) -> bool {
+        std::mem::take(&mut self.issue_pending)
+    }
+
+    /// Fetches what every port's list holds, submits it and sends the
+    /// interrupts due (the worker's pass for deferred PxCI writes).
+    pub fn run_lists(&mut self) {
+        for p in 0..self.ports.len() {
+            self.process_port(p);
+        }
+        self.submit_backends();
+        self.flush_interrupts();
     }
 
     /// Backend requests in flight over all ports.
@@ -231,7 +259,9 @@ impl Hba {
             self.ports[p].set(port::SACT, sact);
         }
         if touches(port::CI) {
-            if started {
+            if started && self.defer_issue {
+                self.issue_pending = true;
+            } else if started {
                 self.process_port(p);
             } else {
                 self.warn(format_args!(

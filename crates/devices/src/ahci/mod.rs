@@ -8,7 +8,8 @@
 //!  vCPU: ABAR (BAR5) write ─▶ hba.rs: regs.rs masks (GHC, IS, PxCMD, PxSCTL, PxCI, ...)
 //!        │                      ├─ GHC.HR: HBA reset    ├─ PxSCTL.DET: COMRESET, link up
 //!        │                      └─ PxCMD.ST/FRE: list and FIS receive (port.rs)
-//!        └─ PxCI write ─▶ exec.rs: header (command.rs) ─▶ CFIS (fis.rs) ─▶ ata.rs decode
+//!        └─ PxCI write ─▶ kick the worker (without one: at once, on the vCPU)
+//!  worker (worker.rs) ─▶ exec.rs: header (command.rs) ─▶ CFIS (fis.rs) ─▶ ata.rs decode
 //!             ─▶ IDENTIFY / READ LOG EXT / SET FEATURES ...: answered now (PIO Setup or D2H FIS)
 //!             ─▶ READ/WRITE DMA [EXT], FPDMA QUEUED, FLUSH, DSM TRIM:
 //!                PRDT walk (command.rs) ─▶ dma::GuestBuffers ─▶ backend::Engine (io_uring)
@@ -16,6 +17,14 @@
 //!        ─▶ D2H FIS (non-queued) or one SDB FIS per pass for the queued commands done
 //!        ─▶ PxIS ─▶ IS ─▶ one MSI message (or the INTx level)
 //! ```
+//!
+//! # Threads
+//! Register accesses arrive on vCPU threads. Once [`Ahci::start_worker`]
+//! ran, a PxCI write only records the work and wakes the worker through
+//! an eventfd, so the vCPU's exit ends at once; the worker fetches the
+//! commands, submits them to the backends, and posts their completions.
+//! Without a worker (unit tests), PxCI writes fetch on the caller's thread
+//! and register reads collect completions.
 //!
 //! # PCI function
 //! Header type 0, INTA, BAR5 = ABAR (32-bit memory, 4 KiB: host registers
@@ -149,6 +158,7 @@ impl Default for AhciConfig {
 struct Shared {
     hba: Mutex<Hba>,
     completions: EventFd,
+    kick: EventFd,
     stop: EventFd,
     worker_running: AtomicBool,
 }
@@ -228,6 +238,7 @@ impl Ahci {
             shared: Arc::new(Shared {
                 hba: Mutex::new(hba),
                 completions,
+                kick: EventFd::new(EFD_NONBLOCK).map_err(AhciError::Worker)?,
                 stop: EventFd::new(EFD_NONBLOCK).map_err(AhciError::Worker)?,
                 worker_running: AtomicBool::new(false),
             }),
@@ -296,7 +307,16 @@ impl PciFunction for Ahci {
         if bar != ABAR {
             return;
         }
-        worker::lock(&self.shared).write(offset, data);
+        let kick = {
+            let mut h = worker::lock(&self.shared);
+            h.write(offset, data);
+            h.take_issue_pending()
+        };
+        if kick {
+            if let Err(e) = self.shared.kick.write(1) {
+                tracing::warn!("AHCI: cannot wake the worker: {e}");
+            }
+        }
     }
 
     fn bar_windows(&self) -> Vec<(BarSpec, Option<BarWindow>)> {

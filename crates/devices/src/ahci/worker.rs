@@ -14,6 +14,7 @@ use super::{AhciError, Shared};
 
 const STOP: u64 = 0;
 const COMPLETIONS: u64 = 1;
+const KICK: u64 = 2;
 
 /// A running worker; stopped and joined on drop.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl Worker {
         for (fd, token) in [
             (shared.stop.as_raw_fd(), STOP),
             (shared.completions.as_raw_fd(), COMPLETIONS),
+            (shared.kick.as_raw_fd(), KICK),
         ] {
             epoll
                 .ctl(
@@ -42,6 +44,7 @@ impl Worker {
                 )
                 .map_err(AhciError::Worker)?;
         }
+        lock(&shared).set_defer_issue(true);
         shared.worker_running.store(true, Ordering::SeqCst);
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -71,13 +74,22 @@ fn run(shared: &Shared, epoll: &Epoll) {
         }
         // Nonblocking: a spurious wake-up reads EAGAIN.
         let _ = shared.completions.read();
-        lock(shared).reap_completions();
+        let _ = shared.kick.read();
+        let mut h = lock(shared);
+        h.run_lists();
+        h.reap_completions();
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
         self.shared.worker_running.store(false, Ordering::SeqCst);
+        {
+            // PxCI writes fetch on the vCPU again; what is waiting runs now.
+            let mut h = lock(&self.shared);
+            h.set_defer_issue(false);
+            h.run_lists();
+        }
         if let Err(e) = self.shared.stop.write(1) {
             tracing::error!("AHCI worker: cannot signal stop: {e}");
             return;
