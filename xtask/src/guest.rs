@@ -71,6 +71,7 @@ const PACKAGES: &[&str] = &[
     "fio",
     "pci.ids",
     "libc6",
+    "hdparm",
 ];
 
 /// Programs copied with all their shared libraries.
@@ -79,6 +80,7 @@ const PROGRAMS: &[&str] = &[
     "usr/bin/setpci",
     "usr/sbin/nvme",
     "usr/bin/fio",
+    "usr/sbin/hdparm",
 ];
 
 /// The guest's `/init`.

@@ -14,7 +14,12 @@ mod common;
 use common::{disks_in, disks_out, sparse_disks, Runs};
 
 /// Disk images made in the batch's scratch directory: (file, MiB).
-const DISKS: [(&str, u64); 3] = [("sata-a.img", 64), ("sata-b.img", 64), ("sata-k.img", 16)];
+const DISKS: [(&str, u64); 4] = [
+    ("sata-a.img", 64),
+    ("sata-b.img", 64),
+    ("sata-k.img", 16),
+    ("sata-i.img", 16),
+];
 
 /// Where the guest writes a marker with `dd`, per disk: (file, byte
 /// offset, text). The script below writes the same.
@@ -80,6 +85,17 @@ blkdiscard -o 33554432 -l 8388608 /dev/$a
 echo "blkdiscard=$?"
 echo "discarded_nonzero=$(dd if=/dev/$a bs=1M skip=32 count=8 2>/dev/null | tr -d '\0' | wc -c)"
 dmesg | grep -E 'exception Emask|failed command|hard resetting link|timeout|ATA bus error' | head
+hdparm -I /dev/$a > /tmp/hd 2>&1
+echo "hdparm=$?"
+grep -E 'Model Number|Serial Number|Queue depth|LBA48|TRIM|Rotation|Write cache|FLUSH_CACHE_EXT|Checksum' /tmp/hd
+echo "hd_serial=$(grep 'Serial Number' /tmp/hd | sed 's/.*: *//' | tr -d ' ')"
+echo "hd_qdepth=$(grep -c 'Queue depth: 32' /tmp/hd)"
+echo "hd_trim=$(grep -c 'Data Set Management TRIM supported' /tmp/hd)"
+echo "hd_ssd=$(grep -c 'Solid State Device' /tmp/hd)"
+echo "hd_checksum=$(grep -c 'Checksum: correct' /tmp/hd)"
+echo "power_before=$(hdparm -C /dev/$b | grep -o -E 'active/idle|standby')"
+hdparm -y /dev/$b > /dev/null
+echo "power_after=$(hdparm -C /dev/$b | grep -o -E 'active/idle|standby')"
 echo "ata_errors=$(dmesg | grep -c -E 'exception Emask|failed command|hard resetting link|timeout|ATA bus error')"
 echo "irqs=$(grep -i ahci /proc/interrupts | tr -s ' ' | cut -d' ' -f3)"
 sync
@@ -103,6 +119,24 @@ t=$(ls /sys/bus/pci/devices/*/tty | grep ttyS | head -1)
 echo "synced on $t"
 echo SYNCED > /dev/$t
 sleep 120
+"#;
+
+/// fio with verification through the one disk of a controller without
+/// MSI, and how it interrupts.
+const INTX_SCRIPT: &str = r#"
+modprobe sd_mod
+i=0
+until dd if=/dev/sda of=/dev/null bs=4k count=1 2>/dev/null || [ $i -ge 600 ]; do
+  sleep 0.1; i=$((i+1))
+done
+fio --name=v --filename=/dev/sda --direct=1 --ioengine=libaio --iodepth=32 --rw=randwrite \
+    --bs=4k --size=4m --verify=crc32c --do_verify=1 --output-format=terse --terse-version=3 \
+    > /tmp/fio 2>&1
+echo "fio=$? fio_errors=$(cut -d';' -f5 /tmp/fio | head -1)"
+grep -i ahci /proc/interrupts
+echo "irq_chip=$(grep -i ahci /proc/interrupts | tr -s ' ' | cut -d' ' -f4)"
+echo "irq_count=$(grep -i ahci /proc/interrupts | tr -s ' ' | cut -d' ' -f3)"
+echo "ata_errors=$(dmesg | grep -c -E 'exception Emask|failed command|hard resetting link|timeout')"
 "#;
 
 /// Kills the iovm whose command line names the kill run's disk, once the
@@ -145,6 +179,18 @@ fn runs() -> Vec<GuestRun> {
                 "1",
             ])
             .script(KILL_SCRIPT),
+        GuestRun::new("ahci-intx")
+            .host_before(disks_in(WORK, &["sata-i.img"]))
+            .host_after(disks_out(WORK, &["sata-i.img"]))
+            .args([
+                "--device",
+                "ahci,id=s0,ports=1,msi=off",
+                "--device",
+                "sata-disk,bus=s0,path=/dev/shm/iovm-ahci/sata-i.img",
+                "--cpus",
+                "1",
+            ])
+            .script(INTX_SCRIPT),
     ]
 }
 
@@ -253,6 +299,36 @@ fn test_ahci_blkdiscard_punches_a_hole_in_the_host_file() {
     // discarding 8 MiB gives back at least that much.
     let blocks = results().blocks_a.expect("block count of sata-a.img");
     assert!(blocks <= 131072 - 16384, "{blocks} blocks\n{}", r.dump());
+}
+
+#[test]
+fn test_ahci_hdparm_reads_the_identity_and_drives_power_modes() {
+    let r = run("ahci");
+    assert_eq!(r.fact("hdparm"), "0", "{}", r.dump());
+    assert_eq!(r.fact("hd_serial"), "IOVMSATAA", "{}", r.dump());
+    assert_eq!(r.fact("hd_qdepth"), "1", "{}", r.dump());
+    assert_eq!(r.fact("hd_trim"), "1", "{}", r.dump());
+    assert_eq!(r.fact("hd_ssd"), "1", "{}", r.dump());
+    assert_eq!(r.fact("hd_checksum"), "1", "{}", r.dump());
+    assert_eq!(r.fact("power_before"), "active/idle", "{}", r.dump());
+    assert_eq!(r.fact("power_after"), "standby", "{}", r.dump());
+}
+
+#[test]
+fn test_ahci_fio_verify_with_intx_through_the_ioapic_when_msi_is_off() {
+    let r = run("ahci-intx");
+    r.assert_success();
+    r.assert_clean_dmesg();
+    assert_eq!(r.fact("fio"), "0", "{}", r.dump());
+    assert_eq!(r.fact("fio_errors"), "0", "{}", r.dump());
+    assert_eq!(r.fact("irq_chip"), "IO-APIC", "{}", r.dump());
+    let count: u64 = r.fact("irq_count").parse().unwrap_or(0);
+    assert!(
+        count > 100,
+        "INTx interrupts counted: {count}\n{}",
+        r.dump()
+    );
+    assert_eq!(r.fact("ata_errors"), "0", "{}", r.dump());
 }
 
 #[test]
