@@ -10,7 +10,7 @@
 //!  +0x0C InitialVFs = TotalVFs      +0x0E TotalVFs          RO
 //!  +0x10 NumVFs                     RW (locked while VF Enable)
 //!  +0x12 Function Dependency Link   RO (the PF's own function number)
-//!  +0x14 First VF Offset            +0x16 VF Stride         RO, computed
+//!  +0x14 First VF Offset = 1        +0x16 VF Stride = 1     RO (ARI or not)
 //!  +0x1A VF Device ID               RO
 //!  +0x1C Supported Page Sizes       RO    +0x20 System Page Size  RW, one supported bit
 //!  +0x24..0x3B VF BAR0–5            BAR semantics, granule max(size, system page)
