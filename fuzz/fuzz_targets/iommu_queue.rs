@@ -62,7 +62,11 @@ fuzz_target!(|data: &[u8]| {
     effects.extend(regs.write(IQT, iqt));
     for _ in 0..2 {
         if effects.contains(&Effect::ProcessQueue) {
-            effects = regs.process_queue(ram.as_ref());
+            let processed = regs.process_queue(ram.as_ref());
+            assert!(
+                !processed.contains(&Effect::ProcessQueue),
+                "processing the queue asked for processing again"
+            );
         }
         let entries = 256u64 << (regs.iqa() & 7);
         assert!(regs.iqh() < entries * 16, "IQH {:#x} outside the queue", regs.iqh());
