@@ -73,9 +73,9 @@ pub fn write_gdt_idt(mem: &GuestMemoryMmap) -> Result<(), vm_memory::GuestMemory
     mem.write_obj(0u64, GuestAddress(BOOT_IDT_START))
 }
 
-/// Long mode with paging through `cr3`, flat segments from the boot GDT.
-pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
-    let code = segment_from_gdt(BOOT_GDT[usize::from(CODE_INDEX)], CODE_INDEX);
+/// `sregs` with flat segments from the boot GDT (`code` in CS), its TSS,
+/// and the boot GDT and empty IDT loaded.
+fn flat_segments(mut sregs: kvm_sregs, code: kvm_segment) -> kvm_sregs {
     let data = segment_from_gdt(BOOT_GDT[usize::from(DATA_INDEX)], DATA_INDEX);
     sregs.cs = code;
     sregs.ds = data;
@@ -94,6 +94,13 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
         limit: 7,
         ..Default::default()
     };
+    sregs
+}
+
+/// Long mode with paging through `cr3`, flat segments from the boot GDT.
+pub fn long_mode_sregs(sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
+    let code = segment_from_gdt(BOOT_GDT[usize::from(CODE_INDEX)], CODE_INDEX);
+    let mut sregs = flat_segments(sregs, code);
     sregs.cr0 |= CR0_PE | CR0_ET | CR0_PG;
     sregs.cr3 = cr3;
     sregs.cr4 |= CR4_PAE;
@@ -107,25 +114,8 @@ const PVH_CODE: u64 = gdt_entry(0xc09b, 0, 0xfffff);
 
 /// 32-bit protected mode with paging off and flat segments: the PVH entry
 /// state (Xen's HVM direct boot ABI, which Linux's `pvh_start_xen` expects).
-pub fn pvh_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
-    let data = segment_from_gdt(BOOT_GDT[usize::from(DATA_INDEX)], DATA_INDEX);
-    sregs.cs = segment_from_gdt(PVH_CODE, CODE_INDEX);
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = segment_from_gdt(BOOT_GDT[usize::from(TSS_INDEX)], TSS_INDEX);
-    sregs.gdt = kvm_dtable {
-        base: BOOT_GDT_START,
-        limit: (BOOT_GDT.len() * 8 - 1) as u16,
-        ..Default::default()
-    };
-    sregs.idt = kvm_dtable {
-        base: BOOT_IDT_START,
-        limit: 7,
-        ..Default::default()
-    };
+pub fn pvh_sregs(sregs: kvm_sregs) -> kvm_sregs {
+    let mut sregs = flat_segments(sregs, segment_from_gdt(PVH_CODE, CODE_INDEX));
     sregs.cr0 = (sregs.cr0 | CR0_PE | CR0_ET) & !CR0_PG;
     sregs.cr4 = 0;
     sregs.efer = 0;
@@ -244,6 +234,24 @@ mod tests {
         assert_eq!(s.cs.selector, 0x10);
         assert_eq!(s.ss.selector, 0x18);
         assert_eq!(s.tr.type_, 0xb);
+    }
+
+    #[test]
+    fn test_pvh_sregs_are_flat_32_bit_protected_mode_without_paging() {
+        let old = kvm_sregs {
+            cr0: CR0_PG | CR0_PE,
+            cr4: CR4_PAE,
+            efer: EFER_LME | EFER_LMA,
+            ..Default::default()
+        };
+        let s = pvh_sregs(old);
+        assert_eq!(s.cr0 & (CR0_PE | CR0_PG), CR0_PE);
+        assert_eq!((s.cr4, s.efer), (0, 0));
+        assert_eq!((s.cs.db, s.cs.l, s.cs.g), (1, 0, 1), "32-bit code, 4 GiB");
+        assert_eq!((s.cs.base, s.cs.limit), (0, 0xffff_ffff));
+        assert_eq!((s.ds.base, s.ds.limit, s.ds.type_), (0, 0xffff_ffff, 3));
+        let r = pvh_regs(0x100_0850, 0x7000);
+        assert_eq!((r.rip, r.rbx, r.rflags), (0x100_0850, 0x7000, 2));
     }
 
     #[test]
