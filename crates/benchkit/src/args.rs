@@ -41,6 +41,19 @@ pub enum Reap {
     Irq,
 }
 
+/// The PCI role an NVMe controller is built with (its I/O path is the same
+/// in each; what differs is its identity and interrupts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// An ordinary function.
+    #[default]
+    Function,
+    /// An SR-IOV physical function (with four virtual functions offered).
+    Pf,
+    /// An SR-IOV virtual function (MSI-X only, CMIC's VF bit).
+    Vf,
+}
+
 impl Reap {
     /// Name in the report.
     pub fn id(self) -> &'static str {
@@ -116,6 +129,10 @@ pub struct Args {
     /// Polling or interrupts.
     #[arg(long, value_enum, default_value_t = Reap::Poll)]
     pub reap: Reap,
+    /// NVMe only: the SR-IOV role the controller is built with, so that a
+    /// PF and its VFs can be measured side by side (one process each).
+    #[arg(long, value_enum, default_value_t = Role::Function)]
+    pub role: Role,
     /// Backend engine: io_uring, or preadv2/pwritev2 on the worker thread.
     #[arg(long, value_name = "uring|sync", default_value = "uring", value_parser = engine())]
     pub engine: EngineKind,
@@ -178,6 +195,20 @@ mod tests {
     fn error(list: &[&str]) -> (ErrorKind, String) {
         let e = args(list).unwrap_err();
         (e.kind(), e.to_string())
+    }
+
+    #[test]
+    fn test_args_role_defaults_to_a_plain_function_and_reads_pf_and_vf() {
+        assert_eq!(args(&["--file", "f"]).unwrap().role, Role::Function);
+        assert_eq!(
+            args(&["--file", "f", "--role", "vf"]).unwrap().role,
+            Role::Vf
+        );
+        assert_eq!(
+            args(&["--file", "f", "--role", "pf"]).unwrap().role,
+            Role::Pf
+        );
+        assert!(args(&["--file", "f", "--role", "x"]).is_err());
     }
 
     #[test]

@@ -25,7 +25,7 @@
 mod args;
 mod figures;
 
-pub use args::{Args, Reap, Rw};
+pub use args::{Args, Reap, Role, Rw};
 /// clap's parser trait, so that a bench binary calls [`Args::parse`]
 /// without depending on clap itself.
 pub use clap::Parser;

@@ -31,7 +31,7 @@ use anyhow::{bail, ensure, Context, Result};
 use benchkit::{Args, DevicePath, Interrupts, Parser, Rw, IO_SIZE};
 use devices::nvme::command::Sqe;
 use devices::nvme::regs::{self, cc, csts};
-use devices::nvme::{NamespaceConfig, Nvme, NvmeConfig, DOORBELL_BASE, NVME_BAR};
+use devices::nvme::{NamespaceConfig, Nvme, NvmeConfig, PciRole, DOORBELL_BASE, NVME_BAR};
 use dma::{FunctionContext, FunctionDma, GuestDma, RequesterId};
 use irq::msi::{MsiMessage, MsiVectors};
 use irq::recording::RecordingLine;
@@ -385,6 +385,11 @@ fn main() -> Result<()> {
             block_size,
             readonly,
         }],
+        role: match args.role {
+            benchkit::Role::Function => PciRole::Function,
+            benchkit::Role::Pf => PciRole::PhysicalFunction { total_vfs: 4 },
+            benchkit::Role::Vf => PciRole::VirtualFunction,
+        },
         ..NvmeConfig::default()
     };
     // The function's DMA as the VMM gives it: its context (Bus Master
