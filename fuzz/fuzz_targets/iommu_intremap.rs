@@ -12,6 +12,8 @@
 
 #![no_main]
 
+mod iommu_common;
+
 use std::sync::Arc;
 
 use dma::{Dma, GuestDma, RequesterId};
@@ -19,9 +21,6 @@ use iommu::intremap::decode_irte;
 use iommu::InterruptRemapper;
 use irq::msi::MsiMessage;
 use libfuzzer_sys::fuzz_target;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-
-const RAM: usize = 0x1_0000;
 
 fuzz_target!(|data: &[u8]| {
     let Some((address, rest)) = data.split_first_chunk::<8>() else {
@@ -36,15 +35,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flags, ram)) = rest.split_first() else {
         return;
     };
-    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM)]) else {
+    let Some(mem) = iommu_common::guest_ram(ram) else {
         return;
     };
-    if mem
-        .write_slice(&ram[..ram.len().min(RAM)], GuestAddress(0))
-        .is_err()
-    {
-        return;
-    }
     for e in ram.chunks_exact(16).take(64) {
         let lo = u64::from_le_bytes(e[..8].try_into().unwrap());
         let hi = u64::from_le_bytes(e[8..].try_into().unwrap());
@@ -57,7 +50,11 @@ fuzz_target!(|data: &[u8]| {
         data: u32::from_le_bytes(*msg_data),
     };
     let requester = RequesterId(u16::from_le_bytes(*rid));
-    assert_eq!(ir.remap(msg, requester), Ok(msg), "remapping off passes all");
+    assert_eq!(
+        ir.remap(msg, requester),
+        Ok(msg),
+        "remapping off passes all"
+    );
 
     let x2apic = flags & 1 != 0;
     let compat = flags & 2 != 0;

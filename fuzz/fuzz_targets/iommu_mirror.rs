@@ -15,6 +15,8 @@
 
 #![no_main]
 
+mod iommu_common;
+
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -23,9 +25,9 @@ use dma::{Dma, GuestDma, RequesterId};
 use iommu::regs::{ContextInvalidation, IotlbInvalidation, IotlbScope};
 use iommu::{Capabilities, Effect, HostMapper, Mirror, Remapper, SyncScope};
 use libfuzzer_sys::fuzz_target;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
-const RAM: u64 = 0x1_0000;
+const RAM: u64 = iommu_common::RAM as u64;
 
 #[derive(Debug, Default)]
 struct StrictHost {
@@ -36,11 +38,17 @@ struct StrictHost {
 impl HostMapper for StrictHost {
     fn map(&self, iova: u64, _gpa: u64, len: u64, read: bool, write: bool) -> io::Result<()> {
         assert!(read || write, "a mapping with no rights");
-        assert!(len > 0 && iova % len == 0, "unaligned leaf {iova:#x}+{len:#x}");
+        assert!(
+            len > 0 && iova % len == 0,
+            "unaligned leaf {iova:#x}+{len:#x}"
+        );
         let mut m = self.mapped.lock().unwrap();
         let end = iova.checked_add(len).expect("mapping wraps");
         if let Some((&a, &l)) = m.range(..end).next_back() {
-            assert!(a + l <= iova, "overlapping map {iova:#x}+{len:#x} over {a:#x}+{l:#x}");
+            assert!(
+                a + l <= iova,
+                "overlapping map {iova:#x}+{len:#x} over {a:#x}+{l:#x}"
+            );
         }
         m.insert(iova, len);
         Ok(())
@@ -48,14 +56,21 @@ impl HostMapper for StrictHost {
 
     fn unmap(&self, iova: u64, len: u64) -> io::Result<()> {
         let gone = self.mapped.lock().unwrap().remove(&iova);
-        assert_eq!(gone, Some(len), "unmap of {iova:#x}+{len:#x} is not a whole mapping");
+        assert_eq!(
+            gone,
+            Some(len),
+            "unmap of {iova:#x}+{len:#x} is not a whole mapping"
+        );
         Ok(())
     }
 
     fn map_identity(&self) -> io::Result<()> {
         let mut id = self.identity.lock().unwrap();
         assert!(!*id, "identity mapped twice");
-        assert!(self.mapped.lock().unwrap().is_empty(), "identity over leaves");
+        assert!(
+            self.mapped.lock().unwrap().is_empty(),
+            "identity over leaves"
+        );
         *id = true;
         Ok(())
     }
@@ -75,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((root, ops)) = rest.split_first_chunk::<8>() else {
         return;
     };
-    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM as usize)]) else {
+    let Some(mem) = iommu_common::guest_ram(&[]) else {
         return;
     };
     let mem = Arc::new(mem);
@@ -122,7 +137,9 @@ fuzz_target!(|data: &[u8]| {
                 scope: if value & 1 == 0 {
                     IotlbScope::Global
                 } else {
-                    IotlbScope::Domain { did: (value >> 8) as u16 }
+                    IotlbScope::Domain {
+                        did: (value >> 8) as u16,
+                    }
                 },
                 drain_reads: false,
                 drain_writes: false,

@@ -10,6 +10,8 @@
 
 #![no_main]
 
+mod iommu_common;
+
 use std::sync::Arc;
 
 use dma::{Dma, GuestDma};
@@ -18,9 +20,6 @@ use iommu::regs::layout::{GCMD, IECTL, IQA, IQT};
 use iommu::regs::Options;
 use iommu::{Capabilities, Effect, Registers};
 use libfuzzer_sys::fuzz_target;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-
-const RAM: usize = 0x1_0000;
 
 fuzz_target!(|data: &[u8]| {
     let Some((iqa, rest)) = data.split_first_chunk::<8>() else {
@@ -32,15 +31,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flags, ram)) = rest.split_first() else {
         return;
     };
-    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM)]) else {
+    let Some(mem) = iommu_common::guest_ram(ram) else {
         return;
     };
-    if mem
-        .write_slice(&ram[..ram.len().min(RAM)], GuestAddress(0))
-        .is_err()
-    {
-        return;
-    }
     let limits = Limits {
         dma_drain: flags & 4 != 0,
         max_address_mask: 18,
@@ -69,7 +62,11 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         let entries = 256u64 << (regs.iqa() & 7);
-        assert!(regs.iqh() < entries * 16, "IQH {:#x} outside the queue", regs.iqh());
+        assert!(
+            regs.iqh() < entries * 16,
+            "IQH {:#x} outside the queue",
+            regs.iqh()
+        );
         assert_eq!(regs.iqh() & 0xf, 0);
         effects = regs.write(iommu::regs::layout::FSTS, &0x10u32.to_le_bytes());
     }

@@ -12,14 +12,14 @@
 
 #![no_main]
 
+mod iommu_common;
+
 use std::sync::Arc;
 
 use dma::{Direction, Dma, FunctionContext, GuestDma, RequesterId};
 use iommu::{walk, Capabilities, IommuDma, Levels, Remapper};
 use libfuzzer_sys::fuzz_target;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-const RAM: usize = 0x1_0000;
 /// Largest DMA tried through the whole path.
 const MAX_DMA: u64 = 0x4000;
 
@@ -34,15 +34,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (iova, table) = (u64::from_le_bytes(*iova), u64::from_le_bytes(*table));
-    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM)]) else {
+    let Some(mem) = iommu_common::guest_ram(ram) else {
         return;
     };
-    if mem
-        .write_slice(&ram[..ram.len().min(RAM)], GuestAddress(0))
-        .is_err()
-    {
-        return;
-    }
     let ram: Arc<dyn Dma> = Arc::new(GuestDma::new(Arc::new(mem)));
     let levels = if flags & 1 == 0 {
         Levels::Three
