@@ -203,6 +203,36 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
         wiring.console_inputs, 1,
         "the virtio console takes the input"
     );
+    // Every endpoint function reports counters, by id or kind and number;
+    // bridges and disks (parts of their controller) do not.
+    let report = pci.counters().report();
+    let names: Vec<&str> = report.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "a0",
+            "n0",
+            "pci-serial0",
+            "virtio-blk0",
+            "virtio-console0",
+            "virtio-rng0",
+            "vfio-pci0",
+            "vmm"
+        ]
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        report["n0"].get("read_ops"),
+        Some(0),
+        "NVMe reports block figures"
+    );
+    assert_eq!(report["virtio-blk0"].get("read_ops"), Some(0));
+    assert_eq!(report["virtio-rng0"].get("read_ops"), None);
+    assert_eq!(report["vmm"].get("exits"), Some(0));
 }
 
 #[test]
