@@ -67,10 +67,12 @@ impl<'a> BuildContext<'a> {
         let mut dev = self.device(device, place, devices);
         let built = builders::build(&device.kind, &mut dev)?;
         let ctx = dev.function.clone();
+        // The name `vm.info` gives it: its id, or its kind and its index in
+        // the machine's device list (Cloud Hypervisor's `_disk0` style).
         let name = device
             .id
             .clone()
-            .unwrap_or_else(|| format!("{}{}", dev.name(), dev.number() - 1));
+            .unwrap_or_else(|| format!("_{}{}", dev.name(), place.index));
         if built.as_ref().is_some_and(|b| b.endpoint().is_some()) {
             self.pci.counters().register(name, ctx.counters().clone());
         }

@@ -212,11 +212,11 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
         [
             "a0",
             "n0",
-            "pci-serial0",
-            "virtio-blk0",
-            "virtio-console0",
-            "virtio-rng0",
-            "vfio-pci0",
+            "_pci-serial2",
+            "_virtio-blk5",
+            "_virtio-console6",
+            "_virtio-rng7",
+            "_vfio-pci8",
             "vmm"
         ]
         .iter()
@@ -230,8 +230,8 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
         Some(0),
         "NVMe reports block figures"
     );
-    assert_eq!(report["virtio-blk0"].get("read_ops"), Some(0));
-    assert_eq!(report["virtio-rng0"].get("read_ops"), None);
+    assert_eq!(report["_virtio-blk5"].get("read_ops"), Some(0));
+    assert_eq!(report["_virtio-rng7"].get("read_ops"), None);
     assert_eq!(report["vmm"].get("exits"), Some(0));
 }
 
