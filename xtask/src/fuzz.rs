@@ -155,11 +155,17 @@ fn run_target(dir: &Path, target: &str) -> Result<i32> {
     let artifacts = dir.join("artifacts").join(target);
     let before = file_names(&artifacts);
     let max_time = format!("-max_total_time={SECONDS}");
-    let status = run_status(
-        rustup_command("cargo")
-            .current_dir(dir)
-            .args(["+nightly", "fuzz", "run", target, "--", &max_time]),
-    )?;
+    // The working corpus (not in git) grows from the seeds in git.
+    let corpus = format!("corpus/{target}");
+    fs::create_dir_all(dir.join(&corpus)).with_context(|| format!("creating fuzz/{corpus}"))?;
+    let seeds = format!("seeds/{target}");
+    let mut cmd = rustup_command("cargo");
+    cmd.current_dir(dir)
+        .args(["+nightly", "fuzz", "run", target, &corpus]);
+    if dir.join(&seeds).is_dir() {
+        cmd.arg(&seeds);
+    }
+    let status = run_status(cmd.args(["--", &max_time]))?;
     if status.success() {
         return Ok(0);
     }
