@@ -65,6 +65,9 @@ pub enum Command {
     /// Boot a Linux kernel in a new virtual machine and run it until it powers off.
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
+    /// Ask a running iovm something through its API socket (--api-socket).
+    #[command(after_help = crate::remote::AFTER_HELP)]
+    Remote(crate::remote::RemoteArgs),
 }
 
 /// `iovm run` options.
@@ -74,8 +77,19 @@ pub struct RunArgs {
     /// an uncompressed ELF vmlinux, which starts through its PVH entry and
     /// skips the bzImage's self-decompression (cargo xtask guest writes
     /// target/guest/vmlinux).
+    /// Required unless --api-socket is given: without it, iovm starts
+    /// an empty VMM that waits for vm.create and vm.boot.
+    #[arg(long, value_name = "PATH", required_unless_present = "api_socket")]
+    pub kernel: Option<PathBuf>,
+
+    /// Serve the management API (Cloud Hypervisor's REST dialect, HTTP/1.1)
+    /// on a Unix socket at PATH, owner-only, removed on exit (docs/api.md).
+    /// With --kernel the machine boots at once and the API manages it; iovm
+    /// ends when it does. Without --kernel iovm waits for vm.create and
+    /// vm.boot, outlives the machine (vm.info shows how it ended) and ends
+    /// on vmm.shutdown or SIGTERM.
     #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    pub api_socket: Option<PathBuf>,
 
     /// Initramfs (a cpio archive, compressed or not) for the kernel to unpack as its root.
     #[arg(long, value_name = "PATH")]
@@ -212,9 +226,13 @@ impl RunArgs {
                 DeviceSpec::Iommu(c) => iommu = Some(*c),
             }
         }
+        let kernel = self
+            .kernel
+            .clone()
+            .ok_or("--kernel is required (or --api-socket, to create the VM through the API)")?;
         Ok(VmConfig {
             boot: BootConfig {
-                kernel: self.kernel.clone(),
+                kernel,
                 initramfs: self.initramfs.clone(),
                 cmdline: self.cmdline.clone(),
             },
@@ -882,7 +900,9 @@ mod tests {
             "iovm", "run", "--kernel", "k", "--memory", "5G", "--cpus", "2",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         let cfg = args.vm_config().unwrap();
         assert_eq!(cfg.memory.size, 5 << 30);
         assert_eq!(cfg.iommu, None);
@@ -1046,7 +1066,9 @@ mod tests {
             "intel-iommu,aw-bits=39",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         assert!(args.vm_config().unwrap_err().contains("given twice"));
     }
 }
