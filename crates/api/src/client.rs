@@ -88,7 +88,8 @@ pub fn call(
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n");
+    let mut text =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n");
     if body.is_some() {
         text.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",

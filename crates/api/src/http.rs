@@ -65,11 +65,7 @@ fn refuse(status: u16, text: impl Into<String>) -> ReadError {
 
 /// Reads into `buf`, collecting passed descriptors into `fds`; 0 at end
 /// of stream.
-fn receive(
-    stream: &UnixStream,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-) -> std::io::Result<usize> {
+fn receive(stream: &UnixStream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> std::io::Result<usize> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -131,15 +127,25 @@ pub fn read_request(stream: &UnixStream, limits: Limits) -> Result<Request, Read
             Ok(0) if data.is_empty() => return Err(ReadError::Gone),
             Ok(0) => return Err(refuse(400, "the request ended before its headers did")),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(refuse(408, "the request did not arrive in time"))
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::Other => return Err(refuse(400, e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::Other => {
+                return Err(refuse(400, e.to_string()))
+            }
             Err(_) => return Err(ReadError::Gone),
         };
         if fds.len() > MAX_FDS {
-            return Err(refuse(400, format!("at most {MAX_FDS} file descriptors per request")));
+            return Err(refuse(
+                400,
+                format!("at most {MAX_FDS} file descriptors per request"),
+            ));
         }
         data.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -147,16 +153,26 @@ pub fn read_request(stream: &UnixStream, limits: Limits) -> Result<Request, Read
         match req.parse(&data) {
             Ok(httparse::Status::Complete(head_len)) => {
                 if head_len > limits.head {
-                    return Err(refuse(431, format!("the request head is over {} bytes", limits.head)));
+                    return Err(refuse(
+                        431,
+                        format!("the request head is over {} bytes", limits.head),
+                    ));
                 }
                 let length = content_length(req.headers)?;
                 let method = req.method.unwrap_or_default().to_string();
                 let target = req.path.unwrap_or_default();
-                let path = target.split(['?', '#']).next().unwrap_or_default().to_string();
+                let path = target
+                    .split(['?', '#'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 break (method, path, head_len, length);
             }
             Ok(httparse::Status::Partial) if data.len() > limits.head => {
-                return Err(refuse(431, format!("the request head is over {} bytes", limits.head)))
+                return Err(refuse(
+                    431,
+                    format!("the request head is over {} bytes", limits.head),
+                ))
             }
             Ok(httparse::Status::Partial) => {}
             Err(httparse::Error::TooManyHeaders) => {
@@ -168,7 +184,10 @@ pub fn read_request(stream: &UnixStream, limits: Limits) -> Result<Request, Read
     if length > limits.body {
         return Err(refuse(
             413,
-            format!("the body is {length} bytes; iovm takes at most {}", limits.body),
+            format!(
+                "the body is {length} bytes; iovm takes at most {}",
+                limits.body
+            ),
         ));
     }
     let mut body = data.split_off(body_start.min(data.len()));
@@ -185,7 +204,10 @@ pub fn read_request(stream: &UnixStream, limits: Limits) -> Result<Request, Read
             Err(_) => return Err(refuse(408, "the body did not arrive in time")),
         }
         if fds.len() > MAX_FDS {
-            return Err(refuse(400, format!("at most {MAX_FDS} file descriptors per request")));
+            return Err(refuse(
+                400,
+                format!("at most {MAX_FDS} file descriptors per request"),
+            ));
         }
     }
     body.truncate(length);
@@ -201,7 +223,10 @@ fn content_length(headers: &[httparse::Header]) -> Result<usize, ReadError> {
     let mut length = None;
     for h in headers {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(refuse(411, "iovm takes bodies with a Content-Length, not chunked"));
+            return Err(refuse(
+                411,
+                "iovm takes bodies with a Content-Length, not chunked",
+            ));
         }
         if h.name.eq_ignore_ascii_case("content-length") {
             let n = std::str::from_utf8(h.value)
@@ -249,7 +274,10 @@ pub fn write_response(
 ) -> std::io::Result<()> {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!("HTTP/1.1 {status} {}\r\nServer: iovm\r\nConnection: close\r\n", reason(status));
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nServer: iovm\r\nConnection: close\r\n",
+        reason(status)
+    );
     if let Some(allow) = allow {
         head.push_str(&format!("Allow: {allow}\r\n"));
     }
@@ -287,7 +315,10 @@ mod tests {
             Limits::default(),
         )
         .unwrap();
-        assert_eq!((r.method.as_str(), r.path.as_str()), ("PUT", "/api/v1/vm.add-disk"));
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("PUT", "/api/v1/vm.add-disk")
+        );
         assert_eq!(r.body, b"{}  ");
     }
 
@@ -322,10 +353,16 @@ mod tests {
 
     #[test]
     fn test_garbage_is_400_and_endless_head_is_431() {
-        assert!(matches!(send(b"\x00\x01\x02 nonsense\r\n\r\n", Limits::default()), Err(ReadError::Refuse(400, _))));
+        assert!(matches!(
+            send(b"\x00\x01\x02 nonsense\r\n\r\n", Limits::default()),
+            Err(ReadError::Refuse(400, _))
+        ));
         let mut long = b"GET /api/v1/vmm.ping HTTP/1.1\r\nX: ".to_vec();
         long.extend(std::iter::repeat_n(b'a', 10_000));
-        assert!(matches!(send(&long, Limits::default()), Err(ReadError::Refuse(431, _))));
+        assert!(matches!(
+            send(&long, Limits::default()),
+            Err(ReadError::Refuse(431, _))
+        ));
     }
 
     #[test]

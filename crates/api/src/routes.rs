@@ -97,16 +97,28 @@ mod tests {
 
     #[test]
     fn test_unknown_path_is_not_found() {
-        assert_eq!(route("GET", "/api/v1/vm.nothing"), Err(RouteError::NotFound));
+        assert_eq!(
+            route("GET", "/api/v1/vm.nothing"),
+            Err(RouteError::NotFound)
+        );
         assert_eq!(route("GET", "/vm.info"), Err(RouteError::NotFound));
         assert_eq!(route("GET", "/api/v1/vm.info/x"), Err(RouteError::NotFound));
     }
 
     #[test]
     fn test_wrong_method_names_the_right_one() {
-        assert_eq!(route("PUT", "/api/v1/vm.info"), Err(RouteError::WrongMethod("GET")));
-        assert_eq!(route("GET", "/api/v1/vm.pause"), Err(RouteError::WrongMethod("PUT")));
-        assert_eq!(route("put", "/api/v1/vm.pause"), Err(RouteError::WrongMethod("PUT")));
+        assert_eq!(
+            route("PUT", "/api/v1/vm.info"),
+            Err(RouteError::WrongMethod("GET"))
+        );
+        assert_eq!(
+            route("GET", "/api/v1/vm.pause"),
+            Err(RouteError::WrongMethod("PUT"))
+        );
+        assert_eq!(
+            route("put", "/api/v1/vm.pause"),
+            Err(RouteError::WrongMethod("PUT"))
+        );
     }
 
     /// The spec (`docs/api/openapi.yaml`) and the router agree: every route

@@ -59,7 +59,10 @@ pub struct ApiServer {
     accept: Option<JoinHandle<()>>,
 }
 
-fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> ServerError + 'a {
+fn io_err<'a>(
+    path: &'a Path,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> ServerError + 'a {
     move |source| ServerError::Io {
         path: path.display().to_string(),
         what,
@@ -99,7 +102,9 @@ fn bind_private(path: &Path) -> Result<UnixListener, ServerError> {
     // SAFETY: a plain socket(2) call.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(io_err(path, "create a socket")(std::io::Error::last_os_error()));
+        return Err(io_err(path, "create a socket")(
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: `fd` is a new socket owned by nobody else.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -165,8 +170,12 @@ impl ApiServer {
                     let Ok(stream) = stream else { continue };
                     if active2.load(Ordering::Acquire) >= MAX_CLIENTS {
                         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-                        let busy = Response::error(503, format!("more than {MAX_CLIENTS} clients at once; ask again"));
-                        let _ = http::write_response(&stream, busy.status, busy.body.as_ref(), None);
+                        let busy = Response::error(
+                            503,
+                            format!("more than {MAX_CLIENTS} clients at once; ask again"),
+                        );
+                        let _ =
+                            http::write_response(&stream, busy.status, busy.body.as_ref(), None);
                         continue;
                     }
                     active2.fetch_add(1, Ordering::AcqRel);

@@ -231,16 +231,14 @@ fn boot(
             vmm.outcome = Some(outcome.clone());
             Ok(outcome)
         }
-        Err(e) => {
-            match reply.take() {
-                Some(r) => {
-                    tracing::warn!("vm.boot failed: {e}");
-                    r.answer(Err(ManageError::Boot(e.to_string())));
-                    vmm.state = MachineState::Created;
-                    Ok(Outcome::Crash(e.to_string()))
-                }
-                None => Err(e.into()),
+        Err(e) => match reply.take() {
+            Some(r) => {
+                tracing::warn!("vm.boot failed: {e}");
+                r.answer(Err(ManageError::Boot(e.to_string())));
+                vmm.state = MachineState::Created;
+                Ok(Outcome::Crash(e.to_string()))
             }
-        }
+            None => Err(e.into()),
+        },
     }
 }

@@ -115,7 +115,11 @@ pub fn run(args: &RemoteArgs) -> i32 {
                 .and_then(|b| b.get("error"))
                 .and_then(Value::as_str)
                 .unwrap_or("no message");
-            eprintln!("iovm remote: error: {} {}: {message}", reply.status, api::http::reason(reply.status));
+            eprintln!(
+                "iovm remote: error: {} {}: {message}",
+                reply.status,
+                api::http::reason(reply.status)
+            );
             1
         }
         Err(e) => {
@@ -127,7 +131,8 @@ pub fn run(args: &RemoteArgs) -> i32 {
 
 fn request(args: &RemoteArgs) -> anyhow::Result<Reply> {
     use RemoteCommand as C;
-    let (method, endpoint, body, fds): (&str, &str, Option<Value>, Vec<RawFd>) = match &args.command {
+    let (method, endpoint, body, fds): (&str, &str, Option<Value>, Vec<RawFd>) = match &args.command
+    {
         C::Ping => ("GET", "vmm.ping", None, vec![]),
         C::Info => ("GET", "vm.info", None, vec![]),
         C::Counters => ("GET", "vm.counters", None, vec![]),
@@ -145,7 +150,12 @@ fn request(args: &RemoteArgs) -> anyhow::Result<Reply> {
             Some(json!({"path": path, "id": id, "readonly": readonly})),
             vec![],
         ),
-        C::AddNet { tap, tap_fd, mac, id } => {
+        C::AddNet {
+            tap,
+            tap_fd,
+            mac,
+            id,
+        } => {
             let mut body = json!({"tap": tap, "mac": mac, "id": id});
             if !tap_fd.is_empty() {
                 body["fds"] = json!(tap_fd);
@@ -163,7 +173,13 @@ fn request(args: &RemoteArgs) -> anyhow::Result<Reply> {
         C::ShutdownVmm => ("PUT", "vmm.shutdown", None, vec![]),
     };
     let path = format!("{}/{endpoint}", api::routes::PREFIX);
-    Ok(client::call(&args.api_socket, method, &path, body.as_ref(), &fds)?)
+    Ok(client::call(
+        &args.api_socket,
+        method,
+        &path,
+        body.as_ref(),
+        &fds,
+    )?)
 }
 
 fn text(v: &Value) -> String {
@@ -209,10 +225,17 @@ fn print_info(body: &Value) {
     let config = &body["config"];
     println!("state          {}", text(&body["state"]));
     if let Some(o) = body["outcome"].as_object() {
-        println!("ended          {} (exit status {})", text(&o["reason"]), text(&o["exit_code"]));
+        println!(
+            "ended          {} (exit status {})",
+            text(&o["reason"]),
+            text(&o["exit_code"])
+        );
     }
     println!("vcpus          {}", text(&config["cpus"]["boot_vcpus"]));
-    println!("memory         {} MiB", config["memory"]["size"].as_u64().unwrap_or(0) >> 20);
+    println!(
+        "memory         {} MiB",
+        config["memory"]["size"].as_u64().unwrap_or(0) >> 20
+    );
     println!("kernel         {}", text(&config["payload"]["kernel"]));
     println!("cmdline        {}", text(&config["payload"]["cmdline"]));
     println!();

@@ -295,7 +295,12 @@ mod tests {
 
     #[test]
     fn test_disk_without_path_is_refused() {
-        assert_eq!(disk(&json!({"readonly": true}), "disks[2]").unwrap_err().field, "disks[2].path");
+        assert_eq!(
+            disk(&json!({"readonly": true}), "disks[2]")
+                .unwrap_err()
+                .field,
+            "disks[2].path"
+        );
     }
 
     #[test]
@@ -303,7 +308,11 @@ mod tests {
         let body = json!({"tap": "tap7", "mac": "52:54:00:aa:bb:cc", "num_queues": 4,
                           "ip": "192.168.249.1", "mask": "255.255.255.0", "offload_tso": true});
         let (d, fds) = net(&body, "").unwrap();
-        let DeviceKind::Virtio(VirtioConfig { device: VirtioKind::Net(n), .. }) = d.kind else {
+        let DeviceKind::Virtio(VirtioConfig {
+            device: VirtioKind::Net(n),
+            ..
+        }) = d.kind
+        else {
             panic!("not a virtio-net: {d:?}");
         };
         assert_eq!(n.tap.as_deref(), Some("tap7"));
@@ -320,17 +329,29 @@ mod tests {
 
     #[test]
     fn test_net_odd_queue_count_and_bad_mac_are_refused() {
-        assert_eq!(net(&json!({"num_queues": 3}), "").unwrap_err().field, "num_queues");
+        assert_eq!(
+            net(&json!({"num_queues": 3}), "").unwrap_err().field,
+            "num_queues"
+        );
         assert_eq!(net(&json!({"mac": "52:54"}), "").unwrap_err().field, "mac");
         assert_eq!(net(&json!({"mtu": 9000}), "").unwrap_err().field, "mtu");
     }
 
     #[test]
     fn test_vfio_reads_its_sysfs_path_and_slot() {
-        let d = vfio(&json!({"path": "/sys/bus/pci/devices/0000:01:00.0", "pci_device_id": 5}), "")
-            .unwrap();
+        let d = vfio(
+            &json!({"path": "/sys/bus/pci/devices/0000:01:00.0", "pci_device_id": 5}),
+            "",
+        )
+        .unwrap();
         assert!(matches!(d.kind, DeviceKind::VfioPci(_)));
-        assert_eq!(d.addr, Some(PciSlot { device: 5, function: 0 }));
+        assert_eq!(
+            d.addr,
+            Some(PciSlot {
+                device: 5,
+                function: 0
+            })
+        );
         assert!(vfio(&json!({"path": "/x", "pci_device_id": 0}), "").is_err());
     }
 
@@ -343,7 +364,12 @@ mod tests {
 
     #[test]
     fn test_ids_starting_with_underscore_are_iovms() {
-        assert_eq!(disk(&json!({"path": "/x", "id": "_disk0"}), "").unwrap_err().field, "id");
+        assert_eq!(
+            disk(&json!({"path": "/x", "id": "_disk0"}), "")
+                .unwrap_err()
+                .field,
+            "id"
+        );
     }
 
     #[test]

@@ -215,9 +215,6 @@ mod tests {
 
     #[test]
     fn test_body_that_is_not_an_object_is_refused() {
-        assert_eq!(
-            Fields::new(&json!([1]), "").unwrap_err().field,
-            "body"
-        );
+        assert_eq!(Fields::new(&json!([1]), "").unwrap_err().field, "body");
     }
 }

@@ -91,21 +91,32 @@ fn test_unsupported_field_set_is_refused_naming_it() {
     assert_eq!(vm_config(&body, &defaults()).unwrap_err().field, "vsock");
     let mut body = ch_body();
     body["cpus"]["max_vcpus"] = json!(4);
-    assert_eq!(vm_config(&body, &defaults()).unwrap_err().field, "cpus.max_vcpus");
+    assert_eq!(
+        vm_config(&body, &defaults()).unwrap_err().field,
+        "cpus.max_vcpus"
+    );
 }
 
 #[test]
 fn test_wrong_types_and_missing_payload_are_refused() {
     let mut body = ch_body();
     body["cpus"]["boot_vcpus"] = json!("two");
-    assert_eq!(vm_config(&body, &defaults()).unwrap_err().field, "cpus.boot_vcpus");
+    assert_eq!(
+        vm_config(&body, &defaults()).unwrap_err().field,
+        "cpus.boot_vcpus"
+    );
     let e = vm_config(&json!({"cpus": {"boot_vcpus": 1}}), &defaults()).unwrap_err();
     assert_eq!(e.field, "payload");
     assert_eq!(
-        vm_config(&json!({"payload": {}}), &defaults()).unwrap_err().field,
+        vm_config(&json!({"payload": {}}), &defaults())
+            .unwrap_err()
+            .field,
         "payload.kernel"
     );
-    assert_eq!(vm_config(&json!("x"), &defaults()).unwrap_err().field, "body");
+    assert_eq!(
+        vm_config(&json!("x"), &defaults()).unwrap_err().field,
+        "body"
+    );
 }
 
 #[test]
@@ -122,7 +133,8 @@ fn test_iovm_devices_go_through_the_device_parser() {
     let e = vm_config(&bad, &defaults()).unwrap_err();
     assert_eq!(e.field, "iovm_devices[0]");
     assert!(e.problem.contains("floppy"), "{e}");
-    let comma = json!({"payload": {"kernel": "/k"}, "iovm_devices": [{"kind": "root-port", "id": "a,b"}]});
+    let comma =
+        json!({"payload": {"kernel": "/k"}, "iovm_devices": [{"kind": "root-port", "id": "a,b"}]});
     assert!(vm_config(&comma, &defaults()).is_err());
 }
 
@@ -132,7 +144,9 @@ fn test_console_tty_adds_a_virtio_console_on_iovms_console() {
                       "console": {"mode": "Tty"}});
     let cfg = vm_config(&body, &defaults()).unwrap();
     assert_eq!(cfg.serial, SerialConfig::Stdio);
-    assert!(matches!(&cfg.devices[0].kind, DeviceKind::Virtio(v) if v.device == VirtioKind::Console));
+    assert!(
+        matches!(&cfg.devices[0].kind, DeviceKind::Virtio(v) if v.device == VirtioKind::Console)
+    );
 }
 
 #[test]

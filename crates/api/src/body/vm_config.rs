@@ -67,7 +67,9 @@ fn payload(v: &Value) -> Result<BootConfig, BodyError> {
     let kernel = f
         .string("kernel")?
         .filter(|k| !k.is_empty())
-        .ok_or_else(|| BodyError::new("payload.kernel", "is required: iovm boots a Linux kernel"))?;
+        .ok_or_else(|| {
+            BodyError::new("payload.kernel", "is required: iovm boots a Linux kernel")
+        })?;
     let boot = BootConfig {
         kernel: PathBuf::from(kernel),
         initramfs: f.string("initramfs")?.map(PathBuf::from),
@@ -133,7 +135,9 @@ fn memory(v: Option<&Value>) -> Result<MemoryConfig, BodyError> {
     Ok(MemoryConfig { size })
 }
 
-fn console_device(v: Option<&Value>) -> Result<(Option<SerialConfig>, Option<DeviceConfig>), BodyError> {
+fn console_device(
+    v: Option<&Value>,
+) -> Result<(Option<SerialConfig>, Option<DeviceConfig>), BodyError> {
     let Some(v) = v else {
         return Ok((None, None));
     };
@@ -163,7 +167,12 @@ fn device_spec(v: &Value, at: &str) -> Result<String, BodyError> {
     };
     let kind = match map.get("kind") {
         Some(Value::String(k)) if !k.is_empty() => k.clone(),
-        _ => return Err(BodyError::new(format!("{at}.kind"), "is required (a --device kind)")),
+        _ => {
+            return Err(BodyError::new(
+                format!("{at}.kind"),
+                "is required (a --device kind)",
+            ))
+        }
     };
     let mut spec = kind;
     for (key, value) in map.iter().filter(|(k, _)| *k != "kind") {
@@ -179,7 +188,10 @@ fn device_spec(v: &Value, at: &str) -> Result<String, BodyError> {
             }
         };
         if text.contains(',') || text.contains('=') || key.contains(',') || key.contains('=') {
-            return Err(BodyError::new(format!("{at}.{key}"), "may not contain ',' or '='"));
+            return Err(BodyError::new(
+                format!("{at}.{key}"),
+                "may not contain ',' or '='",
+            ));
         }
         spec.push_str(&format!(",{key}={text}"));
     }
@@ -191,7 +203,12 @@ pub fn vm_config(body: &Value, defaults: &CreateDefaults) -> Result<VmConfig, Bo
     let mut f = Fields::new(body, "")?;
     let boot = match f.object("payload")? {
         Some(p) => payload(p)?,
-        None => return Err(BodyError::new("payload", "is required (kernel, cmdline, initramfs)")),
+        None => {
+            return Err(BodyError::new(
+                "payload",
+                "is required (kernel, cmdline, initramfs)",
+            ))
+        }
     };
     let cpus = cpus(f.object("cpus")?)?;
     let memory = memory(f.object("memory")?)?;
@@ -238,7 +255,10 @@ pub fn vm_config(body: &Value, defaults: &CreateDefaults) -> Result<VmConfig, Bo
         match (defaults.parse_device)(&device_spec(v, &at)?) {
             Ok(ParsedDevice::Pci(d)) => device_list.push(d),
             Ok(ParsedDevice::Iommu(_)) if iommu.is_some() => {
-                return Err(BodyError::new(at, "the VM has one intel-iommu (iommu: true gives it too)"))
+                return Err(BodyError::new(
+                    at,
+                    "the VM has one intel-iommu (iommu: true gives it too)",
+                ))
             }
             Ok(ParsedDevice::Iommu(c)) => iommu = Some(c),
             Err(e) => return Err(BodyError::new(at, e)),
@@ -247,16 +267,33 @@ pub fn vm_config(body: &Value, defaults: &CreateDefaults) -> Result<VmConfig, Bo
     if let Some(v) = f.object("debug_console")? {
         let mut d = Fields::new(v, "debug_console")?;
         if serial_mode(&mut d, "debug_console")?.is_some() {
-            return Err(BodyError::new("debug_console.mode", "iovm has no debug port: Off"));
+            return Err(BodyError::new(
+                "debug_console.mode",
+                "iovm has no debug port: Off",
+            ));
         }
         d.unsupported("iobase", Value::Null)?;
         d.finish()?;
     }
     f.bool("pvpanic")?;
     for name in [
-        "rate_limit_groups", "balloon", "fs", "pmem", "generic_vhost_user", "user_devices",
-        "vdpa", "vsock", "numa", "rtc", "pci_segments", "platform", "tpm", "landlock_rules",
-        "sgx_epc", "pvmemcontrol", "ivshmem",
+        "rate_limit_groups",
+        "balloon",
+        "fs",
+        "pmem",
+        "generic_vhost_user",
+        "user_devices",
+        "vdpa",
+        "vsock",
+        "numa",
+        "rtc",
+        "pci_segments",
+        "platform",
+        "tpm",
+        "landlock_rules",
+        "sgx_epc",
+        "pvmemcontrol",
+        "ivshmem",
     ] {
         f.unsupported(name, Value::Null)?;
     }

@@ -90,7 +90,11 @@ mod tests {
     fn test_device_behind_a_numbered_root_port_is_on_its_secondary_bus() {
         let devices = vec![
             dev(DeviceKind::RootPort, Some("rp0"), None),
-            dev(DeviceKind::Nvme(NvmeConfig::default()), Some("nvme0"), Some("rp0")),
+            dev(
+                DeviceKind::Nvme(NvmeConfig::default()),
+                Some("nvme0"),
+                Some("rp0"),
+            ),
             dev(
                 DeviceKind::Virtio(VirtioConfig {
                     device: VirtioKind::Rng,
@@ -101,18 +105,31 @@ mod tests {
             ),
         ];
         let nodes = device_nodes(&devices, |bdf| (bdf.device == 1).then_some(3));
-        assert_eq!(nodes[0].bdf.map(|b| b.to_string()).as_deref(), Some("00:01.0"));
-        assert_eq!(nodes[1].bdf.map(|b| b.to_string()).as_deref(), Some("03:00.0"));
+        assert_eq!(
+            nodes[0].bdf.map(|b| b.to_string()).as_deref(),
+            Some("00:01.0")
+        );
+        assert_eq!(
+            nodes[1].bdf.map(|b| b.to_string()).as_deref(),
+            Some("03:00.0")
+        );
         assert_eq!(nodes[1].parent.as_deref(), Some("rp0"));
         assert_eq!(nodes[2].id, "_virtio-rng2");
-        assert_eq!(nodes[2].bdf.map(|b| b.to_string()).as_deref(), Some("00:02.0"));
+        assert_eq!(
+            nodes[2].bdf.map(|b| b.to_string()).as_deref(),
+            Some("00:02.0")
+        );
     }
 
     #[test]
     fn test_device_behind_an_unnumbered_bridge_has_no_address_yet() {
         let devices = vec![
             dev(DeviceKind::RootPort, Some("rp0"), None),
-            dev(DeviceKind::Nvme(NvmeConfig::default()), Some("n"), Some("rp0")),
+            dev(
+                DeviceKind::Nvme(NvmeConfig::default()),
+                Some("n"),
+                Some("rp0"),
+            ),
         ];
         let nodes = device_nodes(&devices, |_| Some(0));
         assert_eq!(nodes[1].bdf, None);

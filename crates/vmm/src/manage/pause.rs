@@ -133,7 +133,10 @@ mod tests {
 
         gate.resume();
         std::thread::sleep(Duration::from_millis(30));
-        assert!(passes.load(Ordering::Relaxed) > frozen, "resumed vCPUs did not run");
+        assert!(
+            passes.load(Ordering::Relaxed) > frozen,
+            "resumed vCPUs did not run"
+        );
         assert_eq!(gate.parked(), 0);
         stop.store(true, Ordering::Release);
         threads.into_iter().for_each(|t| t.join().unwrap());

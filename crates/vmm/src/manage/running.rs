@@ -122,11 +122,13 @@ impl Vm {
     fn pause_vcpus(&self, threads: &[JoinHandle<()>]) -> Result<(), ManageError> {
         let live: Vec<&JoinHandle<()>> = threads.iter().filter(|t| !t.is_finished()).collect();
         self.pause.pause();
-        let parked = self.pause.wait_parked(live.len() as u32, PAUSE_TIMEOUT, || {
-            for t in &live {
-                let _ = t.kill(vcpu::kick_signal());
-            }
-        });
+        let parked = self
+            .pause
+            .wait_parked(live.len() as u32, PAUSE_TIMEOUT, || {
+                for t in &live {
+                    let _ = t.kill(vcpu::kick_signal());
+                }
+            });
         if parked {
             tracing::info!("API: {} vCPUs paused", live.len());
             Ok(())
