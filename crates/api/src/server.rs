@@ -4,7 +4,7 @@
 //! ```text
 //!  iovm-api (accept) ─▶ iovm-api-client: read (limits, deadline) ─▶ Handler
 //!       │                  ─▶ ManagePort ─▶ run loop ─▶ answer ─▶ write, close
-//!       └─ past MAX_CLIENTS: 503 at once
+//!       └─ past MAX_CLIENTS: 503; past twice that: closed
 //! ```
 //!
 //! No vCPU ever waits for the server: requests reach the machine as
@@ -132,6 +132,42 @@ fn bind_private(path: &Path) -> Result<UnixListener, ServerError> {
     Ok(UnixListener::from(sock))
 }
 
+/// Closes after an answer the way HTTP servers do (RFC 9112 §9.6): stop
+/// writing, then read and drop what the client still sends, for a while,
+/// so that closing with unread bytes does not reset the connection before
+/// the client has read its answer.
+fn linger(mut stream: &UnixStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 16 << 10];
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut left: usize = 4 << 20;
+    while left > 0 && Instant::now() < deadline {
+        match std::io::Read::read(&mut stream, &mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// Tells a client past [`MAX_CLIENTS`] to come back: reads its request
+/// briefly (so the answer is not lost to a reset), answers 503.
+fn refuse_busy(stream: UnixStream) {
+    let _ = http::read_request(
+        &stream,
+        Limits {
+            timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
+    );
+    let busy = Response::error(
+        503,
+        format!("more than {MAX_CLIENTS} clients at once; ask again"),
+    );
+    let _ = http::write_response(&stream, busy.status, busy.body.as_ref(), None);
+    linger(&stream);
+}
+
 fn serve_client(stream: UnixStream, handler: &Handler, limits: Limits) {
     let response = match http::read_request(&stream, limits) {
         Ok(request) => {
@@ -149,6 +185,7 @@ fn serve_client(stream: UnixStream, handler: &Handler, limits: Limits) {
     ) {
         tracing::debug!("API: the client left before its answer: {e}");
     }
+    linger(&stream);
 }
 
 impl ApiServer {
@@ -168,14 +205,9 @@ impl ApiServer {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
-                    if active2.load(Ordering::Acquire) >= MAX_CLIENTS {
-                        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-                        let busy = Response::error(
-                            503,
-                            format!("more than {MAX_CLIENTS} clients at once; ask again"),
-                        );
-                        let _ =
-                            http::write_response(&stream, busy.status, busy.body.as_ref(), None);
+                    let now = active2.load(Ordering::Acquire);
+                    if now >= 2 * MAX_CLIENTS {
+                        // Beyond even the refusals: close at once.
                         continue;
                     }
                     active2.fetch_add(1, Ordering::AcqRel);
@@ -183,7 +215,11 @@ impl ApiServer {
                     let spawned = std::thread::Builder::new()
                         .name("iovm-api-client".into())
                         .spawn(move || {
-                            serve_client(stream, &handler, limits);
+                            if now >= MAX_CLIENTS {
+                                refuse_busy(stream);
+                            } else {
+                                serve_client(stream, &handler, limits);
+                            }
                             active3.fetch_sub(1, Ordering::AcqRel);
                         });
                     if spawned.is_err() {

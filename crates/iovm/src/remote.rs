@@ -239,7 +239,7 @@ fn print_info(body: &Value) {
     println!("kernel         {}", text(&config["payload"]["kernel"]));
     println!("cmdline        {}", text(&config["payload"]["cmdline"]));
     println!();
-    println!("{:<20} {:<16} {:<14} {}", "ID", "KIND", "PCI", "BEHIND");
+    println!("{:<20} {:<16} {:<14} BEHIND", "ID", "KIND", "PCI");
     for (id, node) in body["device_tree"].as_object().into_iter().flatten() {
         println!(
             "{id:<20} {:<16} {:<14} {}",

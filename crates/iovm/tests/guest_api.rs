@@ -25,6 +25,7 @@ const PAUSE_SECS: u32 = 3;
 const GUEST_SCRIPT: &str = r#"
 modprobe evdev
 t=$(ls /sys/bus/pci/devices/*/tty | grep ttyS | head -1)
+for d in /sys/bus/pci/devices/*; do echo "pcidev $(basename $d) $(cat $d/vendor)"; done
 echo READY > /dev/$t
 i=0
 while [ $i -lt 50 ]; do echo "tick $(cut -d' ' -f1 /proc/uptime)"; sleep 0.2; i=$((i+1)); done
@@ -172,12 +173,30 @@ fn test_info_shows_running_and_the_guests_pci_addresses() {
     assert_eq!(info["state"], "Running", "{info}");
     let tree = &info["device_tree"];
     assert_eq!(tree["data"]["kind"], "virtio-blk", "{info}");
-    assert_eq!(tree["rp0"]["pci_bdf"], "0000:00:01.0", "{info}");
+    assert_eq!(tree["data"]["pci_bdf"], "0000:00:01.0", "{info}");
+    assert_eq!(tree["rp0"]["pci_bdf"], "0000:00:02.0", "{info}");
     let rng = tree["rng0"]["pci_bdf"].as_str().unwrap_or_default();
     assert!(
-        rng.starts_with("0000:0") && rng.ends_with(":00.0") && !rng.starts_with("0000:00:"),
+        rng.ends_with(":00.0") && !rng.starts_with("0000:00:"),
         "the rng behind the root port is on the bus the guest numbered: {info}"
     );
+    let seen: std::collections::BTreeMap<String, String> = results()
+        .run
+        .console
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.trim().strip_prefix("pcidev ")?.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .collect();
+    for (id, vendor) in [("data", "0x1af4"), ("rng0", "0x1af4"), ("rp0", "0x1b36")] {
+        let bdf = tree[id]["pci_bdf"].as_str().unwrap_or_default();
+        assert_eq!(
+            seen.get(bdf).map(String::as_str),
+            Some(vendor),
+            "{id} at {bdf}: the guest's devices are {seen:?}"
+        );
+    }
     assert_eq!(info["config"]["cpus"]["boot_vcpus"], 1, "{info}");
     assert_eq!(info["config"]["disks"][0]["id"], "data", "{info}");
 }

@@ -323,8 +323,9 @@ fn serial_json(s: &SerialConfig) -> Value {
 }
 
 /// `cfg` in Cloud Hypervisor's `VmConfig` shape, for `vm.info`: virtio
-/// disks, cards, the rng and console, and VFIO functions in its fields;
-/// every other device in `iovm_devices`.
+/// disks, cards, the rng and console, and VFIO functions on the root bus
+/// in its fields; every other device in `iovm_devices` (its kind, place,
+/// and disk; other options are not repeated).
 pub fn vm_config_json(cfg: &VmConfig) -> Value {
     let (mut disks, mut net, mut vfio, mut rest) = (vec![], vec![], vec![], vec![]);
     let (mut rng, mut console) = (Value::Null, json!({"mode": "Off"}));
@@ -340,8 +341,11 @@ pub fn vm_config_json(cfg: &VmConfig) -> Value {
             }
             extra
         };
+        // What Cloud Hypervisor's fields cannot say (a place behind a
+        // bridge) goes with iovm's own devices.
+        let behind_a_bridge = d.bus.is_some();
         match &d.kind {
-            DeviceKind::Virtio(v) => match &v.device {
+            DeviceKind::Virtio(v) if !behind_a_bridge => match &v.device {
                 VirtioKind::Blk(b) => disks.push(with(json!({
                     "path": b.path, "readonly": b.readonly,
                     "num_queues": b.queues, "serial": b.serial
@@ -353,9 +357,12 @@ pub fn vm_config_json(cfg: &VmConfig) -> Value {
                 VirtioKind::Rng => rng = with(json!({"src": "/dev/urandom"})),
                 VirtioKind::Console => console = with(serial_json(&cfg.serial)),
             },
-            DeviceKind::VfioPci(p) => vfio.push(with(json!({"path": p.sysfs}))),
+            DeviceKind::VfioPci(p) if !behind_a_bridge => vfio.push(with(json!({"path": p.sysfs}))),
             other => {
-                let mut entry = json!({"kind": other.name(), "bus": d.bus});
+                let mut entry = json!({"kind": other.name()});
+                if let Some(bus) = &d.bus {
+                    entry["bus"] = json!(bus);
+                }
                 if let Some((path, readonly)) = other.disk() {
                     entry["path"] = json!(path);
                     entry["readonly"] = json!(readonly);
