@@ -145,7 +145,8 @@ impl Handler {
             Endpoint::VmCreate => {
                 let body = json_body(&request.body)?;
                 let cfg = vm_config::vm_config(&body, &self.defaults)?;
-                existing(&cfg.boot.kernel, "payload.kernel")?;
+                vmm::vm::open_kernel(&cfg.boot.kernel)
+                    .map_err(|e| Response::error(400, format!("payload.kernel: {e}")))?;
                 if let Some(i) = &cfg.boot.initramfs {
                     existing(i, "payload.initramfs")?;
                 }

@@ -100,9 +100,11 @@ fn error_of(r: &Reply) -> String {
         .to_string()
 }
 
+/// A file vm.create takes for a kernel (an ELF header's magic; nothing
+/// here boots it).
 fn kernel_file(dir: &Path) -> PathBuf {
-    let k = dir.join("vmlinuz");
-    std::fs::write(&k, b"not really a kernel").unwrap();
+    let k = dir.join("vmlinux");
+    std::fs::write(&k, b"\x7fELF and no more").unwrap();
     k
 }
 

@@ -361,6 +361,24 @@ fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
     Ok(())
 }
 
+/// Opens the kernel at `path` and checks that iovm can boot it: an ELF
+/// vmlinux (PVH entry) or a bzImage of a supported boot protocol.
+pub fn open_kernel(path: &std::path::Path) -> Result<File, VmError> {
+    let kernel_path = path.display().to_string();
+    let mut kernel = File::open(path).map_err(|source| VmError::Kernel {
+        path: kernel_path.clone(),
+        source,
+    })?;
+    let elf = crate::boot::pvh::is_elf(&mut kernel)
+        .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
+    if !elf {
+        let header = loader::read_setup_header(&mut kernel)
+            .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
+        loader::check_bzimage(&header, &kernel_path)?;
+    }
+    Ok(kernel)
+}
+
 /// Sends guest requests into the run loop's channel.
 #[derive(Debug)]
 struct ChannelSink(Mutex<Sender<VmEvent>>);
@@ -440,17 +458,7 @@ impl Vm {
     ) -> Result<Self, VmError> {
         validate(cfg, host_memory())?;
         let kernel_path = cfg.boot.kernel.display().to_string();
-        let mut kernel = File::open(&cfg.boot.kernel).map_err(|source| VmError::Kernel {
-            path: kernel_path.clone(),
-            source,
-        })?;
-        let elf = crate::boot::pvh::is_elf(&mut kernel)
-            .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
-        if !elf {
-            let header = loader::read_setup_header(&mut kernel)
-                .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
-            loader::check_bzimage(&header, &kernel_path)?;
-        }
+        let mut kernel = open_kernel(&cfg.boot.kernel)?;
         let initramfs_path = cfg.boot.initramfs.as_ref().map(|p| p.display().to_string());
         let mut initramfs = match (&cfg.boot.initramfs, &initramfs_path) {
             (Some(p), Some(name)) => Some(File::open(p).map_err(|source| VmError::Initramfs {
