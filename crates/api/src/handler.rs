@@ -215,3 +215,160 @@ impl Handler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use vmm::config::{HostConfig, LifecycleConfig, OnReboot};
+    use vmm::manage::{AddedDevice, MachineState, Request};
+    use vmm::vm::VmEvent;
+
+    use super::*;
+    use crate::body::vm_config::ParsedDevice;
+
+    /// What the fake VMM answers.
+    type Answerer = fn(&Command) -> Result<Answer, ManageError>;
+
+    fn no_devices(_: &str) -> Result<ParsedDevice, String> {
+        Err("no devices here".into())
+    }
+
+    /// A handler whose VMM answers every command with `answer`, and the
+    /// commands it got.
+    fn handler(answer: Answerer) -> (Handler, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel::<VmEvent>();
+        let (seen_tx, seen) = mpsc::channel();
+        std::thread::spawn(move || {
+            for event in rx {
+                if let VmEvent::Manage(Request { command, reply }) = event {
+                    let _ = seen_tx.send(command.name().to_string());
+                    reply.answer(answer(&command));
+                }
+            }
+        });
+        let defaults = CreateDefaults {
+            lifecycle: LifecycleConfig {
+                on_reboot: OnReboot::Exit,
+                shutdown_timeout: Duration::from_secs(1),
+            },
+            host: HostConfig {
+                kvm_device: "/dev/kvm".into(),
+            },
+            parse_device: no_devices,
+        };
+        (Handler::new(ManagePort::new(tx), defaults), seen)
+    }
+
+    fn request(method: &str, path: &str, body: &str) -> http::Request {
+        http::Request {
+            method: method.into(),
+            path: path.into(),
+            body: body.as_bytes().to_vec(),
+            fds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn test_done_is_204_and_reaches_the_vmm_as_its_command() {
+        let (h, seen) = handler(|_| Ok(Answer::Done));
+        let r = h.handle(request("PUT", "/api/v1/vm.pause", ""));
+        assert_eq!((r.status, r.body), (204, None));
+        assert_eq!(seen.recv().unwrap(), "vm.pause");
+    }
+
+    #[test]
+    fn test_vmm_errors_get_cloud_hypervisors_statuses() {
+        let cases: [(Answerer, u16); 6] = [
+            (|_| Err(ManageError::NotCreated), 404),
+            (
+                |_| {
+                    Err(ManageError::WrongState {
+                        action: "vm.resume",
+                        needs: "Paused",
+                        state: MachineState::Running,
+                    })
+                },
+                405,
+            ),
+            (|_| Err(ManageError::AlreadyCreated), 409),
+            (|_| Err(ManageError::NoSuchDevice("x".into())), 404),
+            (|_| Err(ManageError::NotAvailable("hotplug")), 501),
+            (|_| Err(ManageError::Ending), 503),
+        ];
+        for (answer, status) in cases {
+            let (h, _) = handler(answer);
+            let r = h.handle(request("PUT", "/api/v1/vm.resume", ""));
+            assert_eq!(r.status, status, "{r:?}");
+            assert!(r.body.unwrap()["error"].is_string());
+        }
+    }
+
+    #[test]
+    fn test_added_device_is_200_with_id_and_bdf() {
+        let (h, seen) = handler(|c| match c {
+            Command::AddDevice(n) => Ok(Answer::Added(AddedDevice {
+                id: n.device.id.clone().unwrap_or_default(),
+                bdf: pci::address::Bdf {
+                    bus: 2,
+                    device: 0,
+                    function: 0,
+                },
+            })),
+            _ => Ok(Answer::Done),
+        });
+        let r = h.handle(request(
+            "PUT",
+            "/api/v1/vm.add-disk",
+            r#"{"path": "/dev/null", "id": "extra"}"#,
+        ));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.body.unwrap(),
+            json!({"id": "extra", "bdf": "0000:02:00.0"})
+        );
+        assert_eq!(seen.recv().unwrap(), "vm.add-device");
+    }
+
+    #[test]
+    fn test_bad_bodies_never_reach_the_vmm() {
+        let (h, seen) = handler(|_| Ok(Answer::Done));
+        for (path, body) in [
+            ("/api/v1/vm.add-disk", ""),
+            ("/api/v1/vm.add-disk", "{"),
+            ("/api/v1/vm.add-disk", r#"{"path": 7}"#),
+            ("/api/v1/vm.add-disk", r#"{"path": "/no/such/file"}"#),
+            ("/api/v1/vm.add-net", r#"{"fds": [-1]}"#),
+            ("/api/v1/vm.remove-device", r#"{"id": ""}"#),
+            (
+                "/api/v1/vm.create",
+                r#"{"payload": {"kernel": "/no/such/kernel"}}"#,
+            ),
+            (
+                "/api/v1/vm.create",
+                r#"{"payload": {"kernel": "/k"}, "iovm_devices": [{"kind": "x"}]}"#,
+            ),
+        ] {
+            let r = h.handle(request("PUT", path, body));
+            assert_eq!(r.status, 400, "{path} {body}: {r:?}");
+        }
+        assert!(seen.try_recv().is_err());
+    }
+
+    #[test]
+    fn test_ping_is_answered_without_the_vmm() {
+        let (h, seen) = handler(|_| Err(ManageError::Ending));
+        let r = h.handle(request("GET", "/api/v1/vmm.ping", ""));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.unwrap()["pid"], std::process::id());
+        assert!(seen.try_recv().is_err());
+    }
+
+    #[test]
+    fn test_unknown_path_is_404_and_wrong_method_405_with_allow() {
+        let (h, _) = handler(|_| Ok(Answer::Done));
+        assert_eq!(h.handle(request("GET", "/api/v2/vm.info", "")).status, 404);
+        let r = h.handle(request("POST", "/api/v1/vm.info", ""));
+        assert_eq!((r.status, r.allow), (405, Some("GET")));
+    }
+}

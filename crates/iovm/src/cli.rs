@@ -30,6 +30,9 @@ Examples:
            --cmdline 'console=ttyS0 quiet'
   iovm run --kernel vmlinuz --initramfs initrd.img --serial socket=/tmp/iovm.sock
            (then: socat -,raw,echo=0 unix-connect:/tmp/iovm.sock)
+  iovm run --api-socket /tmp/iovm.api
+           (an empty VMM: create and boot it with curl --unix-socket or iovm remote;
+            docs/api.md)
 
 Console: with --serial stdio on a terminal, the terminal is put in raw mode
 while the guest runs; type Ctrl-A x to end iovm, Ctrl-A Ctrl-A to send Ctrl-A.
@@ -40,7 +43,8 @@ acpid) powers off and iovm exits 0. A guest that has not powered off after
 --shutdown-timeout, or a second signal, ends the machine with status 6.
 
 Exit status:
-  0  the guest powered off
+  0  the guest powered off, or an API client ended the VM or iovm
+     (vm.shutdown, vm.delete, vmm.shutdown)
   1  iovm could not build or run the machine (the message says why)
   2  the command line is wrong
   3  the guest rebooted (with --on-reboot exit, the default)

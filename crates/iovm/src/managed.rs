@@ -10,7 +10,8 @@
 //! A machine given on the command line (`--kernel`) belongs to the command
 //! line: when it ends, iovm ends with its exit status, as without the API.
 //! A machine created through the API belongs to the client: iovm outlives
-//! it until `vmm.shutdown`.
+//! it until `vmm.shutdown`, unless SIGTERM or SIGINT ended it (they press
+//! the power button): then iovm ends with it, as without the API.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -163,7 +164,13 @@ fn serve_idle(
             }
             Command::Boot if vmm.config.is_none() => Err(ManageError::NotCreated),
             Command::Boot => {
+                let signalled = signals.arrived();
                 let outcome = boot(vmm, port, Some(reply), args, start, signals)?;
+                if signals.arrived() > signalled {
+                    // SIGTERM/SIGINT pressed the power button: the VMM ends
+                    // with the machine, as it does without the API.
+                    return Ok(outcome.exit_code());
+                }
                 match outcome {
                     Outcome::Stopped(ApiStop::VmmShutdown) => return Ok(vm::EXIT_POWEROFF),
                     Outcome::Stopped(ApiStop::Delete) => {
