@@ -201,8 +201,23 @@ fn boot(
     let Some(cfg) = vmm.config.clone() else {
         return Err(anyhow::anyhow!("no machine to boot"));
     };
+    port.set_busy(true);
+    let result = boot_and_run(vmm, &cfg, port, reply, args, start, signals);
+    port.set_busy(false);
+    result
+}
+
+fn boot_and_run(
+    vmm: &mut Vmm,
+    cfg: &VmConfig,
+    port: &ManagePort,
+    reply: Option<Responder>,
+    args: &RunArgs,
+    start: Instant,
+    signals: &ShutdownSignals,
+) -> anyhow::Result<Outcome> {
     let mut reply = reply;
-    let (console, _raw) = match crate::open_console(&cfg, args, start) {
+    let (console, _raw) = match crate::open_console(cfg, args, start) {
         Ok(c) => c,
         Err(e) => {
             match reply.take() {
@@ -214,7 +229,7 @@ fn boot(
     };
     vmm.state = MachineState::Running;
     let timing = args.timing;
-    let result = vmm::lifecycle::run_managed(&cfg, &console, signals, Some(port), |t| {
+    let result = vmm::lifecycle::run_managed(cfg, &console, signals, Some(port), |t| {
         if let Some(r) = reply.take() {
             r.answer(Ok(Answer::Done));
         }

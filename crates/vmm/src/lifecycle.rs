@@ -83,11 +83,11 @@ impl Vm {
             }
         }
         signals.attach(self.event_sink.clone());
-        if let Ok(t) = self.first_entry.recv_timeout(Duration::from_secs(5)) {
-            on_start(t);
-        }
         if let Some(port) = manage {
             port.attach(self.event_sink.clone());
+        }
+        if let Ok(t) = self.first_entry.recv_timeout(Duration::from_secs(5)) {
+            on_start(t);
         }
         let (outcome, pending) = self.serve(&threads);
         tracing::info!("machine ends: {outcome:?}");

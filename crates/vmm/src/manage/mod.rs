@@ -200,8 +200,8 @@ pub enum ManageError {
     /// The vCPUs did not park in time.
     #[error("the vCPUs did not pause within {0} ms")]
     PauseTimeout(u128),
-    /// The machine ended while the request was on its way.
-    #[error("the VM was ending when the request arrived; ask again")]
+    /// The machine was being built or taken down when the request came.
+    #[error("the VM was starting or ending when the request arrived; ask again")]
     Ending,
 }
 
@@ -242,6 +242,9 @@ pub struct ManagePort {
 struct PortTargets {
     idle: Sender<VmEvent>,
     machine: Option<Sender<VmEvent>>,
+    /// A machine is being built or taken down: the idle loop cannot answer
+    /// now, and what it would answer later would be stale.
+    busy: bool,
 }
 
 impl ManagePort {
@@ -251,6 +254,7 @@ impl ManagePort {
             inner: Arc::new(Mutex::new(PortTargets {
                 idle,
                 machine: None,
+                busy: false,
             })),
         }
     }
@@ -264,16 +268,30 @@ impl ManagePort {
         self.lock().machine = Some(machine);
     }
 
-    /// Sends requests to the idle loop again (the machine is ending).
+    /// Stops sending requests to the machine (it is ending).
     pub fn detach(&self) {
         self.lock().machine = None;
     }
 
+    /// While `busy` (the idle loop is building, running or taking down a
+    /// machine), requests no machine takes are answered at once with
+    /// [`ManageError::Ending`] instead of waiting in the idle loop's queue.
+    pub fn set_busy(&self, busy: bool) {
+        self.lock().busy = busy;
+    }
+
     /// Delivers `request`; answers it with [`ManageError::Ending`] when
-    /// nobody listens any more.
+    /// nobody can take it now.
     pub fn send(&self, request: Request) {
         let targets = self.lock();
-        let to = targets.machine.as_ref().unwrap_or(&targets.idle);
+        let to = match (&targets.machine, targets.busy) {
+            (Some(machine), _) => machine,
+            (None, false) => &targets.idle,
+            (None, true) => {
+                request.reply.answer(Err(ManageError::Ending));
+                return;
+            }
+        };
         if let Err(mpsc::SendError(VmEvent::Manage(r))) = to.send(VmEvent::Manage(request)) {
             r.reply.answer(Err(ManageError::Ending));
         }
@@ -327,6 +345,23 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn test_busy_port_answers_at_once_unless_a_machine_is_attached() {
+        let (idle_tx, idle_rx) = mpsc::channel();
+        let port = ManagePort::new(idle_tx);
+        port.set_busy(true);
+        let result = port.call(Command::Info, std::time::Duration::from_secs(5));
+        assert!(matches!(result, Err(ManageError::Ending)));
+        assert!(idle_rx.try_recv().is_err(), "a stale request was queued");
+        let (vm_tx, vm_rx) = mpsc::channel();
+        port.attach(vm_tx);
+        port.send(Request {
+            command: Command::Info,
+            reply: Responder::pair().0,
+        });
+        assert!(vm_rx.try_recv().is_ok());
     }
 
     #[test]
