@@ -9,11 +9,27 @@
 //! [`ManageError::NotAvailable`], after the checks that need neither (a
 //! device that is not there is `NoSuchDevice`).
 //!
-//! Filling the seam: `add_device` places `new.device` on a free hotplug
-//! root port, records it in `Vm::devices` (so `vm.info` shows it) and
-//! answers `Answer::Added`; `remove_device` detaches it, removes it from
-//! `Vm::devices` and answers `Answer::Done`; `counters` answers
-//! [`Answer::Counters`].
+//! Filling the seam:
+//! - `add_device(new, reply)`: `new.device` is a virtio-blk disk
+//!   (`vm.add-disk`), a virtio-net card (`vm.add-net`; a TAP by name, or
+//!   the open TAP queues in `new.fds`, one per queue pair) or a VFIO
+//!   function (`vm.add-device`); its `id` is the client's, or `None` (name
+//!   it, e.g. `_disk<N>`, unique among `Vm::device_list()`); `bus` and
+//!   `addr` are `None` (the slot is a free hotplug root port's). Build it,
+//!   attach it, push it onto `Vm::devices` (so `vm.info` shows it, with the
+//!   address the guest enumerates) and answer
+//!   `Ok(Answer::Added(AddedDevice { id, bdf }))`; no free hotplug port is
+//!   `Err(ManageError::Invalid(..))` (400) or a new variant.
+//! - `remove_device(id, reply)`: `id` is known (checked here). Ask the
+//!   guest to let go (attention button), keep `reply`, and answer
+//!   `Ok(Answer::Done)` from whichever thread sees the slot powered off and
+//!   the function detached, after removing it from `Vm::devices`; a guest
+//!   that does not let go in time is an error answer, not a hang.
+//! - `counters(reply)`: answer `Ok(Answer::Counters(map))`, device id →
+//!   counter name → value.
+//!
+//! The run loop must not wait inside these: it also serves the guest's
+//! power-off and SIGTERM.
 
 use super::{ManageError, NewDevice, Responder};
 use crate::manage::info::device_id;
