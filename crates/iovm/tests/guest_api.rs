@@ -5,7 +5,9 @@
 //! resumes the vCPUs (the guest's clock jumps over the pause, its disk
 //! still reads back what it wrote), presses the power button (the guest
 //! powers off, `vm.info` says so), and ends the VMM (`vmm.shutdown`: exit
-//! 0, socket removed). One batch, one run.
+//! 0, socket removed). A second run boots its VM from the command line
+//! with the API beside it: `vm.info` reads it, `vm.shutdown` ends it and
+//! iovm with it (exit 0). One batch.
 
 mod common;
 
@@ -102,8 +104,30 @@ fn guest_run() -> GuestRun {
     .timeout(std::time::Duration::from_secs(240))
 }
 
+/// Where the command-line VM's socket and signal file live.
+const WORK2: &str = "/dev/shm/iovm-api2";
+
+/// A VM from the command line (`--kernel`, which the harness gives) that
+/// the API also manages: read it, then end it with `vm.shutdown`.
+fn cmdline_run() -> GuestRun {
+    let driver = r#"( R="{iovm} remote --api-socket WORK2/api.sock"
+  i=0; while ! grep -q READY WORK2/signal 2>/dev/null && [ $i -lt 1500 ]; do sleep 0.2; i=$((i+1)); done
+  $R --json info > {scratch}/api2-info.json 2>&1
+  $R shutdown > {scratch}/api2-shutdown.txt 2>&1; echo "rc=$?" >> {scratch}/api2-shutdown.txt
+) >/dev/null 2>&1 &"#
+        .replace("WORK2", WORK2);
+    GuestRun::new("api-cmdline")
+        .host_before(format!("mkdir -p {WORK2} && {driver}"))
+        .host_after(format!("rm -rf {WORK2}"))
+        .args(["--api-socket", &format!("{WORK2}/api.sock"), "--device"])
+        .arg(format!("pci-serial,output={WORK2}/signal"))
+        .script("t=$(ls /sys/bus/pci/devices/*/tty | grep ttyS | head -1)\necho READY > /dev/$t\nsleep 120")
+        .timeout(std::time::Duration::from_secs(240))
+}
+
 struct Results {
     run: RunResult,
+    cmdline: RunResult,
     scratch: std::path::PathBuf,
 }
 
@@ -125,8 +149,10 @@ fn results() -> &'static Results {
                 let _ = std::fs::copy(e.path(), keep.join(name));
             }
         }
+        let cmdline = list.remove(1);
         Results {
             run: list.remove(0),
+            cmdline,
             scratch: keep,
         }
     })
@@ -267,4 +293,26 @@ fn test_power_button_powers_the_guest_off_and_the_vmm_exits_0() {
     );
     assert_eq!(r.exit_code, Some(0), "{}", r.dump());
     assert_eq!(file("api-sock-after.txt"), "", "the socket outlived iovm");
+}
+
+#[test]
+fn test_command_line_vm_is_managed_and_vm_shutdown_ends_iovm_0() {
+    let r = &results().cmdline;
+    let info = json_file("api2-info.json");
+    assert_eq!(info["state"], "Running", "{info}\n{}", r.dump());
+    let kernel = info["config"]["payload"]["kernel"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(kernel.ends_with("/vmlinuz"), "{info}");
+    assert!(
+        file("api2-shutdown.txt").contains("rc=0"),
+        "{}",
+        file("api2-shutdown.txt")
+    );
+    assert_eq!(r.exit_code, Some(0), "{}", r.dump());
+    assert!(
+        r.console.contains("shut down through the API"),
+        "{}",
+        r.dump()
+    );
 }
