@@ -137,7 +137,7 @@ fn results() -> &'static Results {
         let iovm = std::path::Path::new(env!("CARGO_BIN_EXE_iovm"));
         let batch = Batch::new().expect("set up the test batch");
         let mut list = batch
-            .run(iovm, &[guest_run()])
+            .run(iovm, &[guest_run(), cmdline_run()])
             .expect("run the guest batch");
         let scratch = batch.scratch_dir().to_path_buf();
         // Keep what the driver wrote: the batch's directory goes with it.
