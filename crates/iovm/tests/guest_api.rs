@@ -125,9 +125,46 @@ fn cmdline_run() -> GuestRun {
         .timeout(std::time::Duration::from_secs(240))
 }
 
+/// Where the panicking VM's socket lives.
+const WORK3: &str = "/dev/shm/iovm-api3";
+
+/// An API-owned VM whose kernel panics: `vm.info` says so and iovm stays;
+/// booted again, it panics again (the VMM outlives its machines); then
+/// `vmm.shutdown`.
+fn panic_run() -> GuestRun {
+    let plain = GuestRun::new("api-panic").script("echo c > /proc/sysrq-trigger");
+    let create = json!({
+        "payload": {
+            "kernel": "{guest}/vmlinuz",
+            "initramfs": "{guest}/initramfs.cpio.gz",
+            "cmdline": plain.kernel_cmdline(),
+        },
+        "serial": {"mode": "Tty"},
+    });
+    let driver = r#"( R="{iovm} remote --api-socket WORK3/api.sock"
+  i=0; while [ ! -S WORK3/api.sock ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+  shut() { i=0; while ! $R --json info 2>/dev/null | grep -q '"Shutdown"' && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done; }
+  $R create WORK3/create.json && $R boot; shut
+  $R --json info > {scratch}/api3-info-1.json 2>&1
+  $R boot; shut
+  $R --json info > {scratch}/api3-info-2.json 2>&1
+  $R shutdown-vmm
+) >/dev/null 2>&1 &"#
+        .replace("WORK3", WORK3);
+    plain
+        .empty_vmm()
+        .host_before(format!(
+            "mkdir -p {WORK3} && cat > {WORK3}/create.json <<'EOF'\n{create}\nEOF\n{driver}"
+        ))
+        .host_after(format!("rm -rf {WORK3}"))
+        .args(["--api-socket", &format!("{WORK3}/api.sock")])
+        .timeout(std::time::Duration::from_secs(240))
+}
+
 struct Results {
     run: RunResult,
     cmdline: RunResult,
+    panic: RunResult,
     scratch: std::path::PathBuf,
 }
 
@@ -137,7 +174,7 @@ fn results() -> &'static Results {
         let iovm = std::path::Path::new(env!("CARGO_BIN_EXE_iovm"));
         let batch = Batch::new().expect("set up the test batch");
         let mut list = batch
-            .run(iovm, &[guest_run(), cmdline_run()])
+            .run(iovm, &[guest_run(), cmdline_run(), panic_run()])
             .expect("run the guest batch");
         let scratch = batch.scratch_dir().to_path_buf();
         // Keep what the driver wrote: the batch's directory goes with it.
@@ -149,10 +186,12 @@ fn results() -> &'static Results {
                 let _ = std::fs::copy(e.path(), keep.join(name));
             }
         }
+        let panic = list.remove(2);
         let cmdline = list.remove(1);
         Results {
             run: list.remove(0),
             cmdline,
+            panic,
             scratch: keep,
         }
     })
@@ -315,4 +354,23 @@ fn test_command_line_vm_is_managed_and_vm_shutdown_ends_iovm_0() {
         "{}",
         r.dump()
     );
+}
+
+#[test]
+fn test_guest_panic_shows_in_info_and_the_vmm_boots_it_again() {
+    let r = &results().panic;
+    let first = json_file("api3-info-1.json");
+    assert_eq!(first["state"], "Shutdown", "{first}\n{}", r.dump());
+    assert_eq!(first["outcome"]["reason"], "Panic", "{first}");
+    assert_eq!(first["outcome"]["exit_code"], 4, "{first}");
+    let second = json_file("api3-info-2.json");
+    assert_eq!(second["outcome"]["reason"], "Panic", "{second}");
+    assert_eq!(second["boots"], 2, "{second}");
+    assert_eq!(
+        r.console.matches("IOVM-GUEST: boot done").count(),
+        2,
+        "{}",
+        r.dump()
+    );
+    assert_eq!(r.exit_code, Some(0), "{}", r.dump());
 }
