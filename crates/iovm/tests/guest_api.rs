@@ -178,11 +178,12 @@ fn results() -> &'static Results {
             .expect("run the guest batch");
         let scratch = batch.scratch_dir().to_path_buf();
         // Keep what the driver wrote: the batch's directory goes with it.
-        let keep = std::env::temp_dir().join(format!("iovm-guest-api-{}", std::process::id()));
+        let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-api");
+        let _ = std::fs::remove_dir_all(&keep);
         let _ = std::fs::create_dir_all(&keep);
         for e in std::fs::read_dir(&scratch).into_iter().flatten().flatten() {
             let name = e.file_name();
-            if name.to_string_lossy().starts_with("api-") {
+            if name.to_string_lossy().starts_with("api") {
                 let _ = std::fs::copy(e.path(), keep.join(name));
             }
         }
@@ -203,8 +204,7 @@ fn file(name: &str) -> String {
 
 fn json_file(name: &str) -> Value {
     let text = file(name);
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}\n{}", results().run.dump()))
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}"))
 }
 
 #[test]
@@ -337,6 +337,7 @@ fn test_power_button_powers_the_guest_off_and_the_vmm_exits_0() {
 #[test]
 fn test_command_line_vm_is_managed_and_vm_shutdown_ends_iovm_0() {
     let r = &results().cmdline;
+    assert!(r.boot_done(), "{}", r.dump());
     let info = json_file("api2-info.json");
     assert_eq!(info["state"], "Running", "{info}\n{}", r.dump());
     let kernel = info["config"]["payload"]["kernel"]
@@ -359,6 +360,7 @@ fn test_command_line_vm_is_managed_and_vm_shutdown_ends_iovm_0() {
 #[test]
 fn test_guest_panic_shows_in_info_and_the_vmm_boots_it_again() {
     let r = &results().panic;
+    assert!(r.boot_done(), "{}", r.dump());
     let first = json_file("api3-info-1.json");
     assert_eq!(first["state"], "Shutdown", "{first}\n{}", r.dump());
     assert_eq!(first["outcome"]["reason"], "Panic", "{first}");
