@@ -175,7 +175,9 @@ impl Handler {
             }
             Endpoint::VmAddNet => {
                 let (device, announced) = devices::net(&json_body(&request.body)?, "")?;
-                if announced != request.fds.len() {
+                // A body without `fds` takes every descriptor that came (as
+                // libvirt sends them); one with `fds` must match them.
+                if announced != 0 && announced != request.fds.len() {
                     return Err(Response::error(
                         400,
                         format!(
@@ -339,6 +341,7 @@ mod tests {
             ("/api/v1/vm.add-disk", r#"{"path": 7}"#),
             ("/api/v1/vm.add-disk", r#"{"path": "/no/such/file"}"#),
             ("/api/v1/vm.add-net", r#"{"fds": [-1]}"#),
+            ("/api/v1/vm.add-net", r#"{"tap": "t0", "queue_size": 512}"#),
             ("/api/v1/vm.remove-device", r#"{"id": ""}"#),
             (
                 "/api/v1/vm.create",

@@ -60,7 +60,7 @@ fn ch_body() -> Value {
         "balloon": null, "fs": null, "pmem": null,
         "serial": {"mode": "Tty", "file": null},
         "console": {"mode": "Off", "file": null, "iommu": false},
-        "debug_console": {"mode": "Off", "iobase": null},
+        "debug_console": {"mode": "Off", "file": null, "iobase": 233},
         "devices": null, "user_devices": null, "vdpa": null, "vsock": null,
         "pvpanic": false, "iommu": false, "numa": null, "watchdog": false,
         "pci_segments": null, "platform": null, "tpm": null, "landlock_enable": false

@@ -272,7 +272,8 @@ pub fn vm_config(body: &Value, defaults: &CreateDefaults) -> Result<VmConfig, Bo
                 "iovm has no debug port: Off",
             ));
         }
-        d.unsupported("iobase", Value::Null)?;
+        // Cloud Hypervisor's default debug port, 0xe9.
+        d.unsupported("iobase", json!(233))?;
         d.finish()?;
     }
     f.bool("pvpanic")?;
