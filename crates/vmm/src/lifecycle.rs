@@ -5,7 +5,9 @@
 //! ```text
 //!  start vCPUs ─▶ serve events ──────────────────────────▶ Outcome
 //!                  guest power-off / reset / panic ─ end
-//!                  SIGTERM, SIGINT ─ press the power button, arm the timeout
+//!                  SIGTERM, SIGINT ─ resume if paused, press the power
+//!                                    button, arm the timeout
+//!                  API request ─ answer (crate::manage); some end it
 //!                  second signal, timeout ─ end (forced off)
 //!                                      │
 //!  teardown: vCPUs stopped and joined ─▶ console input detached ─▶ every
@@ -176,6 +178,8 @@ impl Vm {
                     ));
                 }
                 VmEvent::ShutdownSignal(sig) => {
+                    // A paused guest could not answer the button.
+                    self.pause.resume();
                     crate::console::report_line(&format!(
                         "\r\niovm: signal {sig}: pressing the guest's power button \
                          (it has {} to power off)",
