@@ -1,6 +1,9 @@
 //! Fuzzes what an API client sends (`api::http::read_request`, then the
 //! router and the body readers through `api::Handler`): the bytes arrive
-//! on a socket as a client would write them. The VMM behind the handler
+//! on a socket as a client would write them. Input: one byte picks raw
+//! (the rest is the whole request) or framed (the next byte picks a route,
+//! the rest is its body, behind a well-formed head), so that the body
+//! readers are reached as often as the HTTP reader. The VMM behind the handler
 //! has gone, so every request that gets that far is answered "ending";
 //! what is checked is that no input panics, hangs or is answered with a
 //! status outside the API's.
@@ -47,7 +50,26 @@ fuzz_target!(|data: &[u8]| {
         body: 16 << 10,
         timeout: Duration::from_millis(50),
     };
-    let _ = client.write_all(&data[..data.len().min(32 << 10)]);
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let rest = &rest[..rest.len().min(32 << 10)];
+    let request = match (mode & 1, rest.split_first()) {
+        (1, Some((&pick, body))) => {
+            let (path, method, _) =
+                api::routes::ROUTES[usize::from(pick) % api::routes::ROUTES.len()];
+            let mut r = format!(
+                "{method} {}{path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+                api::routes::PREFIX,
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(body);
+            r
+        }
+        _ => rest.to_vec(),
+    };
+    let _ = client.write_all(&request);
     let _ = client.shutdown(std::net::Shutdown::Write);
     let status = match api::http::read_request(&server, limits) {
         Ok(request) => handler.handle(request).status,
