@@ -17,6 +17,7 @@ pub mod console;
 pub mod cpuid;
 pub mod host;
 pub mod interrupts;
+pub mod io_counters;
 pub mod ioevents;
 pub mod irqchip;
 pub mod layout;

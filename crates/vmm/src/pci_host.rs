@@ -18,6 +18,7 @@
 //! (an assigned device's registers) follows it the same way as memory
 //! slots ([`BarMemory`], `bar_memory.rs`).
 
+use crate::io_counters::Counters;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -97,6 +98,7 @@ struct Inner {
     memory: Mutex<BarMemoryTable>,
     contexts: Mutex<BTreeMap<usize, Arc<FunctionContext>>>,
     sriov: Mutex<BTreeMap<usize, Arc<dyn SriovHandler>>>,
+    counters: Counters,
 }
 
 /// The eventfds functions handed over, by function key.
@@ -238,6 +240,7 @@ impl PciRoot {
             memory: Mutex::new(BarMemoryTable::default()),
             contexts: Mutex::new(BTreeMap::new()),
             sriov: Mutex::new(BTreeMap::new()),
+            counters: Counters::default(),
         })))
     }
 
@@ -300,6 +303,12 @@ impl PciRoot {
             .unwrap_or_else(|p| p.into_inner())
             .insert(function_key(function), ctx);
         self.refresh_requester_ids();
+    }
+
+    /// The I/O counters of the functions on it, and of the machine's
+    /// vCPUs.
+    pub fn counters(&self) -> &Counters {
+        &self.0.counters
     }
 
     /// Hands the SR-IOV effects of writes to `function` (a PF) to
