@@ -5,7 +5,7 @@
 //! resumes the vCPUs (the guest's clock jumps over the pause, its disk
 //! still reads back what it wrote), presses the power button (the guest
 //! powers off, `vm.info` says so), and ends the VMM (`vmm.shutdown`: exit
-//! 0, socket removed). A second run boots its VM from the command line
+//! 0, socket removed); `vm.counters` shows the guest's disk writes. A second run boots its VM from the command line
 //! with the API beside it: `vm.info` reads it, `vm.shutdown` ends it and
 //! iovm with it (exit 0). One batch.
 
@@ -63,6 +63,8 @@ const DRIVER: &str = r#"( S=WORK/api.sock R="{iovm} remote --api-socket WORK/api
   $R resume > {scratch}/api-resume.txt 2>&1; echo "rc=$?" >> {scratch}/api-resume.txt
   $R remove-device nothing-here > {scratch}/api-remove.txt 2>&1; echo "rc=$?" >> {scratch}/api-remove.txt
   w BUTTON; sleep 0.5
+  $R --json counters > {scratch}/api-counters.json 2>&1
+  $R counters > {scratch}/api-counters.txt 2>&1
   $R power-button > {scratch}/api-button.txt 2>&1; echo "rc=$?" >> {scratch}/api-button.txt
   i=0; while ! $R --json info 2>/dev/null | grep -q '"Shutdown"' && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
   $R --json info > {scratch}/api-info-after.json 2>&1
@@ -375,4 +377,20 @@ fn test_guest_panic_shows_in_info_and_the_vmm_boots_it_again() {
         r.dump()
     );
     assert_eq!(r.exit_code, Some(0), "{}", r.dump());
+}
+
+#[test]
+fn test_counters_show_the_guests_disk_writes_and_the_vcpu_exits() {
+    let c = json_file("api-counters.json");
+    let data = &c["data"];
+    assert!(data["write_ops"].as_u64().unwrap_or(0) >= 1, "{c}");
+    assert!(data["write_bytes"].as_u64().unwrap_or(0) >= 4096, "{c}");
+    assert!(data["read_ops"].as_u64().unwrap_or(0) >= 1, "{c}");
+    assert!(c["vmm"]["exits"].as_u64().unwrap_or(0) > 0, "{c}");
+    assert!(c["rng0"].is_object(), "{c}");
+    let table = file("api-counters.txt");
+    assert!(
+        table.contains("DEVICE") && table.contains("write_ops"),
+        "{table}"
+    );
 }

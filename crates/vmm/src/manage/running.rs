@@ -88,7 +88,7 @@ impl Vm {
                 return Flow::Continue;
             }
             Command::Counters => {
-                self.counters(reply);
+                self.report_counters(reply);
                 return Flow::Continue;
             }
         };

@@ -5,9 +5,10 @@
 //! The run loop calls exactly these three methods, on its own thread, with
 //! the machine and a [`Responder`]; each answers once, now or later from
 //! any thread (a removal answers only when the guest has let the device
-//! go). This build has neither hotplug nor counters: they answer
-//! [`ManageError::NotAvailable`], after the checks that need neither (a
-//! device that is not there is `NoSuchDevice`).
+//! go). Counters are wired (the machine's registry, `crate::io_counters`).
+//! This build has no hotplug: adding and removing answer
+//! [`ManageError::NotAvailable`], after the checks that need no hotplug
+//! (a device that is not there is `NoSuchDevice`, an id in use `Invalid`).
 //!
 //! Filling the seam:
 //! - `add_device(new, reply)`: `new.device` is a virtio-blk disk
@@ -25,13 +26,14 @@
 //!   `Ok(Answer::Done)` from whichever thread sees the slot powered off and
 //!   the function detached, after removing it from `Vm::devices`; a guest
 //!   that does not let go in time is an error answer, not a hang.
-//! - `counters(reply)`: answer `Ok(Answer::Counters(map))`, device id →
-//!   counter name → value.
+//! - `report_counters(reply)` is done: a hot-added function registers its
+//!   counters with the machine's registry under its id, as built ones do,
+//!   and unregisters them when it goes.
 //!
 //! The run loop must not wait inside these: it also serves the guest's
 //! power-off and SIGTERM.
 
-use super::{ManageError, NewDevice, Responder};
+use super::{Answer, Counters, ManageError, NewDevice, Responder};
 use crate::manage::info::device_id;
 use crate::vm::Vm;
 
@@ -72,8 +74,23 @@ impl Vm {
         )));
     }
 
-    /// `vm.counters`: every device's I/O counters.
-    pub(crate) fn counters(&self, reply: Responder) {
-        reply.answer(Err(ManageError::NotAvailable("per-device I/O counters")));
+    /// `vm.counters`: every device's I/O counters and the VMM's own, by
+    /// device name (the id `vm.info` shows), read from the machine's
+    /// registry ([`crate::io_counters`]) now.
+    pub(crate) fn report_counters(&self, reply: Responder) {
+        let report: Counters = self
+            .counters()
+            .report()
+            .into_iter()
+            .map(|(name, figures)| {
+                let figures = figures
+                    .into_map()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                (name, figures)
+            })
+            .collect();
+        reply.answer(Ok(Answer::Counters(report)));
     }
 }
