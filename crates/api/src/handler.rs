@@ -8,9 +8,11 @@
 //! | bad body, bad value, path not there     | 400    |
 //! | unknown path; no VM; no such device     | 404    |
 //! | wrong method; VM in the wrong state     | 405    |
-//! | vm.create when a VM exists; id in use   | 409    |
+//! | vm.create when a VM exists; id in use;  |        |
+//! | no free hot-plug port                   | 409    |
 //! | body over the limit                     | 413    |
-//! | the machine could not be built or paused| 500    |
+//! | the machine could not be built or paused|        |
+//! | a device not let go in time             | 500    |
 //! | not in this build (hotplug, counters)   | 501    |
 //! | the machine was ending                  | 503    |
 //!
@@ -79,9 +81,9 @@ pub fn status_of(e: &ManageError) -> u16 {
     match e {
         ManageError::NotCreated | ManageError::NoSuchDevice(_) => 404,
         ManageError::WrongState { .. } => 405,
-        ManageError::AlreadyCreated => 409,
+        ManageError::AlreadyCreated | ManageError::Conflict(_) => 409,
         ManageError::Invalid(_) => 400,
-        ManageError::Boot(_) | ManageError::PauseTimeout(_) => 500,
+        ManageError::Boot(_) | ManageError::PauseTimeout(_) | ManageError::Failed(_) => 500,
         ManageError::NotAvailable(_) => 501,
         ManageError::Ending => 503,
     }

@@ -191,6 +191,14 @@ pub enum ManageError {
     /// The request names something the machine cannot take.
     #[error("{0}")]
     Invalid(String),
+    /// The request clashes with what the machine has (an id in use, no
+    /// free hot-plug port, a device that cannot be removed where it is).
+    #[error("{0}")]
+    Conflict(String),
+    /// The machine tried and could not (the guest did not let a device
+    /// go in time).
+    #[error("{0}")]
+    Failed(String),
     /// The machine could not be built or started.
     #[error("cannot boot the VM: {0}")]
     Boot(String),

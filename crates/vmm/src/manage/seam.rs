@@ -8,24 +8,30 @@
 //! go). Counters are wired (the machine's registry, `crate::io_counters`).
 //! This build has no hotplug: adding and removing answer
 //! [`ManageError::NotAvailable`], after the checks that need no hotplug
-//! (a device that is not there is `NoSuchDevice`, an id in use `Invalid`).
+//! (a device that is not there is `NoSuchDevice`, an id in use `Conflict`).
 //!
-//! Filling the seam:
+//! Filling the seam with `vmm::control` (branch `hotplug`), whose run
+//! loop serves `VmEvent::Control(ControlRequest)` and answers on a channel:
 //! - `add_device(new, reply)`: `new.device` is a virtio-blk disk
 //!   (`vm.add-disk`), a virtio-net card (`vm.add-net`; a TAP by name, or
-//!   the open TAP queues in `new.fds`, one per queue pair) or a VFIO
-//!   function (`vm.add-device`); its `id` is the client's, or `None` (name
-//!   it, e.g. `_disk<N>`, unique among `Vm::device_list()`); `bus` and
-//!   `addr` are `None` (the slot is a free hotplug root port's). Build it,
-//!   attach it, push it onto `Vm::devices` (so `vm.info` shows it, with the
-//!   address the guest enumerates) and answer
-//!   `Ok(Answer::Added(AddedDevice { id, bdf }))`; no free hotplug port is
-//!   `Err(ManageError::Invalid(..))` (400) or a new variant.
-//! - `remove_device(id, reply)`: `id` is known (checked here). Ask the
-//!   guest to let go (attention button), keep `reply`, and answer
-//!   `Ok(Answer::Done)` from whichever thread sees the slot powered off and
-//!   the function detached, after removing it from `Vm::devices`; a guest
-//!   that does not let go in time is an error answer, not a hang.
+//!   the open TAP queues in `new.fds`, one per queue pair: put them in
+//!   `VirtioNetConfig::tap_fds`) or a VFIO function (`vm.add-device`); its
+//!   `id` is the client's or `None`; `bus` and `addr` are `None`. Send
+//!   `VmEvent::Control(ControlRequest::Add(AddRequest::new(device), tx))`
+//!   into `self.event_sink` and, on a thread of its own, wait on the
+//!   receiver and answer `reply`: `Ok(Added { id, bdf })` as
+//!   `Answer::Added(AddedDevice { id, bdf })`; `NoFreePort`, `DuplicateId`
+//!   as `ManageError::Conflict` (409); `NotHotpluggable`, `BadConfig` as
+//!   `Invalid` (400); `NotRunning` (or a dropped sender) as `Ending` (503).
+//! - `remove_device(id, reply)`: the same with
+//!   `ControlRequest::Remove(id, DEFAULT_REMOVE_TIMEOUT, tx)`: `Ok(())` as
+//!   `Answer::Done`; `UnknownId` as `NoSuchDevice` (404); `NotRemovable`
+//!   as `Conflict` (409); `RemoveTimeout` as `Failed` (500).
+//! - `vm.info` must list hot-added devices: push an added device onto
+//!   `Vm::devices` when its `Added` comes back and drop it when its removal
+//!   does (or build `info`'s device list from `ControlRequest::Devices`,
+//!   whose addresses already follow the guest's numbering); the checks
+//!   here of ids in use and unknown ids read `Vm::devices`.
 //! - `report_counters(reply)` is done: a hot-added function registers its
 //!   counters with the machine's registry under its id, as built ones do,
 //!   and unregisters them when it goes.
@@ -47,7 +53,7 @@ impl Vm {
             .enumerate()
             .any(|(i, d)| Some(device_id(d, i)) == new.device.id);
         if taken {
-            reply.answer(Err(ManageError::Invalid(format!(
+            reply.answer(Err(ManageError::Conflict(format!(
                 "a device with id '{}' is already in this VM",
                 new.device.id.unwrap_or_default()
             ))));
