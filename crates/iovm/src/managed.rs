@@ -165,7 +165,17 @@ fn serve_idle(
             Command::Boot if vmm.config.is_none() => Err(ManageError::NotCreated),
             Command::Boot => {
                 let signalled = signals.arrived();
-                let outcome = boot(vmm, port, Some(reply), args, start, signals)?;
+                let outcome = match boot(vmm, port, Some(reply), args, start, signals) {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        // A machine built again after a reboot could not
+                        // be: the VMM stays, and vm.info says why.
+                        report_line(&format!("\r\niovm: error: {e:#}"));
+                        vmm.state = MachineState::Shutdown;
+                        vmm.outcome = Some(Outcome::Crash(format!("{e:#}")));
+                        continue;
+                    }
+                };
                 if signals.arrived() > signalled {
                     // SIGTERM/SIGINT pressed the power button: the VMM ends
                     // with the machine, as it does without the API.
