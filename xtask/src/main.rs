@@ -1,5 +1,6 @@
 //! `cargo xtask`: builds the test guest and the nested test host, runs the demo and tests.
 
+mod api_fuzz;
 mod apt;
 mod bench;
 mod cpio;
@@ -146,10 +147,22 @@ What CI runs, stopping at the first failure:
      installed first if missing, as .ci/run does); a target that fails says what it found
      and the input saved under fuzz/artifacts/<target>/, or that it saved none (its build
      or cargo-fuzz failed)
-  5. cargo xtask bench --quick (the benchmark harness works; no speed is checked)
+  5. cargo xtask api-fuzz (schemathesis from PyPI against docs/api/openapi.yaml and an
+     empty iovm VMM, 120 s; installed into target/schemathesis-venv first if missing)
+  6. cargo xtask bench --quick (the benchmark harness works; no speed is checked)
 Arguments after `--` go to cargo test. Exits with the failing step's status, or 0 (1 when
 the nightly toolchain or cargo-fuzz is missing and cannot be installed).")]
     Ci(test::TestArgs),
+
+    /// The management API against its own spec: schemathesis (PyPI) fuzzes an empty iovm.
+    #[command(long_about = "\
+Runs schemathesis, a property-based API fuzzer from PyPI (installed into
+target/schemathesis-venv when missing), against docs/api/openapi.yaml and an empty iovm
+VMM (iovm run --api-socket, reached through a loopback TCP relay): no 5xx, only the
+statuses, content types and shapes the document gives, schema-invalid bodies refused.
+vmm.shutdown and vm.boot are left out. Fails when schemathesis finds something or iovm
+does not survive the run.")]
+    ApiFuzz(api_fuzz::ApiFuzzArgs),
 
     /// iovm against QEMU 7.2 and the host, side by side: boot, memory, exits, disks, network.
     #[command(long_about = "\
@@ -238,6 +251,7 @@ fn main() {
         Cmd::Demo(args) => demo::run(args),
         Cmd::Test(args) => test::test(args),
         Cmd::Ci(args) => test::ci(args),
+        Cmd::ApiFuzz(args) => api_fuzz::run(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::BenchProbe(args) => bench::probe::run(args),
         Cmd::Soak(args) => soak::run(args),

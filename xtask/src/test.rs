@@ -72,7 +72,7 @@ fn ci_steps(args: &TestArgs) -> Result<i32> {
         ),
     ];
     for (i, (name, cargo_args)) in steps.iter().enumerate() {
-        println!("xtask: ci step {}/5: {name}", i + 1);
+        println!("xtask: ci step {}/6: {name}", i + 1);
         let status = run_status(cargo().args(*cargo_args))?;
         if !status.success() {
             let code = status.code().unwrap_or(1);
@@ -80,13 +80,13 @@ fn ci_steps(args: &TestArgs) -> Result<i32> {
             return Ok(code);
         }
     }
-    println!("xtask: ci step 3/5: tests");
+    println!("xtask: ci step 3/6: tests");
     let code = test(args)?;
     if code != 0 {
         return Ok(code);
     }
     println!(
-        "xtask: ci step 4/5: fuzz smoke run ({} s per target)",
+        "xtask: ci step 4/6: fuzz smoke run ({} s per target)",
         fuzz::SECONDS
     );
     let code = fuzz::smoke()?;
@@ -95,7 +95,18 @@ fn ci_steps(args: &TestArgs) -> Result<i32> {
         return Ok(code);
     }
     println!(
-        "xtask: ci step 5/5: benchmark smoke run (cargo xtask bench --quick; no speed is checked)"
+        "xtask: ci step 5/6: API fuzz (schemathesis against docs/api/openapi.yaml, {} s)",
+        crate::api_fuzz::MAX_TIME
+    );
+    let code = crate::api_fuzz::run(&crate::api_fuzz::ApiFuzzArgs {
+        max_time: crate::api_fuzz::MAX_TIME,
+    })?;
+    if code != 0 {
+        println!("xtask: ci: API fuzz FAILED (exit status {code})");
+        return Ok(code);
+    }
+    println!(
+        "xtask: ci step 6/6: benchmark smoke run (cargo xtask bench --quick; no speed is checked)"
     );
     let code = crate::bench::run(&crate::bench::BenchArgs {
         quick: true,

@@ -30,6 +30,9 @@ Examples:
            --cmdline 'console=ttyS0 quiet'
   iovm run --kernel vmlinuz --initramfs initrd.img --serial socket=/tmp/iovm.sock
            (then: socat -,raw,echo=0 unix-connect:/tmp/iovm.sock)
+  iovm run --api-socket /tmp/iovm.api
+           (an empty VMM: create and boot it with curl --unix-socket or iovm remote;
+            docs/api.md)
 
 Console: with --serial stdio on a terminal, the terminal is put in raw mode
 while the guest runs; type Ctrl-A x to end iovm, Ctrl-A Ctrl-A to send Ctrl-A.
@@ -40,7 +43,8 @@ acpid) powers off and iovm exits 0. A guest that has not powered off after
 --shutdown-timeout, or a second signal, ends the machine with status 6.
 
 Exit status:
-  0  the guest powered off
+  0  the guest powered off, or an API client ended the VM or iovm
+     (vm.shutdown, vm.delete, vmm.shutdown)
   1  iovm could not build or run the machine (the message says why)
   2  the command line is wrong
   3  the guest rebooted (with --on-reboot exit, the default)
@@ -65,6 +69,9 @@ pub enum Command {
     /// Boot a Linux kernel in a new virtual machine and run it until it powers off.
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
+    /// Ask a running iovm something through its API socket (--api-socket).
+    #[command(after_help = crate::remote::AFTER_HELP)]
+    Remote(crate::remote::RemoteArgs),
 }
 
 /// `iovm run` options.
@@ -74,8 +81,19 @@ pub struct RunArgs {
     /// an uncompressed ELF vmlinux, which starts through its PVH entry and
     /// skips the bzImage's self-decompression (cargo xtask guest writes
     /// target/guest/vmlinux).
+    /// Required unless --api-socket is given: without it, iovm starts
+    /// an empty VMM that waits for vm.create and vm.boot.
+    #[arg(long, value_name = "PATH", required_unless_present = "api_socket")]
+    pub kernel: Option<PathBuf>,
+
+    /// Serve the management API (Cloud Hypervisor's REST dialect, HTTP/1.1)
+    /// on a Unix socket at PATH, owner-only, removed on exit (docs/api.md).
+    /// With --kernel the machine boots at once and the API manages it; iovm
+    /// ends when it does. Without --kernel iovm waits for vm.create and
+    /// vm.boot, outlives the machine (vm.info shows how it ended) and ends
+    /// on vmm.shutdown or SIGTERM.
     #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    pub api_socket: Option<PathBuf>,
 
     /// Initramfs (a cpio archive, compressed or not) for the kernel to unpack as its root.
     #[arg(long, value_name = "PATH")]
@@ -212,9 +230,13 @@ impl RunArgs {
                 DeviceSpec::Iommu(c) => iommu = Some(*c),
             }
         }
+        let kernel = self
+            .kernel
+            .clone()
+            .ok_or("--kernel is required (or --api-socket, to create the VM through the API)")?;
         Ok(VmConfig {
             boot: BootConfig {
-                kernel: self.kernel.clone(),
+                kernel,
                 initramfs: self.initramfs.clone(),
                 cmdline: self.cmdline.clone(),
             },
@@ -882,7 +904,9 @@ mod tests {
             "iovm", "run", "--kernel", "k", "--memory", "5G", "--cpus", "2",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         let cfg = args.vm_config().unwrap();
         assert_eq!(cfg.memory.size, 5 << 30);
         assert_eq!(cfg.iommu, None);
@@ -1046,7 +1070,9 @@ mod tests {
             "intel-iommu,aw-bits=39",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         assert!(args.vm_config().unwrap_err().contains("given twice"));
     }
 }

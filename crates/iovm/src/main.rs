@@ -2,7 +2,9 @@
 //! and turns the outcome into an exit status. Errors end here as one line.
 
 mod cli;
+mod managed;
 mod panic_hook;
+mod remote;
 mod terminal;
 
 use std::process::ExitCode;
@@ -12,7 +14,7 @@ use clap::Parser;
 use vmm::config::SerialConfig;
 use vmm::console::{report_line, Console};
 use vmm::signals::ShutdownSignals;
-use vmm::vm::{self, Outcome};
+use vmm::vm::{self, ApiStop, Outcome};
 
 use crate::cli::{Cli, Command, RunArgs};
 
@@ -27,19 +29,30 @@ fn init_logging() {
         .init();
 }
 
-fn run(args: &RunArgs, start: Instant, signals: &ShutdownSignals) -> anyhow::Result<Outcome> {
-    let cfg = args.vm_config().map_err(anyhow::Error::msg)?;
-    vm::validate(&cfg, vm::host_memory())?;
+/// Opens the console `cfg` names (raw mode while the guest runs on an
+/// interactive terminal: keep the second value until the machine ends).
+pub(crate) fn open_console(
+    cfg: &vmm::config::VmConfig,
+    args: &RunArgs,
+    start: Instant,
+) -> anyhow::Result<(Console, Option<terminal::RawModeGuard>)> {
     let interactive = cfg.serial == SerialConfig::Stdio && terminal::stdin_is_tty();
     let console = Console::open(&cfg.serial, interactive)?;
     if args.timing {
         console.watch_for(args.timing_marker.clone(), start);
     }
-    let _raw = if interactive {
+    let raw = if interactive {
         terminal::enter_raw_mode()
     } else {
         None
     };
+    Ok((console, raw))
+}
+
+fn run(args: &RunArgs, start: Instant, signals: &ShutdownSignals) -> anyhow::Result<Outcome> {
+    let cfg = args.vm_config().map_err(anyhow::Error::msg)?;
+    vm::validate(&cfg, vm::host_memory())?;
+    let (console, _raw) = open_console(&cfg, args, start)?;
     let timing = args.timing;
     let outcome = vmm::lifecycle::run(&cfg, &console, signals, |t| {
         if timing {
@@ -52,7 +65,7 @@ fn run(args: &RunArgs, start: Instant, signals: &ShutdownSignals) -> anyhow::Res
     Ok(outcome)
 }
 
-fn describe(outcome: &Outcome) -> Option<String> {
+pub(crate) fn describe(outcome: &Outcome) -> Option<String> {
     match outcome {
         Outcome::PowerOff => None,
         Outcome::Reboot => {
@@ -62,6 +75,8 @@ fn describe(outcome: &Outcome) -> Option<String> {
         Outcome::Crash(why) => Some(format!("the guest stopped: {why}")),
         Outcome::UserQuit => Some("ended from the console".into()),
         Outcome::ForcedOff(why) => Some(format!("ended the guest: {why}")),
+        Outcome::Stopped(ApiStop::Reboot) => Some("rebooted through the API".into()),
+        Outcome::Stopped(_) => Some("the VM was shut down through the API".into()),
     }
 }
 
@@ -88,7 +103,19 @@ fn main() -> ExitCode {
             return ExitCode::from(vm::EXIT_ERROR as u8);
         }
     };
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::Remote(remote) => return ExitCode::from(remote::run(&remote) as u8),
+    };
+    if let Some(socket) = args.api_socket.clone() {
+        return match managed::run(&args, &socket, start, &signals) {
+            Ok(status) => ExitCode::from(status as u8),
+            Err(e) => {
+                eprintln!("iovm: error: {e:#}");
+                ExitCode::from(vm::EXIT_ERROR as u8)
+            }
+        };
+    }
     match run(&args, start, &signals) {
         Ok(outcome) => {
             if let Some(text) = describe(&outcome) {

@@ -26,8 +26,18 @@ fn type_input(mut pipe: ChildStdin, capture: &Capture, input: &str) {
 }
 
 /// Runs a hook of `run` with `sh -c`, reporting a failure on stderr.
-fn host_hook(run: &GuestRun, commands: Option<&String>, scratch: &Path, what: &str) {
-    let Some(cmd) = run.hook(commands, &scratch.to_string_lossy()) else {
+fn host_hook(
+    run: &GuestRun,
+    commands: Option<&String>,
+    (scratch, guest, iovm): (&Path, &Path, &Path),
+    what: &str,
+) {
+    let Some(cmd) = run.hook(
+        commands,
+        &scratch.to_string_lossy(),
+        &guest.to_string_lossy(),
+        &iovm.to_string_lossy(),
+    ) else {
         return;
     };
     match Command::new("sh").arg("-c").arg(&cmd).status() {
@@ -45,7 +55,12 @@ pub(crate) fn run_one(
     stream: Stream,
 ) -> Result<RunResult, Error> {
     let args = run.iovm_args(&guest_dir.to_string_lossy(), &scratch.to_string_lossy());
-    host_hook(run, run.host_before.as_ref(), scratch, "host_before");
+    host_hook(
+        run,
+        run.host_before.as_ref(),
+        (scratch, guest_dir, iovm),
+        "host_before",
+    );
     let start = Instant::now();
     let launcher = run.launcher(&iovm.to_string_lossy());
     let mut child = Command::new(&launcher[0])
@@ -103,7 +118,12 @@ pub(crate) fn run_one(
     if let Some(f) = feeder {
         let _ = f.join();
     }
-    host_hook(run, run.host_after.as_ref(), scratch, "host_after");
+    host_hook(
+        run,
+        run.host_after.as_ref(),
+        (scratch, guest_dir, iovm),
+        "host_after",
+    );
     Ok(RunResult {
         name: run.name.clone(),
         exit_code: status.code(),

@@ -58,6 +58,10 @@ pub struct GuestRun {
     pub netns: Option<String>,
     /// Environment variables iovm gets (`NAME`, `VALUE`); see [`GuestRun::env`].
     pub env: Vec<(String, String)>,
+    /// iovm starts with no machine (no `--kernel`, `--initramfs`,
+    /// `--cmdline`): a client of its API creates and boots it; see
+    /// [`GuestRun::empty_vmm`].
+    pub empty_vmm: bool,
 }
 
 /// The script as the guest's /init takes it: gzipped when that is shorter
@@ -91,6 +95,7 @@ impl GuestRun {
             host_after: None,
             netns: None,
             env: Vec::new(),
+            empty_vmm: false,
         }
     }
 
@@ -130,7 +135,8 @@ impl GuestRun {
 
     /// Shell commands run with `sh -c` where iovm runs (inside the test host, or on
     /// this machine in direct mode) just before iovm starts, e.g. to put disk images
-    /// on a fast file system; `{scratch}` is replaced as in the arguments. A failure is
+    /// on a fast file system; `{scratch}` and `{guest}` are replaced as in the
+    /// arguments, `{iovm}` by the iovm binary's path there. A failure is
     /// printed but does not stop the run: the run's own checks will see what is missing.
     pub fn host_before(mut self, commands: impl Into<String>) -> Self {
         self.host_before = Some(commands.into());
@@ -146,8 +152,27 @@ impl GuestRun {
     }
 
     /// A hook's commands with `{scratch}` replaced.
-    pub(crate) fn hook(&self, commands: Option<&String>, scratch_dir: &str) -> Option<String> {
-        commands.map(|c| c.replace("{scratch}", scratch_dir))
+    pub(crate) fn hook(
+        &self,
+        commands: Option<&String>,
+        scratch_dir: &str,
+        guest_dir: &str,
+        iovm: &str,
+    ) -> Option<String> {
+        commands.map(|c| {
+            c.replace("{scratch}", scratch_dir)
+                .replace("{guest}", guest_dir)
+                .replace("{iovm}", iovm)
+        })
+    }
+
+    /// Starts iovm with no machine: the harness leaves out `--kernel`,
+    /// `--initramfs` and `--cmdline`, and a [`GuestRun::host_before`]
+    /// driver creates and boots the guest through the API (`--api-socket`
+    /// in `args`), with [`GuestRun::kernel_cmdline`] as its command line.
+    pub fn empty_vmm(mut self) -> Self {
+        self.empty_vmm = true;
+        self
     }
 
     /// Appends one iovm argument.
@@ -250,11 +275,11 @@ impl GuestRun {
     /// The full `iovm` argument list (starting with `run`), with placeholders replaced.
     pub(crate) fn iovm_args(&self, guest_dir: &str, scratch_dir: &str) -> Vec<String> {
         let mut out = vec!["run".to_owned()];
-        if !self.has_arg("--kernel") {
+        if !self.empty_vmm && !self.has_arg("--kernel") {
             out.push("--kernel".into());
             out.push(format!("{guest_dir}/vmlinuz"));
         }
-        if !self.has_arg("--initramfs") {
+        if !self.empty_vmm && !self.has_arg("--initramfs") {
             out.push("--initramfs".into());
             out.push(format!("{guest_dir}/initramfs.cpio.gz"));
         }
@@ -262,7 +287,7 @@ impl GuestRun {
             out.push("--serial".into());
             out.push("stdio".into());
         }
-        if !self.has_arg("--cmdline") {
+        if !self.empty_vmm && !self.has_arg("--cmdline") {
             out.push("--cmdline".into());
             out.push(self.kernel_cmdline());
         }

@@ -211,7 +211,12 @@ pub fn batch_script(runs: &[GuestRun], iovm_in_host: &str, loader: Option<&str>)
         } else {
             "/dev/null".into()
         };
-        if let Some(before) = run.hook(run.host_before.as_ref(), SCRATCH_MOUNT) {
+        if let Some(before) = run.hook(
+            run.host_before.as_ref(),
+            SCRATCH_MOUNT,
+            GUEST_MOUNT,
+            iovm_in_host,
+        ) {
             s.push_str(&format!(
                 "sh -c {} || echo 'testkit: host_before of {} failed'\n",
                 shell_quote(&before),
@@ -231,7 +236,12 @@ pub fn batch_script(runs: &[GuestRun], iovm_in_host: &str, loader: Option<&str>)
             launcher.join(" "),
             args.join(" ")
         ));
-        if let Some(after) = run.hook(run.host_after.as_ref(), SCRATCH_MOUNT) {
+        if let Some(after) = run.hook(
+            run.host_after.as_ref(),
+            SCRATCH_MOUNT,
+            GUEST_MOUNT,
+            iovm_in_host,
+        ) {
             s.push_str(&format!(
                 "sh -c {} || echo 'testkit: host_after of {} failed'\n",
                 shell_quote(&after),

@@ -22,6 +22,7 @@ pub mod ioevents;
 pub mod irqchip;
 pub mod layout;
 pub mod lifecycle;
+pub mod manage;
 pub mod memory_slots;
 pub mod pci_devices;
 pub mod pci_host;

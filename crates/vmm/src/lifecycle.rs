@@ -5,7 +5,9 @@
 //! ```text
 //!  start vCPUs ─▶ serve events ──────────────────────────▶ Outcome
 //!                  guest power-off / reset / panic ─ end
-//!                  SIGTERM, SIGINT ─ press the power button, arm the timeout
+//!                  SIGTERM, SIGINT ─ resume if paused, press the power
+//!                                    button, arm the timeout
+//!                  API request ─ answer (crate::manage); some end it
 //!                  second signal, timeout ─ end (forced off)
 //!                                      │
 //!  teardown: vCPUs stopped and joined ─▶ console input detached ─▶ every
@@ -31,9 +33,11 @@ use vmm_sys_util::signal::Killable;
 
 use crate::config::{OnReboot, VmConfig};
 use crate::console::Console;
+use crate::manage::running::Flow;
+use crate::manage::{ManageError, ManagePort, Responder};
 use crate::signals::ShutdownSignals;
 use crate::vcpu;
-use crate::vm::{Outcome, Persistent, Vm, VmError, VmEvent};
+use crate::vm::{ApiStop, Outcome, Persistent, Vm, VmError, VmEvent};
 
 /// How long a panicking guest may go on printing after it reported the panic.
 const PANIC_GRACE: Duration = Duration::from_millis(300);
@@ -57,11 +61,13 @@ pub struct Leftovers {
 impl Vm {
     /// Runs the machine until something ends it, then takes it down.
     /// `on_start` learns when vCPU 0 first entered the guest; `signals`
-    /// deliver SIGTERM and SIGINT while it runs.
+    /// deliver SIGTERM and SIGINT while it runs, and `manage` the API's
+    /// requests.
     pub fn run(
         mut self,
         console: &Console,
         signals: &ShutdownSignals,
+        manage: Option<&ManagePort>,
         on_start: impl FnOnce(Instant),
     ) -> Result<Outcome, VmError> {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -79,20 +85,52 @@ impl Vm {
             }
         }
         signals.attach(self.event_sink.clone());
+        if let Some(port) = manage {
+            port.attach(self.event_sink.clone());
+        }
         if let Ok(t) = self.first_entry.recv_timeout(Duration::from_secs(5)) {
             on_start(t);
         }
-        let outcome = self.serve();
+        let (outcome, pending) = self.serve(&threads);
         tracing::info!("machine ends: {outcome:?}");
+        if let Some(port) = manage {
+            port.detach();
+            self.refuse_queued_requests();
+        }
+        self.pause.resume();
         let left = self.teardown(threads, console, signals);
         if left != Leftovers::default() {
             tracing::warn!("the machine was not wholly freed: {left:?}");
         }
+        if let Some(reply) = pending {
+            reply.answer(Ok(crate::manage::Answer::Done));
+        }
         Ok(outcome)
     }
 
-    /// Serves events until one ends the machine.
-    fn serve(&self) -> Outcome {
+    /// Answers the management requests that reached the machine after it
+    /// decided to end: the client asks again, and the VMM answers.
+    fn refuse_queued_requests(&self) {
+        while let Ok(event) = self.events.try_recv() {
+            if let VmEvent::Manage(r) = event {
+                r.reply.answer(Err(ManageError::Ending));
+            }
+        }
+    }
+
+    /// Serves events until one ends the machine; a management request that
+    /// ended it is answered once the machine is down.
+    fn serve(&self, threads: &[JoinHandle<()>]) -> (Outcome, Option<Responder>) {
+        let mut pending = None;
+        let outcome = self.serve_until_end(threads, &mut pending);
+        (outcome, pending)
+    }
+
+    fn serve_until_end(
+        &self,
+        threads: &[JoinHandle<()>],
+        pending: &mut Option<Responder>,
+    ) -> Outcome {
         let mut deadline: Option<Instant> = None;
         loop {
             let event = match deadline {
@@ -124,6 +162,13 @@ impl Vm {
                     return Outcome::Panic;
                 }
                 VmEvent::UserQuit => return Outcome::UserQuit,
+                VmEvent::Manage(request) => match self.manage(request, threads) {
+                    Flow::Continue => {}
+                    Flow::End(outcome, reply) => {
+                        *pending = Some(reply);
+                        return outcome;
+                    }
+                },
                 VmEvent::VcpuFailed { index, reason } => {
                     return Outcome::Crash(format!("vCPU {index}: {reason}"));
                 }
@@ -133,6 +178,8 @@ impl Vm {
                     ));
                 }
                 VmEvent::ShutdownSignal(sig) => {
+                    // A paused guest could not answer the button.
+                    self.pause.resume();
                     crate::console::report_line(&format!(
                         "\r\niovm: signal {sig}: pressing the guest's power button \
                          (it has {} to power off)",
@@ -166,6 +213,7 @@ impl Vm {
             events,
             event_sink,
             stop: _,
+            pause,
             first_entry,
             power_button,
             shutdown_timeout: _,
@@ -176,6 +224,9 @@ impl Vm {
             vm,
             kvm,
             memory,
+            config: _,
+            devices: _,
+            boots: _,
         } = self;
         drop(vcpus);
         console.detach();
@@ -183,7 +234,7 @@ impl Vm {
         left.functions = pci.shutdown();
         drop(pci);
         tracing::info!("PCI functions stopped");
-        drop((pio, mmio, power_button));
+        drop((pio, mmio, power_button, pause));
         drop((events, event_sink, first_entry));
         drop(irqchip);
         left.vm_fd = Arc::strong_count(&vm) - 1;
@@ -231,13 +282,33 @@ pub fn run(
     cfg: &VmConfig,
     console: &Console,
     signals: &ShutdownSignals,
+    on_start: impl FnMut(Instant),
+) -> Result<Outcome, VmError> {
+    run_managed(cfg, console, signals, None, on_start)
+}
+
+/// [`run`], with the API's requests delivered to each machine by `manage`
+/// (`vm.reboot` also starts the machine again).
+pub fn run_managed(
+    cfg: &VmConfig,
+    console: &Console,
+    signals: &ShutdownSignals,
+    manage: Option<&ManagePort>,
     mut on_start: impl FnMut(Instant),
 ) -> Result<Outcome, VmError> {
     let persistent = Persistent::default();
+    let mut boots = 0;
     loop {
-        let vm = Vm::build(cfg, console, &persistent)?;
-        let outcome = vm.run(console, signals, &mut on_start)?;
-        if outcome == Outcome::Reboot && cfg.lifecycle.on_reboot == OnReboot::Restart {
+        let mut vm = Vm::build(cfg, console, &persistent)?;
+        boots += 1;
+        vm.boots = boots;
+        let outcome = vm.run(console, signals, manage, &mut on_start)?;
+        let restart = match outcome {
+            Outcome::Reboot => cfg.lifecycle.on_reboot == OnReboot::Restart,
+            Outcome::Stopped(ApiStop::Reboot) => true,
+            _ => false,
+        };
+        if restart {
             tracing::info!("guest rebooted: starting it again");
             continue;
         }

@@ -19,6 +19,7 @@ const SHUTDOWN_SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
 struct Slot {
     sink: Option<Sender<VmEvent>>,
     pending: Vec<libc::c_int>,
+    arrived: usize,
 }
 
 /// The receiving end of SIGTERM and SIGINT, shared with the signal thread.
@@ -83,6 +84,7 @@ impl ShutdownSignals {
 
     fn deliver(slot: &Mutex<Slot>, sig: libc::c_int) {
         let mut s = Self::lock(slot);
+        s.arrived += 1;
         let sent = s
             .sink
             .as_ref()
@@ -105,6 +107,11 @@ impl ShutdownSignals {
             let _ = sink.send(VmEvent::ShutdownSignal(sig));
         }
         s.sink = Some(sink);
+    }
+
+    /// How many signals have arrived since [`ShutdownSignals::install`].
+    pub fn arrived(&self) -> usize {
+        Self::lock(&self.slot).arrived
     }
 
     /// Stops sending to the machine that is going away.
@@ -145,6 +152,14 @@ mod tests {
             rx2.try_recv(),
             Ok(VmEvent::ShutdownSignal(libc::SIGINT))
         ));
+    }
+
+    #[test]
+    fn test_arrivals_are_counted() {
+        let signals = ShutdownSignals::detached();
+        signals.raise(libc::SIGTERM);
+        signals.raise(libc::SIGINT);
+        assert_eq!(signals.arrived(), 2);
     }
 
     #[test]

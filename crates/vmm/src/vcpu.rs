@@ -18,6 +18,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::bus::Bus;
 use crate::irqchip::Irqchip;
+use crate::manage::pause::PauseGate;
 use crate::vm::VmEvent;
 
 /// The signal that kicks a vCPU thread out of `KVM_RUN`.
@@ -55,6 +56,8 @@ pub struct VcpuRunner {
     pub events: Sender<VmEvent>,
     /// Set when the machine is going away.
     pub stop: Arc<AtomicBool>,
+    /// Where the vCPU parks while the machine is paused.
+    pub pause: Arc<PauseGate>,
     /// Reports the moment vCPU 0 first enters the guest.
     pub first_entry: Option<Sender<Instant>>,
     /// The machine's exit counters.
@@ -80,6 +83,10 @@ impl VcpuRunner {
             let _ = tx.send(Instant::now());
         }
         while !self.stop.load(Ordering::Acquire) {
+            self.pause.pass(&self.stop);
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
             match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => {
                     self.exits.count(ExitReason::IoIn);

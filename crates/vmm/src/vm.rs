@@ -46,6 +46,7 @@ use crate::irqchip::{self, Irqchip, IOAPIC_WINDOW};
 use crate::layout::{
     MemoryLayout, ECAM_SIZE, ECAM_START, IOAPIC_START, MIB, MIN_MEMORY, VTD_SIZE, VTD_START,
 };
+use crate::manage::pause::PauseGate;
 use crate::memory_slots::KvmMemorySlots;
 use crate::pci_devices;
 use crate::pci_host::{PciRoot, CONFIG_PORTS_SIZE};
@@ -93,6 +94,8 @@ pub enum VmEvent {
     ShutdownSignal(i32),
     /// The user typed the console escape.
     UserQuit,
+    /// A management client (the API) asks something.
+    Manage(crate::manage::Request),
     /// A vCPU cannot go on.
     VcpuFailed {
         /// Which.
@@ -117,6 +120,21 @@ pub enum Outcome {
     UserQuit,
     /// Ended by iovm after the power button: why.
     ForcedOff(String),
+    /// Ended by a management client.
+    Stopped(ApiStop),
+}
+
+/// Which management request ended a machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiStop {
+    /// `vm.shutdown`: the machine ends; the VMM keeps its configuration.
+    Shutdown,
+    /// `vm.reboot`: the machine ends and is built and booted again.
+    Reboot,
+    /// `vm.delete`: the machine ends and its configuration is forgotten.
+    Delete,
+    /// `vmm.shutdown`: the machine ends, and the VMM with it.
+    VmmShutdown,
 }
 
 impl Outcome {
@@ -128,6 +146,8 @@ impl Outcome {
             Outcome::Panic | Outcome::Crash(_) => EXIT_CRASH,
             Outcome::UserQuit => EXIT_USER_QUIT,
             Outcome::ForcedOff(_) => EXIT_FORCED_OFF,
+            Outcome::Stopped(ApiStop::Reboot) => EXIT_REBOOT,
+            Outcome::Stopped(_) => EXIT_POWEROFF,
         }
     }
 }
@@ -341,6 +361,24 @@ fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
     Ok(())
 }
 
+/// Opens the kernel at `path` and checks that iovm can boot it: an ELF
+/// vmlinux (PVH entry) or a bzImage of a supported boot protocol.
+pub fn open_kernel(path: &std::path::Path) -> Result<File, VmError> {
+    let kernel_path = path.display().to_string();
+    let mut kernel = File::open(path).map_err(|source| VmError::Kernel {
+        path: kernel_path.clone(),
+        source,
+    })?;
+    let elf = crate::boot::pvh::is_elf(&mut kernel)
+        .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
+    if !elf {
+        let header = loader::read_setup_header(&mut kernel)
+            .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
+        loader::check_bzimage(&header, &kernel_path)?;
+    }
+    Ok(kernel)
+}
+
 /// Sends guest requests into the run loop's channel.
 #[derive(Debug)]
 struct ChannelSink(Mutex<Sender<VmEvent>>);
@@ -387,6 +425,7 @@ pub struct Vm {
     pub(crate) events: Receiver<VmEvent>,
     pub(crate) event_sink: Sender<VmEvent>,
     pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) pause: Arc<PauseGate>,
     pub(crate) first_entry: Receiver<Instant>,
     pub(crate) power_button: Arc<Mutex<Ged>>,
     pub(crate) shutdown_timeout: Duration,
@@ -397,6 +436,9 @@ pub struct Vm {
     pub(crate) vm: Arc<VmFd>,
     pub(crate) kvm: Kvm,
     pub(crate) memory: Arc<GuestMemoryMmap>,
+    pub(crate) config: VmConfig,
+    pub(crate) devices: Mutex<Vec<DeviceConfig>>,
+    pub(crate) boots: u32,
 }
 
 impl std::fmt::Debug for Vm {
@@ -422,17 +464,7 @@ impl Vm {
     ) -> Result<Self, VmError> {
         validate(cfg, host_memory())?;
         let kernel_path = cfg.boot.kernel.display().to_string();
-        let mut kernel = File::open(&cfg.boot.kernel).map_err(|source| VmError::Kernel {
-            path: kernel_path.clone(),
-            source,
-        })?;
-        let elf = crate::boot::pvh::is_elf(&mut kernel)
-            .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
-        if !elf {
-            let header = loader::read_setup_header(&mut kernel)
-                .map_err(|_| loader::LoadError::NotBzImage(kernel_path.clone()))?;
-            loader::check_bzimage(&header, &kernel_path)?;
-        }
+        let mut kernel = open_kernel(&cfg.boot.kernel)?;
         let initramfs_path = cfg.boot.initramfs.as_ref().map(|p| p.display().to_string());
         let mut initramfs = match (&cfg.boot.initramfs, &initramfs_path) {
             (Some(p), Some(name)) => Some(File::open(p).map_err(|source| VmError::Initramfs {
@@ -592,6 +624,7 @@ impl Vm {
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("read the supported CPUID"))?;
         let stop = Arc::new(AtomicBool::new(false));
+        let pause = Arc::new(PauseGate::default());
         let (first_tx, first_entry) = mpsc::channel();
         let mut vcpus = Vec::new();
         for index in 0..cfg.cpus.count {
@@ -623,6 +656,7 @@ impl Vm {
                 irqchip: irqchip.clone(),
                 events: tx.clone(),
                 stop: stop.clone(),
+                pause: pause.clone(),
                 first_entry: (index == 0).then(|| first_tx.clone()),
                 exits: pci.counters().exits(),
             });
@@ -634,6 +668,7 @@ impl Vm {
             events,
             event_sink: tx,
             stop,
+            pause,
             first_entry,
             power_button,
             shutdown_timeout: cfg.lifecycle.shutdown_timeout,
@@ -644,7 +679,16 @@ impl Vm {
             vm,
             kvm,
             memory,
+            config: cfg.clone(),
+            devices: Mutex::new(cfg.devices.clone()),
+            boots: 1,
         })
+    }
+
+    /// The machine's devices now: those it was built with, and those
+    /// added since.
+    pub(crate) fn device_list(&self) -> std::sync::MutexGuard<'_, Vec<DeviceConfig>> {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
