@@ -382,7 +382,11 @@ impl RootPort {
             return;
         };
         let regs = self.config.regs();
-        let pending = self.caps.pcie().and_then(|p| p.slot()).is_some_and(|s| s.interrupt_pending(regs));
+        let pending = self
+            .caps
+            .pcie()
+            .and_then(|p| p.slot())
+            .is_some_and(|s| s.interrupt_pending(regs));
         let route = self
             .caps
             .msi()
@@ -412,8 +416,7 @@ impl RootPort {
             _ => {}
         }
         irq.pending = pending;
-        self.config
-            .set_interrupt_status(route.is_none() && pending);
+        self.config.set_interrupt_status(route.is_none() && pending);
     }
 }
 

@@ -113,7 +113,7 @@ pub enum DeviceKind {
     /// A PCI 16550 serial card.
     PciSerial(PciSerialConfig),
     /// A PCIe root port: a bus of its own with one slot (a link).
-    RootPort,
+    RootPort(RootPortConfig),
     /// A PCI-to-PCI bridge: a bus of its own with 32 slots.
     PciBridge,
     /// An NVMe controller; its namespaces are `NvmeNamespace` devices
@@ -131,6 +131,21 @@ pub enum DeviceKind {
     Virtio(VirtioConfig),
     /// A host PCI function assigned to the guest through VFIO.
     VfioPci(VfioPciConfig),
+}
+
+/// A PCIe root port (`root-port`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootPortConfig {
+    /// Its slot has a native PCIe hot-plug controller (`hotplug=on`, the
+    /// default): devices can be added to it and removed from it while the
+    /// machine runs ([`crate::control`], docs/pci.md).
+    pub hotplug: bool,
+}
+
+impl Default for RootPortConfig {
+    fn default() -> Self {
+        Self { hotplug: true }
+    }
 }
 
 /// A host PCI function to assign (`vfio-pci,host=...`).
@@ -274,7 +289,7 @@ impl DeviceKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::PciSerial(_) => "pci-serial",
-            Self::RootPort => "root-port",
+            Self::RootPort(_) => "root-port",
             Self::PciBridge => "pci-bridge",
             Self::Nvme(_) => "nvme",
             Self::NvmeNamespace(_) => "nvme-ns",
@@ -303,7 +318,7 @@ impl DeviceKind {
             Self::NvmeNamespace(_) => Some("nvme"),
             Self::SataDisk(_) => Some("ahci"),
             Self::PciSerial(_)
-            | Self::RootPort
+            | Self::RootPort(_)
             | Self::PciBridge
             | Self::Nvme(_)
             | Self::Ahci(_)
@@ -314,7 +329,7 @@ impl DeviceKind {
 
     /// Whether other devices can sit behind it.
     pub fn is_bus(&self) -> bool {
-        matches!(self, Self::RootPort | Self::PciBridge)
+        matches!(self, Self::RootPort(_) | Self::PciBridge)
     }
 
     /// The disk it is backed by and whether it is read-only, for the checks
@@ -329,7 +344,7 @@ impl DeviceKind {
                 VirtioKind::Net(_) | VirtioKind::Console | VirtioKind::Rng => None,
             },
             Self::PciSerial(_)
-            | Self::RootPort
+            | Self::RootPort(_)
             | Self::PciBridge
             | Self::Nvme(_)
             | Self::Ahci(_)
@@ -438,6 +453,6 @@ mod tests {
         });
         assert_eq!(blk.disk(), Some((Path::new("/blk.img"), false)));
         assert_eq!(DeviceKind::Nvme(NvmeConfig::default()).disk(), None);
-        assert_eq!(DeviceKind::RootPort.disk(), None);
+        assert_eq!(DeviceKind::RootPort(RootPortConfig::default()).disk(), None);
     }
 }

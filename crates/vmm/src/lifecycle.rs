@@ -7,8 +7,12 @@
 //!                  guest power-off / reset / panic ─ end
 //!                  SIGTERM, SIGINT ─ press the power button, arm the timeout
 //!                  second signal, timeout ─ end (forced off)
+//!                  control request ─ add a device / press an attention
+//!                    button (crate::control), never waiting for the guest
+//!                  Slot Control power off ─ detach the device removed
 //!                                      │
-//!  teardown: vCPUs stopped and joined ─▶ console input detached ─▶ every
+//!  teardown: vCPUs stopped and joined ─▶ control handle detached (waiting
+//!  requests fail) ─▶ console input detached ─▶ every
 //!  BAR unmapped, its ioeventfds unregistered ─▶ every PCI function dropped
 //!  (workers joined, backend I/O drained, files and TAPs closed) ─▶ platform
 //!  buses ─▶ IOAPIC, MSI routes and irqfds ─▶ VM fd ─▶ guest RAM
@@ -31,6 +35,7 @@ use vmm_sys_util::signal::Killable;
 
 use crate::config::{OnReboot, VmConfig};
 use crate::console::Console;
+use crate::control::ControlHandle;
 use crate::signals::ShutdownSignals;
 use crate::vcpu;
 use crate::vm::{Outcome, Persistent, Vm, VmError, VmEvent};
@@ -57,11 +62,12 @@ pub struct Leftovers {
 impl Vm {
     /// Runs the machine until something ends it, then takes it down.
     /// `on_start` learns when vCPU 0 first entered the guest; `signals`
-    /// deliver SIGTERM and SIGINT while it runs.
+    /// deliver SIGTERM and SIGINT while it runs, `control` its requests.
     pub fn run(
         mut self,
         console: &Console,
         signals: &ShutdownSignals,
+        control: &ControlHandle,
         on_start: impl FnOnce(Instant),
     ) -> Result<Outcome, VmError> {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -73,7 +79,7 @@ impl Vm {
             {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
-                    self.teardown(threads, console, signals);
+                    self.teardown(threads, console, signals, control);
                     return Err(VmError::Thread(e));
                 }
             }
@@ -82,9 +88,10 @@ impl Vm {
         if let Ok(t) = self.first_entry.recv_timeout(Duration::from_secs(5)) {
             on_start(t);
         }
-        let outcome = self.serve();
+        control.attach(self.event_sink.clone());
+        let outcome = self.serve(console);
         tracing::info!("machine ends: {outcome:?}");
-        let left = self.teardown(threads, console, signals);
+        let left = self.teardown(threads, console, signals, control);
         if left != Leftovers::default() {
             tracing::warn!("the machine was not wholly freed: {left:?}");
         }
@@ -92,10 +99,14 @@ impl Vm {
     }
 
     /// Serves events until one ends the machine.
-    fn serve(&self) -> Outcome {
+    fn serve(&mut self, console: &Console) -> Outcome {
         let mut deadline: Option<Instant> = None;
         loop {
-            let event = match deadline {
+            let wake = [deadline, self.controls.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            let event = match wake {
                 None => self.events.recv().ok(),
                 Some(d) => {
                     match self
@@ -104,10 +115,14 @@ impl Vm {
                     {
                         Ok(e) => Some(e),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            return Outcome::ForcedOff(format!(
-                                "the guest did not power off within {} of the power button",
-                                describe_duration(self.shutdown_timeout)
-                            ));
+                            if deadline.is_some_and(|d| d <= Instant::now()) {
+                                return Outcome::ForcedOff(format!(
+                                    "the guest did not power off within {} of the power button",
+                                    describe_duration(self.shutdown_timeout)
+                                ));
+                            }
+                            self.controls.expire(Instant::now());
+                            continue;
                         }
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
                     }
@@ -124,6 +139,8 @@ impl Vm {
                     return Outcome::Panic;
                 }
                 VmEvent::UserQuit => return Outcome::UserQuit,
+                VmEvent::Control(request) => self.serve_control(request, console),
+                VmEvent::Slot(event) => self.controls.slot(event, &self.pci),
                 VmEvent::VcpuFailed { index, reason } => {
                     return Outcome::Crash(format!("vCPU {index}: {reason}"));
                 }
@@ -154,8 +171,10 @@ impl Vm {
         threads: Vec<JoinHandle<()>>,
         console: &Console,
         signals: &ShutdownSignals,
+        control: &ControlHandle,
     ) -> Leftovers {
         signals.detach();
+        control.detach();
         let mut left = Leftovers {
             vcpu_threads: stop_vcpus(&self.stop, threads),
             ..Leftovers::default()
@@ -170,6 +189,8 @@ impl Vm {
             power_button,
             shutdown_timeout: _,
             pci,
+            controls,
+            iommu,
             pio,
             mmio,
             irqchip,
@@ -180,10 +201,11 @@ impl Vm {
         drop(vcpus);
         console.detach();
         console.flush();
+        drop(controls);
         left.functions = pci.shutdown();
         drop(pci);
         tracing::info!("PCI functions stopped");
-        drop((pio, mmio, power_button));
+        drop((pio, mmio, power_button, iommu));
         drop((events, event_sink, first_entry));
         drop(irqchip);
         left.vm_fd = Arc::strong_count(&vm) - 1;
@@ -231,12 +253,24 @@ pub fn run(
     cfg: &VmConfig,
     console: &Console,
     signals: &ShutdownSignals,
+    on_start: impl FnMut(Instant),
+) -> Result<Outcome, VmError> {
+    run_controlled(cfg, console, signals, &ControlHandle::new(), on_start)
+}
+
+/// [`run`], with `control`'s requests served by whichever machine runs
+/// (devices added while a machine runs are not rebuilt after a reboot).
+pub fn run_controlled(
+    cfg: &VmConfig,
+    console: &Console,
+    signals: &ShutdownSignals,
+    control: &ControlHandle,
     mut on_start: impl FnMut(Instant),
 ) -> Result<Outcome, VmError> {
     let persistent = Persistent::default();
     loop {
         let vm = Vm::build(cfg, console, &persistent)?;
-        let outcome = vm.run(console, signals, &mut on_start)?;
+        let outcome = vm.run(console, signals, control, &mut on_start)?;
         if outcome == Outcome::Reboot && cfg.lifecycle.on_reboot == OnReboot::Restart {
             tracing::info!("guest rebooted: starting it again");
             continue;

@@ -182,7 +182,11 @@ fn test_slot_status_events_are_write_1_to_clear_and_state_read_only() {
     assert_eq!(p.sltsta(), sltsta::ABP | sltsta::CC | sltsta::PRESENCE);
 
     p.clear_status(0xffff);
-    assert_eq!(p.sltsta(), sltsta::PRESENCE, "presence is state, not an event");
+    assert_eq!(
+        p.sltsta(),
+        sltsta::PRESENCE,
+        "presence is state, not an event"
+    );
 }
 
 #[test]
@@ -237,7 +241,10 @@ fn test_adapter_arrives_in_unpowered_slot_then_guest_powers_it_and_link_comes_up
     p.enable_events(true);
 
     p.port.set_presence(true);
-    assert_eq!(p.sltsta() & (sltsta::PDC | sltsta::PRESENCE), sltsta::PDC | sltsta::PRESENCE);
+    assert_eq!(
+        p.sltsta() & (sltsta::PDC | sltsta::PRESENCE),
+        sltsta::PDC | sltsta::PRESENCE
+    );
     assert_eq!(p.lnksta() & lnksta::DLLLA, 0, "no power, no link");
     assert_eq!(p.sltsta() & sltsta::DLLSC, 0);
 
@@ -318,7 +325,11 @@ fn test_hotplug_interrupt_needs_hpie_and_the_events_own_enable() {
 
     let abpe = ctl | sltctl::HP_INTERRUPT_ENABLE | sltctl::ABP_ENABLE;
     p.write_sltctl(abpe);
-    assert_eq!(p.msi.take().len(), 1, "ABP was left set; enabling it raises it");
+    assert_eq!(
+        p.msi.take().len(),
+        1,
+        "ABP was left set; enabling it raises it"
+    );
 }
 
 #[test]

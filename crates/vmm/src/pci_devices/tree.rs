@@ -21,6 +21,11 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
+    /// The bridge the device at `index` of the list became, if attached.
+    pub(crate) fn bridge(&self, index: usize) -> Option<BridgeId> {
+        self.bridges.get(&index).copied()
+    }
+
     /// Attaches `built` on `pci` at `place`.
     pub(crate) fn attach(
         &mut self,
@@ -86,7 +91,12 @@ pub(crate) struct NewBridge(Box<dyn AttachBridge>);
 impl NewBridge {
     /// Wraps `bridge`.
     pub(crate) fn new<B: PciBridgeFunction + 'static>(bridge: B) -> Self {
-        Self(Box::new(Arc::new(Mutex::new(bridge))))
+        Self::shared(Arc::new(Mutex::new(bridge)))
+    }
+
+    /// Wraps `bridge`, which its builder shares with someone else too.
+    pub(crate) fn shared<B: PciBridgeFunction + 'static>(bridge: Arc<Mutex<B>>) -> Self {
+        Self(Box::new(bridge))
     }
 }
 

@@ -77,7 +77,7 @@ pub(crate) fn build(
     dev: &mut DeviceContext<'_, '_>,
 ) -> Result<Option<Built>, PciBuildError> {
     let built = match kind {
-        DeviceKind::RootPort => root_port::build(dev)?,
+        DeviceKind::RootPort(c) => root_port::build(c, dev)?,
         DeviceKind::PciBridge => pci_bridge::build()?,
         DeviceKind::PciSerial(c) => pci_serial::build(c, dev)?,
         DeviceKind::Nvme(c) => nvme::build(c, dev)?,

@@ -27,7 +27,7 @@ use devices::BusDevice;
 fn identity(kind: &DeviceKind) -> Option<(u16, u16)> {
     let virtio = |id: u16| Some((VENDOR_VIRTIO, DEVICE_ID_BASE + id));
     match kind {
-        DeviceKind::RootPort => Some((VENDOR_REDHAT, DEVICE_ROOT_PORT)),
+        DeviceKind::RootPort(_) => Some((VENDOR_REDHAT, DEVICE_ROOT_PORT)),
         DeviceKind::PciBridge => Some((VENDOR_REDHAT, DEVICE_PCI_BRIDGE)),
         DeviceKind::PciSerial(_) => Some((VENDOR_REDHAT, DEVICE_PCI_SERIAL)),
         DeviceKind::Nvme(_) => Some((VENDOR_REDHAT, DEVICE_NVME)),
@@ -160,7 +160,7 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
         ..on_slot(DeviceKind::Nvme(NvmeConfig::default()), 4)
     };
     let devices = [
-        on_slot(DeviceKind::RootPort, 1),
+        on_slot(DeviceKind::RootPort(Default::default()), 1),
         on_slot(DeviceKind::PciBridge, 2),
         on_slot(DeviceKind::PciSerial(PciSerialConfig::default()), 3),
         nvme,
