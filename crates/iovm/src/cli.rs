@@ -877,6 +877,7 @@ mod tests {
                     tap: Some("tap7".into()),
                     mac: Some([0x52, 0x54, 0, 0xab, 0xcd, 0xef]),
                     queues: Some(2),
+                    tap_fds: Vec::new(),
                 }),
                 no_msix: false,
             })

@@ -1,7 +1,9 @@
 //! What a machine is made of: one plain config struct per concern, filled by
 //! the command line (or, later, an API) and checked when the machine is built.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Everything needed to build and run one machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,11 +205,42 @@ pub struct VirtioNetConfig {
     /// The TAP interface: opened if it exists, created otherwise; default
     /// a new one named by the kernel (`tapN`).
     pub tap: Option<String>,
+    /// TAP descriptors someone else opened (one per queue pair, of one
+    /// interface, with `IFF_VNET_HDR`), instead of `tap`: how a management
+    /// stack that holds `CAP_NET_ADMIN` hands an interface over (over the
+    /// API socket with `SCM_RIGHTS`), so iovm needs no privilege. The card
+    /// keeps copies; these stay open while the config lives.
+    pub tap_fds: Vec<TapFd>,
     /// The MAC address; default 52:54:00:12:34:NN.
     pub mac: Option<[u8; 6]>,
     /// Queue pairs; default 1.
     pub queues: Option<u16>,
 }
+
+/// A descriptor of a TAP interface handed over to iovm, shared by the
+/// configs that name it (equal when they hold the same descriptor).
+#[derive(Clone, Debug)]
+pub struct TapFd(Arc<OwnedFd>);
+
+impl TapFd {
+    /// Takes `fd` over.
+    pub fn new(fd: OwnedFd) -> Self {
+        Self(Arc::new(fd))
+    }
+
+    /// A new descriptor of the same open TAP queue (`dup`), for a card.
+    pub fn try_clone(&self) -> std::io::Result<OwnedFd> {
+        self.0.try_clone()
+    }
+}
+
+impl PartialEq for TapFd {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_raw_fd() == other.0.as_raw_fd()
+    }
+}
+
+impl Eq for TapFd {}
 
 /// An NVMe controller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -701,3 +701,83 @@ fn test_threads_and_fds_after_remove_are_those_before_add() {
     );
     assert!(text.contains("1 passed"), "{text}");
 }
+
+/// Descriptors of this process open on `/dev/net/tun`.
+fn tun_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.as_os_str() == "/dev/net/tun")
+        .count()
+}
+
+/// A TAP descriptor as a management stack opens and hands it over.
+fn handed_over_tap(name: &str) -> std::os::fd::OwnedFd {
+    use vmm_sys_util::ioctl::ioctl_with_mut_ref;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .unwrap();
+    let flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
+    let mut req = [0u8; 40];
+    req[..name.len()].copy_from_slice(name.as_bytes());
+    req[16..18].copy_from_slice(&flags.to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes a 40-byte `struct ifreq` through
+    // the pointer, which points at a live 40-byte buffer laid out as one.
+    let r = unsafe { ioctl_with_mut_ref(&file, libc::TUNSETIFF, &mut req) };
+    assert!(r >= 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+    file.into()
+}
+
+/// Runs in a thread of its own that moved to a new network namespace.
+fn net_on_handed_over_tap() -> Result<(), String> {
+    // SAFETY: unshare takes no pointers; CLONE_NEWNET moves only the
+    // calling thread, which no other code runs on.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+    }
+    let fd = crate::config::TapFd::new(handed_over_tap("iovmhp0"));
+    let net = DeviceConfig::new(DeviceKind::Virtio(VirtioConfig {
+        device: VirtioKind::Net(crate::config::VirtioNetConfig {
+            tap_fds: vec![fd.clone()],
+            ..Default::default()
+        }),
+        no_msix: false,
+    }));
+    let mut m = Machine::new(&[root_port("rp0", PORT, true)]);
+    m.enumerate_port();
+    let before = tun_fds();
+
+    let id = m.add(AddRequest::new(net)).unwrap().id;
+    m.power_on();
+    assert_eq!(m.vendor_behind_port(), VENDOR_VIRTIO);
+    assert_eq!(tun_fds(), before + 1, "the card's copy");
+    let reply = m.remove(&id, Duration::from_secs(30));
+    m.power_off();
+    m.serve_slot_events();
+
+    assert_eq!(reply.try_recv(), Ok(Ok(())));
+    assert_eq!(
+        tun_fds(),
+        before,
+        "the card's copy is closed, the caller's kept"
+    );
+    drop(fd);
+    assert_eq!(tun_fds(), before - 1);
+    Ok(())
+}
+
+#[test]
+fn test_hot_added_virtio_net_on_a_handed_over_tap_closes_its_copy_when_removed() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIPPED: needs root and /dev/net/tun");
+        return;
+    }
+    match std::thread::spawn(net_on_handed_over_tap).join().unwrap() {
+        Ok(()) => {}
+        Err(e) => println!("SKIPPED: {e}"),
+    }
+}

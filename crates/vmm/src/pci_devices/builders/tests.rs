@@ -220,6 +220,36 @@ fn test_virtio_net_goes_to_its_builder() {
 }
 
 #[test]
+fn test_virtio_net_with_a_tap_name_and_descriptors_or_other_queues_is_refused() {
+    let fd = crate::config::TapFd::new(std::fs::File::open("/dev/null").unwrap().into());
+    let both = virtio(VirtioKind::Net(VirtioNetConfig {
+        tap: Some("tap0".into()),
+        tap_fds: vec![fd.clone()],
+        ..Default::default()
+    }));
+    let queues = virtio(VirtioKind::Net(VirtioNetConfig {
+        tap_fds: vec![fd.clone()],
+        queues: Some(2),
+        ..Default::default()
+    }));
+    let not_tap = virtio(VirtioKind::Net(VirtioNetConfig {
+        tap_fds: vec![fd],
+        ..Default::default()
+    }));
+
+    let both = build_error(&[DeviceConfig::new(both)]);
+    let queues = build_error(&[DeviceConfig::new(queues)]);
+    let not_tap = build_error(&[DeviceConfig::new(not_tap)]);
+
+    assert!(both.contains("not both"), "{both}");
+    assert!(queues.contains("not queues=2"), "{queues}");
+    assert!(
+        not_tap.contains("not an attached TUN/TAP descriptor"),
+        "{not_tap}"
+    );
+}
+
+#[test]
 fn test_missing_disks_name_the_kind_and_file() {
     let missing = PathBuf::from("/nonexistent/disk.img");
     let nvme = DeviceConfig {
