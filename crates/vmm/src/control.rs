@@ -79,6 +79,18 @@ pub struct Added {
     pub bdf: Bdf,
 }
 
+/// A PCI function of the running machine, as the guest sees it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Its id (`id=`, or made up when hot-added), if it has one.
+    pub id: Option<String>,
+    /// Its kind, as `--device` names it (`root-port`, `virtio-blk`, …).
+    pub kind: &'static str,
+    /// Its address under the bus numbers the guest programmed (behind a
+    /// bridge the guest has not numbered yet, bus 0).
+    pub bdf: Bdf,
+}
+
 /// Why a request failed. Each message is one line a user can act on.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ControlError {
@@ -120,6 +132,8 @@ pub enum ControlRequest {
     Add(AddRequest, Sender<Result<Added, ControlError>>),
     /// Remove the device with this id, within this time.
     Remove(String, Duration, Sender<Result<(), ControlError>>),
+    /// List the machine's PCI functions.
+    Devices(Sender<Vec<DeviceInfo>>),
 }
 
 /// Sends requests into whichever machine runs now, and waits for their
@@ -163,6 +177,15 @@ impl ControlHandle {
         let (tx, rx) = mpsc::channel();
         self.send(ControlRequest::Add(request, tx))?;
         rx.recv().unwrap_or(Err(ControlError::NotRunning))
+    }
+
+    /// The PCI functions the machine was given (`--device`, root ports and
+    /// bridges too; not the host bridge, not SR-IOV VFs) and those added
+    /// since and not removed, in build order, with their addresses now.
+    pub fn devices(&self) -> Result<Vec<DeviceInfo>, ControlError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(ControlRequest::Devices(tx))?;
+        rx.recv().map_err(|_| ControlError::NotRunning)
     }
 
     /// Removes the device `id` (see [`ControlHandle::remove_device_within`])

@@ -341,6 +341,12 @@ impl PciRoot {
         self.lock().function(bdf)
     }
 
+    /// The address at which the guest reaches `function` now
+    /// ([`RootComplex::address_of`]).
+    pub fn address_of(&self, function: &SharedFunction) -> Option<Bdf> {
+        self.lock().address_of(function)
+    }
+
     /// Where `function` is attached now, if it is.
     pub fn slot_of(&self, function: &SharedFunction) -> Option<Slot> {
         self.lock().slot_of(function)

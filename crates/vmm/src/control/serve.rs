@@ -69,6 +69,9 @@ impl Controls {
             ControlRequest::Add(add, reply) => {
                 let _ = reply.send(self.hotplug.add(pci, wiring, &add));
             }
+            ControlRequest::Devices(reply) => {
+                let _ = reply.send(self.hotplug.devices(pci));
+            }
             ControlRequest::Remove(id, timeout, reply) => {
                 match self.hotplug.remove(pci, &id, now, timeout) {
                     Ok(Removal::Done) => {

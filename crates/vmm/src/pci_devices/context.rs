@@ -48,6 +48,18 @@ pub(crate) struct BuildState {
     /// Hot-plug root ports built and not yet taken
     /// ([`BuildState::take_ports`]).
     ports: Vec<NewPort>,
+    /// Every function attached, in build order (dead ones once detached).
+    listed: Vec<Listed>,
+}
+
+/// A function attached, for the machine's device list.
+pub(crate) struct Listed {
+    /// Its id, if it has one.
+    pub(crate) id: Option<String>,
+    /// Its kind's command-line name.
+    pub(crate) kind: &'static str,
+    /// The function; it does not keep it alive.
+    pub(crate) function: std::sync::Weak<Mutex<dyn pci::function::PciFunction>>,
 }
 
 /// A hot-plug root port a builder made.
@@ -65,6 +77,21 @@ pub(crate) struct NewPort {
 }
 
 impl BuildState {
+    /// Lists `function`, attached as `device` says.
+    pub(crate) fn list(&mut self, device: &DeviceConfig, function: &SharedFunction) {
+        self.listed.retain(|l| l.function.strong_count() > 0);
+        self.listed.push(Listed {
+            id: device.id.clone(),
+            kind: device.kind.name(),
+            function: Arc::downgrade(function),
+        });
+    }
+
+    /// Every function attached and not detached since, in build order.
+    pub(crate) fn listed(&self) -> impl Iterator<Item = &Listed> {
+        self.listed.iter().filter(|l| l.function.strong_count() > 0)
+    }
+
     /// The hot-plug ports built since the last call.
     pub(crate) fn take_ports(&mut self) -> Vec<NewPort> {
         std::mem::take(&mut self.ports)

@@ -21,7 +21,7 @@ use pci::root::{BridgeId, SharedFunction, Slot};
 use super::context::{BuildContext, BuildState};
 use super::{PciBuildError, Wiring};
 use crate::config::{DeviceConfig, DeviceKind, PciSlot, VirtioKind};
-use crate::control::{AddRequest, Added, ControlError};
+use crate::control::{AddRequest, Added, ControlError, DeviceInfo};
 use crate::pci_host::{PciRoot, SlotHandler};
 use crate::topology::{self, Parent, Placement};
 
@@ -228,6 +228,7 @@ impl Hotplug {
         pci.attach_behind(port.bridge, 0, 0, function.clone())
             .map_err(|e| bad(e.into()))?;
         pci.add_context(&function, ctx);
+        self.state.list(&devices[0], &function);
         lock(&port.port).set_presence(true);
         let bdf = self.bdf(index);
         let parts: Vec<String> = devices[1..].iter().filter_map(|d| d.id.clone()).collect();
@@ -293,6 +294,23 @@ impl Hotplug {
             device: 0,
             function: 0,
         }
+    }
+
+    /// Every PCI function built for the machine's devices and not detached
+    /// (root ports and bridges too), in build order, with its address as
+    /// the guest has numbered the buses.
+    pub(crate) fn devices(&self, pci: &PciRoot) -> Vec<DeviceInfo> {
+        self.state
+            .listed()
+            .filter_map(|l| {
+                let function = l.function.upgrade()?;
+                Some(DeviceInfo {
+                    id: l.id.clone(),
+                    kind: l.kind,
+                    bdf: pci.address_of(&function)?,
+                })
+            })
+            .collect()
     }
 
     fn port_of(&self, id: &str) -> Option<usize> {

@@ -781,3 +781,55 @@ fn test_hot_added_virtio_net_on_a_handed_over_tap_closes_its_copy_when_removed()
         Err(e) => println!("SKIPPED: {e}"),
     }
 }
+
+fn devices(m: &mut Machine) -> Vec<(Option<String>, &'static str, Bdf)> {
+    let (tx, rx) = mpsc::channel();
+    m.controls.request(
+        ControlRequest::Devices(tx),
+        &m.pci,
+        &mut m.wiring,
+        Instant::now(),
+    );
+    rx.try_recv()
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.id, d.kind, d.bdf))
+        .collect()
+}
+
+fn at(bus: u8, device: u8) -> Bdf {
+    Bdf {
+        bus,
+        device,
+        function: 0,
+    }
+}
+
+#[test]
+fn test_device_list_has_boot_and_hot_added_functions_at_their_addresses_now() {
+    let boot = Disk::new("list-boot");
+    let added = Disk::new("list-added");
+    let mut m = Machine::new(&[
+        root_port("rp0", PORT, true),
+        root_port("rp1", 2, false),
+        DeviceConfig {
+            id: Some("d0".into()),
+            bus: Some("rp1".into()),
+            ..blk(&boot)
+        },
+    ]);
+    m.enumerate_port();
+    m.write(0, 2, reg::PRIMARY_BUS, &[0, 5, 5]);
+
+    let id = m.add(AddRequest::new(blk(&added))).unwrap().id;
+    let listed = devices(&mut m);
+    let reply = m.remove(&id, Duration::from_secs(30));
+    let after = devices(&mut m);
+
+    let rp = |id: &str, dev| (Some(id.to_string()), "root-port", at(0, dev));
+    let blk0 = (Some("d0".to_string()), "virtio-blk", at(5, 0));
+    let hot = (Some(id.clone()), "virtio-blk", at(SECONDARY, 0));
+    assert_eq!(listed, [rp("rp0", PORT), rp("rp1", 2), blk0.clone(), hot]);
+    assert_eq!(reply.try_recv(), Ok(Ok(())), "slot never powered: at once");
+    assert_eq!(after, [rp("rp0", PORT), rp("rp1", 2), blk0]);
+}

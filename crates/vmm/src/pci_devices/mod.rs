@@ -160,16 +160,21 @@ pub(crate) fn build_hotplug(
     let plan = topology::plan(devices)?;
     let mut machine = BuildContext::new(pci, wiring, cpus);
     let mut tree = Tree::default();
+    let mut attached = Vec::new();
     for place in &plan {
         if let Some((built, ctx)) = machine.build(&devices[place.index], place, devices)? {
             let function = built.endpoint();
+            attached.push((place.index, built.shared()));
             tree.attach(pci, place, built)?;
             if let Some(function) = function {
                 pci.add_context(&function, ctx);
             }
         }
     }
-    let state = machine.into_state();
+    let mut state = machine.into_state();
+    for (index, function) in &attached {
+        state.list(&devices[*index], function);
+    }
     Ok(Hotplug::new(
         state,
         pci,

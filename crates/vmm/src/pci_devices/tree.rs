@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use pci::address::Bdf;
 use pci::bridge::PciBridgeFunction;
-use pci::root::{AttachError, BridgeId};
+use pci::root::{AttachError, BridgeId, SharedFunction};
 
 use super::builders::Built;
 use super::PciBuildError;
@@ -98,11 +98,18 @@ impl NewBridge {
     pub(crate) fn shared<B: PciBridgeFunction + 'static>(bridge: Arc<Mutex<B>>) -> Self {
         Self(Box::new(bridge))
     }
+
+    /// The bridge as a function.
+    pub(crate) fn function(&self) -> SharedFunction {
+        self.0.function()
+    }
 }
 
 /// Attaches a bridge whose type it knows.
 trait AttachBridge {
     fn attach(&self, pci: &PciRoot, at: Position) -> Result<BridgeId, AttachError>;
+
+    fn function(&self) -> SharedFunction;
 }
 
 impl<B: PciBridgeFunction + 'static> AttachBridge for Arc<Mutex<B>> {
@@ -115,5 +122,9 @@ impl<B: PciBridgeFunction + 'static> AttachBridge for Arc<Mutex<B>> {
                 function,
             } => pci.attach_bridge_behind(bridge, device, function, self.clone()),
         }
+    }
+
+    fn function(&self) -> SharedFunction {
+        self.clone()
     }
 }

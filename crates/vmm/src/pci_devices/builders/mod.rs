@@ -57,6 +57,14 @@ impl Built {
         }
     }
 
+    /// The function it is (a bridge too), as the root complex holds it.
+    pub(crate) fn shared(&self) -> SharedFunction {
+        match self {
+            Self::Function(f) => f.clone(),
+            Self::Bridge(b) => b.function(),
+        }
+    }
+
     /// `function`, shared with the root complex.
     fn function<F: PciFunction + 'static>(function: F) -> Self {
         Self::Function(Arc::new(Mutex::new(function)))
