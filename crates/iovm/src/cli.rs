@@ -823,6 +823,23 @@ mod tests {
     }
 
     #[test]
+    fn test_parse_root_port_hotplug_is_on_by_default_and_can_be_off() {
+        let on = parse_device("root-port,id=rp0").unwrap();
+        let off = parse_device("root-port,id=rp1,hotplug=off").unwrap();
+        let bad = parse_device("root-port,hotplug=yes").unwrap_err();
+
+        assert_eq!(
+            on.kind,
+            DeviceKind::RootPort(RootPortConfig { hotplug: true })
+        );
+        assert_eq!(
+            off.kind,
+            DeviceKind::RootPort(RootPortConfig { hotplug: false })
+        );
+        assert!(bad.contains("hotplug=on|off"), "{bad}");
+    }
+
+    #[test]
     fn test_parse_device_virtio_blk_options() {
         let d = parse_device("virtio-blk,path=d.img,readonly=on,queues=4,serial=abc,msix=off");
 
