@@ -49,7 +49,7 @@ dd if=/tmp/mark of=/dev/vda bs=512 count=1 conv=sync,fsync 2>/dev/null; echo "ma
 echo 3 > /proc/sys/vm/drop_caches
 echo "mark_read=$(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 17)"
 echo "timeouts=$(dmesg | grep -c 'Timeout on hotplug command')"
-echo "link_failures=$(dmesg | grep -ci 'link training\|Cannot find\|failed to check link')"
+echo "link_failures=$(dmesg | grep -c 'link training error\|No link\|No device found')"
 "#;
 
 fn runs() -> Vec<GuestRun> {
