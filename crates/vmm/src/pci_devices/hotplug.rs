@@ -104,7 +104,7 @@ fn hotpluggable(kind: &DeviceKind) -> bool {
             v.device,
             VirtioKind::Blk(_) | VirtioKind::Net(_) | VirtioKind::Rng
         ),
-        DeviceKind::Nvme(n) => n.sriov_vfs == 0,
+        DeviceKind::Nvme(_) => true,
         _ => false,
     }
 }
@@ -185,6 +185,11 @@ impl Hotplug {
         let device = &request.device;
         if !hotpluggable(&device.kind) {
             return Err(ControlError::NotHotpluggable(device.kind.name()));
+        }
+        if matches!(&device.kind, DeviceKind::Nvme(n) if n.sriov_vfs > 0) {
+            return Err(ControlError::BadConfig(
+                "nvme: an SR-IOV controller (sriov-vfs=) cannot be hot-added".into(),
+            ));
         }
         if device.bus.is_some() || device.addr.is_some() {
             return Err(ControlError::BadConfig(format!(

@@ -542,6 +542,12 @@ fn test_add_refuses_duplicate_ids_unknown_kinds_placement_and_a_full_machine() {
         m.add(AddRequest::new(console)),
         Err(ControlError::NotHotpluggable("virtio-console"))
     );
+    let sriov = DeviceConfig::new(DeviceKind::Nvme(NvmeConfig {
+        sriov_vfs: 2,
+        ..Default::default()
+    }));
+    let err = m.add(AddRequest::new(sriov)).unwrap_err();
+    assert!(err.to_string().contains("SR-IOV"), "{err}");
     let placed = DeviceConfig {
         bus: Some("rp0".into()),
         ..blk(&disk)
