@@ -61,7 +61,7 @@ fn runs() -> Vec<GuestRun> {
         .args(["--device", "root-port,id=rp0,addr=1", "--device"])
         .arg(format!("virtio-blk,id=d0,bus=rp0,path={WORK}/{}", names[0]))
         .args(["--device", "root-port,id=rp1,addr=2"])
-        .timeout(Duration::from_secs(300))
+        .timeout(Duration::from_secs(600))
         .script(SCRIPT)]
 }
 
