@@ -162,6 +162,8 @@ it is. The VMMs are interleaved run by run, N repetitions each:
   boot runs    the guest powers off right after its init marker: process start -> marker
                `IOVM-GUEST: boot done`, process start -> exit; for iovm also its own
                --timing lines (first guest instruction, marker)
+  PVH boots    the same, the kernel being its ELF vmlinux started at its PVH entry
+               point, no decompression (iovm and QEMU q35 with its pvh.bin)
   memory runs  the guest sleeps 2 s after its marker; the VMM's RSS and PSS
                (/proc/PID/smaps_rollup) are sampled 1 s after the marker, --memory 512M
   exits        ns per guest access (port I/O write, trapped MMIO write, configuration

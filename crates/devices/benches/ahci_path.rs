@@ -214,6 +214,7 @@ fn main() -> Result<()> {
         })],
         engine: args.engine,
         msi: true,
+        counters: Arc::default(),
     };
     let ctx = FunctionContext::new(RequesterId::new(0, 3, 0));
     ctx.set_bus_master(true);

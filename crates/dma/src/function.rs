@@ -11,6 +11,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 
+use counters::FunctionCounters;
+
 use crate::{Direction, Dma, DmaError, HostRange};
 
 /// A requester ID (PCIe 4.0 §2.2.6.2): bus number, device and function
@@ -54,6 +56,7 @@ impl fmt::Display for RequesterId {
 pub struct FunctionContext {
     requester: AtomicU16,
     bus_master: AtomicBool,
+    counters: Arc<FunctionCounters>,
 }
 
 impl FunctionContext {
@@ -62,7 +65,13 @@ impl FunctionContext {
         Arc::new(Self {
             requester: AtomicU16::new(requester.0),
             bus_master: AtomicBool::new(false),
+            counters: Arc::default(),
         })
+    }
+
+    /// The function's I/O counters; its DMA counts itself in them.
+    pub fn counters(&self) -> &Arc<FunctionCounters> {
+        &self.counters
     }
 
     /// The requester ID its transactions carry now.
@@ -112,20 +121,44 @@ impl FunctionDma {
         if self.ctx.bus_master() {
             Ok(())
         } else {
+            self.ctx.counters.dma.dma_faults.inc();
             Err(DmaError::BusMasterOff { addr })
         }
+    }
+
+    /// Counts `len` bytes moved in `dir` if `result` is a success, a fault
+    /// otherwise.
+    fn count<T>(
+        &self,
+        dir: Direction,
+        len: u64,
+        result: Result<T, DmaError>,
+    ) -> Result<T, DmaError> {
+        let dma = &self.ctx.counters.dma;
+        match (&result, dir) {
+            (Err(_), _) => dma.dma_faults.inc(),
+            (Ok(_), Direction::ToDevice) => dma.dma_read_bytes.add(len),
+            (Ok(_), Direction::FromDevice) => dma.dma_write_bytes.add(len),
+        }
+        result
     }
 }
 
 impl Dma for FunctionDma {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
         self.check(addr)?;
-        self.target.read(addr, buf)
+        let len = buf.len() as u64;
+        let r = self.target.read(addr, buf);
+        self.count(Direction::ToDevice, len, r)
     }
 
     fn write(&self, addr: u64, buf: &[u8]) -> Result<(), DmaError> {
         self.check(addr)?;
-        self.target.write(addr, buf)
+        self.count(
+            Direction::FromDevice,
+            buf.len() as u64,
+            self.target.write(addr, buf),
+        )
     }
 
     fn host_ranges(
@@ -136,12 +169,14 @@ impl Dma for FunctionDma {
         out: &mut Vec<HostRange>,
     ) -> Result<(), DmaError> {
         self.check(addr)?;
-        self.target.host_ranges(addr, len, dir, out)
+        self.count(dir, len, self.target.host_ranges(addr, len, dir, out))
     }
 
     fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
         self.check(addr)?;
-        self.target.translate(addr, len, dir)
+        let r = self.target.translate(addr, len, dir);
+        let moved = r.as_ref().map_or(0, |h| (h.len() as u64).min(len));
+        self.count(dir, moved, r)
     }
 
     fn direct(&self) -> Option<crate::Direct> {
@@ -175,6 +210,26 @@ mod tests {
         assert_eq!((id.bus(), id.devfn()), (0x12, 0xff));
         assert_eq!(id.to_string(), "12:1f.7");
         assert_eq!(RequesterId::new(3, 0x20, 8), RequesterId::new(3, 0, 0));
+    }
+
+    #[test]
+    fn test_dma_counts_bytes_each_way_and_faults() {
+        let (ctx, dma) = dma();
+        let mut buf = [0u8; 16];
+        dma.read(0x100, &mut buf).unwrap_err();
+        ctx.set_bus_master(true);
+        dma.write(0x100, &buf).unwrap();
+        dma.read(0x100, &mut buf[..8]).unwrap();
+        let mut ranges = Vec::new();
+        dma.host_ranges(0x200, 64, Direction::FromDevice, &mut ranges)
+            .unwrap();
+        dma.translate(0x300, 32, Direction::ToDevice).unwrap();
+        dma.read(0xfff8, &mut buf).unwrap_err();
+
+        let c = &ctx.counters().dma;
+        assert_eq!(c.dma_write_bytes.get(), 16 + 64);
+        assert_eq!(c.dma_read_bytes.get(), 8 + 32);
+        assert_eq!(c.dma_faults.get(), 2, "bus master off, then outside RAM");
     }
 
     #[test]

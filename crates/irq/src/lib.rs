@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod counted;
 pub mod ioapic;
 pub mod msi;
 pub mod recording;

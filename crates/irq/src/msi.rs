@@ -26,6 +26,8 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use counters::InterruptCounters;
+
 /// The local APICs' message address window (address bits 31..20 = 0xFEE).
 pub const MSI_ADDRESS_BASE: u64 = 0xFEE0_0000;
 
@@ -87,6 +89,12 @@ pub trait MsiVectors: Send + Sync + Debug {
 
     /// Sends `vector`, whose message is `message`.
     fn send(&self, vector: u16, message: MsiMessage);
+
+    /// The function's interrupt counters, which its capability model
+    /// counts the messages it sends in (none by default: a test port).
+    fn counters(&self) -> Option<&InterruptCounters> {
+        None
+    }
 }
 
 impl<T: MsiVectors + ?Sized> MsiVectors for Arc<T> {
@@ -96,6 +104,10 @@ impl<T: MsiVectors + ?Sized> MsiVectors for Arc<T> {
 
     fn send(&self, vector: u16, message: MsiMessage) {
         (**self).send(vector, message);
+    }
+
+    fn counters(&self) -> Option<&InterruptCounters> {
+        (**self).counters()
     }
 }
 

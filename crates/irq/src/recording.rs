@@ -134,6 +134,7 @@ mod tests {
 pub struct RecordingVectors {
     routes: Mutex<std::collections::BTreeMap<u16, MsiMessage>>,
     sent: Mutex<Vec<(u16, MsiMessage)>>,
+    counters: counters::InterruptCounters,
 }
 
 impl RecordingVectors {
@@ -165,6 +166,11 @@ impl RecordingVectors {
             .map(|(v, _)| *v)
             .collect()
     }
+
+    /// The interrupt counters the model counted its messages in.
+    pub fn interrupt_counters(&self) -> &counters::InterruptCounters {
+        &self.counters
+    }
 }
 
 impl MsiVectors for RecordingVectors {
@@ -181,5 +187,9 @@ impl MsiVectors for RecordingVectors {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((vector, message));
+    }
+
+    fn counters(&self) -> Option<&counters::InterruptCounters> {
+        Some(&self.counters)
     }
 }

@@ -360,6 +360,7 @@ fn main() -> Result<()> {
                 notify,
             }],
             signals: Arc::new(CountingSignals(interrupts.clone())),
+            counters: Arc::default(),
         })
         .context("activating the device")?;
 

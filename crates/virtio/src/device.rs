@@ -71,6 +71,9 @@ pub struct Activation {
     pub queues: Vec<QueueSetup>,
     /// How to interrupt the driver.
     pub signals: Arc<dyn Signals>,
+    /// The function's I/O counters, which the device counts its requests
+    /// (or frames) and the notifications it read in.
+    pub counters: Arc<counters::FunctionCounters>,
 }
 
 /// Why a device could not start.

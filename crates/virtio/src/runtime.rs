@@ -81,8 +81,8 @@ impl Poller {
 
 /// Reads an eventfd to clear it; a nonblocking fd with nothing to read
 /// (a spurious wake-up) is not an error worth reporting.
-pub(crate) fn drain_eventfd(fd: &EventFd) {
-    let _ = fd.read();
+pub(crate) fn drain_eventfd(fd: &EventFd) -> u64 {
+    fd.read().unwrap_or(0)
 }
 
 /// A device's worker thread; stopped and joined on [`Worker::stop`] or

@@ -379,6 +379,7 @@ impl FakeDriver {
             dma,
             queues: setups,
             signals: signals.clone(),
+            counters: Arc::default(),
         };
         (
             Self {

@@ -457,6 +457,13 @@ impl MsiVectors for KvmMsiVectors {
             }
         }
     }
+
+    fn counters(&self) -> Option<&counters::InterruptCounters> {
+        match &self.source {
+            Source::Function(f) => Some(&f.counters().interrupts),
+            Source::Ioapic => None,
+        }
+    }
 }
 
 impl vfio::VectorTriggers for KvmMsiVectors {

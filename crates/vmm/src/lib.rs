@@ -18,6 +18,7 @@ pub mod control;
 pub mod cpuid;
 pub mod host;
 pub mod interrupts;
+pub mod io_counters;
 pub mod ioevents;
 pub mod irqchip;
 pub mod layout;

@@ -18,6 +18,7 @@
 //! (an assigned device's registers) follows it the same way as memory
 //! slots ([`BarMemory`], `bar_memory.rs`).
 
+use crate::io_counters::Counters;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -109,6 +110,7 @@ struct Inner {
     contexts: Mutex<BTreeMap<usize, Arc<FunctionContext>>>,
     sriov: Mutex<BTreeMap<usize, Arc<dyn SriovHandler>>>,
     slots: Mutex<BTreeMap<usize, Arc<dyn SlotHandler>>>,
+    counters: Counters,
 }
 
 /// The eventfds functions handed over, by function key.
@@ -251,6 +253,7 @@ impl PciRoot {
             contexts: Mutex::new(BTreeMap::new()),
             sriov: Mutex::new(BTreeMap::new()),
             slots: Mutex::new(BTreeMap::new()),
+            counters: Counters::default(),
         })))
     }
 
@@ -313,6 +316,12 @@ impl PciRoot {
             .unwrap_or_else(|p| p.into_inner())
             .insert(function_key(function), ctx);
         self.refresh_requester_ids();
+    }
+
+    /// The I/O counters of the functions on it, and of the machine's
+    /// vCPUs.
+    pub fn counters(&self) -> &Counters {
+        &self.0.counters
     }
 
     /// Hands the SR-IOV effects of writes to `function` (a PF) to
@@ -415,7 +424,7 @@ impl PciRoot {
 
     /// Takes the function at `slot` off the running machine (hot removal):
     /// its BARs leave the buses and their eventfds are unregistered, its
-    /// context is forgotten, and it is dropped unless the caller holds it
+    /// context and its counters are forgotten, and it is dropped unless the caller holds it
     /// too (the last reference: its workers are joined and its backend
     /// drained, its MSI routes released). Configuration cycles for its
     /// address find nothing from now on.
@@ -440,11 +449,15 @@ impl PciRoot {
             events.sets.remove(&key);
             memory.remove(key);
         }
-        self.0
+        let ctx = self
+            .0
             .contexts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
+        if let Some(ctx) = ctx {
+            self.0.counters.unregister(ctx.counters());
+        }
         let handler = self.sriov_handlers().remove(&key);
         if let Some(h) = handler {
             // A PF leaving takes its VFs with it.

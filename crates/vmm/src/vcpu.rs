@@ -6,6 +6,7 @@
 //! Shutdown (triple fault) and KVM's system events become lifecycle events;
 //! an entry failure or internal error ends the machine as crashed.
 
+use counters::{ExitCounters, ExitReason};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct VcpuRunner {
     pub stop: Arc<AtomicBool>,
     /// Reports the moment vCPU 0 first enters the guest.
     pub first_entry: Option<Sender<Instant>>,
+    /// The machine's exit counters.
+    pub exits: Arc<ExitCounters>,
 }
 
 impl std::fmt::Debug for VcpuRunner {
@@ -79,25 +82,32 @@ impl VcpuRunner {
         while !self.stop.load(Ordering::Acquire) {
             match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => {
+                    self.exits.count(ExitReason::IoIn);
                     if !self.pio.read(u64::from(port), data) {
                         data.fill(0xff);
                     }
                 }
                 Ok(VcpuExit::IoOut(port, data)) => {
+                    self.exits.count(ExitReason::IoOut);
                     if !self.pio.write(u64::from(port), data) {
                         tracing::trace!("unclaimed port write {port:#x} {data:x?}");
                     }
                 }
                 Ok(VcpuExit::MmioRead(addr, data)) => {
+                    self.exits.count(ExitReason::MmioRead);
                     if !self.mmio.read(addr, data) {
                         data.fill(0xff);
                     }
                 }
                 Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    self.exits.count(ExitReason::MmioWrite);
                     self.mmio.write(addr, data);
                 }
-                Ok(VcpuExit::IoapicEoi(vector)) => self.irqchip.end_of_interrupt(vector),
-                Ok(VcpuExit::Hlt) => {}
+                Ok(VcpuExit::IoapicEoi(vector)) => {
+                    self.exits.count(ExitReason::IoapicEoi);
+                    self.irqchip.end_of_interrupt(vector);
+                }
+                Ok(VcpuExit::Hlt) => self.exits.count(ExitReason::Hlt),
                 Ok(VcpuExit::Shutdown) => {
                     tracing::info!(
                         "vCPU {} triple-faulted: treating it as a platform reset",
@@ -131,9 +141,12 @@ impl VcpuRunner {
                     return;
                 }
                 Ok(other) => {
+                    self.exits.count(ExitReason::Other);
                     tracing::debug!("vCPU {}: unhandled exit {other:?}", self.index);
                 }
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.exits.count(ExitReason::Interrupted);
+                }
                 Err(e) => {
                     self.report(VmEvent::VcpuFailed {
                         index: self.index,

@@ -415,6 +415,12 @@ impl std::fmt::Debug for Vm {
 }
 
 impl Vm {
+    /// The machine's I/O counters: a handle that reads them while the
+    /// machine runs, from any thread (`vm.counters`).
+    pub fn counters(&self) -> crate::io_counters::Counters {
+        self.pci.counters().clone()
+    }
+
     /// Builds the machine `cfg` describes, its COM1 attached to `console`.
     pub fn build(
         cfg: &VmConfig,
@@ -638,6 +644,7 @@ impl Vm {
                 events: tx.clone(),
                 stop: stop.clone(),
                 first_entry: (index == 0).then(|| first_tx.clone()),
+                exits: pci.counters().exits(),
             });
         }
         vcpu::install_kick_handler()

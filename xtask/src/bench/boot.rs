@@ -21,6 +21,10 @@ pub enum Figure {
     ToMarker,
     /// Process start to the process's exit after the guest powered off.
     ToExit,
+    /// [`Figure::ToMarker`] of a PVH boot of the ELF `vmlinux`.
+    PvhToMarker,
+    /// [`Figure::IovmMarker`] of a PVH boot of the ELF `vmlinux`.
+    PvhIovmMarker,
     /// iovm's own report (`--timing`): its `main` to the first guest instruction.
     FirstInstruction,
     /// iovm's own report (`--timing`): its `main` to the init marker.
@@ -63,9 +67,11 @@ pub enum Figure {
 
 impl Figure {
     /// The boot, memory and exit-path figures, in report order.
-    pub const VM: [Figure; 15] = [
+    pub const VM: [Figure; 17] = [
         Figure::ToMarker,
         Figure::ToExit,
+        Figure::PvhToMarker,
+        Figure::PvhIovmMarker,
         Figure::FirstInstruction,
         Figure::IovmMarker,
         Figure::Console,
@@ -149,6 +155,8 @@ impl Figure {
             Figure::Vfio(j, m) => return format!("vfio.nvme.{}.{}", j.id(), m.id()),
             Figure::ToMarker => "boot.start_to_init_marker_ms",
             Figure::ToExit => "boot.start_to_exit_ms",
+            Figure::PvhToMarker => "boot.pvh_start_to_init_marker_ms",
+            Figure::PvhIovmMarker => "boot.pvh_iovm_init_marker_ms",
             Figure::FirstInstruction => "boot.iovm_first_guest_instruction_ms",
             Figure::IovmMarker => "boot.iovm_init_marker_ms",
             Figure::Rss => "memory.rss_mib",
@@ -179,6 +187,8 @@ impl Figure {
             Figure::Vfio(j, m) => return format!("assigned NVMe: {}", block::label(j, m)),
             Figure::ToMarker => "process start → init marker (ms)",
             Figure::ToExit => "process start → exit after poweroff (ms)",
+            Figure::PvhToMarker => "PVH boot of the ELF vmlinux: process start → init marker (ms)",
+            Figure::PvhIovmMarker => "PVH boot: init marker, iovm `--timing` (ms)",
             Figure::FirstInstruction => "first guest instruction, iovm `--timing` (ms)",
             Figure::IovmMarker => "init marker, iovm `--timing` (ms)",
             Figure::Rss => "RSS after boot (MiB)",
@@ -300,6 +310,14 @@ fn check(
                     .ok_or("no `init marker seen` timing line")?;
                 out.push((Figure::FirstInstruction, first));
                 out.push((Figure::IovmMarker, seen));
+            }
+        }
+        Kind::BootPvh => {
+            out.push((Figure::PvhToMarker, marker));
+            if spec.vmm == Vmm::Iovm {
+                let seen = iovm_timing(console, "init marker seen")
+                    .ok_or("no `init marker seen` timing line")?;
+                out.push((Figure::PvhIovmMarker, seen));
             }
         }
         Kind::Memory => {
@@ -515,6 +533,28 @@ mod tests {
                 (Figure::IovmMarker, 901.3),
             ]
         );
+    }
+
+    #[test]
+    fn test_pvh_boot_runs_give_their_own_figures() {
+        let iovm = evaluate(
+            spec(Kind::BootPvh, Vmm::Iovm),
+            Some(record("boot-pvh.iovm.1", Exit::Code(0), None)),
+            Some(IOVM_CONSOLE),
+            &[],
+        );
+        let qemu = evaluate(
+            spec(Kind::BootPvh, Vmm::QemuQ35),
+            Some(record("boot-pvh.qemu-q35.1", Exit::Code(0), None)),
+            Some(IOVM_CONSOLE),
+            &[],
+        );
+
+        assert_eq!(
+            iovm.samples,
+            [(Figure::PvhToMarker, 910.0), (Figure::PvhIovmMarker, 901.3)]
+        );
+        assert_eq!(qemu.samples, [(Figure::PvhToMarker, 910.0)]);
     }
 
     #[test]

@@ -316,6 +316,7 @@ fn run_vms(args: &BenchArgs, reps: u32, kinds: &[Kind]) -> Result<VmResults> {
         qemu: batch.stage_binary(&host.qemu)?,
         firmware: stage_firmware(&batch, &host.firmware)?,
         kernel: "$STAGE/guest/vmlinuz".into(),
+        vmlinux: "$STAGE/guest/vmlinux".into(),
         initramfs: "$STAGE/guest/initramfs.cpio.gz".into(),
     };
     let pick = |(full, quick): (u32, u32)| if args.quick { quick } else { full };

@@ -26,6 +26,10 @@ pub const MARKER: &str = "IOVM-GUEST: boot done";
 pub enum Kind {
     /// The guest powers off right after its init marker: times to the marker and to exit.
     Boot,
+    /// As [`Kind::Boot`], the kernel being the same kernel's ELF `vmlinux` started at its
+    /// PVH entry point (no decompression; iovm and QEMU q35, whose `pvh.bin` option ROM
+    /// does it; microvm runs without option ROMs).
+    BootPvh,
     /// The guest waits after its marker, while the VMM's memory is sampled.
     Memory,
     /// The guest times its own exits with `exit-probe` (iovm and QEMU q35: the
@@ -50,6 +54,7 @@ impl Kind {
     pub fn id(self) -> String {
         match self {
             Kind::Boot => "boot".into(),
+            Kind::BootPvh => "boot-pvh".into(),
             Kind::Memory => "memory".into(),
             Kind::Exits => "exits".into(),
             Kind::Block(disk, storage) => format!("block-{}-{}", disk.id(), storage.id()),
@@ -62,7 +67,7 @@ impl Kind {
     /// The script the guest runs after its marker (then it powers off).
     pub fn guest_script(self, s: &Settings) -> String {
         match self {
-            Kind::Boot => ":".into(),
+            Kind::Boot | Kind::BootPvh => ":".into(),
             Kind::Memory => "sleep 2".into(),
             Kind::Exits => EXIT_PROBE.into(),
             Kind::Block(disk, _) => disk.guest_script(s.block_seconds, &Job::ALL),
@@ -90,9 +95,12 @@ impl Kind {
     pub fn vmms(self) -> &'static [Vmm] {
         match self {
             Kind::Boot | Kind::Memory => &Vmm::ALL,
-            Kind::Exits | Kind::Block(..) | Kind::Net | Kind::Iommu(..) | Kind::Vfio => {
-                &[Vmm::Iovm, Vmm::QemuQ35]
-            }
+            Kind::BootPvh
+            | Kind::Exits
+            | Kind::Block(..)
+            | Kind::Net
+            | Kind::Iommu(..)
+            | Kind::Vfio => &[Vmm::Iovm, Vmm::QemuQ35],
         }
     }
 
@@ -118,6 +126,11 @@ impl Kind {
     /// kind's devices, and QEMU's machine as the kind needs it.
     pub fn vmm_command(self, vmm: Vmm, files: &Files, cmdline: &str, memory: &str) -> Vec<String> {
         let mut c = vmm.command(files, cmdline, memory);
+        if self == Kind::BootPvh {
+            if let Some(k) = c.iter_mut().find(|a| **a == files.kernel) {
+                k.clone_from(&files.vmlinux);
+            }
+        }
         if let (Kind::Iommu(_, t), Vmm::QemuQ35) = (self, vmm) {
             if let Some(machine) = iommu::qemu_machine(t) {
                 if let Some(at) = c.iter().position(|a| a == "-M") {
@@ -171,7 +184,7 @@ impl RunSpec {
 }
 
 /// The kinds of the VM group: boot, memory, exit paths.
-pub const VM_KINDS: [Kind; 3] = [Kind::Boot, Kind::Memory, Kind::Exits];
+pub const VM_KINDS: [Kind; 4] = [Kind::Boot, Kind::BootPvh, Kind::Memory, Kind::Exits];
 /// The kinds of the IOMMU group: disk by disk, without then with the IOMMU.
 pub fn iommu_kinds() -> Vec<Kind> {
     Disk::ALL
@@ -327,7 +340,7 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
          if [ -f \"$S/{RESUME}\" ]; then echo 'bench: resuming: runs with a record are skipped'; \
          else rm -rf \"$B\"; fi\n\
          mkdir -p \"$B/logs\" \"$STAGE/guest\"\n\
-         cp \"$G/vmlinuz\" \"$G/initramfs.cpio.gz\" \"$STAGE/guest/\" || exit 1\n\
+         cp \"$G/vmlinuz\" \"$G/vmlinux\" \"$G/initramfs.cpio.gz\" \"$STAGE/guest/\" || exit 1\n\
          uname -r >\"$B/kernel.txt\"\n\
          cat /proc/cpuinfo >\"$B/cpuinfo.txt\"\n",
     );
@@ -449,6 +462,10 @@ mod tests {
                 "boot.qemu-microvm.2",
                 "boot.qemu-q35.2",
                 "boot.iovm.2",
+                "boot-pvh.iovm.1",
+                "boot-pvh.qemu-q35.1",
+                "boot-pvh.qemu-q35.2",
+                "boot-pvh.iovm.2",
                 "memory.iovm.1",
                 "memory.qemu-microvm.1",
                 "memory.qemu-q35.1",
@@ -489,6 +506,7 @@ mod tests {
             qemu: "$STAGE/bin/qemu-system-x86_64".into(),
             firmware: vec![],
             kernel: "$STAGE/guest/vmlinuz".into(),
+            vmlinux: "$STAGE/guest/vmlinux".into(),
             initramfs: "$STAGE/guest/initramfs.cpio.gz".into(),
         }
     }
@@ -567,9 +585,15 @@ mod tests {
         assert!(s.contains("if [ -f \"$S/bench-resume\" ]; then"));
         assert_eq!(
             s.matches("\nfi\n").count(),
-            8,
+            10,
             "each run is skipped once recorded"
         );
+        assert!(
+            s.contains("'boot-pvh.iovm.1'") && s.contains("'--kernel' \"$STAGE\"/'guest/vmlinux'"),
+            "the PVH runs boot the ELF vmlinux"
+        );
+        assert!(s.contains("'-kernel' \"$STAGE\"/'guest/vmlinux'"));
+        assert!(s.contains("cp \"$G/vmlinuz\" \"$G/vmlinux\""));
         assert!(s.contains(
             "\"$STAGE\"/'bin/xtask' 'bench-probe' '--name' 'boot.iovm.1' '--timeout' '60' \
              '--marker' 'IOVM-GUEST: boot done' '--log' \"$B\"/'logs/boot.iovm.1.log' \
@@ -579,7 +603,7 @@ mod tests {
             "'memory.qemu-q35.1' '--timeout' '60' '--marker' \
                             'IOVM-GUEST: boot done' '--sample-after' '1000'"
         ));
-        assert_eq!(s.matches(" 'bench-probe' ").count(), 8);
+        assert_eq!(s.matches(" 'bench-probe' ").count(), 10);
         assert!(s.contains("'exits.qemu-q35.1'"));
     }
 

@@ -61,9 +61,11 @@ pub struct Env {
     pub block_images: Vec<(Storage, String)>,
 }
 
-const BOOT: [Figure; 5] = [
+const BOOT: [Figure; 7] = [
     Figure::ToMarker,
     Figure::ToExit,
+    Figure::PvhToMarker,
+    Figure::PvhIovmMarker,
     Figure::FirstInstruction,
     Figure::IovmMarker,
     Figure::Console,

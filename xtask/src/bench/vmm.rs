@@ -26,8 +26,10 @@ pub struct Files {
     pub qemu: String,
     /// QEMU firmware directories (`-L`).
     pub firmware: Vec<String>,
-    /// The guest kernel.
+    /// The guest kernel (bzImage).
     pub kernel: String,
+    /// The same kernel as an ELF `vmlinux`, for the PVH boot runs.
+    pub vmlinux: String,
     /// The guest initramfs.
     pub initramfs: String,
 }
@@ -124,6 +126,7 @@ mod tests {
             qemu: "$STAGE/bin/qemu-system-x86_64".into(),
             firmware: vec!["$STAGE/share/qemu".into()],
             kernel: "$STAGE/guest/vmlinuz".into(),
+            vmlinux: "$STAGE/guest/vmlinux".into(),
             initramfs: "$STAGE/guest/initramfs.cpio.gz".into(),
         }
     }

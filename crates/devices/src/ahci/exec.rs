@@ -4,6 +4,7 @@
 //! once, media commands handed to the backend.
 
 use backend::{Op, Request};
+use counters::BlockOp;
 use dma::{Direction, GuestBuffers};
 
 use super::ata::{self, AtaCommand, SECTOR};
@@ -158,6 +159,13 @@ impl Hba {
             }
         }
         let result = self.execute(&s, &cmd);
+        match result {
+            Exec::Fatal(_) => self.counters.block.errors_dma.inc(),
+            Exec::Done(out, ..) if out.status & status::ERR != 0 => {
+                self.counters.block.errors_invalid.inc();
+            }
+            _ => {}
+        }
         match result {
             Exec::Later => {}
             Exec::Fatal(cause) => {
@@ -415,6 +423,12 @@ impl Hba {
             read,
             lba: range.0,
             count: range.1,
+            counted: match ops.first() {
+                Some(Op::Write { .. }) => BlockOp::Write(u64::from(bytes)),
+                Some(Op::Flush) => BlockOp::Flush,
+                Some(Op::Discard { .. } | Op::WriteZeroes { .. }) => BlockOp::Discard,
+                _ => BlockOp::Read(u64::from(bytes)),
+            },
         });
         if let Some(d) = self.ports[s.port].disk.as_mut() {
             for op in ops {

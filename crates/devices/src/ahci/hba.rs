@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use backend::Completion;
+use counters::{BlockOp, FunctionCounters};
 use dma::Dma;
 use irq::IrqLine;
 use pci::caps::endpoint::EndpointConfig;
@@ -47,6 +48,8 @@ pub struct InFlight {
     pub lba: u64,
     /// Sectors.
     pub count: u32,
+    /// What it counts as once it completes.
+    pub counted: BlockOp,
 }
 
 /// The HBA.
@@ -58,6 +61,8 @@ pub struct Hba {
     pub(super) dma: Arc<dyn Dma>,
     pub(super) pci: EndpointConfig,
     pub(super) routing: MsiRouting,
+    /// The function's I/O counters.
+    pub(super) counters: Arc<FunctionCounters>,
     intx: Arc<dyn IrqLine>,
     intx_level: bool,
     msi_due: bool,
@@ -80,6 +85,7 @@ impl Hba {
         pci: EndpointConfig,
         routing: MsiRouting,
         intx: Arc<dyn IrqLine>,
+        counters: Arc<FunctionCounters>,
     ) -> Self {
         let mut h = Self {
             caps,
@@ -88,6 +94,7 @@ impl Hba {
             dma,
             pci,
             routing,
+            counters,
             intx,
             intx_level: false,
             msi_due: false,
@@ -259,6 +266,7 @@ impl Hba {
             self.ports[p].set(port::SACT, sact);
         }
         if touches(port::CI) {
+            self.counters.doorbells.doorbells_trapped.inc();
             if started && self.defer_issue {
                 self.issue_pending = true;
             } else if started {
@@ -682,6 +690,7 @@ impl Hba {
         if f.generation != self.ports[p].generation {
             return; // abandoned: its completion is never posted
         }
+        self.count(&f);
         match (f.queued, f.failed) {
             (true, None) => self.ports[p].ncq_done |= 1 << f.slot,
             (true, Some(out)) => self.ncq_failed(p, f.slot, out, f.lba, f.count),
@@ -690,6 +699,16 @@ impl Hba {
                 self.complete_nonqueued(p, f.slot, out, None, f.bytes);
             }
         }
+    }
+
+    /// Counts a command whose backend requests all completed.
+    fn count(&self, f: &InFlight) {
+        let block = &self.counters.block;
+        if f.failed.is_some() {
+            block.errors_io.inc();
+            return;
+        }
+        block.completed(f.counted);
     }
 
     /// Bus Master Enable.

@@ -140,6 +140,9 @@ pub struct AhciConfig {
     pub engine: EngineKind,
     /// Offer an MSI capability (off: INTx only).
     pub msi: bool,
+    /// The function's I/O counters, which the HBA counts its commands and
+    /// command issues in.
+    pub counters: Arc<counters::FunctionCounters>,
 }
 
 impl Default for AhciConfig {
@@ -149,6 +152,7 @@ impl Default for AhciConfig {
             disks: Vec::new(),
             engine: EngineKind::IoUring,
             msi: true,
+            counters: Arc::default(),
         }
     }
 }
@@ -233,7 +237,9 @@ impl Ahci {
             endpoint(cfg.msi)?,
             MsiRouting::new(msi),
             intx,
+            cfg.counters.clone(),
         );
+        cfg.counters.set_class(counters::IoClass::Block);
         Ok(Self {
             shared: Arc::new(Shared {
                 hba: Mutex::new(hba),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend::{Completion, Op, Request};
+use counters::{BlockOp, FunctionCounters};
 use dma::Dma;
 use irq::IrqLine;
 use pci::caps::endpoint::EndpointConfig;
@@ -75,6 +76,8 @@ pub struct Limits {
     pub subsystem: super::SubsystemConfig,
     /// The kind of PCI function.
     pub role: super::PciRole,
+    /// The function's I/O counters.
+    pub counters: Arc<FunctionCounters>,
 }
 
 /// What originated a backend request.
@@ -98,6 +101,10 @@ pub enum IoKind {
     Read(u64),
     /// A write of this many bytes.
     Write(u64),
+    /// A flush.
+    Flush,
+    /// A deallocation or Write Zeroes.
+    Discard,
     /// Anything else.
     #[default]
     Other,
@@ -809,7 +816,7 @@ impl Controller {
                 f.status = match f.kind {
                     IoKind::Read(_) => Status::UNRECOVERED_READ_ERROR,
                     IoKind::Write(_) => Status::WRITE_FAULT,
-                    IoKind::Other => Status::INTERNAL_ERROR,
+                    IoKind::Flush | IoKind::Discard | IoKind::Other => Status::INTERNAL_ERROR,
                 };
             }
         }
@@ -827,6 +834,7 @@ impl Controller {
                 if self.st.phase == Phase::Resetting {
                     // The queues are gone: the completion is dropped.
                 } else {
+                    self.count(f.kind, f.status);
                     let smart = &mut self.st.smart;
                     match (f.kind, f.status.is_success()) {
                         (IoKind::Read(b), true) => {
@@ -855,6 +863,26 @@ impl Controller {
             }
         }
         self.try_finish_shutdown();
+    }
+
+    /// Counts a finished guest command of `kind` in the function's
+    /// block counters.
+    fn count(&self, kind: IoKind, status: Status) {
+        let block = &self.limits.counters.block;
+        if !status.is_success() {
+            if kind != IoKind::Other {
+                block.errors_io.inc();
+            }
+            return;
+        }
+        let op = match kind {
+            IoKind::Read(b) => BlockOp::Read(b),
+            IoKind::Write(b) => BlockOp::Write(b),
+            IoKind::Flush => BlockOp::Flush,
+            IoKind::Discard => BlockOp::Discard,
+            IoKind::Other => return,
+        };
+        block.completed(op);
     }
 
     // ---- completions -------------------------------------------------------

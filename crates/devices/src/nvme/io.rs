@@ -22,7 +22,15 @@ const DSM_RANGE: usize = 16;
 pub fn submit(c: &mut Controller, sqid: u16, sqe: &Sqe) -> Outcome {
     match start(c, sqid, sqe) {
         Ok(outcome) => outcome,
-        Err(s) => Outcome::err(s),
+        Err(s) => {
+            let block = &c.limits.counters.block;
+            if s == Status::DATA_TRANSFER_ERROR || s == Status::PRP_OFFSET_INVALID {
+                block.errors_dma.inc();
+            } else {
+                block.errors_invalid.inc();
+            }
+            Outcome::err(s)
+        }
     }
 }
 
@@ -53,7 +61,7 @@ fn start(c: &mut Controller, sqid: u16, sqe: &Sqe) -> Result<Outcome, Status> {
             if targets.is_empty() {
                 return Ok(Outcome::ok(0));
             }
-            let tag = c.alloc_tag(inflight(targets.len() as u32, IoKind::Other, nsid));
+            let tag = c.alloc_tag(inflight(targets.len() as u32, IoKind::Flush, nsid));
             for i in targets {
                 c.namespaces[i].engine.push(Request { tag, op: Op::Flush });
             }
@@ -110,7 +118,7 @@ fn start(c: &mut Controller, sqid: u16, sqe: &Sqe) -> Result<Outcome, Status> {
             let (offset, len) = ns
                 .byte_range(slba, u64::from(blocks))
                 .ok_or(Status::LBA_OUT_OF_RANGE)?;
-            let tag = c.alloc_tag(inflight(1, IoKind::Other, nsid));
+            let tag = c.alloc_tag(inflight(1, IoKind::Discard, nsid));
             c.namespaces[i].engine.push(Request {
                 tag,
                 op: Op::WriteZeroes { offset, len },
@@ -149,7 +157,7 @@ fn start(c: &mut Controller, sqid: u16, sqe: &Sqe) -> Result<Outcome, Status> {
             if discards.is_empty() {
                 return Ok(Outcome::ok(0));
             }
-            let tag = c.alloc_tag(inflight(discards.len() as u32, IoKind::Other, nsid));
+            let tag = c.alloc_tag(inflight(discards.len() as u32, IoKind::Discard, nsid));
             for (offset, len) in discards {
                 c.namespaces[i].engine.push(Request {
                     tag,

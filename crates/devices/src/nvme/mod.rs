@@ -97,6 +97,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use backend::EngineKind;
+use counters::{FunctionCounters, IoClass};
 use dma::Dma;
 use irq::msi::MsiVectors;
 use irq::IrqLine;
@@ -199,6 +200,9 @@ pub struct NvmeConfig {
     pub subsystem: SubsystemConfig,
     /// What kind of PCI function it is.
     pub role: PciRole,
+    /// The function's I/O counters, which the controller counts its
+    /// commands and doorbells in.
+    pub counters: Arc<FunctionCounters>,
 }
 
 /// Where a controller sits in an NVM subsystem (NVMe 1.4 §1.4.2): the
@@ -269,6 +273,7 @@ impl Default for NvmeConfig {
             msi: true,
             subsystem: SubsystemConfig::default(),
             role: PciRole::Function,
+            counters: Arc::default(),
         }
     }
 }
@@ -295,6 +300,7 @@ struct Shared {
     stop: EventFd,
     sq_kicks: Vec<EventFd>,
     worker_running: AtomicBool,
+    counters: Arc<FunctionCounters>,
 }
 
 /// The NVMe controller as a PCI function.
@@ -451,6 +457,7 @@ impl Nvme {
             max_nsid,
             subsystem: cfg.subsystem,
             role: cfg.role,
+            counters: cfg.counters.clone(),
         };
         let regs = Registers::new(Capabilities {
             mqes: (cfg.max_queue_entries - 1) as u16,
@@ -465,6 +472,7 @@ impl Nvme {
             MsiRouting::new(msi),
             intx,
         );
+        cfg.counters.set_class(IoClass::Block);
         let sq_kicks = (0..cfg.max_io_queues)
             .map(|_| new_fd())
             .collect::<Result<Vec<_>, _>>()?;
@@ -476,6 +484,7 @@ impl Nvme {
                 stop: new_fd()?,
                 sq_kicks,
                 worker_running: AtomicBool::new(false),
+                counters: cfg.counters,
             }),
             worker: None,
         })
@@ -614,6 +623,7 @@ impl PciFunction for Nvme {
             return;
         }
         if offset < u64::from(MSIX_TABLE_OFFSET) {
+            self.shared.counters.doorbells.doorbells_trapped.inc();
             match c.write_doorbell(offset - DOORBELL_BASE, data) {
                 Kick::None => {}
                 Kick::Admin => {

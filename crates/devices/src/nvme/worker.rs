@@ -87,7 +87,13 @@ fn run(shared: &Shared, epoll: &Epoll, mut timer: TimerFd) {
                 0 => &shared.kick,
                 1 => &shared.completions,
                 i => match shared.sq_kicks.get(i as usize - 2) {
-                    Some(fd) => fd,
+                    Some(fd) => {
+                        // Each ioeventfd signal of KVM adds one.
+                        if let Ok(n) = fd.read() {
+                            shared.counters.doorbells.doorbells_ioeventfd.add(n);
+                        }
+                        continue;
+                    }
                     None => continue,
                 },
             };

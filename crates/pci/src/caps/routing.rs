@@ -129,21 +129,40 @@ impl MsiRouting {
             );
             return;
         }
+        let msix = Self::msix_enabled(ep);
         for d in deliveries {
             self.vectors.send(d.vector, d.message);
+            self.count(msix);
+        }
+    }
+
+    /// Whether MSI-X (rather than MSI) is what `ep` signals with.
+    fn msix_enabled(ep: &EndpointConfig) -> bool {
+        ep.caps().msix_table().is_some_and(|t| t.control().enabled)
+    }
+
+    /// Counts one message sent, through MSI-X or MSI.
+    fn count(&self, msix: bool) {
+        if let Some(c) = self.vectors.counters() {
+            if msix {
+                c.irq_msix.inc();
+            } else {
+                c.irq_msi.inc();
+            }
         }
     }
 
     /// The device signals `vector` through MSI-X or MSI.
     pub fn signal(&mut self, ep: &mut EndpointConfig, vector: u16) -> Signal {
         let master = ep.config().command() & command::BUS_MASTER != 0;
-        let enabled = !Self::wanted(ep).is_empty();
-        if enabled && !master {
+        let msix = Self::msix_enabled(ep);
+        if !master && Self::enabled(ep) {
             return Signal::NoBusMaster;
         }
         match ep.trigger(vector) {
             Trigger::Deliver(message) => {
                 self.vectors.send(vector, message);
+                self.count(msix);
                 Signal::Sent
             }
             Trigger::Pending => Signal::Pending,

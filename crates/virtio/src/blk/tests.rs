@@ -103,6 +103,7 @@ struct Harness {
     drv: FakeDriver,
     file: TempFile,
     iommu: Option<Arc<FakeIommu>>,
+    counters: Arc<counters::FunctionCounters>,
 }
 
 fn device(file: &TempFile, opts: &Opts) -> Block {
@@ -137,12 +138,14 @@ fn harness(opts: Opts) -> Harness {
             (drv, act, None)
         }
     };
+    let counters = act.counters.clone();
     dev.activate(act).unwrap();
     Harness {
         dev,
         drv,
         file,
         iommu,
+        counters,
     }
 }
 
@@ -225,6 +228,37 @@ const IOERR: u8 = Status::IoErr as u8;
 const UNSUPP: u8 = Status::Unsupp as u8;
 
 // ---- data path ----------------------------------------------------------
+
+#[test]
+fn test_blk_counters_count_requests_bytes_notifies_and_errors() {
+    let mut h = harness(Opts::default());
+    h.mem_write(BUF, &pattern(4096, 1));
+    assert_eq!(h.simple(T_OUT, 0, 4096).0, OK);
+    assert_eq!(h.simple(T_IN, 0, 2048).0, OK);
+    assert_eq!(h.simple(T_IN, 8, 1024).0, OK);
+    assert_eq!(h.simple(T_FLUSH, 0, 0).0, OK);
+    assert_eq!(h.simple(T_IN, FILE_LEN / 512, 512).0, IOERR, "past the end");
+    h.mem_write(HDR, &header(T_IN, 0));
+    let outside = h.submit(&[(HDR, 16, false), (1 << 40, 512, true), (STATUS, 1, true)]);
+    assert_eq!(outside.0, IOERR);
+
+    let f = h.counters.figures();
+    assert_eq!(
+        (f.get("write_ops"), f.get("write_bytes")),
+        (Some(1), Some(4096))
+    );
+    assert_eq!(
+        (f.get("read_ops"), f.get("read_bytes")),
+        (Some(2), Some(3072))
+    );
+    assert_eq!(f.get("flush_ops"), Some(1));
+    assert_eq!(f.get("errors_invalid"), Some(1));
+    assert_eq!(f.get("errors_dma"), Some(1));
+    assert_eq!(f.get("errors_io"), Some(0));
+    // Six kicks of the fake driver's notify eventfd, none trapped.
+    assert_eq!(f.get("doorbells_ioeventfd"), Some(6));
+    assert_eq!(f.get("doorbells_trapped"), Some(0));
+}
 
 #[test]
 fn test_blk_write_stores_guest_bytes_in_file() {

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use backend::{Completion, Engine, Op};
+use counters::{BlockOp, FunctionCounters, IoClass};
 use dma::{Direction, Dma, GuestBuffers};
 use virtio_queue::{DescriptorChain, QueueT};
 use vmm_sys_util::eventfd::EventFd;
@@ -54,6 +55,8 @@ struct Pending {
     /// Engine operations not yet completed.
     remaining: usize,
     failed: bool,
+    /// What it counts as if it succeeds.
+    op: Option<BlockOp>,
 }
 
 struct BlkWorker {
@@ -75,6 +78,7 @@ struct BlkWorker {
     reaped: Vec<Completion>,
     warnings: GuestWarnings,
     reset_requested: bool,
+    counters: Arc<FunctionCounters>,
 }
 
 /// Starts the worker serving `act`'s queues.
@@ -103,7 +107,9 @@ pub(super) fn start(setup: Setup, act: Activation) -> Result<Worker, ActivateErr
         reaped: Vec::new(),
         warnings: GuestWarnings::new("virtio-blk"),
         reset_requested: false,
+        counters: act.counters,
     };
+    w.counters.set_class(IoClass::Block);
     Worker::spawn("virtio-blk", poller, move |p| w.run(p)).map_err(ActivateError::Thread)
 }
 
@@ -130,11 +136,14 @@ impl BlkWorker {
                         self.drain();
                         return;
                     }
-                    COMPLETIONS => drain_eventfd(&self.setup.completions),
+                    COMPLETIONS => {
+                        drain_eventfd(&self.setup.completions);
+                    }
                     i => {
                         let Ok(i) = usize::try_from(i) else { continue };
                         if let Some(q) = self.queues.get(i) {
-                            drain_eventfd(&q.notify);
+                            let n = drain_eventfd(&q.notify);
+                            self.counters.doorbells.doorbells_shared.add(n);
                             self.quiet[i] = true;
                         }
                     }
@@ -217,6 +226,13 @@ impl BlkWorker {
 
     fn execute(&mut self, i: usize, head: u16, status: u64, kind: RequestKind) {
         let dsync = self.setup.dsync;
+        let counted = match &kind {
+            RequestKind::Read { data, .. } => Some(BlockOp::Read(total(data))),
+            RequestKind::Write { data, .. } => Some(BlockOp::Write(total(data))),
+            RequestKind::Flush => Some(BlockOp::Flush),
+            RequestKind::Discard { .. } | RequestKind::WriteZeroes { .. } => Some(BlockOp::Discard),
+            RequestKind::GetId { .. } | RequestKind::Fail { .. } => None,
+        };
         let ops = match kind {
             RequestKind::Read { offset, data } => {
                 let len = used_len(total(&data));
@@ -269,11 +285,15 @@ impl BlkWorker {
             RequestKind::Fail { status: s, reason } => {
                 self.warnings
                     .warn(format_args!("queue {i} request {head}: {reason}"));
+                self.counters.block.errors_invalid.inc();
                 return self.complete(i, head, status, s, 1);
             }
         };
         let (ops, ok_len) = ops;
         if ops.is_empty() {
+            if let Some(op) = counted {
+                self.counters.block.completed(op);
+            }
             return self.complete(i, head, status, Status::Ok, ok_len);
         }
         let tag = self.next_tag;
@@ -287,6 +307,7 @@ impl BlkWorker {
                 ok_len,
                 remaining: ops.len(),
                 failed: false,
+                op: counted,
             },
         );
         for op in ops {
@@ -308,6 +329,7 @@ impl BlkWorker {
     }
 
     fn fail(&mut self, i: usize, head: u16, status: u64, why: std::fmt::Arguments<'_>) {
+        self.counters.block.errors_dma.inc();
         self.warnings
             .warn(format_args!("queue {i} request {head}: {why}"));
         self.complete(i, head, status, Status::IoErr, 1);
@@ -370,8 +392,12 @@ impl BlkWorker {
             }
             if let Some(p) = self.pending.remove(&c.tag) {
                 let (status, len) = if p.failed {
+                    self.counters.block.errors_io.inc();
                     (Status::IoErr, 1)
                 } else {
+                    if let Some(op) = p.op {
+                        self.counters.block.completed(op);
+                    }
                     (Status::Ok, p.ok_len)
                 };
                 self.complete(p.queue, p.head, p.status, status, len);

@@ -37,6 +37,7 @@ struct ConsoleWorker {
     dead: [bool; 2],
     reset_requested: bool,
     warnings: GuestWarnings,
+    counters: Arc<counters::FunctionCounters>,
 }
 
 /// Starts the worker serving `act`'s receive and transmit queues.
@@ -75,6 +76,7 @@ pub(super) fn start(
         dead: [false; 2],
         reset_requested: false,
         warnings: GuestWarnings::new("virtio-console"),
+        counters: act.counters,
     };
     Worker::spawn("virtio-console", poller, move |p| w.run(p)).map_err(ActivateError::Thread)
 }
@@ -95,12 +97,16 @@ impl ConsoleWorker {
                 return;
             }
             for &t in &tokens {
-                match t {
+                let notified = match t {
                     RX => drain_eventfd(&self.rx.notify),
                     TX => drain_eventfd(&self.tx.notify),
-                    INPUT => drain_eventfd(self.input.event()),
-                    _ => {}
-                }
+                    INPUT => {
+                        drain_eventfd(self.input.event());
+                        0
+                    }
+                    _ => 0,
+                };
+                self.counters.doorbells.doorbells_shared.add(notified);
             }
             if tokens.contains(&TX) {
                 self.transmit();

@@ -58,6 +58,7 @@ mod worker;
 use std::sync::Arc;
 
 use backend::net::{FrameIo, Tap};
+use counters::{FunctionCounters, IoClass};
 
 pub use ctrl::{CtrlState, RxFilter};
 
@@ -157,6 +158,9 @@ pub struct NetConfig {
     pub queue_size: u16,
     /// One backend per queue pair; their number is `max_virtqueue_pairs`.
     pub backends: Vec<Arc<dyn FrameIo>>,
+    /// The function's I/O counters, which the device counts its frames
+    /// and drops in (kept across resets).
+    pub counters: Arc<FunctionCounters>,
 }
 
 impl NetConfig {
@@ -168,6 +172,7 @@ impl NetConfig {
             mtu: None,
             queue_size: DEFAULT_QUEUE_SIZE,
             backends,
+            counters: Arc::default(),
         }
     }
 
@@ -187,23 +192,8 @@ impl NetConfig {
 #[derive(Debug)]
 pub struct Net {
     cfg: NetConfig,
-    counters: Arc<NetCounters>,
+    counters: Arc<FunctionCounters>,
     worker: Option<worker::Worker>,
-}
-
-/// Frames the device dropped because of what the guest gave it (a chain
-/// it could not use, a buffer its DMA could not reach: outside memory,
-/// Bus Master Enable off, an IOMMU fault). Kept across resets.
-#[derive(Debug, Default)]
-pub struct NetCounters {
-    /// Transmit chains dropped.
-    pub tx_dropped: std::sync::atomic::AtomicU64,
-    /// Received frames dropped (whole or, where the fault came midway, the
-    /// rest of them).
-    pub rx_dropped: std::sync::atomic::AtomicU64,
-    /// Receive chains returned unused (malformed, or buffers its DMA could
-    /// not reach); the frame waits for the next chain.
-    pub rx_refused: std::sync::atomic::AtomicU64,
 }
 
 impl Net {
@@ -220,15 +210,20 @@ impl Net {
         if let Some(mtu) = cfg.mtu.filter(|&m| m < 68) {
             return Err(NetError::Mtu(mtu));
         }
+        let counters = cfg.counters.clone();
+        counters.set_class(IoClass::Net);
         Ok(Self {
             cfg,
-            counters: Arc::default(),
+            counters,
             worker: None,
         })
     }
 
-    /// What it dropped so far.
-    pub fn counters(&self) -> Arc<NetCounters> {
+    /// Its counters: frames and bytes each way, and what it dropped
+    /// because of what the guest gave it (a chain it could not use, a
+    /// buffer its DMA could not reach: outside memory, Bus Master Enable
+    /// off, an IOMMU fault).
+    pub fn counters(&self) -> Arc<FunctionCounters> {
         self.counters.clone()
     }
 

@@ -12,7 +12,6 @@
 //! until the driver posts more.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 
 use backend::net::FrameIo;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
@@ -147,7 +146,7 @@ impl RxQueue {
                 Reserve::Ready(n) => self.deliver(ctx, len, n)?,
                 Reserve::NoBuffers => return Ok(()),
                 Reserve::TooSmall => {
-                    ctx.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
+                    ctx.counters.net.rx_dropped.inc();
                     ctx.log.warn(format_args!(
                         "rx queue {}: frame of {len} bytes dropped, buffers too small",
                         self.index
@@ -224,7 +223,7 @@ impl RxQueue {
             match check_chain(chain, ctx.dma.as_ref()) {
                 Ok(h) => self.held.push_back(Held { head, ..h }),
                 Err(why) => {
-                    ctx.counters.rx_refused.fetch_add(1, Ordering::Relaxed);
+                    ctx.counters.net.rx_refused.inc();
                     ctx.log.warn(format_args!(
                         "rx queue {}: chain {head} returned unused: {why}",
                         self.index
@@ -263,7 +262,13 @@ impl RxQueue {
             self.used_any = true;
         }
         if faulted {
-            ctx.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
+            ctx.counters.net.rx_dropped.inc();
+        } else {
+            ctx.counters.net.rx_frames.inc();
+            ctx.counters
+                .net
+                .rx_bytes
+                .add(len.saturating_sub(HDR_LEN) as u64);
         }
         Ok(())
     }

@@ -3,8 +3,6 @@
 //! the frame goes to the backend straight from guest memory, in one
 //! `writev` (no copy in iovm). The used length is always 0.
 
-use std::sync::atomic::Ordering;
-
 use backend::net::FrameIo;
 use dma::{Direction, HostRange};
 use virtio_queue::desc::split::Descriptor;
@@ -112,13 +110,19 @@ impl TxQueue {
         let ranges = &mut self.ranges;
         let r = drain(&mut self.queue, &mem, |descs| {
             match parse_frame(descs, ctx.dma.as_ref(), ctx.features, ranges) {
-                Ok(hdr) => {
-                    if let Err(e) = io.write_frame_ranges(&hdr, ranges) {
+                Ok(hdr) => match io.write_frame_ranges(&hdr, ranges) {
+                    Ok(_) => {
+                        let bytes: usize = ranges.iter().map(HostRange::len).sum();
+                        ctx.counters.net.tx_frames.inc();
+                        ctx.counters.net.tx_bytes.add(bytes as u64);
+                    }
+                    Err(e) => {
+                        ctx.counters.net.tx_dropped.inc();
                         ctx.log.warn(format_args!("tx frame not sent: {e}"));
                     }
-                }
+                },
                 Err(e) => {
-                    ctx.counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                    ctx.counters.net.tx_dropped.inc();
                     ctx.log.warn(format_args!("tx chain dropped: {e}"));
                 }
             }

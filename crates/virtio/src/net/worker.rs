@@ -23,6 +23,7 @@ use super::{
     NetConfig, F_CTRL_VQ, F_GUEST_CSUM, F_GUEST_ECN, F_GUEST_TSO4, F_GUEST_TSO6, F_GUEST_UFO, F_MQ,
 };
 use crate::device::{ActivateError, Activation, Memory, Signals};
+use counters::FunctionCounters;
 
 /// Warnings about the guest's doings logged at `warn` per activation.
 const WARN_LIMIT: u32 = 32;
@@ -61,8 +62,8 @@ pub(crate) struct Ctx {
     pub features: u64,
     /// Guest-caused warnings.
     pub log: GuestLog,
-    /// Frames dropped.
-    pub counters: Arc<super::NetCounters>,
+    /// The function's counters.
+    pub counters: Arc<FunctionCounters>,
 }
 
 impl Ctx {
@@ -163,7 +164,7 @@ impl Core {
     pub fn new(
         act: Activation,
         cfg: &NetConfig,
-        counters: Arc<super::NetCounters>,
+        counters: Arc<FunctionCounters>,
     ) -> Result<Self, ActivateError> {
         let features = act.features;
         let max_pairs = cfg.backends.len();
@@ -502,7 +503,8 @@ fn run(mut core: Core, epoll: &Epoll, mut armed: Vec<Arm>) {
                     continue;
                 };
                 // Nonblocking: a spurious wake-up reads EAGAIN.
-                let _ = fd.read();
+                let notified = fd.read().unwrap_or(0);
+                core.ctx.counters.doorbells.doorbells_shared.add(notified);
                 *target
             };
             core.serve(target);

@@ -92,6 +92,7 @@ mod tests;
 
 use std::sync::Arc;
 
+use counters::FunctionCounters;
 use dma::Dma;
 use irq::msi::MsiVectors;
 use irq::IrqLine;
@@ -185,6 +186,9 @@ pub struct VirtioPciConfig {
     /// (virtio 1.2 §6), and a driver that accepts it gets rings and
     /// buffers translated through this handle instead of `dma`.
     pub platform_dma: Option<Arc<dyn Dma>>,
+    /// The function's I/O counters: the transport counts trapped
+    /// notifications in them, the device its requests.
+    pub counters: Arc<FunctionCounters>,
 }
 
 impl VirtioPciConfig {
@@ -208,6 +212,7 @@ impl VirtioPciConfig {
             intx,
             msix_vectors,
             platform_dma: None,
+            counters: Arc::default(),
         }
     }
 }
@@ -224,6 +229,7 @@ pub struct VirtioPci {
     notifiers: Notifiers,
     pci_cfg: PciCfgCap,
     shared: Arc<Shared>,
+    counters: Arc<FunctionCounters>,
 }
 
 impl VirtioPci {
@@ -261,6 +267,7 @@ impl VirtioPci {
             notifiers: Notifiers::new(usize::from(queues)).map_err(VirtioPciError::Eventfd)?,
             pci_cfg,
             shared: Arc::new(shared),
+            counters: cfg.counters,
         })
     }
 
@@ -312,6 +319,7 @@ impl VirtioPci {
             Region::Common(rel) => self.write_common(rel, data),
             Region::Device(rel) => self.device.write_config(rel, data),
             Region::Notify(rel) => {
+                self.counters.doorbells.doorbells_trapped.inc();
                 if let Notified::NoQueue(rel) = self.notifiers.write(rel) {
                     self.shared
                         .warn(format_args!("notification at {rel:#x} names no queue"));
@@ -570,6 +578,7 @@ impl VirtioPci {
             dma,
             queues,
             signals,
+            counters: self.counters.clone(),
         };
         if let Err(e) = self.device.activate(activation) {
             self.shared.warn(format_args!(

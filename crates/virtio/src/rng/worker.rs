@@ -23,6 +23,7 @@ struct RngWorker {
     max_bytes: u64,
     dead: bool,
     warnings: GuestWarnings,
+    counters: Arc<counters::FunctionCounters>,
 }
 
 /// Starts the worker serving request queue 0 of `act`.
@@ -49,6 +50,7 @@ pub(super) fn start(
         max_bytes,
         dead: false,
         warnings: GuestWarnings::new("virtio-rng"),
+        counters: act.counters,
     };
     Worker::spawn("virtio-rng", poller, move |p| w.run(p)).map_err(ActivateError::Thread)
 }
@@ -67,7 +69,8 @@ impl RngWorker {
             if tokens.contains(&STOP) {
                 return;
             }
-            drain_eventfd(&self.queue.notify);
+            let notified = drain_eventfd(&self.queue.notify);
+            self.counters.doorbells.doorbells_shared.add(notified);
             self.serve();
         }
     }

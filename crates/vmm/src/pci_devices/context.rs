@@ -140,6 +140,15 @@ impl<'a> BuildContext<'a> {
         let mut dev = self.device(device, place, devices);
         let built = builders::build(&device.kind, &mut dev)?;
         let ctx = dev.function.clone();
+        // The name `vm.info` gives it: its id, or its kind and its index in
+        // the machine's device list (Cloud Hypervisor's `_disk0` style).
+        let name = device
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("_{}{}", dev.name(), place.index));
+        if built.as_ref().is_some_and(|b| b.endpoint().is_some()) {
+            self.pci.counters().register(name, ctx.counters().clone());
+        }
         Ok(built.map(|b| (b, ctx)))
     }
 
@@ -217,11 +226,22 @@ impl DeviceContext<'_, '_> {
             .map(|d| &d.kind)
     }
 
-    /// Its INTA wire, into the IOAPIC pin its slot routes to.
+    /// Its INTA wire, into the IOAPIC pin its slot routes to, counting
+    /// its assertions in the function's counters.
     pub(crate) fn intx(&mut self) -> Result<Arc<dyn IrqLine>, PciBuildError> {
         let gsi = self.place.gsi(1);
         let machine = &mut *self.machine;
-        machine.state.intx.line(&mut *machine.wiring, gsi)
+        let wire = machine.state.intx.line(&mut *machine.wiring, gsi)?;
+        Ok(Arc::new(irq::counted::CountedLine::new(
+            wire,
+            self.function.counters().clone(),
+        )))
+    }
+
+    /// Its I/O counters (which its DMA and interrupts count themselves
+    /// in; the device counts its requests and doorbells).
+    pub(crate) fn counters(&self) -> Arc<counters::FunctionCounters> {
+        self.function.counters().clone()
     }
 
     /// Its MSI/MSI-X vectors.

@@ -428,6 +428,7 @@ fn test_remove_waits_for_the_guest_to_power_off_then_releases_everything() {
     assert!(m.io_events.registered() > 0, "queue notify ioeventfds");
     assert!(disk.open_fds() > fds_before, "the device holds its disk");
     assert!(!bars.is_empty() && bars.iter().all(|&b| m.mapped(b)));
+    assert!(m.pci.counters().report().contains_key("disk1"));
     m.port_msi().take();
 
     let reply = m.remove("disk1", Duration::from_secs(30));
@@ -454,6 +455,10 @@ fn test_remove_waits_for_the_guest_to_power_off_then_releases_everything() {
         "the device let its vectors go"
     );
     assert_eq!(disk.open_fds(), fds_before, "the disk is closed");
+    assert!(
+        !m.pci.counters().report().contains_key("disk1"),
+        "its counters go"
+    );
     assert_eq!(m.sltsta() & sltsta::PRESENCE, 0);
     assert_eq!(m.controls.hotplug().ports(), (1, 1));
 }

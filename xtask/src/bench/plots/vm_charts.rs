@@ -27,6 +27,8 @@ fn place(f: Figure) -> Option<(Group, Option<String>, String)> {
     let placed = match f {
         Figure::ToMarker
         | Figure::ToExit
+        | Figure::PvhToMarker
+        | Figure::PvhIovmMarker
         | Figure::FirstInstruction
         | Figure::IovmMarker
         | Figure::Console => (Group::BootMemory, Some("Boot".into()), label),

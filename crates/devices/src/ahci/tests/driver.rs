@@ -139,6 +139,8 @@ pub struct Driver {
     pub line: Arc<RecordingLine>,
     /// Backing files by port.
     pub files: Vec<Option<TempFile>>,
+    /// The function's I/O counters.
+    pub counters: Arc<counters::FunctionCounters>,
 }
 
 /// Status a successful command leaves in PxTFD.
@@ -184,7 +186,9 @@ impl Driver {
             disks,
             engine: setup.engine,
             msi: setup.msi,
+            ..AhciConfig::default()
         };
+        let counters = cfg.counters.clone();
         let vectors = Arc::new(RecordingVectors::new());
         let line = Arc::new(RecordingLine::new());
         let device_dma = setup.wrap_dma.map_or(dma.clone(), |w| w(dma.clone()));
@@ -195,6 +199,7 @@ impl Driver {
             vectors,
             line,
             files,
+            counters,
         }
     }
 

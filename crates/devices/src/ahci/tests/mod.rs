@@ -1,6 +1,7 @@
 //! The fake AHCI driver and the tests it runs, by subject.
 
 mod bringup;
+mod counters;
 mod driver;
 mod errors;
 mod hostile;

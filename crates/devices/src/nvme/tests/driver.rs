@@ -143,6 +143,8 @@ pub struct Driver {
     pub vectors: Arc<RecordingVectors>,
     pub line: Arc<RecordingLine>,
     pub files: Vec<TempFile>,
+    /// The function's I/O counters.
+    pub counters: Arc<counters::FunctionCounters>,
     pub queues: Vec<Option<QueuePair>>,
     next_cid: u16,
 }
@@ -208,6 +210,7 @@ impl Driver {
             ..NvmeConfig::default()
         };
         (setup.configure)(&mut cfg);
+        let counters = cfg.counters.clone();
         let vectors = Arc::new(RecordingVectors::new());
         let line = Arc::new(RecordingLine::new());
         let device_dma = setup.wrap_dma.map_or(dma.clone(), |w| w(dma.clone()));
@@ -218,6 +221,7 @@ impl Driver {
             vectors,
             line,
             files,
+            counters,
             queues: vec![None; usize::from(setup.max_io_queues) + 1],
             next_cid: 1,
         }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod coalesce;
+mod counters;
 mod driver;
 mod function_dma;
 mod hostile;

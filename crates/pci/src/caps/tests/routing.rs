@@ -115,6 +115,13 @@ fn test_signal_sends_through_route_and_masked_vector_waits_for_unmask() {
     assert_eq!((s0, s1), (Signal::Sent, Signal::Pending));
     assert_eq!(before_unmask, vec![0]);
     assert_eq!(rig.vectors.take(), vec![(0, message(0)), (1, message(1))]);
+    let counted = rig.vectors.interrupt_counters();
+    assert_eq!(
+        counted.irq_msix.get(),
+        2,
+        "the held vector counts on unmask"
+    );
+    assert_eq!(counted.irq_msi.get(), 0);
 }
 
 #[test]
@@ -131,6 +138,7 @@ fn test_signal_without_bus_master_is_lost_and_without_msi_asks_for_intx() {
     assert_eq!(idle, Signal::UseIntx);
     assert_eq!(no_master, Signal::NoBusMaster);
     assert!(rig.vectors.take().is_empty());
+    assert_eq!(rig.vectors.interrupt_counters().irq_msix.get(), 0);
 }
 
 #[test]
@@ -153,6 +161,8 @@ fn test_msi_multiple_message_enable_routes_that_many_vectors() {
     assert_eq!(routed_two, vec![Some(0x4040), Some(0x4041), None, None]);
     assert_eq!(rig.vectors.route(3).unwrap().data, 0x4043);
     assert_eq!(sent, Signal::Sent);
+    let counted = rig.vectors.interrupt_counters();
+    assert_eq!((counted.irq_msi.get(), counted.irq_msix.get()), (1, 0));
 }
 
 #[test]

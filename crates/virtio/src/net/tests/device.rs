@@ -119,6 +119,24 @@ fn test_device_worker_moves_frames_both_ways_and_survives_reset() {
         assert_eq!(g.read(BUF + 0x10_000 + 12, 300), incoming[12..]);
         assert!(!dev.is_active());
     }
+    let f = dev.counters().figures();
+    assert_eq!(
+        (f.get("tx_frames"), f.get("tx_bytes")),
+        (Some(2), Some(200))
+    );
+    assert_eq!(
+        (f.get("rx_frames"), f.get("rx_bytes")),
+        (Some(2), Some(600))
+    );
+    assert_eq!(
+        (f.get("rx_dropped"), f.get("tx_dropped")),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        f.get("read_ops"),
+        None,
+        "a network device reports no block figures"
+    );
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! it refuses is returned unused and counted); with Bus Master
 //! Enable off nothing moves.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -51,7 +50,7 @@ fn test_net_frames_and_rings_go_through_the_functions_dma_and_faults_are_counted
     }));
     assert_eq!(got.unwrap(), f, "the good frame, whole");
     assert!(recv(&peer).is_none(), "the refused one never left");
-    assert_eq!(counters.tx_dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.net.tx_dropped.get(), 1);
 
     // Receive: a buffer the IOMMU refuses, then a good one.
     let rx_buf = DATA + 0x10_000;
@@ -60,7 +59,7 @@ fn test_net_frames_and_rings_go_through_the_functions_dma_and_faults_are_counted
     peer.send(&frame(MAC, 200)).unwrap();
     drv.queues[RXQ].wait_used(1);
     assert_eq!(drv.queues[RXQ].used_elem(0).1, 0, "nothing written");
-    assert_eq!(counters.rx_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.net.rx_refused.get(), 1);
     drv.queues[RXQ].add_chain(&[(rx_buf, 2048, true)]);
     drv.kick(RXQ);
     peer.send(&frame(MAC, 200)).unwrap();

@@ -189,6 +189,7 @@ impl Guest {
             dma,
             queues: setups,
             signals: self.signals.clone(),
+            counters: Arc::default(),
         };
         (act, kicks)
     }

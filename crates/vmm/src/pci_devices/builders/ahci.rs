@@ -36,6 +36,7 @@ pub(super) fn build(
         ports,
         disks,
         msi: !c.no_msi,
+        counters: dev.counters(),
         ..Default::default()
     };
     let intx = dev.intx()?;

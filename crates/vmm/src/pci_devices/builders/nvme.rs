@@ -48,6 +48,7 @@ pub(super) fn build(
         namespaces,
         msix: !c.no_msix,
         msi: !c.no_msi,
+        counters: dev.counters(),
         ..Default::default()
     };
     let vfs = (c.sriov_vfs > 0).then(|| sriov_layout(&mut cfg, c.sriov_vfs, vf_namespaces));

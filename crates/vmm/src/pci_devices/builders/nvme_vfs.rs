@@ -113,6 +113,7 @@ impl NvmeVfs {
                 ..pf.subsystem.clone()
             },
             role: PciRole::VirtualFunction,
+            counters: ctx.counters().clone(),
             ..pf.clone()
         };
         let mut nvme = Nvme::new(cfg, dma, msi, Arc::new(NoIntx)).map_err(|e| e.to_string())?;

@@ -203,6 +203,36 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
         wiring.console_inputs, 1,
         "the virtio console takes the input"
     );
+    // Every endpoint function reports counters, by id or kind and number;
+    // bridges and disks (parts of their controller) do not.
+    let report = pci.counters().report();
+    let names: Vec<&str> = report.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "a0",
+            "n0",
+            "_pci-serial2",
+            "_virtio-blk5",
+            "_virtio-console6",
+            "_virtio-rng7",
+            "_vfio-pci8",
+            "vmm"
+        ]
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        report["n0"].get("read_ops"),
+        Some(0),
+        "NVMe reports block figures"
+    );
+    assert_eq!(report["_virtio-blk5"].get("read_ops"), Some(0));
+    assert_eq!(report["_virtio-rng7"].get("read_ops"), None);
+    assert_eq!(report["vmm"].get("exits"), Some(0));
 }
 
 #[test]

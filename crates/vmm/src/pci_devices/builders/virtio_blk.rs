@@ -24,6 +24,7 @@ pub(super) fn build(
         .serial
         .clone()
         .unwrap_or_else(|| format!("IOVM-VBLK{}", dev.number()));
+    dev.counters().set_class(counters::IoClass::Block);
     let block = Block::new(cfg)
         .map_err(|e| PciBuildError::device(format_args!("virtio-blk {}", b.path.display()), &e))?;
     Ok(Box::new(block))

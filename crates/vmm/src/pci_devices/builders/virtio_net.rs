@@ -32,8 +32,9 @@ pub(super) fn build(
     .map_err(|e| PciBuildError::device("virtio-net", &e))?;
     tracing::info!("virtio-net on TAP interface {}", tap.name());
     let mac = n.mac.unwrap_or_else(|| default_mac(dev.number()));
-    let net = Net::new(NetConfig::from_tap(mac, tap))
-        .map_err(|e| PciBuildError::device("virtio-net", &e))?;
+    let mut cfg = NetConfig::from_tap(mac, tap);
+    cfg.counters = dev.counters();
+    let net = Net::new(cfg).map_err(|e| PciBuildError::device("virtio-net", &e))?;
     Ok(Box::new(net))
 }
 

@@ -27,6 +27,7 @@ pub(super) fn build(
     let dma = dev.dma(DmaRoute::Bypass);
     let mut transport = VirtioPciConfig::new(device, dma, dev.msi_vectors(), intx);
     transport.platform_dma = dev.platform_dma();
+    transport.counters = dev.counters();
     if cfg.no_msix {
         transport.msix_vectors = 0;
     }
