@@ -6,8 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmm::config::{
     AddressWidth, AhciConfig, BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig,
     IommuConfig, LifecycleConfig, MemoryConfig, NvmeConfig, NvmeNamespaceConfig, OnReboot,
-    PciSerialConfig, PciSlot, SataDiskConfig, SerialConfig, VfioPciConfig, VirtioBlkConfig,
-    VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig, MAX_SRIOV_VFS,
+    PciSerialConfig, PciSlot, RootPortConfig, SataDiskConfig, SerialConfig, VfioPciConfig,
+    VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig, MAX_SRIOV_VFS,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -138,7 +138,10 @@ pub struct RunArgs {
 
     /// Add a device (repeatable): KIND[,id=ID][,bus=ID][,addr=SLOT[.FN]][,OPTIONS].
     ///
-    /// Kinds: `root-port` (a PCIe root port; one device behind it, at slot 0),
+    /// Kinds: `root-port` (a PCIe root port; one device behind it, at slot 0;
+    /// its slot has a native hot-plug controller, so devices can be added to
+    /// it and removed from it while the guest runs; `hotplug=off` leaves it
+    /// out),
     /// `pci-bridge` (a PCI-to-PCI bridge; 32 slots behind it), `pci-serial`
     /// (a PCI 16550 card using INTx; `loopback=on` echoes what the guest sends,
     /// `output=PATH` writes it to a file), `nvme` (an NVMe controller;
@@ -357,7 +360,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
     let kind_name = parts.next().unwrap_or_default();
     let mut kind = match kind_name {
         "pci-serial" => DeviceKind::PciSerial(PciSerialConfig::default()),
-        "root-port" => DeviceKind::RootPort,
+        "root-port" => DeviceKind::RootPort(RootPortConfig::default()),
         "pci-bridge" => DeviceKind::PciBridge,
         "nvme" => DeviceKind::Nvme(NvmeConfig::default()),
         "nvme-ns" => DeviceKind::NvmeNamespace(NvmeNamespaceConfig {
@@ -479,6 +482,9 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                 c.model = Some(ata_string(v, "model", 40)?);
             }
             (Some(("msix", v @ ("on" | "off"))), DeviceKind::Virtio(c)) => c.no_msix = v == "off",
+            (Some(("hotplug", v @ ("on" | "off"))), DeviceKind::RootPort(c)) => {
+                c.hotplug = v == "on";
+            }
             (Some(("host", bdf)), DeviceKind::VfioPci(c)) => {
                 c.sysfs = PathBuf::from("/sys/bus/pci/devices").join(parse_host_bdf(bdf)?);
             }
@@ -579,7 +585,8 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                         VirtioKind::Console | VirtioKind::Rng => ", msix=on|off",
                     },
                     DeviceKind::PciSerial(_) => ", loopback=on|off, output=PATH",
-                    DeviceKind::RootPort | DeviceKind::PciBridge => "",
+                    DeviceKind::RootPort(_) => ", hotplug=on|off",
+                    DeviceKind::PciBridge => "",
                     DeviceKind::Nvme(_) => {
                         ", serial=TEXT, queues=N, msix=on|off, msi=on|off, sriov-vfs=N"
                     }
@@ -822,7 +829,7 @@ mod tests {
         assert_eq!(
             (rp.kind, rp.addr),
             (
-                DeviceKind::RootPort,
+                DeviceKind::RootPort(RootPortConfig { hotplug: true }),
                 Some(PciSlot {
                     device: 3,
                     function: 0
@@ -835,6 +842,23 @@ mod tests {
         assert!(parse_device("root-port,loopback=on")
             .unwrap_err()
             .contains("not a root-port option"));
+    }
+
+    #[test]
+    fn test_parse_root_port_hotplug_is_on_by_default_and_can_be_off() {
+        let on = parse_device("root-port,id=rp0").unwrap();
+        let off = parse_device("root-port,id=rp1,hotplug=off").unwrap();
+        let bad = parse_device("root-port,hotplug=yes").unwrap_err();
+
+        assert_eq!(
+            on.kind,
+            DeviceKind::RootPort(RootPortConfig { hotplug: true })
+        );
+        assert_eq!(
+            off.kind,
+            DeviceKind::RootPort(RootPortConfig { hotplug: false })
+        );
+        assert!(bad.contains("hotplug=on|off"), "{bad}");
     }
 
     #[test]
@@ -892,6 +916,7 @@ mod tests {
                     tap: Some("tap7".into()),
                     mac: Some([0x52, 0x54, 0, 0xab, 0xcd, 0xef]),
                     queues: Some(2),
+                    tap_fds: Vec::new(),
                 }),
                 no_msix: false,
             })

@@ -239,7 +239,10 @@ fn boot_and_run(
     };
     vmm.state = MachineState::Running;
     let timing = args.timing;
-    let result = vmm::lifecycle::run_managed(cfg, &console, signals, Some(port), |t| {
+    // Devices added and removed through the API reach the running machine
+    // as control requests its run loop serves (vmm::manage::seam).
+    let control = vmm::control::ControlHandle::new();
+    let result = vmm::lifecycle::run_managed(cfg, &console, signals, Some(port), &control, |t| {
         if let Some(r) = reply.take() {
             r.answer(Ok(Answer::Done));
         }

@@ -495,3 +495,16 @@ fn test_version_prints_package_version() {
         format!("iovm {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn test_root_port_hotplug_takes_on_or_off() {
+    let o = iovm(&["run", "--kernel", "k", "--device", "root-port,hotplug=yes"]);
+
+    assert_eq!(o.code, Some(2));
+    assert!(
+        o.stderr.contains("'hotplug=yes' is not a root-port option"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("hotplug=on|off"), "{}", o.stderr);
+}

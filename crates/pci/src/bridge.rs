@@ -9,17 +9,29 @@
 //! secondary bus can hold (a PCIe link is point to point: device 0 only).
 //!
 //! A root port carries the PCI Express capability (Root Port, slot
-//! implemented, no hot-plug), Power Management and a 1-vector MSI, as
-//! Linux's `pcieport` driver expects. Its capabilities' own write effects
-//! (MSI programming, power state) stay in its registers: the VMM reads
-//! them through [`RootPort::caps`] when it signals a port event.
+//! implemented, with or without a hot-plug controller: [`crate::caps::slot`]),
+//! Power Management and a 1-vector MSI, as Linux's `pcieport` and `pciehp`
+//! drivers expect. Its capabilities' own write effects (MSI programming,
+//! power state) stay in its registers. Once given its interrupt wires
+//! ([`RootPort::connect_interrupts`]) a hot-plug port signals its hot-plug
+//! interrupt itself (PCIe 6.0 §6.7.3.4): an MSI message each time the
+//! interrupt becomes pending while MSI is enabled (and bus mastering on),
+//! else INTA held asserted while it is pending (unless INTx is disabled).
+//! What a Slot Control write commanded (slot power) comes back to the VMM
+//! in [`ConfigWriteEffects::slot`].
+
+use std::sync::Arc;
+
+use irq::msi::{MsiMessage, MsiVectors};
+use irq::IrqLine;
 
 use crate::bar::BarSpec;
 use crate::caps::msi::MsiConfig;
 use crate::caps::pcie::{LinkConfig, LinkSpeed, LinkWidth, MaxPayload, PcieConfig, PcieDevice};
 use crate::caps::pm::{self, PmConfig};
+use crate::caps::slot::{Slot, SlotConfig};
 use crate::caps::{CapError, CapWriteEffects, Capabilities, CapabilityList};
-use crate::config::{BarWindow, ConfigError, ConfigWriteEffects, Identity};
+use crate::config::{command, BarWindow, ConfigError, ConfigWriteEffects, Identity};
 use crate::function::PciFunction;
 use crate::host_bridge::VENDOR_REDHAT;
 use crate::type1::{BusNumbers, Type1Config, Type1Spec, CLASS_PCI_BRIDGE};
@@ -180,6 +192,9 @@ pub struct RootPortConfig {
     pub present: bool,
     /// Set the multi-function bit (ports packed as functions of one device).
     pub multi_function: bool,
+    /// The slot has a hot-plug controller (attention button, power
+    /// controller, indicators, command completion).
+    pub hotplug: bool,
 }
 
 impl Default for RootPortConfig {
@@ -195,6 +210,7 @@ impl Default for RootPortConfig {
             },
             present: true,
             multi_function: false,
+            hotplug: false,
         }
     }
 }
@@ -216,6 +232,29 @@ pub struct RootPortWriteEffects {
 pub struct RootPort {
     config: Type1Config,
     caps: Capabilities,
+    irq: Option<PortIrq>,
+}
+
+/// Where a root port's own interrupts go: its MSI vector 0 and its INTA
+/// wire.
+#[derive(Clone, Debug)]
+pub struct PortInterrupts {
+    /// Its MSI vector (one).
+    pub msi: Arc<dyn MsiVectors>,
+    /// Its INTA wire.
+    pub intx: Arc<dyn IrqLine>,
+}
+
+/// A port's interrupt wires and what it last told them.
+#[derive(Clone, Debug)]
+struct PortIrq {
+    wires: PortInterrupts,
+    /// The MSI route installed for vector 0.
+    route: Option<MsiMessage>,
+    /// Whether the hot-plug interrupt was pending.
+    pending: bool,
+    /// Whether INTA is asserted.
+    intx: bool,
 }
 
 impl RootPort {
@@ -236,7 +275,10 @@ impl RootPort {
             device: PcieDevice::RootPort {
                 port_number: port.port_number,
                 link: port.link,
-                slot: Some(port.slot),
+                slot: Some(SlotConfig {
+                    number: port.slot,
+                    hotplug: port.hotplug,
+                }),
                 present: port.present,
             },
             max_payload: MaxPayload::B256,
@@ -251,7 +293,11 @@ impl RootPort {
         })?;
         list.add_extended(&crate::caps::acs::Acs)?;
         let caps = list.finish();
-        Ok(Self { config, caps })
+        Ok(Self {
+            config,
+            caps,
+            irq: None,
+        })
     }
 
     /// The header.
@@ -264,20 +310,113 @@ impl RootPort {
         &self.caps
     }
 
-    /// A guest configuration write, with the capabilities' effects too.
+    /// A guest configuration write, with the capabilities' effects too;
+    /// then the hot-plug interrupt is signalled as the registers now say.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> RootPortWriteEffects {
         let before = self.caps.snapshot(self.config.regs());
-        let config = self.config.write(offset, data);
+        let slot = self.slot();
+        let slot_before = slot.map(|s| s.snapshot(self.config.regs()));
+        let mut config = self.config.write(offset, data);
         let caps = self.caps.after_write(before, self.config.regs_mut());
+        if let (Some(s), Some(old)) = (slot, slot_before) {
+            let written = s.covers_control(offset, data.len());
+            let effects = s.after_write(old, written, self.config.regs_mut());
+            config.slot = (!effects.is_empty()).then_some(effects);
+        }
+        self.signal();
         RootPortWriteEffects { config, caps }
     }
 
+    /// The port's slot.
+    pub fn slot(&self) -> Option<Slot> {
+        self.caps.pcie().and_then(|p| p.slot()).copied()
+    }
+
+    /// Whether the slot has a hot-plug controller.
+    pub fn hotplug(&self) -> bool {
+        self.slot().is_some_and(|s| s.hotplug())
+    }
+
     /// The downstream device arrives or leaves (Presence Detect State,
-    /// Link Active and their changed bits).
+    /// Link Active and their changed bits), and the hot-plug interrupt is
+    /// signalled if that made it pending.
     pub fn set_presence(&mut self, present: bool) {
         if let Some(p) = self.caps.pcie() {
             p.set_presence(self.config.regs_mut(), present);
         }
+        self.signal();
+    }
+
+    /// Presses the slot's attention button (Attention Button Pressed), and
+    /// signals the hot-plug interrupt if that made it pending. Returns
+    /// false, changing nothing, when the slot has no hot-plug controller.
+    pub fn press_attention_button(&mut self) -> bool {
+        let Some(slot) = self.slot() else {
+            return false;
+        };
+        let pressed = slot.press_attention_button(self.config.regs_mut());
+        self.signal();
+        pressed
+    }
+
+    /// Gives the port its interrupt wires: from now on it signals its
+    /// hot-plug interrupt through them.
+    pub fn connect_interrupts(&mut self, wires: PortInterrupts) {
+        self.irq = Some(PortIrq {
+            wires,
+            route: None,
+            pending: false,
+            intx: false,
+        });
+        self.signal();
+    }
+
+    /// Brings the interrupt wires in line with the registers: the MSI route
+    /// follows the MSI capability; a hot-plug interrupt that became pending
+    /// sends the MSI message (MSI enabled and Bus Master Enable set: PCIe
+    /// 6.0 §6.7.3.4, edge on each FALSE→TRUE transition), otherwise INTA
+    /// follows it as a level (unless Interrupt Disable is set), and
+    /// Status' Interrupt Status shows it.
+    fn signal(&mut self) {
+        let Some(irq) = &mut self.irq else {
+            return;
+        };
+        let regs = self.config.regs();
+        let pending = self
+            .caps
+            .pcie()
+            .and_then(|p| p.slot())
+            .is_some_and(|s| s.interrupt_pending(regs));
+        let route = self
+            .caps
+            .msi()
+            .map(|m| m.state(regs))
+            .filter(|s| s.enabled)
+            .map(|s| s.message(0));
+        if route != irq.route {
+            irq.route = route;
+            irq.wires.msi.update(0, route);
+        }
+        let cmd = self.config.command();
+        let intx = route.is_none() && pending && cmd & command::INTX_DISABLE == 0;
+        if intx != irq.intx {
+            irq.intx = intx;
+            if let Err(e) = irq.wires.intx.set_level(intx) {
+                tracing::warn!("root port INTA: {e}");
+            }
+        }
+        match route {
+            Some(message) if pending && !irq.pending => {
+                if cmd & command::BUS_MASTER != 0 {
+                    irq.wires.msi.send(0, message);
+                } else {
+                    tracing::debug!("root port hot-plug MSI lost: bus mastering is off");
+                }
+            }
+            _ => {}
+        }
+        irq.pending = pending;
+        self.config.set_interrupt_status(route.is_none() && pending);
     }
 }
 
@@ -325,3 +464,6 @@ impl PciBridgeFunction for RootPort {
         RequesterAlias::Keep
     }
 }
+
+#[cfg(test)]
+mod hotplug_tests;

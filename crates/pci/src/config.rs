@@ -111,6 +111,9 @@ pub struct ConfigWriteEffects {
     /// What changed in a physical function's SR-IOV capability (VFs
     /// enabled or disabled, VF memory decoding, VF BARs moved).
     pub sriov: Option<crate::caps::sriov::SriovEffect>,
+    /// What a write to a hot-plug root port's Slot Control commanded (slot
+    /// power switched, indicators), if anything changed.
+    pub slot: Option<crate::caps::slot::SlotWriteEffects>,
 }
 
 /// A type 0 configuration space: a function's own header, or an SR-IOV

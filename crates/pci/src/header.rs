@@ -162,6 +162,7 @@ impl CommonState {
             intx_disabled: bit_change(self.command, after.command, command::INTX_DISABLE),
             bridge: Default::default(),
             sriov: None,
+            slot: None,
         }
     }
 }

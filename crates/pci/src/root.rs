@@ -306,6 +306,35 @@ impl RootComplex {
         path.pop();
     }
 
+    /// The address at which the guest reaches `function` (a bridge too,
+    /// the same object by address) now, under the bus numbers it
+    /// programmed: on a root bus its own, behind a bridge that bridge's
+    /// secondary bus with its slot. `None` if it is not attached.
+    pub fn address_of(&self, function: &SharedFunction) -> Option<Bdf> {
+        let same = |f: &SharedFunction| std::ptr::addr_eq(Arc::as_ptr(f), Arc::as_ptr(function));
+        if let Some((bdf, _)) = self.functions.iter().find(|(_, f)| same(f)) {
+            return Some(*bdf);
+        }
+        if let Some((bdf, _)) = self
+            .root_bridges
+            .iter()
+            .find(|(_, id)| same(&self.bridges[id.0].function))
+        {
+            return Some(*bdf);
+        }
+        self.bridges.iter().find_map(|node| {
+            let (&(device, number), _) = node.downstream.iter().find(|(_, d)| match d {
+                Downstream::Function(f) => same(f),
+                Downstream::Bridge(b) => same(&self.bridges[b.0].function),
+            })?;
+            Some(Bdf {
+                bus: lock(&node.bridge).bus_numbers().secondary,
+                device,
+                function: number,
+            })
+        })
+    }
+
     /// Where `function` is attached (the same object, by address), if it
     /// is.
     pub fn slot_of(&self, function: &SharedFunction) -> Option<Slot> {

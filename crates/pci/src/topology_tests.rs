@@ -540,3 +540,25 @@ fn test_detached_function_no_longer_answers_and_its_slot_takes_a_new_one() {
     assert!(Arc::ptr_eq(&root_gone, &root_card));
     assert_eq!(read32(&rc, bdf(0, 5, 0), 0), u32::MAX);
 }
+
+#[test]
+fn test_address_of_follows_the_bus_numbers_the_guest_programmed() {
+    let mut rc = RootComplex::new();
+    let port = root_port();
+    let port_id = rc.attach_bridge(bdf(0, 0x1c, 0), port.clone()).unwrap();
+    let bridge = pci_bridge();
+    let bridge_id = rc
+        .attach_bridge_behind(port_id, 0, 0, bridge.clone())
+        .unwrap();
+    let card = endpoint();
+    rc.attach_behind(bridge_id, 3, 1, card.clone()).unwrap();
+    let (port, bridge): (SharedFunction, SharedFunction) = (port, bridge);
+    assert_eq!(rc.address_of(&card), Some(bdf(0, 3, 1)), "before numbering");
+
+    enumerate(&rc);
+
+    assert_eq!(rc.address_of(&port), Some(bdf(0, 0x1c, 0)));
+    assert_eq!(rc.address_of(&bridge), Some(bdf(1, 0, 0)));
+    assert_eq!(rc.address_of(&card), Some(bdf(2, 3, 1)));
+    assert_eq!(rc.address_of(&endpoint()), None);
+}

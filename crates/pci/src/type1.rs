@@ -472,6 +472,18 @@ impl Type1Config {
         effects
     }
 
+    /// Sets or clears Status' Interrupt Status bit (the bridge's own INTx
+    /// state, PCI Local Bus 3.0 §6.2.3).
+    pub fn set_interrupt_status(&mut self, pending: bool) {
+        let cur = self.get(STATUS, 2) as u16;
+        let new = if pending {
+            cur | status::INTERRUPT
+        } else {
+            cur & !status::INTERRUPT
+        };
+        self.regs.set_value(STATUS, 2, new.into()).ok();
+    }
+
     /// Raises Status error bits (primary side) from the device side.
     pub fn raise_status(&mut self, bits: u16) {
         self.regs.device_set(STATUS, 2, (bits & status::W1C).into());

@@ -1,7 +1,9 @@
 //! What a machine is made of: one plain config struct per concern, filled by
 //! the command line (or, later, an API) and checked when the machine is built.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Everything needed to build and run one machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,7 +115,7 @@ pub enum DeviceKind {
     /// A PCI 16550 serial card.
     PciSerial(PciSerialConfig),
     /// A PCIe root port: a bus of its own with one slot (a link).
-    RootPort,
+    RootPort(RootPortConfig),
     /// A PCI-to-PCI bridge: a bus of its own with 32 slots.
     PciBridge,
     /// An NVMe controller; its namespaces are `NvmeNamespace` devices
@@ -131,6 +133,21 @@ pub enum DeviceKind {
     Virtio(VirtioConfig),
     /// A host PCI function assigned to the guest through VFIO.
     VfioPci(VfioPciConfig),
+}
+
+/// A PCIe root port (`root-port`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootPortConfig {
+    /// Its slot has a native PCIe hot-plug controller (`hotplug=on`, the
+    /// default): devices can be added to it and removed from it while the
+    /// machine runs ([`crate::control`], docs/pci.md).
+    pub hotplug: bool,
+}
+
+impl Default for RootPortConfig {
+    fn default() -> Self {
+        Self { hotplug: true }
+    }
 }
 
 /// A host PCI function to assign (`vfio-pci,host=...`).
@@ -188,11 +205,42 @@ pub struct VirtioNetConfig {
     /// The TAP interface: opened if it exists, created otherwise; default
     /// a new one named by the kernel (`tapN`).
     pub tap: Option<String>,
+    /// TAP descriptors someone else opened (one per queue pair, of one
+    /// interface, with `IFF_VNET_HDR`), instead of `tap`: how a management
+    /// stack that holds `CAP_NET_ADMIN` hands an interface over (over the
+    /// API socket with `SCM_RIGHTS`), so iovm needs no privilege. The card
+    /// keeps copies; these stay open while the config lives.
+    pub tap_fds: Vec<TapFd>,
     /// The MAC address; default 52:54:00:12:34:NN.
     pub mac: Option<[u8; 6]>,
     /// Queue pairs; default 1.
     pub queues: Option<u16>,
 }
+
+/// A descriptor of a TAP interface handed over to iovm, shared by the
+/// configs that name it (equal when they hold the same descriptor).
+#[derive(Clone, Debug)]
+pub struct TapFd(Arc<OwnedFd>);
+
+impl TapFd {
+    /// Takes `fd` over.
+    pub fn new(fd: OwnedFd) -> Self {
+        Self(Arc::new(fd))
+    }
+
+    /// A new descriptor of the same open TAP queue (`dup`), for a card.
+    pub fn try_clone(&self) -> std::io::Result<OwnedFd> {
+        self.0.try_clone()
+    }
+}
+
+impl PartialEq for TapFd {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_raw_fd() == other.0.as_raw_fd()
+    }
+}
+
+impl Eq for TapFd {}
 
 /// An NVMe controller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -274,7 +322,7 @@ impl DeviceKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::PciSerial(_) => "pci-serial",
-            Self::RootPort => "root-port",
+            Self::RootPort(_) => "root-port",
             Self::PciBridge => "pci-bridge",
             Self::Nvme(_) => "nvme",
             Self::NvmeNamespace(_) => "nvme-ns",
@@ -303,7 +351,7 @@ impl DeviceKind {
             Self::NvmeNamespace(_) => Some("nvme"),
             Self::SataDisk(_) => Some("ahci"),
             Self::PciSerial(_)
-            | Self::RootPort
+            | Self::RootPort(_)
             | Self::PciBridge
             | Self::Nvme(_)
             | Self::Ahci(_)
@@ -314,7 +362,7 @@ impl DeviceKind {
 
     /// Whether other devices can sit behind it.
     pub fn is_bus(&self) -> bool {
-        matches!(self, Self::RootPort | Self::PciBridge)
+        matches!(self, Self::RootPort(_) | Self::PciBridge)
     }
 
     /// The disk it is backed by and whether it is read-only, for the checks
@@ -329,7 +377,7 @@ impl DeviceKind {
                 VirtioKind::Net(_) | VirtioKind::Console | VirtioKind::Rng => None,
             },
             Self::PciSerial(_)
-            | Self::RootPort
+            | Self::RootPort(_)
             | Self::PciBridge
             | Self::Nvme(_)
             | Self::Ahci(_)
@@ -438,6 +486,6 @@ mod tests {
         });
         assert_eq!(blk.disk(), Some((Path::new("/blk.img"), false)));
         assert_eq!(DeviceKind::Nvme(NvmeConfig::default()).disk(), None);
-        assert_eq!(DeviceKind::RootPort.disk(), None);
+        assert_eq!(DeviceKind::RootPort(RootPortConfig::default()).disk(), None);
     }
 }

@@ -14,6 +14,7 @@ pub mod boot;
 pub mod bus;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod cpuid;
 pub mod host;
 pub mod interrupts;

@@ -9,8 +9,12 @@
 //!                                    button, arm the timeout
 //!                  API request ─ answer (crate::manage); some end it
 //!                  second signal, timeout ─ end (forced off)
+//!                  control request ─ add a device / press an attention
+//!                    button (crate::control), never waiting for the guest
+//!                  Slot Control power off ─ detach the device removed
 //!                                      │
-//!  teardown: vCPUs stopped and joined ─▶ console input detached ─▶ every
+//!  teardown: vCPUs stopped and joined ─▶ control handle detached (waiting
+//!  requests fail) ─▶ console input detached ─▶ every
 //!  BAR unmapped, its ioeventfds unregistered ─▶ every PCI function dropped
 //!  (workers joined, backend I/O drained, files and TAPs closed) ─▶ platform
 //!  buses ─▶ IOAPIC, MSI routes and irqfds ─▶ VM fd ─▶ guest RAM
@@ -33,6 +37,7 @@ use vmm_sys_util::signal::Killable;
 
 use crate::config::{OnReboot, VmConfig};
 use crate::console::Console;
+use crate::control::ControlHandle;
 use crate::manage::running::Flow;
 use crate::manage::{ManageError, ManagePort, Responder};
 use crate::signals::ShutdownSignals;
@@ -61,13 +66,14 @@ pub struct Leftovers {
 impl Vm {
     /// Runs the machine until something ends it, then takes it down.
     /// `on_start` learns when vCPU 0 first entered the guest; `signals`
-    /// deliver SIGTERM and SIGINT while it runs, and `manage` the API's
-    /// requests.
+    /// deliver SIGTERM and SIGINT while it runs, `manage` the API's
+    /// requests, and `control` the requests that add and remove devices.
     pub fn run(
         mut self,
         console: &Console,
         signals: &ShutdownSignals,
         manage: Option<&ManagePort>,
+        control: &ControlHandle,
         on_start: impl FnOnce(Instant),
     ) -> Result<Outcome, VmError> {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -79,7 +85,7 @@ impl Vm {
             {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
-                    self.teardown(threads, console, signals);
+                    self.teardown(threads, console, signals, control);
                     return Err(VmError::Thread(e));
                 }
             }
@@ -91,14 +97,15 @@ impl Vm {
         if let Ok(t) = self.first_entry.recv_timeout(Duration::from_secs(5)) {
             on_start(t);
         }
-        let (outcome, pending) = self.serve(&threads);
+        control.attach(self.event_sink.clone());
+        let (outcome, pending) = self.serve(&threads, console);
         tracing::info!("machine ends: {outcome:?}");
         if let Some(port) = manage {
             port.detach();
             self.refuse_queued_requests();
         }
         self.pause.resume();
-        let left = self.teardown(threads, console, signals);
+        let left = self.teardown(threads, console, signals, control);
         if left != Leftovers::default() {
             tracing::warn!("the machine was not wholly freed: {left:?}");
         }
@@ -120,20 +127,29 @@ impl Vm {
 
     /// Serves events until one ends the machine; a management request that
     /// ended it is answered once the machine is down.
-    fn serve(&self, threads: &[JoinHandle<()>]) -> (Outcome, Option<Responder>) {
+    fn serve(
+        &mut self,
+        threads: &[JoinHandle<()>],
+        console: &Console,
+    ) -> (Outcome, Option<Responder>) {
         let mut pending = None;
-        let outcome = self.serve_until_end(threads, &mut pending);
+        let outcome = self.serve_until_end(threads, console, &mut pending);
         (outcome, pending)
     }
 
     fn serve_until_end(
-        &self,
+        &mut self,
         threads: &[JoinHandle<()>],
+        console: &Console,
         pending: &mut Option<Responder>,
     ) -> Outcome {
         let mut deadline: Option<Instant> = None;
         loop {
-            let event = match deadline {
+            let wake = [deadline, self.controls.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            let event = match wake {
                 None => self.events.recv().ok(),
                 Some(d) => {
                     match self
@@ -142,10 +158,14 @@ impl Vm {
                     {
                         Ok(e) => Some(e),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            return Outcome::ForcedOff(format!(
-                                "the guest did not power off within {} of the power button",
-                                describe_duration(self.shutdown_timeout)
-                            ));
+                            if deadline.is_some_and(|d| d <= Instant::now()) {
+                                return Outcome::ForcedOff(format!(
+                                    "the guest did not power off within {} of the power button",
+                                    describe_duration(self.shutdown_timeout)
+                                ));
+                            }
+                            self.controls.expire(Instant::now());
+                            continue;
                         }
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
                     }
@@ -169,6 +189,8 @@ impl Vm {
                         return outcome;
                     }
                 },
+                VmEvent::Control(request) => self.serve_control(request, console),
+                VmEvent::Slot(event) => self.controls.slot(event, &self.pci),
                 VmEvent::VcpuFailed { index, reason } => {
                     return Outcome::Crash(format!("vCPU {index}: {reason}"));
                 }
@@ -201,8 +223,10 @@ impl Vm {
         threads: Vec<JoinHandle<()>>,
         console: &Console,
         signals: &ShutdownSignals,
+        control: &ControlHandle,
     ) -> Leftovers {
         signals.detach();
+        control.detach();
         let mut left = Leftovers {
             vcpu_threads: stop_vcpus(&self.stop, threads),
             ..Leftovers::default()
@@ -218,6 +242,8 @@ impl Vm {
             power_button,
             shutdown_timeout: _,
             pci,
+            controls,
+            iommu,
             pio,
             mmio,
             irqchip,
@@ -231,10 +257,11 @@ impl Vm {
         drop(vcpus);
         console.detach();
         console.flush();
+        drop(controls);
         left.functions = pci.shutdown();
         drop(pci);
         tracing::info!("PCI functions stopped");
-        drop((pio, mmio, power_button, pause));
+        drop((pio, mmio, power_button, pause, iommu));
         drop((events, event_sink, first_entry));
         drop(irqchip);
         left.vm_fd = Arc::strong_count(&vm) - 1;
@@ -284,16 +311,19 @@ pub fn run(
     signals: &ShutdownSignals,
     on_start: impl FnMut(Instant),
 ) -> Result<Outcome, VmError> {
-    run_managed(cfg, console, signals, None, on_start)
+    run_managed(cfg, console, signals, None, &ControlHandle::new(), on_start)
 }
 
 /// [`run`], with the API's requests delivered to each machine by `manage`
-/// (`vm.reboot` also starts the machine again).
+/// (`vm.reboot` also starts the machine again) and `control`'s requests
+/// (adding and removing devices) served by whichever machine runs
+/// (devices added while a machine runs are not rebuilt after a reboot).
 pub fn run_managed(
     cfg: &VmConfig,
     console: &Console,
     signals: &ShutdownSignals,
     manage: Option<&ManagePort>,
+    control: &ControlHandle,
     mut on_start: impl FnMut(Instant),
 ) -> Result<Outcome, VmError> {
     let persistent = Persistent::default();
@@ -302,7 +332,7 @@ pub fn run_managed(
         let mut vm = Vm::build(cfg, console, &persistent)?;
         boots += 1;
         vm.boots = boots;
-        let outcome = vm.run(console, signals, manage, &mut on_start)?;
+        let outcome = vm.run(console, signals, manage, control, &mut on_start)?;
         let restart = match outcome {
             Outcome::Reboot => cfg.lifecycle.on_reboot == OnReboot::Restart,
             Outcome::Stopped(ApiStop::Reboot) => true,

@@ -26,6 +26,7 @@ use devices::BusDevice;
 use dma::{FunctionContext, RequesterId};
 use pci::address::Bdf;
 use pci::bridge::PciBridgeFunction;
+use pci::caps::slot::SlotWriteEffects;
 use pci::caps::sriov::{SriovEffect, VfChange};
 use pci::config::ConfigWriteEffects;
 use pci::host_bridge::HostBridge;
@@ -75,6 +76,16 @@ pub trait SriovHandler: Send + Sync {
     fn apply(&self, root: &PciRoot, effect: SriovEffect);
 }
 
+/// What acts on the commands a guest writes to a hot-plug root port's Slot
+/// Control (PCIe 6.0 §7.5.3.10): the slot's power switched on or off, its
+/// indicators. [`PciRoot`] hands each [`SlotWriteEffects`] of a write to
+/// that port to the handler registered for it, once no lock of the tree is
+/// held; the handler must not block (it runs on the writing vCPU).
+pub trait SlotHandler: Send + Sync {
+    /// Acts on `effects` of a write to the port's Slot Control.
+    fn apply(&self, effects: SlotWriteEffects);
+}
+
 /// Ports of the legacy configuration mechanism (CONFIG_ADDRESS and CONFIG_DATA).
 pub const CONFIG_PORTS_SIZE: u64 = 8;
 
@@ -98,6 +109,7 @@ struct Inner {
     memory: Mutex<BarMemoryTable>,
     contexts: Mutex<BTreeMap<usize, Arc<FunctionContext>>>,
     sriov: Mutex<BTreeMap<usize, Arc<dyn SriovHandler>>>,
+    slots: Mutex<BTreeMap<usize, Arc<dyn SlotHandler>>>,
     counters: Counters,
 }
 
@@ -240,6 +252,7 @@ impl PciRoot {
             memory: Mutex::new(BarMemoryTable::default()),
             contexts: Mutex::new(BTreeMap::new()),
             sriov: Mutex::new(BTreeMap::new()),
+            slots: Mutex::new(BTreeMap::new()),
             counters: Counters::default(),
         })))
     }
@@ -318,8 +331,29 @@ impl PciRoot {
             .insert(function_key(function), handler);
     }
 
+    /// Hands the Slot Control effects of writes to `port` (a hot-plug root
+    /// port, as attached) to `handler` from now on.
+    pub fn add_slot_handler(&self, port: &SharedFunction, handler: Arc<dyn SlotHandler>) {
+        self.slot_handlers().insert(function_key(port), handler);
+    }
+
+    fn slot_handlers(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Arc<dyn SlotHandler>>> {
+        self.0.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn sriov_handlers(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Arc<dyn SriovHandler>>> {
         self.0.sriov.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The function (or bridge) the guest reaches at `bdf` now, if any.
+    pub fn function(&self, bdf: Bdf) -> Option<SharedFunction> {
+        self.lock().function(bdf)
+    }
+
+    /// The address at which the guest reaches `function` now
+    /// ([`RootComplex::address_of`]).
+    pub fn address_of(&self, function: &SharedFunction) -> Option<Bdf> {
+        self.lock().address_of(function)
     }
 
     /// Where `function` is attached now, if it is.
@@ -390,7 +424,7 @@ impl PciRoot {
 
     /// Takes the function at `slot` off the running machine (hot removal):
     /// its BARs leave the buses and their eventfds are unregistered, its
-    /// context is forgotten, and it is dropped unless the caller holds it
+    /// context and its counters are forgotten, and it is dropped unless the caller holds it
     /// too (the last reference: its workers are joined and its backend
     /// drained, its MSI routes released). Configuration cycles for its
     /// address find nothing from now on.
@@ -415,11 +449,15 @@ impl PciRoot {
             events.sets.remove(&key);
             memory.remove(key);
         }
-        self.0
+        let ctx = self
+            .0
             .contexts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
+        if let Some(ctx) = ctx {
+            self.0.counters.unregister(ctx.counters());
+        }
         let handler = self.sriov_handlers().remove(&key);
         if let Some(h) = handler {
             // A PF leaving takes its VFs with it.
@@ -463,6 +501,8 @@ impl PciRoot {
             .clear();
         let handlers = std::mem::take(&mut *self.sriov_handlers());
         drop(handlers);
+        let slots = std::mem::take(&mut *self.slot_handlers());
+        drop(slots);
         let old = std::mem::replace(&mut *self.lock(), RootComplex::new());
         let functions = old.into_functions();
         let shared = functions
@@ -498,6 +538,15 @@ impl PciRoot {
             self.refresh_requester_ids();
         }
         self.resync();
+        if let Some(effects) = routed.effects.slot {
+            let function = self.lock().function(bdf);
+            let handler =
+                function.and_then(|f| self.slot_handlers().get(&function_key(&f)).cloned());
+            match handler {
+                Some(h) => h.apply(effects),
+                None => tracing::debug!("slot effect at {bdf} with no handler: {effects:?}"),
+            }
+        }
         if let Some(effect) = routed.effects.sriov {
             let function = self.lock().function(bdf);
             let handler =

@@ -283,7 +283,7 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
                         kind: devices[p].kind.name(),
                     });
                 }
-                if matches!(d.kind, DeviceKind::RootPort) {
+                if matches!(d.kind, DeviceKind::RootPort(_)) {
                     return Err(TopologyError::RootPortNotOnRootBus {
                         device: me,
                         bus: bus.into(),
@@ -293,7 +293,7 @@ pub fn plan(devices: &[DeviceConfig]) -> Result<Vec<Placement>, TopologyError> {
             }
         };
         let is_link = matches!(parent, Parent::Bridge(p)
-            if matches!(devices[p].kind, DeviceKind::RootPort));
+            if matches!(devices[p].kind, DeviceKind::RootPort(_)));
         let first = if parent == Parent::Root { 1 } else { 0 };
         let last = if is_link { 0 } else { SLOTS - 1 };
         let slot = match d.addr {
@@ -421,8 +421,18 @@ mod tests {
     #[test]
     fn test_plan_places_a_tree_with_defaults_and_explicit_addresses() {
         let devices = [
-            dev(DeviceKind::RootPort, Some("rp0"), None, None),
-            dev(DeviceKind::RootPort, Some("rp1"), None, None),
+            dev(
+                DeviceKind::RootPort(Default::default()),
+                Some("rp0"),
+                None,
+                None,
+            ),
+            dev(
+                DeviceKind::RootPort(Default::default()),
+                Some("rp1"),
+                None,
+                None,
+            ),
             dev(DeviceKind::PciBridge, Some("br0"), Some("rp1"), None),
             dev(serial(), None, Some("br0"), Some((3, 0))),
             dev(serial(), None, Some("rp0"), None),
@@ -451,7 +461,12 @@ mod tests {
     #[test]
     fn test_interrupt_of_a_device_behind_two_bridges_is_swizzled_to_the_root_slot() {
         let devices = [
-            dev(DeviceKind::RootPort, Some("rp"), None, Some((2, 0))),
+            dev(
+                DeviceKind::RootPort(Default::default()),
+                Some("rp"),
+                None,
+                Some((2, 0)),
+            ),
             dev(DeviceKind::PciBridge, Some("br"), Some("rp"), None),
             dev(serial(), None, Some("br"), Some((3, 0))),
         ];
@@ -483,7 +498,12 @@ mod tests {
             ),
             (
                 vec![
-                    dev(DeviceKind::RootPort, Some("rp"), None, None),
+                    dev(
+                        DeviceKind::RootPort(Default::default()),
+                        Some("rp"),
+                        None,
+                        None,
+                    ),
                     dev(serial(), None, Some("rp"), None),
                     dev(serial(), None, Some("rp"), None),
                 ],
@@ -491,7 +511,12 @@ mod tests {
             ),
             (
                 vec![
-                    dev(DeviceKind::RootPort, Some("rp"), None, None),
+                    dev(
+                        DeviceKind::RootPort(Default::default()),
+                        Some("rp"),
+                        None,
+                        None,
+                    ),
                     dev(serial(), None, Some("rp"), Some((1, 0))),
                 ],
                 "a root port's link holds device 00 only",
@@ -499,7 +524,12 @@ mod tests {
             (
                 vec![
                     dev(DeviceKind::PciBridge, Some("b"), None, None),
-                    dev(DeviceKind::RootPort, None, Some("b"), None),
+                    dev(
+                        DeviceKind::RootPort(Default::default()),
+                        None,
+                        Some("b"),
+                        None,
+                    ),
                 ],
                 "a root-port sits on the root bus",
             ),

@@ -103,6 +103,11 @@ pub enum VmEvent {
         /// Why.
         reason: String,
     },
+    /// A request from a [`crate::control::ControlHandle`]: add or remove a
+    /// device.
+    Control(crate::control::ControlRequest),
+    /// The guest wrote a hot-plug root port's Slot Control.
+    Slot(crate::control::SlotEvent),
 }
 
 /// How a machine's run ended.
@@ -307,7 +312,7 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
 
 /// Checks, before anything is built, that every disk opens as asked and
 /// that no disk backs two namespaces or virtio disks.
-fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
+pub(crate) fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
     let mut seen = std::collections::BTreeSet::new();
     for d in devices {
         let Some((disk, readonly)) = d.kind.disk() else {
@@ -430,6 +435,8 @@ pub struct Vm {
     pub(crate) power_button: Arc<Mutex<Ged>>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) pci: PciRoot,
+    pub(crate) controls: crate::control::Controls,
+    pub(crate) iommu: Option<Arc<Vtd>>,
     pub(crate) pio: Arc<Bus>,
     pub(crate) mmio: Arc<Bus>,
     pub(crate) irqchip: Irqchip,
@@ -614,11 +621,24 @@ impl Vm {
             irqchip: irqchip.clone(),
             memory: memory.clone(),
             console,
-            iommu,
+            iommu: iommu.clone(),
             vm: vm.clone(),
             vfio: None,
         };
-        pci_devices::build(&cfg.devices, &pci, &mut wiring, cfg.cpus.count)?;
+        let slot_events = Mutex::new(tx.clone());
+        let hotplug = pci_devices::build_hotplug(
+            &cfg.devices,
+            &pci,
+            &mut wiring,
+            cfg.cpus.count,
+            Arc::new(move |port, effects| {
+                let event = VmEvent::Slot(crate::control::SlotEvent::new(port, effects));
+                let _ = slot_events
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .send(event);
+            }),
+        )?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -673,6 +693,8 @@ impl Vm {
             power_button,
             shutdown_timeout: cfg.lifecycle.shutdown_timeout,
             pci,
+            controls: crate::control::Controls::new(hotplug),
+            iommu,
             pio,
             mmio,
             irqchip,

@@ -345,8 +345,8 @@ fn machine() -> Machine {
     let virtio_disk = disk.with_extension("virtio.img");
     std::fs::write(&virtio_disk, vec![0u8; 1 << 20]).unwrap();
     let devices = vec![
-        bridge(DeviceKind::RootPort, "rp0", None),
-        bridge(DeviceKind::RootPort, "rp1", None),
+        bridge(DeviceKind::RootPort(Default::default()), "rp0", None),
+        bridge(DeviceKind::RootPort(Default::default()), "rp1", None),
         bridge(DeviceKind::PciBridge, "br0", Some("rp1")),
         serial(None, Some("br0"), Some((2, 0))),
         serial(None, Some("rp0"), None),
@@ -580,7 +580,7 @@ fn sriov_machine() -> Machine {
         })
         .collect();
     let mut devices = vec![
-        bridge(DeviceKind::RootPort, "rp0", None),
+        bridge(DeviceKind::RootPort(Default::default()), "rp0", None),
         DeviceConfig {
             kind: DeviceKind::Nvme(NvmeConfig {
                 sriov_vfs: 4,

@@ -194,7 +194,12 @@ pub fn net(value: &Value, at: &str) -> Result<(DeviceConfig, usize), BodyError> 
     f.finish()?;
     let device = DeviceConfig {
         kind: DeviceKind::Virtio(VirtioConfig {
-            device: VirtioKind::Net(VirtioNetConfig { tap, mac, queues }),
+            device: VirtioKind::Net(VirtioNetConfig {
+                tap,
+                mac,
+                queues,
+                tap_fds: Vec::new(),
+            }),
             no_msix: false,
         }),
         id,

@@ -7,10 +7,15 @@
 //! an empty name lets the kernel pick one (`tap0`, `tap1`, ...). A
 //! persistent interface created without `multi_queue` cannot be opened
 //! with several queues: the kernel refuses (`EINVAL`).
+//!
+//! [`Tap::from_fds`] takes descriptors someone else opened (a management
+//! stack that holds `CAP_NET_ADMIN` and passes them over a socket, as
+//! libvirt does), so iovm itself needs no privilege: each must be a TAP
+//! opened with `IFF_VNET_HDR`, all of one interface.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -73,6 +78,43 @@ pub enum TapError {
         name: String,
         /// The `TUN_F_*` flags.
         flags: u32,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// `TUNGETIFF` failed on a descriptor handed over: not a TUN/TAP one.
+    #[error("descriptor {fd} is not an attached TUN/TAP descriptor (TUNGETIFF)")]
+    GetIff {
+        /// The descriptor.
+        fd: RawFd,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A descriptor handed over is a TUN (not TAP) or lacks the virtio-net
+    /// header.
+    #[error("descriptor {fd} of interface {name} must be a TAP opened with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR (its flags are {flags:#x})")]
+    NotVnetTap {
+        /// The descriptor.
+        fd: RawFd,
+        /// Its interface.
+        name: String,
+        /// Its `IFF_*` flags.
+        flags: i32,
+    },
+    /// Descriptors handed over belong to different interfaces.
+    #[error("descriptors of two interfaces ({first} and {other}) given for one card")]
+    TwoInterfaces {
+        /// The first descriptor's interface.
+        first: String,
+        /// Another's.
+        other: String,
+    },
+    /// A descriptor handed over could not be made non-blocking.
+    #[error("descriptor {fd}: cannot make it non-blocking")]
+    NonBlocking {
+        /// The descriptor.
+        fd: RawFd,
         /// The cause.
         #[source]
         source: io::Error,
@@ -210,6 +252,80 @@ impl Tap {
         }
         let tap = Self {
             name: actual,
+            queues,
+        };
+        tap.set_offloads(Offloads::default())?;
+        Ok(tap)
+    }
+
+    /// A TAP interface from descriptors opened elsewhere, one queue each,
+    /// in order: each is checked to be a TAP with virtio-net headers, of
+    /// the same interface as the first, then made non-blocking and set up
+    /// for 12-byte headers and no offloads, as [`Tap::open`] does.
+    pub fn from_fds(fds: Vec<OwnedFd>) -> Result<Self, TapError> {
+        if fds.is_empty() {
+            return Err(TapError::NoQueues {
+                name: String::new(),
+            });
+        }
+        let multi = fds.len() > 1;
+        let mut queues = Vec::with_capacity(fds.len());
+        let mut first: Option<String> = None;
+        for (index, fd) in fds.into_iter().enumerate() {
+            let file = File::from(fd);
+            let raw = file.as_raw_fd();
+            let mut req = IfReq::new(&[0; IFNAMSIZ], 0);
+            // SAFETY: TUNGETIFF writes a `struct ifreq` through the pointer,
+            // which points at a live 40-byte `IfReq`.
+            let r = unsafe { ioctl_with_mut_ref(&file, libc::TUNGETIFF, &mut req) };
+            check(r).map_err(|source| TapError::GetIff { fd: raw, source })?;
+            let name = req.name();
+            let flags = i32::from(req.flags);
+            let wanted = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+            if flags & wanted != wanted {
+                return Err(TapError::NotVnetTap {
+                    fd: raw,
+                    name,
+                    flags,
+                });
+            }
+            match &first {
+                Some(f) if *f != name => {
+                    return Err(TapError::TwoInterfaces {
+                        first: f.clone(),
+                        other: name,
+                    })
+                }
+                _ => first = Some(name.clone()),
+            }
+            // SAFETY: F_GETFL/F_SETFL on an open descriptor take no pointers.
+            let r = unsafe {
+                let fl = libc::fcntl(raw, libc::F_GETFL);
+                if fl < 0 {
+                    fl
+                } else {
+                    libc::fcntl(raw, libc::F_SETFL, fl | libc::O_NONBLOCK)
+                }
+            };
+            check(r).map_err(|source| TapError::NonBlocking { fd: raw, source })?;
+            let hdr_len = VNET_HDR_LEN as libc::c_int;
+            // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer,
+            // which points at a live c_int.
+            let r = unsafe { ioctl_with_ref(&file, libc::TUNSETVNETHDRSZ, &hdr_len) };
+            check(r).map_err(|source| TapError::VnetHdrSize {
+                name: name.clone(),
+                source,
+            })?;
+            queues.push(TapQueue {
+                file,
+                name,
+                index,
+                multi,
+                enabled: AtomicBool::new(true),
+            });
+        }
+        let tap = Self {
+            name: first.unwrap_or_default(),
             queues,
         };
         tap.set_offloads(Offloads::default())?;

@@ -222,3 +222,82 @@ fn test_tap_in_private_netns_answers_arp_through_vnet_header() {
     assert_eq!(&eth[28..32], &[10, 77, 0, 1], "from 10.77.0.1");
     assert_eq!(&eth[32..38], &GUEST_MAC, "target hardware address");
 }
+
+#[test]
+fn test_tap_from_no_fds_is_refused() {
+    let err = Tap::from_fds(Vec::new()).unwrap_err();
+
+    assert!(matches!(err, TapError::NoQueues { .. }), "{err}");
+}
+
+#[test]
+fn test_tap_from_a_descriptor_that_is_no_tap_is_refused() {
+    let file = std::fs::File::open("/dev/null").unwrap();
+
+    let err = Tap::from_fds(vec![file.into()]).unwrap_err();
+
+    assert!(matches!(err, TapError::GetIff { .. }), "{err}");
+}
+
+/// Opens `/dev/net/tun` as a management stack would and attaches it to
+/// `name` with `flags`.
+fn tun_fd(name: &str, flags: libc::c_int) -> std::os::fd::OwnedFd {
+    use vmm_sys_util::ioctl::ioctl_with_mut_ref;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .unwrap();
+    let mut req = [0u8; 40];
+    req[..name.len()].copy_from_slice(name.as_bytes());
+    req[16..18].copy_from_slice(&(flags as i16).to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes a 40-byte `struct ifreq` through
+    // the pointer, which points at a live 40-byte buffer laid out as one.
+    let r = unsafe { ioctl_with_mut_ref(&file, libc::TUNSETIFF, &mut req) };
+    assert!(r >= 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+    file.into()
+}
+
+/// Runs in a thread of its own that moved to a new network namespace.
+fn handed_over() -> Result<(), String> {
+    // SAFETY: unshare takes no pointers; CLONE_NEWNET moves only the
+    // calling thread, which no other code runs on.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(format!(
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let vnet = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE;
+    let tap = Tap::from_fds(vec![tun_fd("iovmfd0", vnet), tun_fd("iovmfd0", vnet)]).unwrap();
+    assert_eq!(tap.name(), "iovmfd0");
+    assert_eq!(tap.queues().len(), 2);
+    // SAFETY: F_GETFL on an open descriptor takes no pointers.
+    let fl = unsafe { libc::fcntl(tap.queues()[1].as_raw_fd(), libc::F_GETFL) };
+    assert_ne!(fl & libc::O_NONBLOCK, 0);
+
+    let plain = tun_fd("iovmfd1", libc::IFF_TAP | libc::IFF_NO_PI);
+    let err = Tap::from_fds(vec![plain]).unwrap_err();
+    assert!(matches!(err, TapError::NotVnetTap { .. }), "{err}");
+
+    let single = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+    let err =
+        Tap::from_fds(vec![tun_fd("iovmfd2", single), tun_fd("iovmfd3", single)]).unwrap_err();
+    assert!(matches!(err, TapError::TwoInterfaces { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn test_tap_from_handed_over_descriptors_checks_kind_and_interface() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIPPED test_tap_from_handed_over_descriptors: needs root and /dev/net/tun");
+        return;
+    }
+    match std::thread::spawn(handed_over).join().unwrap() {
+        Ok(()) => {}
+        Err(e) if e.starts_with("unshare") => println!("SKIPPED: {e}"),
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -45,6 +45,7 @@ pub mod pcie;
 pub mod pcie_regs;
 pub mod pm;
 pub mod routing;
+pub mod slot;
 pub mod sriov;
 pub mod sriov_regs;
 

@@ -17,12 +17,13 @@
 //! ```
 //!
 //! Version 2 implements every register; those that do not apply to the port
-//! type read 0 (§7.5.3). Hot-plug is not offered: Slot Capabilities report
-//! no hot-plug controller, only presence and link-state change bits.
+//! type read 0 (§7.5.3). A root port's slot, with or without a hot-plug
+//! controller, is [`super::slot`]'s.
 //! The link is not trained: Link Status reports the configured negotiated
 //! speed and width, and Retrain Link completes at once (reads 0).
 
 use super::pcie_regs::*;
+use super::slot::{Slot, SlotConfig};
 use super::{get, put, refuse_field, CapError};
 use crate::regs::RegisterMask;
 
@@ -88,8 +89,8 @@ pub enum PcieDevice {
         port_number: u8,
         /// Its downstream link.
         link: LinkConfig,
-        /// Physical Slot Number when the port has a slot.
-        slot: Option<u16>,
+        /// Its slot, if it has one.
+        slot: Option<SlotConfig>,
         /// A device is connected (Presence Detect State, link active).
         present: bool,
     },
@@ -126,6 +127,7 @@ pub struct PciExpress {
     offset: usize,
     config: PcieConfig,
     flr: bool,
+    slot: Option<Slot>,
 }
 
 fn link_of(device: &PcieDevice) -> Option<LinkConfig> {
@@ -222,16 +224,10 @@ impl PciExpress {
             regs.set_masks(r(LNKCTL2), 2, lnkctl2_rw.into(), 0)?;
         }
 
+        let mut placed_slot = None;
         if let PcieDevice::RootPort { slot, present, .. } = config.device {
-            if let Some(number) = slot {
-                let sltcap = sltcap::NO_COMMAND_COMPLETED
-                    | (u32::from(number & 0x1fff) << sltcap::SLOT_SHIFT);
-                regs.set_value(r(SLTCAP), 4, sltcap.into())?;
-                let sltctl_rw = sltctl::PDC_ENABLE | sltctl::DLLSC_ENABLE;
-                regs.set_masks(r(SLTCTL), 2, sltctl_rw.into(), 0)?;
-                let sltsta = if present { sltsta::PRESENCE } else { 0 };
-                regs.set_value(r(SLTSTA), 2, sltsta.into())?;
-                regs.set_masks(r(SLTSTA), 2, 0, (sltsta::PDC | sltsta::DLLSC).into())?;
+            if let Some(slot) = slot {
+                placed_slot = Some(Slot::install(slot, regs, offset, present)?);
             }
             regs.set_masks(r(RTCTL), 2, rtctl::WRITABLE.into(), 0)?;
             regs.set_masks(r(RTSTA), 4, 0, rtsta::PME_STATUS.into())?;
@@ -240,6 +236,7 @@ impl PciExpress {
             offset,
             config,
             flr: false,
+            slot: placed_slot,
         })
     }
 
@@ -297,22 +294,26 @@ impl PciExpress {
     }
 
     /// A root port's downstream device arrives or leaves: updates Presence
-    /// Detect State and Data Link Layer Link Active, and sets the matching
-    /// changed bits on a change. Ignored for other types.
+    /// Detect State and Data Link Layer Link Active (which on a hot-plug
+    /// slot also needs the slot powered), and sets the matching changed
+    /// bits on a change ([`Slot::set_presence`]). Ignored for other types.
     pub fn set_presence(&self, regs: &mut RegisterMask, present: bool) {
-        let PcieDevice::RootPort { slot, .. } = self.config.device else {
+        if !matches!(self.config.device, PcieDevice::RootPort { .. }) {
             return;
-        };
+        }
+        if let Some(slot) = &self.slot {
+            slot.set_presence(regs, present);
+            return;
+        }
         let sta = self.read(regs, LNKSTA, 2) as u16;
-        if (sta & lnksta::DLLLA != 0) == present {
-            return;
+        if (sta & lnksta::DLLLA != 0) != present {
+            put(regs, self.offset + LNKSTA, 2, (sta ^ lnksta::DLLLA).into());
         }
-        put(regs, self.offset + LNKSTA, 2, (sta ^ lnksta::DLLLA).into());
-        if slot.is_some() {
-            let slt = self.read(regs, SLTSTA, 2) as u16;
-            let slt = (slt ^ sltsta::PRESENCE) | sltsta::PDC | sltsta::DLLSC;
-            put(regs, self.offset + SLTSTA, 2, slt.into());
-        }
+    }
+
+    /// A root port's slot, if it has one.
+    pub fn slot(&self) -> Option<&Slot> {
+        self.slot.as_ref()
     }
 
     /// Whether ARI Forwarding is enabled (Device Control 2 bit 5, PCIe 4.0

@@ -149,6 +149,20 @@ pub mod lnksta {
 
 /// Slot Capabilities bits.
 pub mod sltcap {
+    /// Attention Button Present.
+    pub const ATTENTION_BUTTON: u32 = 1 << 0;
+    /// Power Controller Present.
+    pub const POWER_CONTROLLER: u32 = 1 << 1;
+    /// MRL Sensor Present.
+    pub const MRL_SENSOR: u32 = 1 << 2;
+    /// Attention Indicator Present.
+    pub const ATTENTION_INDICATOR: u32 = 1 << 3;
+    /// Power Indicator Present.
+    pub const POWER_INDICATOR: u32 = 1 << 4;
+    /// Hot-Plug Surprise: the adapter may be removed without notice.
+    pub const HOT_PLUG_SURPRISE: u32 = 1 << 5;
+    /// Hot-Plug Capable.
+    pub const HOT_PLUG_CAPABLE: u32 = 1 << 6;
     /// No Command Completed Support.
     pub const NO_COMMAND_COMPLETED: u32 = 1 << 18;
     /// Shift of Physical Slot Number (bits 31:19).
@@ -157,20 +171,62 @@ pub mod sltcap {
 
 /// Slot Control bits.
 pub mod sltctl {
+    /// Attention Button Pressed Enable.
+    pub const ABP_ENABLE: u16 = 1 << 0;
+    /// Power Fault Detected Enable.
+    pub const PFD_ENABLE: u16 = 1 << 1;
+    /// MRL Sensor Changed Enable.
+    pub const MRLSC_ENABLE: u16 = 1 << 2;
     /// Presence Detect Changed Enable.
     pub const PDC_ENABLE: u16 = 1 << 3;
+    /// Command Completed Interrupt Enable.
+    pub const CC_ENABLE: u16 = 1 << 4;
+    /// Hot-Plug Interrupt Enable.
+    pub const HP_INTERRUPT_ENABLE: u16 = 1 << 5;
+    /// Attention Indicator Control (7:6).
+    pub const ATTENTION_INDICATOR: u16 = 0b11 << 6;
+    /// Shift of Attention Indicator Control.
+    pub const ATTENTION_INDICATOR_SHIFT: u32 = 6;
+    /// Power Indicator Control (9:8).
+    pub const POWER_INDICATOR: u16 = 0b11 << 8;
+    /// Shift of Power Indicator Control.
+    pub const POWER_INDICATOR_SHIFT: u32 = 8;
+    /// Power Controller Control: 0 power on, 1 power off.
+    pub const POWER_OFF: u16 = 1 << 10;
+    /// Electromechanical Interlock Control.
+    pub const INTERLOCK: u16 = 1 << 11;
     /// Data Link Layer State Changed Enable.
     pub const DLLSC_ENABLE: u16 = 1 << 12;
+    /// Indicator value: on.
+    pub const INDICATOR_ON: u16 = 0b01;
+    /// Indicator value: blinking.
+    pub const INDICATOR_BLINK: u16 = 0b10;
+    /// Indicator value: off.
+    pub const INDICATOR_OFF: u16 = 0b11;
 }
 
 /// Slot Status bits.
 pub mod sltsta {
+    /// Attention Button Pressed (RW1C).
+    pub const ABP: u16 = 1 << 0;
+    /// Power Fault Detected (RW1C).
+    pub const PFD: u16 = 1 << 1;
+    /// MRL Sensor Changed (RW1C).
+    pub const MRLSC: u16 = 1 << 2;
     /// Presence Detect Changed (RW1C).
     pub const PDC: u16 = 1 << 3;
+    /// Command Completed (RW1C).
+    pub const CC: u16 = 1 << 4;
+    /// MRL Sensor State (RO).
+    pub const MRL_OPEN: u16 = 1 << 5;
     /// Presence Detect State (RO).
     pub const PRESENCE: u16 = 1 << 6;
+    /// Electromechanical Interlock Status (RO).
+    pub const INTERLOCK: u16 = 1 << 7;
     /// Data Link Layer State Changed (RW1C).
     pub const DLLSC: u16 = 1 << 8;
+    /// The hot-plug events, each cleared by writing 1 (§7.5.3.11).
+    pub const EVENTS: u16 = ABP | PFD | MRLSC | PDC | CC | DLLSC;
 }
 
 /// Root Control bits.

@@ -89,7 +89,7 @@ mod tests {
     #[test]
     fn test_device_behind_a_numbered_root_port_is_on_its_secondary_bus() {
         let devices = vec![
-            dev(DeviceKind::RootPort, Some("rp0"), None),
+            dev(DeviceKind::RootPort(Default::default()), Some("rp0"), None),
             dev(
                 DeviceKind::Nvme(NvmeConfig::default()),
                 Some("nvme0"),
@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn test_device_behind_an_unnumbered_bridge_has_no_address_yet() {
         let devices = vec![
-            dev(DeviceKind::RootPort, Some("rp0"), None),
+            dev(DeviceKind::RootPort(Default::default()), Some("rp0"), None),
             dev(
                 DeviceKind::Nvme(NvmeConfig::default()),
                 Some("n"),

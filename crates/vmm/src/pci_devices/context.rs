@@ -11,11 +11,12 @@
 //! requester ID).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use dma::{Dma, FunctionContext, FunctionDma, RequesterId};
 use irq::msi::MsiVectors;
 use irq::IrqLine;
+use pci::bridge::RootPort;
 use pci::root::SharedFunction;
 
 use super::builders::{self, Built};
@@ -30,26 +31,98 @@ use crate::topology::Placement;
 pub(crate) struct BuildContext<'a> {
     pci: &'a PciRoot,
     wiring: &'a mut dyn Wiring,
-    intx: IntxWires,
     cpus: u32,
+    state: BuildState,
+}
+
+/// What the builds so far leave to the next ones, kept while the machine
+/// runs so that a device added then is built as one at boot: the INTx
+/// wires, the counts default names come from, the hot-plug ports built.
+#[derive(Default)]
+pub(crate) struct BuildState {
+    intx: IntxWires,
     /// Devices built so far, by kind name.
     per_kind: BTreeMap<&'static str, u32>,
     /// Devices built so far.
     built: usize,
+    /// Hot-plug root ports built and not yet taken
+    /// ([`BuildState::take_ports`]).
+    ports: Vec<NewPort>,
+    /// Every function attached, in build order (dead ones once detached).
+    listed: Vec<Listed>,
+}
+
+/// A function attached, for the machine's device list.
+pub(crate) struct Listed {
+    /// Its id, if it has one.
+    pub(crate) id: Option<String>,
+    /// Its kind's command-line name.
+    pub(crate) kind: &'static str,
+    /// The function; it does not keep it alive.
+    pub(crate) function: std::sync::Weak<Mutex<dyn pci::function::PciFunction>>,
+}
+
+/// A hot-plug root port a builder made.
+pub(crate) struct NewPort {
+    /// Its index in the device list.
+    pub(crate) index: usize,
+    /// Its device number on the root bus (its slot's INTx routing).
+    pub(crate) device: u8,
+    /// The port, shared with the root complex.
+    pub(crate) port: Arc<Mutex<RootPort>>,
+    /// Its requester ID, for its MSI.
+    pub(crate) ctx: Arc<FunctionContext>,
+    /// Whether a device was placed behind it at boot.
+    pub(crate) occupied: bool,
+}
+
+impl BuildState {
+    /// Lists `function`, attached as `device` says.
+    pub(crate) fn list(&mut self, device: &DeviceConfig, function: &SharedFunction) {
+        self.listed.retain(|l| l.function.strong_count() > 0);
+        self.listed.push(Listed {
+            id: device.id.clone(),
+            kind: device.kind.name(),
+            function: Arc::downgrade(function),
+        });
+    }
+
+    /// Every function attached and not detached since, in build order.
+    pub(crate) fn listed(&self) -> impl Iterator<Item = &Listed> {
+        self.listed.iter().filter(|l| l.function.strong_count() > 0)
+    }
+
+    /// The hot-plug ports built since the last call.
+    pub(crate) fn take_ports(&mut self) -> Vec<NewPort> {
+        std::mem::take(&mut self.ports)
+    }
 }
 
 impl<'a> BuildContext<'a> {
     /// A machine of `cpus` vCPUs whose devices go on `pci`, wired by
     /// `wiring`, with no device yet.
     pub(crate) fn new(pci: &'a PciRoot, wiring: &'a mut dyn Wiring, cpus: u32) -> Self {
+        Self::resume(pci, wiring, cpus, BuildState::default())
+    }
+
+    /// The machine as `state` left it, to build more devices into.
+    pub(crate) fn resume(
+        pci: &'a PciRoot,
+        wiring: &'a mut dyn Wiring,
+        cpus: u32,
+        state: BuildState,
+    ) -> Self {
         Self {
             pci,
             wiring,
-            intx: IntxWires::default(),
             cpus,
-            per_kind: BTreeMap::new(),
-            built: 0,
+            state,
         }
+    }
+
+    /// What the builds leave to later ones.
+    pub(crate) fn into_state(self) -> BuildState {
+        self.state
     }
 
     /// Builds `device`, which goes at `place`, with the builder of its
@@ -86,11 +159,11 @@ impl<'a> BuildContext<'a> {
         place: &'c Placement,
         devices: &'c [DeviceConfig],
     ) -> DeviceContext<'c, 'a> {
-        let count = self.per_kind.entry(device.kind.name()).or_insert(0);
+        let count = self.state.per_kind.entry(device.kind.name()).or_insert(0);
         *count += 1;
         let number = *count;
-        let ordinal = self.built;
-        self.built += 1;
+        let ordinal = self.state.built;
+        self.state.built += 1;
         DeviceContext {
             machine: self,
             device,
@@ -158,7 +231,7 @@ impl DeviceContext<'_, '_> {
     pub(crate) fn intx(&mut self) -> Result<Arc<dyn IrqLine>, PciBuildError> {
         let gsi = self.place.gsi(1);
         let machine = &mut *self.machine;
-        let wire = machine.intx.line(&mut *machine.wiring, gsi)?;
+        let wire = machine.state.intx.line(&mut *machine.wiring, gsi)?;
         Ok(Arc::new(irq::counted::CountedLine::new(
             wire,
             self.function.counters().clone(),
@@ -256,6 +329,20 @@ impl DeviceContext<'_, '_> {
         self.machine.pci.add_sriov_handler(function, handler);
     }
 
+    /// Hands a hot-plug root port to the machine, which adds devices to it
+    /// and removes them while it runs; `occupied`: a device sits behind it
+    /// from boot.
+    pub(crate) fn hotplug_port(&mut self, port: Arc<Mutex<RootPort>>, occupied: bool) {
+        let new = NewPort {
+            index: self.place.index,
+            device: self.place.slot.device,
+            port,
+            ctx: self.function.clone(),
+            occupied,
+        };
+        self.machine.state.ports.push(new);
+    }
+
     /// Hands `function`'s BAR eventfds `fds` to the root complex (see
     /// [`PciRoot::add_bar_eventfds`]); the result switches them.
     pub(crate) fn bar_eventfds(
@@ -306,12 +393,12 @@ mod tests {
     #[test]
     fn test_devices_are_numbered_per_kind_and_in_order_overall() {
         let devices = [
-            DeviceConfig::new(DeviceKind::RootPort),
+            DeviceConfig::new(DeviceKind::RootPort(Default::default())),
             nvme("n0"),
             DeviceConfig::new(blk()),
             nvme("n1"),
             DeviceConfig::new(blk()),
-            DeviceConfig::new(DeviceKind::RootPort),
+            DeviceConfig::new(DeviceKind::RootPort(Default::default())),
         ];
         let plan = topology::plan(&devices).unwrap();
         let pci = test_wiring::root();

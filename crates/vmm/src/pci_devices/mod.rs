@@ -32,6 +32,9 @@ mod builders;
 mod context;
 mod disk;
 mod error;
+mod hotplug;
+#[cfg(test)]
+mod hotplug_tests;
 mod intx;
 #[cfg(test)]
 pub(crate) mod test_wiring;
@@ -40,6 +43,7 @@ mod tree;
 mod virtio_vtd_tests;
 
 pub use error::PciBuildError;
+pub(crate) use hotplug::{Hotplug, Removal, SlotSink};
 
 use context::BuildContext;
 use tree::Tree;
@@ -140,17 +144,43 @@ pub fn build(
     wiring: &mut dyn Wiring,
     cpus: u32,
 ) -> Result<(), PciBuildError> {
+    build_hotplug(devices, pci, wiring, cpus, Arc::new(|_, _| {})).map(drop)
+}
+
+/// Places every device as [`build`] does, and keeps what a device added
+/// later needs: the hot-plug root ports (whose Slot Control commands go to
+/// `slots`) and the build state.
+pub(crate) fn build_hotplug(
+    devices: &[DeviceConfig],
+    pci: &PciRoot,
+    wiring: &mut dyn Wiring,
+    cpus: u32,
+    slots: SlotSink,
+) -> Result<Hotplug, PciBuildError> {
     let plan = topology::plan(devices)?;
     let mut machine = BuildContext::new(pci, wiring, cpus);
     let mut tree = Tree::default();
+    let mut attached = Vec::new();
     for place in &plan {
         if let Some((built, ctx)) = machine.build(&devices[place.index], place, devices)? {
             let function = built.endpoint();
+            attached.push((place.index, built.shared()));
             tree.attach(pci, place, built)?;
             if let Some(function) = function {
                 pci.add_context(&function, ctx);
             }
         }
     }
-    Ok(())
+    let mut state = machine.into_state();
+    for (index, function) in &attached {
+        state.list(&devices[*index], function);
+    }
+    Ok(Hotplug::new(
+        state,
+        pci,
+        devices,
+        |index| tree.bridge(index),
+        cpus,
+        slots,
+    ))
 }

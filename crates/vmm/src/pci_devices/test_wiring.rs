@@ -35,6 +35,8 @@ pub(crate) struct TestWiring {
     pub(crate) assigned_vectors: Vec<Arc<RecordingTriggers>>,
     /// The run-time wirings handed out (SR-IOV PFs keep one each).
     pub(crate) function_wirings: Vec<Arc<TestFunctionWiring>>,
+    /// The MSI/MSI-X vectors of every function built, in build order.
+    pub(crate) vectors: Vec<Arc<RecordingVectors>>,
     memory: Arc<GuestMemoryMmap>,
 }
 
@@ -87,6 +89,7 @@ impl TestWiring {
             hosts: BTreeMap::new(),
             assigned_vectors: Vec::new(),
             function_wirings: Vec::new(),
+            vectors: Vec::new(),
             memory: Arc::new(memory),
         }
     }
@@ -137,7 +140,9 @@ impl Wiring for TestWiring {
     }
 
     fn msi_vectors(&mut self, _ctx: &Arc<FunctionContext>) -> Arc<dyn MsiVectors> {
-        Arc::new(RecordingVectors::new())
+        let v = Arc::new(RecordingVectors::new());
+        self.vectors.push(v.clone());
+        v
     }
 
     fn dma(&mut self, ctx: &Arc<FunctionContext>, route: DmaRoute) -> Arc<dyn Dma> {

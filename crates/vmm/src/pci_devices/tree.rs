@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use pci::address::Bdf;
 use pci::bridge::PciBridgeFunction;
-use pci::root::{AttachError, BridgeId};
+use pci::root::{AttachError, BridgeId, SharedFunction};
 
 use super::builders::Built;
 use super::PciBuildError;
@@ -21,6 +21,11 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
+    /// The bridge the device at `index` of the list became, if attached.
+    pub(crate) fn bridge(&self, index: usize) -> Option<BridgeId> {
+        self.bridges.get(&index).copied()
+    }
+
     /// Attaches `built` on `pci` at `place`.
     pub(crate) fn attach(
         &mut self,
@@ -86,13 +91,25 @@ pub(crate) struct NewBridge(Box<dyn AttachBridge>);
 impl NewBridge {
     /// Wraps `bridge`.
     pub(crate) fn new<B: PciBridgeFunction + 'static>(bridge: B) -> Self {
-        Self(Box::new(Arc::new(Mutex::new(bridge))))
+        Self::shared(Arc::new(Mutex::new(bridge)))
+    }
+
+    /// Wraps `bridge`, which its builder shares with someone else too.
+    pub(crate) fn shared<B: PciBridgeFunction + 'static>(bridge: Arc<Mutex<B>>) -> Self {
+        Self(Box::new(bridge))
+    }
+
+    /// The bridge as a function.
+    pub(crate) fn function(&self) -> SharedFunction {
+        self.0.function()
     }
 }
 
 /// Attaches a bridge whose type it knows.
 trait AttachBridge {
     fn attach(&self, pci: &PciRoot, at: Position) -> Result<BridgeId, AttachError>;
+
+    fn function(&self) -> SharedFunction;
 }
 
 impl<B: PciBridgeFunction + 'static> AttachBridge for Arc<Mutex<B>> {
@@ -105,5 +122,9 @@ impl<B: PciBridgeFunction + 'static> AttachBridge for Arc<Mutex<B>> {
                 function,
             } => pci.attach_bridge_behind(bridge, device, function, self.clone()),
         }
+    }
+
+    fn function(&self) -> SharedFunction {
+        self.clone()
     }
 }

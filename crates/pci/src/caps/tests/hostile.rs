@@ -156,7 +156,10 @@ fn test_hostile_sweep_of_root_port_keeps_identity_and_valid_fields() {
                 speed: LinkSpeed::Gen2,
                 width: LinkWidth::X16,
             },
-            slot: Some(2),
+            slot: Some(crate::caps::slot::SlotConfig {
+                number: 2,
+                hotplug: false,
+            }),
             present: true,
         },
         max_payload: MaxPayload::B128,

@@ -3,6 +3,7 @@
 use super::util::{endpoint_pcie, read32, write};
 use crate::caps::pcie::{LinkConfig, LinkSpeed, LinkWidth, MaxPayload, PcieConfig, PcieDevice};
 use crate::caps::pcie_regs::*;
+use crate::caps::slot::SlotConfig;
 use crate::caps::{CapError, Capabilities, CapabilityList};
 use crate::regs::RegisterMask;
 
@@ -26,7 +27,10 @@ fn root_port(slot: Option<u16>) -> PcieConfig {
                 speed: LinkSpeed::Gen4,
                 width: LinkWidth::X8,
             },
-            slot,
+            slot: slot.map(|number| SlotConfig {
+                number,
+                hotplug: false,
+            }),
             present: true,
         },
         max_payload: MaxPayload::B128,

@@ -57,6 +57,14 @@ impl Built {
         }
     }
 
+    /// The function it is (a bridge too), as the root complex holds it.
+    pub(crate) fn shared(&self) -> SharedFunction {
+        match self {
+            Self::Function(f) => f.clone(),
+            Self::Bridge(b) => b.function(),
+        }
+    }
+
     /// `function`, shared with the root complex.
     fn function<F: PciFunction + 'static>(function: F) -> Self {
         Self::Function(Arc::new(Mutex::new(function)))
@@ -77,7 +85,7 @@ pub(crate) fn build(
     dev: &mut DeviceContext<'_, '_>,
 ) -> Result<Option<Built>, PciBuildError> {
     let built = match kind {
-        DeviceKind::RootPort => root_port::build(dev)?,
+        DeviceKind::RootPort(c) => root_port::build(c, dev)?,
         DeviceKind::PciBridge => pci_bridge::build()?,
         DeviceKind::PciSerial(c) => pci_serial::build(c, dev)?,
         DeviceKind::Nvme(c) => nvme::build(c, dev)?,

@@ -71,7 +71,7 @@ fn devices(vfs: u16, disks: &[Disk]) -> Vec<DeviceConfig> {
                 device: 1,
                 function: 0,
             }),
-            ..DeviceConfig::new(DeviceKind::RootPort)
+            ..DeviceConfig::new(DeviceKind::RootPort(Default::default()))
         },
         DeviceConfig {
             id: Some("n0".into()),

@@ -27,7 +27,7 @@ use devices::BusDevice;
 fn identity(kind: &DeviceKind) -> Option<(u16, u16)> {
     let virtio = |id: u16| Some((VENDOR_VIRTIO, DEVICE_ID_BASE + id));
     match kind {
-        DeviceKind::RootPort => Some((VENDOR_REDHAT, DEVICE_ROOT_PORT)),
+        DeviceKind::RootPort(_) => Some((VENDOR_REDHAT, DEVICE_ROOT_PORT)),
         DeviceKind::PciBridge => Some((VENDOR_REDHAT, DEVICE_PCI_BRIDGE)),
         DeviceKind::PciSerial(_) => Some((VENDOR_REDHAT, DEVICE_PCI_SERIAL)),
         DeviceKind::Nvme(_) => Some((VENDOR_REDHAT, DEVICE_NVME)),
@@ -160,7 +160,7 @@ fn test_one_device_of_every_kind_builds_as_that_kind() {
         ..on_slot(DeviceKind::Nvme(NvmeConfig::default()), 4)
     };
     let devices = [
-        on_slot(DeviceKind::RootPort, 1),
+        on_slot(DeviceKind::RootPort(Default::default()), 1),
         on_slot(DeviceKind::PciBridge, 2),
         on_slot(DeviceKind::PciSerial(PciSerialConfig::default()), 3),
         nvme,
@@ -246,6 +246,36 @@ fn test_virtio_net_goes_to_its_builder() {
     assert!(
         e.starts_with("virtio-net: invalid TAP interface name"),
         "{e}"
+    );
+}
+
+#[test]
+fn test_virtio_net_with_a_tap_name_and_descriptors_or_other_queues_is_refused() {
+    let fd = crate::config::TapFd::new(std::fs::File::open("/dev/null").unwrap().into());
+    let both = virtio(VirtioKind::Net(VirtioNetConfig {
+        tap: Some("tap0".into()),
+        tap_fds: vec![fd.clone()],
+        ..Default::default()
+    }));
+    let queues = virtio(VirtioKind::Net(VirtioNetConfig {
+        tap_fds: vec![fd.clone()],
+        queues: Some(2),
+        ..Default::default()
+    }));
+    let not_tap = virtio(VirtioKind::Net(VirtioNetConfig {
+        tap_fds: vec![fd],
+        ..Default::default()
+    }));
+
+    let both = build_error(&[DeviceConfig::new(both)]);
+    let queues = build_error(&[DeviceConfig::new(queues)]);
+    let not_tap = build_error(&[DeviceConfig::new(not_tap)]);
+
+    assert!(both.contains("not both"), "{both}");
+    assert!(queues.contains("not queues=2"), "{queues}");
+    assert!(
+        not_tap.contains("not an attached TUN/TAP descriptor"),
+        "{not_tap}"
     );
 }
 

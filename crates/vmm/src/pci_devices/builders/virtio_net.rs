@@ -1,6 +1,6 @@
 //! `virtio-net`: a virtio network card on a TAP interface.
 
-use backend::net::{Tap, TapConfig};
+use backend::net::{Tap, TapConfig, TapError};
 use virtio::net::{Net, NetConfig};
 use virtio::VirtioDevice;
 
@@ -15,15 +15,20 @@ fn default_mac(n: u32) -> [u8; 6] {
 }
 
 /// A card on the TAP interface `n.tap` (opened, or created; a new one
-/// named by the kernel if none is given), one queue pair unless given.
+/// named by the kernel if none is given), one queue pair unless given; or
+/// on copies of the descriptors `n.tap_fds`, a queue pair each.
 pub(super) fn build(
     n: &VirtioNetConfig,
     dev: &mut DeviceContext<'_, '_>,
 ) -> Result<Box<dyn VirtioDevice>, PciBuildError> {
-    let tap = Tap::open(&TapConfig {
-        name: n.tap.clone().unwrap_or_default(),
-        queues: usize::from(n.queues.unwrap_or(1)),
-    })
+    let tap = if n.tap_fds.is_empty() {
+        Tap::open(&TapConfig {
+            name: n.tap.clone().unwrap_or_default(),
+            queues: usize::from(n.queues.unwrap_or(1)),
+        })
+    } else {
+        handed_over(n)?
+    }
     .map_err(|e| PciBuildError::device("virtio-net", &e))?;
     tracing::info!("virtio-net on TAP interface {}", tap.name());
     let mac = n.mac.unwrap_or_else(|| default_mac(dev.number()));
@@ -31,6 +36,31 @@ pub(super) fn build(
     cfg.counters = dev.counters();
     let net = Net::new(cfg).map_err(|e| PciBuildError::device("virtio-net", &e))?;
     Ok(Box::new(net))
+}
+
+/// The TAP of descriptors handed over: copies of them, one queue pair
+/// each; a name or a different queue count besides is refused.
+fn handed_over(n: &VirtioNetConfig) -> Result<Result<Tap, TapError>, PciBuildError> {
+    if n.tap.is_some() {
+        return Err(PciBuildError::Device(
+            "virtio-net: give a TAP by name (tap=) or by descriptors, not both".into(),
+        ));
+    }
+    if n.queues.is_some_and(|q| usize::from(q) != n.tap_fds.len()) {
+        return Err(PciBuildError::Device(format!(
+            "virtio-net: {} TAP descriptors make {} queue pairs, not queues={}",
+            n.tap_fds.len(),
+            n.tap_fds.len(),
+            n.queues.unwrap_or_default()
+        )));
+    }
+    let fds = n
+        .tap_fds
+        .iter()
+        .map(|fd| fd.try_clone())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PciBuildError::device("virtio-net: cannot copy a TAP descriptor", &e))?;
+    Ok(Tap::from_fds(fds))
 }
 
 #[cfg(test)]
