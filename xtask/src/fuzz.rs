@@ -55,12 +55,56 @@ pub fn smoke() -> Result<i32> {
     }
     let dir = paths::workspace().join("fuzz");
     for target in targets(&dir)? {
-        let code = run_target(&dir, &target)?;
+        let code = run_target(&dir, &target, SECONDS)?;
         if code != 0 {
             return Ok(code);
         }
     }
     Ok(0)
+}
+
+/// `cargo xtask fuzz`: a campaign.
+#[derive(Debug, clap::Args)]
+pub struct FuzzArgs {
+    /// Seconds per target.
+    #[arg(long, default_value_t = 3600)]
+    pub seconds: u32,
+    /// The targets to run (default: every target of fuzz/fuzz_targets, in name order).
+    pub targets: Vec<String>,
+}
+
+/// Runs each target in turn for `args.seconds`, going on past a failure; prints one line
+/// per target and returns 1 if any failed.
+pub fn campaign(args: &FuzzArgs) -> Result<i32> {
+    for tool in &TOOLS {
+        ensure(tool)?;
+    }
+    let dir = paths::workspace().join("fuzz");
+    let all = targets(&dir)?;
+    let chosen: Vec<String> = if args.targets.is_empty() {
+        all
+    } else {
+        for t in &args.targets {
+            if !all.contains(t) {
+                bail!("no fuzz target {t} (targets: {})", all.join(", "));
+            }
+        }
+        args.targets.clone()
+    };
+    let mut failed = Vec::new();
+    for target in &chosen {
+        println!("xtask: fuzz: {target} for {} s", args.seconds);
+        if run_target(&dir, target, args.seconds)? != 0 {
+            failed.push(target.clone());
+        }
+    }
+    if failed.is_empty() {
+        println!("xtask: fuzz: {} targets, no failure", chosen.len());
+        Ok(0)
+    } else {
+        println!("xtask: fuzz: failed: {}", failed.join(", "));
+        Ok(1)
+    }
 }
 
 /// `program` from `PATH` (rustup's proxy) without the toolchain that runs xtask, so that
@@ -151,10 +195,10 @@ fn targets(dir: &Path) -> Result<Vec<String>> {
 
 /// Runs `target` for [`SECONDS`] and returns its exit status (0 if it passed), printing one
 /// line on failure: the input it saved, or that it saved none.
-fn run_target(dir: &Path, target: &str) -> Result<i32> {
+fn run_target(dir: &Path, target: &str, seconds: u32) -> Result<i32> {
     let artifacts = dir.join("artifacts").join(target);
     let before = file_names(&artifacts);
-    let max_time = format!("-max_total_time={SECONDS}");
+    let max_time = format!("-max_total_time={seconds}");
     // The working corpus (not in git) grows from the seeds in git.
     let corpus = format!("corpus/{target}");
     fs::create_dir_all(dir.join(&corpus)).with_context(|| format!("creating fuzz/{corpus}"))?;

@@ -164,6 +164,15 @@ vmm.shutdown and vm.boot are left out. Fails when schemathesis finds something o
 does not survive the run.")]
     ApiFuzz(api_fuzz::ApiFuzzArgs),
 
+    /// A fuzzing campaign: every cargo-fuzz target (or those named) in turn.
+    #[command(long_about = "\
+Runs each cargo-fuzz target of fuzz/fuzz_targets (or only those named) in turn for
+--seconds (default one hour), on the nightly toolchain (installed with cargo-fuzz when
+missing), feeding it its working corpus (fuzz/corpus/TARGET, not in git) and its seed
+inputs (fuzz/seeds/TARGET). Goes on past a failing target; a crash's input is saved under
+fuzz/artifacts/TARGET/. Exits 1 if any target failed. docs/fuzzing.md lists the targets.")]
+    Fuzz(fuzz::FuzzArgs),
+
     /// iovm against QEMU 7.2 and the host, side by side: boot, memory, exits, disks, network.
     #[command(long_about = "\
 iovm against QEMU 7.2 (-M microvm and -M q35) and the host's own limits, side by side.
@@ -252,6 +261,7 @@ fn main() {
         Cmd::Test(args) => test::test(args),
         Cmd::Ci(args) => test::ci(args),
         Cmd::ApiFuzz(args) => api_fuzz::run(args),
+        Cmd::Fuzz(args) => fuzz::campaign(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::BenchProbe(args) => bench::probe::run(args),
         Cmd::Soak(args) => soak::run(args),
