@@ -21,7 +21,9 @@ use vmm::manage::ManagePort;
 
 fn parse(text: &str) -> Result<ParsedDevice, String> {
     match text.split(',').next() {
-        Some("root-port") => Ok(ParsedDevice::Pci(DeviceConfig::new(DeviceKind::RootPort))),
+        Some("root-port") => Ok(ParsedDevice::Pci(DeviceConfig::new(DeviceKind::RootPort(
+            Default::default(),
+        )))),
         _ => Err("not a device".into()),
     }
 }
