@@ -111,37 +111,16 @@ impl Phy {
     pub fn read(&self, reg: u32, carrier: bool) -> u16 {
         let up = self.link(carrier);
         match reg {
-            BMSR => {
-                if up {
-                    BMSR_UP
-                } else {
-                    BMSR_DOWN
-                }
-            }
-            5 => {
-                if up {
-                    0x45e1
-                } else {
-                    0
-                }
-            }
+            BMSR if up => BMSR_UP,
+            BMSR => BMSR_DOWN,
+            5 if up => 0x45e1,
+            10 if up => 0x3c00,
+            5 | 10 => 0,
             6 => 0x000f,
-            10 => {
-                if up {
-                    0x3c00
-                } else {
-                    0
-                }
-            }
             0..=15 => self.ieee[reg as usize],
             PAGE_SELECT => self.page,
-            17 if self.page == 0 => {
-                if up {
-                    0xac00
-                } else {
-                    0x0000
-                }
-            }
+            17 if self.page == 0 && up => 0xac00,
+            17 if self.page == 0 => 0,
             16..=31 => self
                 .paged
                 .get(&(self.page, reg as u8))

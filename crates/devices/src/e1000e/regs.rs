@@ -326,7 +326,8 @@ pub const SPECS: &[Spec] = &[
 /// The EITR registers (one per MSI-X vector): 16-bit intervals.
 fn eitr_spec(offset: usize) -> Option<Spec> {
     let n = offset.checked_sub(EITR0)? / 4;
-    (n < super::MSIX_VECTORS as usize && offset % 4 == 0).then_some(spec(offset, 0, 0xffff))
+    (n < super::MSIX_VECTORS as usize && offset.is_multiple_of(4))
+        .then_some(spec(offset, 0, 0xffff))
 }
 
 /// Receive Address High: address bits 47:32, select bits 17:16, AV 31.

@@ -288,7 +288,8 @@ mod tests {
         assert!(accept(&r, &[0xff; 8], None));
         let mc = [0x01, 0x00, 0x5e, 0, 0, 0x42, 0, 0];
         assert!(!accept(&r, &mc, None));
-        let hash = ((0u32 >> 4) | (0x42u32 << 4)) & 0xfff;
+        // MO = 0: bits 47:36 of the address (byte 4 high nibble, byte 5).
+        let hash = (0x42u32 << 4) & 0xfff;
         r.set(regs::MTA + 4 * (hash >> 5) as usize, 1 << (hash & 31));
         assert!(accept(&r, &mc, None));
     }
