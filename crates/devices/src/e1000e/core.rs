@@ -568,7 +568,7 @@ impl Core {
         };
         match rx::place(&mut ring, self.dma.as_ref(), f, vlan) {
             Ok(p) => {
-                self.regs.set(regs::RDH, ring.head);
+                self.regs.set(regs::RDH, ring.rdh());
                 if p.bad_buffers > 0 {
                     self.drops.rx_buffers += u64::from(p.bad_buffers);
                     self.warn(format_args!(

@@ -23,7 +23,7 @@ pub enum RxError {
     #[error("receive ring of length 0")]
     NoRing,
     /// RDH or RDT is not inside the ring.
-    #[error("RDH {head} or RDT {tail} outside a ring of {count} descriptors")]
+    #[error("RDH {head} or RDT {tail} outside a ring of {count} 16-byte units (or odd for packet split)")]
     OutOfRing {
         /// RDH.
         head: u32,
@@ -50,9 +50,9 @@ pub struct RxRing {
     pub base: u64,
     /// Descriptors.
     pub count: u32,
-    /// RDH.
+    /// The next descriptor the device fills (RDH, in descriptors).
     pub head: u32,
-    /// RDT.
+    /// The first descriptor the device may not fill (RDT, in descriptors).
     pub tail: u32,
     /// Descriptor format.
     pub format: RxFormat,
@@ -82,13 +82,20 @@ impl RxRing {
         } else {
             RxFormat::Legacy
         };
+        // RDH and RDT count 16-byte units: a packet-split descriptor is two.
+        let scale = (format.size() / 16) as u32;
         let count = r.get(regs::RDLEN) / format.size() as u32;
         if count == 0 {
             return Err(RxError::NoRing);
         }
-        let (head, tail) = (r.get(regs::RDH), r.get(regs::RDT));
-        if head >= count || tail >= count {
-            return Err(RxError::OutOfRing { head, tail, count });
+        let (rdh, rdt) = (r.get(regs::RDH), r.get(regs::RDT));
+        let (head, tail) = (rdh / scale, rdt / scale);
+        if head >= count || tail >= count || rdh % scale != 0 || rdt % scale != 0 {
+            return Err(RxError::OutOfRing {
+                head: rdh,
+                tail: rdt,
+                count: count * scale,
+            });
         }
         let sizes = match format {
             RxFormat::PacketSplit => {
@@ -110,6 +117,11 @@ impl RxRing {
             format,
             sizes,
         })
+    }
+
+    /// The head as RDH counts it (16-byte units).
+    pub fn rdh(&self) -> u32 {
+        self.head * (self.format.size() / 16) as u32
     }
 
     /// Descriptors the driver has handed to the device.

@@ -209,3 +209,16 @@ fn test_dma_with_bus_master_off_waits() {
         .set_command(pci::config::command::MEMORY | pci::config::command::BUS_MASTER);
     assert_eq!(d.host_frames(), vec![f]);
 }
+
+#[test]
+fn test_packet_split_odd_rdt_drops_frame() {
+    let mut d = Driver::new();
+    d.setup_rx(false);
+    d.w32(regs::RCTL, regs::rctl::EN | regs::rctl::BAM | 1 << 10);
+    d.w32(regs::PSRCTL, 2);
+    d.w32(regs::RDT, 5);
+    d.host_send(&frame(60, 0));
+    d.poll();
+    assert_eq!(d.nic.with_core(|c| c.drops.rx_ring), 1);
+    assert_eq!(d.r32(regs::RDH), 0);
+}

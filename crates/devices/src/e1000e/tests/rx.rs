@@ -48,7 +48,8 @@ fn test_packet_split_spreads_jumbo_frame_over_four_buffers() {
         regs::RCTL,
         rctl::EN | rctl::BAM | rctl::SECRC | rctl::LPE | 1 << 10,
     );
-    d.w32(regs::RDT, RING - 1);
+    // RDT counts 16-byte units: two per packet-split descriptor.
+    d.w32(regs::RDT, 2 * (RING - 1));
     let f = frame(9014, 9);
     d.host_send(&f);
     d.poll();
@@ -64,6 +65,7 @@ fn test_packet_split_spreads_jumbo_frame_over_four_buffers() {
         got.extend(d.mem_read(RX_BUF + b * 0x4000, l[b as usize - 1]));
     }
     assert_eq!(got, f);
+    assert_eq!(d.r32(regs::RDH), 2, "one descriptor, two units");
 }
 
 #[test]
