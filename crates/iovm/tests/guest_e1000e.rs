@@ -131,7 +131,9 @@ fn runs() -> Vec<GuestRun> {
 
 struct Results {
     runs: Runs,
-    scratch: std::path::PathBuf,
+    /// What the runs' `host_after` left, by file name (read before the
+    /// batch, and its scratch directory, go away).
+    host: std::collections::BTreeMap<String, String>,
 }
 
 fn results() -> &'static Results {
@@ -141,19 +143,28 @@ fn results() -> &'static Results {
         let batch = Batch::new().expect("set up the test batch");
         let scratch = batch.scratch_dir().to_path_buf();
         let list = batch.run(iovm, &runs()).expect("run the guest batch");
+        let mut host = std::collections::BTreeMap::new();
+        for (name, _) in MODES {
+            for what in ["to-guest.sum", "from-guest.sum", "from-guest.len"] {
+                let file = format!("{name}-{what}");
+                let text = std::fs::read_to_string(scratch.join(&file)).unwrap_or_default();
+                host.insert(file, text.trim().to_string());
+            }
+        }
         Results {
             runs: Runs::new(list),
-            scratch,
+            host,
         }
     })
 }
 
 /// A file the run's `host_after` left, trimmed.
 fn host_fact(run: &str, what: &str) -> String {
-    std::fs::read_to_string(results().scratch.join(format!("{run}-{what}")))
+    results()
+        .host
+        .get(&format!("{run}-{what}"))
+        .cloned()
         .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 fn num(r: &RunResult, key: &str) -> u64 {
