@@ -337,7 +337,9 @@ impl PciFunction for E1000e {
             }
             _ => {}
         }
-        let kick = std::mem::take(&mut c.kick);
+        // A held (moderated) interrupt is the worker's to send: it learns
+        // the new deadline when woken.
+        let kick = std::mem::take(&mut c.kick) || c.deadline().is_some();
         drop(guard);
         if kick && self.shared.worker_running.load(Ordering::SeqCst) {
             self.wake();

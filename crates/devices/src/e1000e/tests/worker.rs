@@ -53,3 +53,21 @@ fn test_worker_full_ring_resumes_after_rdt() {
     d.w32(regs::RDT, 10);
     assert!(wait_for(|| d.r32(regs::RDH) == 5));
 }
+
+#[test]
+fn test_worker_sends_interrupt_held_by_eitr_after_vcpu_unmask() {
+    let mut d = Driver::new();
+    d.enable_msix();
+    d.w32(regs::CTRL_EXT, 0);
+    // 20 ms gap on vector 1.
+    d.w32(regs::EITR0 + 4, 78_125);
+    d.nic.start_worker().unwrap();
+    d.w32(regs::IMS, regs::icr::TXQ0);
+    d.w32(regs::ICS, regs::icr::TXQ0);
+    d.w32(regs::ICS, regs::icr::TXQ0);
+    assert_eq!(d.sent(), vec![1], "the second is held");
+    assert!(
+        wait_for(|| d.sent() == vec![1, 1]),
+        "sent when the gap ends"
+    );
+}
