@@ -62,6 +62,8 @@ fn test_worker_sends_interrupt_held_by_eitr_after_vcpu_unmask() {
     // 20 ms gap on vector 1.
     d.w32(regs::EITR0 + 4, 78_125);
     d.nic.start_worker().unwrap();
+    // Let the worker reach its wait with nothing to do.
+    std::thread::sleep(Duration::from_millis(100));
     d.w32(regs::IMS, regs::icr::TXQ0);
     d.w32(regs::ICS, regs::icr::TXQ0);
     d.w32(regs::ICS, regs::icr::TXQ0);
