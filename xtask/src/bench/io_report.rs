@@ -174,9 +174,10 @@ pub fn net_section(env: &Env, outcomes: &[Outcome], figures: &Figures) -> String
          KVM's counters around the transfer, as for block. Ratios: iovm's median ÷ QEMU \
          q35's. The `e1000e:` rows are the same transfer over an emulated Intel 82574L \
          (iovm `--device e1000e`, QEMU `-device e1000e`, the guest's stock `e1000e` \
-         driver) on the same TAP.\n\n| | iovm | QEMU q35 | iovm ÷ QEMU q35 |\n|---|---:|---:|---:|\n",
+         driver) on the same TAP, sending at most {e1000e_mib} MiB.\n\n| | iovm | QEMU q35 | iovm ÷ QEMU q35 |\n|---|---:|---:|---:|\n",
         mem = env.memory,
-        mib = env.net_mib
+        mib = env.net_mib,
+        e1000e_mib = env.net_mib.min(net::E1000E_MIB)
     );
     let rows = net::Metric::ALL
         .map(Figure::Net)

@@ -110,6 +110,11 @@ pub fn vmm_args(vmm: Vmm) -> Vec<String> {
     }
 }
 
+/// MiB an e1000e run sends at most: an emulated NIC costs several exits per packet
+/// (doorbell, interrupt cause, mask), and in the nested test host 200 MiB outlast a
+/// run's timeout on both VMMs (QEMU's too); the figures are per MiB or per second.
+pub const E1000E_MIB: u32 = 16;
+
 /// The VMM arguments of an emulated Intel 82574L on [`TAP`] (the guest's stock
 /// `e1000e` driver; same guest script, same peer).
 pub fn e1000e_vmm_args(vmm: Vmm) -> Vec<String> {

@@ -69,7 +69,8 @@ impl Kind {
             Kind::Memory => "sleep 2".into(),
             Kind::Exits => EXIT_PROBE.into(),
             Kind::Block(disk, _) => disk.guest_script(s.block_seconds, &Job::ALL),
-            Kind::Net | Kind::NetE1000e => net::guest_script(s.net_mib),
+            Kind::Net => net::guest_script(s.net_mib),
+            Kind::NetE1000e => net::guest_script(s.net_mib.min(net::E1000E_MIB)),
             Kind::Iommu(disk, _) => disk.guest_script(s.block_seconds, &iommu::JOBS),
             Kind::Vfio => vfio::guest_script(s.block_seconds),
         }
