@@ -44,6 +44,7 @@ pub const MODULES: &[&str] = &[
     "sd_mod",
     // network
     "e1000",
+    "e1000e",
     "igb",
     "igbvf",
     // user-space drivers
@@ -72,6 +73,7 @@ const PACKAGES: &[&str] = &[
     "pci.ids",
     "libc6",
     "hdparm",
+    "ethtool",
 ];
 
 /// Programs copied with all their shared libraries.
@@ -81,6 +83,7 @@ const PROGRAMS: &[&str] = &[
     "usr/sbin/nvme",
     "usr/bin/fio",
     "usr/sbin/hdparm",
+    "usr/sbin/ethtool",
 ];
 
 /// The guest's `/init`.

@@ -74,9 +74,10 @@ Build the test guest into target/guest/.
 
 Downloads Debian 12 packages with apt (cached in target/debs/) and writes:
   target/guest/vmlinuz            Debian's generic kernel (linux-image-6.1.0-*-amd64-unsigned)
-  target/guest/initramfs.cpio.gz  busybox, lspci/setpci, nvme, fio, pci.ids, the driver
-                                  modules listed in xtask/src/guest.rs (virtio, nvme, ahci,
-                                  e1000/igb, vfio, uio, 8250_pci, pvpanic) with modules.dep,
+  target/guest/initramfs.cpio.gz  busybox, lspci/setpci, nvme, fio, hdparm, ethtool, pci.ids,
+                                  the driver modules listed in xtask/src/guest.rs (virtio,
+                                  nvme, ahci, e1000/e1000e/igb, vfio, uio, 8250_pci, pvpanic)
+                                  with modules.dep,
                                   and /init from xtask/guest/init
   target/guest/BUILD-INFO         kernel release, package versions, modules
   target/guest/INPUTS             what it was built from (demo/test rebuild when it changes)

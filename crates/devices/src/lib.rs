@@ -11,6 +11,7 @@
 
 pub mod ahci;
 pub mod bus;
+pub mod e1000e;
 pub mod legacy;
 pub mod lifecycle;
 pub mod nvme;

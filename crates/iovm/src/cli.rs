@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmm::config::{
-    AddressWidth, AhciConfig, BootConfig, CpusConfig, DeviceConfig, DeviceKind, HostConfig,
-    IommuConfig, LifecycleConfig, MemoryConfig, NvmeConfig, NvmeNamespaceConfig, OnReboot,
-    PciSerialConfig, PciSlot, RootPortConfig, SataDiskConfig, SerialConfig, VfioPciConfig,
-    VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig, MAX_SRIOV_VFS,
+    AddressWidth, AhciConfig, BootConfig, CpusConfig, DeviceConfig, DeviceKind, E1000eConfig,
+    HostConfig, IommuConfig, LifecycleConfig, MemoryConfig, NvmeConfig, NvmeNamespaceConfig,
+    OnReboot, PciSerialConfig, PciSlot, RootPortConfig, SataDiskConfig, SerialConfig,
+    VfioPciConfig, VirtioBlkConfig, VirtioConfig, VirtioKind, VirtioNetConfig, VmConfig,
+    MAX_SRIOV_VFS,
 };
 
 /// Kernel command line used when `--cmdline` is not given.
@@ -166,6 +167,10 @@ pub struct RunArgs {
     /// `queues=N` queue pairs), `virtio-console` (hvc0 on iovm's console:
     /// what --serial names; it takes the console's input from COM1) and
     /// `virtio-rng`; every virtio device takes `msix=off` (INTx instead).
+    /// `e1000e` (an emulated Intel 82574L gigabit NIC for the guest's stock
+    /// `e1000e` driver, docs/e1000e.md: `tap=NAME` as for virtio-net,
+    /// `mac=52:54:00:12:35:56`; `msix=off` makes the driver use MSI,
+    /// `msix=off,msi=off` INTx).
     ///
     /// `intel-iommu[,aw-bits=39|48][,intremap=on|off]` (at most once; not a
     /// PCI function, so no id/bus/addr) adds an emulated Intel VT-d unit and
@@ -371,6 +376,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
         }),
         "ahci" => DeviceKind::Ahci(AhciConfig::default()),
         "sata-disk" => DeviceKind::SataDisk(SataDiskConfig::default()),
+        "e1000e" => DeviceKind::E1000e(E1000eConfig::default()),
         "virtio-blk" => virtio(VirtioKind::Blk(VirtioBlkConfig::default())),
         "virtio-net" => virtio(VirtioKind::Net(VirtioNetConfig::default())),
         "virtio-console" => virtio(VirtioKind::Console),
@@ -379,7 +385,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
         _ => {
             return Err(format!(
                 "'{kind_name}' is not a device iovm has; known: pci-serial, root-port, \
-                 pci-bridge, nvme, nvme-ns, ahci, sata-disk, virtio-blk, virtio-net, virtio-console, virtio-rng, \
+                 pci-bridge, nvme, nvme-ns, ahci, sata-disk, e1000e, virtio-blk, virtio-net, virtio-console, virtio-rng, \
                  vfio-pci, intel-iommu"
             ))
         }
@@ -481,6 +487,10 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
             (Some(("model", v)), DeviceKind::SataDisk(c)) => {
                 c.model = Some(ata_string(v, "model", 40)?);
             }
+            (Some(("msix", v @ ("on" | "off"))), DeviceKind::E1000e(c)) => c.no_msix = v == "off",
+            (Some(("msi", v @ ("on" | "off"))), DeviceKind::E1000e(c)) => c.no_msi = v == "off",
+            (Some(("tap", t)), DeviceKind::E1000e(c)) => c.tap = Some(parse_tap(t)?),
+            (Some(("mac", m)), DeviceKind::E1000e(c)) => c.mac = Some(parse_mac(m)?),
             (Some(("msix", v @ ("on" | "off"))), DeviceKind::Virtio(c)) => c.no_msix = v == "off",
             (Some(("hotplug", v @ ("on" | "off"))), DeviceKind::RootPort(c)) => {
                 c.hotplug = v == "on";
@@ -556,14 +566,7 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                     device: VirtioKind::Net(c),
                     ..
                 }),
-            ) => {
-                if t.is_empty() || t.len() > 15 || t.contains('/') {
-                    return Err(format!(
-                        "tap={t} is not an interface name: 1-15 characters, no '/'"
-                    ));
-                }
-                c.tap = Some(t.to_string());
-            }
+            ) => c.tap = Some(parse_tap(t)?),
             (
                 Some(("mac", m)),
                 DeviceKind::Virtio(VirtioConfig {
@@ -594,6 +597,9 @@ pub fn parse_device(text: &str) -> Result<DeviceConfig, String> {
                         "; and path=FILE, readonly=on|off, block-size=512|4096, vf=K"
                     }
                     DeviceKind::Ahci(_) => ", ports=1-6, msi=on|off",
+                    DeviceKind::E1000e(_) => {
+                        ", tap=NAME, mac=XX:XX:XX:XX:XX:XX, msix=on|off, msi=on|off"
+                    }
                     DeviceKind::SataDisk(_) => {
                         "; and path=FILE, port=0-5, readonly=on|off, serial=TEXT, model=TEXT, \
                          discard=on|off"
@@ -704,6 +710,16 @@ fn parse_queues(text: &str, max: u16, what: &str) -> Result<u16, String> {
 }
 
 /// Parses a MAC address `XX:XX:XX:XX:XX:XX` (hex), which must be unicast.
+/// Parses a `tap=` value: an interface name.
+fn parse_tap(t: &str) -> Result<String, String> {
+    if t.is_empty() || t.len() > 15 || t.contains('/') {
+        return Err(format!(
+            "tap={t} is not an interface name: 1-15 characters, no '/'"
+        ));
+    }
+    Ok(t.to_string())
+}
+
 fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     let bad = || format!("mac={text} is not a MAC address; write e.g. mac=52:54:00:12:34:56");
     let mut mac = [0u8; 6];
@@ -718,6 +734,11 @@ fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     if mac[0] & 1 != 0 {
         return Err(format!(
             "mac={text} is a multicast address; a card needs a unicast one"
+        ));
+    }
+    if mac == [0; 6] {
+        return Err(format!(
+            "mac={text} is all zeros; a card needs a unicast address"
         ));
     }
     Ok(mac)
@@ -921,6 +942,38 @@ mod tests {
                 no_msix: false,
             })
         );
+    }
+
+    #[test]
+    fn test_parse_device_e1000e_options_and_errors() {
+        let d = parse_device("e1000e,tap=tap3,mac=52:54:00:12:35:99,msix=off,msi=off").unwrap();
+        assert_eq!(
+            d.kind,
+            DeviceKind::E1000e(E1000eConfig {
+                tap: Some("tap3".into()),
+                mac: Some([0x52, 0x54, 0, 0x12, 0x35, 0x99]),
+                no_msix: true,
+                no_msi: true,
+            })
+        );
+        assert_eq!(
+            parse_device("e1000e").unwrap().kind,
+            DeviceKind::E1000e(E1000eConfig::default())
+        );
+        let errors = [
+            ("e1000e,mac=01:00:00:00:00:01", "multicast"),
+            ("e1000e,mac=00:00:00:00:00:00", "all zeros"),
+            ("e1000e,tap=", "not an interface name"),
+            (
+                "e1000e,queues=2",
+                "not a e1000e option; use id=ID, bus=ID, addr=SLOT[.FN], tap=NAME",
+            ),
+            ("e1000e,msix=maybe", "not a e1000e option"),
+        ];
+        for (spec, want) in errors {
+            let e = parse_device(spec).unwrap_err();
+            assert!(e.contains(want), "{spec}: {e:?} lacks {want:?}");
+        }
     }
 
     #[test]

@@ -129,6 +129,8 @@ pub enum DeviceKind {
     /// A SATA disk on a port of an AHCI controller, backed by a file or
     /// block device.
     SataDisk(SataDiskConfig),
+    /// An emulated Intel 82574L gigabit NIC on a TAP interface.
+    E1000e(E1000eConfig),
     /// A virtio-pci device.
     Virtio(VirtioConfig),
     /// A host PCI function assigned to the guest through VFIO.
@@ -242,6 +244,20 @@ impl PartialEq for TapFd {
 
 impl Eq for TapFd {}
 
+/// An emulated Intel 82574L NIC (docs/e1000e.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct E1000eConfig {
+    /// The TAP interface: opened if it exists, created otherwise; default
+    /// a new one named by the kernel (`tapN`).
+    pub tap: Option<String>,
+    /// The MAC address; default 52:54:00:12:35:NN.
+    pub mac: Option<[u8; 6]>,
+    /// Leave out the MSI-X capability (the driver then uses MSI).
+    pub no_msix: bool,
+    /// Leave out the MSI capability (with no MSI-X: INTx).
+    pub no_msi: bool,
+}
+
 /// An NVMe controller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NvmeConfig {
@@ -328,6 +344,7 @@ impl DeviceKind {
             Self::NvmeNamespace(_) => "nvme-ns",
             Self::Ahci(_) => "ahci",
             Self::SataDisk(_) => "sata-disk",
+            Self::E1000e(_) => "e1000e",
             Self::Virtio(v) => match v.device {
                 VirtioKind::Blk(_) => "virtio-blk",
                 VirtioKind::Net(_) => "virtio-net",
@@ -355,6 +372,7 @@ impl DeviceKind {
             | Self::PciBridge
             | Self::Nvme(_)
             | Self::Ahci(_)
+            | Self::E1000e(_)
             | Self::Virtio(_)
             | Self::VfioPci(_) => None,
         }
@@ -381,6 +399,7 @@ impl DeviceKind {
             | Self::PciBridge
             | Self::Nvme(_)
             | Self::Ahci(_)
+            | Self::E1000e(_)
             | Self::VfioPci(_) => None,
         }
     }

@@ -56,8 +56,10 @@ pub enum Figure {
     /// A fio figure, exits or the VMM's CPU per I/O of one job on one kind of disk with
     /// its image on one storage ([`block`]).
     Block(Disk, Storage, Job, block::Metric),
-    /// A network figure ([`net`]).
+    /// A network figure of virtio-net ([`net`]).
     Net(net::Metric),
+    /// A network figure of the emulated Intel 82574L ([`net::e1000e_vmm_args`]).
+    E1000e(net::Metric),
     /// A fio figure, exits or the VMM's CPU per I/O of one job on one kind of disk
     /// without or with the emulated IOMMU ([`iommu`]).
     Iommu(Disk, Translation, Job, block::Metric),
@@ -102,6 +104,8 @@ impl Figure {
         }
         out.extend(net::Metric::ALL.map(Figure::Net));
         out.extend(net::Metric::cpu().map(Figure::Net));
+        out.extend(net::Metric::ALL.map(Figure::E1000e));
+        out.extend(net::Metric::cpu().map(Figure::E1000e));
         for disk in Disk::ALL {
             for t in Translation::ALL {
                 out.extend(
@@ -121,7 +125,7 @@ impl Figure {
     /// VFIO group's (its report sets them beside the test host's own fio).
     pub fn on_chart(self) -> bool {
         match self {
-            Figure::Iommu(..) | Figure::Vfio(..) => false,
+            Figure::Iommu(..) | Figure::Vfio(..) | Figure::E1000e(_) => false,
             Figure::Block(.., block::Metric::Cpu(c)) | Figure::Net(net::Metric::Cpu(c)) => {
                 c.on_chart()
             }
@@ -137,7 +141,7 @@ impl Figure {
             Figure::Block(.., m) | Figure::Iommu(.., m) | Figure::Vfio(_, m) => {
                 m.higher_is_better()
             }
-            Figure::Net(m) => m.higher_is_better(),
+            Figure::Net(m) | Figure::E1000e(m) => m.higher_is_better(),
             _ => false,
         }
     }
@@ -149,6 +153,7 @@ impl Figure {
                 return format!("block.{}.{}.{}.{}", d.id(), st.id(), j.id(), m.id())
             }
             Figure::Net(m) => return format!("net.{}", m.id()),
+            Figure::E1000e(m) => return format!("net.e1000e.{}", m.id()),
             Figure::Iommu(d, t, j, m) => {
                 return format!("iommu.{}.{}.{}.{}", d.id(), t.id(), j.id(), m.id())
             }
@@ -181,6 +186,7 @@ impl Figure {
                 return format!("{} on {} {}", d.label(), st.label(), block::label(j, m))
             }
             Figure::Net(m) => return m.label(),
+            Figure::E1000e(m) => return format!("e1000e: {}", m.label()),
             Figure::Iommu(d, t, j, m) => {
                 return format!("{}, {}: {}", d.label(), t.label(), block::label(j, m))
             }
@@ -358,6 +364,10 @@ fn check(
         Kind::Net => {
             let f = net::figures(spec.vmm, guest_console(console), snaps)?;
             out.extend(f.into_iter().map(|(m, v)| (Figure::Net(m), v)));
+        }
+        Kind::NetE1000e => {
+            let f = net::figures(spec.vmm, guest_console(console), snaps)?;
+            out.extend(f.into_iter().map(|(m, v)| (Figure::E1000e(m), v)));
         }
         Kind::Iommu(disk, t) => {
             iommu::check_console(t, guest_console(console))?;

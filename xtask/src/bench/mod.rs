@@ -109,7 +109,8 @@ pub enum Group {
     Vm,
     /// fio in the guest on NVMe and virtio-blk disks, with KVM exits per I/O.
     Block,
-    /// TCP throughput from the guest over virtio-net and a TAP.
+    /// TCP throughput from the guest over a TAP: virtio-net, and the emulated
+    /// Intel 82574L (e1000e) against QEMU's.
     Net,
     /// iovm's NVMe and virtio-blk device paths without a VM against the host's fio,
     /// directly on this machine.
@@ -153,6 +154,7 @@ impl BenchArgs {
         }
         if self.runs(Group::Net) && !smoke_all {
             out.push(Kind::Net);
+            out.push(Kind::NetE1000e);
         }
         if self.runs(Group::Iommu) && !smoke_all {
             out.extend(plan::iommu_kinds());
@@ -631,6 +633,7 @@ fn environment(mode: Mode, settings: &Settings, bench_dir: &Path, files: &Files)
     let shown_cmdline = format!("{} iovm.run=<base64 of the guest script>", plan::CMDLINE);
     let mut io_kinds = plan::block_kinds(&block::Storage::ALL);
     io_kinds.push(Kind::Net);
+    io_kinds.push(Kind::NetE1000e);
     io_kinds.extend(plan::iommu_kinds());
     io_kinds.push(Kind::Vfio);
     let io_commands = io_kinds

@@ -40,6 +40,8 @@ pub enum Kind {
     Block(Disk, Storage),
     /// The guest sends TCP to a peer over a TAP ([`net`]; iovm and QEMU q35).
     Net,
+    /// The same over an emulated Intel 82574L (`e1000e`) on each VMM.
+    NetE1000e,
     /// The guest runs fio on a disk of this kind, without or with the emulated IOMMU
     /// ([`iommu`]; iovm and QEMU q35).
     Iommu(Disk, Translation),
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Exits => "exits".into(),
             Kind::Block(disk, storage) => format!("block-{}-{}", disk.id(), storage.id()),
             Kind::Net => "net".into(),
+            Kind::NetE1000e => "net-e1000e".into(),
             Kind::Iommu(disk, t) => format!("iommu-{}-{}", disk.id(), t.id()),
             Kind::Vfio => "vfio".into(),
         }
@@ -72,6 +75,7 @@ impl Kind {
             Kind::Exits => EXIT_PROBE.into(),
             Kind::Block(disk, _) => disk.guest_script(s.block_seconds, &Job::ALL),
             Kind::Net => net::guest_script(s.net_mib),
+            Kind::NetE1000e => net::guest_script(s.net_mib.min(net::E1000E_MIB)),
             Kind::Iommu(disk, _) => disk.guest_script(s.block_seconds, &iommu::JOBS),
             Kind::Vfio => vfio::guest_script(s.block_seconds),
         }
@@ -99,6 +103,7 @@ impl Kind {
             | Kind::Exits
             | Kind::Block(..)
             | Kind::Net
+            | Kind::NetE1000e
             | Kind::Iommu(..)
             | Kind::Vfio => &[Vmm::Iovm, Vmm::QemuQ35],
         }
@@ -109,7 +114,7 @@ impl Kind {
     fn counts_exits(self) -> bool {
         matches!(
             self,
-            Kind::Block(..) | Kind::Net | Kind::Iommu(..) | Kind::Vfio
+            Kind::Block(..) | Kind::Net | Kind::NetE1000e | Kind::Iommu(..) | Kind::Vfio
         )
     }
 
@@ -148,6 +153,7 @@ impl Kind {
         let mut args = match self {
             Kind::Block(disk, storage) => disk.vmm_args(vmm, storage),
             Kind::Net => net::vmm_args(vmm),
+            Kind::NetE1000e => net::e1000e_vmm_args(vmm),
             Kind::Iommu(disk, t) => iommu::vmm_args(disk, vmm, t),
             Kind::Vfio => vfio::vmm_args(vmm),
             // exit-probe times a queue notification of a virtio device: a virtio-rng,
@@ -413,7 +419,7 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
         out.push_str(&format!(
             "if ! grep -q '^name={name} ' \"$B/records.txt\" 2>/dev/null; then\n"
         ));
-        if run.kind == Kind::Net {
+        if matches!(run.kind, Kind::Net | Kind::NetE1000e) {
             probe_cmd.extend(["nsenter".into(), format!("--net={}", net::NETNS)]);
             out.push_str(&net::before());
         }
@@ -435,7 +441,7 @@ pub fn script(runs: &[RunSpec], s: &Settings, files: &Files, probe: &str) -> Str
             words(&probe_cmd),
             words(&vmm_cmd)
         ));
-        if run.kind == Kind::Net {
+        if matches!(run.kind, Kind::Net | Kind::NetE1000e) {
             out.push_str(&net::after());
         }
         out.push_str("fi\n");

@@ -249,7 +249,7 @@ fn vm_markdown(command: &str, g: Guests, dev_section: &str, figures: &Figures) -
             env, outcomes, g.host_fio, figures,
         ));
     }
-    if ran(outcomes, |k| k == Kind::Net) {
+    if ran(outcomes, |k| k == Kind::Net || k == Kind::NetE1000e) {
         out.push_str(&io_report::net_section(env, outcomes, figures));
     }
     if ran(outcomes, |k| matches!(k, Kind::Iommu(..))) {

@@ -58,7 +58,7 @@ fn place(f: Figure) -> Option<(Group, Option<String>, String)> {
             "TCP guest → peer".into(),
         ),
         Figure::Net(_) => (Group::Network, None, label),
-        Figure::Iommu(..) | Figure::Vfio(..) => return None,
+        Figure::Iommu(..) | Figure::Vfio(..) | Figure::E1000e(_) => return None,
     };
     Some(placed)
 }

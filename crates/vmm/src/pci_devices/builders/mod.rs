@@ -22,6 +22,7 @@ use super::PciBuildError;
 use crate::config::{DeviceKind, VirtioKind};
 
 mod ahci;
+mod e1000e;
 mod nvme;
 mod nvme_doorbells;
 mod nvme_vfs;
@@ -91,6 +92,7 @@ pub(crate) fn build(
         DeviceKind::Nvme(c) => nvme::build(c, dev)?,
         DeviceKind::NvmeNamespace(_) | DeviceKind::SataDisk(_) => return Ok(None),
         DeviceKind::Ahci(c) => ahci::build(c, dev)?,
+        DeviceKind::E1000e(c) => e1000e::build(c, dev)?,
         DeviceKind::VfioPci(c) => vfio_pci::build(c, dev)?,
         DeviceKind::Virtio(v) => {
             let device = match &v.device {

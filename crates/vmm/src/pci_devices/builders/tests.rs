@@ -6,15 +6,16 @@
 use std::path::PathBuf;
 
 use devices::ahci::{DEVICE_ICH9_AHCI, VENDOR_INTEL};
+use devices::e1000e::DEVICE_82574L;
 use devices::nvme::DEVICE_NVME;
 use devices::pci_serial::{DEVICE_PCI_SERIAL, VENDOR_REDHAT};
 use pci::bridge::{DEVICE_PCI_BRIDGE, DEVICE_ROOT_PORT};
 use virtio::pci::caps::{DEVICE_ID_BASE, VENDOR_VIRTIO};
 
 use crate::config::{
-    AhciConfig, DeviceConfig, DeviceKind, NvmeConfig, NvmeNamespaceConfig, PciSerialConfig,
-    PciSlot, SataDiskConfig, VfioPciConfig, VirtioBlkConfig, VirtioConfig, VirtioKind,
-    VirtioNetConfig,
+    AhciConfig, DeviceConfig, DeviceKind, E1000eConfig, NvmeConfig, NvmeNamespaceConfig,
+    PciSerialConfig, PciSlot, SataDiskConfig, VfioPciConfig, VirtioBlkConfig, VirtioConfig,
+    VirtioKind, VirtioNetConfig,
 };
 use crate::pci_devices::test_wiring::{self, TestWiring};
 use crate::pci_devices::{self as pci_devices, PciBuildError};
@@ -33,6 +34,7 @@ fn identity(kind: &DeviceKind) -> Option<(u16, u16)> {
         DeviceKind::Nvme(_) => Some((VENDOR_REDHAT, DEVICE_NVME)),
         DeviceKind::NvmeNamespace(_) | DeviceKind::SataDisk(_) => None,
         DeviceKind::Ahci(_) => Some((VENDOR_INTEL, DEVICE_ICH9_AHCI)),
+        DeviceKind::E1000e(_) => Some((VENDOR_INTEL, DEVICE_82574L)),
         DeviceKind::VfioPci(_) => Some((0x1b36, 0x0010)),
         DeviceKind::Virtio(v) => match v.device {
             VirtioKind::Net(_) => virtio(1),
@@ -277,6 +279,17 @@ fn test_virtio_net_with_a_tap_name_and_descriptors_or_other_queues_is_refused() 
         not_tap.contains("not an attached TUN/TAP descriptor"),
         "{not_tap}"
     );
+}
+
+#[test]
+fn test_e1000e_goes_to_its_builder() {
+    let nic = DeviceKind::E1000e(E1000eConfig {
+        tap: Some("a-name-longer-than-ifnamsiz".into()),
+        ..Default::default()
+    });
+    assert_eq!(identity(&nic), Some((VENDOR_INTEL, DEVICE_82574L)));
+    let e = build_error(&[DeviceConfig::new(nic)]);
+    assert!(e.starts_with("e1000e: invalid TAP interface name"), "{e}");
 }
 
 #[test]
