@@ -8,6 +8,7 @@
 //! queues, pools and its own interrupt registers); the 82574 specifics
 //! are its identity, PHY, NVM and the IVAR/EIAC interrupt routing.
 
+use counters::FunctionCounters;
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,6 +85,8 @@ pub struct Core {
     io_addr: u32,
     /// Drop counters.
     pub drops: Drops,
+    /// The function's I/O counters.
+    counters: Arc<FunctionCounters>,
     warn_budget: u32,
     /// Work for the worker is waiting (set by doorbells when deferred).
     pub kick: bool,
@@ -99,6 +102,7 @@ impl Core {
         intr: Interrupts,
         dma: Arc<dyn Dma>,
         backend: Option<Arc<dyn FrameIo>>,
+        counters: Arc<FunctionCounters>,
     ) -> Self {
         let mut c = Self {
             regs: Regs::new(),
@@ -113,6 +117,7 @@ impl Core {
             pending: None,
             io_addr: 0,
             drops: Drops::default(),
+            counters,
             warn_budget: WARN_BUDGET,
             kick: false,
             defer: false,
@@ -281,10 +286,16 @@ impl Core {
             regs::IMS => self.regs.update(regs::IMS, v, true),
             regs::IMC => self.regs.update(regs::IMS, v, false),
             regs::TDT | regs::TCTL => {
+                if off == regs::TDT {
+                    self.counters.doorbells.doorbells_trapped.inc();
+                }
                 self.regs.write_masked(off, v);
                 self.doorbell(true);
             }
             regs::RDT | regs::RCTL => {
+                if off == regs::RDT {
+                    self.counters.doorbells.doorbells_trapped.inc();
+                }
                 self.regs.write_masked(off, v);
                 self.doorbell(false);
             }
@@ -459,6 +470,7 @@ impl Core {
             Step::More => return,
             Step::Dropped(e) => {
                 self.drops.tx_packets += 1;
+                self.counters.net.tx_dropped.inc();
                 self.warn(format_args!("transmit packet dropped: {e}"));
                 return;
             }
@@ -470,6 +482,7 @@ impl Core {
             Ok(f) => f,
             Err(e) => {
                 self.drops.tx_packets += 1;
+                self.counters.net.tx_dropped.inc();
                 if p.tse {
                     stats::add(&mut self.regs, stats::TSCTFC, 1);
                 }
@@ -491,7 +504,10 @@ impl Core {
             return;
         }
         stats::transmitted(&mut self.regs, frame);
+        let net = &self.counters.net;
         if self.loopback() {
+            net.tx_frames.inc();
+            net.tx_bytes.add(frame.len() as u64);
             self.deliver(frame);
             return;
         }
@@ -499,8 +515,15 @@ impl Core {
             return;
         };
         let hdr = [0u8; VNET_HDR_LEN];
-        if let Err(e) = io.write_frame(&[IoSlice::new(&hdr), IoSlice::new(frame)]) {
-            tracing::debug!("e1000e: backend write failed: {e}");
+        match io.write_frame(&[IoSlice::new(&hdr), IoSlice::new(frame)]) {
+            Ok(_) => {
+                net.tx_frames.inc();
+                net.tx_bytes.add(frame.len() as u64);
+            }
+            Err(e) => {
+                net.tx_dropped.inc();
+                tracing::debug!("e1000e: backend write failed: {e}");
+            }
         }
     }
 
@@ -547,6 +570,7 @@ impl Core {
         };
         if f.len() > max {
             self.drops.rx_oversize += 1;
+            self.counters.net.rx_dropped.inc();
             stats::add(&mut self.regs, stats::ROC, 1);
             return RxOutcome::Dropped;
         }
@@ -570,6 +594,7 @@ impl Core {
             Ok(p) => {
                 self.regs.set(regs::RDH, ring.rdh());
                 if p.bad_buffers > 0 {
+                    self.counters.net.rx_dropped.inc();
                     self.drops.rx_buffers += u64::from(p.bad_buffers);
                     self.warn(format_args!(
                         "{} receive buffers NULL or outside guest memory",
@@ -577,6 +602,8 @@ impl Core {
                     ));
                 } else {
                     stats::received(&mut self.regs, counted);
+                    self.counters.net.rx_frames.inc();
+                    self.counters.net.rx_bytes.add(counted.len() as u64);
                 }
                 let mut causes = icr::RXT0;
                 if ring.free() <= ring.count / 8 {
@@ -592,6 +619,7 @@ impl Core {
 
     fn ring_failed(&mut self, e: RxError) -> RxOutcome {
         self.drops.rx_ring += 1;
+        self.counters.net.rx_dropped.inc();
         stats::add(&mut self.regs, stats::MPC, 1);
         self.warn(format_args!("receive frame dropped: {e}"));
         RxOutcome::Dropped

@@ -128,6 +128,9 @@ pub struct E1000eConfig {
     pub msix: bool,
     /// Offer MSI.
     pub msi: bool,
+    /// The function's I/O counters, which the device counts its frames,
+    /// drops and doorbells in.
+    pub counters: Arc<counters::FunctionCounters>,
 }
 
 /// State shared by the PCI function (vCPU threads) and the worker.
@@ -248,7 +251,8 @@ impl E1000e {
                 .map_err(E1000eError::Worker)?;
         }
         let intr = Interrupts::new(endpoint(&cfg)?, MsiRouting::new(msi), intx);
-        let core = Core::new(cfg.mac, intr, dma, backend);
+        cfg.counters.set_class(counters::IoClass::Net);
+        let core = Core::new(cfg.mac, intr, dma, backend, cfg.counters.clone());
         Ok(Self {
             shared: Arc::new(Shared {
                 core: Mutex::new(core),

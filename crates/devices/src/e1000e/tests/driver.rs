@@ -85,6 +85,8 @@ pub struct Driver {
     pub line: Arc<RecordingLine>,
     /// The host end of the backend.
     pub host: UnixDatagram,
+    /// The function's I/O counters.
+    pub counters: Arc<counters::FunctionCounters>,
     /// Next descriptor the driver fills.
     pub tx_next: u32,
 }
@@ -106,7 +108,9 @@ impl Driver {
             mac: MAC,
             msix: setup.msix,
             msi: setup.msi,
+            counters: Arc::default(),
         };
+        let counters = cfg.counters.clone();
         let nic = E1000e::new(
             cfg,
             dma.clone(),
@@ -121,6 +125,7 @@ impl Driver {
             vectors,
             line,
             host,
+            counters,
             tx_next: 0,
         };
         d.nic

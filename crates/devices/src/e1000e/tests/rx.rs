@@ -17,6 +17,12 @@ fn test_legacy_rx_places_frame_and_writes_back_dd_eop_length() {
     assert_eq!(d.mem_read(RX_BUF, 200), f);
     assert_eq!(d.r32(regs::RDH), 1);
     assert_ne!(d.r32(regs::ICR) & regs::icr::RXT0, 0);
+    let c = d.counters.figures();
+    assert_eq!(
+        (c.get("rx_frames"), c.get("rx_bytes")),
+        (Some(1), Some(200))
+    );
+    assert_eq!(c.get("rx_dropped"), Some(0));
 }
 
 #[test]

@@ -21,6 +21,13 @@ fn test_legacy_tx_sends_frame_and_writes_back_dd() {
     assert_ne!(d.r32(regs::ICR) & regs::icr::TXDW, 0);
     assert_eq!(d.r32(0x4080), 1, "GPTC");
     assert_eq!(d.r32(0x40f4), 1, "BPTC");
+    let c = d.counters.figures();
+    assert_eq!(
+        (c.get("tx_frames"), c.get("tx_bytes")),
+        (Some(1), Some(100))
+    );
+    assert_eq!(c.get("tx_dropped"), Some(0));
+    assert!(c.get("doorbells_trapped") >= Some(1), "the TDT write");
 }
 
 #[test]

@@ -43,6 +43,7 @@ pub(super) fn build(
         mac: c.mac.unwrap_or_else(|| default_mac(dev.number())),
         msix: !c.no_msix,
         msi: !c.no_msi,
+        counters: dev.counters(),
     };
     let intx = dev.intx()?;
     let msi = dev.msi_vectors();
