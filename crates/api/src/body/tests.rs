@@ -126,7 +126,10 @@ fn test_iovm_devices_go_through_the_device_parser() {
         "iovm_devices": [{"kind": "root-port", "id": "rp0"}, {"kind": "intel-iommu"}]
     });
     let cfg = vm_config(&body, &defaults()).unwrap();
-    assert_eq!(cfg.devices[0].kind, DeviceKind::RootPort(Default::default()));
+    assert_eq!(
+        cfg.devices[0].kind,
+        DeviceKind::RootPort(Default::default())
+    );
     assert_eq!(cfg.devices[0].id.as_deref(), Some("rp0"));
     assert!(cfg.iommu.is_some());
     let bad = json!({"payload": {"kernel": "/k"}, "iovm_devices": [{"kind": "floppy"}]});

@@ -33,6 +33,8 @@ pub(crate) type SlotSink = Arc<dyn Fn(usize, SlotWriteEffects) + Send + Sync>;
 
 /// A hot-plug root port and its occupant.
 struct Port {
+    /// Its own id, if it has one.
+    id: Option<String>,
     /// How error messages name it.
     label: String,
     bridge: BridgeId,
@@ -150,6 +152,7 @@ impl Hotplug {
                 }),
             );
             ports.push(Port {
+                id: own,
                 label,
                 bridge: id,
                 port: new.port,
@@ -316,6 +319,12 @@ impl Hotplug {
                 })
             })
             .collect()
+    }
+
+    /// The id of the hot-plug port the device `id` sits behind, if the
+    /// port has one.
+    pub(crate) fn port_id_of(&self, id: &str) -> Option<String> {
+        self.ports[self.port_of(id)?].id.clone()
     }
 
     fn port_of(&self, id: &str) -> Option<usize> {
