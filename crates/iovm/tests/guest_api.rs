@@ -265,7 +265,7 @@ const HOTPLUG_DRIVER: &str = r#"( S=WORKDIR/api.sock R="{iovm} remote --api-sock
 /// guest's pciehp takes them in and lets them go.
 fn hotplug_run() -> GuestRun {
     let plain = GuestRun::new("api-hotplug")
-        .script(&HOTPLUG_SCRIPT.replace("FIO_MIB", &FIO_MIB.to_string()));
+        .script(HOTPLUG_SCRIPT.replace("FIO_MIB", &FIO_MIB.to_string()));
     let create = json!({
         "payload": {
             "kernel": "{guest}/vmlinuz",

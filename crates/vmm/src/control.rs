@@ -36,6 +36,8 @@ use pci::address::Bdf;
 use crate::config::DeviceConfig;
 use crate::vm::VmEvent;
 
+#[cfg(test)]
+pub(crate) use serve::Change;
 pub(crate) use serve::Controls;
 pub use serve::SlotEvent;
 
