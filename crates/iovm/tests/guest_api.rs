@@ -228,6 +228,7 @@ const HOTPLUG_DRIVER: &str = r#"( S=WORKDIR/api.sock R="{iovm} remote --api-sock
     [ "$(readlink -f $p/exe 2>/dev/null)" = "$me" ] && grep -qa -- --api-socket $p/cmdline 2>/dev/null &&
       ! grep -qa remote $p/cmdline && P=${p#/proc/}
   done
+  echo "pid=$P" > $O-pid.txt
   cnt() { echo "threads=$(ls /proc/$P/task | wc -l) fds=$(ls /proc/$P/fd | wc -l)"; }
   settle() { i=0; while [ "$(cnt)" != "$(cat $O-count-before.txt)" ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done; cnt; }
   $R create WORKDIR/create.json > $O-create.txt 2>&1; echo "rc=$?" >> $O-create.txt
@@ -249,7 +250,8 @@ const HOTPLUG_DRIVER: &str = r#"( S=WORKDIR/api.sock R="{iovm} remote --api-sock
   cnt > $O-count-net.txt
   nsenter --net=NETNSFILE sh -c 'ip addr add 10.0.4.1/24 dev hptap0 && ip link set hptap0 up
     ( sleep 3600 | nc -l -p 5002 > WORKDIR/net.bin ) >/dev/null 2>&1 &'
-  w NET_DONE; sleep 1
+  w NET_DONE
+  i=0; while [ "$(wc -c < WORKDIR/net.bin)" -lt 1048576 ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
   $R --json counters > $O-counters-net.json 2>&1
   sha256sum WORKDIR/net.bin | cut -d' ' -f1 > $O-net-sum.txt
   $R remove-device hpnet > $O-remove-net.txt 2>&1; echo "rc=$?" >> $O-remove-net.txt
@@ -581,14 +583,12 @@ fn test_hot_added_disk_appears_in_the_guest_and_passes_fio_verify() {
     assert_eq!(node["kind"], "virtio-blk", "{info}");
     assert_eq!(node["parent"], "rp1", "{info}");
     assert_eq!(node["pci_bdf"].as_str(), Some(bdf.as_str()), "{info}");
-    let disks = info["config"]["disks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        disks.iter().any(|d| d["id"] == "hpdisk"),
-        "the config lists the added disk: {info}"
-    );
+    let config = &info["config"];
+    let listed = ["disks", "iovm_devices"]
+        .iter()
+        .flat_map(|k| config[k].as_array().cloned().unwrap_or_default())
+        .any(|d| d["id"] == "hpdisk");
+    assert!(listed, "the config lists the added disk: {info}");
 }
 
 #[test]
