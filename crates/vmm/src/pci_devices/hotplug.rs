@@ -2,7 +2,8 @@
 //! machine runs: a device added is built by its kind's boot-time builder
 //! (with the machine's [`BuildState`], so its INTx wire and default names
 //! are as at boot), attached at 00.0 behind a free port, and announced by
-//! the port's Presence Detect and link; a device removed is detached once
+//! the port's Presence Detect and, in a slot that is off, its attention
+//! button (what the guest powers the slot on for); a device removed is detached once
 //! the guest powers its slot off after the attention button.
 //!
 //! It knows no KVM and no threads: the run loop ([`crate::control`]) calls
@@ -237,7 +238,18 @@ impl Hotplug {
             .map_err(|e| bad(e.into()))?;
         pci.add_context(&function, ctx);
         self.state.list(&devices[0], &function);
-        lock(&port.port).set_presence(true);
+        {
+            let mut port = lock(&port.port);
+            port.set_presence(true);
+            // Linux's pciehp enables no Presence Detect Changed interrupt
+            // on a slot with an attention button: it waits for the button
+            // (a user pressing it after inserting a card, PCIe 6.0
+            // §6.7.1.5), then powers the slot on after its 5 s.
+            let powered = port.slot().is_some_and(|s| s.powered(port.config().regs()));
+            if !powered {
+                port.press_attention_button();
+            }
+        }
         let bdf = self.bdf(index);
         let parts: Vec<String> = devices[1..].iter().filter_map(|d| d.id.clone()).collect();
         self.ids.extend(parts.iter().cloned());
