@@ -212,7 +212,8 @@ echo NET_DONE > /dev/$t
 i=0; while [ -e /sys/class/net/eth0 ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
 echo "hp_net_gone=$([ -e /sys/class/net/eth0 ] && echo 0 || echo 1)"
 echo NET_GONE > /dev/$t
-dmesg | grep -v 'clock' | tail -n 60
+dmesg | grep -i 'pciehp\|virtio'
+dmesg | grep -v 'clock\|pciehp' | tail -n 40
 "#;
 
 /// The client of the hot-plug run: creates and boots the VM, counts
