@@ -13,7 +13,6 @@
 //! | body over the limit                     | 413    |
 //! | the machine could not be built or paused|        |
 //! | a device not let go in time             | 500    |
-//! | not in this build (hotplug, counters)   | 501    |
 //! | the machine was ending                  | 503    |
 //!
 //! The wrong-state 405 and the 404 for "no VM" are Cloud Hypervisor's.
@@ -84,7 +83,6 @@ pub fn status_of(e: &ManageError) -> u16 {
         ManageError::AlreadyCreated | ManageError::Conflict(_) => 409,
         ManageError::Invalid(_) => 400,
         ManageError::Boot(_) | ManageError::PauseTimeout(_) | ManageError::Failed(_) => 500,
-        ManageError::NotAvailable(_) => 501,
         ManageError::Ending => 503,
     }
 }
@@ -283,7 +281,7 @@ mod tests {
 
     #[test]
     fn test_vmm_errors_get_cloud_hypervisors_statuses() {
-        let cases: [(Answerer, u16); 6] = [
+        let cases: [(Answerer, u16); 8] = [
             (|_| Err(ManageError::NotCreated), 404),
             (
                 |_| {
@@ -297,7 +295,16 @@ mod tests {
             ),
             (|_| Err(ManageError::AlreadyCreated), 409),
             (|_| Err(ManageError::NoSuchDevice("x".into())), 404),
-            (|_| Err(ManageError::NotAvailable("hotplug")), 501),
+            (|_| Err(ManageError::Conflict("no free port".into())), 409),
+            (
+                |_| {
+                    Err(ManageError::Invalid(
+                        "a vfio-pci cannot be hot-added".into(),
+                    ))
+                },
+                400,
+            ),
+            (|_| Err(ManageError::Failed("not let go".into())), 500),
             (|_| Err(ManageError::Ending), 503),
         ];
         for (answer, status) in cases {

@@ -2,7 +2,7 @@
 //! one request; the answer is printed as a readable table, or as the JSON
 //! the API sent (`--json`).
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
 use api::client::{self, Reply};
@@ -14,7 +14,8 @@ pub const AFTER_HELP: &str = "\
 Examples:
   iovm remote --api-socket /tmp/iovm.api info
   iovm remote --api-socket /tmp/iovm.api add-disk /var/lib/disk2.img --id data
-  iovm remote --api-socket /tmp/iovm.api add-net --tap-fd 3 3<>/dev/net/tun-queue
+  iovm remote --api-socket /tmp/iovm.api add-net --open-tap tap7
+  iovm remote --api-socket /tmp/iovm.api add-net --tap-fd 3   (fd 3: an open TAP queue)
   iovm remote --api-socket /tmp/iovm.api remove-device data
   iovm remote --api-socket /tmp/iovm.api pause
 
@@ -64,12 +65,24 @@ pub enum RemoteCommand {
         #[arg(long)]
         readonly: bool,
     },
-    /// Hot-add a virtio-net card (vm.add-net): on a TAP by name, or on TAP
-    /// file descriptors this process has open, passed with SCM_RIGHTS.
+    /// Hot-add a virtio-net card (vm.add-net): on a TAP iovm opens by name
+    /// (--tap), or on TAP queues passed to it with SCM_RIGHTS, so that iovm
+    /// needs no CAP_NET_ADMIN: ones this client opens (--open-tap, with
+    /// virtio-net headers; the TAP is created if it does not exist and
+    /// then lives as long as iovm holds it), or ones it inherited
+    /// (--tap-fd).
     AddNet {
-        /// The TAP interface's name.
-        #[arg(long, conflicts_with = "tap_fd")]
+        /// The TAP interface's name, for iovm to open.
+        #[arg(long, conflicts_with_all = ["tap_fd", "open_tap"])]
         tap: Option<String>,
+        /// A TAP interface this client opens (or creates) and passes to
+        /// iovm as file descriptors, as libvirt does.
+        #[arg(long, value_name = "NAME", conflicts_with = "tap_fd")]
+        open_tap: Option<String>,
+        /// Queue pairs to open with --open-tap (more than one needs a
+        /// multi-queue TAP).
+        #[arg(long, value_name = "N", default_value_t = 1, requires = "open_tap")]
+        queue_pairs: usize,
         /// An open TAP queue's file descriptor number (repeat per queue pair).
         #[arg(long = "tap-fd", value_name = "FD")]
         tap_fd: Vec<RawFd>,
@@ -131,6 +144,7 @@ pub fn run(args: &RemoteArgs) -> i32 {
 
 fn request(args: &RemoteArgs) -> anyhow::Result<Reply> {
     use RemoteCommand as C;
+    let mut tap_kept: Option<backend::net::Tap> = None;
     let (method, endpoint, body, fds): (&str, &str, Option<Value>, Vec<RawFd>) = match &args.command
     {
         C::Ping => ("GET", "vmm.ping", None, vec![]),
@@ -152,16 +166,29 @@ fn request(args: &RemoteArgs) -> anyhow::Result<Reply> {
         ),
         C::AddNet {
             tap,
+            open_tap,
+            queue_pairs,
             tap_fd,
             mac,
             id,
         } => {
-            let mut body = json!({"tap": tap, "mac": mac, "id": id});
-            if !tap_fd.is_empty() {
-                body["fds"] = json!(tap_fd);
-                body["num_queues"] = json!(tap_fd.len() * 2);
+            let mut fds = tap_fd.clone();
+            if let Some(name) = open_tap {
+                let opened = backend::net::Tap::open(&backend::net::TapConfig {
+                    name: name.clone(),
+                    queues: *queue_pairs,
+                })
+                .map_err(|e| anyhow::anyhow!("--open-tap {name}: {}", error_chain(&e)))?;
+                fds = opened.queues().iter().map(|q| q.as_raw_fd()).collect();
+                // Open until the request is sent; iovm has its own copies.
+                tap_kept = Some(opened);
             }
-            ("PUT", "vm.add-net", Some(body), tap_fd.clone())
+            let mut body = json!({"tap": tap, "mac": mac, "id": id});
+            if !fds.is_empty() {
+                body["fds"] = json!(fds);
+                body["num_queues"] = json!(fds.len() * 2);
+            }
+            ("PUT", "vm.add-net", Some(body), fds)
         }
         C::RemoveDevice { id } => ("PUT", "vm.remove-device", Some(json!({"id": id})), vec![]),
         C::Pause => ("PUT", "vm.pause", None, vec![]),
@@ -173,13 +200,21 @@ fn request(args: &RemoteArgs) -> anyhow::Result<Reply> {
         C::ShutdownVmm => ("PUT", "vmm.shutdown", None, vec![]),
     };
     let path = format!("{}/{endpoint}", api::routes::PREFIX);
-    Ok(client::call(
-        &args.api_socket,
-        method,
-        &path,
-        body.as_ref(),
-        &fds,
-    )?)
+    let reply = client::call(&args.api_socket, method, &path, body.as_ref(), &fds)?;
+    drop(tap_kept);
+    Ok(reply)
+}
+
+/// An error and its causes, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn text(v: &Value) -> String {

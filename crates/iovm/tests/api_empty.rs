@@ -347,6 +347,13 @@ fn test_iovm_remote_prints_tables_and_fails_with_one_line() {
         "{json_text}"
     );
 
+    let (code, _, err) = remote(&["add-net", "--open-tap", "a-name-far-too-long-for-linux"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--open-tap a-name-far-too-long"), "{err}");
+    let (code, _, err) = remote(&["add-net", "--open-tap", "t0", "--tap-fd", "3"]);
+    assert_eq!(code, Some(2), "one or the other: {err}");
+
     let gone = Command::new(IOVM)
         .args(["remote", "--api-socket", "/nonexistent/api.sock", "ping"])
         .output()

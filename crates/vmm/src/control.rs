@@ -9,7 +9,9 @@
 //! ```text
 //!  add_device ──▶ run loop: check id, kind, disks; a free hot-plug port;
 //!                 build with the boot-time builder; attach behind the port;
-//!                 Presence Detect + link up ──▶ hot-plug interrupt ──▶ answer
+//!                 Presence Detect (+ the attention button on a slot that
+//!                 is off, or link up on one that is on) ──▶ hot-plug
+//!                 interrupt ──▶ answer
 //!                 { id, bdf }                        (the guest's pciehp
 //!                                                      enumerates and binds)
 //!  remove_device ─▶ run loop: press the port's attention button ──▶ (guest:
@@ -36,6 +38,8 @@ use pci::address::Bdf;
 use crate::config::DeviceConfig;
 use crate::vm::VmEvent;
 
+#[cfg(test)]
+pub(crate) use serve::Change;
 pub(crate) use serve::Controls;
 pub use serve::SlotEvent;
 

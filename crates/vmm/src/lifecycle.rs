@@ -190,7 +190,7 @@ impl Vm {
                     }
                 },
                 VmEvent::Control(request) => self.serve_control(request, console),
-                VmEvent::Slot(event) => self.controls.slot(event, &self.pci),
+                VmEvent::Slot(event) => self.serve_slot(event),
                 VmEvent::VcpuFailed { index, reason } => {
                     return Outcome::Crash(format!("vCPU {index}: {reason}"));
                 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use pci::caps::slot::SlotWriteEffects;
 
-use super::{ControlError, ControlRequest};
+use super::{AddRequest, Added, ControlError, ControlRequest};
+use crate::config::{DeviceConfig, DeviceKind, VirtioKind};
 use crate::console::Console;
 use crate::pci_devices::{Hotplug, Removal, Wiring};
 use crate::pci_host::PciRoot;
@@ -30,6 +31,17 @@ impl SlotEvent {
     pub(crate) fn new(port: usize, effects: SlotWriteEffects) -> Self {
         Self { port, effects }
     }
+}
+
+/// What a request or a Slot Control write changed in the machine's device
+/// list (what `vm.info` shows).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// These devices came: the function (with its id, and its port's id as
+    /// its bus when the port has one), then its parts.
+    Added(Vec<DeviceConfig>),
+    /// The device with this id went, with its parts.
+    Removed(String),
 }
 
 /// Who waits for a removal, and how long they gave it.
@@ -57,25 +69,33 @@ impl Controls {
     }
 
     /// Serves `request` on `pci`, building with `wiring`; `now` starts a
-    /// removal's time.
+    /// removal's time. Returns what changed in the machine's devices.
     pub(crate) fn request(
         &mut self,
         request: ControlRequest,
         pci: &PciRoot,
         wiring: &mut dyn Wiring,
         now: Instant,
-    ) {
+    ) -> Option<Change> {
         match request {
             ControlRequest::Add(add, reply) => {
-                let _ = reply.send(self.hotplug.add(pci, wiring, &add));
+                let result = self.hotplug.add(pci, wiring, &add);
+                let change = result
+                    .as_ref()
+                    .ok()
+                    .map(|added| Change::Added(self.added_configs(&add, added)));
+                let _ = reply.send(result);
+                change
             }
             ControlRequest::Devices(reply) => {
                 let _ = reply.send(self.hotplug.devices(pci));
+                None
             }
             ControlRequest::Remove(id, timeout, reply) => {
                 match self.hotplug.remove(pci, &id, now, timeout) {
                     Ok(Removal::Done) => {
                         let _ = reply.send(Ok(()));
+                        return Some(Change::Removed(id));
                     }
                     Ok(Removal::Waiting(_)) => {
                         self.waiters.entry(id).or_default().push((reply, timeout));
@@ -84,18 +104,46 @@ impl Controls {
                         let _ = reply.send(Err(e));
                     }
                 }
+                None
             }
         }
     }
 
-    /// Acts on a Slot Control write: a removal completes when the guest
-    /// powers the slot off.
-    pub(crate) fn slot(&mut self, event: SlotEvent, pci: &PciRoot) {
-        if let Some(id) = self.hotplug.slot_changed(pci, event.port, event.effects) {
-            for (reply, _) in self.waiters.remove(&id).unwrap_or_default() {
-                let _ = reply.send(Ok(()));
+    /// The configs of a device just added, as the machine's device list
+    /// keeps them: its function named `added.id` behind its port, then its
+    /// parts. TAP descriptors are left out: the card holds its own copies,
+    /// and the request's close when it is dropped.
+    fn added_configs(&self, add: &AddRequest, added: &Added) -> Vec<DeviceConfig> {
+        let mut function = DeviceConfig {
+            id: Some(added.id.clone()),
+            bus: self.hotplug.port_id_of(&added.id),
+            ..add.device.clone()
+        };
+        if let DeviceKind::Virtio(v) = &mut function.kind {
+            if let VirtioKind::Net(n) = &mut v.device {
+                n.tap_fds.clear();
             }
         }
+        let parts = add.parts.iter().map(|p| DeviceConfig {
+            bus: Some(p.bus.clone().unwrap_or_else(|| added.id.clone())),
+            ..p.clone()
+        });
+        std::iter::once(function).chain(parts).collect()
+    }
+
+    /// The machine's PCI functions now, with their addresses.
+    pub(crate) fn devices(&self, pci: &PciRoot) -> Vec<super::DeviceInfo> {
+        self.hotplug.devices(pci)
+    }
+
+    /// Acts on a Slot Control write: a removal completes when the guest
+    /// powers the slot off. Returns the device that went.
+    pub(crate) fn slot(&mut self, event: SlotEvent, pci: &PciRoot) -> Option<Change> {
+        let id = self.hotplug.slot_changed(pci, event.port, event.effects)?;
+        for (reply, _) in self.waiters.remove(&id).unwrap_or_default() {
+            let _ = reply.send(Ok(()));
+        }
+        Some(Change::Removed(id))
     }
 
     /// When the next removal times out.
@@ -128,7 +176,27 @@ impl crate::vm::Vm {
             vm: self.vm.clone(),
             vfio: None,
         };
-        self.controls
+        let change = self
+            .controls
             .request(request, &self.pci, &mut wiring, Instant::now());
+        self.note(change);
+    }
+
+    /// Acts on a hot-plug port's Slot Control write.
+    pub(crate) fn serve_slot(&mut self, event: SlotEvent) {
+        let change = self.controls.slot(event, &self.pci);
+        self.note(change);
+    }
+
+    /// Keeps the machine's device list (`vm.info`) in step with `change`.
+    fn note(&self, change: Option<Change>) {
+        let mut list = self.device_list();
+        match change {
+            Some(Change::Added(configs)) => list.extend(configs),
+            Some(Change::Removed(id)) => list.retain(|d| {
+                d.id.as_deref() != Some(id.as_str()) && d.bus.as_deref() != Some(id.as_str())
+            }),
+            None => {}
+        }
     }
 }

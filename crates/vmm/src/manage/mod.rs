@@ -202,9 +202,6 @@ pub enum ManageError {
     /// The machine could not be built or started.
     #[error("cannot boot the VM: {0}")]
     Boot(String),
-    /// A part of iovm that this build does not have yet.
-    #[error("{0} is not in this build of iovm")]
-    NotAvailable(&'static str),
     /// The vCPUs did not park in time.
     #[error("the vCPUs did not pause within {0} ms")]
     PauseTimeout(u128),

@@ -100,7 +100,7 @@ impl Vm {
         let mut config = self.config.clone();
         config.devices = self.device_list().clone();
         let mut ecam = self.pci.ecam();
-        let devices = super::device_nodes(&config.devices, |bdf| {
+        let mut devices = super::device_nodes(&config.devices, |bdf| {
             let offset = (u64::from(bdf.bus) << 20)
                 | (u64::from(bdf.device) << 15)
                 | (u64::from(bdf.function) << 12)
@@ -109,6 +109,17 @@ impl Vm {
             devices::BusDevice::read(&mut ecam, offset, &mut byte);
             Some(byte[0])
         });
+        // A device hot-added behind a root port without an id has no
+        // `bus=` in its config: its address is where the port put it.
+        let live = self.controls.devices(&self.pci);
+        for node in devices.iter_mut().filter(|n| n.parent.is_none()) {
+            let found = live
+                .iter()
+                .find(|l| l.id.as_deref() == Some(node.id.as_str()));
+            if let Some(l) = found.filter(|l| l.bdf.bus != 0) {
+                node.bdf = Some(l.bdf);
+            }
+        }
         MachineInfo {
             config,
             state,

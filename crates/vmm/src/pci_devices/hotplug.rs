@@ -2,7 +2,8 @@
 //! machine runs: a device added is built by its kind's boot-time builder
 //! (with the machine's [`BuildState`], so its INTx wire and default names
 //! are as at boot), attached at 00.0 behind a free port, and announced by
-//! the port's Presence Detect and link; a device removed is detached once
+//! the port's Presence Detect and, in a slot that is off, its attention
+//! button (what the guest powers the slot on for); a device removed is detached once
 //! the guest powers its slot off after the attention button.
 //!
 //! It knows no KVM and no threads: the run loop ([`crate::control`]) calls
@@ -33,6 +34,8 @@ pub(crate) type SlotSink = Arc<dyn Fn(usize, SlotWriteEffects) + Send + Sync>;
 
 /// A hot-plug root port and its occupant.
 struct Port {
+    /// Its own id, if it has one.
+    id: Option<String>,
     /// How error messages name it.
     label: String,
     bridge: BridgeId,
@@ -150,6 +153,7 @@ impl Hotplug {
                 }),
             );
             ports.push(Port {
+                id: own,
                 label,
                 bridge: id,
                 port: new.port,
@@ -234,7 +238,18 @@ impl Hotplug {
             .map_err(|e| bad(e.into()))?;
         pci.add_context(&function, ctx);
         self.state.list(&devices[0], &function);
-        lock(&port.port).set_presence(true);
+        {
+            let mut port = lock(&port.port);
+            port.set_presence(true);
+            // Linux's pciehp enables no Presence Detect Changed interrupt
+            // on a slot with an attention button: it waits for the button
+            // (a user pressing it after inserting a card, PCIe 6.0
+            // §6.7.1.5), then powers the slot on after its 5 s.
+            let powered = port.slot().is_some_and(|s| s.powered(port.config().regs()));
+            if !powered {
+                port.press_attention_button();
+            }
+        }
         let bdf = self.bdf(index);
         let parts: Vec<String> = devices[1..].iter().filter_map(|d| d.id.clone()).collect();
         self.ids.extend(parts.iter().cloned());
@@ -316,6 +331,12 @@ impl Hotplug {
                 })
             })
             .collect()
+    }
+
+    /// The id of the hot-plug port the device `id` sits behind, if the
+    /// port has one.
+    pub(crate) fn port_id_of(&self, id: &str) -> Option<String> {
+        self.ports[self.port_of(id)?].id.clone()
     }
 
     fn port_of(&self, id: &str) -> Option<usize> {

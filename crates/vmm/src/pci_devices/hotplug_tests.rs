@@ -397,7 +397,11 @@ fn test_hot_added_virtio_blk_is_announced_and_the_guest_powers_it_on_and_finds_i
     assert_eq!(sent.len(), 1, "one hot-plug interrupt: {sent:?}");
     assert_eq!(sent[0].1.data, u32::from(MSI_DATA));
     assert_ne!(m.sltsta() & sltsta::PRESENCE, 0);
-    assert_eq!(m.ack(), sltsta::PDC, "slot off: presence, no link yet");
+    assert_eq!(
+        m.ack(),
+        sltsta::PDC | sltsta::ABP,
+        "slot off: presence and the button (Linux powers on after it), no link yet"
+    );
     assert!(!m.link_active());
 
     m.power_on();
@@ -843,4 +847,46 @@ fn test_device_list_has_boot_and_hot_added_functions_at_their_addresses_now() {
     assert_eq!(listed, [rp("rp0", PORT), rp("rp1", 2), blk0.clone(), hot]);
     assert_eq!(reply.try_recv(), Ok(Ok(())), "slot never powered: at once");
     assert_eq!(after, [rp("rp0", PORT), rp("rp1", 2), blk0]);
+}
+
+#[test]
+fn test_add_and_removal_tell_the_run_loop_what_changed_in_the_device_list() {
+    use crate::control::Change;
+    let disk = Disk::new("changes");
+    let mut m = Machine::new(&[root_port("rp0", PORT, true)]);
+    m.enumerate_port();
+    let (tx, rx) = mpsc::channel();
+    let change = m.controls.request(
+        ControlRequest::Add(AddRequest::new(blk(&disk)), tx),
+        &m.pci,
+        &mut m.wiring,
+        Instant::now(),
+    );
+    let id = rx.try_recv().unwrap().unwrap().id;
+    let expected = DeviceConfig {
+        id: Some(id.clone()),
+        bus: Some("rp0".into()),
+        ..blk(&disk)
+    };
+    assert_eq!(change, Some(Change::Added(vec![expected])));
+    m.ack();
+    m.power_on();
+    m.ack();
+
+    let (tx, rx) = mpsc::channel();
+    let change = m.controls.request(
+        ControlRequest::Remove(id.clone(), Duration::from_secs(30), tx),
+        &m.pci,
+        &mut m.wiring,
+        Instant::now(),
+    );
+    assert_eq!(change, None, "nothing went yet: the guest has the button");
+    m.power_off();
+    let mut changes = Vec::new();
+    while let Ok(event) = m.slot_events.try_recv() {
+        changes.extend(m.controls.slot(event, &m.pci));
+    }
+
+    assert_eq!(rx.try_recv(), Ok(Ok(())));
+    assert_eq!(changes, vec![Change::Removed(id)]);
 }
