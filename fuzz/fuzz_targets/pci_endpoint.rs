@@ -14,6 +14,8 @@
 
 #![no_main]
 
+mod pci_common;
+
 use std::sync::Arc;
 
 use irq::recording::RecordingVectors;
@@ -21,8 +23,6 @@ use libfuzzer_sys::fuzz_target;
 use pci::bar::{BarKind, BarSpec};
 use pci::caps::endpoint::EndpointConfig;
 use pci::caps::msi::MsiConfig;
-use pci::caps::msix::{BarLocation, MsixConfig};
-use pci::caps::pcie::{LinkConfig, LinkSpeed, LinkWidth, MaxPayload, PcieConfig, PcieDevice};
 use pci::caps::pm::PmConfig;
 use pci::caps::routing::{MsiRouting, Signal};
 use pci::config::{Identity, Type0Config};
@@ -55,27 +55,8 @@ fn endpoint() -> EndpointConfig {
             address64: true,
             per_vector_mask: true,
         })?;
-        list.msix(MsixConfig {
-            vectors: VECTORS,
-            table: BarLocation {
-                bar: 0,
-                offset: 0x2000,
-            },
-            pba: BarLocation {
-                bar: 0,
-                offset: 0x3000,
-            },
-        })?;
-        let link = LinkConfig {
-            max_speed: LinkSpeed::Gen3,
-            max_width: LinkWidth::X4,
-            speed: LinkSpeed::Gen3,
-            width: LinkWidth::X4,
-        };
-        list.pci_express(PcieConfig {
-            device: PcieDevice::Endpoint { link },
-            max_payload: MaxPayload::B256,
-        })
+        list.msix(pci_common::msix_in_bar0(VECTORS))?;
+        list.pci_express(pci_common::pcie_endpoint())
         .map(|_| ())
     })
     .expect("endpoint")

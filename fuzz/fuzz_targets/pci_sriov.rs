@@ -12,12 +12,12 @@
 
 #![no_main]
 
+mod pci_common;
+
 use libfuzzer_sys::fuzz_target;
 use pci::bar::{BarKind, BarSpec};
 use pci::caps::ari::Ari;
 use pci::caps::endpoint::EndpointConfig;
-use pci::caps::msix::{BarLocation, MsixConfig};
-use pci::caps::pcie::{LinkConfig, LinkSpeed, LinkWidth, MaxPayload, PcieConfig, PcieDevice};
 use pci::caps::sriov::SriovConfig;
 use pci::caps::sriov_regs::{page_size, FIRST_VF_OFFSET, INITIAL_VFS, TOTAL_VFS, VF_BAR0, VF_STRIDE};
 use pci::config::{Identity, Type0Config};
@@ -45,27 +45,8 @@ fn pf() -> EndpointConfig {
     };
     let config = Type0Config::new(id, &[bar()], 1).expect("header");
     EndpointConfig::new(config, |list| {
-        list.msix(MsixConfig {
-            vectors: 4,
-            table: BarLocation {
-                bar: 0,
-                offset: 0x2000,
-            },
-            pba: BarLocation {
-                bar: 0,
-                offset: 0x3000,
-            },
-        })?;
-        let link = LinkConfig {
-            max_speed: LinkSpeed::Gen3,
-            max_width: LinkWidth::X4,
-            speed: LinkSpeed::Gen3,
-            width: LinkWidth::X4,
-        };
-        list.pci_express(PcieConfig {
-            device: PcieDevice::Endpoint { link },
-            max_payload: MaxPayload::B256,
-        })?;
+        list.msix(pci_common::msix_in_bar0(4))?;
+        list.pci_express(pci_common::pcie_endpoint())?;
         list.function_level_reset()?;
         list.add_extended(&Ari { next_function: 0 })?;
         list.sriov(SriovConfig {
