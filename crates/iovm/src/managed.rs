@@ -104,6 +104,8 @@ pub fn run(
         Limits::default(),
     )?;
     tracing::info!("API on {}", socket.display());
+    // Everything from here on may be reached by a guest or a client.
+    sandbox::enter(sandbox::ThreadKind::Main);
     let owned_by_command_line = initial.is_some();
     let mut vmm = Vmm {
         config: initial,

@@ -79,10 +79,10 @@ impl Vm {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         for runner in std::mem::take(&mut self.vcpus) {
             let name = format!("iovm-vcpu{}", runner.index);
-            match std::thread::Builder::new()
-                .name(name)
-                .spawn(move || runner.run())
-            {
+            match std::thread::Builder::new().name(name).spawn(move || {
+                sandbox::enter(sandbox::ThreadKind::Vcpu);
+                runner.run()
+            }) {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
                     self.teardown(threads, console, signals, control);

@@ -72,6 +72,9 @@ pub const EXIT_USER_QUIT: i32 = 5;
 pub const EXIT_FORCED_OFF: i32 = 6;
 /// Exit code: an iovm thread panicked (a bug in iovm).
 pub const EXIT_INTERNAL: i32 = 7;
+/// Exit code: a thread made a system call its seccomp filter forbids (a bug
+/// in iovm, or a guest exploiting one).
+pub const EXIT_SECCOMP: i32 = sandbox::EXIT_SECCOMP;
 
 /// The most vCPUs a machine may have: xAPIC IDs are 8 bits, 255 is broadcast,
 /// and without interrupt remapping the guest cannot address more.
