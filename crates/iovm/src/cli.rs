@@ -140,6 +140,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "on|log|off", default_value = "on")]
     pub seccomp: sandbox::Mode,
 
+    /// Give up root once the machine is built: iovm opens /dev/kvm, the disk
+    /// images and the TAPs as root, then becomes USER (a name or number,
+    /// e.g. nobody or 65534:65534) with no capabilities, for good. Later
+    /// builds after a guest reboot reuse what was opened; disks and TAPs
+    /// added through the API must be open to USER (docs/security.md).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<sandbox::privileges::Credentials>,
+
     /// Test hook: a thread of this kind makes a forbidden system call right
     /// after entering its filter (the tests' proof that filters kill).
     #[arg(long, value_name = "KIND", hide = true)]

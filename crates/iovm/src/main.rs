@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     init_logging();
     panic_hook::install();
     if let Command::Run(args) = &cli.command {
-        if let Err(e) = sandbox::configure(args.seccomp, args.seccomp_selftest) {
+        if let Err(e) = sandbox::configure(args.seccomp, args.seccomp_selftest, args.user) {
             eprintln!("iovm: error: {e}");
             return ExitCode::from(vm::EXIT_ERROR as u8);
         }

@@ -15,6 +15,11 @@
 //!   8 and one line naming the thread kind and the call, for the main
 //!   thread, the signal thread, a vCPU and the device workers.
 //!
+//! - **Unprivileged.** The same machine runs with `--user 65534:65534`:
+//!   iovm opens everything as root, becomes the user for good (every
+//!   thread's IDs, no capability in any set, `NoNewPrivs`), and builds the
+//!   second machine after the reboot from what it kept open.
+//!
 //! The filters are on by default, so every other guest test also runs
 //! with them enforced.
 
@@ -83,8 +88,9 @@ nsenter --net=NETNS sh -c '( i=0
       for p in /proc/[0-9]*; do
         if grep -q sc-nvme.img $p/cmdline 2>/dev/null && grep -q '^Name:.*iovm' $p/status; then
           for t in $p/task/*; do
-            echo "$n $(cat $t/comm) $(grep '^Seccomp:' $t/status | tr -dc 0-9)"
+            echo "$n $(cat $t/comm) $(grep '^Seccomp:' $t/status | tr -dc 0-9) $(grep '^Uid:' $t/status | tr -s ' \t' ,)"
           done >> {scratch}/seccomp-threads.txt
+          grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' $p/status | tr -s ' \t' ' ' | sed "s/^/$n /" >> {scratch}/seccomp-ids.txt
         fi
       done
       last=$n
@@ -111,6 +117,7 @@ fn log_run() -> GuestRun {
         ))
         .netns(NETNS)
         .args(["--seccomp", "log", "--on-reboot", "restart"])
+        .args(["--user", "65534:65534"])
         .args(["--cpus", "1", "--memory", "768M"])
         .args(["--device", "nvme,id=n0", "--device"])
         .arg(format!("nvme-ns,bus=n0,path={WORK}/{}", names[0]))
@@ -185,6 +192,8 @@ struct Results {
     runs: Runs,
     /// `N COMM SECCOMP` per iovm thread, sampled during boot N.
     threads: String,
+    /// `N Uid: …`, `N CapEff: …` and the like of iovm's main thread, boot N.
+    ids: String,
     /// The kernel's `type=1326` lines (calls outside a filter, logged).
     audit: Option<String>,
 }
@@ -202,6 +211,7 @@ fn results() -> &'static Results {
         Results {
             runs: Runs::new(list),
             threads: read("seccomp-threads.txt").unwrap_or_default(),
+            ids: read("seccomp-ids.txt").unwrap_or_default(),
             audit: read("seccomp-audit.txt").ok(),
         }
     })
@@ -224,9 +234,10 @@ fn test_the_guest_uses_every_device_through_a_reboot_with_filters_in_place() {
         assert_eq!(r.fact(&format!("rng_{n}")), "64", "{}", r.dump());
         assert_eq!(r.fact(&format!("hvc_{n}")), "1", "{}", r.dump());
     }
-    // The TAP iovm made for the first machine went with it, and the
-    // namespace gives the new one no address: boot 2 only sends.
+    // As a user iovm keeps the TAP it opened for the first machine (it
+    // could not attach again), so the namespace's side stays up.
     assert_eq!(r.fact("ping_1"), "1", "{}", r.dump());
+    assert_eq!(r.fact("ping_2"), "1", "{}", r.dump());
 }
 
 #[test]
@@ -248,11 +259,14 @@ fn test_every_iovm_thread_is_filtered_while_the_guest_runs() {
     let r = run("seccomp-log");
     let threads = &results().threads;
     for n in ["1", "2"] {
-        let sample: Vec<(&str, &str)> = threads
+        let sample: Vec<(&str, &str, &str)> = threads
             .lines()
             .filter_map(|l| {
                 let mut w = l.split_whitespace();
-                (w.next() == Some(n)).then(|| (w.next().unwrap_or(""), w.next().unwrap_or("")))
+                (w.next() == Some(n)).then(|| {
+                    let (comm, mode) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+                    (comm, mode, w.next().unwrap_or(""))
+                })
             })
             .collect();
         for name in [
@@ -268,16 +282,48 @@ fn test_every_iovm_thread_is_filtered_while_the_guest_runs() {
             "e1000e",
         ] {
             assert!(
-                sample.iter().any(|(comm, _)| *comm == name),
+                sample.iter().any(|(comm, _, _)| *comm == name),
                 "boot {n}: no thread {name} in {sample:?}\n{}",
                 r.dump()
             );
         }
         // io_uring's kernel workers (iou-wrk-*, iou-sqp-*) run no user code.
-        for (comm, mode) in sample.iter().filter(|(c, _)| !c.starts_with("iou-")) {
+        for (comm, mode, _) in sample.iter().filter(|(c, _, _)| !c.starts_with("iou-")) {
             assert_eq!(
                 *mode, "2",
                 "boot {n}: thread {comm} is not filtered\n{threads}"
+            );
+        }
+        // Every thread, io_uring's too, runs as the user.
+        for (comm, _, uid) in &sample {
+            assert_eq!(
+                *uid, "Uid:,65534,65534,65534,65534",
+                "boot {n}: {comm}\n{threads}"
+            );
+        }
+    }
+}
+
+#[test]
+fn test_iovm_runs_as_the_user_with_no_capabilities_through_a_reboot() {
+    let r = run("seccomp-log");
+    let ids = &results().ids;
+    for n in ["1", "2"] {
+        for expected in [
+            "Uid: 65534 65534 65534 65534",
+            "Gid: 65534 65534 65534 65534",
+            "CapInh: 0000000000000000",
+            "CapPrm: 0000000000000000",
+            "CapEff: 0000000000000000",
+            "CapBnd: 0000000000000000",
+            "CapAmb: 0000000000000000",
+            "NoNewPrivs: 1",
+        ] {
+            let line = format!("{n} {expected}");
+            assert!(
+                ids.lines().any(|l| l.trim_end() == line),
+                "boot {n}: no {expected:?} in\n{ids}\n{}",
+                r.dump()
             );
         }
     }

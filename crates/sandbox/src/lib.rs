@@ -106,10 +106,20 @@ static POLICY: OnceLock<Policy> = OnceLock::new();
 
 /// Sets the process's policy: compiles every kind's filter (so a bad table
 /// fails here, before any guest runs), sets `PR_SET_NO_NEW_PRIVS` and the
-/// SIGSYS handler that reports a forbidden call. With `selftest`, a thread
+/// SIGSYS handler that reports a forbidden call; with `user`, every filter
+/// lets the threads become that user ([`privileges::drop_now`]). With `selftest`, a thread
 /// of that kind makes a forbidden call right after entering its filter
 /// (the tests' proof that the filter is there and kills).
-pub fn configure(mode: Mode, selftest: Option<ThreadKind>) -> Result<(), SandboxError> {
+pub fn configure(
+    mode: Mode,
+    selftest: Option<ThreadKind>,
+    user: Option<privileges::Credentials>,
+) -> Result<(), SandboxError> {
+    if let Some(c) = user {
+        privileges::TARGET
+            .set(c)
+            .map_err(|_| SandboxError::Configured)?;
+    }
     let mut programs = HashMap::new();
     if mode != Mode::Off {
         fix_allocator_arenas();

@@ -24,17 +24,21 @@ fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// The child's side: `installed:KIND` or `violate:KIND` or `log:KIND`.
+/// The child's side: `installed:KIND` or `violate:KIND` or `log:KIND`,
+/// or `user` (below).
 #[test]
 fn child() {
     let Ok(what) = std::env::var(CHILD) else {
         return;
     };
+    if what == "user" {
+        return become_nobody_with_filtered_threads();
+    }
     let (action, kind) = what.split_once(':').unwrap();
     let kind: ThreadKind = kind.parse().unwrap();
     let mode = if action == "log" { Mode::Log } else { Mode::On };
     let selftest = (action == "violate").then_some(kind);
-    sandbox::configure(mode, selftest).unwrap();
+    sandbox::configure(mode, selftest, None).unwrap();
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let worker = std::thread::spawn(move || {
@@ -57,6 +61,83 @@ fn child() {
         let r = unsafe { libc::syscall(libc::SYS_personality, 0xffff_ffff_u64) };
         println!("personality answered {}", r >= 0);
     }
+}
+
+/// Threads of several kinds in their filters, then the main thread
+/// (filtered too) becomes 65534:65534: every thread changes IDs, none is
+/// killed, and no capability remains.
+fn become_nobody_with_filtered_threads() {
+    let user = sandbox::privileges::Credentials {
+        uid: 65534,
+        gid: 65534,
+    };
+    sandbox::configure(Mode::On, None, Some(user)).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let done_rx = std::sync::Arc::new(std::sync::Mutex::new(done_rx));
+    let kinds = [
+        ThreadKind::Vcpu,
+        ThreadKind::NvmeWorker,
+        ThreadKind::VirtioNet,
+        ThreadKind::Signals,
+        ThreadKind::ApiWaiter,
+    ];
+    let threads: Vec<_> = kinds
+        .into_iter()
+        .map(|kind| {
+            let (ready_tx, done_rx) = (ready_tx.clone(), done_rx.clone());
+            std::thread::spawn(move || {
+                sandbox::enter(kind);
+                ready_tx.send(()).unwrap();
+                let _ = done_rx.lock().unwrap().recv();
+            })
+        })
+        .collect();
+    for _ in kinds {
+        ready_rx.recv().unwrap();
+    }
+    sandbox::enter(ThreadKind::Main);
+    sandbox::privileges::drop_now().unwrap();
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
+        let status = std::fs::read_to_string(entry.unwrap().path().join("status")).unwrap();
+        for l in status.lines() {
+            if l.starts_with("Uid:")
+                || l.starts_with("Gid:")
+                || l.starts_with("CapEff:")
+                || l.starts_with("CapPrm:")
+            {
+                lines.push(l.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
+    }
+    for _ in kinds {
+        done_tx.send(()).unwrap();
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    lines.sort();
+    lines.dedup();
+    println!("ids: {}", lines.join(" | "));
+}
+
+#[test]
+fn test_every_thread_becomes_the_user_through_its_filter() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test needs root (it drops to 65534)");
+    }
+    let out = run_child("user");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "ids: CapEff: 0000000000000000 | CapPrm: 0000000000000000 | Gid: 65534 65534 65534 65534 | Uid: 65534 65534 65534 65534\n"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -330,6 +330,9 @@ pub fn run_managed(
     let mut boots = 0;
     loop {
         let mut vm = Vm::build(cfg, console, &persistent)?;
+        // With --user: everything privileged is open (and kept for later
+        // builds, crate::reopen); the guest starts unprivileged.
+        sandbox::privileges::drop_now()?;
         boots += 1;
         vm.boots = boots;
         let outcome = vm.run(console, signals, manage, control, &mut on_start)?;

@@ -163,6 +163,9 @@ impl Outcome {
 /// Why a machine could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
+    /// `--user`: iovm could not become the user after the first build.
+    #[error("cannot give up root: {0}")]
+    Privileges(#[from] sandbox::privileges::PrivilegeError),
     /// Interrupt remapping needs x2APIC destinations in KVM's routes.
     #[error("intel-iommu: interrupt remapping needs KVM_CAP_X2APIC_API, which this host's KVM lacks; give intremap=off")]
     IommuNeedsX2apicApi(#[source] kvm_ioctls::Error),
@@ -321,6 +324,10 @@ pub(crate) fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
         let Some((disk, readonly)) = d.kind.disk() else {
             continue;
         };
+        if crate::reopen::has_disk(disk, readonly) {
+            // Checked on the first build and kept open (and locked) since.
+            continue;
+        }
         let path = disk.display().to_string();
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -474,17 +481,33 @@ impl Vm {
     ) -> Result<Self, VmError> {
         validate(cfg, host_memory())?;
         let kernel_path = cfg.boot.kernel.display().to_string();
-        let mut kernel = open_kernel(&cfg.boot.kernel)?;
+        let mut kernel = crate::reopen::input(
+            &cfg.boot.kernel,
+            || open_kernel(&cfg.boot.kernel),
+            |source| VmError::Kernel {
+                path: kernel_path.clone(),
+                source,
+            },
+        )?;
         let initramfs_path = cfg.boot.initramfs.as_ref().map(|p| p.display().to_string());
         let mut initramfs = match (&cfg.boot.initramfs, &initramfs_path) {
-            (Some(p), Some(name)) => Some(File::open(p).map_err(|source| VmError::Initramfs {
-                path: name.clone(),
-                source,
-            })?),
+            (Some(p), Some(name)) => {
+                let error = |source| VmError::Initramfs {
+                    path: name.clone(),
+                    source,
+                };
+                Some(crate::reopen::input(
+                    p,
+                    || File::open(p).map_err(error),
+                    error,
+                )?)
+            }
             _ => None,
         };
 
-        let kvm_file = host::open_kvm(&cfg.host.kvm_device, host::detect())?;
+        let kvm_file = crate::reopen::kvm(&cfg.host.kvm_device, || {
+            host::open_kvm(&cfg.host.kvm_device, host::detect())
+        })?;
         // SAFETY: `kvm_file` is an open KVM device whose ownership moves into `Kvm`.
         let kvm = unsafe { Kvm::from_raw_fd(kvm_file.into_raw_fd()) };
         let max_vcpus = kvm.get_max_vcpus() as u32;

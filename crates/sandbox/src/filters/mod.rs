@@ -82,6 +82,20 @@ pub(crate) fn compile(kind: ThreadKind, mode: Mode) -> Result<BpfProgram, Sandbo
         )?;
         e.insert(vec![SeccompRule::new(vec![cond])?]);
     }
+    if let Some(c) = crate::privileges::TARGET.get() {
+        let all_three = |id: u32| -> Result<Vec<SeccompRule>, SandboxError> {
+            let conds = (0..3)
+                .map(|arg| {
+                    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, id.into())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(vec![SeccompRule::new(conds)?])
+        };
+        rules.insert(libc::SYS_setresuid, all_three(c.uid)?);
+        rules.insert(libc::SYS_setresgid, all_three(c.gid)?);
+        let none = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, 0)?;
+        rules.insert(libc::SYS_setgroups, vec![SeccompRule::new(vec![none])?]);
+    }
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|_| SandboxError::Arch(std::env::consts::ARCH))?;
