@@ -36,7 +36,7 @@ use vm_memory::{
 use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT, IOAPIC_PINS};
 use crate::boot::{cpu_state, loader, page_tables, reset_vector};
 use crate::bus::Bus;
-use crate::config::{DeviceConfig, VmConfig};
+use crate::config::{DeviceConfig, DeviceKind, VmConfig};
 use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
@@ -313,6 +313,33 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
             why,
         }),
         _ => Ok(()),
+    }
+}
+
+/// Checks a configuration an API client sent (`vm.create`) the way the
+/// command line's is checked: the kernel is one iovm can boot, the
+/// initramfs exists, and [`validate`]. Runs on the main thread, the only
+/// one whose seccomp filter lets it open files. The error names the field.
+pub fn check_create(cfg: &VmConfig) -> Result<(), String> {
+    open_kernel(&cfg.boot.kernel).map_err(|e| format!("payload.kernel: {e}"))?;
+    if let Some(i) = &cfg.boot.initramfs {
+        std::fs::metadata(i).map_err(|e| format!("payload.initramfs: {}: {e}", i.display()))?;
+    }
+    validate(cfg, host_memory()).map_err(|e| e.to_string())
+}
+
+/// Checks that the files a device to add names exist (its disk, or the
+/// host function's sysfs directory); the error names the field `path`.
+pub fn check_device_files(device: &DeviceConfig) -> Result<(), String> {
+    let path = match &device.kind {
+        DeviceKind::VfioPci(v) => Some(v.sysfs.as_path()),
+        kind => kind.disk().map(|(p, _)| p),
+    };
+    match path {
+        Some(p) => std::fs::metadata(p)
+            .map(|_| ())
+            .map_err(|e| format!("path: {}: {e}", p.display())),
+        None => Ok(()),
     }
 }
 
