@@ -20,6 +20,14 @@
 //!   thread's IDs, no capability in any set, `NoNewPrivs`), and builds the
 //!   second machine after the reboot from what it kept open.
 //!
+//! - **A hostile driver.** `pci-hostile` (guest-tools) takes one function
+//!   of every kind with a device model (NVMe, AHCI, virtio-blk, -net, -rng,
+//!   -console, e1000e, PCI serial card, root port) from its driver and
+//!   writes random values to its configuration space and every register
+//!   of its BARs (Bus Master and MSI enables kept clear, so that the guest
+//!   itself survives); iovm, filters on, runs on, and a witness disk that
+//!   was not attacked passes fio verification before and after.
+//!
 //! The filters are on by default, so every other guest test also runs
 //! with them enforced.
 
@@ -135,6 +143,75 @@ fn log_run() -> GuestRun {
         .timeout(Duration::from_secs(600))
 }
 
+/// The functions the hostile run attacks, one of each kind with a device
+/// model (slot numbers in hex), and the seed of its random accesses.
+const ATTACKED: [(&str, &str); 9] = [
+    ("03", "nvme"),
+    ("04", "ahci"),
+    ("05", "virtio-blk"),
+    ("06", "virtio-net"),
+    ("07", "virtio-rng"),
+    ("08", "virtio-console"),
+    ("09", "e1000e"),
+    ("0a", "pci-serial"),
+    ("0b", "root-port"),
+];
+const HOSTILE_SEED: u64 = 20261208;
+const HOSTILE_ACCESSES: u32 = 3000;
+
+/// The witness disk (virtio-blk at 00:02.0) is verified before and after
+/// `pci-hostile` attacks every other function.
+const HOSTILE_SCRIPT: &str = r#"
+i=0; until [ -e /dev/vda ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
+w() { fio --name=w --filename=/dev/vda --size=4M --bs=4k --rw=randwrite --direct=1       --ioengine=libaio --iodepth=8 --verify=crc32c --end_fsync=1 --minimal > /tmp/fio 2>&1; echo $?; }
+echo "witness_before=$(w)"
+pci-hostile SEED ACCESSES BDFS > /tmp/hostile 2>&1; echo "hostile_rc=$?"
+cat /tmp/hostile
+echo "hostile_attacked=$(grep -c '^hostile 0000' /tmp/hostile)"
+echo "witness_after=$(w)"
+echo "kernel_bugs=$(dmesg | grep -c 'BUG:\|Oops\|Kernel panic')"
+"#;
+
+fn hostile_run() -> GuestRun {
+    let bdfs: Vec<String> = ATTACKED
+        .iter()
+        .map(|(slot, _)| format!("0000:00:{slot}.0"))
+        .collect();
+    let script = HOSTILE_SCRIPT
+        .replace("SEED", &HOSTILE_SEED.to_string())
+        .replace("ACCESSES", &HOSTILE_ACCESSES.to_string())
+        .replace("BDFS", &bdfs.join(" "));
+    let k = "/dev/shm/sc-h";
+    let mut run = GuestRun::new("hostile")
+        .host_before(format!(
+            "mkdir -p {k} && for d in w n s b; do dd if=/dev/zero of={k}/$d.img bs=1M count=8 2>/dev/null; done && \
+             touch {NETNS}h && unshare --net={NETNS}h true"
+        ))
+        .host_after(format!("umount {NETNS}h; rm -f {NETNS}h; rm -rf {k}"))
+        .netns(format!("{NETNS}h"))
+        .cmdline("iomem=relaxed")
+        .args(["--cpus", "1", "--memory", "768M"])
+        .args(["--device"])
+        .arg(format!("virtio-blk,path={k}/w.img,addr=2"));
+    for (slot, kind) in ATTACKED {
+        let spec = match kind {
+            "nvme" => format!("nvme,id=hn,addr={slot}"),
+            "ahci" => format!("ahci,id=hs,ports=1,addr={slot}"),
+            "virtio-blk" => format!("virtio-blk,path={k}/b.img,addr={slot}"),
+            "virtio-net" => format!("virtio-net,tap=hostile0,addr={slot}"),
+            "e1000e" => format!("e1000e,tap=hostile1,addr={slot}"),
+            other => format!("{other},addr={slot}"),
+        };
+        run = run.args(["--device"]).arg(spec);
+    }
+    run.args(["--device"])
+        .arg(format!("nvme-ns,bus=hn,path={k}/n.img"))
+        .args(["--device"])
+        .arg(format!("sata-disk,bus=hs,path={k}/s.img"))
+        .script(script)
+        .timeout(Duration::from_secs(420))
+}
+
 /// The thread kinds whose forbidden call is tried in a real iovm, with
 /// the devices that make the kind's thread start.
 const SELFTESTS: [(&str, &[&str]); 7] = [
@@ -204,7 +281,7 @@ fn results() -> &'static Results {
         let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
         let batch = Batch::new().expect("set up the test batch");
         sparse_disks(batch.scratch_dir(), &DISKS);
-        let mut runs = vec![log_run()];
+        let mut runs = vec![log_run(), hostile_run()];
         runs.extend(selftest_runs());
         let list = batch.run(iovm, &runs).expect("run the guest batch");
         let read = |f: &str| std::fs::read_to_string(batch.scratch_dir().join(f));
@@ -345,4 +422,39 @@ fn test_a_forbidden_call_from_each_thread_kind_ends_iovm_with_one_line() {
         );
         assert!(!r.console.contains("selftest-not-stopped"), "{}", r.dump());
     }
+}
+
+#[test]
+fn test_random_writes_to_every_function_leave_iovm_and_the_witness_disk_working() {
+    let r = run("hostile");
+    // iovm ran on (the guest powered off, status 0) with its filters on.
+    r.assert_success();
+    assert_eq!(r.fact("witness_before"), "0", "{}", r.dump());
+    assert_eq!(r.fact("hostile_rc"), "0", "{}", r.dump());
+    assert_eq!(
+        r.fact("hostile_attacked"),
+        ATTACKED.len().to_string(),
+        "{}",
+        r.dump()
+    );
+    for (slot, kind) in ATTACKED {
+        let line = r
+            .console
+            .lines()
+            .find(|l| l.starts_with(&format!("hostile 0000:00:{slot}.0 ")))
+            .unwrap_or_else(|| panic!("{kind}: no line\n{}", r.dump()));
+        let writes: u64 = line
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .filter(|(k, _)| k.ends_with("_writes"))
+            .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
+            .sum();
+        assert!(
+            writes > 500,
+            "{kind}: too few writes landed: {line}\n{}",
+            r.dump()
+        );
+    }
+    assert_eq!(r.fact("witness_after"), "0", "{}", r.dump());
+    assert_eq!(r.fact("kernel_bugs"), "0", "{}", r.dump());
 }
