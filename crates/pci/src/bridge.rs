@@ -402,7 +402,7 @@ impl RootPort {
         if intx != irq.intx {
             irq.intx = intx;
             if let Err(e) = irq.wires.intx.set_level(intx) {
-                tracing::warn!("root port INTA: {e}");
+                ratelimit::warn!("root port INTA: {e}");
             }
         }
         match route {

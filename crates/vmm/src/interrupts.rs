@@ -362,7 +362,7 @@ impl MsiSink for KvmMsiSink {
             None => self.router.signal(msg),
         };
         if let Err(e) = sent {
-            tracing::warn!("interrupt message {msg:x?} not delivered: {e}");
+            ratelimit::warn!("interrupt message {msg:x?} not delivered: {e}");
         }
     }
 }
@@ -431,7 +431,7 @@ impl KvmMsiVectors {
 impl MsiVectors for KvmMsiVectors {
     fn update(&self, vector: u16, message: Option<MsiMessage>) {
         if let Err(e) = self.route(vector, message) {
-            tracing::warn!("{}: vector {vector}: {e}", self.source.requester());
+            ratelimit::warn!("{}: vector {vector}: {e}", self.source.requester());
         }
     }
 
@@ -444,7 +444,7 @@ impl MsiVectors for KvmMsiVectors {
             .map(|v| v.irqfd.write(1));
         match routed {
             Some(Ok(())) => {}
-            Some(Err(e)) => tracing::warn!(
+            Some(Err(e)) => ratelimit::warn!(
                 "{}: vector {vector}: irqfd write failed: {e}",
                 self.source.requester()
             ),
@@ -452,7 +452,7 @@ impl MsiVectors for KvmMsiVectors {
                 tracing::debug!("vector {vector} sent before its route was current");
                 self.update(vector, Some(message));
                 if let Err(e) = self.router.send(message, &self.source) {
-                    tracing::warn!("{}: vector {vector}: {e}", self.source.requester());
+                    ratelimit::warn!("{}: vector {vector}: {e}", self.source.requester());
                 }
             }
         }
