@@ -395,7 +395,7 @@ impl RootPort {
             .map(|s| s.message(0));
         if route != irq.route {
             irq.route = route;
-            irq.wires.msi.update(0, route);
+            irq.wires.msi.update(&[(0, route)]);
         }
         let cmd = self.config.command();
         let intx = route.is_none() && pending && cmd & command::INTX_DISABLE == 0;

@@ -35,7 +35,9 @@ impl TokenBucket {
             self.tokens -= 1.0;
             return Ok(());
         }
-        Err(Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+        Err(Duration::from_secs_f64(
+            (1.0 - self.tokens) / self.per_second,
+        ))
     }
 
     /// Takes a token, sleeping the calling thread until one is there.
