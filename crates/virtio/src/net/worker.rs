@@ -361,6 +361,15 @@ fn control(
             .warn(format_args!("control chain without an ack byte dropped"));
         return 0;
     };
+    // A command is carried out only if its ack can be reported: otherwise
+    // the driver would read failure for a change the device made.
+    if !chain::writable_in_memory(ctx.dma.as_ref(), &layout.writable[..1]) {
+        ctx.log.warn(format_args!(
+            "control chain dropped: its ack byte at {:#x} is outside guest memory",
+            ack_seg.addr
+        ));
+        return 0;
+    }
     buf.clear();
     let ack = match chain::gather(ctx.dma.as_ref(), &layout.readable, buf) {
         Ok(()) => {
