@@ -53,16 +53,26 @@ fuzz_target!(|data: &[u8]| {
             let want: Vec<_> = expected(a.offset, bytes[0]).into_iter().collect();
             assert_eq!(pm_sink.take(), want, "{a:?}");
             let panicked = bytes[0] & PVPANIC_PANICKED != 0;
-            let want = if panicked { vec![GuestRequest::Panic] } else { vec![] };
+            let want = if panicked {
+                vec![GuestRequest::Panic]
+            } else {
+                vec![]
+            };
             assert_eq!(panic_sink.take(), want, "{a:?}");
         } else {
             let mut out = [0xa5u8; 4];
             pm.read(a.offset, &mut out[..a.width]);
-            assert!(out[..a.width].iter().all(|&b| b == 0), "window read {out:x?}");
+            assert!(
+                out[..a.width].iter().all(|&b| b == 0),
+                "window read {out:x?}"
+            );
             let mut out = [0xa5u8; 4];
             pvpanic.read(a.offset, &mut out[..a.width]);
             assert_eq!(out[0], PVPANIC_PANICKED | PVPANIC_CRASH_LOADED);
-            assert!(out[1..a.width].iter().all(|&b| b == 0), "pvpanic read {out:x?}");
+            assert!(
+                out[1..a.width].iter().all(|&b| b == 0),
+                "pvpanic read {out:x?}"
+            );
         }
     }
 });

@@ -123,8 +123,16 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(cmd & !command::WRITABLE, 0, "command {cmd:#x}");
         let pending = read16(&card, STATUS) & status::INTERRUPT != 0;
         let level = pending && cmd & command::INTX_DISABLE == 0;
-        assert_eq!(line.level(), level, "INTA, status pending {pending}, command {cmd:#x}");
-        assert!(card.echo_pending() <= ECHO_LIMIT, "echo {}", card.echo_pending());
+        assert_eq!(
+            line.level(),
+            level,
+            "INTA, status pending {pending}, command {cmd:#x}"
+        );
+        assert!(
+            card.echo_pending() <= ECHO_LIMIT,
+            "echo {}",
+            card.echo_pending()
+        );
     }
     assert_eq!(*out.0.lock().unwrap(), expected, "output stream");
 });

@@ -54,8 +54,22 @@ pub fn snapshot(mem: &GuestMemoryMmap) -> Vec<u8> {
     let mut out = vec![0u8; 2 * REGION];
     let (a, b) = out.split_at_mut(REGION);
     mem.read_slice(a, GuestAddress(0)).expect("first region");
-    mem.read_slice(b, GuestAddress(SECOND)).expect("second region");
+    mem.read_slice(b, GuestAddress(SECOND))
+        .expect("second region");
     out
+}
+
+/// Where the `len` bytes at guest address `addr` are in a [`snapshot`],
+/// if they are all in one region.
+pub fn index_of(addr: u64, len: u64) -> Option<usize> {
+    let end = addr.checked_add(len)?;
+    if end <= REGION as u64 {
+        Some(addr as usize)
+    } else if addr >= SECOND && end <= SECOND + REGION as u64 {
+        Some(REGION + (addr - SECOND) as usize)
+    } else {
+        None
+    }
 }
 
 /// The guest address of byte `i` of a [`snapshot`].
@@ -157,8 +171,9 @@ pub struct Desc {
 
 /// Descriptor `i` of the table at `table` in `ram` (a [`snapshot`]).
 pub fn desc(ram: &[u8], table: u64, i: u16) -> Option<Desc> {
-    let at = usize::try_from(table.checked_add(16 * u64::from(i))?).ok()?;
-    let b = ram.get(at..at.checked_add(16)?)?;
+    let at = table.checked_add(16 * u64::from(i))?;
+    let at = index_of(at, 16)?;
+    let b = &ram[at..at + 16];
     Some(Desc {
         addr: u64::from_le_bytes(b[0..8].try_into().ok()?),
         len: u32::from_le_bytes(b[8..12].try_into().ok()?),
@@ -167,32 +182,50 @@ pub fn desc(ram: &[u8], table: u64, i: u16) -> Option<Desc> {
     })
 }
 
-/// The guest ranges `[start, end)` the device may write on queue `q` as
-/// `ram` describes it: every device-writable buffer of its descriptor
-/// table and of the indirect tables it names (in the first region), and
-/// its used ring.
-pub fn writable_ranges(ram: &[u8], q: u16) -> Vec<(u64, u64)> {
-    let (table, _, used) = rings(q);
-    let mut out = vec![(used, used + USED_LEN)];
+/// The guest ranges `[start, end)` of queue `q`'s device-writable buffers
+/// as `ram` describes them (in its descriptor table and the indirect
+/// tables it names), and of those indirect tables.
+fn buffers(ram: &[u8], q: u16) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+    let (table, _, _) = rings(q);
+    let (mut writable, mut tables) = (Vec::new(), Vec::new());
+    let span = |d: Desc| (d.addr, d.addr.saturating_add(u64::from(d.len)));
     for i in 0..QSIZE {
-        let Some(d) = desc(ram, table, i) else { continue };
+        let Some(d) = desc(ram, table, i) else {
+            continue;
+        };
         if d.flags & F_INDIRECT != 0 {
+            tables.push(span(d));
             for j in 0..(d.len / 16).min(u32::from(u16::MAX)) {
-                let Some(e) = desc(ram, d.addr, j as u16) else { break };
+                let Some(e) = desc(ram, d.addr, j as u16) else {
+                    break;
+                };
                 if e.flags & F_WRITE != 0 {
-                    out.push((e.addr, e.addr.saturating_add(u64::from(e.len))));
+                    writable.push(span(e));
                 }
             }
         } else if d.flags & F_WRITE != 0 {
-            out.push((d.addr, d.addr.saturating_add(u64::from(d.len))));
+            writable.push(span(d));
         }
     }
-    out
+    (writable, tables)
 }
 
-/// Asserts every byte that differs between `before` and `after` lies in
-/// one of `allowed`.
-pub fn assert_writes_within(before: &[u8], after: &[u8], allowed: &[(u64, u64)]) {
+/// Asserts that the device changed no byte of guest RAM outside queue
+/// `q`'s device-writable buffers and its used ring. Checked when the
+/// descriptors the device read are those `before` shows: nothing the
+/// device may write (buffers, used ring) overlaps the descriptor table,
+/// the available ring or an indirect table (a guest that lays them over
+/// each other has the device follow descriptors the device itself
+/// rewrote, which this check cannot see).
+pub fn assert_writes_within(before: &[u8], after: &[u8], q: u16) {
+    let (table, _, used) = rings(q);
+    let (mut allowed, mut protected) = buffers(before, q);
+    protected.push((table, used));
+    allowed.push((used, used + USED_LEN));
+    let overlaps = |&(s, e): &(u64, u64)| protected.iter().any(|&(ps, pe)| s < pe && ps < e);
+    if allowed.iter().any(overlaps) {
+        return;
+    }
     // Whole chunks compare as one `memcmp` (not instrumented byte by byte).
     const CHUNK: usize = 256;
     for (c, (bc, ac)) in before.chunks(CHUNK).zip(after.chunks(CHUNK)).enumerate() {
@@ -226,7 +259,11 @@ pub fn chain(ram: &[u8], q: u16, head: u16) -> Option<(Vec<(u64, u32)>, Vec<(u64
             return None;
         }
         if d.len > 0 {
-            let part = if d.flags & F_WRITE != 0 { &mut writable } else { &mut readable };
+            let part = if d.flags & F_WRITE != 0 {
+                &mut writable
+            } else {
+                &mut readable
+            };
             part.push((d.addr, d.len));
         }
         if d.flags & F_NEXT == 0 {
@@ -259,14 +296,7 @@ pub fn read_segs(ram: &[u8], segs: &[(u64, u32)], len: usize) -> Option<Vec<u8>>
     let mut out = Vec::with_capacity(len);
     for &(addr, seg_len) in segs {
         let want = (len - out.len()).min(seg_len as usize) as u64;
-        let end = addr.checked_add(want)?;
-        let start = if end <= REGION as u64 {
-            addr as usize
-        } else if addr >= SECOND && end <= SECOND + REGION as u64 {
-            REGION + (addr - SECOND) as usize
-        } else {
-            return None;
-        };
+        let start = index_of(addr, want)?;
         out.extend_from_slice(&ram[start..start + want as usize]);
         if out.len() == len {
             break;
