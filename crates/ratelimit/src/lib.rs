@@ -6,7 +6,9 @@
 //! - a log line a guest can trigger goes through [`warn!`], [`error!`] or
 //!   [`info!`] (drop-ins for `tracing`'s): each call site logs at most
 //!   [`BURST`] lines per [`WINDOW`] at its level, the rest at debug level,
-//!   and the first line of the next window says how many went quiet;
+//!   and the first line of the next window says how many went quiet; a
+//!   device model keeps one [`LogLimit`] per instance instead and logs
+//!   through [`warn_with!`];
 //! - a costly host call (an ioctl that rebuilds a kernel table) waits for a
 //!   token of a [`TokenBucket`], so its rate is bounded while a burst of
 //!   legitimate work (a driver setting up its vectors) still runs at once.
@@ -54,6 +56,16 @@ macro_rules! __limited {
     };
 }
 
+/// `tracing::warn!` through `$limit`, a [`LogLimit`] of one device instance
+/// (each controller, HBA or queue its own budget), at debug level once the
+/// budget of the window is spent.
+#[macro_export]
+macro_rules! warn_with {
+    ($limit:expr, $($arg:tt)+) => {
+        $crate::__limited!($limit, warn, $($arg)+)
+    };
+}
+
 /// `tracing::warn!`, limited to [`BURST`] lines per [`WINDOW`] at this call
 /// site; the rest at debug level. For anything a guest can trigger.
 #[macro_export]
@@ -98,6 +110,24 @@ mod tests {
 
         assert_eq!(counts.warn_or_worse, crate::BURST as usize);
         assert_eq!(counts.debug, 10_000 - crate::BURST as usize);
+    }
+
+    #[test]
+    fn test_each_instance_limit_has_its_own_budget() {
+        let (a, b) = (
+            crate::LogLimit::new(3, crate::WINDOW),
+            crate::LogLimit::new(3, crate::WINDOW),
+        );
+
+        let counts = count_events(|| {
+            for i in 0..10 {
+                crate::warn_with!(a, "device a: {i}");
+                crate::warn_with!(b, "device b: {i}");
+            }
+        });
+
+        assert_eq!(counts.warn_or_worse, 6);
+        assert_eq!(counts.debug, 14);
     }
 
     #[test]

@@ -43,7 +43,7 @@
 //! | avail index more than a queue size ahead, used ring outside memory | `DEVICE_NEEDS_RESET`, queue stops       |
 //! | config space writes                                 | ignored (all fields read-only), logged                  |
 //!
-//! Warnings are limited: the first 32 per activation at `warn`, the rest
+//! Warnings are limited: 32 a minute per activation at `warn`, the rest
 //! at `debug`. [`VirtioDevice::reset`] stops and joins the worker before
 //! returning, so no guest memory is touched after it.
 
