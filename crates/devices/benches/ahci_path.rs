@@ -50,7 +50,7 @@ const SECTORS: u16 = (IO_SIZE / 512) as u16;
 struct CountingMsi(Arc<Interrupts>);
 
 impl MsiVectors for CountingMsi {
-    fn update(&self, _vector: u16, _message: Option<MsiMessage>) {}
+    fn update(&self, _changes: &[irq::msi::RouteChange]) {}
 
     fn send(&self, _vector: u16, _message: MsiMessage) {
         self.0.send();

@@ -62,7 +62,7 @@ const EVENTIDX: u64 = 0x1_3000;
 struct CountingMsi(Arc<Interrupts>);
 
 impl MsiVectors for CountingMsi {
-    fn update(&self, _vector: u16, _message: Option<MsiMessage>) {}
+    fn update(&self, _changes: &[irq::msi::RouteChange]) {}
 
     fn send(&self, _vector: u16, _message: MsiMessage) {
         self.0.send();

@@ -9,10 +9,16 @@
 //!
 //! With `loopback`, whatever the guest transmits comes back as received
 //! data (an echo peer on the cable), so a guest can move data both ways.
+//! Echoed bytes wait for room in the receive FIFO in a buffer of at most
+//! [`ECHO_LIMIT`] bytes; past that they are lost, as bytes sent faster than
+//! the receiver reads them overrun a real UART, so a guest that transmits
+//! forever without reading cannot grow host memory.
 //!
 //! Threat table: any value at any offset of the BAR or configuration space
 //! gets `vm-superio`'s or [`Type0Config`]'s semantics; accesses outside the
-//! BAR are dropped; nothing the guest writes can panic the device.
+//! BAR are dropped; nothing the guest writes can panic the device;
+//! transmitting forever in loopback without reading holds at most
+//! [`ECHO_LIMIT`] bytes (the rest are dropped, with a rate-limited warning).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -33,6 +39,8 @@ pub const DEVICE_PCI_SERIAL: u16 = 0x0002;
 pub const CLASS_SERIAL_16550: u32 = 0x07_00_02;
 /// The I/O BAR with the eight UART registers.
 pub const SERIAL_BAR: usize = 0;
+/// Most echoed bytes held for the receive FIFO in loopback (a page).
+pub const ECHO_LIMIT: usize = 4096;
 
 /// The UART raises nothing by edge: the card derives its INTx level instead.
 #[derive(Debug)]
@@ -160,7 +168,14 @@ impl PciSerial {
                 .write_all(&sent)
                 .and_then(|()| self.output.flush());
             if self.loopback {
-                self.echo.extend(sent);
+                let room = ECHO_LIMIT.saturating_sub(self.echo.len());
+                let lost = sent.len().saturating_sub(room);
+                self.echo.extend(&sent[..sent.len() - lost]);
+                if lost > 0 {
+                    ratelimit::warn!(
+                        "PCI serial: loopback overrun: {lost} bytes lost (the guest does not read)"
+                    );
+                }
             }
         }
         if !self.echo.is_empty() {
@@ -168,6 +183,12 @@ impl PciSerial {
             let taken = self.offer(&pending);
             self.echo.drain(..taken);
         }
+    }
+
+    /// Echoed bytes waiting for room in the receive FIFO (at most
+    /// [`ECHO_LIMIT`]).
+    pub fn echo_pending(&self) -> usize {
+        self.echo.len()
     }
 
     /// Drives INTA and the Interrupt Status bit from the UART's state.
@@ -178,7 +199,7 @@ impl PciSerial {
         if level != self.asserted {
             self.asserted = level;
             if let Err(e) = self.line.set_level(level) {
-                tracing::warn!("PCI serial: INTx not delivered: {e}");
+                ratelimit::warn!("PCI serial: INTx not delivered: {e}");
             }
         }
     }
@@ -299,6 +320,66 @@ mod tests {
         assert!(line.level());
         assert_eq!(read(&mut c, LSR) & 1, 1, "data ready");
         assert_eq!(read(&mut c, THR), b'p');
+    }
+
+    #[test]
+    fn test_pci_serial_loopback_without_reading_holds_at_most_the_limit() {
+        let (mut c, ..) = card(true);
+        c.bar_write(SERIAL_BAR, IER, &[IER_RDA]);
+
+        let counts = ratelimit::testing::count_events(|| {
+            for i in 0..100_000u32 {
+                c.bar_write(SERIAL_BAR, THR, &[i as u8]);
+            }
+        });
+        let held = c.echo_pending();
+        let mut first = Vec::new();
+        while read(&mut c, LSR) & 1 == 1 {
+            first.push(read(&mut c, THR));
+        }
+
+        assert_eq!(held, ECHO_LIMIT);
+        assert!(counts.warn_or_worse <= ratelimit::BURST as usize);
+        assert_eq!(first[..4], [0, 1, 2, 3], "the oldest bytes are kept");
+        assert!(c.echo_pending() < ECHO_LIMIT, "reading drains the echo");
+    }
+
+    /// A wire whose every level change fails.
+    #[derive(Debug)]
+    struct BrokenLine;
+
+    impl IrqLine for BrokenLine {
+        fn set_level(&self, _: bool) -> Result<(), irq::IrqError> {
+            Err(irq::IrqError::Host(std::io::Error::other("unplugged")))
+        }
+
+        fn pulse(&self) -> Result<(), irq::IrqError> {
+            Err(irq::IrqError::Host(std::io::Error::other("unplugged")))
+        }
+    }
+
+    #[test]
+    fn test_pci_serial_failing_intx_logs_a_bounded_number_of_lines() {
+        let cfg = PciSerialConfig {
+            output: Box::new(std::io::sink()),
+            loopback: false,
+        };
+        let mut c = PciSerial::new(Arc::new(BrokenLine), cfg);
+        c.bar_write(SERIAL_BAR, IER, &[IER_RDA]);
+
+        let counts = ratelimit::testing::count_events(|| {
+            for _ in 0..5_000 {
+                c.enqueue_input(b"z");
+                read(&mut c, THR);
+            }
+        });
+
+        assert_eq!(counts.warn_or_worse, ratelimit::BURST as usize);
+        assert_eq!(
+            counts.debug,
+            10_000 - ratelimit::BURST as usize,
+            "every failure is still logged at debug level"
+        );
     }
 
     #[test]

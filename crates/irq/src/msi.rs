@@ -70,12 +70,18 @@ impl<T: MsiSink + ?Sized> MsiSink for Arc<T> {
     }
 }
 
+/// A vector and the message it now sends (`None`: none), for
+/// [`MsiVectors::update`].
+pub type RouteChange = (u16, Option<MsiMessage>);
+
 /// The message-signalled vectors of one function, as the VMM routes them
 /// (MSI: up to 32, MSI-X: the table's entries).
 ///
 /// A model keeps the routes equal to what the guest programmed
 /// ([`MsiVectors::update`] whenever an enable bit, an address, a data word or
-/// a vector count changes) and calls [`MsiVectors::send`] only for a vector
+/// a vector count changes, with every vector one guest write changed in one
+/// call, so the VMM rebuilds KVM's routing table once per write, not once
+/// per vector) and calls [`MsiVectors::send`] only for a vector
 /// its capability says to deliver now. The VMM's implementation backs each
 /// vector with a KVM GSI route and an irqfd, so that a send is one eventfd
 /// write; `send` carries the message too, so a route that lags behind is
@@ -83,9 +89,10 @@ impl<T: MsiSink + ?Sized> MsiSink for Arc<T> {
 ///
 /// Infallible like [`MsiSink`]: the implementation logs its host errors.
 pub trait MsiVectors: Send + Sync + Debug {
-    /// `vector` now sends `message`, or nothing (`None`: MSI/MSI-X off, or
-    /// the vector beyond those enabled).
-    fn update(&self, vector: u16, message: Option<MsiMessage>);
+    /// Each `(vector, message)` of `changes`: `vector` now sends `message`,
+    /// or nothing (`None`: MSI/MSI-X off, or the vector beyond those
+    /// enabled). Every route is in place when it returns.
+    fn update(&self, changes: &[RouteChange]);
 
     /// Sends `vector`, whose message is `message`.
     fn send(&self, vector: u16, message: MsiMessage);
@@ -98,8 +105,8 @@ pub trait MsiVectors: Send + Sync + Debug {
 }
 
 impl<T: MsiVectors + ?Sized> MsiVectors for Arc<T> {
-    fn update(&self, vector: u16, message: Option<MsiMessage>) {
-        (**self).update(vector, message);
+    fn update(&self, changes: &[RouteChange]) {
+        (**self).update(changes);
     }
 
     fn send(&self, vector: u16, message: MsiMessage) {

@@ -2,10 +2,10 @@
 //! device models (the "fake guest" side of an interrupt): an [`IrqLine`] and
 //! an [`MsiSink`] and [`MsiVectors`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::msi::{MsiMessage, MsiSink, MsiVectors};
+use crate::msi::{MsiMessage, MsiSink, MsiVectors, RouteChange};
 use crate::{IrqError, IrqLine};
 
 /// Counts pulses and remembers the current level of a line.
@@ -134,6 +134,7 @@ mod tests {
 pub struct RecordingVectors {
     routes: Mutex<std::collections::BTreeMap<u16, MsiMessage>>,
     sent: Mutex<Vec<(u16, MsiMessage)>>,
+    updates: AtomicUsize,
     counters: counters::InterruptCounters,
 }
 
@@ -167,6 +168,12 @@ impl RecordingVectors {
             .collect()
     }
 
+    /// How many times the model called [`MsiVectors::update`] (once per
+    /// guest write that changed routes, whatever the number of vectors).
+    pub fn updates(&self) -> usize {
+        self.updates.load(Ordering::Relaxed)
+    }
+
     /// The interrupt counters the model counted its messages in.
     pub fn interrupt_counters(&self) -> &counters::InterruptCounters {
         &self.counters
@@ -174,12 +181,15 @@ impl RecordingVectors {
 }
 
 impl MsiVectors for RecordingVectors {
-    fn update(&self, vector: u16, message: Option<MsiMessage>) {
+    fn update(&self, changes: &[RouteChange]) {
+        self.updates.fetch_add(1, Ordering::Relaxed);
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        match message {
-            Some(m) => routes.insert(vector, m),
-            None => routes.remove(&vector),
-        };
+        for &(vector, message) in changes {
+            match message {
+                Some(m) => routes.insert(vector, m),
+                None => routes.remove(&vector),
+            };
+        }
     }
 
     fn send(&self, vector: u16, message: MsiMessage) {

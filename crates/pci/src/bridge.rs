@@ -395,14 +395,14 @@ impl RootPort {
             .map(|s| s.message(0));
         if route != irq.route {
             irq.route = route;
-            irq.wires.msi.update(0, route);
+            irq.wires.msi.update(&[(0, route)]);
         }
         let cmd = self.config.command();
         let intx = route.is_none() && pending && cmd & command::INTX_DISABLE == 0;
         if intx != irq.intx {
             irq.intx = intx;
             if let Err(e) = irq.wires.intx.set_level(intx) {
-                tracing::warn!("root port INTA: {e}");
+                ratelimit::warn!("root port INTA: {e}");
             }
         }
         match route {

@@ -9,7 +9,6 @@ use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemory;
@@ -252,44 +251,28 @@ where
     }
 }
 
-/// Warnings about what the guest did, at most `BURST` per minute per
-/// device; the rest go to debug level so a hostile guest cannot flood the
-/// host's log.
+/// Warnings about what the guest did, at most [`ratelimit::BURST`] per
+/// minute per device; the rest go to debug level so a hostile guest cannot
+/// flood the host's log.
 #[derive(Debug)]
 pub(crate) struct GuestWarnings {
     device: &'static str,
-    window: Instant,
-    count: u32,
+    limit: ratelimit::LogLimit,
 }
 
 impl GuestWarnings {
-    const BURST: u32 = 10;
-    const WINDOW: Duration = Duration::from_secs(60);
-
     /// Warnings of the device called `device` (e.g. "virtio-blk").
     pub(crate) fn new(device: &'static str) -> Self {
         Self {
             device,
-            window: Instant::now(),
-            count: 0,
+            limit: ratelimit::LogLimit::new(ratelimit::BURST, ratelimit::WINDOW),
         }
     }
 
     /// Logs `msg` as a warning, or at debug level past the budget.
     pub(crate) fn warn(&mut self, msg: fmt::Arguments<'_>) {
-        if self.window.elapsed() >= Self::WINDOW {
-            self.window = Instant::now();
-            self.count = 0;
-        }
-        self.count = self.count.saturating_add(1);
         let device = self.device;
-        match self.count {
-            n if n < Self::BURST => tracing::warn!("{device}: {msg}"),
-            n if n == Self::BURST => {
-                tracing::warn!("{device}: {msg} (further warnings this minute at debug level)")
-            }
-            _ => tracing::debug!("{device}: {msg}"),
-        }
+        ratelimit::warn_with!(self.limit, "{device}: {msg}");
     }
 }
 

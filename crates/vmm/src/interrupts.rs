@@ -23,6 +23,17 @@
 //! unit calls [`GsiRouter::refresh`] when the guest invalidates its
 //! interrupt entry cache or turns remapping on or off. A blocked message
 //! has no KVM route; sending it records the unit's fault instead.
+//!
+//! Rebuilding KVM's table costs the host (the kernel copies it and waits
+//! for a grace period), and a guest can ask for it in a loop by rewriting
+//! an MSI-X entry, toggling MSI Enable or reprogramming the IOAPIC. So the
+//! table is installed only when what KVM delivers changed, once for all the
+//! vectors one guest write changed ([`MsiVectors::update`] carries them
+//! together), and at most [`PUSH_BURST`] times at once and [`PUSH_RATE`]
+//! times a second after that: past the budget, the thread that changed a
+//! route (the guest's vCPU) waits for it. A route is always in KVM before
+//! the change returns, so a vector unmasked after it is delivered through
+//! the route the guest programmed.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -32,16 +43,56 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use dma::{FunctionContext, RequesterId};
-use irq::msi::{MsiMessage, MsiSink, MsiVectors};
+use irq::msi::{MsiMessage, MsiSink, MsiVectors, RouteChange};
 use kvm_bindings::{
     kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_msi, kvm_msi,
     KvmIrqRouting, KVM_IRQ_ROUTING_MSI,
 };
 use kvm_ioctls::VmFd;
+use ratelimit::TokenBucket;
+use std::time::Instant;
 use vmm_sys_util::eventfd::EventFd;
 
 /// Most routes KVM accepts (`KVM_MAX_IRQ_ROUTES`).
 pub const MAX_ROUTES: u32 = 4096;
+/// Routing tables installed at once before the rate applies (a guest's
+/// drivers setting up every vector at boot stay below it).
+pub const PUSH_BURST: u32 = 256;
+/// Routing tables installed per second past [`PUSH_BURST`].
+pub const PUSH_RATE: u32 = 200;
+
+/// What the router needs of KVM: its GSI routing table, irqfds, and
+/// messages sent once. `VmFd` in the VMM; a fake in tests.
+pub trait KvmInterrupts: Send + Sync + std::fmt::Debug {
+    /// Replaces the whole routing table (`KVM_SET_GSI_ROUTING`).
+    fn set_routes(&self, entries: &[kvm_irq_routing_entry]) -> Result<(), kvm_ioctls::Error>;
+    /// Signals `gsi` whenever `fd` is written (`KVM_IRQFD`).
+    fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<(), kvm_ioctls::Error>;
+    /// Undoes [`KvmInterrupts::register_irqfd`].
+    fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<(), kvm_ioctls::Error>;
+    /// Sends one message (`KVM_SIGNAL_MSI`).
+    fn signal_msi(&self, msi: kvm_msi) -> Result<(), kvm_ioctls::Error>;
+}
+
+impl KvmInterrupts for VmFd {
+    fn set_routes(&self, entries: &[kvm_irq_routing_entry]) -> Result<(), kvm_ioctls::Error> {
+        let table = KvmIrqRouting::from_entries(entries)
+            .map_err(|_| kvm_ioctls::Error::new(libc::E2BIG))?;
+        self.set_gsi_routing(&table)
+    }
+
+    fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<(), kvm_ioctls::Error> {
+        VmFd::register_irqfd(self, fd, gsi)
+    }
+
+    fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<(), kvm_ioctls::Error> {
+        VmFd::unregister_irqfd(self, fd, gsi)
+    }
+
+    fn signal_msi(&self, msi: kvm_msi) -> Result<(), kvm_ioctls::Error> {
+        VmFd::signal_msi(self, msi).map(|_| ())
+    }
+}
 
 /// Why a route could not be set.
 #[derive(Debug, thiserror::Error)]
@@ -124,8 +175,12 @@ struct Table {
 /// The VM's GSI routing table.
 #[derive(Debug)]
 pub struct GsiRouter {
-    vm: Arc<VmFd>,
+    vm: Arc<dyn KvmInterrupts>,
     table: Mutex<Table>,
+    /// Held by whoever installs a table, from the change until KVM has it
+    /// (so tables reach KVM in the order they were made), and waited on
+    /// past the budget without holding `table`.
+    pushes: Mutex<TokenBucket>,
     /// Held weakly: the unit's own events go out through this router.
     remap: OnceLock<std::sync::Weak<dyn InterruptRemap>>,
     /// KVM takes destination bits 31:8 from the upper address
@@ -137,14 +192,28 @@ pub struct GsiRouter {
 }
 
 impl GsiRouter {
-    /// A router whose GSIs below `reserved` are the IOAPIC's pins.
-    pub fn new(vm: Arc<VmFd>, reserved: u32) -> Self {
+    /// A router whose GSIs below `reserved` are the IOAPIC's pins, which
+    /// installs at most [`PUSH_BURST`] tables at once and [`PUSH_RATE`] a
+    /// second.
+    pub fn new(vm: Arc<dyn KvmInterrupts>, reserved: u32) -> Self {
+        Self::with_push_limit(vm, reserved, PUSH_BURST, PUSH_RATE)
+    }
+
+    /// A router with its own budget of table installs: `burst` at once,
+    /// `per_second` after that.
+    pub fn with_push_limit(
+        vm: Arc<dyn KvmInterrupts>,
+        reserved: u32,
+        burst: u32,
+        per_second: u32,
+    ) -> Self {
         Self {
             vm,
             table: Mutex::new(Table {
                 next: reserved,
                 ..Default::default()
             }),
+            pushes: Mutex::new(TokenBucket::new(burst, per_second, Instant::now())),
             remap: OnceLock::new(),
             x2apic_format: OnceLock::new(),
             blocked_routes: AtomicUsize::new(0),
@@ -183,10 +252,14 @@ impl GsiRouter {
     /// interrupt entry cache was invalidated, or remapping turned on or
     /// off).
     pub fn refresh(&self) -> Result<(), RouteError> {
-        let mut t = self.lock();
-        let result = self.install(&mut t);
-        self.count_blocked(&t);
-        result
+        let mut bucket = self.pushes.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = {
+            let mut t = self.lock();
+            let entries = self.retranslate(&mut t);
+            self.count_blocked(&t);
+            entries
+        };
+        entries.map_or(Ok(()), |e| self.push(&mut bucket, &e))
     }
 
     /// Whether `gsi`'s route is blocked by interrupt remapping (no
@@ -208,12 +281,20 @@ impl GsiRouter {
         self.blocked_routes.store(blocked, Ordering::Release);
     }
 
-    /// Installs `delivered` as KVM's routing table.
-    fn push(&self, delivered: &BTreeMap<u32, MsiMessage>) -> Result<(), RouteError> {
-        let entries: Vec<_> = delivered.iter().map(|(g, m)| msi_route(*g, *m)).collect();
-        let table = KvmIrqRouting::from_entries(&entries)
-            .map_err(|_| RouteError::Kvm(kvm_ioctls::Error::new(libc::E2BIG)))?;
-        self.vm.set_gsi_routing(&table).map_err(RouteError::Kvm)
+    /// KVM's routing table for `delivered`.
+    fn entries(delivered: &BTreeMap<u32, MsiMessage>) -> Vec<kvm_irq_routing_entry> {
+        delivered.iter().map(|(g, m)| msi_route(*g, *m)).collect()
+    }
+
+    /// Installs `entries` as KVM's routing table once `bucket` has a token
+    /// (the caller holds it, so no other table overtakes this one).
+    fn push(
+        &self,
+        bucket: &mut TokenBucket,
+        entries: &[kvm_irq_routing_entry],
+    ) -> Result<(), RouteError> {
+        bucket.take_blocking();
+        self.vm.set_routes(entries).map_err(RouteError::Kvm)
     }
 
     /// The vector KVM delivers for `gsi`, if it has a route.
@@ -221,17 +302,19 @@ impl GsiRouter {
         self.lock().delivered.get(&gsi).map(|m| m.data as u8)
     }
 
-    fn install(&self, t: &mut Table) -> Result<(), RouteError> {
+    /// Translates every route again; the table to install if what KVM
+    /// delivers changed.
+    fn retranslate(&self, t: &mut Table) -> Option<Vec<kvm_irq_routing_entry>> {
         let delivered: BTreeMap<u32, MsiMessage> = t
             .routes
             .iter()
             .filter_map(|(g, r)| Some((*g, self.translate(r.msg, &r.source, false)?)))
             .collect();
         if delivered == t.delivered {
-            return Ok(());
+            return None;
         }
         t.delivered = delivered;
-        self.push(&t.delivered)
+        Some(Self::entries(&t.delivered))
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -259,19 +342,38 @@ impl GsiRouter {
         msg: Option<MsiMessage>,
         source: &Source,
     ) -> Result<(), RouteError> {
-        let mut t = self.lock();
-        let result = self.set_locked(&mut t, gsi, msg, source);
-        self.count_blocked(&t);
-        result
+        self.set_all(&[(gsi, msg)], source)
     }
 
+    /// Routes each `(gsi, msg)` of `routes` from `source`, and installs
+    /// the table once if what KVM delivers changed; it is in KVM when this
+    /// returns.
+    pub fn set_all(
+        &self,
+        routes: &[(u32, Option<MsiMessage>)],
+        source: &Source,
+    ) -> Result<(), RouteError> {
+        let mut bucket = self.pushes.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = {
+            let mut t = self.lock();
+            let mut changed = false;
+            for &(gsi, msg) in routes {
+                changed |= self.set_locked(&mut t, gsi, msg, source);
+            }
+            self.count_blocked(&t);
+            changed.then(|| Self::entries(&t.delivered))
+        };
+        entries.map_or(Ok(()), |e| self.push(&mut bucket, &e))
+    }
+
+    /// Routes `gsi` to `msg` in `t`; whether what KVM delivers changed.
     fn set_locked(
         &self,
         t: &mut Table,
         gsi: u32,
         msg: Option<MsiMessage>,
         source: &Source,
-    ) -> Result<(), RouteError> {
+    ) -> bool {
         let old = match msg {
             Some(msg) => t.routes.insert(
                 gsi,
@@ -283,18 +385,18 @@ impl GsiRouter {
             None => t.routes.remove(&gsi),
         };
         if old.map(|r| r.msg) == msg {
-            return Ok(());
+            return false;
         }
         let before = t.delivered.get(&gsi).copied();
         let now = msg.and_then(|m| self.translate(m, source, false));
         if before == now {
-            return Ok(());
+            return false;
         }
         match now {
             Some(m) => t.delivered.insert(gsi, m),
             None => t.delivered.remove(&gsi),
         };
-        self.push(&t.delivered)
+        true
     }
 
     /// Gives `gsi` back, removing its route.
@@ -323,7 +425,7 @@ impl GsiRouter {
             data: msg.data,
             ..Default::default()
         };
-        self.vm.signal_msi(msi).map(|_| ()).map_err(RouteError::Kvm)
+        self.vm.signal_msi(msi).map_err(RouteError::Kvm)
     }
 }
 
@@ -362,7 +464,7 @@ impl MsiSink for KvmMsiSink {
             None => self.router.signal(msg),
         };
         if let Err(e) = sent {
-            tracing::warn!("interrupt message {msg:x?} not delivered: {e}");
+            ratelimit::warn!("interrupt message {msg:x?} not delivered: {e}");
         }
     }
 }
@@ -415,23 +517,38 @@ impl KvmMsiVectors {
         })
     }
 
-    fn route(&self, vector: u16, message: Option<MsiMessage>) -> Result<(), RouteError> {
+    /// Routes every vector of `changes`, installing KVM's table once.
+    /// A vector's message is recorded only once its route is in KVM, so a
+    /// send after a failure takes the path that corrects the route.
+    fn route(&self, changes: &[RouteChange]) -> Result<(), RouteError> {
         let mut vectors = self.lock();
-        let v = match vectors.entry(vector) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(_) if message.is_none() => return Ok(()),
-            Entry::Vacant(e) => e.insert(self.new_vector()?),
-        };
-        self.router.set(v.gsi, message, &self.source)?;
-        v.message = message;
+        let mut routes = Vec::with_capacity(changes.len());
+        for &(vector, message) in changes {
+            let v = match vectors.entry(vector) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(_) if message.is_none() => continue,
+                Entry::Vacant(e) => e.insert(self.new_vector()?),
+            };
+            routes.push((v.gsi, message));
+        }
+        self.router.set_all(&routes, &self.source)?;
+        for &(vector, message) in changes {
+            if let Some(v) = vectors.get_mut(&vector) {
+                v.message = message;
+            }
+        }
         Ok(())
     }
 }
 
 impl MsiVectors for KvmMsiVectors {
-    fn update(&self, vector: u16, message: Option<MsiMessage>) {
-        if let Err(e) = self.route(vector, message) {
-            tracing::warn!("{}: vector {vector}: {e}", self.source.requester());
+    fn update(&self, changes: &[RouteChange]) {
+        if let Err(e) = self.route(changes) {
+            ratelimit::warn!(
+                "{}: {} vector routes: {e}",
+                self.source.requester(),
+                changes.len()
+            );
         }
     }
 
@@ -444,15 +561,15 @@ impl MsiVectors for KvmMsiVectors {
             .map(|v| v.irqfd.write(1));
         match routed {
             Some(Ok(())) => {}
-            Some(Err(e)) => tracing::warn!(
+            Some(Err(e)) => ratelimit::warn!(
                 "{}: vector {vector}: irqfd write failed: {e}",
                 self.source.requester()
             ),
             None => {
                 tracing::debug!("vector {vector} sent before its route was current");
-                self.update(vector, Some(message));
+                self.update(&[(vector, Some(message))]);
                 if let Err(e) = self.router.send(message, &self.source) {
-                    tracing::warn!("{}: vector {vector}: {e}", self.source.requester());
+                    ratelimit::warn!("{}: vector {vector}: {e}", self.source.requester());
                 }
             }
         }
@@ -534,23 +651,4 @@ impl Drop for KvmMsiVectors {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_msi_route_splits_the_address() {
-        let e = msi_route(
-            30,
-            MsiMessage {
-                address: 0x1_fee0_1000,
-                data: 0x4031,
-            },
-        );
-        // SAFETY: `msi_route` builds MSI entries only.
-        let msi = unsafe { e.u.msi };
-        assert_eq!(
-            (e.gsi, e.type_, msi.address_lo, msi.address_hi, msi.data),
-            (30, KVM_IRQ_ROUTING_MSI, 0xfee0_1000, 1, 0x4031)
-        );
-    }
-}
+mod tests;

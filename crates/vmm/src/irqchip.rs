@@ -181,7 +181,7 @@ impl BusDevice for IoapicMmio {
         let mut ioapic = self.0.lock();
         if let IoapicWriteEffect::RouteChanged { pin, route } = ioapic.mmio_write(offset, data) {
             if let Err(e) = self.0.router.set(pin as u32, route, &Source::Ioapic) {
-                tracing::warn!("IOAPIC pin {pin}: {e}");
+                ratelimit::warn!("IOAPIC pin {pin}: {e}");
             }
             ioapic.service(pin);
         }

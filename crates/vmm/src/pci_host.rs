@@ -149,7 +149,7 @@ impl IoEventTable {
             };
             if let Err(err) = result {
                 let what = if register { "register" } else { "unregister" };
-                tracing::warn!("cannot {what} the eventfd at {addr:#x}: {err}");
+                ratelimit::warn!("cannot {what} the eventfd at {addr:#x}: {err}");
             }
         }
     }
@@ -620,7 +620,7 @@ impl PciRoot {
                     if let Some(m) = mapped.remove(key) {
                         bus.remove(m.base);
                     }
-                    tracing::warn!("PCI BAR {} at {:#x}: not mapped: {e}", key.1, want.base);
+                    ratelimit::warn!("PCI BAR {} at {:#x}: not mapped: {e}", key.1, want.base);
                 }
             }
         }

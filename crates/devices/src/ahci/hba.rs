@@ -22,7 +22,8 @@ use super::log::NcqError;
 use super::port::{Link, Port};
 use super::regs::{self, ghc, pcmd, pis, port, serr, ssts, status, HostCaps, HBA_SIZE, PORT_SIZE};
 
-/// Warnings an HBA logs for guest-caused trouble before it goes quiet.
+/// Warnings an HBA logs per minute for guest-caused trouble before the rest
+/// go to debug level.
 const WARN_BUDGET: u32 = 16;
 
 /// A command waiting for backend requests.
@@ -69,7 +70,7 @@ pub struct Hba {
     inflight: Vec<Option<InFlight>>,
     free_tags: Vec<usize>,
     reaped: Vec<Completion>,
-    warn_budget: u32,
+    warnings: ratelimit::LogLimit,
     /// PxCI writes leave fetching to the worker ([`Hba::set_defer_issue`]).
     defer_issue: bool,
     /// A PxCI write found work the worker has not fetched yet.
@@ -101,7 +102,7 @@ impl Hba {
             inflight: Vec::new(),
             free_tags: Vec::new(),
             reaped: Vec::new(),
-            warn_budget: WARN_BUDGET,
+            warnings: ratelimit::LogLimit::new(WARN_BUDGET, ratelimit::WINDOW),
             defer_issue: false,
             issue_pending: false,
         };
@@ -113,17 +114,7 @@ impl Hba {
 
     /// A warning about something the guest caused, rate limited.
     pub(super) fn warn(&mut self, msg: std::fmt::Arguments<'_>) {
-        match self.warn_budget {
-            0 => tracing::debug!("AHCI: {msg}"),
-            1 => {
-                self.warn_budget = 0;
-                tracing::warn!("AHCI: {msg} (further warnings of this HBA at debug level)");
-            }
-            _ => {
-                self.warn_budget -= 1;
-                tracing::warn!("AHCI: {msg}");
-            }
-        }
+        ratelimit::warn_with!(self.warnings, "AHCI: {msg}");
     }
 
     /// A port's register (tests and diagnostics).

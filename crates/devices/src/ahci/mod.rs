@@ -53,7 +53,7 @@
 //! | DSM range past the end, > 8 blocks, TRIM off      | aborted; nothing discarded                              |
 //! | unknown command                                   | ERR with ABRT, TFES, CI stays set                       |
 //! | PxCMD.ST cleared, COMRESET, SRST, GHC.HR with I/O | completions of those commands are dropped; CR (or HR) stays 1 until the backend is done with them |
-//! | anything that ends in a warning                  | at most 16 warnings per HBA, then debug level           |
+//! | anything that ends in a warning                  | at most 16 warnings a minute per HBA, then debug level  |
 
 mod ata;
 pub mod command;

@@ -26,7 +26,8 @@ use super::rx::{self, RxError, RxRing};
 use super::stats;
 use super::tx::{self, Step, TxError, TxMachine};
 
-/// Warnings a device logs for guest-caused trouble before going quiet.
+/// Warnings a device logs per minute for guest-caused trouble before the
+/// rest go to debug level.
 const WARN_BUDGET: u32 = 32;
 /// Largest frame accepted without RCTL.LPE (with a VLAN tag).
 const MAX_STD_FRAME: usize = 1522;
@@ -87,7 +88,7 @@ pub struct Core {
     pub drops: Drops,
     /// The function's I/O counters.
     counters: Arc<FunctionCounters>,
-    warn_budget: u32,
+    warnings: ratelimit::LogLimit,
     /// Work for the worker is waiting (set by doorbells when deferred).
     pub kick: bool,
     /// Doorbells leave the rings to the worker.
@@ -118,7 +119,7 @@ impl Core {
             io_addr: 0,
             drops: Drops::default(),
             counters,
-            warn_budget: WARN_BUDGET,
+            warnings: ratelimit::LogLimit::new(WARN_BUDGET, ratelimit::WINDOW),
             kick: false,
             defer: false,
             rx_buf: vec![0; VNET_HDR_LEN + 65_536],
@@ -130,17 +131,7 @@ impl Core {
 
     /// A warning about something the guest caused, rate limited.
     pub fn warn(&mut self, msg: std::fmt::Arguments<'_>) {
-        match self.warn_budget {
-            0 => tracing::debug!("e1000e: {msg}"),
-            1 => {
-                self.warn_budget = 0;
-                tracing::warn!("e1000e: {msg} (further warnings of this device at debug level)");
-            }
-            _ => {
-                self.warn_budget -= 1;
-                tracing::warn!("e1000e: {msg}");
-            }
-        }
+        ratelimit::warn_with!(self.warnings, "e1000e: {msg}");
     }
 
     /// RAL0/RAH0 from the NVM, as the chip loads them after reset.

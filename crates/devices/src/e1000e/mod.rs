@@ -39,7 +39,7 @@
 //! | EERD past the NVM, MDIC to another PHY address      | reads 0 / MDIC.E                                        |
 //! | IVAR naming a vector the table lacks or not valid  | nothing sent; the cause is masked                       |
 //! | a full receive ring                                | the backend is not read until RDT moves; other devices are untouched |
-//! | anything that ends in a warning                    | at most 32 warnings per device, then debug level        |
+//! | anything that ends in a warning                    | at most 32 warnings a minute per device, then debug    |
 
 mod core;
 pub mod desc;

@@ -54,7 +54,7 @@ impl AcpiPowerDevice {
         }
         match (value >> SLP_TYP_SHIFT) & SLP_TYP_MASK {
             S5_SLEEP_TYPE => self.sink.request(GuestRequest::PowerOff),
-            other => tracing::warn!("guest asked for sleep type {other}, which is not offered"),
+            other => ratelimit::warn!("guest asked for sleep type {other}, which is not offered"),
         }
     }
 }
@@ -96,6 +96,21 @@ mod tests {
         let (mut d, sink) = dev();
         d.write(SLEEP_CONTROL_OFFSET, &[S5_SLEEP_TYPE << 2]);
         d.write(SLEEP_CONTROL_OFFSET, &[(3 << 2) | SLP_EN]);
+        assert!(sink.taken().is_empty());
+    }
+
+    #[test]
+    fn test_acpi_pm_flood_of_unoffered_sleep_types_logs_a_bounded_number_of_lines() {
+        let (mut d, sink) = dev();
+
+        let counts = ratelimit::testing::count_events(|| {
+            for _ in 0..10_000 {
+                d.write(SLEEP_CONTROL_OFFSET, &[(3 << 2) | SLP_EN]);
+            }
+        });
+
+        assert_eq!(counts.warn_or_worse, ratelimit::BURST as usize);
+        assert_eq!(counts.debug, 10_000 - ratelimit::BURST as usize);
         assert!(sink.taken().is_empty());
     }
 

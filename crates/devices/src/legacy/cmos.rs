@@ -142,7 +142,9 @@ impl Cmos {
         Self::default()
     }
 
-    fn with_clock(now: fn() -> i64) -> Self {
+    /// A clock that follows `now` (Unix seconds) instead of the host's time:
+    /// tests and the fuzz target, which need a time that stands still.
+    pub fn with_clock(now: fn() -> i64) -> Self {
         let mut ram = [0u8; RAM_SIZE];
         ram[usize::from(REG_STATUS_A)] = STATUS_A_DEFAULT;
         ram[usize::from(REG_STATUS_B)] = STATUS_B_24H;

@@ -57,7 +57,7 @@ impl Ged {
     pub fn raise(&mut self, event: GedEvent) {
         self.pending |= event.bit();
         if let Err(e) = self.line.pulse() {
-            tracing::warn!("GED: cannot raise the interrupt: {e}");
+            ratelimit::warn!("GED: cannot raise the interrupt: {e}");
         }
     }
 }

@@ -41,7 +41,7 @@ impl BusDevice for PvPanic {
         if value & PVPANIC_PANICKED != 0 {
             self.sink.request(GuestRequest::Panic);
         } else if value & PVPANIC_CRASH_LOADED != 0 {
-            tracing::info!("guest reports a crash kernel took over after a panic");
+            ratelimit::info!("guest reports a crash kernel took over after a panic");
         }
     }
 }

@@ -43,8 +43,9 @@ const EVENT_QUEUE_LIMIT: usize = 16;
 /// Commands waiting for the backend, over all queues: bounds the host
 /// memory a guest can pin with deep queues.
 pub const MAX_IN_FLIGHT: usize = 4096;
-/// Warnings a controller logs for guest-caused trouble before it goes
-/// quiet (a guest must not be able to flood the host's log).
+/// Warnings a controller logs per minute for guest-caused trouble before
+/// the rest go to debug level (a guest must not be able to flood the
+/// host's log).
 const WARN_BUDGET: u32 = 16;
 
 /// Fixed properties of a controller.
@@ -204,7 +205,7 @@ pub struct Controller {
     msi_masked_pending: u32,
     doorbell_mode: Option<bool>,
     reaped: Vec<Completion>,
-    warn_budget: u32,
+    warnings: ratelimit::LogLimit,
     /// The registers as built, for a Function Level Reset.
     regs_at_reset: Registers,
 }
@@ -261,7 +262,7 @@ impl Controller {
             msi_masked_pending: 0,
             doorbell_mode: None,
             reaped: Vec::new(),
-            warn_budget: WARN_BUDGET,
+            warnings: ratelimit::LogLimit::new(WARN_BUDGET, ratelimit::WINDOW),
             regs_at_reset,
         }
     }
@@ -436,17 +437,7 @@ impl Controller {
 
     /// A warning about something the guest caused, rate limited.
     fn warn(&mut self, msg: std::fmt::Arguments<'_>) {
-        match self.warn_budget {
-            0 => tracing::debug!("NVMe: {msg}"),
-            1 => {
-                self.warn_budget = 0;
-                tracing::warn!("NVMe: {msg} (further warnings of this controller at debug level)");
-            }
-            _ => {
-                self.warn_budget -= 1;
-                tracing::warn!("NVMe: {msg}");
-            }
-        }
+        ratelimit::warn_with!(self.warnings, "NVMe: {msg}");
     }
 
     fn fatal(&mut self, why: &str) {

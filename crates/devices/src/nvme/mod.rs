@@ -64,7 +64,7 @@
 //! | shadow doorbell values                        | validated like MMIO values                      |
 //! | endless AERs, CQ never consumed, deep queues | AER limit 4; a full CQ holds entries and stops fetching; at most 4096 commands in flight per controller |
 //! | bus mastering off                            | nothing is fetched until it is back on            |
-//! | anything that ends in a host-side warning    | at most 16 warnings per controller, then debug level |
+//! | anything that ends in a host-side warning    | 16 warnings a minute per controller, then debug level |
 //! | Initiate FLR (PF or VF), I/O in flight       | PCI state and registers as built, queues gone; RDY stays 1 until the backend drained, nothing completes into the old queues |
 //! | a VF's NSID on another controller            | Invalid Namespace for I/O; Identify returns zeroes (valid, inactive) |
 //!

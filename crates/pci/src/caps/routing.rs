@@ -88,19 +88,25 @@ impl MsiRouting {
     }
 
     /// Brings the installed routes in line with `ep`, telling the port only
-    /// the vectors whose message changed.
+    /// the vectors whose message changed, all in one update (a guest
+    /// toggling MSI-X Enable costs the VMM one routing table, not one per
+    /// vector).
     pub fn sync(&mut self, ep: &EndpointConfig) {
         let wanted = Self::wanted(ep);
         let len = wanted.len().max(self.installed.len());
         self.installed.resize(len, None);
+        let mut changes = Vec::new();
         for (v, installed) in self.installed.iter_mut().enumerate() {
             let want = wanted.get(v).copied().flatten();
             if *installed != want {
                 *installed = want;
-                self.vectors.update(v as u16, want);
+                changes.push((v as u16, want));
             }
         }
         self.installed.truncate(wanted.len());
+        if !changes.is_empty() {
+            self.vectors.update(&changes);
+        }
     }
 
     /// Applies a guest configuration write's interrupt consequences: routes,
@@ -173,11 +179,12 @@ impl MsiRouting {
 
     /// Removes every route (device reset, or the function going away).
     pub fn clear(&mut self) {
-        for (v, installed) in self.installed.iter_mut().enumerate() {
-            if installed.take().is_some() {
-                self.vectors.update(v as u16, None);
-            }
-        }
+        let changes: Vec<_> = (self.installed.iter_mut().enumerate())
+            .filter_map(|(v, installed)| installed.take().map(|_| (v as u16, None)))
+            .collect();
         self.installed.clear();
+        if !changes.is_empty() {
+            self.vectors.update(&changes);
+        }
     }
 }

@@ -38,17 +38,19 @@
 //! | rx buffers too small for a frame (no MRG_RXBUF)     | drops the frame, keeps the buffer, warning              |
 //! | no rx buffers                                       | keeps the frame, stops reading the backend, waits       |
 //! | control command short, no ack byte, unknown class   | `ERR` ack (or length 0 without an ack byte), warning    |
+//! | control ack byte outside guest memory               | drops the chain unexecuted, used length 0, warning      |
 //! | `VQ_PAIRS_SET` of 0 or more pairs than set up       | `ERR` ack                                               |
 //! | avail index more than a queue size ahead, used ring outside memory | `DEVICE_NEEDS_RESET`, queue stops       |
 //! | config space writes                                 | ignored (all fields read-only), logged                  |
 //!
-//! Warnings are limited: the first 32 per activation at `warn`, the rest
+//! Warnings are limited: 32 a minute per activation at `warn`, the rest
 //! at `debug`. [`VirtioDevice::reset`] stops and joins the worker before
 //! returning, so no guest memory is touched after it.
 
 mod chain;
 pub(crate) mod ctrl;
 mod header;
+mod inline;
 mod rx;
 #[cfg(test)]
 mod tests;
@@ -61,6 +63,7 @@ use backend::net::{FrameIo, Tap};
 use counters::{FunctionCounters, IoClass};
 
 pub use ctrl::{CtrlState, RxFilter};
+pub use inline::InlineNet;
 
 /// Checks one transmit chain exactly as the transmit path does; the length
 /// of the frame after the header if it would be sent. The fuzz target's

@@ -25,27 +25,24 @@ use super::{
 use crate::device::{ActivateError, Activation, Memory, Signals};
 use counters::FunctionCounters;
 
-/// Warnings about the guest's doings logged at `warn` per activation.
+/// Warnings about the guest's doings logged at `warn` per minute.
 const WARN_LIMIT: u32 = 32;
 
-/// Guest-caused warnings: the first [`WARN_LIMIT`] at `warn`, the rest at
+/// Guest-caused warnings: [`WARN_LIMIT`] a minute at `warn`, the rest at
 /// `debug`.
-#[derive(Debug, Default)]
-pub(crate) struct GuestLog {
-    count: u32,
+#[derive(Debug)]
+pub(crate) struct GuestLog(ratelimit::LogLimit);
+
+impl Default for GuestLog {
+    fn default() -> Self {
+        Self(ratelimit::LogLimit::new(WARN_LIMIT, ratelimit::WINDOW))
+    }
 }
 
 impl GuestLog {
     /// Logs one guest-caused problem.
     pub fn warn(&mut self, msg: fmt::Arguments<'_>) {
-        self.count = self.count.saturating_add(1);
-        if self.count < WARN_LIMIT {
-            tracing::warn!("virtio-net: {msg}");
-        } else if self.count == WARN_LIMIT {
-            tracing::warn!("virtio-net: {msg} (further warnings at debug level)");
-        } else {
-            tracing::debug!("virtio-net: {msg}");
-        }
+        ratelimit::warn_with!(self.0, "virtio-net: {msg}");
     }
 }
 
@@ -361,6 +358,15 @@ fn control(
             .warn(format_args!("control chain without an ack byte dropped"));
         return 0;
     };
+    // A command is carried out only if its ack can be reported: otherwise
+    // the driver would read failure for a change the device made.
+    if !chain::writable_in_memory(ctx.dma.as_ref(), &layout.writable[..1]) {
+        ctx.log.warn(format_args!(
+            "control chain dropped: its ack byte at {:#x} is outside guest memory",
+            ack_seg.addr
+        ));
+        return 0;
+    }
     buf.clear();
     let ack = match chain::gather(ctx.dma.as_ref(), &layout.readable, buf) {
         Ok(()) => {

@@ -78,7 +78,7 @@
 //! | PCI_CFG access with another BAR, bad length or offset | no BAR access                                  |
 //! | PCI_CFG aimed at ISR, then config space dumped     | the dump reads (and clears) ISR, as the spec says |
 //! | bus mastering off                                  | MSI-X messages are lost, as on hardware            |
-//! | anything else that ends in a log line              | 16 warnings per function, then debug level         |
+//! | anything else that ends in a log line              | 16 warnings a minute per function, then debug level |
 
 pub mod caps;
 pub mod common;

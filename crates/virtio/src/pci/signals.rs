@@ -18,7 +18,6 @@
 //! the command register's INTx Disable is set; the status register's
 //! Interrupt bit mirrors the pending state (PCI 3.0 §6.2.2–3).
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use irq::IrqLine;
@@ -36,7 +35,8 @@ pub const ISR_QUEUE: u8 = 1;
 /// ISR bit: the device configuration changed.
 pub const ISR_CONFIG: u8 = 2;
 
-/// Guest-caused warnings logged at warn level before dropping to debug.
+/// Guest-caused warnings logged at warn level per minute; the rest at
+/// debug level.
 const WARN_BUDGET: u32 = 16;
 
 /// The shared state proper (behind [`Shared::state`]).
@@ -67,7 +67,7 @@ pub struct SharedState {
 pub struct Shared {
     state: Mutex<SharedState>,
     intx: Arc<dyn IrqLine>,
-    warnings: AtomicU32,
+    warnings: ratelimit::LogLimit,
 }
 
 impl SharedState {
@@ -139,7 +139,7 @@ impl Shared {
                 intx_level: false,
             }),
             intx,
-            warnings: AtomicU32::new(0),
+            warnings: ratelimit::LogLimit::new(WARN_BUDGET, ratelimit::WINDOW),
         }
     }
 
@@ -149,13 +149,10 @@ impl Shared {
     }
 
     /// Logs something the guest did wrong: at warn level for the first
-    /// few, then at debug level so a hostile guest cannot flood the log.
+    /// few a minute, then at debug level so a hostile guest cannot flood
+    /// the log.
     pub fn warn(&self, msg: std::fmt::Arguments<'_>) {
-        if self.warnings.fetch_add(1, Ordering::Relaxed) < WARN_BUDGET {
-            tracing::warn!("virtio-pci: {msg}");
-        } else {
-            tracing::debug!("virtio-pci: {msg}");
-        }
+        ratelimit::warn_with!(self.warnings, "virtio-pci: {msg}");
     }
 
     /// Brings the INTx line and the status register's Interrupt bit in

@@ -62,8 +62,8 @@ impl VectorTriggers for RecordingTriggers {
 }
 
 impl MsiVectors for RecordingTriggers {
-    fn update(&self, vector: u16, message: Option<irq::msi::MsiMessage>) {
-        self.vectors.update(vector, message);
+    fn update(&self, changes: &[irq::msi::RouteChange]) {
+        self.vectors.update(changes);
     }
 
     fn send(&self, vector: u16, message: irq::msi::MsiMessage) {

@@ -73,7 +73,7 @@ impl BarMemoryTable {
                     Ok(slot) => {
                         self.installed.insert((key, mem.offset), slot);
                     }
-                    Err(e) => tracing::warn!(
+                    Err(e) => ratelimit::warn!(
                         "BAR {} memory at {gpa:#x} not mapped ({e}): its accesses exit to iovm",
                         key.1
                     ),

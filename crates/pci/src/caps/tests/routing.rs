@@ -176,3 +176,49 @@ fn test_clear_removes_every_route() {
 
     assert_eq!(rig.vectors.route(2), None);
 }
+
+#[test]
+fn test_toggling_msix_enable_is_one_update_per_write_whatever_the_vectors() {
+    let mut rig = Rig::new();
+    rig.master(true);
+    let vectors = rig.ep.caps().msix_table().unwrap().vectors();
+    for v in 0..vectors {
+        rig.program_entry(v, false);
+    }
+    let cap = rig.ep.caps().msix().unwrap().offset();
+    let before = rig.vectors.updates();
+
+    for _ in 0..100 {
+        rig.config(cap + 2, &msix_control::ENABLE.to_le_bytes());
+        rig.config(cap + 2, &0u16.to_le_bytes());
+    }
+
+    assert!(vectors > 1);
+    assert_eq!(rig.vectors.updates() - before, 200);
+}
+
+#[test]
+fn test_toggling_mask_bits_changes_no_route() {
+    let mut rig = Rig::new();
+    rig.master(true);
+    let cap = rig.ep.caps().msix().unwrap().offset();
+    rig.config(cap + 2, &msix_control::ENABLE.to_le_bytes());
+    rig.program_entry(0, false);
+    let before = rig.vectors.updates();
+
+    for i in 0..1000u32 {
+        rig.table(TABLE_OFFSET + VECTOR_CONTROL as u64, &(i & 1).to_le_bytes());
+        let function_mask = if i & 1 == 0 {
+            msix_control::FUNCTION_MASK
+        } else {
+            0
+        };
+        rig.config(
+            cap + 2,
+            &(msix_control::ENABLE | function_mask).to_le_bytes(),
+        );
+    }
+
+    assert_eq!(rig.vectors.updates(), before);
+    assert_eq!(rig.vectors.route(0), Some(message(0)));
+}

@@ -12,6 +12,18 @@ fn command(g: &mut Guest, core: &mut Core, q: u16, cmd: &[u8]) -> u8 {
 }
 
 #[test]
+fn test_ctrl_command_whose_ack_is_outside_memory_is_not_carried_out() {
+    let (mut g, mut core, _peer, _io) = one_pair(BASE);
+    g.write(BUF, &[0, 0, 0]);
+
+    g.post(2, &[(BUF, 3, R), (RAM + 0x1000, 1, W)]);
+    core.serve(Target::Ctrl);
+
+    assert!(core.state.filter.promisc, "promiscuous mode left on");
+    assert_eq!(g.used(2), vec![(0, 0)]);
+}
+
+#[test]
 fn test_ctrl_mq_pairs_set_two_is_ok_and_enables_second_backend() {
     let (mut g, mut core, _peers, ios) = two_pairs(BASE);
 

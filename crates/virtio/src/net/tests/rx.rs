@@ -128,3 +128,29 @@ fn test_rx_activation_applies_guest_offloads_to_backend() {
     };
     assert_eq!(set, vec![expect]);
 }
+
+#[test]
+fn test_inline_net_serves_receive_and_control_on_the_callers_thread() {
+    let mut g = Guest::new();
+    let (io, peer) = pipe();
+    let cfg = NetConfig::new(MAC, vec![io]);
+    let (act, _) = g.activation(BASE, &[0, 1, 2]);
+    let mut net = InlineNet::new(act, &cfg, Arc::default()).unwrap();
+    let f = frame(MAC, 64);
+    peer.send(&f).unwrap();
+    g.post(0, &[(BUF, 2000, W)]);
+    g.write(BUF + 0x4000, &[0, 0, 0]);
+    g.post(2, &[(BUF + 0x4000, 3, R), (BUF + 0x5000, 1, W)]);
+
+    net.serve_rx(0);
+    net.serve_ctrl();
+
+    assert_eq!(g.used(0), vec![(0, f.len() as u32)]);
+    assert_eq!(g.read(BUF + 12, 64), f[12..]);
+    assert_eq!(
+        g.read(BUF + 0x5000, 1),
+        vec![0],
+        "promiscuous off acknowledged"
+    );
+    assert!(!net.state().filter.promisc);
+}

@@ -128,7 +128,7 @@ impl NvmeVfs {
         };
         let pf_shared: SharedFunction = pf.clone();
         let Some(Slot::Behind { bridge, .. }) = root.slot_of(&pf_shared) else {
-            tracing::warn!("SR-IOV: the NVMe PF is not behind a port; no VFs");
+            ratelimit::warn!("SR-IOV: the NVMe PF is not behind a port; no VFs");
             return;
         };
         let numbers: Vec<Option<u8>> = {
@@ -137,23 +137,23 @@ impl NvmeVfs {
         };
         let mut live = lock(&self.live);
         if !live.is_empty() {
-            tracing::warn!("SR-IOV: VFs enabled while VFs exist; ignored");
+            ratelimit::warn!("SR-IOV: VFs enabled while VFs exist; ignored");
             return;
         }
         for (k, number) in (0..n).zip(numbers) {
             let Some(f) = number else {
-                tracing::warn!("SR-IOV: VF {k} has no function number below 256");
+                ratelimit::warn!("SR-IOV: VF {k} has no function number below 256");
                 break;
             };
             match self.attach(root, bridge, f, k) {
                 Ok(vf) => live.push(vf),
                 Err(e) => {
-                    tracing::warn!("SR-IOV: VF {k} not created: {e}");
+                    ratelimit::warn!("SR-IOV: VF {k} not created: {e}");
                     break;
                 }
             }
         }
-        tracing::info!("SR-IOV: {} NVMe VFs enabled", live.len());
+        ratelimit::info!("SR-IOV: {} NVMe VFs enabled", live.len());
     }
 
     fn attach(
@@ -190,14 +190,14 @@ impl NvmeVfs {
         let count = gone.len();
         for vf in gone {
             if let Err(e) = root.detach(vf.slot) {
-                tracing::warn!("SR-IOV: VF at {:?} not detached: {e}", vf.slot);
+                ratelimit::warn!("SR-IOV: VF at {:?} not detached: {e}", vf.slot);
             }
             if vf.function.strong_count() > 0 {
-                tracing::warn!("SR-IOV: a detached VF is still referenced");
+                ratelimit::warn!("SR-IOV: a detached VF is still referenced");
             }
         }
         if count > 0 {
-            tracing::info!("SR-IOV: {count} NVMe VFs disabled");
+            ratelimit::info!("SR-IOV: {count} NVMe VFs disabled");
         }
     }
 
