@@ -83,12 +83,12 @@ impl Dma for GuestDma {
         })
     }
 
-    fn host_ranges(
-        &self,
+    fn host_ranges<'a>(
+        &'a self,
         addr: u64,
         len: u64,
         _dir: Direction,
-        out: &mut Vec<HostRange>,
+        out: &mut Vec<HostRange<'a>>,
     ) -> Result<(), DmaError> {
         let mark = out.len();
         let res = self.chunks(addr, len, |done, off, chunk, region| {
@@ -126,7 +126,7 @@ impl Dma for GuestDma {
         })
     }
 
-    fn translate(&self, addr: u64, len: u64, _dir: Direction) -> Result<HostRange, DmaError> {
+    fn translate(&self, addr: u64, len: u64, _dir: Direction) -> Result<HostRange<'_>, DmaError> {
         let out = DmaError::OutOfRange { addr, len };
         checked_end(addr, len)?;
         if len == 0 {
