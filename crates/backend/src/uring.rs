@@ -157,7 +157,13 @@ impl UringEngine {
         self.in_flight += 1;
     }
 
-    fn plain(&mut self, tag: u64, entry: squeue::Entry, zero_range: Option<(u64, u64)>, then_sync: bool) {
+    fn plain(
+        &mut self,
+        tag: u64,
+        entry: squeue::Entry,
+        zero_range: Option<(u64, u64)>,
+        then_sync: bool,
+    ) {
         let idx = self.slot(Slot {
             tag,
             expect: None,

@@ -168,7 +168,6 @@ impl<'a> HostRange<'a> {
         // SAFETY: `new`'s contract: the memory is mapped for all of `'a`.
         unsafe { VolatileSlice::new(self.addr as *mut u8, self.len) }
     }
-
 }
 
 /// Access to guest memory on behalf of one device.
@@ -292,11 +291,7 @@ impl GuestBuffers {
         // handle alive and in place, and lends the ranges out only for
         // borrows of `Self`.
         let ranges: Vec<HostRange<'static>> = unsafe {
-            Vec::from_raw_parts(
-                ranges.as_mut_ptr().cast(),
-                ranges.len(),
-                ranges.capacity(),
-            )
+            Vec::from_raw_parts(ranges.as_mut_ptr().cast(), ranges.len(), ranges.capacity())
         };
         Ok(Self { dma, ranges, len })
     }

@@ -227,7 +227,12 @@ mod tests {
                 .ok_or(DmaError::OutOfRange { addr, len })?;
             self.inner.host_ranges(gpa, len, dir, out)
         }
-        fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange<'_>, DmaError> {
+        fn translate(
+            &self,
+            addr: u64,
+            len: u64,
+            dir: Direction,
+        ) -> Result<HostRange<'_>, DmaError> {
             self.seen.lock().unwrap().push(addr);
             let gpa = addr
                 .checked_sub(self.offset)

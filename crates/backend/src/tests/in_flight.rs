@@ -90,7 +90,10 @@ fn reads() -> Reads {
         let buffers = GuestBuffers::new(dma, &[(at, CHUNK)], Direction::FromDevice).unwrap();
         requests.push(Request {
             tag: i,
-            op: Op::Read { offset: at, buffers },
+            op: Op::Read {
+                offset: at,
+                buffers,
+            },
         });
         states.push(state);
     }
@@ -114,13 +117,19 @@ fn test_uring_engine_keeps_buffers_mapped_until_the_completion_is_reaped() {
     e.submit();
     let mut done = Vec::new();
     e.wait();
-    assert!(r.handles.iter().all(|h| h.strong_count() == 1), "held by the engine alone");
+    assert!(
+        r.handles.iter().all(|h| h.strong_count() == 1),
+        "held by the engine alone"
+    );
     while done.len() < 16 {
         e.wait();
         e.reap(&mut done);
     }
     assert!(done.iter().all(|c| c.result == Ok(CHUNK)));
-    assert!(r.handles.iter().all(|h| h.strong_count() == 0), "released on reaping");
+    assert!(
+        r.handles.iter().all(|h| h.strong_count() == 0),
+        "released on reaping"
+    );
     let states: Vec<u8> = r.states.iter().map(|s| s.load(Ordering::SeqCst)).collect();
     assert_eq!(states, vec![RELEASED_FILLED; 16]);
 }
@@ -137,7 +146,11 @@ fn test_uring_engine_dropped_with_reads_in_flight_releases_them_after_completion
     assert_eq!(e.in_flight(), 16);
     drop(e);
     let states: Vec<u8> = r.states.iter().map(|s| s.load(Ordering::SeqCst)).collect();
-    assert_eq!(states, vec![RELEASED_FILLED; 16], "no buffer released before its read");
+    assert_eq!(
+        states,
+        vec![RELEASED_FILLED; 16],
+        "no buffer released before its read"
+    );
 }
 
 #[test]
@@ -151,5 +164,9 @@ fn test_uring_engine_dropped_with_requests_never_submitted_releases_them() {
     drop(e);
     assert!(r.handles.iter().all(|h| h.strong_count() == 0));
     let states: Vec<u8> = r.states.iter().map(|s| s.load(Ordering::SeqCst)).collect();
-    assert_eq!(states, vec![RELEASED_FILLED; 16], "backlog run to the end first");
+    assert_eq!(
+        states,
+        vec![RELEASED_FILLED; 16],
+        "backlog run to the end first"
+    );
 }
