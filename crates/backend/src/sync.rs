@@ -53,9 +53,9 @@ fn transfer(
             };
             let off = i64::try_from(pos).map_err(|_| libc::EINVAL)?;
             let n = if write {
-                // SAFETY: `iov` covers part of a HostRange, which stays
-                // mapped while the request's GuestBuffers live (they do for
-                // the whole call); the kernel only reads it.
+                // SAFETY: `iov` covers part of a HostRange borrowed from
+                // the request's GuestBuffers, so it stays mapped for the
+                // whole call; the kernel only reads it.
                 unsafe { libc::pwritev2(fd, &iov, 1, off, flags) }
             } else {
                 // SAFETY: as above; the kernel writes into guest memory that

@@ -98,14 +98,15 @@ impl Dma for GuestDma {
             let chunk = usize::try_from(chunk).map_err(|_| DmaError::OutOfRange { addr, len })?;
             // SAFETY: `host..host+chunk` lies inside one mmap'ed region of
             // `self.mem` (checked by `chunks`), which stays mapped while the
-            // `Arc<GuestMemoryMmap>` held by this handle lives.
+            // `Arc<GuestMemoryMmap>` held by this handle lives, so for all
+            // of `'a`, the borrow of `self`.
             let range = unsafe { HostRange::new(host, chunk) };
             let can_merge = out.len() > mark;
             match out.last_mut() {
                 Some(last) if can_merge && last.addr() + last.len() == range.addr() => {
                     *last = {
-                        // SAFETY: the union of two adjacent ranges that each
-                        // satisfy the contract satisfies it.
+                        // SAFETY: the union of two adjacent ranges, each
+                        // mapped for `'a`, is mapped for `'a`.
                         unsafe { HostRange::new(last.addr() as *mut u8, last.len() + range.len()) }
                     };
                 }
@@ -140,7 +141,8 @@ impl Dma for GuestDma {
             .map_err(|_| DmaError::NoHostMapping { addr })?;
         let chunk = usize::try_from(chunk).map_err(|_| out)?;
         // SAFETY: `host..host+chunk` lies inside one mmap'ed region of
-        // `self.mem`, which stays mapped while this handle lives.
+        // `self.mem`, which stays mapped while this handle lives, so for
+        // the borrow of `self` the result carries.
         Ok(unsafe { HostRange::new(host, chunk) })
     }
 }
