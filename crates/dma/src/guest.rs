@@ -263,6 +263,36 @@ mod tests {
     }
 
     #[test]
+    fn test_range_scratch_lends_it_empty_and_keeps_its_allocation() {
+        let d = dma();
+        let mut scratch = crate::RangeScratch::new();
+        let first = scratch.borrow();
+        d.host_ranges(0x1000, 0x200, Direction::ToDevice, first)
+            .unwrap();
+        d.host_ranges(0x10_0000, 0x200, Direction::ToDevice, first)
+            .unwrap();
+        let (len, buf) = (first.len(), first.as_ptr() as usize);
+
+        let again = scratch.borrow();
+
+        assert_eq!(len, 2);
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr() as usize, buf, "no new allocation");
+    }
+
+    #[test]
+    fn test_guest_buffers_ranges_read_through_volatile_slices() {
+        let d: Arc<dyn Dma> = Arc::new(dma());
+        d.write(0x1000, b"guest").unwrap();
+        let b = GuestBuffers::new(d, &[(0x1000, 5)], Direction::ToDevice).unwrap();
+        let mut got = [0u8; 5];
+
+        b.ranges()[0].as_volatile_slice().copy_to(&mut got[..]);
+
+        assert_eq!(&got, b"guest");
+    }
+
+    #[test]
     fn test_guest_buffers_with_one_bad_segment_fail() {
         let d: Arc<dyn Dma> = Arc::new(dma());
         let b = GuestBuffers::new(
