@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dma::HostRange;
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr};
@@ -54,6 +55,8 @@ pub struct BlockFile {
     kind: FileKind,
     readonly: bool,
     path: PathBuf,
+    /// Durability syncs issued ([`BlockFile::syncs`]).
+    syncs: AtomicU64,
 }
 
 fn open_with(path: &PathBuf, readonly: bool, flags: i32) -> io::Result<File> {
@@ -154,6 +157,7 @@ impl BlockFile {
             kind,
             readonly: cfg.readonly,
             path: cfg.path.clone(),
+            syncs: AtomicU64::new(0),
         })
     }
 
@@ -211,6 +215,31 @@ impl BlockFile {
     /// The buffered descriptor (flush, fallocate).
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.buffered.as_raw_fd()
+    }
+
+    /// How many durability syncs (`fdatasync`, or io_uring `FSYNC` with
+    /// `DATASYNC`) the engines have issued on this file: one per flush and
+    /// one per write-through discard or write-zeroes. Writes made durable
+    /// by `RWF_DSYNC` are not counted. For statistics and tests.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Counts one sync handed to the kernel.
+    pub(crate) fn note_sync(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `fdatasync(2)` on the file, counted.
+    pub(crate) fn datasync(&self) -> io::Result<()> {
+        self.note_sync();
+        // SAFETY: fdatasync takes no pointers.
+        let r = unsafe { libc::fdatasync(self.raw_fd()) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// Deallocates `offset..offset+len` (synchronously).

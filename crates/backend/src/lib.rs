@@ -139,6 +139,9 @@ pub enum Op {
         offset: u64,
         /// Length in bytes.
         len: u64,
+        /// Durable on completion (an `fdatasync` follows the deallocation):
+        /// a disabled volatile write cache.
+        dsync: bool,
     },
     /// Writes zeros over a range (`FALLOC_FL_ZERO_RANGE`, or plain writes).
     WriteZeroes {
@@ -146,6 +149,9 @@ pub enum Op {
         offset: u64,
         /// Length in bytes.
         len: u64,
+        /// Durable on completion (an `fdatasync` follows the zeroing):
+        /// forced unit access, or a disabled volatile write cache.
+        dsync: bool,
     },
 }
 

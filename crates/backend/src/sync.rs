@@ -53,9 +53,9 @@ fn transfer(
             };
             let off = i64::try_from(pos).map_err(|_| libc::EINVAL)?;
             let n = if write {
-                // SAFETY: `iov` covers part of a HostRange, which stays
-                // mapped while the request's GuestBuffers live (they do for
-                // the whole call); the kernel only reads it.
+                // SAFETY: `iov` covers part of a HostRange borrowed from
+                // the request's GuestBuffers, so it stays mapped for the
+                // whole call; the kernel only reads it.
                 unsafe { libc::pwritev2(fd, &iov, 1, off, flags) }
             } else {
                 // SAFETY: as above; the kernel writes into guest memory that
@@ -108,28 +108,35 @@ pub(crate) fn run(file: &BlockFile, op: &Op) -> Result<u64, i32> {
             transfer(fd, *offset, buffers.ranges(), true, flags)
         }
         Op::Flush => {
-            // SAFETY: fdatasync takes no pointers.
-            let r = unsafe { libc::fdatasync(file.raw_fd()) };
-            if r < 0 {
-                return Err(errno(&io::Error::last_os_error()));
-            }
+            file.datasync().map_err(|e| errno(&e))?;
             Ok(0)
         }
-        Op::Discard { offset, len } => {
+        Op::Discard { offset, len, dsync } => {
             if !in_bounds(*offset, *len, file.size()) {
                 return Err(libc::EINVAL);
             }
             file.discard(*offset, *len).map_err(|e| errno(&e))?;
+            sync_if(file, *dsync)?;
             Ok(0)
         }
-        Op::WriteZeroes { offset, len } => {
+        Op::WriteZeroes { offset, len, dsync } => {
             if !in_bounds(*offset, *len, file.size()) {
                 return Err(libc::EINVAL);
             }
             write_zeroes(file, *offset, *len)?;
+            sync_if(file, *dsync)?;
             Ok(0)
         }
     }
+}
+
+/// Makes a completed deallocation or zeroing durable when `dsync` asks
+/// for it (write-through mode).
+pub(crate) fn sync_if(file: &BlockFile, dsync: bool) -> Result<(), i32> {
+    if dsync {
+        file.datasync().map_err(|e| errno(&e))?;
+    }
+    Ok(())
 }
 
 /// `FALLOC_FL_ZERO_RANGE`, or plain writes where it is not supported.

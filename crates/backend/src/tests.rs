@@ -310,6 +310,7 @@ fn test_engines_refuse_requests_past_the_end_of_the_file() {
                 op: Op::Discard {
                     offset: u64::MAX - 1,
                     len: 2,
+                    dsync: false,
                 },
             },
         );
@@ -349,6 +350,7 @@ fn test_engines_readonly_file_refuses_writes_with_erofs() {
                 op: Op::WriteZeroes {
                     offset: 0,
                     len: 512,
+                    dsync: false,
                 },
             },
         );
@@ -402,6 +404,7 @@ fn test_engines_discard_punches_a_hole_and_reads_zero() {
                 op: Op::Discard {
                     offset: 0x1_0000,
                     len: 0x8_0000,
+                    dsync: false,
                 },
             },
         );
@@ -431,6 +434,7 @@ fn test_engines_write_zeroes_zero_the_range_only() {
                 op: Op::WriteZeroes {
                     offset: 4096,
                     len: 8192,
+                    dsync: false,
                 },
             },
         );
@@ -569,6 +573,7 @@ fn test_block_device_geometry_io_discard_and_zeroes() {
         let z = Op::WriteZeroes {
             offset: 0x1_0000,
             len: 4096,
+            dsync: false,
         };
         assert_eq!(run_one(e.as_mut(), Request { tag: 2, op: z }).result, Ok(0));
         let b = bufs(&dma, &[(0x3000, 4096)], Direction::FromDevice);
@@ -586,9 +591,13 @@ fn test_block_device_geometry_io_discard_and_zeroes() {
         let d = Op::Discard {
             offset: 0,
             len: 1 << 20,
+            dsync: false,
         };
         assert_eq!(run_one(e.as_mut(), Request { tag: 4, op: d }).result, Ok(0));
         let f = Op::Flush;
         assert_eq!(run_one(e.as_mut(), Request { tag: 5, op: f }).result, Ok(0));
     }
 }
+
+mod durability;
+mod in_flight;

@@ -2,8 +2,16 @@
 //! guest RAM (`IORING_OP_READV`/`WRITEV` over the guest's host ranges);
 //! flush is `IORING_OP_FSYNC` with `DATASYNC`, write-zeroes
 //! `IORING_OP_FALLOCATE`; discard runs synchronously (hole punch or
-//! `BLKDISCARD`). An eventfd registered with the ring becomes readable when
-//! completions arrive.
+//! `BLKDISCARD`). In write-through mode (`dsync`) a write-zeroes or discard
+//! is followed by an `IORING_OP_FSYNC` (`DATASYNC`) in the same slot, and
+//! completes only once that is done. An eventfd registered with the ring
+//! becomes readable when completions arrive.
+//!
+//! A transfer's [`GuestBuffers`] move into its slot and stay there until
+//! the kernel's completion is reaped: they own the `Dma` handle that keeps
+//! the guest memory mapped, so nothing the kernel still reads or writes
+//! can be unmapped under it. Dropping the engine waits for every request
+//! in flight (device reset, teardown, hot-unplug all end that way).
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
@@ -14,7 +22,7 @@ use io_uring::register::Restriction;
 use io_uring::{opcode, squeue, types, IoUring};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::sync::{run, write_zeroes};
+use crate::sync::{run, sync_if, write_zeroes};
 use crate::{in_bounds, BackendError, BlockFile, Completion, Engine, Op, Request};
 
 /// Most `O_DIRECT` requests handed to the kernel by one `io_uring_enter`.
@@ -32,17 +40,17 @@ use crate::{in_bounds, BackendError, BlockFile, Completion, Engine, Op, Request}
 /// the call and the page cache) get a doorbell's whole batch in one call.
 const DIRECT_PER_ENTER: usize = 2;
 
-/// The iovec array of one transfer. The pointers reference guest memory
-/// kept mapped by the `GuestBuffers` stored beside it.
-#[derive(Debug)]
-struct IoVecs {
-    _iov: Vec<libc::iovec>,
-}
-
-// SAFETY: the iovecs only describe memory (guest RAM mapped by the `Dma`
-// handle inside the slot's `GuestBuffers`, which is Send); nothing about
-// them is tied to the thread that built them.
-unsafe impl Send for IoVecs {}
+// The guest's host ranges go to the kernel as they are, as the iovec array
+// of a READV/WRITEV: `HostRange` is `repr(C)` (address, then length, both
+// pointer-sized), the layout of `struct iovec`.
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<dma::HostRange<'static>>() == size_of::<libc::iovec>());
+    assert!(align_of::<dma::HostRange<'static>>() == align_of::<libc::iovec>());
+    assert!(offset_of!(libc::iovec, iov_base) == 0);
+    assert!(offset_of!(libc::iovec, iov_len) == size_of::<usize>());
+    assert!(size_of::<*mut libc::c_void>() == size_of::<usize>());
+};
 
 /// A request the kernel owns until its completion is reaped.
 #[derive(Debug)]
@@ -52,7 +60,13 @@ struct Slot {
     expect: Option<u64>,
     /// For write-zeroes: the range, to retry by plain writes.
     zero_range: Option<(u64, u64)>,
-    _iovecs: Option<IoVecs>,
+    /// Write-through: once this entry completes, the request goes on with
+    /// an `FSYNC` (`DATASYNC`) before it completes.
+    then_sync: bool,
+    /// A transfer's guest memory, which the kernel reads or writes until
+    /// the completion: the `GuestBuffers` own the `Dma` handle that keeps
+    /// it mapped, and their ranges are the entry's iovec array. Dropped
+    /// only when the slot is reaped (or leaked, see `Drop`).
     _buffers: Option<GuestBuffers>,
 }
 
@@ -152,18 +166,14 @@ impl UringEngine {
 
     fn transfer(&mut self, tag: u64, offset: u64, buffers: GuestBuffers, write: Option<bool>) {
         let fd = types::Fd(self.file.fd_for(offset, buffers.ranges()));
-        let iovecs: Vec<libc::iovec> = buffers
-            .ranges()
-            .iter()
-            .map(|r| libc::iovec {
-                iov_base: r.addr() as *mut libc::c_void,
-                iov_len: r.len(),
-            })
-            .collect();
-        let (ptr, n) = (iovecs.as_ptr(), iovecs.len() as u32);
+        // The ranges are the iovec array (same layout, checked above); it
+        // lives in the heap block of `buffers`, which moves into the slot
+        // without moving that block.
+        let ranges = buffers.ranges();
+        let (iov, n) = (ranges.as_ptr().cast::<libc::iovec>(), ranges.len() as u32);
         let entry = match write {
-            None => opcode::Readv::new(fd, ptr, n).offset(offset).build(),
-            Some(dsync) => opcode::Writev::new(fd, ptr, n)
+            None => opcode::Readv::new(fd, iov, n).offset(offset).build(),
+            Some(dsync) => opcode::Writev::new(fd, iov, n)
                 .offset(offset)
                 .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
                 .build(),
@@ -173,23 +183,37 @@ impl UringEngine {
             tag,
             expect,
             zero_range: None,
-            _iovecs: Some(IoVecs { _iov: iovecs }),
+            then_sync: false,
             _buffers: Some(buffers),
         });
         self.backlog.push_back(entry.user_data(idx));
         self.in_flight += 1;
     }
 
-    fn plain(&mut self, tag: u64, entry: squeue::Entry, zero_range: Option<(u64, u64)>) {
+    fn plain(
+        &mut self,
+        tag: u64,
+        entry: squeue::Entry,
+        zero_range: Option<(u64, u64)>,
+        then_sync: bool,
+    ) {
         let idx = self.slot(Slot {
             tag,
             expect: None,
             zero_range,
-            _iovecs: None,
+            then_sync,
             _buffers: None,
         });
         self.backlog.push_back(entry.user_data(idx));
         self.in_flight += 1;
+    }
+
+    /// An `FSYNC` with `DATASYNC` on the file, counted as a sync.
+    fn datasync_entry(&self) -> squeue::Entry {
+        self.file.note_sync();
+        opcode::Fsync::new(types::Fd(self.file.raw_fd()))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
     }
 
     /// Moves up to `max` backlog entries into the submission ring, as many
@@ -201,10 +225,13 @@ impl UringEngine {
             let Some(entry) = self.backlog.front() else {
                 break;
             };
-            // SAFETY: every entry's buffers (iovec array and guest memory)
-            // live in its slot until the completion with its user_data is
-            // reaped; fds belong to `self.file`, which outlives the ring's
-            // use of them (the engine drains in-flight requests on drop).
+            // SAFETY: every entry's buffers (its iovec array, which is the
+            // `GuestBuffers`' range list, and the guest memory the ranges
+            // describe, kept mapped by the `Dma` handle the `GuestBuffers`
+            // own) live in its slot until the completion with its user_data
+            // is reaped; fds belong to `self.file`, which outlives the
+            // ring's use of them (the engine drains in-flight requests on
+            // drop, or leaks the slots if it cannot).
             if unsafe { sq.push(entry) }.is_err() {
                 break;
             }
@@ -236,22 +263,32 @@ impl Engine for UringEngine {
                 self.transfer(req.tag, offset, buffers, Some(dsync))
             }
             Op::Flush => {
-                let e = opcode::Fsync::new(fd)
-                    .flags(types::FsyncFlags::DATASYNC)
-                    .build();
-                self.plain(req.tag, e, None);
+                let e = self.datasync_entry();
+                self.plain(req.tag, e, None, false);
             }
-            Op::WriteZeroes { offset, len } if in_bounds(offset, len, size) => {
+            Op::WriteZeroes { offset, len, dsync } if in_bounds(offset, len, size) => {
                 let mode = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
                 let e = opcode::Fallocate::new(fd, len)
                     .offset(offset)
                     .mode(mode)
                     .build();
-                self.plain(req.tag, e, Some((offset, len)));
+                self.plain(req.tag, e, Some((offset, len)), dsync);
             }
-            op @ Op::Discard { .. } => {
-                let result = run(&self.file, &op);
-                self.complete_now(req.tag, result);
+            Op::Discard { offset, len, dsync } => {
+                // The deallocation itself runs here; its sync, if any, goes
+                // through the ring so the worker does not wait for it.
+                let undurable = Op::Discard {
+                    offset,
+                    len,
+                    dsync: false,
+                };
+                match run(&self.file, &undurable) {
+                    Ok(_) if dsync => {
+                        let e = self.datasync_entry();
+                        self.plain(req.tag, e, None, false);
+                    }
+                    result => self.complete_now(req.tag, result),
+                }
             }
             _ => self.complete_now(req.tag, Err(libc::EINVAL)),
         }
@@ -281,6 +318,19 @@ impl Engine for UringEngine {
             .map(|c| (c.user_data(), c.result()))
             .collect();
         for (idx, res) in cqes {
+            let slot = usize::try_from(idx)
+                .ok()
+                .and_then(|i| self.slots.get_mut(i))
+                .and_then(Option::as_mut);
+            if let Some(s) = slot.filter(|s| s.then_sync && res >= 0) {
+                // Write-through: the zeroing is done; its sync follows in
+                // the same slot, and the request completes with the sync.
+                s.then_sync = false;
+                s.zero_range = None;
+                let e = self.datasync_entry();
+                self.backlog.push_back(e.user_data(idx));
+                continue;
+            }
             let Some(slot) = usize::try_from(idx)
                 .ok()
                 .and_then(|i| self.slots.get_mut(i))
@@ -303,7 +353,9 @@ impl Engine for UringEngine {
             if let (Err(libc::EOPNOTSUPP | libc::EINVAL), Some((off, len))) =
                 (result, slot.zero_range)
             {
-                result = write_zeroes(&self.file, off, len).map(|()| 0);
+                result = write_zeroes(&self.file, off, len)
+                    .and_then(|()| sync_if(&self.file, slot.then_sync))
+                    .map(|()| 0);
             }
             out.push(Completion {
                 tag: slot.tag,

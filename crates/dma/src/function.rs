@@ -161,18 +161,18 @@ impl Dma for FunctionDma {
         )
     }
 
-    fn host_ranges(
-        &self,
+    fn host_ranges<'a>(
+        &'a self,
         addr: u64,
         len: u64,
         dir: Direction,
-        out: &mut Vec<HostRange>,
+        out: &mut Vec<HostRange<'a>>,
     ) -> Result<(), DmaError> {
         self.check(addr)?;
         self.count(dir, len, self.target.host_ranges(addr, len, dir, out))
     }
 
-    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
+    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange<'_>, DmaError> {
         self.check(addr)?;
         let r = self.target.translate(addr, len, dir);
         let moved = r.as_ref().map_or(0, |h| (h.len() as u64).min(len));

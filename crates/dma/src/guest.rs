@@ -83,12 +83,12 @@ impl Dma for GuestDma {
         })
     }
 
-    fn host_ranges(
-        &self,
+    fn host_ranges<'a>(
+        &'a self,
         addr: u64,
         len: u64,
         _dir: Direction,
-        out: &mut Vec<HostRange>,
+        out: &mut Vec<HostRange<'a>>,
     ) -> Result<(), DmaError> {
         let mark = out.len();
         let res = self.chunks(addr, len, |done, off, chunk, region| {
@@ -98,14 +98,15 @@ impl Dma for GuestDma {
             let chunk = usize::try_from(chunk).map_err(|_| DmaError::OutOfRange { addr, len })?;
             // SAFETY: `host..host+chunk` lies inside one mmap'ed region of
             // `self.mem` (checked by `chunks`), which stays mapped while the
-            // `Arc<GuestMemoryMmap>` held by this handle lives.
+            // `Arc<GuestMemoryMmap>` held by this handle lives, so for all
+            // of `'a`, the borrow of `self`.
             let range = unsafe { HostRange::new(host, chunk) };
             let can_merge = out.len() > mark;
             match out.last_mut() {
                 Some(last) if can_merge && last.addr() + last.len() == range.addr() => {
                     *last = {
-                        // SAFETY: the union of two adjacent ranges that each
-                        // satisfy the contract satisfies it.
+                        // SAFETY: the union of two adjacent ranges, each
+                        // mapped for `'a`, is mapped for `'a`.
                         unsafe { HostRange::new(last.addr() as *mut u8, last.len() + range.len()) }
                     };
                 }
@@ -126,7 +127,7 @@ impl Dma for GuestDma {
         })
     }
 
-    fn translate(&self, addr: u64, len: u64, _dir: Direction) -> Result<HostRange, DmaError> {
+    fn translate(&self, addr: u64, len: u64, _dir: Direction) -> Result<HostRange<'_>, DmaError> {
         let out = DmaError::OutOfRange { addr, len };
         checked_end(addr, len)?;
         if len == 0 {
@@ -140,7 +141,8 @@ impl Dma for GuestDma {
             .map_err(|_| DmaError::NoHostMapping { addr })?;
         let chunk = usize::try_from(chunk).map_err(|_| out)?;
         // SAFETY: `host..host+chunk` lies inside one mmap'ed region of
-        // `self.mem`, which stays mapped while this handle lives.
+        // `self.mem`, which stays mapped while this handle lives, so for
+        // the borrow of `self` the result carries.
         Ok(unsafe { HostRange::new(host, chunk) })
     }
 }
@@ -258,6 +260,36 @@ mod tests {
         .unwrap();
         assert_eq!(b.len(), 0x1200);
         assert_eq!(b.ranges().len(), 2);
+    }
+
+    #[test]
+    fn test_range_scratch_lends_it_empty_and_keeps_its_allocation() {
+        let d = dma();
+        let mut scratch = crate::RangeScratch::new();
+        let first = scratch.borrow();
+        d.host_ranges(0x1000, 0x200, Direction::ToDevice, first)
+            .unwrap();
+        d.host_ranges(0x10_0000, 0x200, Direction::ToDevice, first)
+            .unwrap();
+        let (len, buf) = (first.len(), first.as_ptr() as usize);
+
+        let again = scratch.borrow();
+
+        assert_eq!(len, 2);
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr() as usize, buf, "no new allocation");
+    }
+
+    #[test]
+    fn test_guest_buffers_ranges_read_through_volatile_slices() {
+        let d: Arc<dyn Dma> = Arc::new(dma());
+        d.write(0x1000, b"guest").unwrap();
+        let b = GuestBuffers::new(d, &[(0x1000, 5)], Direction::ToDevice).unwrap();
+        let mut got = [0u8; 5];
+
+        b.ranges()[0].as_volatile_slice().copy_to(&mut got[..]);
+
+        assert_eq!(&got, b"guest");
     }
 
     #[test]

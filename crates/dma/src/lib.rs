@@ -20,7 +20,10 @@ mod guest;
 mod memory;
 
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::sync::Arc;
+
+use vm_memory::VolatileSlice;
 
 pub use function::{FunctionContext, FunctionDma, RequesterId};
 pub use guest::GuestDma;
@@ -81,27 +84,65 @@ pub enum Direction {
     FromDevice,
 }
 
-/// A span of host virtual memory that backs part of a guest range.
+/// A span of host virtual memory that backs part of a guest range, valid
+/// for the lifetime `'a` of the borrow of the [`Dma`] handle (or of the
+/// [`GuestBuffers`]) it came from.
 ///
-/// It is only an address and a length: nothing can be read through it
-/// safely. Its validity is tied to the [`Dma`] handle that produced it (see
-/// [`Dma::host_ranges`]); [`GuestBuffers`] keeps the two together.
+/// It is only an address and a length, laid out as a C `struct iovec`
+/// (`repr(C)`: address, then length, each pointer-sized) so that a slice of
+/// ranges can go to `preadv`/`writev`/io_uring as it is. The lifetime is
+/// what makes it safe to hand out: a range cannot be kept past the handle
+/// that keeps its memory mapped, so a kernel call made with it while it is
+/// in scope never sees unmapped memory. Asynchronous I/O, which must keep
+/// memory mapped until its completion is reaped, takes [`GuestBuffers`]
+/// by value instead: they own the handle.
+///
+/// ```compile_fail,E0597
+/// use std::sync::Arc;
+/// use dma::{Direction, Dma, GuestDma};
+/// use vm_memory::{GuestAddress, GuestMemoryMmap};
+///
+/// let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+/// let range = {
+///     let dma: Arc<dyn Dma> = Arc::new(GuestDma::new(Arc::new(ram)));
+///     dma.translate(0, 16, Direction::ToDevice).unwrap()
+/// }; // error[E0597]: `dma` does not live long enough
+/// assert_eq!(range.len(), 16);
+/// ```
+///
+/// The same code using the range while the handle lives compiles:
+///
+/// ```
+/// use std::sync::Arc;
+/// use dma::{Direction, Dma, GuestDma};
+/// use vm_memory::{GuestAddress, GuestMemoryMmap};
+///
+/// let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+/// let dma: Arc<dyn Dma> = Arc::new(GuestDma::new(Arc::new(ram)));
+/// let range = dma.translate(0, 16, Direction::ToDevice).unwrap();
+/// assert_eq!(range.len(), 16);
+/// ```
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HostRange {
+pub struct HostRange<'a> {
     addr: usize,
     len: usize,
+    /// Borrows whatever keeps `addr..addr+len` mapped.
+    mapped: PhantomData<&'a ()>,
 }
 
-impl HostRange {
-    /// A range of `len` bytes at host address `addr`.
+impl<'a> HostRange<'a> {
+    /// A range of `len` bytes at host address `addr`, valid for `'a`.
     ///
     /// # Safety
     /// `addr..addr + len` must be mapped, readable and writable host memory
-    /// for as long as the [`Dma`] handle that returns this range lives.
+    /// for all of `'a` (in a [`Dma`] implementation: `'a` is the borrow of
+    /// the handle, whose mapping lives as long as the handle does).
     pub unsafe fn new(addr: *mut u8, len: usize) -> Self {
         Self {
             addr: addr as usize,
             len,
+            mapped: PhantomData,
         }
     }
 
@@ -118,6 +159,14 @@ impl HostRange {
     /// Whether the range has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The same bytes as a vm-memory [`VolatileSlice`] for `'a`: the
+    /// guest may change them at any time, so they are read and written
+    /// with volatile accesses, never through Rust references.
+    pub fn as_volatile_slice(&self) -> VolatileSlice<'a> {
+        // SAFETY: `new`'s contract: the memory is mapped for all of `'a`.
+        unsafe { VolatileSlice::new(self.addr as *mut u8, self.len) }
     }
 }
 
@@ -139,14 +188,15 @@ pub trait Dma: Send + Sync + Debug {
     /// Contract: the returned ranges stay mapped as long as this `Dma`
     /// handle lives (an implementation that can unmap, such as an IOMMU on
     /// invalidation, must keep the mapping alive while a handle to it is
-    /// held). The guest may change the bytes at any time: users treat them
-    /// as shared memory, never as Rust references.
-    fn host_ranges(
-        &self,
+    /// held); the lifetime `'a` makes the compiler hold every caller to
+    /// the borrow of the handle. The guest may change the bytes at any
+    /// time: users treat them as shared memory, never as Rust references.
+    fn host_ranges<'a>(
+        &'a self,
         addr: u64,
         len: u64,
         dir: Direction,
-        out: &mut Vec<HostRange>,
+        out: &mut Vec<HostRange<'a>>,
     ) -> Result<(), DmaError>;
 
     /// The host range backing the first bytes of `addr..addr+len`: as many
@@ -154,7 +204,7 @@ pub trait Dma: Send + Sync + Debug {
     /// under the same contract as [`Dma::host_ranges`]. Ring accesses use it
     /// one piece at a time ([`DmaMemory`]); the default goes through
     /// `host_ranges`, an implementation on a hot path overrides it.
-    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
+    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange<'_>, DmaError> {
         let mut out = Vec::new();
         self.host_ranges(addr, len, dir, &mut out)?;
         out.first()
@@ -189,10 +239,31 @@ pub fn checked_end(addr: u64, len: u64) -> Result<u64, DmaError> {
 
 /// Guest buffers resolved to host memory, together with the `Dma` handle
 /// that keeps them mapped: what a backend needs for zero-copy I/O.
+///
+/// This is the owning form of [`HostRange`]s: it holds an `Arc` of the
+/// handle, so the ranges stay valid for as long as the `GuestBuffers`
+/// live, wherever they are moved. Asynchronous I/O moves them into the
+/// request the kernel owns and drops them only once the completion is
+/// reaped; the ranges it lends ([`GuestBuffers::ranges`]) cannot outlive
+/// it:
+///
+/// ```compile_fail,E0505
+/// use std::sync::Arc;
+/// use dma::{Direction, Dma, GuestBuffers, GuestDma};
+/// use vm_memory::{GuestAddress, GuestMemoryMmap};
+///
+/// let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+/// let dma: Arc<dyn Dma> = Arc::new(GuestDma::new(Arc::new(ram)));
+/// let buffers = GuestBuffers::new(dma, &[(0, 0x200)], Direction::FromDevice).unwrap();
+/// let first = buffers.ranges()[0];
+/// drop(buffers); // error[E0505]: cannot move out of `buffers` because it is borrowed
+/// assert_eq!(first.len(), 0x200);
+/// ```
 #[derive(Debug, Clone)]
 pub struct GuestBuffers {
     dma: Arc<dyn Dma>,
-    ranges: Vec<HostRange>,
+    /// Valid while `dma` lives (detached from the borrow that made them).
+    ranges: Vec<HostRange<'static>>,
     len: u64,
 }
 
@@ -211,11 +282,22 @@ impl GuestBuffers {
                 .checked_add(seg)
                 .ok_or(DmaError::Overflow { addr, len: seg })?;
         }
+        let mut ranges = std::mem::ManuallyDrop::new(ranges);
+        // SAFETY: the same allocation, re-typed: the element types differ
+        // only in a lifetime, so layout, length and capacity are the same.
+        // Detaching the ranges from the borrow of `dma` is sound because
+        // they are valid while the handle behind `dma` lives (the
+        // `host_ranges` contract), `Self` owns that `Arc`, which keeps the
+        // handle alive and in place, and lends the ranges out only for
+        // borrows of `Self`.
+        let ranges: Vec<HostRange<'static>> = unsafe {
+            Vec::from_raw_parts(ranges.as_mut_ptr().cast(), ranges.len(), ranges.capacity())
+        };
         Ok(Self { dma, ranges, len })
     }
 
     /// The host ranges, in transfer order, valid while `self` lives.
-    pub fn ranges(&self) -> &[HostRange] {
+    pub fn ranges(&self) -> &[HostRange<'_>] {
         &self.ranges
     }
 
@@ -232,5 +314,41 @@ impl GuestBuffers {
     /// The handle keeping the ranges mapped.
     pub fn dma(&self) -> &Arc<dyn Dma> {
         &self.dma
+    }
+}
+
+/// A vector of [`HostRange`]s kept between uses so that a hot path (a
+/// transmit queue resolving frame after frame) does not allocate: each
+/// [`RangeScratch::borrow`] lends it empty, for one borrow of a handle.
+#[derive(Default)]
+pub struct RangeScratch {
+    /// Always emptied before it is lent; what it holds between loans is
+    /// never read.
+    buf: Vec<HostRange<'static>>,
+}
+
+impl RangeScratch {
+    /// An empty scratch vector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The vector, empty, to fill with ranges valid for `'a`.
+    pub fn borrow<'a>(&'a mut self) -> &'a mut Vec<HostRange<'a>> {
+        self.buf.clear();
+        let buf: *mut Vec<HostRange<'static>> = &mut self.buf;
+        // SAFETY: the two types differ only in a lifetime, so they have one
+        // layout. The vector is empty when lent; ranges pushed while it is
+        // lent are cleared before it is lent again, and nothing else reads
+        // `buf`, so no range is ever used past its `'a`.
+        unsafe { &mut *buf.cast::<Vec<HostRange<'a>>>() }
+    }
+}
+
+impl Debug for RangeScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeScratch")
+            .field("capacity", &self.buf.capacity())
+            .finish()
     }
 }

@@ -88,14 +88,14 @@ impl<'a> Iterator for Slices<'a> {
         match self.dma.translate(self.addr, self.left, self.dir) {
             Ok(range) if !range.is_empty() => {
                 let taken = (range.len() as u64).min(self.left);
+                // The range borrows the handle for `'a`, so its slice does.
+                let Ok(slice) = range.as_volatile_slice().subslice(0, taken as usize) else {
+                    self.failed = true;
+                    return Some(Err(refused(self.addr)));
+                };
                 self.addr = self.addr.wrapping_add(taken);
                 self.left -= taken;
-                // SAFETY: `translate`'s contract: the range is mapped host
-                // memory for as long as the `Dma` handle lives, and `self`
-                // borrows the `DmaMemory` that holds it for `'a`.
-                Some(Ok(unsafe {
-                    VolatileSlice::new(range.addr() as *mut u8, taken as usize)
-                }))
+                Some(Ok(slice))
             }
             Ok(_) => {
                 self.failed = true;
@@ -215,19 +215,24 @@ mod tests {
         fn write(&self, addr: u64, buf: &[u8]) -> Result<(), DmaError> {
             self.inner.write(addr - self.offset, buf)
         }
-        fn host_ranges(
-            &self,
+        fn host_ranges<'a>(
+            &'a self,
             addr: u64,
             len: u64,
             dir: Direction,
-            out: &mut Vec<HostRange>,
+            out: &mut Vec<HostRange<'a>>,
         ) -> Result<(), DmaError> {
             let gpa = addr
                 .checked_sub(self.offset)
                 .ok_or(DmaError::OutOfRange { addr, len })?;
             self.inner.host_ranges(gpa, len, dir, out)
         }
-        fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
+        fn translate(
+            &self,
+            addr: u64,
+            len: u64,
+            dir: Direction,
+        ) -> Result<HostRange<'_>, DmaError> {
             self.seen.lock().unwrap().push(addr);
             let gpa = addr
                 .checked_sub(self.offset)

@@ -102,12 +102,12 @@ impl Dma for IommuDma {
         Ok(())
     }
 
-    fn host_ranges(
-        &self,
+    fn host_ranges<'a>(
+        &'a self,
         addr: u64,
         len: u64,
         dir: Direction,
-        out: &mut Vec<HostRange>,
+        out: &mut Vec<HostRange<'a>>,
     ) -> Result<(), DmaError> {
         let pieces = self.pieces(addr, len, dir)?;
         let mark = out.len();
@@ -121,7 +121,7 @@ impl Dma for IommuDma {
         Ok(())
     }
 
-    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
+    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange<'_>, DmaError> {
         checked_end(addr, len)?;
         if len == 0 {
             return Err(DmaError::OutOfRange { addr, len });

@@ -85,17 +85,17 @@ impl Dma for FakeIommu {
         self.ram.write(self.map(addr)?, buf)
     }
 
-    fn host_ranges(
-        &self,
+    fn host_ranges<'a>(
+        &'a self,
         addr: u64,
         len: u64,
         dir: Direction,
-        out: &mut Vec<HostRange>,
+        out: &mut Vec<HostRange<'a>>,
     ) -> Result<(), DmaError> {
         self.ram.host_ranges(self.map(addr)?, len, dir, out)
     }
 
-    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
+    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange<'_>, DmaError> {
         self.ram.translate(self.map(addr)?, len, dir)
     }
 }

@@ -99,8 +99,9 @@ pub trait FrameIo: Send + Sync + Debug + AsRawFd {
             .ok()
             .filter(|&n| n <= libc::UIO_MAXIOV)
             .ok_or_else(|| io::Error::other(format!("frame in {} pieces", iov.len())))?;
-        // SAFETY: each iovec describes either `hdr` or a `HostRange`, which
-        // its `Dma` keeps mapped while the device holds it; `writev` only
+        // SAFETY: each iovec describes either `hdr` or a `HostRange`, whose
+        // lifetime (the borrow of its `Dma` handle) covers this call, so
+        // its memory stays mapped until `writev` returns; `writev` only
         // reads them.
         let n = unsafe { libc::writev(self.as_raw_fd(), iov.as_ptr(), count) };
         usize::try_from(n).map_err(|_| io::Error::last_os_error())

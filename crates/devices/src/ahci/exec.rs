@@ -363,7 +363,8 @@ impl Hba {
     /// DATA SET MANAGEMENT: TRIM ranges (8 bytes each: LBA 47:0, length
     /// 63:48; length 0 ends nothing, it is skipped) become discards; any
     /// range past the end aborts the whole command before anything is
-    /// discarded.
+    /// discarded. With the write cache off (SET FEATURES 82h) they are
+    /// durable on completion, as writes are.
     fn dsm(&mut self, s: &Slot, blocks: u32, trim: bool) -> Exec {
         let Some(disk) = self.ports[s.port].disk.as_ref() else {
             return done(ata::abort());
@@ -384,6 +385,7 @@ impl Hba {
             }
             payload.extend_from_slice(&b);
         }
+        let dsync = !disk.settings.write_cache;
         let mut ops = Vec::new();
         for e in payload.chunks_exact(8) {
             let v = u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
@@ -392,7 +394,7 @@ impl Hba {
                 continue;
             }
             match disk.byte_range(lba, n) {
-                Some((offset, len)) => ops.push(Op::Discard { offset, len }),
+                Some((offset, len)) => ops.push(Op::Discard { offset, len, dsync }),
                 None => return done(ata::abort()),
             }
         }

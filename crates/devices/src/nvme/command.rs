@@ -336,6 +336,8 @@ pub enum IoCommand {
         slba: u64,
         /// Number of blocks (1-based).
         blocks: u32,
+        /// Force Unit Access (CDW12 bit 30).
+        fua: bool,
     },
     /// Dataset Management (§6.7).
     DatasetManagement {
@@ -378,6 +380,7 @@ pub fn parse_io(sqe: &Sqe) -> Result<IoCommand, Status> {
             nsid: sqe.nsid,
             slba,
             blocks,
+            fua: c12 & (1 << 30) != 0,
         },
         DATASET_MANAGEMENT => IoCommand::DatasetManagement {
             nsid: sqe.nsid,
@@ -425,6 +428,25 @@ mod tests {
                 blocks: 8,
                 fua: true,
                 prp: (0x1000, 0x2000)
+            })
+        );
+    }
+
+    #[test]
+    fn test_parse_write_zeroes_decodes_fua() {
+        let s = sqe(
+            io_opcode::WRITE_ZEROES,
+            1,
+            1,
+            [0x20, 0, 3 | 1 << 30, 0, 0, 0],
+        );
+        assert_eq!(
+            parse_io(&s),
+            Ok(IoCommand::WriteZeroes {
+                nsid: 1,
+                slba: 0x20,
+                blocks: 4,
+                fua: true,
             })
         );
     }

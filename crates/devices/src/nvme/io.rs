@@ -1,6 +1,13 @@
 //! NVM command set (NVMe 1.4 §6): Read, Write, Flush, Write Zeroes and
 //! Dataset Management (deallocate), turned into backend requests.
 //!
+//! With the Volatile Write Cache disabled (Set Features 06h) every command
+//! that changes the medium is durable when it completes: writes go with
+//! `RWF_DSYNC`, Write Zeroes and the deallocations of Dataset Management
+//! are followed by a sync in the backend. Force Unit Access (CDW12 bit 30
+//! of Write and Write Zeroes) asks the same of one command with the cache
+//! on.
+//!
 //! Checks, in order: the namespace exists (Invalid Namespace or Format),
 //! it is writable for commands that modify it (Namespace is Write
 //! Protected), the LBA range lies inside it (LBA Out of Range), the
@@ -109,7 +116,12 @@ fn start(c: &mut Controller, sqid: u16, sqe: &Sqe) -> Result<Outcome, Status> {
             let tag = c.alloc_tag(inflight(1, kind, nsid));
             c.namespaces[i].engine.push(Request { tag, op });
         }
-        IoCommand::WriteZeroes { nsid, slba, blocks } => {
+        IoCommand::WriteZeroes {
+            nsid,
+            slba,
+            blocks,
+            fua,
+        } => {
             let i = ns_index(c, nsid)?;
             let ns = &c.namespaces[i];
             if ns.readonly {
@@ -118,10 +130,11 @@ fn start(c: &mut Controller, sqid: u16, sqe: &Sqe) -> Result<Outcome, Status> {
             let (offset, len) = ns
                 .byte_range(slba, u64::from(blocks))
                 .ok_or(Status::LBA_OUT_OF_RANGE)?;
+            let dsync = fua || !c.st.features.write_cache;
             let tag = c.alloc_tag(inflight(1, IoKind::Discard, nsid));
             c.namespaces[i].engine.push(Request {
                 tag,
-                op: Op::WriteZeroes { offset, len },
+                op: Op::WriteZeroes { offset, len, dsync },
             });
         }
         IoCommand::DatasetManagement {
@@ -157,11 +170,12 @@ fn start(c: &mut Controller, sqid: u16, sqe: &Sqe) -> Result<Outcome, Status> {
             if discards.is_empty() {
                 return Ok(Outcome::ok(0));
             }
+            let dsync = !c.st.features.write_cache;
             let tag = c.alloc_tag(inflight(discards.len() as u32, IoKind::Discard, nsid));
             for (offset, len) in discards {
                 c.namespaces[i].engine.push(Request {
                     tag,
-                    op: Op::Discard { offset, len },
+                    op: Op::Discard { offset, len, dsync },
                 });
             }
         }

@@ -10,7 +10,9 @@
 //! [`dma::GuestBuffers`] handed to the backend engine (io_uring reads and
 //! writes straight into guest RAM). Without `VIRTIO_BLK_F_FLUSH`
 //! negotiated, writes are durable on completion (`RWF_DSYNC`, §5.2.6.2
-//! case 1); with it, FLUSH is `fdatasync`.
+//! case 1), and so are DISCARD and WRITE_ZEROES (the backend syncs after
+//! deallocating or zeroing, before the request completes); with it, FLUSH
+//! is `fdatasync`.
 //!
 //! # What a hostile guest can do
 //! | Guest action | Outcome |

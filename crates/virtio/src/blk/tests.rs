@@ -102,18 +102,28 @@ struct Harness {
     dev: Block,
     drv: FakeDriver,
     file: TempFile,
+    /// The device's disk, to count the syncs it was given.
+    disk: Arc<BlockFile>,
     iommu: Option<Arc<FakeIommu>>,
     counters: Arc<counters::FunctionCounters>,
 }
 
 fn device(file: &TempFile, opts: &Opts) -> Block {
+    device_on(open_disk(file, opts), opts)
+}
+
+fn open_disk(file: &TempFile, opts: &Opts) -> Arc<BlockFile> {
     let disk = BlockFile::open(&DiskConfig {
         path: file.0.clone(),
         readonly: opts.readonly,
         direct: false,
     })
     .unwrap();
-    let mut cfg = BlockConfig::new(Arc::new(disk), opts.queues);
+    Arc::new(disk)
+}
+
+fn device_on(disk: Arc<BlockFile>, opts: &Opts) -> Block {
+    let mut cfg = BlockConfig::new(disk, opts.queues);
     cfg.serial = "iovm-serial-0001".into();
     cfg.queue_size = QSIZE;
     cfg.engine = opts.engine;
@@ -122,7 +132,8 @@ fn device(file: &TempFile, opts: &Opts) -> Block {
 
 fn harness(opts: Opts) -> Harness {
     let file = TempFile::new(FILE_LEN);
-    let mut dev = device(&file, &opts);
+    let disk = open_disk(&file, &opts);
+    let mut dev = device_on(disk.clone(), &opts);
     let sizes = vec![QSIZE; usize::from(opts.queues)];
     let (drv, act, iommu) = match opts.dma {
         DmaMode::Plain => {
@@ -144,6 +155,7 @@ fn harness(opts: Opts) -> Harness {
         dev,
         drv,
         file,
+        disk,
         iommu,
         counters,
     }
@@ -395,6 +407,44 @@ fn test_blk_write_zeroes_with_unmap_deallocates() {
     assert_eq!(status, OK);
     assert!(h.file.blocks() < before);
     assert_eq!(h.file.read_at(0, 256 * 1024), vec![0; 256 * 1024]);
+}
+
+/// Without FLUSH the disk is write-through (§5.2.6.2): a discard or
+/// write-zeroes is synced before its status is written, on either engine.
+#[test]
+fn test_blk_write_through_discard_and_write_zeroes_sync_before_completing() {
+    for engine in [EngineKind::Sync, EngineKind::IoUring] {
+        let mut h = harness(Opts {
+            features: F_DISCARD | F_WRITE_ZEROES,
+            engine,
+            ..Opts::default()
+        });
+        h.file.write_at(0, &vec![0x33; 8192]);
+
+        let d = h.ranges(T_DISCARD, &[range(0, 4, 0)]).0;
+        let after_discard = h.disk.syncs();
+        let z = h.ranges(T_WRITE_ZEROES, &[range(4, 4, 0)]).0;
+        let after_zeroes = h.disk.syncs();
+        let u = h.ranges(T_WRITE_ZEROES, &[range(8, 4, RANGE_F_UNMAP)]).0;
+
+        assert_eq!((d, z, u), (OK, OK, OK), "{engine:?}");
+        assert_eq!((after_discard, after_zeroes, h.disk.syncs()), (1, 2, 3));
+        assert_eq!(h.file.read_at(0, 6144), vec![0; 6144]);
+        assert_eq!(h.file.read_at(6144, 2048), vec![0x33; 2048]);
+    }
+}
+
+#[test]
+fn test_blk_write_back_discard_and_write_zeroes_leave_syncing_to_flush() {
+    let mut h = harness(Opts::default());
+
+    let d = h.ranges(T_DISCARD, &[range(0, 4, 0)]).0;
+    let z = h.ranges(T_WRITE_ZEROES, &[range(4, 4, 0)]).0;
+    let before_flush = h.disk.syncs();
+    let f = h.simple(T_FLUSH, 0, 0).0;
+
+    assert_eq!((d, z, f), (OK, OK, OK));
+    assert_eq!((before_flush, h.disk.syncs()), (0, 1));
 }
 
 #[test]

@@ -32,7 +32,8 @@ const COMPLETIONS: u64 = u64::MAX - 1;
 pub(super) struct Setup {
     /// Request checks.
     pub limits: Limits,
-    /// Writes are durable on completion (FLUSH not negotiated).
+    /// Writes, discards and write-zeroes are durable on completion
+    /// (FLUSH not negotiated).
     pub dsync: bool,
     /// Write-zeroes with UNMAP may punch a hole (reads as zeros).
     pub regular_file: bool,
@@ -268,7 +269,7 @@ impl BlkWorker {
             RequestKind::Discard { ranges } => (
                 ranges
                     .into_iter()
-                    .map(|(offset, len)| Op::Discard { offset, len })
+                    .map(|(offset, len)| Op::Discard { offset, len, dsync })
                     .collect(),
                 1,
             ),
@@ -276,9 +277,9 @@ impl BlkWorker {
                 let punch = unmap && self.setup.regular_file;
                 let op = |(offset, len)| {
                     if punch {
-                        Op::Discard { offset, len }
+                        Op::Discard { offset, len, dsync }
                     } else {
-                        Op::WriteZeroes { offset, len }
+                        Op::WriteZeroes { offset, len, dsync }
                     }
                 };
                 (ranges.into_iter().map(op).collect(), 1)

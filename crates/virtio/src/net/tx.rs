@@ -4,7 +4,7 @@
 //! `writev` (no copy in iovm). The used length is always 0.
 
 use backend::net::FrameIo;
-use dma::{Direction, HostRange};
+use dma::{Direction, HostRange, RangeScratch};
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::Queue;
 
@@ -41,11 +41,11 @@ pub(crate) enum TxDrop {
 /// Checks one transmit chain; returns its header (copied, so the guest
 /// cannot change it after the check) and puts in `ranges` the host memory
 /// of the frame that follows it.
-pub(crate) fn parse_frame(
+pub(crate) fn parse_frame<'a>(
     descs: impl Iterator<Item = Descriptor>,
-    dma: &dyn dma::Dma,
+    dma: &'a dyn dma::Dma,
     features: u64,
-    ranges: &mut Vec<HostRange>,
+    ranges: &mut Vec<HostRange<'a>>,
 ) -> Result<[u8; HDR_LEN], TxDrop> {
     ranges.clear();
     let layout = chain::layout(descs, (HDR_LEN + MAX_PACKET) as u64)?;
@@ -87,7 +87,7 @@ pub(crate) struct TxQueue {
     pub index: u16,
     /// Set once the queue hit a fault that needs a device reset.
     pub broken: bool,
-    ranges: Vec<HostRange>,
+    ranges: RangeScratch,
 }
 
 impl TxQueue {
@@ -97,7 +97,7 @@ impl TxQueue {
             queue,
             index,
             broken: false,
-            ranges: Vec::new(),
+            ranges: RangeScratch::new(),
         }
     }
 
@@ -107,7 +107,7 @@ impl TxQueue {
             return;
         }
         let mem = ctx.mem.clone();
-        let ranges = &mut self.ranges;
+        let ranges = self.ranges.borrow();
         let r = drain(&mut self.queue, &mem, |descs| {
             match parse_frame(descs, ctx.dma.as_ref(), ctx.features, ranges) {
                 Ok(hdr) => match io.write_frame_ranges(&hdr, ranges) {

@@ -48,17 +48,17 @@ impl Dma for VtdDma {
         self.forward(self.inner.write(addr, buf))
     }
 
-    fn host_ranges(
-        &self,
+    fn host_ranges<'a>(
+        &'a self,
         addr: u64,
         len: u64,
         dir: Direction,
-        out: &mut Vec<HostRange>,
+        out: &mut Vec<HostRange<'a>>,
     ) -> Result<(), DmaError> {
         self.forward(self.inner.host_ranges(addr, len, dir, out))
     }
 
-    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange, DmaError> {
+    fn translate(&self, addr: u64, len: u64, dir: Direction) -> Result<HostRange<'_>, DmaError> {
         self.forward(self.inner.translate(addr, len, dir))
     }
 }

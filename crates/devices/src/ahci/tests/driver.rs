@@ -139,6 +139,8 @@ pub struct Driver {
     pub line: Arc<RecordingLine>,
     /// Backing files by port.
     pub files: Vec<Option<TempFile>>,
+    /// The disks as the device got them, by port (to count syncs).
+    pub block_files: Vec<Option<Arc<BlockFile>>>,
     /// The function's I/O counters.
     pub counters: Arc<counters::FunctionCounters>,
 }
@@ -156,6 +158,7 @@ impl Driver {
         let dma: Arc<dyn Dma> = Arc::new(GuestDma::new(Arc::new(mem)));
         let mut files = Vec::new();
         let mut disks = Vec::new();
+        let mut block_files = Vec::new();
         for (i, spec) in setup.disks.iter().enumerate() {
             match spec {
                 Some(s) => {
@@ -166,8 +169,10 @@ impl Driver {
                         direct: false,
                     })
                     .unwrap();
+                    let disk = Arc::new(disk);
+                    block_files.push(Some(disk.clone()));
                     disks.push(Some(SataDiskConfig {
-                        disk: Arc::new(disk),
+                        disk,
                         readonly: s.readonly,
                         serial: format!("SER{i}"),
                         model: "iovm SATA disk".into(),
@@ -178,6 +183,7 @@ impl Driver {
                 None => {
                     disks.push(None);
                     files.push(None);
+                    block_files.push(None);
                 }
             }
         }
@@ -199,6 +205,7 @@ impl Driver {
             vectors,
             line,
             files,
+            block_files,
             counters,
         }
     }

@@ -7,3 +7,4 @@ mod errors;
 mod hostile;
 mod io;
 mod worker;
+mod write_through;

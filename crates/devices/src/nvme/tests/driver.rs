@@ -143,6 +143,8 @@ pub struct Driver {
     pub vectors: Arc<RecordingVectors>,
     pub line: Arc<RecordingLine>,
     pub files: Vec<TempFile>,
+    /// The namespaces' disks, as the device got them (to count syncs).
+    pub disks: Vec<Arc<BlockFile>>,
     /// The function's I/O counters.
     pub counters: Arc<counters::FunctionCounters>,
     pub queues: Vec<Option<QueuePair>>,
@@ -186,6 +188,7 @@ impl Driver {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM as usize)]).unwrap();
         let dma: Arc<dyn Dma> = Arc::new(GuestDma::new(Arc::new(mem)));
         let mut files = Vec::new();
+        let mut disks = Vec::new();
         let mut namespaces = Vec::new();
         for ns in &setup.namespaces {
             let f = TempFile::new(ns.bytes);
@@ -195,8 +198,10 @@ impl Driver {
                 direct: true,
             })
             .unwrap();
+            let disk = Arc::new(disk);
+            disks.push(disk.clone());
             namespaces.push(NamespaceConfig {
-                disk: Arc::new(disk),
+                disk,
                 block_size: ns.block_size,
                 readonly: ns.readonly,
             });
@@ -221,6 +226,7 @@ impl Driver {
             vectors,
             line,
             files,
+            disks,
             counters,
             queues: vec![None; usize::from(setup.max_io_queues) + 1],
             next_cid: 1,

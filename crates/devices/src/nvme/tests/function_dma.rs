@@ -40,12 +40,12 @@ impl Dma for Holey {
         self.check(addr, buf.len() as u64)?;
         self.0.write(addr, buf)
     }
-    fn host_ranges(
-        &self,
+    fn host_ranges<'a>(
+        &'a self,
         addr: u64,
         len: u64,
         dir: Direction,
-        out: &mut Vec<HostRange>,
+        out: &mut Vec<HostRange<'a>>,
     ) -> Result<(), DmaError> {
         self.check(addr, len)?;
         self.0.host_ranges(addr, len, dir, out)

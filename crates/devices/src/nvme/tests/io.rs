@@ -2,6 +2,7 @@
 //! NVM command checks, and interrupts.
 
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 use backend::EngineKind;
 use pci::testing::ConfigDriver;
@@ -533,6 +534,38 @@ fn test_nvme_reset_with_io_uring_in_flight_settles() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     assert_eq!(d.nvme.with_controller(|c| c.in_flight()), 0);
+}
+
+/// Teardown (hot-unplug, VF disable, machine end) with reads in flight:
+/// dropping the controller waits for the kernel to finish them, and then
+/// nothing of the device holds guest memory any more.
+#[test]
+fn test_nvme_dropped_with_io_uring_reads_in_flight_lets_them_land_first() {
+    let mut d = Driver::with(Setup {
+        engine: EngineKind::IoUring,
+        ..Setup::default()
+    });
+    d.bring_up_with_queues(1);
+    let content = pattern(16 * 4096, 9);
+    std::fs::write(&d.files[0].0, &content).unwrap();
+    for i in 0..16u64 {
+        d.push(1, rw(false, 1, i * 8, 8, (DATA + i * 0x1000, 0)));
+    }
+    d.ring_sq(1);
+    let Driver {
+        nvme, dma, files, ..
+    } = d;
+
+    drop(nvme);
+
+    let mut landed = vec![0u8; content.len()];
+    dma.read(DATA, &mut landed).unwrap();
+    assert!(
+        landed == content,
+        "every read finished before the teardown did"
+    );
+    assert_eq!(Arc::strong_count(&dma), 1, "no handle left with the engine");
+    drop(files);
 }
 
 #[test]

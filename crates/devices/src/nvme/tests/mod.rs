@@ -11,3 +11,4 @@ mod regs;
 mod shadow;
 mod sriov;
 mod worker;
+mod write_through;

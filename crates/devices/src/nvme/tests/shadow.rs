@@ -159,12 +159,12 @@ impl Dma for ReactingHost {
         (self.react)(&*self.mem, addr, buf)
     }
 
-    fn host_ranges(
-        &self,
+    fn host_ranges<'a>(
+        &'a self,
         addr: u64,
         len: u64,
         dir: Direction,
-        out: &mut Vec<HostRange>,
+        out: &mut Vec<HostRange<'a>>,
     ) -> Result<(), DmaError> {
         self.mem.host_ranges(addr, len, dir, out)
     }
