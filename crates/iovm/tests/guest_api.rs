@@ -14,7 +14,7 @@ mod common;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use testkit::{Batch, GuestRun, RunResult};
+use testkit::{Batch, GuestRun, RunResult, DEFAULT_INITRAMFS, DEFAULT_KERNEL};
 
 /// Where the socket, the disk and the guest's signal file live (tmpfs).
 const WORK: &str = "/dev/shm/iovm-api";
@@ -77,8 +77,8 @@ fn guest_run() -> GuestRun {
     let plain = GuestRun::new("api").script(GUEST_SCRIPT);
     let create = json!({
         "payload": {
-            "kernel": "{guest}/vmlinuz",
-            "initramfs": "{guest}/initramfs.cpio.gz",
+            "kernel": format!("{{guest}}/{DEFAULT_KERNEL}"),
+            "initramfs": format!("{{guest}}/{DEFAULT_INITRAMFS}"),
             "cmdline": plain.kernel_cmdline(),
         },
         "cpus": {"boot_vcpus": 1, "max_vcpus": 1},
@@ -139,8 +139,8 @@ fn panic_run() -> GuestRun {
     let plain = GuestRun::new("api-panic").script("echo c > /proc/sysrq-trigger");
     let create = json!({
         "payload": {
-            "kernel": "{guest}/vmlinuz",
-            "initramfs": "{guest}/initramfs.cpio.gz",
+            "kernel": format!("{{guest}}/{DEFAULT_KERNEL}"),
+            "initramfs": format!("{{guest}}/{DEFAULT_INITRAMFS}"),
             "cmdline": plain.kernel_cmdline(),
         },
         "serial": {"mode": "Tty"},
@@ -276,8 +276,8 @@ fn hotplug_run() -> GuestRun {
         .script(HOTPLUG_SCRIPT.replace("FIO_MIB", &FIO_MIB.to_string()));
     let create = json!({
         "payload": {
-            "kernel": "{guest}/vmlinuz",
-            "initramfs": "{guest}/initramfs.cpio.gz",
+            "kernel": format!("{{guest}}/{DEFAULT_KERNEL}"),
+            "initramfs": format!("{{guest}}/{DEFAULT_INITRAMFS}"),
             "cmdline": plain.kernel_cmdline(),
         },
         "cpus": {"boot_vcpus": 1, "max_vcpus": 1},
@@ -494,7 +494,7 @@ fn test_command_line_vm_is_managed_and_vm_shutdown_ends_iovm_0() {
     let kernel = info["config"]["payload"]["kernel"]
         .as_str()
         .unwrap_or_default();
-    assert!(kernel.ends_with("/vmlinuz"), "{info}");
+    assert!(kernel.ends_with(&format!("/{DEFAULT_KERNEL}")), "{info}");
     assert!(
         file("api2-shutdown.txt").contains("rc=0"),
         "{}",

@@ -650,7 +650,7 @@ mod tests {
 
         assert!(s.contains("ln -sf $S/lib/'ld-linux-x86-64.so.2' '/lib64/ld-linux-x86-64.so.2'"));
         assert!(s.contains(
-            "run_one 'a' 180 /dev/null '/scratch/bin/iovm' 'run' '--kernel' '/guest/vmlinuz'"
+            "run_one 'a' 180 /dev/null '/scratch/bin/iovm' 'run' '--kernel' '/guest/vmlinux'"
         ));
         assert!(s.contains("run_one 'b' 5 $S/runs/b.stdin '/scratch/bin/iovm' 'run'"));
         assert!(s.ends_with("printf '\\n@@IOVM-BATCH done@@\\n'\n"));
