@@ -206,7 +206,7 @@ echo "hp_net_mac=$(cat /sys/class/net/eth0/address)"
 ip link set lo up
 ip addr add 10.0.4.2/24 dev eth0 && ip link set eth0 up
 i=0; until ping -c 1 -W 2 10.0.4.1 > /dev/null 2>&1 || [ $i -ge 15 ]; do i=$((i+1)); done
-ping -c 3 -W 5 10.0.4.1 > /dev/null 2>&1
+ping -A -c 3 -W 5 10.0.4.1 > /dev/null 2>&1
 echo "hp_ping=$?"
 head -c 1048576 /dev/urandom > /tmp/blob
 echo "hp_blob_sum=$(sha256sum /tmp/blob | cut -d' ' -f1)"

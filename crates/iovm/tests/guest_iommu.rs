@@ -65,7 +65,7 @@ for d in /dev/nvme0n1 /dev/vda; do
 done
 ip addr add 10.0.4.15/24 dev eth0 && ip link set eth0 up
 sleep 1
-ping -c 3 -W 5 10.0.4.1 > /dev/null 2>&1
+ping -A -c 3 -W 5 10.0.4.1 > /dev/null 2>&1
 echo "ping=$?"
 head -c 1048576 /dev/urandom > /tmp/blob
 echo "blob_sum=$(sha256sum /tmp/blob | cut -d' ' -f1)"
