@@ -7,9 +7,13 @@
 //! powers off, `vm.info` says so), and ends the VMM (`vmm.shutdown`: exit
 //! 0, socket removed); `vm.counters` shows the guest's disk writes. A second run boots its VM from the command line
 //! with the API beside it: `vm.info` reads it, `vm.shutdown` ends it and
-//! iovm with it (exit 0). One batch.
+//! iovm with it (exit 0). One batch, which also runs the guest-driven
+//! `pciehp` power cycle of `hotplug/pciehp.rs` (one test-host boot for
+//! both).
 
 mod common;
+#[path = "hotplug/pciehp.rs"]
+mod pciehp;
 
 use std::sync::OnceLock;
 
@@ -312,6 +316,10 @@ struct Results {
     panic: RunResult,
     hotplug: RunResult,
     scratch: std::path::PathBuf,
+    /// The `pciehp` run ([`pciehp::runs`]).
+    pciehp: RunResult,
+    /// [`pciehp::head`].
+    pciehp_head: Vec<u8>,
 }
 
 fn results() -> &'static Results {
@@ -319,13 +327,12 @@ fn results() -> &'static Results {
     RESULTS.get_or_init(|| {
         let iovm = std::path::Path::new(env!("CARGO_BIN_EXE_iovm"));
         let batch = Batch::new().expect("set up the test batch");
-        let mut list = batch
-            .run(
-                iovm,
-                &[guest_run(), cmdline_run(), panic_run(), hotplug_run()],
-            )
-            .expect("run the guest batch");
+        common::sparse_disks(batch.scratch_dir(), &pciehp::DISKS);
+        let mut runs = vec![guest_run(), cmdline_run(), panic_run(), hotplug_run()];
+        runs.extend(pciehp::runs());
+        let mut list = batch.run(iovm, &runs).expect("run the guest batch");
         let scratch = batch.scratch_dir().to_path_buf();
+        let pciehp_head = pciehp::head(&scratch);
         // Keep what the driver wrote: the batch's directory goes with it.
         let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-api");
         let _ = std::fs::remove_dir_all(&keep);
@@ -336,6 +343,7 @@ fn results() -> &'static Results {
                 let _ = std::fs::copy(e.path(), keep.join(name));
             }
         }
+        let pciehp = list.remove(4);
         let hotplug = list.remove(3);
         let panic = list.remove(2);
         let cmdline = list.remove(1);
@@ -345,6 +353,8 @@ fn results() -> &'static Results {
             panic,
             hotplug,
             scratch: keep,
+            pciehp,
+            pciehp_head,
         }
     })
 }
