@@ -17,7 +17,7 @@ use testkit::{GuestRun, RunResult};
 
 const WORK: &str = "/dev/shm/iovm-sriov-vfio";
 /// The PF's, VF 0's and VF 1's disks.
-pub const DISKS: [(&str, u64); 3] = [("sv-pf.img", 32), ("sv-vf0.img", 32), ("sv-vf1.img", 32)];
+pub const DISKS: [(&str, u64); 3] = [("sv-pf.img", 16), ("sv-vf0.img", 16), ("sv-vf1.img", 16)];
 
 /// VF 1's namespace (the PF's is 1, VF 0's 2) and where the tool writes.
 const SCRIPT: &str = r#"

@@ -18,7 +18,7 @@ use testkit::{GuestRun, RunResult};
 
 const WORK: &str = "/dev/shm/iovm-vfio";
 /// The NVMe's and the virtio-blk's disks.
-pub const DISKS: [(&str, u64); 2] = [("vfio-nvme.img", 64), ("vfio-vblk.img", 64)];
+pub const DISKS: [(&str, u64); 2] = [("vfio-nvme.img", 16), ("vfio-vblk.img", 16)];
 /// The serial number the NVMe controller reports.
 const SERIAL: &str = "IOVMVFIO";
 /// The LBA the tool writes its pattern to.
