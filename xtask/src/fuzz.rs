@@ -82,8 +82,7 @@ pub fn smoke() -> Result<i32> {
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().expect("a fuzz step worker panicked"))
-            .collect::<Result<()>>()
+            .try_for_each(|w| w.join().expect("a fuzz step worker panicked"))
     })?;
     let code = failed.lock().expect("fuzz step lock").unwrap_or(0);
     Ok(code)
