@@ -1,5 +1,6 @@
 //! `cargo xtask ci`'s fuzz step: every cargo-fuzz target of `fuzz/` for [`SECONDS`] on the
-//! nightly toolchain, after making sure the nightly toolchain and cargo-fuzz are installed.
+//! nightly toolchain, one target per CPU at a time, after making sure the nightly toolchain
+//! and cargo-fuzz are installed.
 //! A failure is called a crash only when cargo-fuzz saved a new input under
 //! `fuzz/artifacts/<target>/`.
 
@@ -7,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
@@ -47,20 +49,48 @@ const TOOLS: [Tool; 2] = [
     },
 ];
 
-/// Installs the missing tools, then runs every target of `fuzz/` for [`SECONDS`]; returns
-/// the first failing exit status, or 0. Fails if a tool cannot be installed.
+/// Installs the missing tools, then runs every target of `fuzz/` for [`SECONDS`], as many
+/// at once as this machine has CPUs ([`smoke_jobs`]: each libFuzzer process uses one, so
+/// each target gets its [`SECONDS`] of a whole CPU while the step takes a fraction of the
+/// time); returns the first failing exit status, or 0. After a failure no new target
+/// starts. Fails if a tool cannot be installed.
 pub fn smoke() -> Result<i32> {
     for tool in &TOOLS {
         ensure(tool)?;
     }
     let dir = paths::workspace().join("fuzz");
-    for target in targets(&dir)? {
-        let code = run_target(&dir, &target, SECONDS)?;
-        if code != 0 {
-            return Ok(code);
-        }
-    }
-    Ok(0)
+    let queue = Mutex::new(targets(&dir)?.into_iter());
+    let failed: Mutex<Option<i32>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..smoke_jobs())
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        if failed.lock().expect("fuzz step lock").is_some() {
+                            return Ok(());
+                        }
+                        let Some(target) = queue.lock().expect("fuzz step lock").next() else {
+                            return Ok(());
+                        };
+                        let code = run_target(&dir, &target, SECONDS)?;
+                        if code != 0 {
+                            failed.lock().expect("fuzz step lock").get_or_insert(code);
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("a fuzz step worker panicked"))
+    })?;
+    let code = failed.lock().expect("fuzz step lock").unwrap_or(0);
+    Ok(code)
+}
+
+/// How many fuzz targets the smoke step runs at once: one per CPU of this machine.
+pub fn smoke_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// `cargo xtask fuzz`: a campaign.

@@ -86,8 +86,9 @@ fn ci_steps(args: &TestArgs) -> Result<i32> {
         return Ok(code);
     }
     println!(
-        "xtask: ci step 4/6: fuzz smoke run ({} s per target)",
-        fuzz::SECONDS
+        "xtask: ci step 4/6: fuzz smoke run ({} s per target, {} at a time)",
+        fuzz::SECONDS,
+        fuzz::smoke_jobs()
     );
     let code = fuzz::smoke()?;
     if code != 0 {

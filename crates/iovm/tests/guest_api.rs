@@ -7,14 +7,18 @@
 //! powers off, `vm.info` says so), and ends the VMM (`vmm.shutdown`: exit
 //! 0, socket removed); `vm.counters` shows the guest's disk writes. A second run boots its VM from the command line
 //! with the API beside it: `vm.info` reads it, `vm.shutdown` ends it and
-//! iovm with it (exit 0). One batch.
+//! iovm with it (exit 0). One batch, which also runs the guest-driven
+//! `pciehp` power cycle of `hotplug/pciehp.rs` (one test-host boot for
+//! both).
 
 mod common;
+#[path = "hotplug/pciehp.rs"]
+mod pciehp;
 
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use testkit::{Batch, GuestRun, RunResult};
+use testkit::{Batch, GuestRun, RunResult, DEFAULT_INITRAMFS, DEFAULT_KERNEL};
 
 /// Where the socket, the disk and the guest's signal file live (tmpfs).
 const WORK: &str = "/dev/shm/iovm-api";
@@ -77,8 +81,8 @@ fn guest_run() -> GuestRun {
     let plain = GuestRun::new("api").script(GUEST_SCRIPT);
     let create = json!({
         "payload": {
-            "kernel": "{guest}/vmlinuz",
-            "initramfs": "{guest}/initramfs.cpio.gz",
+            "kernel": format!("{{guest}}/{DEFAULT_KERNEL}"),
+            "initramfs": format!("{{guest}}/{DEFAULT_INITRAMFS}"),
             "cmdline": plain.kernel_cmdline(),
         },
         "cpus": {"boot_vcpus": 1, "max_vcpus": 1},
@@ -139,8 +143,8 @@ fn panic_run() -> GuestRun {
     let plain = GuestRun::new("api-panic").script("echo c > /proc/sysrq-trigger");
     let create = json!({
         "payload": {
-            "kernel": "{guest}/vmlinuz",
-            "initramfs": "{guest}/initramfs.cpio.gz",
+            "kernel": format!("{{guest}}/{DEFAULT_KERNEL}"),
+            "initramfs": format!("{{guest}}/{DEFAULT_INITRAMFS}"),
             "cmdline": plain.kernel_cmdline(),
         },
         "serial": {"mode": "Tty"},
@@ -206,7 +210,7 @@ echo "hp_net_mac=$(cat /sys/class/net/eth0/address)"
 ip link set lo up
 ip addr add 10.0.4.2/24 dev eth0 && ip link set eth0 up
 i=0; until ping -c 1 -W 2 10.0.4.1 > /dev/null 2>&1 || [ $i -ge 15 ]; do i=$((i+1)); done
-ping -c 3 -W 5 10.0.4.1 > /dev/null 2>&1
+ping -A -c 3 -W 5 10.0.4.1 > /dev/null 2>&1
 echo "hp_ping=$?"
 head -c 1048576 /dev/urandom > /tmp/blob
 echo "hp_blob_sum=$(sha256sum /tmp/blob | cut -d' ' -f1)"
@@ -276,8 +280,8 @@ fn hotplug_run() -> GuestRun {
         .script(HOTPLUG_SCRIPT.replace("FIO_MIB", &FIO_MIB.to_string()));
     let create = json!({
         "payload": {
-            "kernel": "{guest}/vmlinuz",
-            "initramfs": "{guest}/initramfs.cpio.gz",
+            "kernel": format!("{{guest}}/{DEFAULT_KERNEL}"),
+            "initramfs": format!("{{guest}}/{DEFAULT_INITRAMFS}"),
             "cmdline": plain.kernel_cmdline(),
         },
         "cpus": {"boot_vcpus": 1, "max_vcpus": 1},
@@ -312,6 +316,10 @@ struct Results {
     panic: RunResult,
     hotplug: RunResult,
     scratch: std::path::PathBuf,
+    /// The `pciehp` run ([`pciehp::runs`]).
+    pciehp: RunResult,
+    /// [`pciehp::head`].
+    pciehp_head: Vec<u8>,
 }
 
 fn results() -> &'static Results {
@@ -319,13 +327,12 @@ fn results() -> &'static Results {
     RESULTS.get_or_init(|| {
         let iovm = std::path::Path::new(env!("CARGO_BIN_EXE_iovm"));
         let batch = Batch::new().expect("set up the test batch");
-        let mut list = batch
-            .run(
-                iovm,
-                &[guest_run(), cmdline_run(), panic_run(), hotplug_run()],
-            )
-            .expect("run the guest batch");
+        common::sparse_disks(batch.scratch_dir(), &pciehp::DISKS);
+        let mut runs = vec![guest_run(), cmdline_run(), panic_run(), hotplug_run()];
+        runs.extend(pciehp::runs());
+        let mut list = batch.run(iovm, &runs).expect("run the guest batch");
         let scratch = batch.scratch_dir().to_path_buf();
+        let pciehp_head = pciehp::head(&scratch);
         // Keep what the driver wrote: the batch's directory goes with it.
         let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-api");
         let _ = std::fs::remove_dir_all(&keep);
@@ -336,6 +343,7 @@ fn results() -> &'static Results {
                 let _ = std::fs::copy(e.path(), keep.join(name));
             }
         }
+        let pciehp = list.remove(4);
         let hotplug = list.remove(3);
         let panic = list.remove(2);
         let cmdline = list.remove(1);
@@ -345,6 +353,8 @@ fn results() -> &'static Results {
             panic,
             hotplug,
             scratch: keep,
+            pciehp,
+            pciehp_head,
         }
     })
 }
@@ -494,7 +504,7 @@ fn test_command_line_vm_is_managed_and_vm_shutdown_ends_iovm_0() {
     let kernel = info["config"]["payload"]["kernel"]
         .as_str()
         .unwrap_or_default();
-    assert!(kernel.ends_with("/vmlinuz"), "{info}");
+    assert!(kernel.ends_with(&format!("/{DEFAULT_KERNEL}")), "{info}");
     assert!(
         file("api2-shutdown.txt").contains("rc=0"),
         "{}",

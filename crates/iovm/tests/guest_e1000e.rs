@@ -68,7 +68,7 @@ wait_carrier
 ip addr add 10.0.3.15/24 dev eth0
 sleep 1
 tx0=$(counter tx_packets); rx0=$(counter rx_packets)
-ping -c 20 -s 1400 -W 5 10.0.3.1 > /tmp/ping 2>&1
+ping -A -c 20 -s 1400 -W 5 10.0.3.1 > /tmp/ping 2>&1
 echo "ping_received=$(grep -o '[0-9]* packets received' /tmp/ping | cut -d' ' -f1)"
 tail -3 /tmp/ping
 echo "ping_tx_packets=$(( $(counter tx_packets) - tx0 ))"
@@ -91,12 +91,12 @@ kill $reader 2>/dev/null
 ip link set eth0 mtu 9000
 wait_carrier
 sleep 1
-ping -c 3 -s 8000 -W 5 10.0.3.1 > /tmp/ping 2>&1
+ping -A -c 3 -s 8000 -W 5 10.0.3.1 > /tmp/ping 2>&1
 echo "jumbo_received=$(grep -o '[0-9]* packets received' /tmp/ping | cut -d' ' -f1)"
 for c in $(seq 50); do ip link set eth0 down; ip link set eth0 up; done
 wait_carrier
 echo "carrier_after_cycles=$(cat /sys/class/net/eth0/carrier)"
-ping -c 3 -W 5 10.0.3.1 > /tmp/ping 2>&1
+ping -A -c 3 -W 5 10.0.3.1 > /tmp/ping 2>&1
 echo "cycles_received=$(grep -o '[0-9]* packets received' /tmp/ping | cut -d' ' -f1)"
 "#;
 

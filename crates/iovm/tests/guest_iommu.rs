@@ -6,9 +6,14 @@
 //! verification while virtio-net moves a checksummed MiB over a TAP. The
 //! same machine with `intel_iommu=off` (the unit left off: addresses are
 //! guest-physical) and with `iommu=pt` (pass-through contexts) works too.
-//! One batch, one test-host boot.
+//! The same batch (one test-host boot) runs the VT-d's two user-space
+//! driver tests: `iommu/vfio_user.rs` and `iommu/sriov_vfio.rs`.
 
 mod common;
+#[path = "iommu/sriov_vfio.rs"]
+mod sriov_vfio;
+#[path = "iommu/vfio_user.rs"]
+mod vfio_user;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -65,7 +70,7 @@ for d in /dev/nvme0n1 /dev/vda; do
 done
 ip addr add 10.0.4.15/24 dev eth0 && ip link set eth0 up
 sleep 1
-ping -c 3 -W 5 10.0.4.1 > /dev/null 2>&1
+ping -A -c 3 -W 5 10.0.4.1 > /dev/null 2>&1
 echo "ping=$?"
 head -c 1048576 /dev/urandom > /tmp/blob
 echo "blob_sum=$(sha256sum /tmp/blob | cut -d' ' -f1)"
@@ -103,6 +108,8 @@ fn runs() -> Vec<GuestRun> {
     RUNS.iter()
         .enumerate()
         .map(|(i, (name, cmdline))| guest_run(name, cmdline, if i == 0 { "8m" } else { "4m" }))
+        .chain(vfio_user::runs())
+        .chain(sriov_vfio::runs())
         .collect()
 }
 
@@ -110,6 +117,8 @@ struct Results {
     runs: Runs,
     /// By run: the checksum of what the namespace's listener received.
     net_sums: Vec<String>,
+    /// [`sriov_vfio::heads`].
+    sriov_vfio_heads: Vec<(String, String)>,
 }
 
 fn results() -> &'static Results {
@@ -119,6 +128,8 @@ fn results() -> &'static Results {
         let batch = Batch::new().expect("set up the test batch");
         let scratch = batch.scratch_dir().to_path_buf();
         sparse_disks(&scratch, &DISKS);
+        sparse_disks(&scratch, &vfio_user::DISKS);
+        sparse_disks(&scratch, &sriov_vfio::DISKS);
         let runs = Runs::new(batch.run(iovm, &runs()).expect("run the guest batch"));
         let net_sums = RUNS
             .iter()
@@ -131,7 +142,11 @@ fn results() -> &'static Results {
                     .to_string()
             })
             .collect();
-        Results { runs, net_sums }
+        Results {
+            runs,
+            net_sums,
+            sriov_vfio_heads: sriov_vfio::heads(&scratch),
+        }
     })
 }
 

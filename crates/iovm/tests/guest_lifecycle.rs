@@ -53,7 +53,7 @@ nvme=$(mark /dev/nvme0n1)
 vblk=$(mark /dev/vda)
 rng=$(head -c 32 /dev/hwrng 2>/dev/null | od -An -tx1 | tr -d ' \n' | wc -c)
 ip addr add 10.0.3.15/24 dev eth0 && ip link set eth0 up
-ping -c 2 -W 5 10.0.3.1 >/dev/null 2>&1 && net=1 || net=0
+ping -A -c 2 -W 5 10.0.3.1 >/dev/null 2>&1 && net=1 || net=0
 echo "boot_$n=nvme:$nvme,vblk:$vblk,rng:$rng,net:$net"
 t=$(ls /sys/bus/pci/devices/*/tty | grep ttyS | head -1)
 echo "sample $n" > /dev/$t

@@ -17,8 +17,8 @@ const DISKS: [(&str, u64); 6] = [
     ("nvme-a.img", 64),
     ("nvme-b.img", 64),
     ("nvme-c.img", 64),
-    ("nvme-d.img", 64),
-    ("nvme-e.img", 64),
+    ("nvme-d.img", 16),
+    ("nvme-e.img", 16),
     ("nvme-f.img", 16),
 ];
 

@@ -93,24 +93,33 @@ printf '@MARK@' | dd of=/dev/nvme0n1 bs=512 seek=@SEEK@ conv=fsync 2>/dev/null
 echo "mark=$?"
 "#;
 
-/// Keeps I/O going until iovm is killed under it.
+/// Keeps I/O going until iovm is killed under it: fio runs for ten
+/// minutes, and two seconds into it the guest tells the killer (through
+/// the PCI serial card's output file) that I/O is flowing.
 const KILLED_SCRIPT: &str = r#"
 i=0; until [ -b /dev/nvme0n1 ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
 echo "io-running"
 fio --name=k --filename=/dev/nvme0n1 --direct=1 --ioengine=io_uring --rw=randrw --bs=4k \
-    --iodepth=16 --size=32m --time_based --runtime=600 > /dev/null 2>&1
+    --iodepth=16 --size=32m --time_based --runtime=600 > /dev/null 2>&1 &
+sleep 2
+t=$(ls /sys/bus/pci/devices/*/tty | grep ttyS | head -1)
+echo IO-FLOWING > /dev/$t
+wait
 echo "io-ended"
 "#;
 
-/// Seconds after iovm starts that the killed run's iovm gets SIGKILL (the
-/// guest boots in about 20 s in the test host, then does I/O).
-const KILL_AFTER: u32 = 45;
+/// The killed run's signal file (the PCI serial card's output).
+const KILL_SIGNAL: &str = "/dev/shm/iovm-vfio-killed-signal";
 
-/// Kills iovm with SIGKILL after `@SECS@` s. The test host's busybox has
-/// no pkill, and iovm runs under the staged dynamic loader there, so it is
-/// found by its command line in /proc; the killer's own shells, whose
-/// command line holds the same words, also hold "sleep" and are skipped.
-const KILL_AFTER_SCRIPT: &str = "sleep @SECS@; for p in /proc/[0-9]*; do \
+/// Kills iovm with SIGKILL a second after the guest says its I/O is
+/// flowing (or after 120 s without that word, so that the run ends). The
+/// test host's busybox has no pkill, and iovm runs under the staged dynamic
+/// loader there, so it is found by its command line in /proc; the
+/// killer's own shells, whose command line holds the same words, also hold
+/// "sleep" and are skipped.
+const KILL_SCRIPT: &str =
+    "i=0; while ! grep -q IO-FLOWING @SIGNAL@ 2>/dev/null && [ $i -lt 600 ]; \
+     do sleep 0.2; i=$((i+1)); done; sleep 1; for p in /proc/[0-9]*; do \
      c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); \
      case \"$c\" in *sleep*) ;; *'bin/iovm run'*) kill -9 ${p#/proc/} ;; esac; done";
 
@@ -136,7 +145,11 @@ fn runs(devices: &HostDevices) -> Vec<GuestRun> {
             .script(format!("{SCRIPT}{mark}")),
         assigned("vfio-intx", ",msix=off,msi=off").script(SCRIPT),
         assigned("vfio-killed", "")
-            .host_before(format!("({KILL_AFTER_SCRIPT}) >/dev/null 2>&1 &").replace("@SECS@", &KILL_AFTER.to_string()))
+            .host_before(format!(
+                "rm -f {KILL_SIGNAL}; ({}) >/dev/null 2>&1 &",
+                KILL_SCRIPT.replace("@SIGNAL@", KILL_SIGNAL)
+            ))
+            .args(["--device", &format!("pci-serial,output={KILL_SIGNAL}")])
             .script(KILLED_SCRIPT),
         assigned("vfio-after-kill", "").script(SCRIPT),
         assigned("vfio-behind-vtd", "")

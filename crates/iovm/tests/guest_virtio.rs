@@ -149,7 +149,7 @@ const NET_MQ_SCRIPT: &str = r#"
 echo "queues=$(ls /sys/class/net/eth0/queues | grep -c rx)"
 ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
 sleep 1
-ping -c 2 -W 5 10.0.2.1 > /dev/null 2>&1
+ping -A -c 2 -W 5 10.0.2.1 > /dev/null 2>&1
 echo "ping=$?"
 head -c 1048576 /dev/urandom > /tmp/blob
 echo "block_sum=$(sha256sum /tmp/blob | cut -d' ' -f1)"
@@ -165,7 +165,7 @@ echo "mac=$(cat /sys/class/net/eth0/address)"
 echo "queues=$(ls /sys/class/net/eth0/queues | grep -c rx)"
 ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
 sleep 1
-ping -c 3 -W 5 10.0.2.1 > /tmp/ping 2>&1
+ping -A -c 3 -W 5 10.0.2.1 > /tmp/ping 2>&1
 echo "ping=$?"
 cat /tmp/ping
 p=$(basename $(readlink -f /sys/class/net/eth0/device/..))
@@ -174,7 +174,7 @@ echo $p > /sys/bus/pci/drivers/virtio-pci/bind
 sleep 1
 ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
 sleep 1
-ping -c 2 -W 5 10.0.2.1 > /dev/null 2>&1
+ping -A -c 2 -W 5 10.0.2.1 > /dev/null 2>&1
 echo "ping_after_rebind=$?"
 "#;
 

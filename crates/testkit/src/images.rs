@@ -15,7 +15,8 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// `<workspace>/target/guest`: `vmlinuz` and `initramfs.cpio.gz` of the test guest.
+/// `<workspace>/target/guest`: the test guest's kernel (`vmlinuz`, and `vmlinux` for PVH
+/// boot) and initramfs (`initramfs.cpio.gz`, and `initramfs.cpio` uncompressed).
 pub fn guest_dir() -> PathBuf {
     workspace().join("target/guest")
 }
@@ -36,8 +37,26 @@ fn require(what: &'static str, path: PathBuf, xtask: &'static str) -> Result<Pat
 /// Checks that the guest image exists and returns its directory.
 pub fn require_guest() -> Result<PathBuf, Error> {
     let dir = guest_dir();
-    require("guest kernel", dir.join("vmlinuz"), "guest")?;
-    require("guest initramfs", dir.join("initramfs.cpio.gz"), "guest")?;
+    require(
+        "guest kernel",
+        dir.join(crate::run::BZIMAGE_KERNEL),
+        "guest",
+    )?;
+    require(
+        "guest ELF kernel",
+        dir.join(crate::run::DEFAULT_KERNEL),
+        "guest",
+    )?;
+    require(
+        "guest initramfs",
+        dir.join(crate::run::GZIP_INITRAMFS),
+        "guest",
+    )?;
+    require(
+        "guest initramfs, uncompressed",
+        dir.join(crate::run::DEFAULT_INITRAMFS),
+        "guest",
+    )?;
     Ok(dir)
 }
 

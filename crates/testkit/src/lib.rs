@@ -16,7 +16,8 @@
 //! ```
 //!
 //! # Images
-//! The guest (`target/guest/{vmlinuz,initramfs.cpio.gz}`) is built by `cargo xtask guest`,
+//! The guest (`target/guest/{vmlinuz,vmlinux,initramfs.cpio.gz,initramfs.cpio}`) is built
+//! by `cargo xtask guest`,
 //! the test host (`target/testhost/`) by `cargo xtask testhost`; `cargo xtask test` builds
 //! both when missing. A missing image is an error ([`Error::MissingImage`]), never a skip.
 //!
@@ -73,5 +74,8 @@ pub use capture::Stream;
 pub use error::Error;
 pub use host_devices::HostDevices;
 pub use mode::{detect, Mode, MODE_ENV};
-pub use run::{GuestRun, RunResult, BASE_CMDLINE, DEFAULT_TIMEOUT, MAX_CMDLINE, STDIN_DELAY};
+pub use run::{
+    GuestRun, RunResult, BASE_CMDLINE, BZIMAGE_KERNEL, DEFAULT_INITRAMFS, DEFAULT_KERNEL,
+    DEFAULT_TIMEOUT, GZIP_INITRAMFS, MAX_CMDLINE, STDIN_DELAY,
+};
 pub use script::{guest_script_word, ScriptOutput, SCRIPT_END};

@@ -353,9 +353,16 @@ pub(crate) fn run_batch(
         let script = batch_script(&pending, &iovm_in_host, loader.as_deref());
         let script_path = scratch.join("batch.sh");
         fs::write(&script_path, script).ctx(|| format!("writing {}", script_path.display()))?;
+        let started = Instant::now();
         let (results, stuck) = boot_once(
             host, &pending, guest_dir, scratch, &log_path, stream, devices,
         )?;
+        // Straight to fd 2, past the test harness's capture: CI logs show where the time went.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            timing_line(&program_name(), boot, started.elapsed(), &results)
+        );
         if let Some(why) = &stuck {
             crate::losses::record(scratch, why, &log_path);
         }
@@ -401,6 +408,47 @@ pub(crate) fn run_batch(
             Some(done.swap_remove(at))
         })
         .collect())
+}
+
+/// One line on what a test-host boot cost: its wall time, the time its runs took (from
+/// their markers, in the test host's uptime), the rest (booting the test host, the runs'
+/// host hooks, powering off), and each run's time.
+pub(crate) fn timing_line(
+    program: &str,
+    boot: u32,
+    wall: Duration,
+    results: &[RunResult],
+) -> String {
+    let runs: Duration = results.iter().filter_map(|r| r.duration).sum();
+    let each: Vec<String> = results
+        .iter()
+        .map(|r| match r.duration {
+            Some(d) => format!("{} {:.1}", r.name, d.as_secs_f64()),
+            None => format!("{} -", r.name),
+        })
+        .collect();
+    format!(
+        "testkit: timing: {program}: test host boot {boot}: {:.1} s wall, {:.1} s in {} run(s), \
+         {:.1} s outside them; runs (s): {}",
+        wall.as_secs_f64(),
+        runs.as_secs_f64(),
+        results.len(),
+        wall.saturating_sub(runs).as_secs_f64(),
+        each.join(", ")
+    )
+}
+
+/// This program's name without cargo's hash (`guest_boot` for `guest_boot-0f72…`).
+fn program_name() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_owned(),
+        _ => stem,
+    }
 }
 
 /// Boots the test host once with the batch script already in `scratch`, waits for it to
@@ -530,6 +578,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn test_timing_line_splits_wall_time_into_runs_and_the_rest() {
+        let run = |name: &str, secs: Option<f64>| RunResult {
+            name: name.into(),
+            exit_code: Some(0),
+            timed_out: false,
+            console: String::new(),
+            duration: secs.map(Duration::from_secs_f64),
+            harness_error: None,
+        };
+
+        let line = timing_line(
+            "guest_x",
+            2,
+            Duration::from_secs(60),
+            &[run("a", Some(20.0)), run("b", Some(25.5)), run("c", None)],
+        );
+
+        assert_eq!(
+            line,
+            "testkit: timing: guest_x: test host boot 2: 60.0 s wall, 45.5 s in 3 run(s), \
+             14.5 s outside them; runs (s): a 20.0, b 25.5, c -"
+        );
+    }
+
+    #[test]
     fn test_shell_quote_single_quotes() {
         assert_eq!(shell_quote("a'b c"), "'a'\\''b c'");
     }
@@ -577,7 +650,7 @@ mod tests {
 
         assert!(s.contains("ln -sf $S/lib/'ld-linux-x86-64.so.2' '/lib64/ld-linux-x86-64.so.2'"));
         assert!(s.contains(
-            "run_one 'a' 180 /dev/null '/scratch/bin/iovm' 'run' '--kernel' '/guest/vmlinuz'"
+            "run_one 'a' 180 /dev/null '/scratch/bin/iovm' 'run' '--kernel' '/guest/vmlinux'"
         ));
         assert!(s.contains("run_one 'b' 5 $S/runs/b.stdin '/scratch/bin/iovm' 'run'"));
         assert!(s.ends_with("printf '\\n@@IOVM-BATCH done@@\\n'\n"));

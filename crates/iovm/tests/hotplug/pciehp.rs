@@ -7,19 +7,18 @@
 //! writable, when it is on (the link up, the function found again). Every
 //! Slot Control write is a command that completes, so `pciehp` never
 //! times out waiting. Adding and removing devices from outside goes
-//! through `vmm::control`, which the API's guest test drives.
-
-mod common;
+//! through `vmm::control`, which the API's guest test drives; this run is
+//! part of that test's batch (`guest_api`: one test-host boot for both).
 
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{disks_in, disks_out, sparse_disks, Runs};
-use testkit::{Batch, GuestRun, RunResult};
+use crate::common::{disks_in, disks_out};
+use testkit::{GuestRun, RunResult};
 
 const WORK: &str = "/dev/shm/iovm-hotplug";
-const DISKS: [(&str, u64); 1] = [("hp0.img", 16)];
+/// The disk behind slot 1.
+pub const DISKS: [(&str, u64); 1] = [("hp0.img", 16)];
 
 /// Slot 1 is root port rp0 (00:01.0) with the disk, slot 2 root port rp1
 /// (00:02.0), empty: pciehp names a slot by its Physical Slot Number,
@@ -52,7 +51,8 @@ echo "timeouts=$(dmesg | grep -c 'Timeout on hotplug command')"
 echo "link_failures=$(dmesg | grep -c 'link training error\|No link\|No device found')"
 "#;
 
-fn runs() -> Vec<GuestRun> {
+/// The run, for the batch of `guest_api`.
+pub fn runs() -> Vec<GuestRun> {
     let names = DISKS.map(|d| d.0);
     vec![GuestRun::new("pciehp-power-cycle")
         .host_before(disks_in(WORK, &names))
@@ -65,28 +65,16 @@ fn runs() -> Vec<GuestRun> {
         .script(SCRIPT)]
 }
 
-struct Results {
-    runs: Runs,
-    /// The first 17 bytes of the disk after the run.
-    head: Vec<u8>,
-}
-
-fn results() -> &'static Results {
-    static RESULTS: OnceLock<Results> = OnceLock::new();
-    RESULTS.get_or_init(|| {
-        let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
-        let batch = Batch::new().expect("set up the test batch");
-        sparse_disks(batch.scratch_dir(), &DISKS);
-        let runs = Runs::new(batch.run(iovm, &runs()).expect("run the guest batch"));
-        let bytes = std::fs::read(batch.scratch_dir().join(DISKS[0].0)).unwrap_or_default();
-        let head = bytes.get(..17).unwrap_or_default().to_vec();
-        Results { runs, head }
-    })
+/// The first 17 bytes of the disk in the batch's scratch directory `dir`
+/// after the run.
+pub fn head(dir: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(dir.join(DISKS[0].0)).unwrap_or_default();
+    bytes.get(..17).unwrap_or_default().to_vec()
 }
 
 #[track_caller]
 fn run() -> &'static RunResult {
-    results().runs.get("pciehp-power-cycle")
+    &crate::results().pciehp
 }
 
 #[test]
@@ -128,7 +116,7 @@ fn test_powering_the_slot_off_and_on_takes_the_disk_away_and_brings_it_back() {
     assert_eq!(r.fact("mark_write"), "0", "{}", r.dump());
     assert_eq!(r.fact("mark_read"), "IOVM-HOTPLUG-MARK", "{}", r.dump());
     assert_eq!(
-        results().head,
+        crate::results().pciehp_head,
         b"IOVM-HOTPLUG-MARK",
         "the host file\n{}",
         r.dump()

@@ -7,20 +7,17 @@
 //! the kernel's `nvme` driver. Each function is in an IOMMU group of its
 //! own (the root port has ACS); VF 1 goes back to `nvme` afterwards, which
 //! reads what the tool wrote; the tool's bytes are in VF 1's host file and
-//! no other. One batch, one test-host boot.
-
-mod common;
+//! no other. Part of `guest_iommu`'s batch (one test-host boot for both).
 
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{disks_in, disks_out, sparse_disks, Runs};
-use testkit::{Batch, GuestRun, RunResult};
+use crate::common::{disks_in, disks_out};
+use testkit::{GuestRun, RunResult};
 
 const WORK: &str = "/dev/shm/iovm-sriov-vfio";
 /// The PF's, VF 0's and VF 1's disks.
-const DISKS: [(&str, u64); 3] = [("sv-pf.img", 32), ("sv-vf0.img", 32), ("sv-vf1.img", 32)];
+pub const DISKS: [(&str, u64); 3] = [("sv-pf.img", 16), ("sv-vf0.img", 16), ("sv-vf1.img", 16)];
 
 /// VF 1's namespace (the PF's is 1, VF 0's 2) and where the tool writes.
 const SCRIPT: &str = r#"
@@ -49,7 +46,8 @@ echo "pattern_head=$(od -An -tx1 -N16 /tmp/pattern | tr -d ' \n') pattern_len=$(
 echo 0 > $pf/sriov_numvfs; echo "disable=$?"
 "#;
 
-fn runs() -> Vec<GuestRun> {
+/// The run, for the batch of `guest_iommu`.
+pub fn runs() -> Vec<GuestRun> {
     let names = DISKS.map(|d| d.0);
     vec![GuestRun::new("sriov-vfio")
         .host_before(disks_in(WORK, &names))
@@ -68,40 +66,28 @@ fn runs() -> Vec<GuestRun> {
         .script(SCRIPT)]
 }
 
-struct Results {
-    runs: Runs,
-    /// Each disk's first 16 bytes at LBA 2048, in hex, by file name.
-    heads: Vec<(String, String)>,
-}
-
-fn results() -> &'static Results {
-    static RESULTS: OnceLock<Results> = OnceLock::new();
-    RESULTS.get_or_init(|| {
-        let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
-        let batch = Batch::new().expect("set up the test batch");
-        sparse_disks(batch.scratch_dir(), &DISKS);
-        let runs = Runs::new(batch.run(iovm, &runs()).expect("run the guest batch"));
-        let heads = DISKS
-            .iter()
-            .map(|(name, _)| {
-                let bytes = std::fs::read(batch.scratch_dir().join(name)).unwrap_or_default();
-                let at = 2048 * 512;
-                let head: String = bytes
-                    .get(at..at + 16)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                (name.to_string(), head)
-            })
-            .collect();
-        Results { runs, heads }
-    })
+/// Each disk's first 16 bytes at LBA 2048, in hex, by file name, read from
+/// the batch's scratch directory `dir` after the run.
+pub fn heads(dir: &Path) -> Vec<(String, String)> {
+    DISKS
+        .iter()
+        .map(|(name, _)| {
+            let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
+            let at = 2048 * 512;
+            let head: String = bytes
+                .get(at..at + 16)
+                .unwrap_or_default()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (name.to_string(), head)
+        })
+        .collect()
 }
 
 #[track_caller]
 fn run() -> &'static RunResult {
-    results().runs.get("sriov-vfio")
+    crate::run("sriov-vfio")
 }
 
 #[test]
@@ -152,7 +138,7 @@ fn test_the_tools_bytes_are_in_vf1s_file_only_and_nvme_reads_them_back() {
     assert_eq!(r.fact("kernel_reads_pattern"), "1", "{}", r.dump());
     let want = r.fact("pattern_head");
     assert_eq!(want.len(), 32, "16 bytes of the pattern\n{}", r.dump());
-    let heads = &results().heads;
+    let heads = &crate::results().sriov_vfio_heads;
     let head = |f: &str| {
         heads
             .iter()

@@ -8,20 +8,17 @@
 //! emulated VT-d refuses the DMA, the guest kernel logs the DMAR fault, the
 //! command ends with Data Transfer Error, and the buffer is untouched. The
 //! controller goes back to the kernel's driver, which reads what the tool
-//! wrote, and a virtio-blk disk beside it passes fio's verification. One
-//! batch, one test-host boot.
+//! wrote, and a virtio-blk disk beside it passes fio's verification. Part
+//! of `guest_iommu`'s batch (one test-host boot for both).
 
-mod common;
-
-use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{disks_in, disks_out, sparse_disks, Runs};
-use testkit::{Batch, GuestRun, RunResult};
+use crate::common::{disks_in, disks_out};
+use testkit::{GuestRun, RunResult};
 
 const WORK: &str = "/dev/shm/iovm-vfio";
-const DISKS: [(&str, u64); 2] = [("vfio-nvme.img", 64), ("vfio-vblk.img", 64)];
+/// The NVMe's and the virtio-blk's disks.
+pub const DISKS: [(&str, u64); 2] = [("vfio-nvme.img", 16), ("vfio-vblk.img", 16)];
 /// The serial number the NVMe controller reports.
 const SERIAL: &str = "IOVMVFIO";
 /// The LBA the tool writes its pattern to.
@@ -54,7 +51,8 @@ echo "fio_vda=$? errors=$(cut -d';' -f5 /tmp/fio | head -1)"
     )
 }
 
-fn runs() -> Vec<GuestRun> {
+/// The run, for the batch of `guest_iommu`.
+pub fn runs() -> Vec<GuestRun> {
     vec![GuestRun::new("vfio-user")
         .host_before(disks_in(WORK, &DISKS.map(|d| d.0)))
         .host_after(disks_out(WORK, &DISKS.map(|d| d.0)))
@@ -70,19 +68,9 @@ fn runs() -> Vec<GuestRun> {
         .script(script())]
 }
 
-fn results() -> &'static Runs {
-    static RESULTS: OnceLock<Runs> = OnceLock::new();
-    RESULTS.get_or_init(|| {
-        let iovm = Path::new(env!("CARGO_BIN_EXE_iovm"));
-        let batch = Batch::new().expect("set up the test batch");
-        sparse_disks(batch.scratch_dir(), &DISKS);
-        Runs::new(batch.run(iovm, &runs()).expect("run the guest batch"))
-    })
-}
-
 #[track_caller]
 fn run() -> &'static RunResult {
-    results().get("vfio-user")
+    crate::run("vfio-user")
 }
 
 #[test]
