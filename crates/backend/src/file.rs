@@ -86,6 +86,7 @@ impl BlockFile {
             kind: self.kind,
             readonly: self.readonly,
             path: self.path.clone(),
+            syncs: AtomicU64::new(0),
         })
     }
 
