@@ -324,6 +324,9 @@ mod tests {
         assert_eq!(seen.recv().unwrap(), "vm.add-device");
     }
 
+    /// Bodies that do not parse. (Files a body names are the VMM's main
+    /// thread's to check, the only one whose filter opens files: a
+    /// missing one is 400 too, which `api_empty` shows end to end.)
     #[test]
     fn test_bad_bodies_never_reach_the_vmm() {
         let (h, seen) = handler(|_| Ok(Answer::Done));
@@ -331,14 +334,9 @@ mod tests {
             ("/api/v1/vm.add-disk", ""),
             ("/api/v1/vm.add-disk", "{"),
             ("/api/v1/vm.add-disk", r#"{"path": 7}"#),
-            ("/api/v1/vm.add-disk", r#"{"path": "/no/such/file"}"#),
             ("/api/v1/vm.add-net", r#"{"fds": [-1]}"#),
             ("/api/v1/vm.add-net", r#"{"tap": "t0", "queue_size": 512}"#),
             ("/api/v1/vm.remove-device", r#"{"id": ""}"#),
-            (
-                "/api/v1/vm.create",
-                r#"{"payload": {"kernel": "/no/such/kernel"}}"#,
-            ),
             (
                 "/api/v1/vm.create",
                 r#"{"payload": {"kernel": "/k"}, "iovm_devices": [{"kind": "x"}]}"#,
