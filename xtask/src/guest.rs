@@ -111,10 +111,14 @@ const VFIO_NVME_SOURCES: &[&str] = &[
     include_str!("../../guest-tools/vfio-nvme/src/vfio.rs"),
 ];
 
+/// The source of the guest's `pci-hostile`, so that changing it rebuilds the image.
+const PCI_HOSTILE_SOURCE: &str = include_str!("../../guest-tools/pci-hostile/src/main.rs");
+
 /// The guest's own tools: (cargo package, path in the image).
 const GUEST_TOOLS: &[(&str, &str)] = &[
     ("exit-probe", "usr/bin/exit-probe"),
     ("vfio-nvme", "usr/bin/vfio-nvme"),
+    ("pci-hostile", "usr/bin/pci-hostile"),
 ];
 
 /// Builds the guest's own tools (`guest-tools/`) as static executables and
@@ -145,7 +149,7 @@ const FILES: &[&str] = &["vmlinuz", "initramfs.cpio.gz"];
 
 /// Fingerprint of what the image is made from, besides the Debian packages.
 fn inputs() -> String {
-    let mut parts = vec![INIT, EXIT_PROBE_SOURCE];
+    let mut parts = vec![INIT, EXIT_PROBE_SOURCE, PCI_HOSTILE_SOURCE];
     parts.extend_from_slice(VFIO_NVME_SOURCES);
     for list in [MODULES, PACKAGES, PROGRAMS] {
         parts.extend_from_slice(list);

@@ -200,6 +200,7 @@ impl ApiServer {
         let accept = std::thread::Builder::new()
             .name("iovm-api".into())
             .spawn(move || {
+                sandbox::enter(sandbox::ThreadKind::ApiServer);
                 for stream in listener.incoming() {
                     if stop2.load(Ordering::Acquire) {
                         break;
@@ -215,6 +216,7 @@ impl ApiServer {
                     let spawned = std::thread::Builder::new()
                         .name("iovm-api-client".into())
                         .spawn(move || {
+                            sandbox::enter(sandbox::ThreadKind::ApiClient);
                             if now >= MAX_CLIENTS {
                                 refuse_busy(stream);
                             } else {

@@ -65,6 +65,27 @@ fn open_with(path: &PathBuf, readonly: bool, flags: i32) -> io::Result<File> {
 }
 
 impl BlockFile {
+    /// The same disk through duplicated descriptors: they share the open
+    /// file descriptions, so the image lock too (iovm keeps one when it
+    /// runs as an ordinary user, who may not open the image again).
+    pub fn try_clone(&self) -> Result<Self, BackendError> {
+        let dup = |f: &File| {
+            f.try_clone().map_err(|source| BackendError::Open {
+                path: self.path.display().to_string(),
+                source,
+            })
+        };
+        Ok(Self {
+            direct: self.direct.as_ref().map(dup).transpose()?,
+            buffered: dup(&self.buffered)?,
+            size: self.size,
+            block_size: self.block_size,
+            kind: self.kind,
+            readonly: self.readonly,
+            path: self.path.clone(),
+        })
+    }
+
     /// Opens the disk `cfg` describes.
     pub fn open(cfg: &DiskConfig) -> Result<Self, BackendError> {
         let name = cfg.path.display().to_string();

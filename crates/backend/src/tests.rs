@@ -442,6 +442,39 @@ fn test_engines_write_zeroes_zero_the_range_only() {
     }
 }
 
+/// The ring refuses operations other than the engine's own (a no-op, an
+/// open) with EACCES, and refuses new registrations.
+#[test]
+fn test_uring_engine_ring_is_restricted_to_its_own_operations() {
+    let t = TempFile::new("/tmp", 1 << 20);
+    let file = open(&t, false, false);
+    let notify = EventFd::new(EFD_NONBLOCK).unwrap();
+    let mut e = UringEngine::new(file, 4, &notify).unwrap();
+    let ring = e.ring_mut();
+    let path = c"/etc/hostname";
+    let sqes = [
+        io_uring::opcode::Nop::new().build().user_data(1),
+        io_uring::opcode::OpenAt::new(io_uring::types::Fd(libc::AT_FDCWD), path.as_ptr())
+            .build()
+            .user_data(2),
+    ];
+    for sqe in &sqes {
+        // SAFETY: the path outlives the submission, which completes here.
+        unsafe { ring.submission().push(sqe).unwrap() };
+        ring.submit_and_wait(1).unwrap();
+        let results: Vec<(u64, i32)> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        assert_eq!(results, [(sqe.get_user_data(), -libc::EACCES)]);
+    }
+    let other = EventFd::new(EFD_NONBLOCK).unwrap();
+    assert!(ring
+        .submitter()
+        .register_eventfd(std::os::fd::AsRawFd::as_raw_fd(&other))
+        .is_err());
+}
+
 /// More requests than the ring holds, asked direct (two per `io_uring_enter`
 /// where the file system allows it) and buffered (a whole batch per call):
 /// every one completes once.

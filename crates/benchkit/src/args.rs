@@ -145,6 +145,10 @@ pub struct Args {
                 buffered I/O where it is refused)"
     )]
     pub direct: bool,
+    /// Put the device's worker thread in its seccomp filter, as iovm does
+    /// (`on`, the default), or not (`off`): the filters' cost on the path.
+    #[arg(long, value_name = "on|off", default_value = "on")]
+    pub seccomp: sandbox::Mode,
     /// What `cargo bench` passes to every bench binary; ignored.
     #[arg(long = "bench", hide = true)]
     _bench: bool,

@@ -65,6 +65,15 @@ pub fn init_logging() {
         .init();
 }
 
+/// Sets up the seccomp filters `args.seccomp` asks for: device workers
+/// started from now on enter their kind's filter, as in iovm.
+pub fn sandbox(args: &Args) -> anyhow::Result<()> {
+    if args.seccomp != sandbox::Mode::Off {
+        sandbox::configure(args.seccomp, None, None)?;
+    }
+    Ok(())
+}
+
 /// Opens `args.file` as the device's disk: read-only for reads,
 /// `O_DIRECT` as `--direct` asks (the file system permitting).
 pub fn open_disk(args: &Args) -> Result<BlockFile> {

@@ -197,6 +197,7 @@ impl DevicePath for AhciDriver {
 fn main() -> Result<()> {
     benchkit::init_logging();
     let args = Args::parse();
+    benchkit::sandbox(&args)?;
     ensure!(args.depth <= 32, "--depth at most 32 (NCQ tags)");
     let mem = benchkit::guest_ram(RAM)?;
     let readonly = args.rw == Rw::RandRead;

@@ -357,6 +357,7 @@ impl DevicePath for NvmeDriver {
 fn main() -> Result<()> {
     benchkit::init_logging();
     let args = Args::parse();
+    benchkit::sandbox(&args)?;
     let block_size = args.block_size.unwrap_or(512);
     let lba_shift = match block_size {
         512 => 9,

@@ -53,7 +53,9 @@ Exit status:
   5  the user typed the console escape Ctrl-A x
   6  the guest did not power off after the power button (--shutdown-timeout)
      or a second SIGTERM/SIGINT ended it
-  7  internal error: an iovm thread panicked (the message names it)";
+  7  internal error: an iovm thread panicked (the message names it)
+  8  a thread made a system call its seccomp filter forbids (the message
+     names the thread kind and the call; see --seccomp)";
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
@@ -127,6 +129,29 @@ pub struct RunArgs {
     /// power button, before iovm ends it (status 6): e.g. 30s, 500ms, 2m.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+
+    /// Seccomp filters, one per thread kind (vCPU, each device worker, the
+    /// console, the API, the main thread; docs/security.md). `on`: a system
+    /// call outside a thread's filter stops iovm with one line naming the
+    /// thread and the call (exit status 8). `log`: such a call goes ahead
+    /// and the kernel logs it (`dmesg | grep type=1326`), to find what a
+    /// filter misses. `off`: no filters; unsafe, since a bug a guest
+    /// reaches could then do anything iovm's user can.
+    #[arg(long, value_name = "on|log|off", default_value = "on")]
+    pub seccomp: sandbox::Mode,
+
+    /// Give up root once the machine is built: iovm opens /dev/kvm, the disk
+    /// images and the TAPs as root, then becomes USER (a name or number,
+    /// e.g. nobody or 65534:65534) with no capabilities, for good. Later
+    /// builds after a guest reboot reuse what was opened; disks and TAPs
+    /// added through the API must be open to USER (docs/security.md).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<sandbox::privileges::Credentials>,
+
+    /// Test hook: a thread of this kind makes a forbidden system call right
+    /// after entering its filter (the tests' proof that filters kill).
+    #[arg(long, value_name = "KIND", hide = true)]
+    pub seccomp_selftest: Option<sandbox::ThreadKind>,
 
     /// Report on standard error how long the boot took: to the first guest
     /// instruction, and to the first console line containing --timing-marker.

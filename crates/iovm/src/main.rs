@@ -53,6 +53,8 @@ fn run(args: &RunArgs, start: Instant, signals: &ShutdownSignals) -> anyhow::Res
     let cfg = args.vm_config().map_err(anyhow::Error::msg)?;
     vm::validate(&cfg, vm::host_memory())?;
     let (console, _raw) = open_console(&cfg, args, start)?;
+    // Everything from here on may be reached by the guest.
+    sandbox::enter(sandbox::ThreadKind::Main);
     let timing = args.timing;
     let outcome = vmm::lifecycle::run(&cfg, &console, signals, |t| {
         if timing {
@@ -95,6 +97,17 @@ fn main() -> ExitCode {
     };
     init_logging();
     panic_hook::install();
+    if let Command::Run(args) = &cli.command {
+        if let Err(e) = sandbox::configure(args.seccomp, args.seccomp_selftest, args.user) {
+            eprintln!("iovm: error: {e}");
+            return ExitCode::from(vm::EXIT_ERROR as u8);
+        }
+        if args.seccomp == sandbox::Mode::Off {
+            tracing::warn!(
+                "seccomp filters are off (--seccomp off): a bug in iovm that a guest reaches can do anything this process may"
+            );
+        }
+    }
     // Before any other thread starts, so that every thread inherits the mask.
     let signals = match ShutdownSignals::install() {
         Ok(s) => s,

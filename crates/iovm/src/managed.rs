@@ -104,6 +104,8 @@ pub fn run(
         Limits::default(),
     )?;
     tracing::info!("API on {}", socket.display());
+    // Everything from here on may be reached by a guest or a client.
+    sandbox::enter(sandbox::ThreadKind::Main);
     let owned_by_command_line = initial.is_some();
     let mut vmm = Vmm {
         config: initial,
@@ -145,12 +147,20 @@ fn serve_idle(
         };
         let result = match command {
             Command::Create(_) if vmm.config.is_some() => Err(ManageError::AlreadyCreated),
-            Command::Create(cfg) => {
-                vmm.config = Some(*cfg);
-                vmm.state = MachineState::Created;
-                vmm.outcome = None;
-                Ok(Answer::Done)
-            }
+            // A file that is not there is the body's fault, whatever the state.
+            Command::AddDevice(new) => match vm::check_device_files(&new.device) {
+                Err(why) => Err(ManageError::Invalid(why)),
+                Ok(()) => Err(vmm.not_running("vm.add-device")),
+            },
+            Command::Create(cfg) => match vm::check_create(&cfg) {
+                Err(why) => Err(ManageError::Invalid(why)),
+                Ok(()) => {
+                    vmm.config = Some(*cfg);
+                    vmm.state = MachineState::Created;
+                    vmm.outcome = None;
+                    Ok(Answer::Done)
+                }
+            },
             Command::Info => vmm.info(),
             Command::Delete if vmm.config.is_none() => Err(ManageError::NotCreated),
             Command::Delete => {

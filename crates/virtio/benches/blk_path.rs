@@ -267,6 +267,7 @@ impl DevicePath for BlkDriver {
 fn main() -> Result<()> {
     benchkit::init_logging();
     let args = Args::parse();
+    benchkit::sandbox(&args)?;
     if let Some(b) = args.block_size {
         bail!("--block-size {b}: virtio-blk reports the file's own logical block size");
     }

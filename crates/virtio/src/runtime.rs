@@ -93,19 +93,22 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Starts `body` on a thread named `name`. The stop eventfd is added
+    /// Starts `body` on a thread named after `kind`, in `kind`'s seccomp filter. The stop eventfd is added
     /// to `poller` with the token [`STOP`]; `body` must return soon after
     /// it sees that token.
     pub(crate) fn spawn(
-        name: &str,
+        kind: sandbox::ThreadKind,
         mut poller: Poller,
         body: impl FnOnce(Poller) + Send + 'static,
     ) -> io::Result<Self> {
         let stop = EventFd::new(EFD_NONBLOCK)?;
         poller.add(&stop, STOP)?;
         let thread = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || body(poller))?;
+            .name(kind.name().into())
+            .spawn(move || {
+                sandbox::enter(kind);
+                body(poller)
+            })?;
         Ok(Self {
             stop,
             thread: Some(thread),

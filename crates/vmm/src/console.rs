@@ -288,6 +288,7 @@ fn listen(path: &Path, attachment: Arc<Mutex<Attachment>>) -> Result<SocketOut, 
     thread::Builder::new()
         .name("iovm-serial-accept".into())
         .spawn(move || {
+            sandbox::enter(sandbox::ThreadKind::Console);
             for stream in listener.incoming().flatten() {
                 let Ok(reader) = stream.try_clone() else {
                     continue;
@@ -306,9 +307,10 @@ fn spawn_input<R: Read + Send + 'static>(
     attachment: Arc<Mutex<Attachment>>,
     escape: bool,
 ) {
-    let spawned = thread::Builder::new()
-        .name(name.into())
-        .spawn(move || pump_input(reader, &attachment, escape));
+    let spawned = thread::Builder::new().name(name.into()).spawn(move || {
+        sandbox::enter(sandbox::ThreadKind::Console);
+        pump_input(reader, &attachment, escape)
+    });
     if let Err(e) = spawned {
         tracing::warn!("no console input: cannot start input thread: {e}");
     }

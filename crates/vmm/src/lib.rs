@@ -27,6 +27,7 @@ pub mod manage;
 pub mod memory_slots;
 pub mod pci_devices;
 pub mod pci_host;
+pub(crate) mod reopen;
 pub mod signals;
 pub mod testing;
 pub mod topology;

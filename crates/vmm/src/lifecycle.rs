@@ -79,10 +79,10 @@ impl Vm {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         for runner in std::mem::take(&mut self.vcpus) {
             let name = format!("iovm-vcpu{}", runner.index);
-            match std::thread::Builder::new()
-                .name(name)
-                .spawn(move || runner.run())
-            {
+            match std::thread::Builder::new().name(name).spawn(move || {
+                sandbox::enter(sandbox::ThreadKind::Vcpu);
+                runner.run()
+            }) {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
                     self.teardown(threads, console, signals, control);
@@ -330,6 +330,9 @@ pub fn run_managed(
     let mut boots = 0;
     loop {
         let mut vm = Vm::build(cfg, console, &persistent)?;
+        // With --user: everything privileged is open (and kept for later
+        // builds, crate::reopen); the guest starts unprivileged.
+        sandbox::privileges::drop_now()?;
         boots += 1;
         vm.boots = boots;
         let outcome = vm.run(console, signals, manage, control, &mut on_start)?;

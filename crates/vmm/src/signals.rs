@@ -58,14 +58,17 @@ impl ShutdownSignals {
         let slot = signals.slot.clone();
         std::thread::Builder::new()
             .name("iovm-signals".into())
-            .spawn(move || loop {
-                let mut sig: libc::c_int = 0;
-                // SAFETY: `set` and `sig` are valid for the call.
-                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                    continue;
+            .spawn(move || {
+                sandbox::enter(sandbox::ThreadKind::Signals);
+                loop {
+                    let mut sig: libc::c_int = 0;
+                    // SAFETY: `set` and `sig` are valid for the call.
+                    if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                        continue;
+                    }
+                    tracing::info!("signal {sig}: asking the guest to shut down");
+                    Self::deliver(&slot, sig);
                 }
-                tracing::info!("signal {sig}: asking the guest to shut down");
-                Self::deliver(&slot, sig);
             })?;
         Ok(signals)
     }

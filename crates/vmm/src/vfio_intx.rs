@@ -70,14 +70,17 @@ impl KvmIntxRelay {
         let (line, raised) = (relay.line.clone(), relay.raised.clone());
         let thread = std::thread::Builder::new()
             .name("iovm-vfio-intx".into())
-            .spawn(move || loop {
-                if !wait_either(&trigger, &stop) || stop.read().is_ok() {
-                    return;
-                }
-                if trigger.read().is_ok() {
-                    raised.store(true, Ordering::SeqCst);
-                    if let Err(e) = line.set_level(true) {
-                        tracing::warn!("assigned device INTx not raised: {e}");
+            .spawn(move || {
+                sandbox::enter(sandbox::ThreadKind::VfioIntx);
+                loop {
+                    if !wait_either(&trigger, &stop) || stop.read().is_ok() {
+                        return;
+                    }
+                    if trigger.read().is_ok() {
+                        raised.store(true, Ordering::SeqCst);
+                        if let Err(e) = line.set_level(true) {
+                            tracing::warn!("assigned device INTx not raised: {e}");
+                        }
                     }
                 }
             })?;

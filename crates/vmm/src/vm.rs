@@ -36,7 +36,7 @@ use vm_memory::{
 use crate::acpi::{self, AcpiConfig, COM1_IRQ, COM1_PORT, IOAPIC_PINS};
 use crate::boot::{cpu_state, loader, page_tables, reset_vector};
 use crate::bus::Bus;
-use crate::config::{DeviceConfig, VmConfig};
+use crate::config::{DeviceConfig, DeviceKind, VmConfig};
 use crate::console::Console;
 use crate::cpuid::{self, Topology};
 use crate::host::{self, KvmAccessError};
@@ -72,6 +72,9 @@ pub const EXIT_USER_QUIT: i32 = 5;
 pub const EXIT_FORCED_OFF: i32 = 6;
 /// Exit code: an iovm thread panicked (a bug in iovm).
 pub const EXIT_INTERNAL: i32 = 7;
+/// Exit code: a thread made a system call its seccomp filter forbids (a bug
+/// in iovm, or a guest exploiting one).
+pub const EXIT_SECCOMP: i32 = sandbox::EXIT_SECCOMP;
 
 /// The most vCPUs a machine may have: xAPIC IDs are 8 bits, 255 is broadcast,
 /// and without interrupt remapping the guest cannot address more.
@@ -160,6 +163,9 @@ impl Outcome {
 /// Why a machine could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
+    /// `--user`: iovm could not become the user after the first build.
+    #[error("cannot give up root: {0}")]
+    Privileges(#[from] sandbox::privileges::PrivilegeError),
     /// Interrupt remapping needs x2APIC destinations in KVM's routes.
     #[error("intel-iommu: interrupt remapping needs KVM_CAP_X2APIC_API, which this host's KVM lacks; give intremap=off")]
     IommuNeedsX2apicApi(#[source] kvm_ioctls::Error),
@@ -310,6 +316,33 @@ pub fn validate(cfg: &VmConfig, host_ram: Option<u64>) -> Result<(), VmError> {
     }
 }
 
+/// Checks a configuration an API client sent (`vm.create`) the way the
+/// command line's is checked: the kernel is one iovm can boot, the
+/// initramfs exists, and [`validate`]. Runs on the main thread, the only
+/// one whose seccomp filter lets it open files. The error names the field.
+pub fn check_create(cfg: &VmConfig) -> Result<(), String> {
+    open_kernel(&cfg.boot.kernel).map_err(|e| format!("payload.kernel: {e}"))?;
+    if let Some(i) = &cfg.boot.initramfs {
+        std::fs::metadata(i).map_err(|e| format!("payload.initramfs: {}: {e}", i.display()))?;
+    }
+    validate(cfg, host_memory()).map_err(|e| e.to_string())
+}
+
+/// Checks that the files a device to add names exist (its disk, or the
+/// host function's sysfs directory); the error names the field `path`.
+pub fn check_device_files(device: &DeviceConfig) -> Result<(), String> {
+    let path = match &device.kind {
+        DeviceKind::VfioPci(v) => Some(v.sysfs.as_path()),
+        kind => kind.disk().map(|(p, _)| p),
+    };
+    match path {
+        Some(p) => std::fs::metadata(p)
+            .map(|_| ())
+            .map_err(|e| format!("path: {}: {e}", p.display())),
+        None => Ok(()),
+    }
+}
+
 /// Checks, before anything is built, that every disk opens as asked and
 /// that no disk backs two namespaces or virtio disks.
 pub(crate) fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
@@ -318,6 +351,10 @@ pub(crate) fn check_disks(devices: &[DeviceConfig]) -> Result<(), VmError> {
         let Some((disk, readonly)) = d.kind.disk() else {
             continue;
         };
+        if crate::reopen::has_disk(disk, readonly) {
+            // Checked on the first build and kept open (and locked) since.
+            continue;
+        }
         let path = disk.display().to_string();
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -471,17 +508,33 @@ impl Vm {
     ) -> Result<Self, VmError> {
         validate(cfg, host_memory())?;
         let kernel_path = cfg.boot.kernel.display().to_string();
-        let mut kernel = open_kernel(&cfg.boot.kernel)?;
+        let mut kernel = crate::reopen::input(
+            &cfg.boot.kernel,
+            || open_kernel(&cfg.boot.kernel),
+            |source| VmError::Kernel {
+                path: kernel_path.clone(),
+                source,
+            },
+        )?;
         let initramfs_path = cfg.boot.initramfs.as_ref().map(|p| p.display().to_string());
         let mut initramfs = match (&cfg.boot.initramfs, &initramfs_path) {
-            (Some(p), Some(name)) => Some(File::open(p).map_err(|source| VmError::Initramfs {
-                path: name.clone(),
-                source,
-            })?),
+            (Some(p), Some(name)) => {
+                let error = |source| VmError::Initramfs {
+                    path: name.clone(),
+                    source,
+                };
+                Some(crate::reopen::input(
+                    p,
+                    || File::open(p).map_err(error),
+                    error,
+                )?)
+            }
             _ => None,
         };
 
-        let kvm_file = host::open_kvm(&cfg.host.kvm_device, host::detect())?;
+        let kvm_file = crate::reopen::kvm(&cfg.host.kvm_device, || {
+            host::open_kvm(&cfg.host.kvm_device, host::detect())
+        })?;
         // SAFETY: `kvm_file` is an open KVM device whose ownership moves into `Kvm`.
         let kvm = unsafe { Kvm::from_raw_fd(kvm_file.into_raw_fd()) };
         let max_vcpus = kvm.get_max_vcpus() as u32;

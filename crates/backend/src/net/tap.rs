@@ -258,6 +258,26 @@ impl Tap {
         Ok(tap)
     }
 
+    /// The same interface through duplicated descriptors, set up afresh as
+    /// [`Tap::from_fds`] does (iovm keeps one when it runs as an ordinary
+    /// user, who may not attach to the interface again).
+    pub fn try_clone(&self) -> Result<Self, TapError> {
+        let fds = self
+            .queues
+            .iter()
+            .map(|q| {
+                q.file
+                    .try_clone()
+                    .map(OwnedFd::from)
+                    .map_err(|source| TapError::OpenTun {
+                        name: self.name.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_fds(fds)
+    }
+
     /// A TAP interface from descriptors opened elsewhere, one queue each,
     /// in order: each is checked to be a TAP with virtio-net headers, of
     /// the same interface as the first, then made non-blocking and set up

@@ -49,7 +49,10 @@ impl Worker {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ahci-worker".into())
-            .spawn(move || run(&s, &epoll))
+            .spawn(move || {
+                sandbox::enter(sandbox::ThreadKind::AhciWorker);
+                run(&s, &epoll)
+            })
             .map_err(AhciError::Worker)?;
         Ok(Self {
             shared,

@@ -51,7 +51,10 @@ impl Worker {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("e1000e".into())
-            .spawn(move || run(&s, &epoll))
+            .spawn(move || {
+                sandbox::enter(sandbox::ThreadKind::E1000e);
+                run(&s, &epoll)
+            })
             .map_err(E1000eError::Worker)?;
         Ok(Self {
             shared,

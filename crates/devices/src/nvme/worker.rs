@@ -56,7 +56,10 @@ impl Worker {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("nvme-worker".into())
-            .spawn(move || run(&s, &epoll, timer))
+            .spawn(move || {
+                sandbox::enter(sandbox::ThreadKind::NvmeWorker);
+                run(&s, &epoll, timer)
+            })
             .map_err(NvmeError::Worker)?;
         Ok(Self {
             shared,

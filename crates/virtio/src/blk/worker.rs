@@ -110,7 +110,8 @@ pub(super) fn start(setup: Setup, act: Activation) -> Result<Worker, ActivateErr
         counters: act.counters,
     };
     w.counters.set_class(IoClass::Block);
-    Worker::spawn("virtio-blk", poller, move |p| w.run(p)).map_err(ActivateError::Thread)
+    Worker::spawn(sandbox::ThreadKind::VirtioBlk, poller, move |p| w.run(p))
+        .map_err(ActivateError::Thread)
 }
 
 impl BlkWorker {

@@ -78,7 +78,10 @@ pub(super) fn start(
         warnings: GuestWarnings::new("virtio-console"),
         counters: act.counters,
     };
-    Worker::spawn("virtio-console", poller, move |p| w.run(p)).map_err(ActivateError::Thread)
+    Worker::spawn(sandbox::ThreadKind::VirtioConsole, poller, move |p| {
+        w.run(p)
+    })
+    .map_err(ActivateError::Thread)
 }
 
 impl ConsoleWorker {

@@ -427,7 +427,10 @@ impl Worker {
         let armed = vec![Arm::Off; core.pairs.len()];
         let thread = std::thread::Builder::new()
             .name("virtio-net".into())
-            .spawn(move || run(core, &epoll, armed))
+            .spawn(move || {
+                sandbox::enter(sandbox::ThreadKind::VirtioNet);
+                run(core, &epoll, armed)
+            })
             .map_err(ActivateError::Thread)?;
         Ok(Self {
             stop,

@@ -52,7 +52,8 @@ pub(super) fn start(
         warnings: GuestWarnings::new("virtio-rng"),
         counters: act.counters,
     };
-    Worker::spawn("virtio-rng", poller, move |p| w.run(p)).map_err(ActivateError::Thread)
+    Worker::spawn(sandbox::ThreadKind::VirtioRng, poller, move |p| w.run(p))
+        .map_err(ActivateError::Thread)
 }
 
 impl RngWorker {

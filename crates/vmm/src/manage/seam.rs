@@ -133,6 +133,7 @@ fn answer_later<T: Send + 'static>(
     let spawned = std::thread::Builder::new()
         .name(format!("iovm-api-{what}"))
         .spawn(move || {
+            sandbox::enter(sandbox::ThreadKind::ApiWaiter);
             let result = rx.recv().unwrap_or(Err(ControlError::NotRunning));
             if let Ok(reply) = slot_rx.recv() {
                 reply.answer(map(result));

@@ -13,10 +13,12 @@ pub(crate) fn open_disk(
     path: &Path,
     readonly: bool,
 ) -> Result<BlockFile, PciBuildError> {
-    BlockFile::open(&DiskConfig {
-        path: path.to_path_buf(),
-        readonly,
-        direct: true,
+    crate::reopen::disk(path, readonly, || {
+        BlockFile::open(&DiskConfig {
+            path: path.to_path_buf(),
+            readonly,
+            direct: true,
+        })
     })
     .map_err(|e| PciBuildError::device(format_args!("{kind} {}", path.display()), &e))
 }

@@ -25,9 +25,12 @@ pub(super) fn build(
     c: &E1000eConfig,
     dev: &mut DeviceContext<'_, '_>,
 ) -> Result<Built, PciBuildError> {
-    let tap = Tap::open(&TapConfig {
-        name: c.tap.clone().unwrap_or_default(),
-        queues: 1,
+    let name = c.tap.clone().unwrap_or_default();
+    let tap = crate::reopen::tap(&name, 1, || {
+        Tap::open(&TapConfig {
+            name: name.clone(),
+            queues: 1,
+        })
     })
     .map_err(|e| PciBuildError::device("e1000e", &e))?;
     tracing::info!("e1000e on TAP interface {}", tap.name());

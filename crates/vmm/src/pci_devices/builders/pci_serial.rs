@@ -16,9 +16,9 @@ pub(super) fn build(
     dev: &mut DeviceContext<'_, '_>,
 ) -> Result<Built, PciBuildError> {
     let output: Box<dyn std::io::Write + Send> = match &c.output {
-        Some(path) => Box::new(File::create(path).map_err(|e| {
-            PciBuildError::Device(format!("pci-serial output {}: {e}", path.display()))
-        })?),
+        Some(path) => Box::new(crate::reopen::output(path, || File::create(path)).map_err(
+            |e| PciBuildError::Device(format!("pci-serial output {}: {e}", path.display())),
+        )?),
         None => Box::new(std::io::sink()),
     };
     let card = PciSerial::new(

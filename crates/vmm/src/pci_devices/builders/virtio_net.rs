@@ -22,9 +22,15 @@ pub(super) fn build(
     dev: &mut DeviceContext<'_, '_>,
 ) -> Result<Box<dyn VirtioDevice>, PciBuildError> {
     let tap = if n.tap_fds.is_empty() {
-        Tap::open(&TapConfig {
-            name: n.tap.clone().unwrap_or_default(),
-            queues: usize::from(n.queues.unwrap_or(1)),
+        let (name, queues) = (
+            n.tap.clone().unwrap_or_default(),
+            usize::from(n.queues.unwrap_or(1)),
+        );
+        crate::reopen::tap(&name, queues, || {
+            Tap::open(&TapConfig {
+                name: name.clone(),
+                queues,
+            })
         })
     } else {
         handed_over(n)?
