@@ -57,8 +57,9 @@ const INITRD_MODULES: &[&str] = &[
 ];
 
 /// Modules installed in the root file system besides the test guest's
-/// ([`guest::MODULES`]), so that its udev finds the drivers of what iovm offers.
-const ROOTFS_MODULES: &[&str] = &["ext4", "crc32c_generic"];
+/// ([`guest::MODULES`]), so that its udev finds the drivers of what iovm offers; systemd
+/// loads `autofs4` itself (for the `binfmt_misc` automount).
+const ROOTFS_MODULES: &[&str] = &["ext4", "crc32c_generic", "autofs4"];
 
 /// Paths (in the root file system) removed to keep the image small: documentation,
 /// manual pages, translations and apt's caches.
