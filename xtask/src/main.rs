@@ -14,7 +14,6 @@ mod kmod;
 mod libs;
 mod paths;
 mod rootfs;
-mod rootfs_image;
 mod run;
 mod soak;
 mod stamp;
@@ -35,7 +34,6 @@ docs/test-host.md). `demo`, `test` and `bench` decide this by themselves.
 Everything is written under target/ of the workspace:
   target/guest/         test guest: vmlinuz, initramfs.cpio.gz, BUILD-INFO  (guest)
   target/testhost/      nested test host: qemu/, vmlinuz, initramfs.cpio.gz (testhost)
-  target/rootfs/        Debian 12 root file system: rootfs.ext4, initrd.img  (rootfs)
   target/debs/          downloaded Debian packages and their unpacked trees
   target/release/iovm   the VMM the demo runs                               (demo)
   target/testkit/       scratch directories of guest runs (kept with IOVM_TEST_KEEP=1)
@@ -88,33 +86,6 @@ The guest's /init loads the drivers of the PCI, ACPI, platform and virtio device
 prints `IOVM-GUEST: boot done`, runs the script passed base64'ed as iovm.run=... on the
 kernel command line (or a shell), prints `IOVM-GUEST: exit status=N` and powers off.")]
     Guest(guest::GuestArgs),
-
-    /// Build a Debian 12 root file system (systemd) as an ext4 image into target/rootfs/.
-    #[command(long_about = "\
-Build a Debian 12 (bookworm) root file system with systemd as init into target/rootfs/,
-for booting a real distribution from a disk (docs/boot.md, \"A Debian root file system\").
-
-Needs root and debootstrap (apt-get install debootstrap); uses the Debian mirror apt is
-configured with, caching packages in target/debs/debootstrap/. Builds the test guest
-first (its kernel is the one the image's modules match) and writes:
-  target/rootfs/rootfs.ext4   debootstrap --variant=minbase with systemd-sysv, udev, kmod, dbus,
-                              e2fsprogs; ext4, label iovm-root, no partition table; root
-                              has no password and is logged in on the serial console;
-                              with iovm.run=<base64 script> on the kernel command line,
-                              iovm-run.service runs it once boot has finished, prints
-                              the test guest's markers and powers off
-  target/rootfs/initrd.img    busybox and the disk (ahci, sd_mod, nvme, virtio_blk) and
-                              ext4 modules; its /init mounts root= read-only and starts
-                              the root's systemd
-  target/rootfs/BUILD-INFO    kernel release, mirror, package versions
-  target/rootfs/INPUTS        what it was built from (test rebuilds when it changes)
-
-Boot it by hand (copy the image first: the guest writes to it):
-  cp --sparse=always target/rootfs/rootfs.ext4 /tmp/root.ext4
-  iovm run --kernel target/guest/vmlinuz --initramfs target/rootfs/initrd.img \\
-    --memory 1G --device ahci,id=sata0 --device sata-disk,bus=sata0,path=/tmp/root.ext4 \\
-    --cmdline 'console=ttyS0 root=/dev/sda ro'")]
-    Rootfs(rootfs_image::RootfsArgs),
 
     /// Build the nested test host (QEMU 7.2 + kernel with kvm_amd) into target/testhost/.
     #[command(long_about = "\
@@ -287,7 +258,6 @@ fn main() {
     let result = match &cli.command {
         Cmd::Guest(args) => guest::build(args).map(|()| 0),
         Cmd::Testhost(args) => testhost::build(args).map(|()| 0),
-        Cmd::Rootfs(args) => rootfs_image::build(args).map(|()| 0),
         Cmd::Demo(args) => demo::run(args),
         Cmd::Test(args) => test::test(args),
         Cmd::Ci(args) => test::ci(args),

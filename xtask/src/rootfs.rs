@@ -212,30 +212,6 @@ impl Tree {
         Ok(total)
     }
 
-    /// Writes the tree's directories, files and symlinks under `dir` (an existing tree
-    /// such as a root file system; device nodes are left out, existing files replaced).
-    pub fn write_files(&self, dir: &Path) -> Result<()> {
-        use std::os::unix::fs::{symlink, PermissionsExt};
-        for (path, node) in &self.nodes {
-            let dest = dir.join(path);
-            let res = match node {
-                Node::Dir => fs::create_dir_all(&dest),
-                Node::Symlink(target) => {
-                    let _ = fs::remove_file(&dest);
-                    symlink(target, &dest)
-                }
-                Node::CharDev { .. } => Ok(()),
-                Node::File { source, perm } => match source {
-                    Source::Bytes(b) => fs::write(&dest, b),
-                    Source::Host(p) => fs::copy(p, &dest).map(|_| ()),
-                }
-                .and_then(|()| fs::set_permissions(&dest, fs::Permissions::from_mode(*perm))),
-            };
-            res.with_context(|| format!("writing {}", dest.display()))?;
-        }
-        Ok(())
-    }
-
     /// Checks that every symlink inside the tree points to something in the tree.
     pub fn check_links(&self) -> Result<()> {
         for (path, node) in &self.nodes {

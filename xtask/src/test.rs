@@ -25,7 +25,6 @@ pub fn test(args: &TestArgs) -> Result<i32> {
         hostmode::where_iovm_runs(mode)
     );
     guest::ensure()?;
-    crate::rootfs_image::ensure()?;
     if mode == Mode::TestHost {
         testhost::ensure()?;
     }
