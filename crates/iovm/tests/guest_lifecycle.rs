@@ -85,8 +85,9 @@ fn loop_run() -> GuestRun {
     let nvme = format!("{WORK}/{}", LOOP_DISKS[0]);
     let vblk = format!("{WORK}/{}", LOOP_DISKS[1]);
     GuestRun::new("reboot-loop")
+        // A retried test host runs this again: the samples start afresh.
         .host_before(format!(
-            "{} && {{ {} }} && {{ {NET_BEFORE}; }}",
+            "rm -f {{scratch}}/life-samples.txt && {} && {{ {} }} && {{ {NET_BEFORE}; }}",
             disks_in(WORK, &LOOP_DISKS),
             SAMPLER.replace("BOOTS", &BOOTS.to_string())
         ))
